@@ -1,0 +1,110 @@
+"""The mesh's address plan: one fixed /16 per AWS region, and ranges reserved for everything else.
+
+Layout of 10.0.0.0/8 (every block below is disjoint from every other):
+
+=================  ===================================================================
+10.42.0.0/16       K3s pods (K3s default ``--cluster-cidr``)
+10.43.0.0/16       K3s services (K3s default ``--service-cidr``)
+10.64.0.0/10       AWS regions: one /16 each, fixed by the table below (room for 64)
+10.128.0.0/10      non-AWS sites (GCP, external clouds, on-prem), chosen per site
+10.192.0.0/16      WireGuard tunnel addresses
+=================  ===================================================================
+
+The region table is append-only: a region's /16 never moves, so adding a region (to this table or to a
+stack) never changes another region's CIDR. Inside a region's /16, AZ number *n* of the AZ id
+(``use1-az4`` -> 4) owns ``10.R.(16*n).0/20``; ``10.R.0.0/20`` is kept for later infrastructure subnets.
+Subnets are therefore keyed by AZ id, never by list position.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from lmrun.aws.region.catalog import az_number
+
+K3S_POD_CIDR = ipaddress.IPv4Network("10.42.0.0/16")
+K3S_SERVICE_CIDR = ipaddress.IPv4Network("10.43.0.0/16")
+REGION_POOL = ipaddress.IPv4Network("10.64.0.0/10")
+SITE_POOL = ipaddress.IPv4Network("10.128.0.0/10")
+TUNNEL_POOL = ipaddress.IPv4Network("10.192.0.0/16")
+
+RESERVED_BLOCKS: dict[str, ipaddress.IPv4Network] = {
+    "k3s-pods": K3S_POD_CIDR,
+    "k3s-services": K3S_SERVICE_CIDR,
+    "aws-regions": REGION_POOL,
+    "sites": SITE_POOL,
+    "wireguard-tunnels": TUNNEL_POOL,
+}
+
+# Second octet of each region's 10.X.0.0/16. Append new regions at the end; never renumber.
+_REGION_OCTETS: dict[str, int] = {
+    "us-east-1": 64,
+    "us-east-2": 65,
+    "us-west-1": 66,
+    "us-west-2": 67,
+    "ca-central-1": 68,
+    "ca-west-1": 69,
+    "mx-central-1": 70,
+    "sa-east-1": 71,
+    "eu-west-1": 72,
+    "eu-west-2": 73,
+    "eu-west-3": 74,
+    "eu-central-1": 75,
+    "eu-central-2": 76,
+    "eu-south-1": 77,
+    "eu-south-2": 78,
+    "eu-north-1": 79,
+    "il-central-1": 80,
+    "me-south-1": 81,
+    "me-central-1": 82,
+    "af-south-1": 83,
+    "ap-south-1": 84,
+    "ap-south-2": 85,
+    "ap-southeast-1": 86,
+    "ap-southeast-2": 87,
+    "ap-southeast-3": 88,
+    "ap-southeast-4": 89,
+    "ap-southeast-5": 90,
+    "ap-southeast-6": 91,
+    "ap-southeast-7": 92,
+    "ap-northeast-1": 93,
+    "ap-northeast-2": 94,
+    "ap-northeast-3": 95,
+    "ap-east-1": 96,
+    "ap-east-2": 97,
+}
+
+REGION_CIDRS: dict[str, ipaddress.IPv4Network] = {
+    region: ipaddress.IPv4Network(f"10.{octet}.0.0/16") for region, octet in _REGION_OCTETS.items()
+}
+
+AZ_SUBNET_PREFIX = 20
+MAX_AZ_NUMBER = 15  # 16 /20s fit in a /16 and slot 0 is reserved
+
+
+def region_cidr(region: str) -> ipaddress.IPv4Network:
+    """The fixed /16 of a region; KeyError for a region outside the table."""
+    return REGION_CIDRS[region]
+
+
+def az_subnet_cidr(region: str, az_id: str) -> ipaddress.IPv4Network:
+    """The /20 of one AZ inside its region's /16, from the AZ id's zone number."""
+    number = az_number(az_id)
+    if not 1 <= number <= MAX_AZ_NUMBER:
+        raise ValueError(f"AZ id {az_id!r}: zone number must be 1..{MAX_AZ_NUMBER} to get a subnet")
+    subnets = list(region_cidr(region).subnets(new_prefix=AZ_SUBNET_PREFIX))
+    return subnets[number]
+
+
+def overlapping_pairs(
+    blocks: Iterable[tuple[str, ipaddress.IPv4Network]],
+) -> list[tuple[str, str]]:
+    """Every pair of named blocks that overlap, in input order (the check behind 'no two CIDRs overlap')."""
+    items = list(blocks)
+    return [
+        (name_a, name_b)
+        for i, (name_a, net_a) in enumerate(items)
+        for name_b, net_b in items[i + 1 :]
+        if net_a.overlaps(net_b)
+    ]

@@ -1,0 +1,7 @@
+"""``python -m lmrun``: the operator CLI."""
+
+import sys
+
+from lmrun.cli import main
+
+sys.exit(main())

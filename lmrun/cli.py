@@ -1,0 +1,83 @@
+"""``lmrun``: the operator CLI (offline plan, region sync).
+
+Exit codes: 0 success; 1 unexpected failure; 2 invalid config (one line per problem, with its config path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from lmrun.spec import ConfigError
+from lmrun.stackfile import StackFileError, load_stack_config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID_CONFIG = 2
+
+
+def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="directory holding Pulumi.yaml")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", help="stack name: reads stacks/Pulumi.NAME.yaml")
+    source.add_argument("--config-file", type=Path, help="any stack file (Pulumi.NAME.yaml)")
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from lmrun.offline import plan_stack
+    from lmrun.plan_view import print_report
+
+    stack = load_stack_config(args.project_dir, stack=args.stack, config_file=args.config_file)
+    report = plan_stack(args.project_dir, stack)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2, sort_keys=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        print_report(report, Console())
+    return EXIT_OK
+
+
+def _cmd_regions_sync(args: argparse.Namespace) -> int:
+    from lmrun.regions_sync import sync_stack_regions
+
+    sync_stack_regions(args.project_dir, stack=args.stack, config_file=args.config_file)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmrun", description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    plan = commands.add_parser("plan", help="plan a stack offline under the mock engine")
+    _add_stack_arguments(plan)
+    plan.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    plan.set_defaults(handler=_cmd_plan)
+
+    regions = commands.add_parser("regions", help="spoke-region commands")
+    region_commands = regions.add_subparsers(dest="regions_command", required=True)
+    sync = region_commands.add_parser("sync", help="choose spoke regions from live GPU offerings (boto3)")
+    _add_stack_arguments(sync)
+    sync.set_defaults(handler=_cmd_regions_sync)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    except StackFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: one line, exit 1
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return code

@@ -1,0 +1,113 @@
+"""Spec -> plan: pure Python decisions (CIDRs, subnets, names, limits). No Pulumi in here.
+
+The plan is what components are built from; everything a reviewer might want to predict about the
+resources (addresses, counts, which regions exist) is decided here and can be tested without an engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lmrun.aws.network.cidr_blocks import az_subnet_cidr, overlapping_pairs, region_cidr
+from lmrun.aws.region.catalog import REGIONS
+from lmrun.spec.errors import ConfigIssue, PlanError, config_path
+from lmrun.spec.model import MeshSpec
+
+# AWS default quotas the plan must stay within (both can be raised; the plan assumes the defaults).
+SECURITY_GROUP_INBOUND_RULE_LIMIT = 60
+ROUTES_PER_ROUTE_TABLE_LIMIT = 50
+
+MESH_TAG = "lmrun:mesh"
+MANAGED_BY_TAG = "lmrun:managed-by"
+
+Role = Literal["main", "spoke"]
+
+
+@dataclass(frozen=True)
+class SubnetPlan:
+    """One subnet, keyed by the AZ id it lives in."""
+
+    az_id: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """One AWS region of the mesh: its VPC's CIDR and per-AZ subnets."""
+
+    name: str
+    role: Role
+    cidr: str
+    subnets: tuple[SubnetPlan, ...]
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    """Everything the components need, decided up front."""
+
+    mesh: str
+    main: RegionPlan
+    spokes: tuple[RegionPlan, ...]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def regions(self) -> dict[str, RegionPlan]:
+        """Main region first, then spokes by name."""
+        return {self.main.name: self.main, **{spoke.name: spoke for spoke in self.spokes}}
+
+    @property
+    def main_inbound_rules(self) -> int:
+        """Inbound rules on the main VPC's security group: its own CIDR plus one per spoke."""
+        return 1 + len(self.spokes)
+
+    @property
+    def main_routes(self) -> int:
+        """Non-local routes in the main route table: the internet route plus one per spoke."""
+        return 1 + len(self.spokes)
+
+
+def _region_plan(spec: MeshSpec, region: str, role: Role) -> RegionPlan:
+    az_ids = spec.availability_zones.get(region) or REGIONS[region].az_ids
+    subnets = tuple(
+        SubnetPlan(az_id, str(az_subnet_cidr(region, az_id))) for az_id in sorted(set(az_ids))
+    )
+    return RegionPlan(region, role, str(region_cidr(region)), subnets)
+
+
+def mesh_tags(mesh: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """Tags on every taggable resource; the mesh's own keys win over user-supplied ones."""
+    return {**extra, MESH_TAG: mesh, MANAGED_BY_TAG: "pulumi"}
+
+
+def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
+    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it."""
+    main = _region_plan(spec, spec.main_region, "main")
+    spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
+    plan = MeshPlan(mesh=mesh, main=main, spokes=spokes, tags=mesh_tags(mesh, spec.tags))
+
+    issues: list[ConfigIssue] = []
+    if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:
+        issues.append(
+            ConfigIssue(
+                config_path(("regions",)),
+                f"the main security group would need {plan.main_inbound_rules} inbound rules, more than the "
+                f"AWS default of {SECURITY_GROUP_INBOUND_RULE_LIMIT}; declare fewer spokes",
+            )
+        )
+    if plan.main_routes > ROUTES_PER_ROUTE_TABLE_LIMIT:
+        issues.append(
+            ConfigIssue(
+                config_path(("regions",)),
+                f"the main route table would need {plan.main_routes} routes, more than the AWS default of "
+                f"{ROUTES_PER_ROUTE_TABLE_LIMIT}; declare fewer spokes",
+            )
+        )
+    overlaps = overlapping_pairs((r.name, region_cidr(r.name)) for r in plan.regions.values())
+    issues.extend(
+        ConfigIssue(config_path(("regions",)), f"CIDRs of {a} and {b} overlap") for a, b in overlaps
+    )
+    if issues:
+        raise PlanError(issues)
+    return plan

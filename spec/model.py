@@ -1,0 +1,160 @@
+"""The mesh spec: what a stack declares, validated before any resource exists.
+
+Field names are snake_case in Python and camelCase in stack config (``lmrun:mainRegion``). Per-field
+rules live on the fields; rules that relate fields live in :func:`cross_field_issues`, which works on the
+raw config so it still reports when another field has the wrong type (every error at once).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from lmrun.aws.region.catalog import REGIONS, az_number
+from lmrun.aws.region.selection import ROGUE_REGIONS
+from lmrun.spec.errors import ConfigIssue, config_path
+
+DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
+DEFAULT_MAX_PEERINGS = 50
+MAX_PEERINGS_CEILING = 125  # the highest AWS raises "active VPC peering connections per VPC" to
+
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+_TAG_KEY = re.compile(r"^(?!aws:)[\w.:/=+\-@ ]{1,128}$")
+
+
+def _known_region(region: str) -> str:
+    if region in ROGUE_REGIONS:
+        raise ValueError(f"{region!r} is skipped by this mesh: {ROGUE_REGIONS[region]}")
+    if region not in REGIONS:
+        raise ValueError(
+            f"{region!r} is not an AWS region this mesh knows; known regions: {', '.join(sorted(REGIONS))}"
+        )
+    return region
+
+
+def _instance_type(value: str) -> str:
+    if not _INSTANCE_TYPE.match(value):
+        raise ValueError(f"{value!r} is not an EC2 instance type like 'g6.xlarge'")
+    return value
+
+
+def _az_id(value: str) -> str:
+    az_number(value)  # raises ValueError with the expected shape
+    return value
+
+
+def _tag_key(value: str) -> str:
+    if not _TAG_KEY.match(value):
+        raise ValueError(f"{value!r} is not a valid AWS tag key (1-128 chars, no 'aws:' prefix)")
+    return value
+
+
+Region = Annotated[str, AfterValidator(_known_region)]
+InstanceType = Annotated[str, AfterValidator(_instance_type)]
+AzId = Annotated[str, AfterValidator(_az_id)]
+TagKey = Annotated[str, AfterValidator(_tag_key)]
+TagValue = Annotated[str, Field(max_length=256)]
+
+
+class SpecModel(BaseModel):
+    """Base for spec models: camelCase aliases, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        strict=False,
+    )
+
+
+class MeshSpec(SpecModel):
+    """Everything under the ``lmrun:`` namespace of a stack's config."""
+
+    main_region: Region = Field(description="AWS region of the hub: K3s server, gateway, Phoenix.")
+    regions: tuple[Region, ...] = Field(
+        default=(),
+        description="Spoke regions, each peered with the main region. Written by `lmrun regions sync`.",
+    )
+    gpu_instance_types: tuple[InstanceType, ...] = Field(
+        default=DEFAULT_GPU_INSTANCE_TYPES,
+        min_length=1,
+        description="Instance types `lmrun regions sync` looks for when choosing spoke regions.",
+    )
+    max_peerings: int = Field(
+        default=DEFAULT_MAX_PEERINGS,
+        ge=1,
+        le=MAX_PEERINGS_CEILING,
+        description="Active VPC peerings the main VPC may hold (AWS default 50, raisable to 125).",
+    )
+    availability_zones: dict[Region, tuple[AzId, ...]] = Field(
+        default_factory=dict,
+        description="AZ ids per region, overriding the built-in catalog. Written by `lmrun regions sync`.",
+    )
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        description="Extra tags put on every taggable resource.",
+    )
+
+
+def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
+    """Rules between fields, checked on the raw (camelCase) config and tolerant of wrong types."""
+    issues: list[ConfigIssue] = []
+    main = raw.get("mainRegion")
+    regions = raw.get("regions")
+    if isinstance(regions, list):
+        counts = Counter(r for r in regions if isinstance(r, str))
+        for index, region in enumerate(regions):
+            if not isinstance(region, str):
+                continue
+            if region == main:
+                issues.append(
+                    ConfigIssue(
+                        config_path(("regions", index)),
+                        f"{region!r} is the main region (lmrun:mainRegion); the hub is implied, do not list it",
+                    )
+                )
+            elif counts[region] > 1 and regions.index(region) != index:
+                issues.append(ConfigIssue(config_path(("regions", index)), f"{region!r} is listed more than once"))
+        max_peerings = raw.get("maxPeerings", DEFAULT_MAX_PEERINGS)
+        spokes = {r for r in counts if r != main}
+        if isinstance(max_peerings, int) and not isinstance(max_peerings, bool) and len(spokes) > max_peerings:
+            issues.append(
+                ConfigIssue(
+                    config_path(("regions",)),
+                    f"{len(spokes)} spoke regions need {len(spokes)} peerings with the main VPC, more than "
+                    f"lmrun:maxPeerings={max_peerings} (AWS default 50; raise the quota, up to "
+                    f"{MAX_PEERINGS_CEILING}, and lmrun:maxPeerings with it)",
+                )
+            )
+    azs = raw.get("availabilityZones")
+    if isinstance(azs, dict):
+        declared = {main, *(regions if isinstance(regions, list) else [])}
+        for region, zones in azs.items():
+            if region in REGIONS and region not in declared:
+                issues.append(
+                    ConfigIssue(
+                        config_path(("availabilityZones", region)),
+                        f"{region!r} is neither lmrun:mainRegion nor in lmrun:regions",
+                    )
+                )
+            if region in REGIONS and isinstance(zones, list):
+                prefix = REGIONS[region].az_ids[0].rpartition("-az")[0]
+                for index, zone in enumerate(zones):
+                    if isinstance(zone, str) and not zone.startswith(prefix + "-az"):
+                        issues.append(
+                            ConfigIssue(
+                                config_path(("availabilityZones", region, index)),
+                                f"{zone!r} is not an AZ id of {region} (they look like '{prefix}-az1')",
+                            )
+                        )
+                if isinstance(zones, list) and not zones:
+                    issues.append(
+                        ConfigIssue(config_path(("availabilityZones", region)), "needs at least one AZ id")
+                    )
+    return issues
