@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from lmrun.components.naming import slug
-from lmrun.components.peering import PeerVpc, PeeringHub
+from lmrun.components.peering import PeeringHub, PeerVpc
 from lmrun.components.vpc import RegionalVpc
 from lmrun.plan.mesh import MeshPlan, RegionPlan
 

@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: one line, exit 1
+    except Exception as exc:  # the last line of defence: one line, exit 1
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return code

@@ -62,7 +62,7 @@ def project_file(project_dir: Path) -> dict[str, Any]:
 
 def stack_file_path(project_dir: Path, stack: str) -> Path:
     """Where ``pulumi`` keeps a stack's config, honouring ``stackConfigDir``."""
-    config_dir = project_file(project_dir).get("stackConfigDir", ".")
+    config_dir = str(project_file(project_dir).get("stackConfigDir", "."))
     return project_dir / config_dir / f"Pulumi.{stack}.yaml"
 
 
