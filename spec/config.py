@@ -35,6 +35,22 @@ def known_keys() -> list[str]:
     return sorted(field.alias or name for name, field in MeshSpec.model_fields.items())
 
 
+# pydantic's type errors say "tuple" and "dictionary"; stack files say lists and mappings.
+_TYPE_MESSAGES = {
+    "tuple_type": "should be a list",
+    "list_type": "should be a list",
+    "dict_type": "should be a mapping (key: value)",
+    "string_type": "should be a string",
+}
+_MAX_ECHO = 60
+
+
+def _echo(value: Any) -> str:
+    """The offending input for a message, shortened so one issue stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= _MAX_ECHO else f"{text[: _MAX_ECHO - 5]}...{text[-1]}"
+
+
 def _issue_from_pydantic(error: Mapping[str, Any]) -> ConfigIssue:
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden" and len(loc) == 1:
@@ -44,19 +60,32 @@ def _issue_from_pydantic(error: Mapping[str, Any]) -> ConfigIssue:
         return ConfigIssue(config_path(loc), f"unknown key; {suggestion}known keys: {', '.join(known_keys())}")
     if error["type"] == "missing":
         return ConfigIssue(config_path(loc), "is required")
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] not in ("value_error",) and "input" in error and not isinstance(error["input"], (dict, list)):
-        message += f" (got {error['input']!r})"
+    if error["type"] == "too_short":
+        minimum = (error.get("ctx") or {}).get("min_length", 1)
+        return ConfigIssue(config_path(loc), f"needs at least {minimum} entr{'y' if minimum == 1 else 'ies'}")
+    message = _TYPE_MESSAGES.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] != "value_error" and "input" in error and not isinstance(error["input"], (dict, list)):
+        message += f" (got {_echo(error['input'])})"
     return ConfigIssue(config_path(loc), message)
 
 
+def _relevant(errors: list[Any]) -> list[Any]:
+    """Drop "too short" for a list whose entries failed: it only counts the entries that were valid."""
+    item_locs = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
+    return [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in item_locs)]
+
+
 def parse_spec(raw: Mapping[str, Any]) -> MeshSpec:
-    """Validate the decoded ``lmrun:`` config (keys without prefix); raise ConfigError with every issue."""
+    """Validate the decoded ``lmrun:`` config (keys without prefix); raise ConfigError with every issue.
+
+    Only the camelCase keys are accepted (``by_name=False``): ``lmrun:main_region`` is a typo to report,
+    not a second spelling that would slip past the cross-field rules, which read camelCase keys.
+    """
     issues = cross_field_issues(raw)
     try:
-        spec = MeshSpec.model_validate(dict(raw))
+        spec = MeshSpec.model_validate(dict(raw), by_name=False)
     except ValidationError as exc:
-        issues.extend(_issue_from_pydantic(error) for error in exc.errors())
+        issues.extend(_issue_from_pydantic(error) for error in _relevant(exc.errors()))
         raise ConfigError(issues) from None
     if issues:
         raise ConfigError(issues)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,14 +21,29 @@ class ConfigIssue:
         return f"{self.path}: {self.message}"
 
 
+# pydantic marks an error in a mapping's key (not its value) with this location part.
+_KEY_MARKER = "[key]"
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def config_path(loc: Sequence[str | int]) -> str:
-    """``("regions", 2)`` -> ``lmrun:regions[2]``; ``("nodes", 0, "gpu")`` -> ``lmrun:nodes[0].gpu``."""
-    if not loc:
+    """``("regions", 2)`` -> ``lmrun:regions[2]``; ``("nodes", 0, "gpu")`` -> ``lmrun:nodes[0].gpu``.
+
+    Mapping keys that are not plain words are quoted (``("tags", "aws:x")`` -> ``lmrun:tags["aws:x"]``) so
+    a colon inside a key cannot be mistaken for the end of the path.
+    """
+    parts = [part for part in loc if part != _KEY_MARKER]
+    if not parts:
         return f"{NAMESPACE}:"
-    head, *rest = loc
+    head, *rest = parts
     path = f"{NAMESPACE}:{head}"
     for part in rest:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            path += f".{part}"
+        else:
+            path += f"[{json.dumps(part)}]"
     return path
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from lmrun.aws.network.cidr_blocks import MAX_AZ_NUMBER
 from lmrun.aws.region.catalog import REGIONS, az_number
 from lmrun.aws.region.selection import ROGUE_REGIONS
 from lmrun.spec.errors import ConfigIssue, config_path
@@ -44,7 +45,11 @@ def _instance_type(value: str) -> str:
 
 
 def _az_id(value: str) -> str:
-    az_number(value)  # raises ValueError with the expected shape
+    number = az_number(value)  # raises ValueError with the expected shape
+    if not 1 <= number <= MAX_AZ_NUMBER:
+        raise ValueError(
+            f"{value!r}: zone number {number} is outside 1..{MAX_AZ_NUMBER} (one /20 of the region's /16 per zone)"
+        )
     return value
 
 
@@ -102,6 +107,28 @@ class MeshSpec(SpecModel):
     )
 
 
+def _as_int(value: Any) -> int | None:
+    """An integer config value as Pulumi delivers it (``"50"``) or as Python code passes it; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _is_az_id(value: Any) -> bool:
+    try:
+        az_number(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     """Rules between fields, checked on the raw (camelCase) config and tolerant of wrong types."""
     issues: list[ConfigIssue] = []
@@ -121,9 +148,10 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                 )
             elif counts[region] > 1 and regions.index(region) != index:
                 issues.append(ConfigIssue(config_path(("regions", index)), f"{region!r} is listed more than once"))
-        max_peerings = raw.get("maxPeerings", DEFAULT_MAX_PEERINGS)
+        # Pulumi hands every scalar over as a string: "3" must count as 3 here too.
+        max_peerings = _as_int(raw.get("maxPeerings", DEFAULT_MAX_PEERINGS))
         spokes = {r for r in counts if r != main}
-        if isinstance(max_peerings, int) and not isinstance(max_peerings, bool) and len(spokes) > max_peerings:
+        if max_peerings is not None and len(spokes) > max_peerings:
             issues.append(
                 ConfigIssue(
                     config_path(("regions",)),
@@ -146,7 +174,8 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
             if region in REGIONS and isinstance(zones, list):
                 prefix = REGIONS[region].az_ids[0].rpartition("-az")[0]
                 for index, zone in enumerate(zones):
-                    if isinstance(zone, str) and not zone.startswith(prefix + "-az"):
+                    # A malformed id is reported once, by the field validator; here only other regions' ids.
+                    if isinstance(zone, str) and _is_az_id(zone) and not zone.startswith(prefix + "-az"):
                         issues.append(
                             ConfigIssue(
                                 config_path(("availabilityZones", region, index)),
