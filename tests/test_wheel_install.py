@@ -90,9 +90,9 @@ def _check_wheel_layout(wheel: Path) -> None:
     for package, folder in _package_folders().items():
         prefix = package.replace(".", "/")
         for path in sorted(folder.iterdir()):
-            if path.is_file() and path.suffix not in {".pyc", ".md"}:
-                if f"{prefix}/{path.name}" not in names:
-                    missing.append(f"{folder.relative_to(REPO)}/{path.name} -> {prefix}/{path.name}")
+            shipped = f"{prefix}/{path.name}"
+            if path.is_file() and path.suffix not in {".pyc", ".md"} and shipped not in names:
+                missing.append(f"{folder.relative_to(REPO)}/{path.name} -> {shipped}")
     assert not missing, "files of package folders missing from the wheel (pyproject packages/package-data):\n" + (
         "\n".join(missing)
     )
@@ -158,11 +158,11 @@ def build() -> None:
     pulumi.export("vpcId", edge.vpc.vpc_id)
 '''
 
-USER_MAIN = '''
+USER_MAIN = """
 import infra
 
 infra.build()
-'''
+"""
 
 USER_CHECK = '''
 """A unit test the user would write: run the program under lmrun's recording mock engine, print JSON."""
@@ -263,7 +263,11 @@ def test_wheel_installs_and_components_run_in_a_foreign_project(tmp_path: Path) 
     assert vpc["type"] == "aws:ec2/vpc:Vpc"
     assert vpc["inputs"]["cidrBlock"] == "10.77.0.0/16"
     assert vpc["parent"] == regional["urn"]
-    subnets = {r["inputs"]["availabilityZoneId"]: r["inputs"]["cidrBlock"] for r in resources if r["type"] == "aws:ec2/subnet:Subnet"}
+    subnets = {
+        r["inputs"]["availabilityZoneId"]: r["inputs"]["cidrBlock"]
+        for r in resources
+        if r["type"] == "aws:ec2/subnet:Subnet"
+    }
     assert subnets == {"euw1-az1": "10.77.0.0/20", "euw1-az2": "10.77.16.0/20"}
 
     # Every AWS resource of the component uses the explicit provider, none the default one.
