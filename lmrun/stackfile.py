@@ -96,7 +96,9 @@ def load_stack_config(project_dir: Path, *, stack: str | None = None, config_fil
     flat: dict[str, str] = {key: _as_config_string(value) for key, value in project_defaults(project).items()}
     secret_keys: list[str] = []
     for key, value in (data.get("config") or {}).items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        if value is None:  # `key:` with nothing after it: treat as unset so the spec says "is required"
+            flat.pop(key, None)
+        elif isinstance(value, dict) and set(value) == {"secure"}:
             flat[key] = SECRET_PLACEHOLDER
             secret_keys.append(key)
         else:

@@ -12,13 +12,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
 
 from lmrun.aws.network.cidr_blocks import MAX_AZ_NUMBER
 from lmrun.aws.region.catalog import REGIONS, az_number
 from lmrun.aws.region.selection import ROGUE_REGIONS
 from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.model_base import SpecModel
 
 DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
 DEFAULT_MAX_PEERINGS = 50
@@ -64,18 +64,6 @@ InstanceType = Annotated[str, AfterValidator(_instance_type)]
 AzId = Annotated[str, AfterValidator(_az_id)]
 TagKey = Annotated[str, AfterValidator(_tag_key)]
 TagValue = Annotated[str, Field(max_length=256)]
-
-
-class SpecModel(BaseModel):
-    """Base for spec models: camelCase aliases, unknown keys refused, immutable."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        strict=False,
-    )
 
 
 class MeshSpec(SpecModel):
