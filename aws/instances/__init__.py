@@ -1,0 +1,1 @@
+"""EC2 instance knowledge the plan needs before any API call: the GPU catalog (``catalog``)."""

@@ -1,0 +1,120 @@
+"""Shared cloud-init helpers: ``#cloud-config`` documents built from files to write and commands to run.
+
+Every shell step lives in its own file under ``SCRIPT_DIR`` (``write_files``) and ``runcmd`` only calls it,
+so the scripts can be linted with shellcheck on their own and read on the VM after boot.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+SCRIPT_DIR = "/usr/local/lib/lmrun"
+"""Where rendered scripts land on a VM."""
+
+_SHELL_HEADER = (
+    "#!/bin/bash\n"
+    "# Rendered by lmrun; edits on the VM are lost when the instance is replaced.\n"
+    "set -euo pipefail\n"
+)
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    """One ``write_files`` entry."""
+
+    path: str
+    content: str
+    permissions: str = "0644"
+    """Octal mode as a string (cloud-init's schema wants a string)."""
+
+    @property
+    def is_shell_script(self) -> bool:
+        return self.content.startswith("#!/bin/bash") or self.content.startswith("#!/bin/sh")
+
+
+def shell_script(body: str) -> str:
+    """A bash script: shebang, strict mode, then ``body``."""
+    return _SHELL_HEADER + body.strip("\n") + "\n"
+
+
+def script_file(name: str, body: str) -> WriteFile:
+    """An executable script in ``SCRIPT_DIR``."""
+    return WriteFile(f"{SCRIPT_DIR}/{name}", shell_script(body), "0755")
+
+
+def sh_assign(name: str, value: str | int) -> str:
+    """``NAME='value'``, quoted for the shell, for baking plain values into a script."""
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+        raise ValueError(f"{name!r} is not a shell variable name")
+    return f"{name}={shlex.quote(str(value))}"
+
+
+def sh_join(args: Iterable[str]) -> str:
+    """Arguments joined into one shell-quoted command line."""
+    return " ".join(shlex.quote(a) for a in args)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML with multi-line strings as literal blocks, so scripts stay readable in user data."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def cloud_config(
+    *,
+    write_files: Sequence[WriteFile],
+    runcmd: Sequence[Sequence[str]],
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """A ``#cloud-config`` document. ``runcmd`` entries are argv lists (no shell parsing by cloud-init)."""
+    paths = [f.path for f in write_files]
+    if len(paths) != len(set(paths)):
+        raise ValueError(f"write_files has duplicate paths: {sorted(p for p in paths if paths.count(p) > 1)}")
+    doc: dict[str, Any] = dict(extra or {})
+    doc["write_files"] = [
+        {"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.permissions}
+        for f in write_files
+    ]
+    doc["runcmd"] = [list(cmd) for cmd in runcmd]
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
+    return "#cloud-config\n" + body
+
+
+def written_files(user_data: str) -> dict[str, str]:
+    """``path -> content`` of a rendered cloud-config's ``write_files`` (for tests and debugging)."""
+    if not user_data.startswith("#cloud-config\n"):
+        raise ValueError("not a #cloud-config document")
+    doc = yaml.safe_load(user_data)
+    return {str(f["path"]): str(f["content"]) for f in doc.get("write_files", [])}
+
+
+def shell_scripts(user_data: str) -> dict[str, str]:
+    """The shell scripts among a rendered cloud-config's ``write_files``."""
+    return {
+        path: content
+        for path, content in written_files(user_data).items()
+        if content.startswith(("#!/bin/bash", "#!/bin/sh"))
+    }
+
+
+def systemd_unit(sections: Mapping[str, Sequence[tuple[str, str]]]) -> str:
+    """A systemd unit file from ``{section: [(key, value), ...]}`` (keys may repeat, order kept)."""
+    out: list[str] = []
+    for section, entries in sections.items():
+        if out:
+            out.append("")
+        out.append(f"[{section}]")
+        out.extend(f"{key}={value}" for key, value in entries)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,437 @@
+"""K3s bootstrap as cloud-init: the server in the main region and the agents on every other VM.
+
+No secret ever appears in the rendered text. The join token and the admin kubeconfig travel through SSM
+Parameter Store (SecureString): the VM reads the token by parameter *name* with its instance role at boot,
+and the server writes the kubeconfig back to a parameter so Pulumi can read it without SSH.
+
+Server state (datastore, certificates, and the node password) lives on a separate EBS volume mounted at
+``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the token and the
+state all come back. The volume is formatted only when it carries no filesystem signature at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from lmrun.render.cloudinit import (
+    SCRIPT_DIR,
+    WriteFile,
+    cloud_config,
+    script_file,
+    sh_assign,
+    sh_join,
+    systemd_unit,
+)
+
+K3S_VERSION = "v1.33.6+k3s1"
+"""Pinned K3s release (was the K3s ``stable`` channel; Kubernetes 1.33)."""
+
+KUBERNETES_VERSION = "1.33.0"
+"""The Kubernetes minor of ``K3S_VERSION``, as ``kubernetes-validate -k`` wants it."""
+
+API_PORT = 6443
+STATE_MOUNT = "/var/lib/lmrun-state"
+"""Mount point of the server's state volume."""
+K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
+TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
+"""Where the join token fetched from SSM is kept (0600, root) for ``--token-file``."""
+KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
+PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
+
+LABEL_NODE = "lmrun.io/node"
+LABEL_GPU = "lmrun.io/gpu"
+LABEL_REGION = "lmrun.io/region"
+
+_SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+_DEVICE = re.compile(r"^/dev/(sd|xvd)[b-z]$")
+_VOLUME_ID = re.compile(r"^vol-[0-9a-f]{8,17}$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?)?$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?$")
+_DNS_PART = r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_PART}(\.{_DNS_PART})*$")
+
+
+def _check(ok: bool, field_name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{field_name}: {value!r} is not {expected}")
+
+
+def _check_ipv4(field_name: str, value: str) -> None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{field_name}: {value!r} is not an IPv4 address") from None
+
+
+def check_ssm_parameter_name(field_name: str, value: str) -> None:
+    """SSM parameter names: letters, digits, ``_.-/``, at most 1011 characters."""
+    _check(len(value) <= 1011 and bool(_SSM_NAME.match(value)), field_name, value, "an SSM parameter name")
+
+
+def check_region(field_name: str, value: str) -> None:
+    _check(bool(_REGION.match(value)), field_name, value, "an AWS region name")
+
+
+def check_label_value(field_name: str, value: str) -> None:
+    _check(bool(_LABEL_VALUE.match(value)) and value != "", field_name, value, "a Kubernetes label value")
+
+
+def _check_version(value: str) -> None:
+    _check(bool(_K3S_VERSION.match(value)), "k3s_version", value, "a K3s release like 'v1.33.6+k3s1'")
+
+
+@dataclass(frozen=True)
+class K3sServerConfig:
+    """What the server's user data needs: plain values and parameter names only."""
+
+    node_ip: str
+    """Fixed private IP of the server (from the main VPC's plan); also the API endpoint agents use."""
+    ssm_region: str
+    """Region of the SSM parameters (the main region)."""
+    token_parameter: str
+    """SecureString parameter holding the cluster join token."""
+    kubeconfig_parameter: str
+    """SecureString parameter the server writes its admin kubeconfig to."""
+    state_device_name: str = "/dev/sdf"
+    """Device name the state volume is attached at."""
+    state_volume_id: str | None = None
+    """EBS volume id of the state volume; on Nitro instances the NVMe serial, the surest way to find it."""
+    tls_sans: tuple[str, ...] = ()
+    """Extra names/IPs for the API certificate (the node IP is always included by K3s)."""
+    kubeconfig_kms_key_id: str | None = None
+    """KMS key for the kubeconfig parameter; None uses the account's ``alias/aws/ssm``."""
+    k3s_version: str = K3S_VERSION
+
+    def __post_init__(self) -> None:
+        _check_ipv4("node_ip", self.node_ip)
+        check_region("ssm_region", self.ssm_region)
+        check_ssm_parameter_name("token_parameter", self.token_parameter)
+        check_ssm_parameter_name("kubeconfig_parameter", self.kubeconfig_parameter)
+        _check(bool(_DEVICE.match(self.state_device_name)), "state_device_name", self.state_device_name,
+               "an EBS device name like '/dev/sdf'")
+        if self.state_volume_id is not None:
+            _check(bool(_VOLUME_ID.match(self.state_volume_id)), "state_volume_id", self.state_volume_id,
+                   "an EBS volume id")
+        for san in self.tls_sans:
+            try:
+                ipaddress.ip_address(san)
+            except ValueError:
+                _check(bool(_HOSTNAME.match(san)), "tls_sans", san, "a DNS name or IP address")
+        if self.kubeconfig_kms_key_id is not None:
+            _check(bool(re.fullmatch(r"[A-Za-z0-9:/_\-]+", self.kubeconfig_kms_key_id)),
+                   "kubeconfig_kms_key_id", self.kubeconfig_kms_key_id, "a KMS key id, ARN or alias")
+        _check_version(self.k3s_version)
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"https://{self.node_ip}:{API_PORT}"
+
+
+@dataclass(frozen=True)
+class K3sAgentConfig:
+    """What an agent's user data needs: plain values and parameter names only."""
+
+    server_ip: str
+    """Private IP of the K3s server."""
+    ssm_region: str
+    """Region of the token parameter (the main region, also for agents in spokes)."""
+    token_parameter: str
+    node_name: str
+    """The mesh's name for this node: the ``lmrun.io/node`` label that services pin to."""
+    region: str
+    """Where the VM runs: the ``lmrun.io/region`` label."""
+    gpu: str | None = None
+    """GPU model for the ``lmrun.io/gpu`` label; None on CPU-only VMs (label omitted)."""
+    node_ip: str | None = None
+    """Pin the node IP K3s advertises; None lets K3s pick the primary interface's address."""
+    extra_labels: tuple[tuple[str, str], ...] = field(default=())
+    k3s_version: str = K3S_VERSION
+
+    def __post_init__(self) -> None:
+        _check_ipv4("server_ip", self.server_ip)
+        check_region("ssm_region", self.ssm_region)
+        check_ssm_parameter_name("token_parameter", self.token_parameter)
+        check_label_value("node_name", self.node_name)
+        check_region("region", self.region)
+        if self.gpu is not None:
+            check_label_value("gpu", self.gpu)
+        if self.node_ip is not None:
+            _check_ipv4("node_ip", self.node_ip)
+        for key, value in self.extra_labels:
+            _check(bool(_LABEL_KEY.match(key)), "extra_labels", key, "a Kubernetes label key")
+            check_label_value("extra_labels", value)
+            if key in (LABEL_NODE, LABEL_GPU, LABEL_REGION):
+                raise ValueError(f"extra_labels: {key!r} is set by lmrun itself")
+        _check_version(self.k3s_version)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = {LABEL_NODE: self.node_name, LABEL_REGION: self.region}
+        if self.gpu is not None:
+            labels[LABEL_GPU] = self.gpu
+        labels.update(dict(self.extra_labels))
+        return labels
+
+
+# --- shell pieces shared by server and agents ---------------------------------------------------------------
+
+SSM_GET_SCRIPT = script_file(
+    "ssm-get.sh",
+    r'''
+# Usage: ssm-get.sh REGION PARAMETER_NAME DEST
+# Reads a (SecureString) parameter with the instance role and writes its value to DEST, mode 0600.
+# Retries for ~10 minutes: instance-profile credentials and the parameter itself can lag the boot.
+region="$1"
+name="$2"
+dest="$3"
+umask 077
+mkdir -p "$(dirname "$dest")"
+tmp="$(mktemp "${dest}.XXXXXX")"
+trap 'rm -f "$tmp"' EXIT
+for attempt in $(seq 1 60); do
+    if aws ssm get-parameter --region "$region" --name "$name" --with-decryption \
+        --query Parameter.Value --output text >"$tmp"; then
+        mv -f "$tmp" "$dest"
+        trap - EXIT
+        exit 0
+    fi
+    echo "lmrun: SSM parameter $name not readable yet (attempt $attempt/60)" >&2
+    sleep 10
+done
+echo "lmrun: giving up on SSM parameter $name" >&2
+exit 1
+''',
+)
+
+K3S_INSTALL_SCRIPT = script_file(
+    "k3s-install.sh",
+    r'''
+# Usage: k3s-install.sh VERSION server|agent [K3S FLAGS...]
+# Runs the install script of the pinned release tag (not the moving get.k3s.io one); it downloads the
+# release binary, checks its sha256, writes the systemd unit with the flags, and starts K3s.
+version="$1"
+shift
+installer="$(mktemp)"
+trap 'rm -f "$installer"' EXIT
+curl -sfL --retry 10 --retry-delay 5 --retry-all-errors -o "$installer" \
+    "https://raw.githubusercontent.com/k3s-io/k3s/${version}/install.sh"
+INSTALL_K3S_VERSION="$version" sh "$installer" "$@"
+''',
+)
+
+MOUNT_VOLUME_SCRIPT = script_file(
+    "mount-volume.sh",
+    r'''
+# Usage: mount-volume.sh DEVICE_NAME VOLUME_ID|"" MOUNT_POINT LABEL
+# Finds an attached EBS volume (NVMe by-id link from the volume id, then the device name, then its Xen
+# alias), waits for it (the attachment may come after boot), formats it only when it carries no
+# filesystem signature at all, and mounts it by UUID through /etc/fstab so reboots mount it too.
+device_name="$1"
+volume_id="$2"
+mount_point="$3"
+label="$4"
+serial="${volume_id//-/}"
+
+find_device() {
+    if [ -n "$serial" ] && [ -e "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${serial}" ]; then
+        readlink -f "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${serial}"
+        return 0
+    fi
+    if [ -b "$device_name" ]; then
+        readlink -f "$device_name"
+        return 0
+    fi
+    local xen="/dev/xvd${device_name#/dev/sd}"
+    if [ -b "$xen" ]; then
+        echo "$xen"
+        return 0
+    fi
+    if [ -n "$serial" ]; then
+        local by_serial
+        by_serial="$(lsblk -dnpo NAME,SERIAL | awk -v s="$serial" '$2 == s { print $1; exit }')"
+        if [ -n "$by_serial" ]; then
+            echo "$by_serial"
+            return 0
+        fi
+    fi
+    return 1
+}
+
+device=""
+for attempt in $(seq 1 120); do
+    if device="$(find_device)"; then
+        break
+    fi
+    echo "lmrun: waiting for volume ${volume_id:-$device_name} (attempt $attempt/120)" >&2
+    sleep 5
+done
+if [ -z "$device" ]; then
+    echo "lmrun: volume ${volume_id:-$device_name} never appeared" >&2
+    exit 1
+fi
+
+# blkid -p exits 2 when it finds no signature at all: only then is the volume blank and safe to format.
+probe=0
+blkid -p "$device" >/dev/null || probe=$?
+if [ "$probe" -eq 2 ]; then
+    echo "lmrun: $device is blank, creating ext4 ($label)" >&2
+    mkfs.ext4 -q -L "$label" "$device"
+elif [ "$probe" -ne 0 ]; then
+    echo "lmrun: cannot probe $device (blkid exit $probe); refusing to touch it" >&2
+    exit 1
+fi
+
+uuid="$(blkid -s UUID -o value "$device")"
+if [ -z "$uuid" ]; then
+    echo "lmrun: $device has no filesystem UUID; refusing to mount it" >&2
+    exit 1
+fi
+mkdir -p "$mount_point"
+if ! grep -q "^UUID=$uuid " /etc/fstab; then
+    echo "UUID=$uuid $mount_point ext4 defaults,nofail,x-systemd.device-timeout=5min 0 2" >>/etc/fstab
+fi
+if ! mountpoint -q "$mount_point"; then
+    mount "$mount_point"
+fi
+''',
+)
+
+
+def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
+    put = [
+        "aws", "ssm", "put-parameter", "--region", cfg.ssm_region, "--name", cfg.kubeconfig_parameter,
+        "--type", "SecureString", "--overwrite", "--tier", "Intelligent-Tiering",
+    ]
+    if cfg.kubeconfig_kms_key_id is not None:
+        put += ["--key-id", cfg.kubeconfig_kms_key_id]
+    return script_file(
+        "publish-kubeconfig.sh",
+        f'''
+# Copies the admin kubeconfig to SSM (SecureString) with the API address the mesh uses instead of
+# 127.0.0.1, so it is readable without SSH. Runs at every boot: K3s renews client certificates on restart.
+# The value goes through a 0600 temp file (file://), never the command line.
+{sh_assign("KUBECONFIG_PATH", KUBECONFIG_PATH)}
+{sh_assign("API_ENDPOINT", cfg.api_endpoint)}
+for _ in $(seq 1 150); do
+    if [ -s "$KUBECONFIG_PATH" ]; then
+        break
+    fi
+    sleep 2
+done
+if [ ! -s "$KUBECONFIG_PATH" ]; then
+    echo "lmrun: $KUBECONFIG_PATH never appeared" >&2
+    exit 1
+fi
+umask 077
+tmp="$(mktemp)"
+trap 'rm -f "$tmp"' EXIT
+sed "s#https://127.0.0.1:{API_PORT}#$API_ENDPOINT#" "$KUBECONFIG_PATH" >"$tmp"
+{sh_join(put)} --value "file://$tmp" >/dev/null
+echo "lmrun: kubeconfig published" >&2
+''',
+    )
+
+
+def publish_kubeconfig_unit() -> WriteFile:
+    unit = systemd_unit(
+        {
+            "Unit": [
+                ("Description", "Publish the K3s admin kubeconfig to SSM Parameter Store"),
+                ("After", "k3s.service network-online.target"),
+                ("Wants", "network-online.target"),
+                ("Requires", "k3s.service"),
+            ],
+            "Service": [
+                ("Type", "oneshot"),
+                ("ExecStart", f"{SCRIPT_DIR}/publish-kubeconfig.sh"),
+                ("Restart", "on-failure"),
+                ("RestartSec", "30"),
+            ],
+            "Install": [("WantedBy", "multi-user.target")],
+        }
+    )
+    return WriteFile(f"/etc/systemd/system/{PUBLISH_KUBECONFIG_UNIT}", unit)
+
+
+def server_flags(cfg: K3sServerConfig) -> list[str]:
+    """``k3s server`` flags, in order."""
+    flags = [
+        "--node-ip", cfg.node_ip,
+        "--advertise-address", cfg.node_ip,
+        "--disable", "traefik",
+        "--write-kubeconfig-mode", "0600",
+        "--data-dir", K3S_DATA_DIR,
+        "--token-file", TOKEN_FILE,
+        "--node-label", f"{LABEL_NODE}=k3s-server",
+    ]
+    for san in (cfg.node_ip, *cfg.tls_sans):
+        flags += ["--tls-san", san]
+    return flags
+
+
+def agent_flags(cfg: K3sAgentConfig) -> list[str]:
+    """``k3s agent`` flags, in order."""
+    flags = ["--server", f"https://{cfg.server_ip}:{API_PORT}", "--token-file", TOKEN_FILE]
+    if cfg.node_ip is not None:
+        flags += ["--node-ip", cfg.node_ip]
+    for key, value in cfg.labels.items():
+        flags += ["--node-label", f"{key}={value}"]
+    return flags
+
+
+def server_files(cfg: K3sServerConfig) -> list[WriteFile]:
+    bootstrap = script_file(
+        "k3s-server-bootstrap.sh",
+        f'''
+{sh_assign("STATE_MOUNT", STATE_MOUNT)}
+{SCRIPT_DIR}/mount-volume.sh {sh_join([cfg.state_device_name, cfg.state_volume_id or "", STATE_MOUNT, "lmrun-state"])}
+# The node password K3s checks on re-join lives in /etc/rancher/node: keep it on the state volume so a
+# replacement instance (same IP, same hostname) is accepted as the same node.
+mkdir -p "$STATE_MOUNT/rancher-node" /etc/rancher
+if [ ! -L /etc/rancher/node ]; then
+    rm -rf /etc/rancher/node
+    ln -s "$STATE_MOUNT/rancher-node" /etc/rancher/node
+fi
+{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.token_parameter, TOKEN_FILE])}
+{SCRIPT_DIR}/k3s-install.sh {sh_join([cfg.k3s_version, "server", *server_flags(cfg)])}
+systemctl daemon-reload
+systemctl enable --now {PUBLISH_KUBECONFIG_UNIT}
+''',
+    )
+    return [
+        SSM_GET_SCRIPT,
+        MOUNT_VOLUME_SCRIPT,
+        K3S_INSTALL_SCRIPT,
+        _publish_kubeconfig_script(cfg),
+        publish_kubeconfig_unit(),
+        bootstrap,
+    ]
+
+
+def agent_files(cfg: K3sAgentConfig) -> list[WriteFile]:
+    bootstrap = script_file(
+        "k3s-agent-bootstrap.sh",
+        f'''
+{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.token_parameter, TOKEN_FILE])}
+{SCRIPT_DIR}/k3s-install.sh {sh_join([cfg.k3s_version, "agent", *agent_flags(cfg)])}
+''',
+    )
+    return [SSM_GET_SCRIPT, K3S_INSTALL_SCRIPT, bootstrap]
+
+
+def agent_runcmd() -> list[list[str]]:
+    return [[f"{SCRIPT_DIR}/k3s-agent-bootstrap.sh"]]
+
+
+def render_server_user_data(cfg: K3sServerConfig) -> str:
+    """``#cloud-config`` for the K3s server."""
+    return cloud_config(write_files=server_files(cfg), runcmd=[[f"{SCRIPT_DIR}/k3s-server-bootstrap.sh"]])
+
+
+def render_agent_user_data(cfg: K3sAgentConfig) -> str:
+    """``#cloud-config`` for a VM that only joins as an agent (clients, Phoenix)."""
+    return cloud_config(write_files=agent_files(cfg), runcmd=agent_runcmd())

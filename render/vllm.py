@@ -1,0 +1,201 @@
+"""GPU node bootstrap: join K3s as an agent and run vLLM as a systemd service on the VM itself.
+
+vLLM is installed pinned into its own virtualenv and run by a dedicated ``vllm`` user. The model is served
+at a pinned revision under the name clients send as ``model``. A Hugging Face token, when configured, is
+read by parameter *name* from SSM at boot into a root-only EnvironmentFile; it never appears in user data.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
+from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd, check_region, check_ssm_parameter_name
+
+VLLM_VERSION = "0.33.0"
+"""Pinned vLLM release (PyPI)."""
+
+VENV = "/opt/lmrun/vllm"
+HF_HOME = "/var/lib/lmrun/hf"
+ENV_FILE = "/etc/lmrun/vllm.env"
+UNIT_NAME = "lmrun-vllm.service"
+
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)?$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,254}$")
+_SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,127}$")
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([.\-]?(post|rc|a|b)\d+)?$")
+_OTLP = re.compile(r"^(grpc|https?)://[A-Za-z0-9.\-]+(:\d{1,5})?(/[A-Za-z0-9._~/\-]*)?$")
+
+MANAGED_FLAGS = ("--port", "--host", "--served-model-name", "--revision", "--otlp-traces-endpoint")
+"""Flags lmrun sets itself; ``extra_args`` may not repeat them."""
+
+
+@dataclass(frozen=True)
+class VllmConfig:
+    """The vLLM service of one GPU node."""
+
+    model: str
+    """Hugging Face model id, e.g. ``Qwen/Qwen2.5-7B-Instruct``."""
+    revision: str
+    """Pinned model revision (commit sha or tag)."""
+    served_model_name: str
+    """The name clients send as ``model``."""
+    app_port: int = 8000
+    extra_args: tuple[str, ...] = ()
+    """More ``vllm serve`` arguments, passed verbatim (each element one argv entry)."""
+    tensor_parallel_size: int = 1
+    """GPUs to shard over; >1 adds ``--tensor-parallel-size`` unless ``extra_args`` already sets it."""
+    hf_token_parameter: str | None = None
+    """SecureString parameter with a Hugging Face token; None for public models."""
+    ssm_region: str | None = None
+    """Region of ``hf_token_parameter``; required with it."""
+    otlp_traces_endpoint: str | None = None
+    """OTLP/gRPC endpoint for request spans (e.g. ``grpc://localhost:30201``); None omits tracing."""
+    vllm_version: str = VLLM_VERSION
+
+    def __post_init__(self) -> None:
+        if not _MODEL.match(self.model):
+            raise ValueError(f"model: {self.model!r} is not a Hugging Face model id like 'org/name'")
+        if not _REVISION.match(self.revision) or ".." in self.revision:
+            raise ValueError(f"revision: {self.revision!r} is not a model revision (commit sha, tag or branch)")
+        if not _SERVED_NAME.match(self.served_model_name):
+            raise ValueError(f"served_model_name: {self.served_model_name!r} is not a valid served model name")
+        if not 1 <= self.app_port <= 65535:
+            raise ValueError(f"app_port: {self.app_port} is outside 1-65535")
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size: {self.tensor_parallel_size} must be at least 1")
+        for arg in self.extra_args:
+            if arg.split("=", 1)[0] in MANAGED_FLAGS:
+                raise ValueError(f"extra_args: {arg!r} is set by lmrun itself (use the dedicated field)")
+            if "\n" in arg or "\x00" in arg:
+                raise ValueError(f"extra_args: {arg!r} contains a newline or NUL")
+        if self.hf_token_parameter is not None:
+            check_ssm_parameter_name("hf_token_parameter", self.hf_token_parameter)
+            if self.ssm_region is None:
+                raise ValueError("ssm_region: required when hf_token_parameter is set")
+        if self.ssm_region is not None:
+            check_region("ssm_region", self.ssm_region)
+        if self.otlp_traces_endpoint is not None and not _OTLP.match(self.otlp_traces_endpoint):
+            raise ValueError(f"otlp_traces_endpoint: {self.otlp_traces_endpoint!r} is not an OTLP URL")
+        if not _VERSION.match(self.vllm_version):
+            raise ValueError(f"vllm_version: {self.vllm_version!r} is not a pinned release like '0.33.0'")
+
+
+def serve_args(cfg: VllmConfig) -> list[str]:
+    """The full ``vllm serve`` argv (without the executable)."""
+    args = [
+        "serve", cfg.model,
+        "--revision", cfg.revision,
+        "--served-model-name", cfg.served_model_name,
+        "--host", "0.0.0.0",
+        "--port", str(cfg.app_port),
+    ]
+    sets_tp = any(a.split("=", 1)[0] in ("--tensor-parallel-size", "-tp") for a in cfg.extra_args)
+    if cfg.tensor_parallel_size > 1 and not sets_tp:
+        args += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
+    if cfg.otlp_traces_endpoint is not None:
+        args += ["--otlp-traces-endpoint", cfg.otlp_traces_endpoint]
+    return args + list(cfg.extra_args)
+
+
+def serve_script(cfg: VllmConfig) -> WriteFile:
+    """The ExecStart of the unit: a script, so the quoting is the shell's (shellcheck-able), not systemd's."""
+    return script_file("vllm-serve.sh", f"exec {VENV}/bin/vllm {sh_join(serve_args(cfg))}")
+
+
+def install_script(cfg: VllmConfig) -> WriteFile:
+    hf = ""
+    if cfg.hf_token_parameter is not None and cfg.ssm_region is not None:  # both or neither (__post_init__)
+        hf = f'''
+# Hugging Face token: fetched by parameter name into a root-only EnvironmentFile.
+{sh_assign("ENV_FILE", ENV_FILE)}
+{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.hf_token_parameter, "/run/lmrun/hf-token"])}
+umask 077
+mkdir -p "$(dirname "$ENV_FILE")"
+{{ printf 'HF_TOKEN='; tr -d '\\n' </run/lmrun/hf-token; printf '\\n'; }} >"$ENV_FILE"
+rm -f /run/lmrun/hf-token
+umask 022
+'''
+    body = f'''
+{sh_assign("VENV", VENV)}
+{sh_assign("VLLM_VERSION", cfg.vllm_version)}
+{sh_assign("HF_HOME", HF_HOME)}
+if ! id -u vllm >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/lmrun/vllm --create-home --shell /usr/sbin/nologin vllm
+fi
+mkdir -p "$HF_HOME"
+chown vllm: "$HF_HOME"
+if [ ! -x "$VENV/bin/vllm" ]; then
+    if ! python3 -m venv "$VENV"; then
+        # Debian/Ubuntu ship venv support separately.
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+        python3 -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet "vllm==$VLLM_VERSION"
+fi
+{hf}
+systemctl daemon-reload
+systemctl enable --now {UNIT_NAME}
+'''
+    return script_file("vllm-install.sh", body)
+
+
+def unit_file(cfg: VllmConfig) -> WriteFile:
+    env = [("Environment", f"HF_HOME={HF_HOME}"), ("Environment", "HF_HUB_DISABLE_TELEMETRY=1")]
+    if cfg.otlp_traces_endpoint is not None:
+        env += [
+            ("Environment", f"OTEL_SERVICE_NAME={cfg.served_model_name}"),
+            # Phoenix's OTLP/gRPC node port is plain TCP inside the mesh.
+            ("Environment", "OTEL_EXPORTER_OTLP_TRACES_INSECURE=true"),
+        ]
+    unit = systemd_unit(
+        {
+            "Unit": [
+                ("Description", f"vLLM serving {cfg.served_model_name} ({cfg.model}@{cfg.revision})"),
+                ("After", "network-online.target"),
+                ("Wants", "network-online.target"),
+                # Keep retrying forever: a model download can fail transiently and the node has no other job.
+                ("StartLimitIntervalSec", "0"),
+            ],
+            "Service": [
+                ("Type", "simple"),
+                ("User", "vllm"),
+                ("Group", "vllm"),
+                *env,
+                # The leading '-' keeps the unit valid when no Hugging Face token is configured.
+                ("EnvironmentFile", f"-{ENV_FILE}"),
+                ("ExecStart", f"{SCRIPT_DIR}/vllm-serve.sh"),
+                ("Restart", "on-failure"),
+                ("RestartSec", "15"),
+                ("TimeoutStopSec", "60"),
+                ("LimitNOFILE", "65536"),
+                ("NoNewPrivileges", "true"),
+                ("PrivateTmp", "true"),
+            ],
+            "Install": [("WantedBy", "multi-user.target")],
+        }
+    )
+    return WriteFile(f"/etc/systemd/system/{UNIT_NAME}", unit)
+
+
+def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
+    return [*agent_files(agent), serve_script(vllm), unit_file(vllm), install_script(vllm)]
+
+
+def render_gpu_node_user_data(agent: K3sAgentConfig, vllm: VllmConfig) -> str:
+    """``#cloud-config`` for a GPU node: K3s agent with the node labels, then vLLM as a systemd service."""
+    if agent.gpu is None:
+        raise ValueError("gpu: a GPU node's agent config must name its GPU (the lmrun.io/gpu label)")
+    return cloud_config(
+        write_files=gpu_node_files(agent, vllm),
+        runcmd=[*agent_runcmd(), [f"{SCRIPT_DIR}/vllm-install.sh"]],
+    )
+
+
+def describe(cfg: VllmConfig) -> str:
+    """One line for logs and the plan view."""
+    return f"vllm=={cfg.vllm_version} {shlex.join(serve_args(cfg))}"
