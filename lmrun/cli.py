@@ -45,7 +45,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_regions_sync(args: argparse.Namespace) -> int:
     from lmrun.regions_sync import sync_stack_regions
 
-    sync_stack_regions(args.project_dir, stack=args.stack, config_file=args.config_file)
+    sync_stack_regions(
+        args.project_dir,
+        stack=args.stack,
+        config_file=args.config_file,
+        regions=args.region or None,
+        max_workers=args.max_workers,
+        dry_run=args.dry_run,
+        show_progress=not args.no_progress,
+    )
     return EXIT_OK
 
 
@@ -62,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     region_commands = regions.add_subparsers(dest="regions_command", required=True)
     sync = region_commands.add_parser("sync", help="choose spoke regions from live GPU offerings (boto3)")
     _add_stack_arguments(sync)
+    sync.add_argument("--dry-run", action="store_true", help="query and print the result; leave the file alone")
+    sync.add_argument("--max-workers", type=int, default=8, help="regions queried concurrently (default 8)")
+    sync.add_argument(
+        "--region",
+        action="append",
+        metavar="REGION",
+        help="consider only this spoke candidate (repeatable; default: every region the mesh knows)",
+    )
+    sync.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sync.set_defaults(handler=_cmd_regions_sync)
     return parser
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from lmrun.aws.network.cidr_blocks import MAX_AZ_NUMBER
 from lmrun.aws.region.catalog import REGIONS
 
 ROGUE_REGIONS: dict[str, str] = {
@@ -41,3 +42,20 @@ def select_spoke_regions(
         for region, types in offerings.items()
         if region != main_region and region in enabled and is_usable(region) and any(True for _ in types)
     )
+
+
+def plannable_az_ids(region: str, az_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split AZ ids offered in ``region`` into those the mesh can give a subnet and those it cannot.
+
+    A subnet's /20 comes from the AZ id's zone number (1..MAX_AZ_NUMBER) inside the region's /16, and
+    the spec refuses AZ ids of another region; so ``regions sync`` must never write such ids, whatever
+    EC2 (or a proxy) answers. Returns ``(kept, rejected)``, both sorted and without duplicates.
+    """
+    prefix = REGIONS[region].az_ids[0].rpartition("-az")[0] + "-az"
+    kept: list[str] = []
+    rejected: list[str] = []
+    for az_id in sorted(set(az_ids)):
+        number = az_id.removeprefix(prefix)
+        ok = az_id.startswith(prefix) and number.isdigit() and 1 <= int(number) <= MAX_AZ_NUMBER
+        (kept if ok else rejected).append(az_id)
+    return kept, rejected
