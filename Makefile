@@ -22,6 +22,7 @@ plan: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 typecheck: $(STAMP)
 	$(PY) scripts/link_tree.py . build/typecheck

@@ -4,9 +4,9 @@ import pulumi
 
 from lmrun.components import Mesh
 from lmrun.plan import plan_mesh
-from lmrun.spec import current_pulumi_config, spec_from_config
+from lmrun.spec import current_pulumi_config, current_secret_keys, spec_from_config
 
-spec = spec_from_config(current_pulumi_config())
+spec = spec_from_config(current_pulumi_config(), current_secret_keys())
 plan = plan_mesh(spec, mesh=pulumi.get_stack())
 mesh = Mesh("mesh", args={"plan": plan})
 

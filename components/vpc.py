@@ -48,12 +48,8 @@ class RegionalVpc(pulumi.ComponentResource):
             tags=with_name(tags, f"{name}-vpc"),
             opts=child,
         )
-        igw = aws.ec2.InternetGateway(
-            f"{name}-igw", vpc_id=vpc.id, tags=with_name(tags, f"{name}-igw"), opts=child
-        )
-        route_table = aws.ec2.RouteTable(
-            f"{name}-rt", vpc_id=vpc.id, tags=with_name(tags, f"{name}-rt"), opts=child
-        )
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=with_name(tags, f"{name}-igw"), opts=child)
+        route_table = aws.ec2.RouteTable(f"{name}-rt", vpc_id=vpc.id, tags=with_name(tags, f"{name}-rt"), opts=child)
         aws.ec2.Route(
             f"{name}-internet",
             route_table_id=route_table.id,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lmrun.stackfile import StackConfig
-from lmrun.testing import Recording, redact, run_program
+from lmrun.testing import Recording, mesh_mocks, redact, run_program
 
 
 @dataclass(frozen=True)
@@ -57,5 +57,6 @@ def plan_stack(project_dir: Path, stack: StackConfig, *, preview: bool = True) -
         config=stack.config,
         secret_keys=stack.secret_keys,
         preview=preview,
+        mocks=mesh_mocks(),
     )
     return PlanReport(stack=stack.stack, recording=recording)

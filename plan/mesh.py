@@ -12,6 +12,7 @@ from typing import Literal
 
 from lmrun.aws.network.cidr_blocks import az_subnet_cidr, overlapping_pairs, region_cidr
 from lmrun.aws.region.catalog import REGIONS
+from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
 from lmrun.spec.model import MeshSpec
 
@@ -50,6 +51,7 @@ class MeshPlan:
     mesh: str
     main: RegionPlan
     spokes: tuple[RegionPlan, ...]
+    cluster: ClusterPlan
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -70,9 +72,7 @@ class MeshPlan:
 
 def _region_plan(spec: MeshSpec, region: str, role: Role) -> RegionPlan:
     az_ids = spec.availability_zones.get(region) or REGIONS[region].az_ids
-    subnets = tuple(
-        SubnetPlan(az_id, str(az_subnet_cidr(region, az_id))) for az_id in sorted(set(az_ids))
-    )
+    subnets = tuple(SubnetPlan(az_id, str(az_subnet_cidr(region, az_id))) for az_id in sorted(set(az_ids)))
     return RegionPlan(region, role, str(region_cidr(region)), subnets)
 
 
@@ -85,7 +85,9 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it."""
     main = _region_plan(spec, spec.main_region, "main")
     spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
-    plan = MeshPlan(mesh=mesh, main=main, spokes=spokes, tags=mesh_tags(mesh, spec.tags))
+    plan = MeshPlan(
+        mesh=mesh, main=main, spokes=spokes, cluster=plan_cluster(spec, main), tags=mesh_tags(mesh, spec.tags)
+    )
 
     issues: list[ConfigIssue] = []
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:
@@ -105,9 +107,7 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
             )
         )
     overlaps = overlapping_pairs((r.name, region_cidr(r.name)) for r in plan.regions.values())
-    issues.extend(
-        ConfigIssue(config_path(("regions",)), f"CIDRs of {a} and {b} overlap") for a, b in overlaps
-    )
+    issues.extend(ConfigIssue(config_path(("regions",)), f"CIDRs of {a} and {b} overlap") for a, b in overlaps)
     if issues:
         raise PlanError(issues)
     return plan

@@ -18,9 +18,7 @@ SCRIPT_DIR = "/usr/local/lib/lmrun"
 """Where rendered scripts land on a VM."""
 
 _SHELL_HEADER = (
-    "#!/bin/bash\n"
-    "# Rendered by lmrun; edits on the VM are lost when the instance is replaced.\n"
-    "set -euo pipefail\n"
+    "#!/bin/bash\n# Rendered by lmrun; edits on the VM are lost when the instance is replaced.\nset -euo pipefail\n"
 )
 
 
@@ -84,8 +82,7 @@ def cloud_config(
         raise ValueError(f"write_files has duplicate paths: {sorted(p for p in paths if paths.count(p) > 1)}")
     doc: dict[str, Any] = dict(extra or {})
     doc["write_files"] = [
-        {"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.permissions}
-        for f in write_files
+        {"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.permissions} for f in write_files
     ]
     doc["runcmd"] = [list(cmd) for cmd in runcmd]
     body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)

@@ -111,19 +111,31 @@ class K3sServerConfig:
         check_region("ssm_region", self.ssm_region)
         check_ssm_parameter_name("token_parameter", self.token_parameter)
         check_ssm_parameter_name("kubeconfig_parameter", self.kubeconfig_parameter)
-        _check(bool(_DEVICE.match(self.state_device_name)), "state_device_name", self.state_device_name,
-               "an EBS device name like '/dev/sdf'")
+        _check(
+            bool(_DEVICE.match(self.state_device_name)),
+            "state_device_name",
+            self.state_device_name,
+            "an EBS device name like '/dev/sdf'",
+        )
         if self.state_volume_id is not None:
-            _check(bool(_VOLUME_ID.match(self.state_volume_id)), "state_volume_id", self.state_volume_id,
-                   "an EBS volume id")
+            _check(
+                bool(_VOLUME_ID.match(self.state_volume_id)),
+                "state_volume_id",
+                self.state_volume_id,
+                "an EBS volume id",
+            )
         for san in self.tls_sans:
             try:
                 ipaddress.ip_address(san)
             except ValueError:
                 _check(bool(_HOSTNAME.match(san)), "tls_sans", san, "a DNS name or IP address")
         if self.kubeconfig_kms_key_id is not None:
-            _check(bool(re.fullmatch(r"[A-Za-z0-9:/_\-]+", self.kubeconfig_kms_key_id)),
-                   "kubeconfig_kms_key_id", self.kubeconfig_kms_key_id, "a KMS key id, ARN or alias")
+            _check(
+                bool(re.fullmatch(r"[A-Za-z0-9:/_\-]+", self.kubeconfig_kms_key_id)),
+                "kubeconfig_kms_key_id",
+                self.kubeconfig_kms_key_id,
+                "a KMS key id, ARN or alias",
+            )
         _check_version(self.k3s_version)
 
     @property
@@ -181,7 +193,7 @@ class K3sAgentConfig:
 
 SSM_GET_SCRIPT = script_file(
     "ssm-get.sh",
-    r'''
+    r"""
 # Usage: ssm-get.sh REGION PARAMETER_NAME DEST
 # Reads a (SecureString) parameter with the instance role and writes its value to DEST, mode 0600.
 # Retries for ~10 minutes: instance-profile credentials and the parameter itself can lag the boot.
@@ -204,12 +216,12 @@ for attempt in $(seq 1 60); do
 done
 echo "lmrun: giving up on SSM parameter $name" >&2
 exit 1
-''',
+""",
 )
 
 K3S_INSTALL_SCRIPT = script_file(
     "k3s-install.sh",
-    r'''
+    r"""
 # Usage: k3s-install.sh VERSION server|agent [K3S FLAGS...]
 # Runs the install script of the pinned release tag (not the moving get.k3s.io one); it downloads the
 # release binary, checks its sha256, writes the systemd unit with the flags, and starts K3s.
@@ -220,12 +232,12 @@ trap 'rm -f "$installer"' EXIT
 curl -sfL --retry 10 --retry-delay 5 --retry-all-errors -o "$installer" \
     "https://raw.githubusercontent.com/k3s-io/k3s/${version}/install.sh"
 INSTALL_K3S_VERSION="$version" sh "$installer" "$@"
-''',
+""",
 )
 
 MOUNT_VOLUME_SCRIPT = script_file(
     "mount-volume.sh",
-    r'''
+    r"""
 # Usage: mount-volume.sh DEVICE_NAME VOLUME_ID|"" MOUNT_POINT LABEL
 # Finds an attached EBS volume (NVMe by-id link from the volume id, then the device name, then its Xen
 # alias), waits for it (the attachment may come after boot), formats it only when it carries no
@@ -297,20 +309,30 @@ fi
 if ! mountpoint -q "$mount_point"; then
     mount "$mount_point"
 fi
-''',
+""",
 )
 
 
 def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
     put = [
-        "aws", "ssm", "put-parameter", "--region", cfg.ssm_region, "--name", cfg.kubeconfig_parameter,
-        "--type", "SecureString", "--overwrite", "--tier", "Intelligent-Tiering",
+        "aws",
+        "ssm",
+        "put-parameter",
+        "--region",
+        cfg.ssm_region,
+        "--name",
+        cfg.kubeconfig_parameter,
+        "--type",
+        "SecureString",
+        "--overwrite",
+        "--tier",
+        "Intelligent-Tiering",
     ]
     if cfg.kubeconfig_kms_key_id is not None:
         put += ["--key-id", cfg.kubeconfig_kms_key_id]
     return script_file(
         "publish-kubeconfig.sh",
-        f'''
+        f"""
 # Copies the admin kubeconfig to SSM (SecureString) with the API address the mesh uses instead of
 # 127.0.0.1, so it is readable without SSH. Runs at every boot: K3s renews client certificates on restart.
 # The value goes through a 0600 temp file (file://), never the command line.
@@ -332,7 +354,7 @@ trap 'rm -f "$tmp"' EXIT
 sed "s#https://127.0.0.1:{API_PORT}#$API_ENDPOINT#" "$KUBECONFIG_PATH" >"$tmp"
 {sh_join(put)} --value "file://$tmp" >/dev/null
 echo "lmrun: kubeconfig published" >&2
-''',
+""",
     )
 
 
@@ -360,13 +382,20 @@ def publish_kubeconfig_unit() -> WriteFile:
 def server_flags(cfg: K3sServerConfig) -> list[str]:
     """``k3s server`` flags, in order."""
     flags = [
-        "--node-ip", cfg.node_ip,
-        "--advertise-address", cfg.node_ip,
-        "--disable", "traefik",
-        "--write-kubeconfig-mode", "0600",
-        "--data-dir", K3S_DATA_DIR,
-        "--token-file", TOKEN_FILE,
-        "--node-label", f"{LABEL_NODE}=k3s-server",
+        "--node-ip",
+        cfg.node_ip,
+        "--advertise-address",
+        cfg.node_ip,
+        "--disable",
+        "traefik",
+        "--write-kubeconfig-mode",
+        "0600",
+        "--data-dir",
+        K3S_DATA_DIR,
+        "--token-file",
+        TOKEN_FILE,
+        "--node-label",
+        f"{LABEL_NODE}=k3s-server",
     ]
     for san in (cfg.node_ip, *cfg.tls_sans):
         flags += ["--tls-san", san]
@@ -386,7 +415,7 @@ def agent_flags(cfg: K3sAgentConfig) -> list[str]:
 def server_files(cfg: K3sServerConfig) -> list[WriteFile]:
     bootstrap = script_file(
         "k3s-server-bootstrap.sh",
-        f'''
+        f"""
 {sh_assign("STATE_MOUNT", STATE_MOUNT)}
 {SCRIPT_DIR}/mount-volume.sh {sh_join([cfg.state_device_name, cfg.state_volume_id or "", STATE_MOUNT, "lmrun-state"])}
 # The node password K3s checks on re-join lives in /etc/rancher/node: keep it on the state volume so a
@@ -400,7 +429,7 @@ fi
 {SCRIPT_DIR}/k3s-install.sh {sh_join([cfg.k3s_version, "server", *server_flags(cfg)])}
 systemctl daemon-reload
 systemctl enable --now {PUBLISH_KUBECONFIG_UNIT}
-''',
+""",
     )
     return [
         SSM_GET_SCRIPT,
@@ -415,10 +444,10 @@ systemctl enable --now {PUBLISH_KUBECONFIG_UNIT}
 def agent_files(cfg: K3sAgentConfig) -> list[WriteFile]:
     bootstrap = script_file(
         "k3s-agent-bootstrap.sh",
-        f'''
+        f"""
 {SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.token_parameter, TOKEN_FILE])}
 {SCRIPT_DIR}/k3s-install.sh {sh_join([cfg.k3s_version, "agent", *agent_flags(cfg)])}
-''',
+""",
     )
     return [SSM_GET_SCRIPT, K3S_INSTALL_SCRIPT, bootstrap]
 

@@ -86,11 +86,16 @@ class VllmConfig:
 def serve_args(cfg: VllmConfig) -> list[str]:
     """The full ``vllm serve`` argv (without the executable)."""
     args = [
-        "serve", cfg.model,
-        "--revision", cfg.revision,
-        "--served-model-name", cfg.served_model_name,
-        "--host", "0.0.0.0",
-        "--port", str(cfg.app_port),
+        "serve",
+        cfg.model,
+        "--revision",
+        cfg.revision,
+        "--served-model-name",
+        cfg.served_model_name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(cfg.app_port),
     ]
     sets_tp = any(a.split("=", 1)[0] in ("--tensor-parallel-size", "-tp") for a in cfg.extra_args)
     if cfg.tensor_parallel_size > 1 and not sets_tp:
@@ -108,7 +113,7 @@ def serve_script(cfg: VllmConfig) -> WriteFile:
 def install_script(cfg: VllmConfig) -> WriteFile:
     hf = ""
     if cfg.hf_token_parameter is not None and cfg.ssm_region is not None:  # both or neither (__post_init__)
-        hf = f'''
+        hf = f"""
 # Hugging Face token: fetched by parameter name into a root-only EnvironmentFile.
 {sh_assign("ENV_FILE", ENV_FILE)}
 {SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.hf_token_parameter, "/run/lmrun/hf-token"])}
@@ -117,8 +122,8 @@ mkdir -p "$(dirname "$ENV_FILE")"
 {{ printf 'HF_TOKEN='; tr -d '\\n' </run/lmrun/hf-token; printf '\\n'; }} >"$ENV_FILE"
 rm -f /run/lmrun/hf-token
 umask 022
-'''
-    body = f'''
+"""
+    body = f"""
 {sh_assign("VENV", VENV)}
 {sh_assign("VLLM_VERSION", cfg.vllm_version)}
 {sh_assign("HF_HOME", HF_HOME)}
@@ -140,7 +145,7 @@ fi
 {hf}
 systemctl daemon-reload
 systemctl enable --now {UNIT_NAME}
-'''
+"""
     return script_file("vllm-install.sh", body)
 
 

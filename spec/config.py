@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -75,13 +75,32 @@ def _relevant(errors: list[Any]) -> list[Any]:
     return [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in item_locs)]
 
 
-def parse_spec(raw: Mapping[str, Any]) -> MeshSpec:
+# Keys whose values must reach the program as Pulumi secrets (encrypted in the stack file).
+SECRET_KEYS = ("huggingFaceToken",)
+
+
+def _plaintext_secret_issues(raw: Mapping[str, Any], secret_keys: Collection[str]) -> list[ConfigIssue]:
+    return [
+        ConfigIssue(
+            config_path((key,)),
+            f"must be stored encrypted: pulumi config set --secret {key} <value> (it is in plain text now)",
+        )
+        for key in SECRET_KEYS
+        if raw.get(key) and key not in secret_keys
+    ]
+
+
+def parse_spec(raw: Mapping[str, Any], *, secret_keys: Collection[str] | None = None) -> MeshSpec:
     """Validate the decoded ``lmrun:`` config (keys without prefix); raise ConfigError with every issue.
 
     Only the camelCase keys are accepted (``by_name=False``): ``lmrun:main_region`` is a typo to report,
     not a second spelling that would slip past the cross-field rules, which read camelCase keys.
+    ``secret_keys`` (keys without prefix that Pulumi delivered as secrets), when given, must include every
+    key of :data:`SECRET_KEYS` that has a value.
     """
     issues = cross_field_issues(raw)
+    if secret_keys is not None:
+        issues.extend(_plaintext_secret_issues(raw, secret_keys))
     try:
         spec = MeshSpec.model_validate(dict(raw), by_name=False)
     except ValidationError as exc:
@@ -92,9 +111,11 @@ def parse_spec(raw: Mapping[str, Any]) -> MeshSpec:
     return spec
 
 
-def spec_from_config(config: Mapping[str, Any]) -> MeshSpec:
-    """Spec from a flat Pulumi config map (``{"lmrun:mainRegion": "us-east-1", ...}``)."""
-    return parse_spec(namespaced(config))
+def spec_from_config(config: Mapping[str, Any], secret_keys: Collection[str] | None = None) -> MeshSpec:
+    """Spec from a flat Pulumi config map (``{"lmrun:mainRegion": "us-east-1", ...}``) and, when known,
+    the full keys Pulumi marked secret."""
+    unprefixed = None if secret_keys is None else {k[len(PREFIX) :] for k in secret_keys if k.startswith(PREFIX)}
+    return parse_spec(namespaced(config), secret_keys=unprefixed)
 
 
 def current_pulumi_config() -> dict[str, Any]:
@@ -104,3 +125,12 @@ def current_pulumi_config() -> dict[str, Any]:
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
     return merged
+
+
+def current_secret_keys() -> set[str]:
+    """Full config keys the running program received as secrets."""
+    from pulumi.runtime import config as runtime_config
+
+    return {key for key in current_pulumi_config() if runtime_config.is_config_secret(key)} | set(
+        runtime_config.get_config_secret_keys_env()
+    )

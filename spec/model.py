@@ -10,18 +10,22 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
+from ipaddress import IPv4Network
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from lmrun.aws.network.cidr_blocks import MAX_AZ_NUMBER
 from lmrun.aws.region.catalog import REGIONS, az_number
 from lmrun.aws.region.selection import ROGUE_REGIONS
+from lmrun.render.k3s import K3S_VERSION
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
+from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues
 
 DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
 DEFAULT_MAX_PEERINGS = 50
+DEFAULT_SERVER_INSTANCE_TYPE = "t3.medium"
 MAX_PEERINGS_CEILING = 125  # the highest AWS raises "active VPC peering connections per VPC" to
 
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
@@ -53,6 +57,17 @@ def _az_id(value: str) -> str:
     return value
 
 
+def _empty_is_none(value: Any) -> Any:
+    """Pulumi.yaml defaults optional strings to "" (a key without default is required there)."""
+    return None if value == "" else value
+
+
+def _operator_cidr(value: IPv4Network) -> IPv4Network:
+    if value.prefixlen == 0:
+        raise ValueError("0.0.0.0/0 would open the K3s API to the whole internet; list your own CIDRs")
+    return value
+
+
 def _tag_key(value: str) -> str:
     if not _TAG_KEY.match(value):
         raise ValueError(f"{value!r} is not a valid AWS tag key (1-128 chars, no 'aws:' prefix)")
@@ -64,6 +79,8 @@ InstanceType = Annotated[str, AfterValidator(_instance_type)]
 AzId = Annotated[str, AfterValidator(_az_id)]
 TagKey = Annotated[str, AfterValidator(_tag_key)]
 TagValue = Annotated[str, Field(max_length=256)]
+K3sVersion = Annotated[str, Field(pattern=r"^v1\.\d+\.\d+\+k3s\d+$")]
+OperatorCidr = Annotated[IPv4Network, AfterValidator(_operator_cidr)]
 
 
 class MeshSpec(SpecModel):
@@ -92,6 +109,25 @@ class MeshSpec(SpecModel):
     tags: dict[TagKey, TagValue] = Field(
         default_factory=dict,
         description="Extra tags put on every taggable resource.",
+    )
+    k3s_version: K3sVersion = Field(
+        default=K3S_VERSION, alias="k3sVersion", description="Pinned K3s release of server and agents."
+    )
+    server_instance_type: InstanceType = Field(
+        default=DEFAULT_SERVER_INSTANCE_TYPE,
+        description="Instance type of the K3s server (2 vCPU / 4 GiB serves ~350 agents).",
+    )
+    operator_cidrs: tuple[OperatorCidr, ...] = Field(
+        default=(),
+        description="CIDRs allowed to reach the K3s API (6443) from outside the mesh. Default: none.",
+    )
+    hugging_face_token: Annotated[SecretStr | None, BeforeValidator(_empty_is_none)] = Field(
+        default=None,
+        description="Hugging Face token for gated models (set it with `pulumi config set --secret`).",
+    )
+    nodes: tuple[NodeSpec, ...] = Field(default=(), description="GPU nodes running vLLM (see the README).")
+    services: tuple[ServiceSpec, ...] = Field(
+        default=(), description="Generic VM processes published on mesh-wide node ports."
     )
 
 
@@ -171,7 +207,6 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                             )
                         )
                 if isinstance(zones, list) and not zones:
-                    issues.append(
-                        ConfigIssue(config_path(("availabilityZones", region)), "needs at least one AZ id")
-                    )
+                    issues.append(ConfigIssue(config_path(("availabilityZones", region)), "needs at least one AZ id"))
+    issues.extend(node_issues(raw, reserved_ports={}))
     return issues

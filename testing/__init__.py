@@ -1,6 +1,8 @@
 """Offline test harness for lmrun components and programs: a recording mock engine."""
 
+from lmrun.testing.aws_mocks import MESH_COMPUTED, MESH_LOOKUPS, mesh_mocks
 from lmrun.testing.engine import (
+    RecordedCall,
     RecordedResource,
     Recording,
     RecordingMocks,
@@ -12,12 +14,16 @@ from lmrun.testing.engine import (
 )
 
 __all__ = [
+    "MESH_COMPUTED",
+    "MESH_LOOKUPS",
+    "RecordedCall",
     "RecordedResource",
     "Recording",
     "RecordingMocks",
     "RecordingMonitor",
     "Secret",
     "UnmockedCallError",
+    "mesh_mocks",
     "redact",
     "run_program",
 ]

@@ -94,21 +94,43 @@ class UnmockedCallError(RuntimeError):
 
 
 CallHandler = Callable[[Mapping[str, Any]], dict[str, Any]]
+ComputedOutputs = Callable[[pulumi.runtime.MockResourceArgs], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    """One lookup (invoke) the program made."""
+
+    token: str
+    args: dict[str, Any]
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Resources echo their inputs as state (plus an id); invokes must have a registered handler."""
+    """Resources echo their inputs as state (plus an id and any ``computed`` outputs for their type);
+    invokes must have a registered handler and are recorded."""
 
-    def __init__(self, calls: Mapping[str, CallHandler] | None = None) -> None:
+    def __init__(
+        self,
+        calls: Mapping[str, CallHandler] | None = None,
+        computed: Mapping[str, ComputedOutputs] | None = None,
+    ) -> None:
         self.calls = dict(calls or {})
+        self.computed = dict(computed or {})
+        self.recorded_calls: list[RecordedCall] = []
+        self._lock = threading.Lock()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         resource_id = args.resource_id or f"{args.name}-id"
         state.setdefault("arn", f"arn:mock:{args.typ}:{args.name}")
+        if args.typ in self.computed:
+            for key, value in self.computed[args.typ](args).items():
+                state.setdefault(key, value)
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        with self._lock:
+            self.recorded_calls.append(RecordedCall(args.token, dict(args.args)))
         handler = self.calls.get(args.token)
         if handler is None:
             raise UnmockedCallError(f"no mock for lookup {args.token!r}; register one in RecordingMocks(calls=...)")
@@ -150,6 +172,7 @@ class Recording:
 
     resources: list[RecordedResource]
     outputs: dict[str, Any] = field(default_factory=dict)
+    calls: list[RecordedCall] = field(default_factory=list)
 
     def by_type(self, type_: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -195,7 +218,8 @@ def _run(
     root = get_root_resource()
     exports = getattr(root, "outputs", {}) or {}
     outputs = _sync_await(_resolve_exports(exports))
-    return Recording(resources=list(monitor.records), outputs=outputs)
+    calls = list(mocks.recorded_calls) if isinstance(mocks, RecordingMocks) else []
+    return Recording(resources=list(monitor.records), outputs=outputs, calls=calls)
 
 
 def run_program(

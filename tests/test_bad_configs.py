@@ -53,7 +53,10 @@ class Case:
 
 
 MAIN = {"mainRegion": "us-east-1"}
-KNOWN_KEYS = "known keys: availabilityZones, gpuInstanceTypes, mainRegion, maxPeerings, regions, tags"
+KNOWN_KEYS = (
+    "known keys: availabilityZones, gpuInstanceTypes, huggingFaceToken, k3sVersion, mainRegion, maxPeerings, "
+    "nodes, operatorCidrs, regions, serverInstanceType, services, tags"
+)
 
 CASES: dict[str, Case] = {
     "missing-main-region": Case({"regions": ["us-west-2"]}, (("lmrun:mainRegion", "is required"),)),
@@ -163,7 +166,7 @@ CASES: dict[str, Case] = {
     ),
     "tag-key-with-aws-prefix": Case(
         {**MAIN, "tags": {"aws:owner": "ml"}},
-        (("lmrun:tags[\"aws:owner\"]", "'aws:owner' is not a valid AWS tag key (1-128 chars, no 'aws:' prefix)"),),
+        (('lmrun:tags["aws:owner"]', "'aws:owner' is not a valid AWS tag key (1-128 chars, no 'aws:' prefix)"),),
     ),
     "tag-key-too-long": Case(
         {**MAIN, "tags": {"k" * 129: "v"}},
@@ -187,7 +190,7 @@ CASES: dict[str, Case] = {
             ("lmrun:maxPeerings", "should be a valid integer"),
             ("lmrun:regions[0]", "'us-east-1' is the main region"),
             ("lmrun:regions[1]", "'eu-west-9' is not an AWS region this mesh knows"),
-            ("lmrun:tags[\"aws:team\"]", "is not a valid AWS tag key"),
+            ('lmrun:tags["aws:team"]', "is not a valid AWS tag key"),
         ),
     ),
 }

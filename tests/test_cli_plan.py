@@ -31,7 +31,9 @@ def test_json_marks_secret_inputs(tmp_path, capsys: pytest.CaptureFixture[str]) 
     from lmrun.offline import PlanReport
     from lmrun.testing import RecordedResource, Recording, Secret
 
-    resource = RecordedResource("urn:x", "t:t:T", "n", {"token": Secret("s3cr3t"), "plain": 1}, "", (), "", True, False, False)
+    resource = RecordedResource(
+        "urn:x", "t:t:T", "n", {"token": Secret("s3cr3t"), "plain": 1}, "", (), "", True, False, False
+    )
     document = PlanReport("s", Recording([resource])).to_json()
     assert document["resources"][0]["inputs"] == {"token": "[secret]", "plain": 1}
     assert "s3cr3t" not in json.dumps(document)
@@ -48,7 +50,11 @@ def test_make_plan_command_end_to_end() -> None:
     """What `make plan` runs, as a subprocess: exit 0 and the dev stack's hub in the CIDR table."""
     result = subprocess.run(
         [sys.executable, "-m", "lmrun", "plan", "--stack", "dev"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "us-east-1" in result.stdout and "10.64.0.0/16" in result.stdout

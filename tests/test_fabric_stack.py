@@ -56,7 +56,9 @@ def test_every_spoke_has_exactly_one_peering_with_accepter_in_main(preview: bool
         assert peering.inputs["autoAccept"] is False
         assert _vpc_region(recording, peering.inputs["vpcId"]) == spoke
         assert _vpc_region(recording, peering.inputs["peerVpcId"]) == MAIN
-        accepters = [a for a in recording.by_type(ACCEPTER) if a.inputs["vpcPeeringConnectionId"] == f"{peering.name}-id"]
+        accepters = [
+            a for a in recording.by_type(ACCEPTER) if a.inputs["vpcPeeringConnectionId"] == f"{peering.name}-id"
+        ]
         assert len(accepters) == 1, spoke
         assert regions[accepters[0].provider_urn] == MAIN
         assert accepters[0].inputs["autoAccept"] is True

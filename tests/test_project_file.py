@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmrun.spec import MeshSpec, spec_from_config
+from lmrun.spec import MeshSpec, parse_spec, spec_from_config
 from lmrun.stackfile import load_stack_config
 from tests.conftest import ROOT
 
@@ -25,13 +25,21 @@ def test_project_is_python_with_stacks_dir_and_lmrun_namespace() -> None:
 
 def test_every_spec_key_is_declared_with_a_description_and_the_same_default() -> None:
     declared = _project()["config"]
-    spec_keys = {field.alias: field for field in MeshSpec.model_fields.values()}
-    assert set(declared) == set(spec_keys)
-    for key, field in spec_keys.items():
+    fields = {field.alias: name for name, field in MeshSpec.model_fields.items()}
+    assert set(declared) == set(fields)
+    for key, name in fields.items():
         assert declared[key].get("description"), key
-        if "default" in declared[key]:
-            default = field.get_default(call_default_factory=True)
-            assert declared[key]["default"] == (list(default) if isinstance(default, tuple) else default), key
+        if key == "mainRegion":
+            continue
+        # Pulumi applies the project default when a stack omits the key: it must mean the spec's default.
+        spec = parse_spec({"mainRegion": "us-east-1", key: declared[key]["default"]})
+        assert getattr(spec, name) == MeshSpec.model_fields[name].get_default(call_default_factory=True), key
+
+
+def test_only_main_region_is_required_by_pulumi() -> None:
+    """Pulumi refuses to run a stack missing any declared project key that has no default."""
+    required = {key for key, declaration in _project()["config"].items() if "default" not in declaration}
+    assert required == {"mainRegion"}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "stacks").glob("Pulumi.*.yaml")), ids=lambda p: p.name)

@@ -88,7 +88,20 @@ def test_broken_json_list_is_reported_as_not_a_list() -> None:
 
 
 def test_camel_case_keys_are_the_config_keys() -> None:
-    assert known_keys() == ["availabilityZones", "gpuInstanceTypes", "mainRegion", "maxPeerings", "regions", "tags"]
+    assert known_keys() == [
+        "availabilityZones",
+        "gpuInstanceTypes",
+        "huggingFaceToken",
+        "k3sVersion",
+        "mainRegion",
+        "maxPeerings",
+        "nodes",
+        "operatorCidrs",
+        "regions",
+        "serverInstanceType",
+        "services",
+        "tags",
+    ]
     spec = parse_spec({"mainRegion": "us-east-1", "maxPeerings": 3, "gpuInstanceTypes": ["g6.xlarge"]})
     assert (spec.max_peerings, spec.gpu_instance_types) == (3, ("g6.xlarge",))
 
@@ -98,7 +111,8 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
         "lmrun:mainRegion: is required",
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
-        "gpuInstanceTypes, mainRegion, maxPeerings, regions, tags",
+        "gpuInstanceTypes, huggingFaceToken, k3sVersion, mainRegion, maxPeerings, nodes, operatorCidrs, regions, "
+        "serverInstanceType, services, tags",
     ]
 
 

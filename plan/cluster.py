@@ -1,0 +1,154 @@
+"""Spec -> cluster plan: the K3s server's place, each GPU node's instance type and price, the node-port map.
+
+Pure decisions, like the fabric plan: everything a reviewer wants to predict (which instance type a node
+gets, what it costs per hour, which port a service lands on) is known here, before any resource exists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from lmrun.aws.instances import catalog
+from lmrun.spec.model import MeshSpec
+
+if TYPE_CHECKING:
+    from lmrun.plan.mesh import RegionPlan
+
+SERVER_HOST_OFFSET = 10
+"""The server takes the 10th address of the main region's first subnet (AWS reserves the first four)."""
+
+ProbeKind = Literal["vllm", "http", "tcp"]
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """Where the K3s server lives and how it is reached."""
+
+    region: str
+    az_id: str
+    private_ip: str
+    instance_type: str
+    k3s_version: str
+    operator_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One GPU node: the instance type chosen for it, its price, and what it serves."""
+
+    name: str
+    region: str
+    gpu: str
+    gpu_count: int
+    instance_type: str
+    vcpus: int
+    spot: bool
+    hourly_usd: float
+    disk_size_gb: int
+    model: str
+    model_revision: str
+    vllm_args: tuple[str, ...]
+    app_port: int
+    service: str
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    """A service on a mesh-wide node port, backed by one or more replica VMs."""
+
+    name: str
+    node_port: int
+    app_port: int
+    replicas: tuple[str, ...]
+    """Node names (the ``lmrun.io/node`` label) running the process, sorted."""
+    probe: ProbeKind
+    probe_path: str
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Server, nodes and endpoints, keyed by their stable names."""
+
+    server: ServerPlan
+    nodes: dict[str, NodePlan]
+    endpoints: dict[str, EndpointPlan]
+
+    @property
+    def node_ports(self) -> dict[str, int]:
+        return {name: endpoint.node_port for name, endpoint in self.endpoints.items()}
+
+    def fleet_hourly_usd(self, *, spot: bool | None = None) -> float:
+        """Estimated hourly cost of the GPU nodes (all of them, or only spot / only on-demand)."""
+        return round(sum(n.hourly_usd for n in self.nodes.values() if spot is None or n.spot == spot), 4)
+
+
+def choose_instance_type(gpu: str, count: int, region: str, *, spot: bool) -> catalog.InstanceType:
+    """The cheapest catalog instance type with ``count`` x ``gpu`` offered in ``region`` (and sold as spot
+    when ``spot``). The spec has already refused combinations with no such type."""
+    for candidate in catalog.instance_types_for(gpu, count):
+        if catalog.offered_in(candidate.name, region) and (not spot or candidate.spot_usd_hour is not None):
+            return candidate
+    raise ValueError(f"no {count}x {gpu} instance type in {region}")
+
+
+def plan_server(spec: MeshSpec, main: RegionPlan) -> ServerPlan:
+    subnet = main.subnets[0]
+    ip = ipaddress.IPv4Network(subnet.cidr).network_address + SERVER_HOST_OFFSET
+    return ServerPlan(
+        region=main.name,
+        az_id=subnet.az_id,
+        private_ip=str(ip),
+        instance_type=spec.server_instance_type,
+        k3s_version=spec.k3s_version,
+        operator_cidrs=tuple(str(cidr) for cidr in spec.operator_cidrs),
+    )
+
+
+def plan_nodes(spec: MeshSpec) -> dict[str, NodePlan]:
+    nodes: dict[str, NodePlan] = {}
+    for node in sorted(spec.nodes, key=lambda n: n.name):
+        chosen = choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
+        nodes[node.name] = NodePlan(
+            name=node.name,
+            region=node.region,
+            gpu=chosen.gpu,
+            gpu_count=node.gpu_count,
+            instance_type=chosen.name,
+            vcpus=chosen.vcpus,
+            spot=node.use_spot,
+            hourly_usd=chosen.hourly_usd(spot=node.use_spot),
+            disk_size_gb=node.disk_size,
+            model=node.model,
+            model_revision=node.model_revision,
+            vllm_args=node.vllm_args,
+            app_port=node.app_port,
+            service=node.service_name,
+        )
+    return nodes
+
+
+def plan_endpoints(spec: MeshSpec) -> dict[str, EndpointPlan]:
+    replicas: dict[str, list[str]] = {}
+    first: dict[str, EndpointPlan] = {}
+    for node in spec.nodes:
+        replicas.setdefault(node.service_name, []).append(node.name)
+        first.setdefault(
+            node.service_name,
+            EndpointPlan(node.service_name, node.node_port, node.app_port, (), "vllm", "/v1/models"),
+        )
+    for service in spec.services:
+        replicas.setdefault(service.name, []).append(service.node)
+        first.setdefault(
+            service.name,
+            EndpointPlan(service.name, service.node_port, service.app_port, (), service.health, service.health_path),
+        )
+    return {
+        name: EndpointPlan(e.name, e.node_port, e.app_port, tuple(sorted(replicas[name])), e.probe, e.probe_path)
+        for name, e in sorted(first.items())
+    }
+
+
+def plan_cluster(spec: MeshSpec, main: RegionPlan) -> ClusterPlan:
+    return ClusterPlan(server=plan_server(spec, main), nodes=plan_nodes(spec), endpoints=plan_endpoints(spec))

@@ -1,0 +1,254 @@
+"""Spec of GPU nodes and of the services published on mesh-wide node ports.
+
+A node follows the shape users know from SkyPilot-style orchestrators (name, cloud, region, gpu and
+count, model and pinned revision, spot, disk, extra vLLM args, node port). Nodes that share a ``service``
+name are replicas behind one node port. Generic VM processes are published through ``lmrun:services``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, Field, ValidationError
+
+from lmrun.aws.instances import catalog
+from lmrun.render.vllm import MANAGED_FLAGS
+from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.model_base import SpecModel
+
+NODE_PORT_MIN = 30000
+NODE_PORT_MAX = 32767
+
+_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+_MODEL = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_REVISION = re.compile(r"^[0-9a-f]{40}$")
+
+# Flags the library sets itself; accepting them in vllmArgs would silently fight the rendered unit.
+RESERVED_VLLM_FLAGS = frozenset({*MANAGED_FLAGS, "--model"})
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: 1-32 characters of a-z, 0-9 and '-', starting with a letter "
+            "(it becomes part of resource names and Kubernetes labels)"
+        )
+    return value
+
+
+def _model(value: str) -> str:
+    if not _MODEL.match(value):
+        raise ValueError(f"{value!r} is not a Hugging Face model id like 'Qwen/Qwen2.5-7B-Instruct'")
+    return value
+
+
+def _revision(value: str) -> str:
+    if not _REVISION.match(value):
+        raise ValueError(
+            f"{value!r} is not a pinned revision: give the model repo's full 40-character commit hash "
+            "(branches and tags move)"
+        )
+    return value
+
+
+def _vllm_args(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        flag = value.split("=", 1)[0]
+        if flag in RESERVED_VLLM_FLAGS:
+            raise ValueError(f"{flag} is set by lmrun from the node's fields; remove it from vllmArgs")
+    return values
+
+
+Name = Annotated[str, AfterValidator(_name)]
+ModelId = Annotated[str, AfterValidator(_model)]
+Revision = Annotated[str, AfterValidator(_revision)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _node_port(value: int) -> int:
+    if not NODE_PORT_MIN <= value <= NODE_PORT_MAX:
+        raise ValueError(f"node port {value} is outside the Kubernetes NodePort range {NODE_PORT_MIN}-{NODE_PORT_MAX}")
+    return value
+
+
+NodePort = Annotated[int, AfterValidator(_node_port)]
+
+
+class NodeSpec(SpecModel):
+    """One GPU VM running vLLM as a service and joining K3s as an agent."""
+
+    name: Name = Field(description="Unique node name; resources are named after it.")
+    cloud: Literal["aws"] = Field(default="aws", description="Cloud of the node.")
+    region: str = Field(description="Region of the node; must be lmrun:mainRegion or in lmrun:regions.")
+    gpu: str = Field(description="GPU model: A10G, L4, L40S, T4, A100, H100, ...")
+    gpu_count: int = Field(default=1, ge=1, le=16, description="GPUs on the node.")
+    model: ModelId = Field(description="Hugging Face model id served by vLLM.")
+    model_revision: Revision = Field(description="Pinned model commit (40 hex characters).")
+    use_spot: bool = Field(default=True, description="Spot capacity (replaced automatically when reclaimed).")
+    disk_size: int = Field(default=256, ge=64, le=16384, description="Root volume in GB (encrypted gp3).")
+    vllm_args: Annotated[tuple[str, ...], AfterValidator(_vllm_args)] = Field(
+        default=(), description="Extra `vllm serve` arguments."
+    )
+    app_port: Port = Field(default=8000, description="Port vLLM listens on, on the VM.")
+    node_port: NodePort = Field(description="Mesh-wide node port (30000-32767) of the node's service.")
+    service: Name | None = Field(
+        default=None, description="Service (endpoint) name; nodes sharing it are replicas. Default: node name."
+    )
+
+    @property
+    def service_name(self) -> str:
+        return self.service or self.name
+
+
+class ServiceSpec(SpecModel):
+    """A process on a mesh VM (not vLLM) published on a node port."""
+
+    name: Name = Field(description="Unique service name.")
+    node: Name = Field(description="Name of the node (VM) running the process.")
+    app_port: Port = Field(description="Port the process listens on, on the VM.")
+    node_port: NodePort = Field(description="Mesh-wide node port (30000-32767).")
+    health: Literal["tcp", "http"] = Field(default="tcp", description="Readiness check: TCP connect or HTTP GET.")
+    health_path: str = Field(default="/", pattern=r"^/", description="Path of the HTTP readiness check.")
+
+
+_M = TypeVar("_M", bound=SpecModel)
+
+
+def _valid_items(raw: Any, model: type[_M]) -> list[tuple[int, _M]]:
+    """Entries of a raw list that validate on their own, with their index (the others are reported by the
+    whole-spec validation); lets the cross-checks below run even when some entries are broken."""
+    if not isinstance(raw, list):
+        return []
+    valid: list[tuple[int, _M]] = []
+    for index, item in enumerate(raw):
+        try:
+            valid.append((index, model.model_validate(item, by_name=False)))
+        except ValidationError:
+            continue
+    return valid
+
+
+def _gpu_issues(index: int, node: NodeSpec, mesh_regions: set[str]) -> list[ConfigIssue]:
+    path = ("nodes", index)
+    if node.region not in mesh_regions:
+        return [
+            ConfigIssue(
+                config_path((*path, "region")),
+                f"{node.region!r} has no VPC in this mesh; add it to lmrun:regions (or use lmrun:mainRegion)",
+            )
+        ]
+    try:
+        candidates = catalog.instance_types_for(node.gpu, node.gpu_count)
+    except KeyError:
+        return [
+            ConfigIssue(
+                config_path((*path, "gpu")),
+                f"unknown GPU {node.gpu!r}; known GPUs: {', '.join(catalog.gpu_names())}",
+            )
+        ]
+    except ValueError as exc:
+        return [ConfigIssue(config_path((*path, "gpuCount")), str(exc))]
+    offered = [t for t in candidates if catalog.offered_in(t.name, node.region)]
+    if offered and node.use_spot and all(t.spot_usd_hour is None for t in offered):
+        return [
+            ConfigIssue(
+                config_path((*path, "useSpot")),
+                f"{', '.join(t.name for t in offered)} is not sold as spot; set useSpot: false",
+            )
+        ]
+    if not offered:
+        offering = sorted(catalog.gpu_regions(node.gpu) & mesh_regions)
+        hint = f"; mesh regions offering it: {', '.join(offering)}" if offering else ""
+        return [
+            ConfigIssue(
+                config_path((*path, "gpu")),
+                f"{node.gpu_count}x {catalog.canonical_gpu(node.gpu)} is not offered in {node.region} "
+                f"per the instance catalog{hint}",
+            )
+        ]
+    return []
+
+
+def node_issues(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> list[ConfigIssue]:
+    """Rules across nodes and services: unique names, regions in the mesh, GPUs offered there, one node
+    port per endpoint and unique across the mesh (``reserved_ports`` are taken by the mesh itself)."""
+    issues: list[ConfigIssue] = []
+    main = raw.get("mainRegion")
+    spokes = raw.get("regions")
+    mesh_regions = {r for r in [main, *(spokes if isinstance(spokes, list) else [])] if isinstance(r, str)}
+    nodes = _valid_items(raw.get("nodes"), NodeSpec)
+    services = _valid_items(raw.get("services"), ServiceSpec)
+
+    node_names: dict[str, int] = {}
+    by_name: dict[str, NodeSpec] = {}
+    for index, node in nodes:
+        if node.name in node_names:
+            issues.append(
+                ConfigIssue(
+                    config_path(("nodes", index, "name")),
+                    f"{node.name!r} is already lmrun:nodes[{node_names[node.name]}]",
+                )
+            )
+            continue
+        node_names[node.name] = index
+        by_name[node.name] = node
+        issues.extend(_gpu_issues(index, node, mesh_regions))
+
+    # Endpoint name -> (node port, app port, where it was first declared).
+    endpoints: dict[str, tuple[int, int, str]] = {}
+    port_owner: dict[int, str] = {port: f"{owner} (reserved by the mesh)" for port, owner in reserved_ports.items()}
+
+    def claim(name: str, node_port: int, app_port: int, where: tuple[str | int, ...]) -> None:
+        here = config_path(where)
+        if name in endpoints:
+            first_port, first_app, first_where = endpoints[name]
+            if node_port != first_port:
+                issues.append(
+                    ConfigIssue(
+                        config_path((*where, "nodePort")),
+                        f"replicas of service {name!r} must share one node port; {first_where} uses {first_port}",
+                    )
+                )
+            if app_port != first_app:
+                issues.append(
+                    ConfigIssue(
+                        config_path((*where, "appPort")),
+                        f"replicas of service {name!r} must share one app port; {first_where} uses {first_app}",
+                    )
+                )
+            return
+        endpoints[name] = (node_port, app_port, here)
+        if node_port in port_owner:
+            issues.append(
+                ConfigIssue(
+                    config_path((*where, "nodePort")),
+                    f"node port {node_port} is already taken by {port_owner[node_port]}",
+                )
+            )
+        else:
+            port_owner[node_port] = f"service {name!r} ({here})"
+
+    for index, node in nodes:
+        claim(node.service_name, node.node_port, node.app_port, ("nodes", index))
+
+    service_names: set[str] = set()
+    for index, service in services:
+        where = ("services", index)
+        if service.name in endpoints or service.name in service_names:
+            issues.append(ConfigIssue(config_path((*where, "name")), f"service name {service.name!r} is already used"))
+            continue
+        service_names.add(service.name)
+        if service.node not in by_name:
+            issues.append(ConfigIssue(config_path((*where, "node")), f"no node named {service.node!r} in lmrun:nodes"))
+        else:
+            if by_name[service.node].app_port == service.app_port:
+                issues.append(
+                    ConfigIssue(
+                        config_path((*where, "appPort")),
+                        f"port {service.app_port} is vLLM's app port on node {service.node!r}",
+                    )
+                )
+        claim(service.name, service.node_port, service.app_port, where)
+    return issues

@@ -1,0 +1,81 @@
+"""Mock answers for what the mesh program asks the cloud: computed outputs and its lookups.
+
+The mock engine echoes inputs; a few resources also have outputs a real provider computes that the
+program reads (a subnet's AZ name for EBS volumes, a random password's value, a command's stdout). And
+the program makes exactly the lookups listed in :data:`MESH_LOOKUPS` (AMI ids from SSM public
+parameters); any other lookup fails the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+
+from lmrun.testing.engine import CallHandler, ComputedOutputs, RecordingMocks
+
+
+def _digest(text: str, length: int = 17) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _ssm_parameter(args: Mapping[str, Any]) -> dict[str, Any]:
+    name = str(args["name"])
+    return {
+        "id": name,
+        "name": name,
+        "arn": f"arn:aws:ssm:mock::parameter{name}",
+        "type": "String",
+        "value": f"ami-{_digest(name)}",
+        "insecureValue": f"ami-{_digest(name)}",
+        "version": 1,
+        "withDecryption": bool(args.get("withDecryption", True)),
+    }
+
+
+MESH_LOOKUPS: dict[str, CallHandler] = {
+    "aws:ssm/getParameter:getParameter": _ssm_parameter,
+}
+
+
+def _subnet(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    return {"availabilityZone": f"az-of-{args.inputs.get('availabilityZoneId', 'unknown')}"}
+
+
+def _password(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    return {"result": f"mock-{_digest(args.name, 32)}"}
+
+
+def _random_bytes(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    raw = hashlib.sha256(args.name.encode()).digest()[: int(args.inputs.get("length", 32))]
+    return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
+
+
+def _command(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    return {"stdout": f"mock stdout of {args.name}", "stderr": ""}
+
+
+def _instance(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    return {"privateIp": args.inputs.get("privateIp", "10.0.0.1"), "publicIp": "203.0.113.10"}
+
+
+def _eip(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    return {"publicIp": f"203.0.113.{int(_digest(args.name, 2), 16) % 200 + 20}"}
+
+
+MESH_COMPUTED: dict[str, ComputedOutputs] = {
+    "aws:ec2/subnet:Subnet": _subnet,
+    "random:index/randomPassword:RandomPassword": _password,
+    "random:index/randomBytes:RandomBytes": _random_bytes,
+    "command:local:Command": _command,
+    "aws:ec2/instance:Instance": _instance,
+    "aws:ec2/eip:Eip": _eip,
+}
+
+
+def mesh_mocks() -> RecordingMocks:
+    """Mocks that answer everything the lmrun mesh program asks, and nothing more."""
+    return RecordingMocks(calls=MESH_LOOKUPS, computed=MESH_COMPUTED)
