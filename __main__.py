@@ -8,9 +8,23 @@ from lmrun.spec import current_pulumi_config, current_secret_keys, spec_from_con
 
 spec = spec_from_config(current_pulumi_config(), current_secret_keys())
 plan = plan_mesh(spec, mesh=pulumi.get_stack())
-mesh = Mesh("mesh", args={"plan": plan})
+token = spec.hugging_face_token
+mesh = Mesh(
+    "mesh",
+    args={"plan": plan, "hugging_face_token": pulumi.Output.secret(token.get_secret_value()) if token else None},
+)
 
 pulumi.export("mainRegion", plan.main.name)
 pulumi.export("regions", {name: {"cidr": r.cidr, "role": r.role} for name, r in plan.regions.items()})
+pulumi.export("nodePorts", plan.cluster.node_ports)
+pulumi.export(
+    "nodes",
+    {
+        n.name: {"region": n.region, "instance_type": n.instance_type, "spot": n.spot, "hourly_usd": n.hourly_usd}
+        for n in plan.cluster.nodes.values()
+    },
+)
 pulumi.export("vpcIds", mesh.vpc_ids)
 pulumi.export("peeringConnectionIds", mesh.peering_connection_ids)
+pulumi.export("k3sApiEndpoint", mesh.api_endpoint)
+pulumi.export("kubeconfig", mesh.kubeconfig)

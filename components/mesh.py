@@ -6,7 +6,10 @@ from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_command as command
+import pulumi_random as random
 
+from lmrun.components.cluster import Cluster
 from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, PeerVpc
 from lmrun.components.vpc import RegionalVpc
@@ -18,15 +21,22 @@ class MeshArgs(TypedDict):
 
     plan: MeshPlan
     """The decided mesh (see :func:`lmrun.plan.plan_mesh`); the component adds no decisions of its own."""
+    hugging_face_token: pulumi.Input[str] | None
+    """Hugging Face token (secret) for gated models, or None."""
 
 
 class Mesh(pulumi.ComponentResource):
-    """One explicit AWS provider per region, a :class:`RegionalVpc` per region, and the peering hub."""
+    """One explicit AWS provider per region, a :class:`RegionalVpc` per region, the peering hub, and the
+    K3s cluster with its GPU nodes and node ports."""
 
     providers: dict[str, aws.Provider]
     vpcs: dict[str, RegionalVpc]
+    cluster: Cluster
     vpc_ids: pulumi.Output[dict[str, str]]
     peering_connection_ids: pulumi.Output[dict[str, str]]
+    kubeconfig: pulumi.Output[str]
+    api_endpoint: pulumi.Output[str]
+    node_ports: pulumi.Output[dict[str, int]]
 
     def __init__(self, name: str, *, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lmrun:index:Mesh", name, None, opts)
@@ -57,9 +67,38 @@ class Mesh(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+        # Explicit providers for the non-cloud packages too: stacks disable every default provider.
+        utility_providers: list[pulumi.ProviderResource] = [
+            random.Provider(f"{name}-random", opts=pulumi.ResourceOptions(parent=self)),
+            command.Provider(f"{name}-command", opts=pulumi.ResourceOptions(parent=self)),
+        ]
+        self.cluster = Cluster(
+            f"{name}-cluster",
+            args={
+                "plan": plan.cluster,
+                "parameter_prefix": f"/lmrun/{plan.mesh}",
+                "providers": self.providers,
+                "vpcs": self.vpcs,
+                "hugging_face_token": args["hugging_face_token"],
+                "tags": plan.tags,
+            },
+            opts=pulumi.ResourceOptions(parent=self, providers=utility_providers),
+        )
+
         self.vpc_ids = pulumi.Output.all(**{region: vpc.vpc_id for region, vpc in self.vpcs.items()})
         self.peering_connection_ids = hub.peering_connection_ids
-        self.register_outputs({"vpc_ids": self.vpc_ids, "peering_connection_ids": self.peering_connection_ids})
+        self.kubeconfig = self.cluster.kubeconfig
+        self.api_endpoint = self.cluster.api_endpoint
+        self.node_ports = self.cluster.node_ports
+        self.register_outputs(
+            {
+                "vpc_ids": self.vpc_ids,
+                "peering_connection_ids": self.peering_connection_ids,
+                "kubeconfig": self.kubeconfig,
+                "api_endpoint": self.api_endpoint,
+                "node_ports": self.node_ports,
+            }
+        )
 
     def _peer(self, region: RegionPlan) -> PeerVpc:
         vpc = self.vpcs[region.name]

@@ -34,6 +34,8 @@ class RegionalVpc(pulumi.ComponentResource):
     route_table_id: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     subnet_ids: pulumi.Output[dict[str, str]]
+    subnets: dict[str, aws.ec2.Subnet]
+    """Subnets by AZ id, for components that need one subnet's attributes (its AZ name, say)."""
 
     def __init__(self, name: str, *, args: RegionalVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lmrun:index:RegionalVpc", name, None, opts)
@@ -58,6 +60,7 @@ class RegionalVpc(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.subnets = {}
         subnet_ids: dict[str, pulumi.Output[str]] = {}
         for az_id, cidr in sorted(args["subnets"].items()):
             subnet = aws.ec2.Subnet(
@@ -73,6 +76,7 @@ class RegionalVpc(pulumi.ComponentResource):
                 f"{name}-{slug(az_id)}-rt", subnet_id=subnet.id, route_table_id=route_table.id, opts=child
             )
             subnet_ids[az_id] = subnet.id
+            self.subnets[az_id] = subnet
 
         security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",

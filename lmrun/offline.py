@@ -23,6 +23,16 @@ class PlanReport:
         regions: dict[str, dict[str, str]] = self.recording.outputs.get("regions") or {}
         return regions
 
+    @property
+    def node_ports(self) -> dict[str, int]:
+        ports: dict[str, int] = self.recording.outputs.get("nodePorts") or {}
+        return ports
+
+    @property
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        nodes: dict[str, dict[str, Any]] = self.recording.outputs.get("nodes") or {}
+        return nodes
+
     def to_json(self) -> dict[str, Any]:
         names = {r.urn: r.name for r in self.recording.resources}
         return {
@@ -38,6 +48,8 @@ class PlanReport:
                 for r in self.recording.resources
             ],
             "regions": self.regions,
+            "node_ports": self.node_ports,
+            "nodes": self.nodes,
         }
 
 

@@ -47,6 +47,33 @@ def cidr_table(report: PlanReport) -> Table:
     return table
 
 
+def port_table(report: PlanReport) -> Table:
+    table = Table(title="Mesh node ports (localhost:<port> on every node)")
+    table.add_column("Service")
+    table.add_column("Node port", justify="right")
+    for service, port in sorted(report.node_ports.items(), key=lambda item: item[1]):
+        table.add_row(service, str(port))
+    return table
+
+
+def fleet_table(report: PlanReport) -> Table:
+    table = Table(title="GPU fleet (estimated USD/hour, us-east-1 reference prices)")
+    table.add_column("Node")
+    table.add_column("Region")
+    table.add_column("Instance type")
+    table.add_column("Capacity")
+    table.add_column("USD/hour", justify="right")
+    totals = {True: 0.0, False: 0.0}
+    for name, node in sorted(report.nodes.items()):
+        totals[bool(node["spot"])] += float(node["hourly_usd"])
+        capacity = "spot" if node["spot"] else "on-demand"
+        table.add_row(name, node["region"], node["instance_type"], capacity, f"{node['hourly_usd']:.4f}")
+    table.add_row("spot total", "", "", "", f"{totals[True]:.4f}", style="bold")
+    table.add_row("on-demand total", "", "", "", f"{totals[False]:.4f}", style="bold")
+    table.add_row("fleet total", "", "", "", f"{totals[True] + totals[False]:.4f}", style="bold")
+    return table
+
+
 def count_table(report: PlanReport) -> Table:
     resources = report.recording.resources
     counts = Counter(r.type for r in resources if r.custom)
@@ -63,4 +90,8 @@ def count_table(report: PlanReport) -> Table:
 def print_report(report: PlanReport, console: Console) -> None:
     console.print(component_table(report))
     console.print(cidr_table(report))
+    if report.node_ports:
+        console.print(port_table(report))
+    if report.nodes:
+        console.print(fleet_table(report))
     console.print(count_table(report))

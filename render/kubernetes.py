@@ -50,8 +50,11 @@ class MeshService:
     """Mesh-wide node port (30000-32767)."""
     nodes: tuple[str, ...]
     """Replica node names (``lmrun.io/node`` values)."""
-    probe: Literal["vllm", "tcp"] = "vllm"
-    """``vllm``: ready when ``GET /v1/models`` succeeds; ``tcp``: ready when the port accepts connections."""
+    probe: Literal["vllm", "http", "tcp"] = "vllm"
+    """``vllm``: ready when ``GET /v1/models`` succeeds (the model is loaded); ``http``: when ``GET probe_path``
+    succeeds; ``tcp``: when the port accepts connections."""
+    probe_path: str = "/"
+    """Path of the ``http`` probe."""
     namespace: str = NAMESPACE
 
     def __post_init__(self) -> None:
@@ -71,8 +74,10 @@ class MeshService:
         for node in self.nodes:
             if not _DNS_LABEL.match(node) or len(proxy_name(self.name, node)) > 253:
                 raise ValueError(f"nodes: {node!r} must be a lowercase DNS label")
-        if self.probe not in ("vllm", "tcp"):
-            raise ValueError(f"probe: {self.probe!r} is not 'vllm' or 'tcp'")
+        if self.probe not in ("vllm", "http", "tcp"):
+            raise ValueError(f"probe: {self.probe!r} is not 'vllm', 'http' or 'tcp'")
+        if not self.probe_path.startswith("/"):
+            raise ValueError(f"probe_path: {self.probe_path!r} must start with '/'")
         if not _DNS_LABEL.match(self.namespace) or len(self.namespace) > 63:
             raise ValueError(f"namespace: {self.namespace!r} is not a DNS label")
 
@@ -123,8 +128,9 @@ def service_manifest(svc: MeshService) -> dict[str, Any]:
 
 def _probe(svc: MeshService) -> dict[str, Any]:
     check: dict[str, Any]
-    if svc.probe == "vllm":
-        check = {"httpGet": {"path": "/v1/models", "port": svc.app_port, "scheme": "HTTP"}}
+    if svc.probe in ("vllm", "http"):
+        path = "/v1/models" if svc.probe == "vllm" else svc.probe_path
+        check = {"httpGet": {"path": path, "port": svc.app_port, "scheme": "HTTP"}}
     else:
         check = {"tcpSocket": {"port": svc.app_port}}
     return {**check, "periodSeconds": 5, "timeoutSeconds": 3, "successThreshold": 1, "failureThreshold": 2}

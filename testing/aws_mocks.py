@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pulumi
@@ -66,7 +66,12 @@ def _eip(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     return {"publicIp": f"203.0.113.{int(_digest(args.name, 2), 16) % 200 + 20}"}
 
 
+def _launch_template(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    return {"latestVersion": 1, "defaultVersion": 1}
+
+
 MESH_COMPUTED: dict[str, ComputedOutputs] = {
+    "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
     "aws:ec2/subnet:Subnet": _subnet,
     "random:index/randomPassword:RandomPassword": _password,
     "random:index/randomBytes:RandomBytes": _random_bytes,
@@ -76,6 +81,12 @@ MESH_COMPUTED: dict[str, ComputedOutputs] = {
 }
 
 
+# Ids that renderers validate (an EBS volume id is baked into user data to find the NVMe device).
+MESH_IDS: dict[str, Callable[[pulumi.runtime.MockResourceArgs], str]] = {
+    "aws:ebs/volume:Volume": lambda args: f"vol-{_digest(args.name)}",
+}
+
+
 def mesh_mocks() -> RecordingMocks:
     """Mocks that answer everything the lmrun mesh program asks, and nothing more."""
-    return RecordingMocks(calls=MESH_LOOKUPS, computed=MESH_COMPUTED)
+    return RecordingMocks(calls=MESH_LOOKUPS, computed=MESH_COMPUTED, ids=MESH_IDS)

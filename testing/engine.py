@@ -31,6 +31,10 @@ SECRET_SIG = rpc._special_secret_sig
 SIG_KEY = rpc._special_sig_key
 
 
+UNKNOWN = "[unknown]"
+"""What an input the engine cannot know yet (in preview) is recorded as."""
+
+
 @dataclass(frozen=True)
 class Secret:
     """A value the program marked secret (inputs and outputs keep the mark)."""
@@ -68,13 +72,18 @@ class RecordedResource:
 
 
 def unwrap_secrets(value: Any) -> Any:
-    """Replace the RPC secret envelope with :class:`Secret`, recursively."""
+    """Plain data from deserialized RPC properties: the secret envelope becomes :class:`Secret`, unknowns
+    (preview) become :data:`UNKNOWN`, and whole-number floats (protobuf has only doubles) become ints."""
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
             return Secret(unwrap_secrets(value.get("value")))
         return {key: unwrap_secrets(item) for key, item in value.items()}
     if isinstance(value, list):
         return [unwrap_secrets(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, pulumi.output.Unknown) or (isinstance(value, str) and value == rpc.UNKNOWN):
+        return UNKNOWN
     return value
 
 
@@ -106,22 +115,26 @@ class RecordedCall:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Resources echo their inputs as state (plus an id and any ``computed`` outputs for their type);
-    invokes must have a registered handler and are recorded."""
+    """Resources echo their inputs as state, with an id (``<name>-id`` unless ``ids`` has a maker for the
+    type, for ids that must look real) and any ``computed`` outputs for their type; invokes must have a
+    registered handler and are recorded."""
 
     def __init__(
         self,
         calls: Mapping[str, CallHandler] | None = None,
         computed: Mapping[str, ComputedOutputs] | None = None,
+        ids: Mapping[str, Callable[[pulumi.runtime.MockResourceArgs], str]] | None = None,
     ) -> None:
         self.calls = dict(calls or {})
         self.computed = dict(computed or {})
+        self.ids = dict(ids or {})
         self.recorded_calls: list[RecordedCall] = []
         self._lock = threading.Lock()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
-        resource_id = args.resource_id or f"{args.name}-id"
+        make_id = self.ids.get(args.typ)
+        resource_id = args.resource_id or (make_id(args) if make_id else f"{args.name}-id")
         state.setdefault("arn", f"arn:mock:{args.typ}:{args.name}")
         if args.typ in self.computed:
             for key, value in self.computed[args.typ](args).items():
@@ -134,7 +147,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         handler = self.calls.get(args.token)
         if handler is None:
             raise UnmockedCallError(f"no mock for lookup {args.token!r}; register one in RecordingMocks(calls=...)")
-        return handler(args.args), None
+        return handler(args.args), []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

@@ -102,14 +102,25 @@ def test_security_group_rules_both_ways_and_main_side_within_limit() -> None:
             assert inbound[spoke] == {cidr, cidrs[MAIN]}
 
 
-def test_every_aws_resource_uses_an_explicit_provider_of_its_region(preview: bool) -> None:
+def _tags(resource: RecordedResource) -> dict[str, str]:
+    """Tags as a mapping (auto-scaling groups take a list of key/value entries)."""
+    tags = resource.inputs.get("tags") or {}
+    if isinstance(tags, list):
+        return {tag["key"]: tag["value"] for tag in tags}
+    return dict(tags)
+
+
+def test_every_resource_uses_an_explicit_provider_and_aws_ones_that_of_their_region(preview: bool) -> None:
     recording = plan("global", preview=preview).recording
     regions = _provider_regions(recording)
     assert len(regions) == len(plan("global").regions)
+    explicit = {r.urn for r in recording.resources if r.is_provider}
     for resource in recording.custom:
-        assert resource.type.startswith("aws:"), resource.type
-        assert resource.provider_urn in regions, f"{resource.name} uses no explicit provider"
-        tagged_region = (resource.inputs.get("tags") or {}).get("lmrun:region")
+        assert resource.provider_urn in explicit, f"{resource.name} uses a default provider"
+        if not resource.type.startswith("aws:"):
+            continue
+        assert resource.provider_urn in regions, f"{resource.name} uses no explicit AWS provider"
+        tagged_region = _tags(resource).get("lmrun:region")
         if tagged_region:
             assert regions[resource.provider_urn] == tagged_region, resource.name
 
@@ -124,6 +135,8 @@ def test_fabric_costs_nothing_per_month() -> None:
 
 
 def _taggable(type_token: str) -> bool:
+    if not type_token.startswith("aws:"):
+        return False
     module, _, cls = type_token.removeprefix("aws:").partition(":")
     package = getattr(aws, module.split("/")[0])
     return "tags" in inspect.signature(getattr(package, cls).__init__).parameters
@@ -133,7 +146,7 @@ def test_every_taggable_resource_carries_the_mesh_tags() -> None:
     recording = plan("global").recording
     for resource in recording.custom:
         if _taggable(resource.type):
-            tags = resource.inputs.get("tags") or {}
+            tags = _tags(resource)
             assert tags.get("lmrun:mesh") == "global", resource.name
             assert tags.get("lmrun:managed-by") == "pulumi", resource.name
             assert tags.get("team") == "ml-platform", resource.name

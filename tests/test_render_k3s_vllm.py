@@ -10,10 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 import yaml
 
 from lmrun.render import cloudinit, k3s, kubernetes, vllm
+from tests.validators import require_tool, run
 
 TOKEN_PARAM = "/lmrun/test/k3s/join-token"
 KUBECONFIG_PARAM = "/lmrun/test/k3s/admin-kubeconfig"
@@ -73,39 +72,24 @@ PHOENIX_GRPC = kubernetes.MeshService(
 MANIFESTS = kubernetes.mesh_manifests([QWEN, PHOENIX_GRPC])
 
 
-def _tool(name: str) -> str:
-    """Path of a validator; skip on a laptop without it, fail under CI=true (a skipped proof is no proof)."""
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if found:
-        return found
-    message = f"{name} is not installed"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {message}", pytrace=False)
-    pytest.skip(message)
-
-
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-
-
 # --- real validators ------------------------------------------------------------------------------------------
 
 
 def test_every_user_data_passes_cloud_init_schema(tmp_path: Path) -> None:
-    tool = _tool("cloud-init")
+    tool = require_tool("cloud-init")
     for name, text in USER_DATA.items():
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
-        result = _run([tool, "schema", "--config-file", str(path)])
+        result = run([tool, "schema", "--config-file", str(path)])
         assert result.returncode == 0, f"{name}:\n{result.stdout}{result.stderr}"
         assert "Valid cloud-config" in result.stdout, result.stdout
     broken = tmp_path / "broken.yaml"
     broken.write_text("#cloud-config\nwrite_files:\n- path: /x\n  content: x\n  permissions: 755\nruncmd: nope\n")
-    assert _run([tool, "schema", "--config-file", str(broken)]).returncode != 0, "cloud-init schema accepts anything"
+    assert run([tool, "schema", "--config-file", str(broken)]).returncode != 0, "cloud-init schema accepts anything"
 
 
 def test_every_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
-    tool = _tool("shellcheck")
+    tool = require_tool("shellcheck")
     scripts: dict[str, str] = {}
     for text in USER_DATA.values():
         scripts.update({f"{Path(p).name}-{abs(hash(c))}": c for p, c in cloudinit.shell_scripts(text).items()})
@@ -115,15 +99,15 @@ def test_every_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
         path = tmp_path / f"{name}.sh"
         path.write_text(content)
         paths.append(str(path))
-    result = _run([tool, "--severity=style", "--shell=bash", *paths])
+    result = run([tool, "--severity=style", "--shell=bash", *paths])
     assert result.returncode == 0, result.stdout + result.stderr
     bad = tmp_path / "bad.sh"
     bad.write_text("#!/bin/bash\nrm -rf $1/*\n")
-    assert _run([tool, str(bad)]).returncode != 0, "shellcheck accepts anything"
+    assert run([tool, str(bad)]).returncode != 0, "shellcheck accepts anything"
 
 
 def test_every_manifest_passes_kubernetes_validate_strict(tmp_path: Path) -> None:
-    tool = _tool("kubernetes-validate")
+    tool = require_tool("kubernetes-validate")
     good = tmp_path / "mesh.yaml"
     good.write_text(kubernetes.to_yaml(MANIFESTS))
     bad_manifest = kubernetes.service_manifest(QWEN)
@@ -131,11 +115,11 @@ def test_every_manifest_passes_kubernetes_validate_strict(tmp_path: Path) -> Non
     bad = tmp_path / "bad.yaml"
     bad.write_text(kubernetes.to_yaml([bad_manifest]))
     version = k3s.KUBERNETES_VERSION
-    result = _run([tool, "--strict", "--kubernetes-version", version, str(good)])
+    result = run([tool, "--strict", "--kubernetes-version", version, str(good)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") == len(MANIFESTS), result.stdout
     assert f"against version {version.rsplit('.', 1)[0]}" in result.stdout, result.stdout
-    rejected = _run([tool, "--strict", "--kubernetes-version", version, str(bad)])
+    rejected = run([tool, "--strict", "--kubernetes-version", version, str(bad)])
     assert rejected.returncode != 0, "kubernetes-validate --strict accepts unknown fields"
 
 

@@ -1,0 +1,178 @@
+"""Cluster: the K3s server, the GPU nodes and the node-port services, on top of the fabric's VPCs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+
+from lmrun.components.gpu_node import GpuNode
+from lmrun.components.k3s_server import K3sServer
+from lmrun.components.naming import slug, with_name
+from lmrun.components.node_ports import NodePorts
+from lmrun.components.vpc import RegionalVpc
+from lmrun.plan.cluster import ClusterPlan, NodePlan
+from lmrun.render.k3s import K3sAgentConfig
+from lmrun.render.kubernetes import MeshService
+from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
+
+# Public SSM parameters naming the current images (looked up in their *_output form, per region).
+SERVER_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+GPU_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+SERVER_STATE_VOLUME_GB = 20
+
+
+class ClusterArgs(TypedDict):
+    """Inputs of :class:`Cluster`."""
+
+    plan: ClusterPlan
+    """Server placement, nodes and endpoints, decided by :func:`lmrun.plan.plan_mesh`."""
+    parameter_prefix: str
+    """SSM path prefix for the mesh's parameters, e.g. ``/lmrun/dev``."""
+    providers: Mapping[str, aws.Provider]
+    """Explicit AWS provider per region of the mesh."""
+    vpcs: Mapping[str, RegionalVpc]
+    """The fabric's VPC per region."""
+    hugging_face_token: pulumi.Input[str] | None
+    """Hugging Face token (a secret), stored as an SSM SecureString for the nodes; None for public models."""
+    tags: Mapping[str, str]
+    """Tags for every taggable resource."""
+
+
+def _ami(parameter: str, provider: aws.Provider, parent: pulumi.Resource) -> pulumi.Output[str]:
+    return aws.ssm.get_parameter_output(
+        name=parameter, opts=pulumi.InvokeOutputOptions(provider=provider, parent=parent)
+    ).value
+
+
+class Cluster(pulumi.ComponentResource):
+    """K3s server in the main region, one :class:`GpuNode` per node, :class:`NodePorts` for the services."""
+
+    server: K3sServer
+    nodes: dict[str, GpuNode]
+    kubeconfig: pulumi.Output[str]
+    api_endpoint: pulumi.Output[str]
+    node_ports: pulumi.Output[dict[str, int]]
+
+    def __init__(self, name: str, *, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lmrun:index:Cluster", name, None, opts)
+        plan = args["plan"]
+        server_plan = plan.server
+        main_vpc = args["vpcs"][server_plan.region]
+        main_provider = args["providers"][server_plan.region]
+        prefix = args["parameter_prefix"].rstrip("/")
+        tags = args["tags"]
+        server_subnet = main_vpc.subnets[server_plan.az_id]
+
+        self.server = K3sServer(
+            f"{name}-k3s",
+            args={
+                "region": server_plan.region,
+                "private_ip": server_plan.private_ip,
+                "instance_type": server_plan.instance_type,
+                "k3s_version": server_plan.k3s_version,
+                "ami_id": _ami(SERVER_AMI_PARAMETER, main_provider, self),
+                "subnet_id": server_subnet.id,
+                "availability_zone": server_subnet.availability_zone,
+                "vpc_id": main_vpc.vpc_id,
+                "security_group_ids": [main_vpc.security_group_id],
+                "operator_cidrs": server_plan.operator_cidrs,
+                "parameter_prefix": prefix,
+                "state_volume_gb": SERVER_STATE_VOLUME_GB,
+                "tags": {**tags, "lmrun:region": server_plan.region, "lmrun:role": "k3s-server"},
+            },
+            # The parent's random/command providers are inherited; AWS is the main region's.
+            opts=pulumi.ResourceOptions(parent=self, providers=[main_provider]),
+        )
+
+        hf_parameter: aws.ssm.Parameter | None = None
+        if args["hugging_face_token"] is not None and plan.nodes:
+            hf_parameter = aws.ssm.Parameter(
+                f"{name}-hf-token",
+                name=f"{prefix}/huggingface/token",
+                type="SecureString",
+                value=pulumi.Output.secret(args["hugging_face_token"]),
+                description="Hugging Face token for gated models (read by GPU nodes)",
+                tags=with_name({**tags, "lmrun:region": server_plan.region}, f"{name}-hf-token"),
+                opts=pulumi.ResourceOptions(parent=self, provider=main_provider),
+            )
+
+        gpu_amis = {
+            region: _ami(GPU_AMI_PARAMETER, args["providers"][region], self)
+            for region in sorted({node.region for node in plan.nodes.values()})
+        }
+        self.nodes = {}
+        for node in plan.nodes.values():
+            vpc = args["vpcs"][node.region]
+            reads = [self.server.token_parameter_arn] + ([hf_parameter.arn] if hf_parameter is not None else [])
+            self.nodes[node.name] = GpuNode(
+                f"{name}-node-{slug(node.name)}",
+                args={
+                    "instance_type": node.instance_type,
+                    "spot": node.spot,
+                    "disk_size_gb": node.disk_size_gb,
+                    "ami_id": gpu_amis[node.region],
+                    "subnet_ids": [subnet.id for _, subnet in sorted(vpc.subnets.items())],
+                    "security_group_ids": [vpc.security_group_id],
+                    "user_data": self._user_data(
+                        node, server_plan.private_ip, server_plan.region, prefix, hf_parameter
+                    ),
+                    "parameter_arns": reads,
+                    "tags": {**tags, "lmrun:region": node.region, "lmrun:role": "gpu-node", "lmrun:node": node.name},
+                },
+                opts=pulumi.ResourceOptions(parent=self, provider=args["providers"][node.region]),
+            )
+
+        services = [
+            MeshService(
+                name=e.name,
+                app_port=e.app_port,
+                node_port=e.node_port,
+                nodes=e.replicas,
+                probe=e.probe,
+                probe_path=e.probe_path,
+            )
+            for e in plan.endpoints.values()
+        ]
+        if services:
+            ports = NodePorts(
+                f"{name}-ports",
+                args={"services": services, "kubeconfig": self.server.kubeconfig},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.node_ports = ports.node_ports
+        else:
+            self.node_ports = pulumi.Output.from_input({})
+
+        self.kubeconfig = self.server.kubeconfig
+        self.api_endpoint = self.server.api_endpoint
+        self.register_outputs(
+            {"kubeconfig": self.kubeconfig, "api_endpoint": self.api_endpoint, "node_ports": self.node_ports}
+        )
+
+    @staticmethod
+    def _user_data(
+        node: NodePlan, server_ip: str, ssm_region: str, prefix: str, hf_parameter: aws.ssm.Parameter | None
+    ) -> str:
+        """Plain values only: the token and the Hugging Face token are read on the VM by parameter name."""
+        agent = K3sAgentConfig(
+            server_ip=server_ip,
+            ssm_region=ssm_region,
+            token_parameter=f"{prefix}/k3s/token",
+            node_name=node.name,
+            region=node.region,
+            gpu=node.gpu,
+        )
+        vllm = VllmConfig(
+            model=node.model,
+            revision=node.model_revision,
+            served_model_name=node.service,
+            app_port=node.app_port,
+            extra_args=node.vllm_args,
+            tensor_parallel_size=node.gpu_count,
+            hf_token_parameter=f"{prefix}/huggingface/token" if hf_parameter is not None else None,
+            ssm_region=ssm_region if hf_parameter is not None else None,
+        )
+        return render_gpu_node_user_data(agent, vllm)

@@ -1,0 +1,123 @@
+"""GpuNode: one GPU VM running vLLM and joining K3s, kept alive by an auto-scaling group of one.
+
+The group spans every subnet (AZ) of the region, so a reclaimed spot instance or an AZ without capacity
+is replaced automatically without a config change; ``capacity_rebalance`` starts the replacement on the
+rebalance signal, before the two-minute interruption notice. The group does not wait for capacity:
+``pulumi up`` must not hang on a GPU shortage. Launch-template changes roll the node (instance refresh).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+
+from lmrun.components.instance_role import InstanceRole
+from lmrun.components.naming import with_name
+
+ROOT_DEVICE = "/dev/sda1"
+"""Root device of the Ubuntu-based Deep Learning AMIs."""
+
+
+class GpuNodeArgs(TypedDict):
+    """Inputs of :class:`GpuNode`. The region's AWS provider comes in ``opts.provider``."""
+
+    instance_type: str
+    """EC2 instance type chosen by the plan."""
+    spot: bool
+    """Spot capacity (price-capacity-optimized) instead of on-demand."""
+    disk_size_gb: int
+    """Root volume size (encrypted gp3); holds the model weights."""
+    ami_id: pulumi.Input[str]
+    """GPU image with NVIDIA drivers, the AWS CLI and the SSM agent (Deep Learning Base AMI)."""
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """Every subnet the node may launch in (one per AZ)."""
+    security_group_ids: Sequence[pulumi.Input[str]]
+    """Mesh security groups of the node's VPC."""
+    user_data: pulumi.Input[str]
+    """Rendered ``#cloud-config`` (parameter names only, never secret values)."""
+    parameter_arns: Sequence[pulumi.Input[str]]
+    """SSM parameters the node reads at boot (join token, Hugging Face token)."""
+    tags: Mapping[str, str]
+    """Tags for every taggable resource and for the instances and volumes the group launches."""
+
+
+class GpuNode(pulumi.ComponentResource):
+    """Identity, launch template and a one-instance auto-scaling group."""
+
+    launch_template_id: pulumi.Output[str]
+    group_name: pulumi.Output[str]
+
+    def __init__(self, name: str, *, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lmrun:index:GpuNode", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = with_name(args["tags"], name)
+
+        identity = InstanceRole(
+            f"{name}-identity", args={"reads": list(args["parameter_arns"]), "writes": [], "tags": tags}, opts=child
+        )
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            image_id=args["ami_id"],
+            instance_type=args["instance_type"],
+            iam_instance_profile={"arn": identity.instance_profile_arn},
+            vpc_security_group_ids=list(args["security_group_ids"]),
+            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
+            block_device_mappings=[
+                {
+                    "device_name": ROOT_DEVICE,
+                    "ebs": {
+                        "volume_size": args["disk_size_gb"],
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            user_data=pulumi.Output.from_input(args["user_data"]).apply(
+                lambda text: base64.b64encode(text.encode()).decode()
+            ),
+            update_default_version=True,
+            tag_specifications=[
+                {"resource_type": "instance", "tags": tags},
+                {"resource_type": "volume", "tags": tags},
+            ],
+            tags=tags,
+            opts=child,
+        )
+        template_ref = {"launch_template_id": template.id, "version": template.latest_version.apply(str)}
+        capacity: dict[str, Any]
+        if args["spot"]:
+            capacity = {
+                "mixed_instances_policy": {
+                    "instances_distribution": {
+                        "on_demand_base_capacity": 0,
+                        "on_demand_percentage_above_base_capacity": 0,
+                        "spot_allocation_strategy": "price-capacity-optimized",
+                    },
+                    "launch_template": {"launch_template_specification": template_ref},
+                },
+                "capacity_rebalance": True,
+            }
+        else:
+            capacity = {"launch_template": {"id": template.id, "version": template.latest_version.apply(str)}}
+        group = aws.autoscaling.Group(
+            f"{name}-asg",
+            min_size=1,
+            max_size=1,
+            desired_capacity=1,
+            vpc_zone_identifiers=list(args["subnet_ids"]),
+            health_check_type="EC2",
+            wait_for_capacity_timeout="0",
+            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 0}},
+            tags=[{"key": key, "value": value, "propagate_at_launch": False} for key, value in sorted(tags.items())],
+            opts=child,
+            **capacity,
+        )
+
+        self.launch_template_id = template.id
+        self.group_name = group.name
+        self.register_outputs({"launch_template_id": self.launch_template_id, "group_name": self.group_name})

@@ -1,0 +1,99 @@
+"""InstanceRole: the IAM identity of one mesh VM, allowed exactly the SSM parameters it needs.
+
+Every VM also gets AmazonSSMManagedInstanceCore so operators reach it with Session Manager instead of
+SSH. Parameter access is by ARN: ``ssm:GetParameter`` on what the VM reads, ``ssm:PutParameter`` on what it
+publishes; no wildcard action and no wildcard resource.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+
+from lmrun.components.naming import with_name
+
+SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+_ASSUME_EC2 = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+)
+
+
+class InstanceRoleArgs(TypedDict):
+    """Inputs of :class:`InstanceRole`."""
+
+    reads: Sequence[pulumi.Input[str]]
+    """ARNs of SSM parameters the VM reads (``ssm:GetParameter``)."""
+    writes: Sequence[pulumi.Input[str]]
+    """ARNs of SSM parameters the VM publishes (``ssm:PutParameter``)."""
+    tags: Mapping[str, str]
+    """Tags for the role and the instance profile."""
+
+
+def parameter_policy(reads: Sequence[str], writes: Sequence[str]) -> str:
+    """The inline policy document for the given parameter ARNs."""
+    statements: list[dict[str, Any]] = []
+    if reads:
+        statements.append(
+            {"Sid": "ReadParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": sorted(reads)}
+        )
+    if writes:
+        statements.append(
+            {
+                "Sid": "PublishParameters",
+                "Effect": "Allow",
+                "Action": ["ssm:PutParameter"],
+                "Resource": sorted(writes),
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+class InstanceRole(pulumi.ComponentResource):
+    """Role, inline parameter policy, Session Manager attachment and instance profile."""
+
+    role_name: pulumi.Output[str]
+    instance_profile_name: pulumi.Output[str]
+    instance_profile_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, *, args: InstanceRoleArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lmrun:index:InstanceRole", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = args["tags"]
+
+        role = aws.iam.Role(
+            f"{name}-role", assume_role_policy=_ASSUME_EC2, tags=with_name(tags, f"{name}-role"), opts=child
+        )
+        if args["reads"] or args["writes"]:
+            reads = pulumi.Output.all(*args["reads"])
+            writes = pulumi.Output.all(*args["writes"])
+            aws.iam.RolePolicy(
+                f"{name}-parameters",
+                role=role.name,
+                policy=pulumi.Output.all(reads, writes).apply(lambda rw: parameter_policy(rw[0], rw[1])),
+                opts=child,
+            )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-session-manager", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE, opts=child
+        )
+        profile = aws.iam.InstanceProfile(
+            f"{name}-profile", role=role.name, tags=with_name(tags, f"{name}-profile"), opts=child
+        )
+
+        self.role_name = role.name
+        self.instance_profile_name = profile.name
+        self.instance_profile_arn = profile.arn
+        self.register_outputs(
+            {
+                "role_name": self.role_name,
+                "instance_profile_name": self.instance_profile_name,
+                "instance_profile_arn": self.instance_profile_arn,
+            }
+        )

@@ -1,0 +1,227 @@
+"""K3sServer: the control plane in the main region, built to survive instance replacement.
+
+- A fixed private IP (agents and kubeconfigs keep pointing at it) — hence ``delete_before_replace``: AWS
+  cannot give the new instance the address while the old one holds it.
+- Cluster state on its own encrypted EBS volume, protected and retained, attached at a stable device:
+  changing the AMI or instance type replaces the instance, never the volume.
+- The join token is a generated secret stored as an SSM SecureString; the instance reads it by name with
+  its role. The admin kubeconfig comes back the same way (the server publishes it; a readiness gate on the
+  operator's machine waits for it), so nothing needs SSH.
+- The API (6443) is open to the mesh through the mesh security group, and to ``operator_cidrs`` only
+  through a security group of its own (none by default: closed to the internet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_command as command
+import pulumi_random as random
+
+from lmrun.components.instance_role import InstanceRole
+from lmrun.components.naming import slug, with_name
+from lmrun.render.k3s import API_PORT, K3sServerConfig, render_server_user_data
+from lmrun.render.readiness import KUBECONFIG_PLACEHOLDER, kubeconfig_gate_script
+
+STATE_DEVICE = "/dev/sdf"
+STATEFUL_TAG = "lmrun:stateful"
+
+
+class K3sServerArgs(TypedDict):
+    """Inputs of :class:`K3sServer`. The main region's AWS provider comes in ``opts.provider``."""
+
+    region: str
+    """Main region (where the SSM parameters live too)."""
+    private_ip: str
+    """Fixed private IP inside ``subnet_id``."""
+    instance_type: str
+    """Server instance type (2 vCPU / 4 GiB serves ~350 agents)."""
+    k3s_version: str
+    """Pinned K3s release."""
+    ami_id: pulumi.Input[str]
+    """Image with the AWS CLI and SSM agent (Amazon Linux 2023)."""
+    subnet_id: pulumi.Input[str]
+    """Subnet holding ``private_ip``."""
+    availability_zone: pulumi.Input[str]
+    """AZ name of ``subnet_id``: the state volume must live in the same AZ."""
+    vpc_id: pulumi.Input[str]
+    """VPC of the subnet (for the operator API security group)."""
+    security_group_ids: Sequence[pulumi.Input[str]]
+    """Mesh security groups of the main VPC."""
+    operator_cidrs: Sequence[str]
+    """CIDRs allowed to reach 6443 from outside the mesh; empty = closed."""
+    parameter_prefix: str
+    """SSM path prefix of the mesh, e.g. ``/lmrun/dev``."""
+    state_volume_gb: int
+    """Size of the state volume."""
+    tags: Mapping[str, str]
+    """Tags for every taggable resource."""
+
+
+class K3sServer(pulumi.ComponentResource):
+    """The K3s server instance, its state volume, token, kubeconfig gate and identity."""
+
+    private_ip: pulumi.Output[str]
+    token: pulumi.Output[str]
+    token_parameter_name: pulumi.Output[str]
+    token_parameter_arn: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    api_endpoint: pulumi.Output[str]
+    state_volume_id: pulumi.Output[str]
+
+    def __init__(self, name: str, *, args: K3sServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lmrun:index:K3sServer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = args["tags"]
+        prefix = args["parameter_prefix"].rstrip("/")
+
+        token = random.RandomPassword(f"{name}-token", length=64, special=False, opts=child)
+        token_parameter = aws.ssm.Parameter(
+            f"{name}-token",
+            name=f"{prefix}/k3s/token",
+            type="SecureString",
+            value=token.result,
+            description="K3s join token (read by mesh VMs through their instance roles)",
+            tags=with_name(tags, f"{name}-token"),
+            opts=child,
+        )
+        kubeconfig_parameter = aws.ssm.Parameter(
+            f"{name}-kubeconfig",
+            name=f"{prefix}/k3s/kubeconfig",
+            type="SecureString",
+            tier="Intelligent-Tiering",
+            value=KUBECONFIG_PLACEHOLDER,
+            description="K3s admin kubeconfig, published by the server at every boot",
+            tags=with_name(tags, f"{name}-kubeconfig"),
+            # The server owns the value; Pulumi only creates (and deletes) the parameter.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+        )
+        identity = InstanceRole(
+            f"{name}-identity",
+            args={"reads": [token_parameter.arn], "writes": [kubeconfig_parameter.arn], "tags": tags},
+            opts=child,
+        )
+
+        security_group_ids = list(args["security_group_ids"])
+        public_ip: pulumi.Output[str] | None = None
+        if args["operator_cidrs"]:
+            api_group = aws.ec2.SecurityGroup(
+                f"{name}-api",
+                vpc_id=args["vpc_id"],
+                description="K3s API (6443/tcp) for operator networks",
+                tags=with_name(tags, f"{name}-api"),
+                opts=child,
+            )
+            for cidr in sorted(args["operator_cidrs"]):
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-api-from-{slug(cidr)}",
+                    security_group_id=api_group.id,
+                    ip_protocol="tcp",
+                    from_port=API_PORT,
+                    to_port=API_PORT,
+                    cidr_ipv4=cidr,
+                    description="K3s API for operators",
+                    tags=with_name(tags, f"{name}-api-from-{cidr}"),
+                    opts=child,
+                )
+            security_group_ids.append(api_group.id)
+            address = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags=with_name(tags, f"{name}-eip"), opts=child)
+            public_ip = address.public_ip
+
+        state = aws.ebs.Volume(
+            f"{name}-state",
+            availability_zone=args["availability_zone"],
+            size=args["state_volume_gb"],
+            type="gp3",
+            encrypted=True,
+            tags={**with_name(tags, f"{name}-state"), STATEFUL_TAG: "true"},
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
+
+        def user_data(values: list[str | None]) -> str:
+            volume_id, tls_san = values
+            config = K3sServerConfig(
+                node_ip=args["private_ip"],
+                ssm_region=args["region"],
+                token_parameter=f"{prefix}/k3s/token",
+                kubeconfig_parameter=f"{prefix}/k3s/kubeconfig",
+                state_device_name=STATE_DEVICE,
+                state_volume_id=volume_id,
+                tls_sans=(tls_san,) if tls_san else (),
+                k3s_version=args["k3s_version"],
+            )
+            return render_server_user_data(config)
+
+        instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=args["ami_id"],
+            instance_type=args["instance_type"],
+            subnet_id=args["subnet_id"],
+            private_ip=args["private_ip"],
+            vpc_security_group_ids=security_group_ids,
+            iam_instance_profile=identity.instance_profile_name,
+            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
+            root_block_device={
+                "encrypted": True,
+                "volume_type": "gp3",
+                "volume_size": 30,
+                "tags": with_name(tags, name),
+            },
+            user_data=pulumi.Output.all(state.id, public_ip).apply(user_data),
+            user_data_replace_on_change=True,
+            tags=with_name(tags, name),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[token_parameter]),
+        )
+        aws.ec2.VolumeAttachment(
+            f"{name}-state",
+            device_name=STATE_DEVICE,
+            volume_id=state.id,
+            instance_id=instance.id,
+            stop_instance_before_detaching=True,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        if public_ip is not None:
+            aws.ec2.EipAssociation(f"{name}-eip", allocation_id=address.id, instance_id=instance.id, opts=child)
+
+        server_url = None if public_ip is None else public_ip.apply(lambda ip: f"https://{ip}:{API_PORT}")
+        gate = command.local.Command(
+            f"{name}-kubeconfig-gate",
+            create=pulumi.Output.from_input(server_url).apply(
+                lambda url: kubeconfig_gate_script(
+                    region=args["region"], parameter=f"{prefix}/k3s/kubeconfig", server_url=url
+                )
+            ),
+            interpreter=["/bin/sh", "-c"],
+            logging=command.local.Logging.NONE,
+            # A new instance publishes a new kubeconfig (fresh client certificates on its first boot).
+            triggers=[instance.id],
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["stdout"], depends_on=[kubeconfig_parameter]
+            ),
+        )
+
+        self.private_ip = pulumi.Output.from_input(args["private_ip"])
+        self.token = pulumi.Output.secret(token.result)
+        self.token_parameter_name = token_parameter.name
+        self.token_parameter_arn = token_parameter.arn
+        self.kubeconfig = pulumi.Output.secret(gate.stdout)
+        self.api_endpoint = (
+            server_url
+            if server_url is not None
+            else pulumi.Output.from_input(f"https://{args['private_ip']}:{API_PORT}")
+        )
+        self.state_volume_id = state.id
+        self.register_outputs(
+            {
+                "private_ip": self.private_ip,
+                "token": self.token,
+                "token_parameter_name": self.token_parameter_name,
+                "token_parameter_arn": self.token_parameter_arn,
+                "kubeconfig": self.kubeconfig,
+                "api_endpoint": self.api_endpoint,
+                "state_volume_id": self.state_volume_id,
+            }
+        )
