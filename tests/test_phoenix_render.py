@@ -1,0 +1,241 @@
+"""Phoenix renderer units: no secrets in the text, ports, environment, validation errors that name the field."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from lmrun.render import phoenix
+from lmrun.render.cloudinit import SCRIPT_DIR, cloud_config, written_files
+from lmrun.render.k3s import SSM_GET_SCRIPT
+from lmrun.render.vllm import VllmConfig
+
+REGION = "eu-west-1"
+BACKUP = phoenix.PhoenixBackup(bucket="lmrun-prod-backups", prefix="phoenix/prod", region=REGION)
+CFG = phoenix.PhoenixConfig(
+    ssm_region=REGION,
+    secret_parameter="/lmrun/prod/phoenix/secret",
+    admin_secret_parameter="/lmrun/prod/phoenix/admin-secret",
+    ingest_key_parameter="/lmrun/prod/phoenix/ingest-key",
+    admin_password_parameter="/lmrun/prod/phoenix/admin-password",
+    backup=BACKUP,
+)
+CLIENT = phoenix.PhoenixClientConfig(REGION, "/lmrun/prod/phoenix/ingest-key", restart_units=("lmrun-vllm.service",))
+
+
+def _all_text(cfg: phoenix.PhoenixConfig = CFG) -> str:
+    return "\n".join(f.content for f in [*phoenix.phoenix_files(cfg), *phoenix.client_files(CLIENT)])
+
+
+def test_defaults_and_ports() -> None:
+    env = phoenix.server_environment(CFG)
+    assert (phoenix.HTTP_PORT, phoenix.GRPC_PORT) == (6006, 4317)
+    assert (phoenix.UI_NODE_PORT, phoenix.GRPC_NODE_PORT) == (30200, 30201)
+    assert env["PHOENIX_PORT"] == "6006" and env["PHOENIX_GRPC_PORT"] == "4317"
+    assert env["PHOENIX_HOST"] == "0.0.0.0"
+    assert env["PHOENIX_ENABLE_AUTH"] == "true"
+    assert env["PHOENIX_WORKING_DIR"] == phoenix.DATA_MOUNT
+    assert env["PHOENIX_DEFAULT_RETENTION_POLICY_DAYS"] == "30"
+    assert env["PHOENIX_TELEMETRY_ENABLED"] == "false"
+    assert CFG.storage == "sqlite" and CFG.db_file == f"{phoenix.DATA_MOUNT}/phoenix.db"
+    assert CFG.local_url == "http://127.0.0.1:6006"
+    assert phoenix.otlp_endpoint() == "http://localhost:30201"
+    # The endpoint is accepted by the vLLM renderer as its --otlp-traces-endpoint.
+    vllm = VllmConfig(
+        model="Qwen/Qwen2.5-7B-Instruct",
+        revision="abc123",
+        served_model_name="qwen",
+        otlp_traces_endpoint=phoenix.otlp_endpoint(),
+    )
+    assert vllm.otlp_traces_endpoint == "http://localhost:30201"
+
+
+def test_no_secret_values_anywhere_only_parameter_names() -> None:
+    text = _all_text()
+    for needle in ("PHOENIX_SECRET=", "PHOENIX_ADMIN_SECRET=", "OTEL_EXPORTER_OTLP_TRACES_HEADERS=", "Bearer ey"):
+        # Names of variables appear only inside scripts that read them at boot, never as assignments in units.
+        for f in [*phoenix.phoenix_files(CFG), *phoenix.client_files(CLIENT)]:
+            if f.path.startswith("/etc/systemd/"):
+                assert needle not in f.content, (f.path, needle)
+    assert "/lmrun/prod/phoenix/secret" in text and "/lmrun/prod/phoenix/admin-secret" in text
+    unit = phoenix.unit_file(CFG).content
+    assert f"EnvironmentFile={phoenix.ENV_FILE}\n" in unit  # required, not '-': no secrets, no start
+    assert set(phoenix.unit_environment(unit)) & {"PHOENIX_SECRET", "PHOENIX_ADMIN_SECRET"} == set()
+    assert phoenix.secret_parameters(CFG) == {
+        "PHOENIX_SECRET": "/lmrun/prod/phoenix/secret",
+        "PHOENIX_ADMIN_SECRET": "/lmrun/prod/phoenix/admin-secret",
+        "PHOENIX_DEFAULT_ADMIN_INITIAL_PASSWORD": "/lmrun/prod/phoenix/admin-password",
+    }
+    # Secrets go through files, not argv: the ingest key and admin secret never sit on a command line.
+    ingest = phoenix.INGEST_KEY_SCRIPT.content
+    assert '-H @"$work/admin-header"' in ingest and "--cli-input-json" in ingest
+    assert "--value" not in ingest
+
+
+def test_client_environment() -> None:
+    public = phoenix.client_environment("http://localhost:30201")
+    assert public == {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://localhost:30201",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "true",
+    }
+    full = phoenix.client_environment("http://localhost:30201", "eyJ0.eyJq.sig-_x")
+    assert full[phoenix.HEADERS_ENV] == "authorization=Bearer%20eyJ0.eyJq.sig-_x"
+    with pytest.raises(ValueError, match="api_key"):
+        phoenix.client_environment("http://localhost:30201", "key with\nnewline")
+    with pytest.raises(ValueError, match="endpoint"):
+        phoenix.client_environment("localhost:30201")
+    assert phoenix.client_env_command(CLIENT) == [
+        f"{SCRIPT_DIR}/phoenix-client-env.sh",
+        REGION,
+        "/lmrun/prod/phoenix/ingest-key",
+        phoenix.CLIENT_ENV_FILE,
+        "http://localhost:30201",
+        "lmrun-vllm.service",
+    ]
+    assert phoenix.client_env_snippet(CLIENT).startswith(f"{SCRIPT_DIR}/phoenix-client-env.sh eu-west-1 ")
+    assert "lmrun-phoenix-client-env.timer" in phoenix.client_runcmd()[-1]
+
+
+def test_backup_timer_interval_and_units() -> None:
+    files = {
+        f.path: f.content
+        for f in phoenix.phoenix_files(
+            dataclasses.replace(CFG, backup=dataclasses.replace(BACKUP, interval_minutes=15))
+        )
+    }
+    timer = files[f"/etc/systemd/system/{phoenix.BACKUP_TIMER}"]
+    assert "OnUnitActiveSec=15min" in timer and "OnBootSec=15min" in timer
+    default_timer = {f.path: f.content for f in phoenix.phoenix_files(CFG)}[
+        f"/etc/systemd/system/{phoenix.BACKUP_TIMER}"
+    ]
+    assert "OnUnitActiveSec=5min" in default_timer
+    service = files[f"/etc/systemd/system/{phoenix.BACKUP_UNIT}"]
+    assert "User=phoenix" in service
+    assert "phoenix-backup.sh /var/lib/lmrun-phoenix/phoenix.db s3://lmrun-prod-backups/phoenix/prod" in service
+    unit = phoenix.unit_file(CFG).content
+    assert "ExecStartPre=+/usr/local/lib/lmrun/phoenix-restore.sh /var/lib/lmrun-phoenix/phoenix.db " in unit
+    assert "RequiresMountsFor=/var/lib/lmrun-phoenix" in unit
+
+
+def test_without_backup_there_is_no_timer_nor_restore() -> None:
+    cfg = dataclasses.replace(CFG, backup=None)
+    paths = {f.path for f in phoenix.phoenix_files(cfg)}
+    assert f"/etc/systemd/system/{phoenix.BACKUP_TIMER}" not in paths
+    assert f"{SCRIPT_DIR}/phoenix-restore.sh" not in paths
+    assert "ExecStartPre" not in phoenix.unit_file(cfg).content
+    assert phoenix.backup_command(cfg) is None and phoenix.restore_command(cfg) is None
+
+
+def test_postgresql_option() -> None:
+    cfg = dataclasses.replace(CFG, backup=None, database_url_parameter="/lmrun/prod/phoenix/db-url")
+    assert cfg.storage == "postgresql"
+    assert phoenix.secret_parameters(cfg)["PHOENIX_SQL_DATABASE_URL"] == "/lmrun/prod/phoenix/db-url"
+    assert "PHOENIX_SQL_DATABASE_URL=/lmrun/prod/phoenix/db-url" in phoenix.install_script(cfg).content
+
+
+def test_retention_none_keeps_traces_forever() -> None:
+    env = phoenix.server_environment(dataclasses.replace(CFG, retention_days=None))
+    assert "PHOENIX_DEFAULT_RETENTION_POLICY_DAYS" not in env
+
+
+def test_install_script_pins_phoenix_and_fetches_secrets_by_name() -> None:
+    script = phoenix.install_script(CFG).content
+    assert "PHOENIX_VERSION=20.26.1" in script and '"arize-phoenix==$PHOENIX_VERSION"' in script
+    assert (
+        f"{SCRIPT_DIR}/phoenix-env.sh eu-west-1 /etc/lmrun/phoenix.env "
+        "PHOENIX_SECRET=/lmrun/prod/phoenix/secret PHOENIX_ADMIN_SECRET=/lmrun/prod/phoenix/admin-secret"
+    ) in script
+    assert f"systemctl enable --now {phoenix.UNIT_NAME}" in script
+    assert phoenix.BACKUP_TIMER in script and phoenix.INGEST_KEY_TIMER in script
+    assert phoenix.INGEST_KEY_NAME in phoenix.INGEST_KEY_SCRIPT.content
+
+
+def test_files_combine_with_the_agent_bootstrap_into_valid_cloud_config() -> None:
+    user_data = cloud_config(write_files=[SSM_GET_SCRIPT, *phoenix.phoenix_files(CFG)], runcmd=phoenix.phoenix_runcmd())
+    files = written_files(user_data)
+    assert files[f"{SCRIPT_DIR}/phoenix-install.sh"].startswith("#!/bin/bash")
+    assert phoenix.describe(CFG) == {
+        "version": "20.26.1",
+        "storage": "sqlite",
+        "retention_days": 30,
+        "backup_uri": "s3://lmrun-prod-backups/phoenix/prod",
+        "backup_interval_minutes": 5,
+    }
+
+
+def test_parse_env_file() -> None:
+    assert phoenix.parse_env_file("# c\nA=1\n\nB=x=y\n") == {"A": "1", "B": "x=y"}
+    with pytest.raises(ValueError):
+        phoenix.parse_env_file("not a line\n")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"retention_days": 0}, "retention_days"),
+        ({"retention_days": -3}, "retention_days"),
+        ({"retention_days": True}, "retention_days"),
+        ({"ssm_region": "mars-1"}, "ssm_region"),
+        ({"secret_parameter": "bad name!"}, "secret_parameter"),
+        ({"admin_secret_parameter": "/lmrun/prod/phoenix/secret"}, "used twice"),
+        ({"ingest_key_parameter": ""}, "ingest_key_parameter"),
+        ({"database_url_parameter": "/db-url"}, "backup"),
+        ({"data_dir": "relative/dir"}, "data_dir"),
+        ({"data_dir": "/"}, "data_dir"),
+        ({"host": "a b"}, "host"),
+        ({"http_port": 0}, "http_port"),
+        ({"grpc_port": 70000}, "grpc_port"),
+        ({"grpc_port": 6006}, "grpc_port"),
+        ({"extra_env": (("PHOENIX_ENABLE_AUTH", "false"),)}, "extra_env"),
+        ({"extra_env": (("PHOENIX_SECRET", "x"),)}, "extra_env"),
+        ({"extra_env": (("lower", "x"),)}, "extra_env"),
+        ({"extra_env": (("PHOENIX_X", "$(reboot)"),)}, "extra_env"),
+        ({"phoenix_version": "latest"}, "phoenix_version"),
+        ({"ingest_key_kms_key_id": "bad key"}, "ingest_key_kms_key_id"),
+    ],
+)
+def test_config_validation_names_the_field(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(CFG, **changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"interval_minutes": 0}, "interval_minutes"),
+        ({"interval_minutes": -5}, "interval_minutes"),
+        ({"interval_minutes": 1441}, "interval_minutes"),
+        ({"bucket": "Bad_Bucket"}, "backup.bucket"),
+        ({"prefix": "/leading"}, "backup.prefix"),
+        ({"prefix": "a/../b"}, "backup.prefix"),
+        ({"region": "nowhere"}, "backup.region"),
+    ],
+)
+def test_backup_validation_names_the_field(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(BACKUP, **changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"grpc_node_port": 4317}, "grpc_node_port"),
+        ({"grpc_node_port": 40000}, "grpc_node_port"),
+        ({"refresh_minutes": 0}, "refresh_minutes"),
+        ({"restart_units": ("vllm; reboot",)}, "restart_units"),
+        ({"env_file": "relative"}, "env_file"),
+        ({"ingest_key_parameter": "a b"}, "ingest_key_parameter"),
+    ],
+)
+def test_client_validation_names_the_field(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(CLIENT, **changes)
+
+
+def test_extra_env_plain_values_are_passed() -> None:
+    cfg = dataclasses.replace(CFG, extra_env=(("PHOENIX_LOGGING_LEVEL", "info"),))
+    assert phoenix.server_environment(cfg)["PHOENIX_LOGGING_LEVEL"] == "info"
+    assert "Environment=PHOENIX_LOGGING_LEVEL=info" in phoenix.unit_file(cfg).content
