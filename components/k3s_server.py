@@ -80,7 +80,7 @@ class K3sServer(pulumi.ComponentResource):
 
         token = random.RandomPassword(f"{name}-token", length=64, special=False, opts=child)
         token_parameter = aws.ssm.Parameter(
-            f"{name}-token",
+            f"{name}-token-parameter",
             name=f"{prefix}/k3s/token",
             type="SecureString",
             value=token.result,
@@ -89,7 +89,7 @@ class K3sServer(pulumi.ComponentResource):
             opts=child,
         )
         kubeconfig_parameter = aws.ssm.Parameter(
-            f"{name}-kubeconfig",
+            f"{name}-kubeconfig-parameter",
             name=f"{prefix}/k3s/kubeconfig",
             type="SecureString",
             tier="Intelligent-Tiering",
@@ -176,7 +176,7 @@ class K3sServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[token_parameter]),
         )
         aws.ec2.VolumeAttachment(
-            f"{name}-state",
+            f"{name}-state-attachment",
             device_name=STATE_DEVICE,
             volume_id=state.id,
             instance_id=instance.id,
@@ -184,7 +184,9 @@ class K3sServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         if public_ip is not None:
-            aws.ec2.EipAssociation(f"{name}-eip", allocation_id=address.id, instance_id=instance.id, opts=child)
+            aws.ec2.EipAssociation(
+                f"{name}-eip-association", allocation_id=address.id, instance_id=instance.id, opts=child
+            )
 
         server_url = None if public_ip is None else public_ip.apply(lambda ip: f"https://{ip}:{API_PORT}")
         gate = command.local.Command(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lmrun.stackfile import StackConfig
-from lmrun.testing import Recording, mesh_mocks, redact, run_program
+from lmrun.testing import Recording, RecordingMocks, mesh_mocks, redact, run_program
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,13 @@ class PlanReport:
         }
 
 
-def plan_stack(project_dir: Path, stack: StackConfig, *, preview: bool = True) -> PlanReport:
-    """Run the program of ``project_dir`` with ``stack``'s config; ConfigError from the program propagates."""
+def plan_stack(
+    project_dir: Path, stack: StackConfig, *, preview: bool = True, mocks: RecordingMocks | None = None
+) -> PlanReport:
+    """Run the program of ``project_dir`` with ``stack``'s config; ConfigError from the program propagates.
+
+    ``mocks`` defaults to :func:`lmrun.testing.mesh_mocks` (answers exactly the lookups the program makes).
+    """
     program_path = project_dir / "__main__.py"
     if not program_path.is_file():
         raise FileNotFoundError(f"{program_path}: the Pulumi program to plan is missing")
@@ -69,6 +74,6 @@ def plan_stack(project_dir: Path, stack: StackConfig, *, preview: bool = True) -
         config=stack.config,
         secret_keys=stack.secret_keys,
         preview=preview,
-        mocks=mesh_mocks(),
+        mocks=mocks or mesh_mocks(),
     )
     return PlanReport(stack=stack.stack, recording=recording)

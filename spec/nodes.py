@@ -231,7 +231,8 @@ def node_issues(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> li
             port_owner[node_port] = f"service {name!r} ({here})"
 
     for index, node in nodes:
-        claim(node.service_name, node.node_port, node.app_port, ("nodes", index))
+        if node_names[node.name] == index:  # a duplicate is reported once, by its name
+            claim(node.service_name, node.node_port, node.app_port, ("nodes", index))
 
     service_names: set[str] = set()
     for index, service in services:

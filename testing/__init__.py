@@ -1,6 +1,6 @@
 """Offline test harness for lmrun components and programs: a recording mock engine."""
 
-from lmrun.testing.aws_mocks import MESH_COMPUTED, MESH_LOOKUPS, mesh_mocks
+from lmrun.testing.aws_mocks import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, mesh_mocks
 from lmrun.testing.engine import (
     RecordedCall,
     RecordedResource,
@@ -15,6 +15,7 @@ from lmrun.testing.engine import (
 
 __all__ = [
     "MESH_COMPUTED",
+    "MESH_IDS",
     "MESH_LOOKUPS",
     "RecordedCall",
     "RecordedResource",

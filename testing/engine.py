@@ -112,6 +112,8 @@ class RecordedCall:
 
     token: str
     args: dict[str, Any]
+    provider: str
+    """``urn::id`` of the provider the lookup went through ('' for a default provider)."""
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -143,7 +145,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         with self._lock:
-            self.recorded_calls.append(RecordedCall(args.token, dict(args.args)))
+            self.recorded_calls.append(RecordedCall(args.token, dict(args.args), args.provider))
         handler = self.calls.get(args.token)
         if handler is None:
             raise UnmockedCallError(f"no mock for lookup {args.token!r}; register one in RecordingMocks(calls=...)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,12 @@ def plan(stack: str, *, preview: bool = False, **overrides: Any) -> PlanReport:
 def preview(request: pytest.FixtureRequest) -> bool:
     """Run a test both as `pulumi up` and as `pulumi preview` would (unknowns can hide checks in preview)."""
     return bool(request.param)
+
+
+@pytest.fixture(scope="module")
+def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project root like the repository's: its Pulumi.yaml and __main__.py, nothing else."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, root / name)
+    return root

@@ -8,49 +8,14 @@ problems, each line starting with its config path and saying what is wrong.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from lmrun.cli import EXIT_INVALID_CONFIG, EXIT_OK, main
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project root like the repository's: its Pulumi.yaml and __main__.py, nothing else."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("Pulumi.yaml", "__main__.py"):
-        shutil.copy(REPO / name, root / name)
-    return root
-
-
-def write_stack(path: Path, config: dict[str, Any]) -> Path:
-    """A stack file whose ``config:`` holds ``config`` with every key put under ``lmrun:``."""
-    path.write_text(yaml.safe_dump({"config": {f"lmrun:{key}": value for key, value in config.items()}}))
-    return path
-
-
-def run_plan(project_dir: Path, stack_file: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(["plan", "--config-file", str(stack_file), "--project-dir", str(project_dir), "--json"])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@dataclass(frozen=True)
-class Case:
-    """One invalid config and the problems it must be reported with: (config path, key phrase) each."""
-
-    config: dict[str, Any]
-    expected: tuple[tuple[str, str], ...]
-
+from lmrun.cli import EXIT_INVALID_CONFIG, EXIT_OK
+from tests.config_cases import Case, run_plan, write_stack
 
 MAIN = {"mainRegion": "us-east-1"}
 KNOWN_KEYS = (

@@ -1,0 +1,316 @@
+"""Whole-stack tests of the K3s cluster, GPU nodes and node ports on the example stacks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lmrun.offline import PlanReport, plan_stack
+from lmrun.render.cloudinit import shell_scripts
+from lmrun.render.k3s import KUBERNETES_VERSION
+from lmrun.testing import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, RecordedResource, Recording, RecordingMocks, Secret
+from tests.conftest import ROOT, plan, stack_config
+from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
+
+INSTANCE = "aws:ec2/instance:Instance"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+VOLUME = "aws:ebs/volume:Volume"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+GROUP = "aws:autoscaling/group:Group"
+SERVER_INSTANCE = "mesh-cluster-k3s-instance"
+STATE_VOLUME = "mesh-cluster-k3s-state"
+
+
+def _plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string reachable from ``value`` that is NOT inside a Secret, with its path."""
+    if isinstance(value, Secret):
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _plain_strings(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _plain_strings(item, f"{path}[{index}]")
+
+
+def _secret_values(recording: Recording) -> dict[str, str]:
+    """The values the mocks gave the join token and the kubeconfig (see lmrun.testing.aws_mocks)."""
+    token = next(r for r in recording.resources if r.type == "random:index/randomPassword:RandomPassword")
+    gate = next(r for r in recording.resources if r.type == "command:local:Command")
+    return {
+        "token": f"mock-{hashlib.sha256(token.name.encode()).hexdigest()[:32]}",
+        "kubeconfig": f"mock stdout of {gate.name}",
+    }
+
+
+def _user_data(resource: RecordedResource) -> str:
+    text = resource.inputs["userData"]
+    return base64.b64decode(text).decode() if resource.type == LAUNCH_TEMPLATE else text
+
+
+@pytest.mark.parametrize("stack", ["dev", "global"])
+def test_token_and_kubeconfig_are_secret_in_every_input_and_output(stack: str, preview: bool) -> None:
+    recording = plan(stack, preview=preview).recording
+    secrets = _secret_values(recording)
+    for resource in recording.resources:
+        for path, text in _plain_strings(resource.inputs):
+            for what, value in secrets.items():
+                assert value not in text, f"{what} in plain text at {resource.name}{path}"
+    exported = recording.outputs
+    assert isinstance(exported["kubeconfig"], Secret)
+    for key, value in exported.items():
+        for path, text in _plain_strings(value):
+            assert all(secret not in text for secret in secrets.values()), f"stack output {key}{path}"
+
+
+def test_the_token_reaches_ssm_as_a_secure_string_and_nowhere_else() -> None:
+    recording = plan("global").recording
+    token = _secret_values(recording)["token"]
+    holders = [
+        r for r in recording.resources if any(isinstance(v, Secret) and v.value == token for v in r.inputs.values())
+    ]
+    assert [(r.type, r.inputs["type"], r.inputs["name"]) for r in holders] == [
+        ("aws:ssm/parameter:Parameter", "SecureString", "/lmrun/global/k3s/token")
+    ]
+    k8s_provider = next(r for r in recording.resources if r.type == "pulumi:providers:kubernetes")
+    assert isinstance(k8s_provider.inputs["kubeconfig"], Secret)
+
+
+def test_no_security_group_opens_ssh_or_the_api_to_the_world() -> None:
+    for stack in ("dev", "global"):
+        for rule in plan(stack).recording.by_type(INGRESS):
+            world = rule.inputs.get("cidrIpv4") in ("0.0.0.0/0", None) or "cidrIpv6" in rule.inputs
+            low, high = rule.inputs.get("fromPort", 0), rule.inputs.get("toPort", 65535)
+            opens_all = rule.inputs["ipProtocol"] == "-1"
+            for port in (22, 6443):
+                assert not (world and (opens_all or low <= port <= high)), (stack, rule.name)
+        assert not plan(stack).recording.by_type("aws:ec2/securityGroupRule:SecurityGroupRule")
+
+
+def test_operator_cidrs_open_only_6443_and_only_to_them() -> None:
+    recording = plan("dev", operatorCidrs=["203.0.113.0/24"]).recording
+    rules = [r for r in recording.by_type(INGRESS) if r.name.startswith("mesh-cluster-k3s-api-from")]
+    assert [
+        (r.inputs["cidrIpv4"], r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in rules
+    ] == [("203.0.113.0/24", "tcp", 6443, 6443)]
+    assert recording.by_type("aws:ec2/eip:Eip"), "operators reach the API on a stable public address"
+    assert not [r for r in plan("dev").recording.by_type(INGRESS) if "api-from" in r.name]
+
+
+def test_every_instance_requires_imdsv2_and_encrypts_its_volumes(preview: bool) -> None:
+    recording = plan("global", preview=preview).recording
+    instances = recording.by_type(INSTANCE)
+    templates = recording.by_type(LAUNCH_TEMPLATE)
+    assert len(instances) == 1 and len(templates) == 3
+    for resource in instances + templates:
+        assert resource.inputs["metadataOptions"]["httpTokens"] == "required", resource.name
+    for instance in instances:
+        assert instance.inputs["rootBlockDevice"]["encrypted"] is True
+    for template in templates:
+        for mapping in template.inputs["blockDeviceMappings"]:
+            assert mapping["ebs"]["encrypted"] == "true", template.name
+    for volume in recording.by_type(VOLUME):
+        assert volume.inputs["encrypted"] is True
+
+
+def test_server_state_volume_is_protected_retained_and_attached_at_a_stable_device() -> None:
+    recording = plan("global").recording
+    volume = recording.named(STATE_VOLUME)
+    assert volume.protect and volume.retain_on_delete
+    assert volume.inputs["tags"]["lmrun:stateful"] == "true"
+    attachment = recording.by_type("aws:ec2/volumeAttachment:VolumeAttachment")[0]
+    assert attachment.inputs["deviceName"] == "/dev/sdf"
+    assert attachment.inputs["volumeId"] == f"vol-{hashlib.sha256(STATE_VOLUME.encode()).hexdigest()[:17]}"
+    server = recording.named(SERVER_INSTANCE)
+    assert server.inputs["privateIp"] == "10.64.16.10"
+
+
+def _mocks_with_other_amis() -> RecordingMocks:
+    def other_ami(args: dict[str, Any]) -> dict[str, Any]:
+        return {**MESH_LOOKUPS["aws:ssm/getParameter:getParameter"](args), "value": "ami-0ther0ther0ther00"}
+
+    return RecordingMocks(calls={"aws:ssm/getParameter:getParameter": other_ami}, computed=MESH_COMPUTED, ids=MESH_IDS)
+
+
+def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -> None:
+    base = plan("global").recording
+    changed = plan_stack(
+        ROOT, stack_config("global", serverInstanceType="m7i.large"), preview=False, mocks=_mocks_with_other_amis()
+    ).recording
+    old_server, new_server = base.named(SERVER_INSTANCE), changed.named(SERVER_INSTANCE)
+    assert (old_server.inputs["ami"], old_server.inputs["instanceType"]) != (
+        new_server.inputs["ami"],
+        new_server.inputs["instanceType"],
+    )
+    assert base.named(STATE_VOLUME).urn == changed.named(STATE_VOLUME).urn
+    assert base.named(STATE_VOLUME).inputs == changed.named(STATE_VOLUME).inputs
+    # The volume depends on nothing the instance is built from.
+    assert not set(changed.named(STATE_VOLUME).dependencies) & {old_server.urn}
+
+
+def test_ami_lookups_use_the_output_form_with_the_region_provider() -> None:
+    recording = plan("global").recording
+    lookups = sorted((call.args["name"], call.provider.split("::")[-2]) for call in recording.calls)
+    assert lookups == sorted(
+        [
+            ("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", "mesh-aws-us-east-1"),
+            *(
+                ("/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id", p)
+                for p in ("mesh-aws-eu-west-1", "mesh-aws-us-east-2", "mesh-aws-us-west-2")
+            ),
+        ]
+    )
+
+
+def test_gpu_nodes_are_spot_safe_groups_of_one_across_every_az() -> None:
+    recording = plan("global").recording
+    groups = {g.name: g for g in recording.by_type(GROUP)}
+    spot = groups["mesh-cluster-node-qwen-use2-asg"].inputs
+    assert (spot["minSize"], spot["maxSize"], spot["desiredCapacity"]) == (1, 1, 1)
+    assert spot["capacityRebalance"] is True
+    distribution = spot["mixedInstancesPolicy"]["instancesDistribution"]
+    assert distribution["onDemandPercentageAboveBaseCapacity"] == 0
+    assert distribution["spotAllocationStrategy"] == "price-capacity-optimized"
+    assert len(spot["vpcZoneIdentifiers"]) == 3  # use2-az1..3
+    on_demand = groups["mesh-cluster-node-phi-euw1-asg"].inputs
+    assert "mixedInstancesPolicy" not in on_demand and "launchTemplate" in on_demand
+
+
+def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
+    recording = plan("global").recording
+    policies = recording.by_type("aws:iam/rolePolicy:RolePolicy")
+    assert len(policies) == 4  # server + three nodes
+    for policy in policies:
+        document = json.loads(policy.inputs["policy"])
+        for statement in document["Statement"]:
+            assert all("*" not in action for action in statement["Action"]), policy.name
+            assert all("*" not in resource for resource in statement["Resource"]), policy.name
+    node_policy = json.loads(recording.named("mesh-cluster-node-qwen-use2-identity-parameters").inputs["policy"])
+    assert node_policy["Statement"] == [
+        {
+            "Sid": "ReadParameters",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": ["arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-token-parameter"],
+        }
+    ]
+
+
+def _validate_user_data(recording: Recording, tmp_path: Path) -> int:
+    scripts: list[Path] = []
+    checked = 0
+    for resource in recording.by_type(INSTANCE) + recording.by_type(LAUNCH_TEMPLATE):
+        text = _user_data(resource)
+        path = tmp_path / f"{resource.name}.yaml"
+        path.write_text(text)
+        assert_cloud_init_valid(path)
+        for script_path, content in shell_scripts(text).items():
+            script = tmp_path / f"{resource.name}-{Path(script_path).name}"
+            script.write_text(content)
+            scripts.append(script)
+        checked += 1
+    assert_shellcheck_clean(scripts)
+    return checked
+
+
+def test_every_user_data_of_the_stacks_passes_cloud_init_and_shellcheck(tmp_path: Path) -> None:
+    assert _validate_user_data(plan("global").recording, tmp_path) == 4
+    assert _validate_user_data(plan("dev").recording, tmp_path) == 2
+
+
+def test_user_data_joins_k3s_with_labels_and_serves_the_pinned_model() -> None:
+    template = plan("global").recording.named("mesh-cluster-node-qwen-usw2-lt")
+    text = _user_data(template)
+    scripts = "\n".join(shell_scripts(text).values())
+    for needle in (
+        "--server https://10.64.16.10:6443",
+        "lmrun.io/node=qwen-usw2",
+        "lmrun.io/gpu=L4",
+        "lmrun.io/region=us-west-2",
+        "--revision a09a35458c702b33eeacc393d103063234e8bc28",
+        "--served-model-name qwen",
+        "/lmrun/global/k3s/token",
+    ):
+        assert needle in scripts, needle
+    assert "Restart=on-failure" in text
+
+
+def test_every_kubernetes_object_passes_kubernetes_validate_strict(tmp_path: Path) -> None:
+    objects = [
+        r.inputs for r in plan("global").recording.resources if r.type.startswith("kubernetes:") and not r.is_provider
+    ]
+    assert {o["kind"] for o in objects} == {"Namespace", "Service", "Deployment"}
+    path = tmp_path / "objects.yaml"
+    path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    result = assert_kubernetes_valid(path, KUBERNETES_VERSION)
+    assert result.stdout.count("passed") == len(objects)
+
+
+def test_two_replicas_share_one_node_port_and_only_ready_ones_get_traffic() -> None:
+    recording = plan("global").recording
+    service = recording.named("mesh-cluster-ports-svc-qwen").inputs
+    assert service["spec"]["ports"][0]["nodePort"] == 30080
+    assert service["spec"]["externalTrafficPolicy"] == "Cluster"
+    proxies = [r for r in recording.resources if r.name.startswith("mesh-cluster-ports-ready-qwen-")]
+    assert sorted(p.name for p in proxies) == [
+        "mesh-cluster-ports-ready-qwen-qwen-use2",
+        "mesh-cluster-ports-ready-qwen-qwen-usw2",
+    ]
+    for proxy in proxies:
+        pod = proxy.inputs["spec"]["template"]["spec"]
+        assert pod["hostNetwork"] is True
+        assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v1/models"
+    metrics = recording.named("mesh-cluster-ports-ready-gpu-metrics-qwen-use2").inputs["spec"]["template"]["spec"]
+    assert metrics["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": 9100, "scheme": "HTTP"}
+
+
+def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
+    document = plan("global").to_json()
+    assert document["node_ports"] == {"qwen": 30080, "phi-euw1": 30081, "gpu-metrics": 30300}
+    assert document["nodes"]["qwen-use2"] == {
+        "region": "us-east-2",
+        "instance_type": "g6.xlarge",
+        "spot": True,
+        "hourly_usd": pytest.approx(0.3783),
+    }
+    assert document["nodes"]["phi-euw1"]["spot"] is False
+    assert document["nodes"]["phi-euw1"]["instance_type"] == "g5.xlarge"
+
+
+def _state(report: PlanReport) -> dict[str, Any]:
+    return {r.urn: r.inputs for r in report.recording.resources}
+
+
+def _global_nodes() -> list[dict[str, Any]]:
+    return yaml.safe_load((ROOT / "stacks" / "Pulumi.global.yaml").read_text())["config"]["lmrun:nodes"]
+
+
+def test_adding_a_node_only_adds_resources() -> None:
+    nodes = _global_nodes()
+    extra = {**nodes[0], "name": "qwen-euw2", "region": "eu-west-2"}
+    before, after = _state(plan("global")), _state(plan("global", nodes=[*nodes, extra]))
+    assert set(before) < set(after)
+    assert all(before[urn] == after[urn] for urn in before)
+    assert all("qwen-euw2" in urn or "eu-west-2" in urn for urn in set(after) - set(before))
+
+
+def test_adding_a_service_only_adds_resources() -> None:
+    services = yaml.safe_load((ROOT / "stacks" / "Pulumi.global.yaml").read_text())["config"]["lmrun:services"]
+    extra = {"name": "dcgm", "node": "phi-euw1", "appPort": 9400, "nodePort": 30301}
+    before, after = _state(plan("global")), _state(plan("global", services=[*services, extra]))
+    assert set(before) < set(after)
+    assert all(before[urn] == after[urn] for urn in before)
+    assert all("dcgm" in urn for urn in set(after) - set(before))
+
+
+def test_reordering_nodes_changes_nothing() -> None:
+    assert _state(plan("global", nodes=list(reversed(_global_nodes())))) == _state(plan("global"))
