@@ -1,6 +1,7 @@
 """``lmrun``: the operator CLI (offline plan, region sync).
 
-Exit codes: 0 success; 1 unexpected failure; 2 invalid config (one line per problem, with its config path).
+Exit codes: 0 success; 1 unexpected failure (or quotas that could not be read); 2 invalid config (one line per
+problem, with its config path); 4 a GPU vCPU quota is short (``lmrun quotas``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lmrun.stackfile import StackFileError, load_stack_config
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID_CONFIG = 2
+EXIT_QUOTA_SHORT = 4
 
 
 def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +59,16 @@ def _cmd_regions_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_quotas(args: argparse.Namespace) -> int:
+    from lmrun.quotas_view import check_stack_quotas, print_quotas
+
+    report = check_stack_quotas(args.project_dir, stack=args.stack, config_file=args.config_file)
+    print_quotas(report, Console())
+    if report.status == "short":
+        return EXIT_QUOTA_SHORT
+    return EXIT_OK if report.status == "enough" else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmrun", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sync.set_defaults(handler=_cmd_regions_sync)
+
+    quotas = commands.add_parser(
+        "quotas", help="compare the stack's GPU vCPU needs with the G and VT quotas (boto3; exit 4 when short)"
+    )
+    _add_stack_arguments(quotas)
+    quotas.set_defaults(handler=_cmd_quotas)
     return parser
 
 

@@ -1,0 +1,1178 @@
+"""The lmrun-mesh policy rules, as plain functions over plain data.
+
+Every rule is one function registered with its name, description, remediation hint, default enforcement
+level and config defaults (:data:`RULES`). Rules never touch the CrossGuard runtime: a **resource rule**
+takes ``(resource_type, props, name, config)`` with ``props`` as CrossGuard passes them (camelCase input
+keys, secrets already unwrapped) and returns violation messages; a **stack rule** takes a list of
+:class:`Resource` and returns :class:`Finding` s. So they run in unit tests, in the offline plan (feed it
+``Resource.from_recorded`` of the mock engine's resources) and, through :func:`build_policies`, inside
+``pulumi preview --policy-pack policy``.
+
+Configuration uses the shape of ``pulumi preview --policy-pack-config FILE`` (see ``policy/README.md``)::
+
+    {"all": "advisory",
+     "no-ssh": {"enforcementLevel": "mandatory", "allowSsh": true},
+     "gpu-instance-allow-list": {"allowedFamilies": ["g6", "g6e"]},
+     "required-tags": "disabled"}
+
+A rule's own entry beats ``all``, which beats the rule's default level. Properties other than
+``enforcementLevel`` override the rule's config defaults (:func:`rule_config`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import ipaddress
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+from lmrun.aws.instances import catalog
+from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
+
+PACK_NAME = "lmrun-mesh"
+"""The policy pack's name (``PulumiPolicy.yaml`` lives beside this module)."""
+
+ADVISORY: Final = "advisory"
+MANDATORY: Final = "mandatory"
+DISABLED: Final = "disabled"
+LEVELS = (ADVISORY, MANDATORY, DISABLED, "remediate")
+"""Accepted enforcement levels. No rule remediates, so ``remediate`` acts as ``mandatory`` (as CrossGuard does
+for stack policies)."""
+
+Level = Literal["advisory", "mandatory", "disabled"]
+
+WIREGUARD_PORT = 51820
+MESH_INTERNAL_CIDRS = ("10.64.0.0/10", "10.128.0.0/10")
+"""The mesh's VPC supernet and its site supernet: the sources an all-traffic rule may come from."""
+NODE_PORT_RANGE = (30000, 32767)
+DEFAULT_MAX_PEERINGS = 50
+REQUIRED_TAGS = ("lmrun:mesh", "lmrun:managed-by")
+STATEFUL_TAG = "lmrun:stateful"
+
+
+class PolicyConfigError(ValueError):
+    """The policy pack config names an unknown rule property or level (the message names which)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Plain data
+
+
+class _Unknown:
+    """A value that is not known yet (preview): rules skip what they cannot see."""
+
+    _instance: _Unknown | None = None
+
+    def __new__(cls) -> _Unknown:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()
+# The engine's and CrossGuard's unknown sentinels, and the mock engine's placeholder.
+_UNKNOWN_STRINGS = frozenset(
+    {
+        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",
+        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",
+        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
+        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",
+        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",
+        "[unknown]",
+    }
+)
+
+
+def is_unknown(value: Any) -> bool:
+    """Whether ``value`` stands for something only known after the update."""
+    if value is UNKNOWN:
+        return True
+    if isinstance(value, str):
+        return value in _UNKNOWN_STRINGS
+    return type(value).__name__ == "Unknown" and type(value).__module__.startswith("pulumi")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resource as a stack rule sees it.
+
+    ``retain_on_delete`` is None where the source does not say (CrossGuard does not expose it).
+    """
+
+    type: str
+    props: Mapping[str, Any]
+    urn: str = ""
+    name: str = ""
+    protect: bool = False
+    retain_on_delete: bool | None = None
+    dependencies: tuple[str, ...] = ()
+    property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.urn or self.name or self.type
+
+    @classmethod
+    def from_recorded(cls, recorded: Any) -> Resource:
+        """From a ``lmrun.testing.RecordedResource`` (secrets unwrapped, as CrossGuard delivers them)."""
+        return cls(
+            type=recorded.type,
+            props=_unwrap_secrets(recorded.inputs),
+            urn=recorded.urn,
+            name=recorded.name,
+            protect=bool(recorded.protect),
+            retain_on_delete=bool(recorded.retain_on_delete),
+            dependencies=tuple(recorded.dependencies),
+        )
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unwrap_secrets(item) for item in value]
+    if type(value).__name__ == "Secret" and hasattr(value, "value"):
+        return _unwrap_secrets(value.value)
+    return value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A stack rule's violation, tied to the resource it is about."""
+
+    resource: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One violation of one rule at its resolved enforcement level (what the offline plan prints)."""
+
+    policy: str
+    level: str
+    resource: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"policy": self.policy, "level": self.level, "resource": self.resource, "message": self.message}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Registry
+
+RawResourceCheck = Callable[[str, Mapping[str, Any], str, Mapping[str, Any]], list[str]]
+RawStackCheck = Callable[[Sequence[Resource], Mapping[str, Any]], list[Finding]]
+
+
+class ResourceCheck(Protocol):
+    def __call__(
+        self, resource_type: str, props: Mapping[str, Any], name: str = "", config: Mapping[str, Any] | None = None
+    ) -> list[str]: ...
+
+
+class StackCheck(Protocol):
+    def __call__(self, resources: Sequence[Resource], config: Mapping[str, Any] | None = None) -> list[Finding]: ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule's metadata and its check (called with config defaults already merged in)."""
+
+    name: str
+    kind: Literal["resource", "stack"]
+    description: str
+    remediation: str
+    level: Level
+    defaults: Mapping[str, Any]
+    """Config properties with their defaults (each overridable in the pack config)."""
+    schema: Mapping[str, Mapping[str, Any]]
+    """JSON schema of each config property (handed to CrossGuard)."""
+    check: Callable[..., Any]
+
+
+RULES: dict[str, Rule] = {}
+"""Every rule by name, in registration order."""
+
+
+def _register(rule: Rule) -> None:
+    if rule.name in RULES:
+        raise ValueError(f"duplicate rule name {rule.name!r}")
+    RULES[rule.name] = rule
+
+
+def _merged(name: str, defaults: Mapping[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in (config or {}).items():
+        if key == "enforcementLevel":
+            continue
+        if key not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise PolicyConfigError(f"{name}.{key}: unknown config property (known: {known})")
+        merged[key] = value
+    return merged
+
+
+def resource_rule(
+    *,
+    name: str,
+    description: str,
+    remediation: str,
+    level: Level,
+    config: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None,
+) -> Callable[[RawResourceCheck], ResourceCheck]:
+    """Register a resource rule; ``config`` maps property -> (default, JSON schema)."""
+    defaults = {key: default for key, (default, _) in (config or {}).items()}
+    schema = {key: {**spec, "default": default} for key, (default, spec) in (config or {}).items()}
+
+    rule_name = name
+
+    def decorate(function: RawResourceCheck) -> ResourceCheck:
+        def check(
+            resource_type: str, props: Mapping[str, Any], name: str = "", config: Mapping[str, Any] | None = None
+        ) -> list[str]:
+            return function(resource_type, props, name, _merged(rule_name, defaults, config))
+
+        check.__doc__ = function.__doc__
+        check.__name__ = function.__name__
+        _register(Rule(name, "resource", description, remediation, level, defaults, schema, check))
+        return check
+
+    return decorate
+
+
+def stack_rule(
+    *,
+    name: str,
+    description: str,
+    remediation: str,
+    level: Level,
+    config: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None,
+) -> Callable[[RawStackCheck], StackCheck]:
+    """Register a stack rule; ``config`` maps property -> (default, JSON schema)."""
+    defaults = {key: default for key, (default, _) in (config or {}).items()}
+    schema = {key: {**spec, "default": default} for key, (default, spec) in (config or {}).items()}
+
+    rule_name = name
+
+    def decorate(function: RawStackCheck) -> StackCheck:
+        def check(resources: Sequence[Resource], config: Mapping[str, Any] | None = None) -> list[Finding]:
+            return function(resources, _merged(rule_name, defaults, config))
+
+        check.__doc__ = function.__doc__
+        check.__name__ = function.__name__
+        _register(Rule(name, "stack", description, remediation, level, defaults, schema, check))
+        return check
+
+    return decorate
+
+
+def enforcement_level(rule: Rule, pack_config: Mapping[str, Any] | None = None) -> str:
+    """The rule's level under ``pack_config``: its own entry, else ``all``, else its default."""
+    for key in (rule.name, "all"):
+        entry = (pack_config or {}).get(key)
+        level = entry.get("enforcementLevel") if isinstance(entry, Mapping) else entry
+        if level is None:
+            continue
+        if level not in LEVELS:
+            raise PolicyConfigError(f"{key}.enforcementLevel: {level!r} is not one of {', '.join(LEVELS)}")
+        return MANDATORY if level == "remediate" else str(level)
+    return rule.level
+
+
+def rule_config(rule: Rule, pack_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The rule's config properties: its defaults overridden by its entry in ``pack_config``."""
+    entry = (pack_config or {}).get(rule.name)
+    unknown_rules = sorted(set(pack_config or {}) - set(RULES) - {"all"})
+    if unknown_rules:
+        raise PolicyConfigError(f"{unknown_rules[0]}: no such rule (rules: {', '.join(RULES)})")
+    return _merged(rule.name, rule.defaults, entry if isinstance(entry, Mapping) else None)
+
+
+def evaluate(resources: Sequence[Resource], pack_config: Mapping[str, Any] | None = None) -> list[Violation]:
+    """Every violation of every enabled rule over ``resources``, with its resolved level."""
+    violations: list[Violation] = []
+    for rule in RULES.values():
+        level = enforcement_level(rule, pack_config)
+        if level == DISABLED:
+            continue
+        config = rule_config(rule, pack_config)
+        if rule.kind == "resource":
+            for resource in resources:
+                for message in rule.check(resource.type, resource.props, resource.name, config):
+                    violations.append(Violation(rule.name, level, resource.label, message))
+        else:
+            for finding in rule.check(resources, config):
+                violations.append(Violation(rule.name, level, finding.resource, finding.message))
+    return violations
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers over props
+
+
+def _get(props: Any, *path: str | int) -> Any:
+    """``props[path...]`` or None where a step is missing or unknown."""
+    current = props
+    for step in path:
+        if is_unknown(current) or current is None:
+            return None
+        if isinstance(step, int):
+            if not isinstance(current, Sequence) or isinstance(current, str) or step >= len(current):
+                return None
+        elif not isinstance(current, Mapping):
+            return None
+        try:
+            current = current[step]
+        except (KeyError, IndexError):
+            return None
+    return None if is_unknown(current) else current
+
+
+def _items(value: Any) -> list[Any]:
+    if value is None or is_unknown(value) or isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        return []
+    return [item for item in value if not is_unknown(item)]
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None or is_unknown(value):
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _tags(props: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Tags as a map: ``tags`` is a map on most types and a list of {key, value} on auto scaling groups."""
+    raw = props.get("tags")
+    if raw is None:
+        return {}
+    if is_unknown(raw):
+        return None
+    if isinstance(raw, Mapping):
+        return {str(k): v for k, v in raw.items()}
+    tags: dict[str, Any] = {}
+    for item in _items(raw):
+        if isinstance(item, Mapping) and isinstance(item.get("key"), str):
+            tags[item["key"]] = item.get("value")
+    return tags
+
+
+def _network(cidr: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if not isinstance(cidr, str) or is_unknown(cidr):
+        return None
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Ingress:
+    """One inbound permission, whatever resource type declared it."""
+
+    what: str
+    protocol: str
+    """``all``, ``tcp``, ``udp``, ``icmp`` or another protocol name/number."""
+    ports: tuple[int, int] | None
+    """Inclusive port range; None: every port."""
+    sources: tuple[str, ...]
+    """CIDRs; security-group, tag and prefix-list sources are summarized as ``group:...``."""
+
+
+_PROTOCOLS = {"-1": "all", "all": "all", "6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6"}
+
+
+def _protocol(value: Any) -> str:
+    text = str(value).strip().lower() if value is not None else "all"
+    return _PROTOCOLS.get(text, text)
+
+
+def _aws_ports(protocol: str, from_port: Any, to_port: Any) -> tuple[int, int] | None:
+    if protocol not in ("tcp", "udp"):
+        return None
+    low, high = _int(from_port), _int(to_port)
+    if low is None or high is None or (low <= 0 and high >= 65535) or low < 0:
+        return None
+    return (low, high)
+
+
+def _ingress_rules(resource_type: str, props: Mapping[str, Any]) -> list[_Ingress]:
+    rules: list[_Ingress] = []
+    if resource_type == "aws:ec2/securityGroup:SecurityGroup":
+        for index, item in enumerate(_items(props.get("ingress"))):
+            if not isinstance(item, Mapping):
+                continue
+            protocol = _protocol(item.get("protocol"))
+            sources = [*_items(item.get("cidrBlocks")), *_items(item.get("ipv6CidrBlocks"))]
+            if _items(item.get("securityGroups")) or _truthy(item.get("self")) or _items(item.get("prefixListIds")):
+                sources.append("group:")
+            ports = _aws_ports(protocol, item.get("fromPort"), item.get("toPort"))
+            rules.append(_Ingress(f"ingress[{index}]", protocol, ports, tuple(map(str, sources))))
+    elif resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+        if str(props.get("type", "")).lower() == "ingress":
+            protocol = _protocol(props.get("protocol"))
+            sources = [*_items(props.get("cidrBlocks")), *_items(props.get("ipv6CidrBlocks"))]
+            if props.get("sourceSecurityGroupId") or _truthy(props.get("self")) or _items(props.get("prefixListIds")):
+                sources.append("group:")
+            ports = _aws_ports(protocol, props.get("fromPort"), props.get("toPort"))
+            rules.append(_Ingress("rule", protocol, ports, tuple(map(str, sources))))
+    elif resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        protocol = _protocol(props.get("ipProtocol"))
+        sources = [str(cidr) for cidr in (props.get("cidrIpv4"), props.get("cidrIpv6")) if isinstance(cidr, str)]
+        if props.get("referencedSecurityGroupId") or props.get("prefixListId"):
+            sources.append("group:")
+        ports = _aws_ports(protocol, props.get("fromPort"), props.get("toPort"))
+        rules.append(_Ingress("rule", protocol, ports, tuple(sources)))
+    elif resource_type == "gcp:compute/firewall:Firewall":
+        if str(props.get("direction") or "INGRESS").upper() != "INGRESS" or _truthy(props.get("disabled")):
+            return []
+        sources = [str(cidr) for cidr in _items(props.get("sourceRanges"))]
+        if _items(props.get("sourceTags")) or _items(props.get("sourceServiceAccounts")):
+            sources.append("group:")
+        if not sources and "sourceRanges" not in props:
+            sources = ["0.0.0.0/0"]  # GCP: an ingress rule with no source applies to 0.0.0.0/0
+        for index, allow in enumerate(_items(props.get("allows"))):
+            if not isinstance(allow, Mapping):
+                continue
+            protocol = _protocol(allow.get("protocol"))
+            port_specs = [str(p) for p in _items(allow.get("ports"))]
+            if not port_specs or protocol not in ("tcp", "udp"):
+                rules.append(_Ingress(f"allows[{index}]", protocol, None, tuple(sources)))
+            for spec in port_specs:
+                low, _, high = spec.partition("-")
+                start, end = _int(low), _int(high or low)
+                if start is None or end is None:
+                    continue
+                ports = None if start <= 0 and end >= 65535 else (start, end)
+                rules.append(_Ingress(f"allows[{index}] ports {spec}", protocol, ports, tuple(sources)))
+    return rules
+
+
+def _is_everywhere(cidr: str) -> bool:
+    network = _network(cidr)
+    return network is not None and network.prefixlen == 0
+
+
+def _describe(rule: _Ingress) -> str:
+    ports = "all ports" if rule.ports is None else f"ports {rule.ports[0]}-{rule.ports[1]}"
+    return f"{rule.what} ({rule.protocol}, {ports})"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Resource rules
+
+_INGRESS_TYPES = (
+    "aws:ec2/securityGroup:SecurityGroup, aws:ec2/securityGroupRule:SecurityGroupRule, "
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule, gcp:compute/firewall:Firewall"
+)
+
+
+@resource_rule(
+    name="no-public-ingress",
+    description=f"No inbound traffic from 0.0.0.0/0 or ::/0, except the WireGuard UDP port ({_INGRESS_TYPES}).",
+    remediation="Allow inbound traffic from the mesh CIDRs or named operator CIDRs only; the hub gateway's "
+    "WireGuard UDP port is the one port open to the internet.",
+    level=MANDATORY,
+    config={"wireguardPort": (WIREGUARD_PORT, {"type": "integer", "minimum": 1, "maximum": 65535})},
+)
+def no_public_ingress(resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]) -> list[str]:
+    wireguard = int(config["wireguardPort"])
+    messages = []
+    for rule in _ingress_rules(resource_type, props):
+        public = [cidr for cidr in rule.sources if _is_everywhere(cidr)]
+        if not public:
+            continue
+        if rule.protocol == "udp" and rule.ports == (wireguard, wireguard):
+            continue
+        messages.append(f"{_describe(rule)} is open to {', '.join(public)}; only UDP {wireguard} (WireGuard) may be")
+    return messages
+
+
+@resource_rule(
+    name="no-ssh",
+    description=f"Port 22 is not opened at all ({_INGRESS_TYPES}); operators use SSM Session Manager.",
+    remediation="Remove the rule that opens port 22 and reach VMs with `aws ssm start-session`; if SSH is "
+    "really needed, set allowSsh in this rule's policy config.",
+    level=MANDATORY,
+    config={
+        "allowSsh": (False, {"type": "boolean"}),
+        "internalCidrs": (list(MESH_INTERNAL_CIDRS), {"type": "array", "items": {"type": "string"}}),
+    },
+)
+def no_ssh(resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]) -> list[str]:
+    """A rule that names a port range covering 22 fires wherever it comes from. An all-ports rule (the mesh's
+    "all traffic from the mesh" rules) fires only when some source lies outside ``internalCidrs``."""
+    if _truthy(config["allowSsh"]):
+        return []
+    internal = [net for net in map(_network, config["internalCidrs"]) if net is not None]
+    messages = []
+    for rule in _ingress_rules(resource_type, props):
+        if rule.protocol not in ("all", "tcp") or not rule.sources:
+            continue
+        if rule.ports is not None:
+            if rule.ports[0] <= 22 <= rule.ports[1]:
+                messages.append(f"{_describe(rule)} opens port 22 (SSH) to {', '.join(rule.sources)}")
+            continue
+        outside = [
+            cidr
+            for cidr in rule.sources
+            if not cidr.startswith("group:")
+            and not any((net := _network(cidr)) is not None and _within(net, i) for i in internal)
+        ]
+        if outside:
+            messages.append(f"{_describe(rule)} opens port 22 (SSH) to {', '.join(outside)}")
+    return messages
+
+
+def _within(net: ipaddress.IPv4Network | ipaddress.IPv6Network, outer: Any) -> bool:
+    return net.version == outer.version and net.subnet_of(outer)
+
+
+_VM_TYPES = ("aws:ec2/instance:Instance", "aws:ec2/spotInstanceRequest:SpotInstanceRequest")
+_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+@resource_rule(
+    name="imdsv2-required",
+    description="EC2 instances and launch templates require IMDSv2 (metadataOptions.httpTokens = required).",
+    remediation='Set metadata_options={"http_tokens": "required", "http_endpoint": "enabled"} on the instance '
+    "or launch template.",
+    level=MANDATORY,
+)
+def imdsv2_required(resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]) -> list[str]:
+    if resource_type not in (*_VM_TYPES, _LAUNCH_TEMPLATE):
+        return []
+    options = props.get("metadataOptions")
+    tokens = _get_raw(options, "httpTokens")
+    if is_unknown(options) or is_unknown(tokens) or tokens == "required" or _get(options, "httpEndpoint") == "disabled":
+        return []
+    return [f"metadataOptions.httpTokens is {tokens or 'not set'} (IMDSv1 allowed); it must be 'required'"]
+
+
+def _get_raw(props: Any, key: str) -> Any:
+    return props.get(key) if isinstance(props, Mapping) else None
+
+
+@resource_rule(
+    name="encrypted-volumes",
+    description="Every EBS volume is encrypted: aws:ebs/volume:Volume, instance root and EBS block devices, "
+    "launch template block device mappings.",
+    remediation="Set encrypted=True on the volume, on root_block_device/ebs_block_devices, or on each launch "
+    "template block_device_mappings[].ebs (declare the root device so its encryption is not left to the AMI).",
+    level=MANDATORY,
+)
+def encrypted_volumes(resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]) -> list[str]:
+    messages: list[str] = []
+
+    def require(value: Any, what: str) -> None:
+        if not is_unknown(value) and not _truthy(value):
+            messages.append(f"{what} is not encrypted (encrypted: {value!r})")
+
+    if resource_type == "aws:ebs/volume:Volume":
+        require(props.get("encrypted"), "the volume")
+    elif resource_type in _VM_TYPES:
+        root = props.get("rootBlockDevice")
+        if root is None:
+            messages.append("rootBlockDevice is not declared, so the root volume's encryption is left to the AMI")
+        elif isinstance(root, Mapping):
+            require(root.get("encrypted"), "rootBlockDevice")
+        for index, device in enumerate(_items(props.get("ebsBlockDevices"))):
+            if isinstance(device, Mapping):
+                require(device.get("encrypted"), f"ebsBlockDevices[{index}] ({device.get('deviceName')})")
+    elif resource_type == _LAUNCH_TEMPLATE:
+        mappings = props.get("blockDeviceMappings")
+        if is_unknown(mappings):
+            return []
+        ebs_mappings = [(i, m) for i, m in enumerate(_items(mappings)) if isinstance(m, Mapping) and "ebs" in m]
+        if not ebs_mappings:
+            messages.append("no blockDeviceMappings[].ebs: the root volume's encryption is left to the AMI")
+        for index, mapping in ebs_mappings:
+            require(
+                _get_raw(mapping.get("ebs"), "encrypted"), f"blockDeviceMappings[{index}] ({mapping.get('deviceName')})"
+            )
+    return messages
+
+
+_IAM_POLICY_TYPES = (
+    "aws:iam/policy:Policy",
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/userPolicy:UserPolicy",
+    "aws:iam/groupPolicy:GroupPolicy",
+)
+_READ_VERBS = ("Get", "List", "Describe", "Head", "Lookup", "Search", "Query", "Scan", "BatchGet", "Select", "View")
+
+
+def _is_write(action: str) -> bool:
+    _, _, verb = action.partition(":")
+    return not verb or verb == "*" or not verb.startswith(_READ_VERBS)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else _items(value)
+
+
+@resource_rule(
+    name="iam-no-wildcards",
+    description="IAM policies grant no `*` action (nor Allow + NotAction) and no `*` resource for write actions.",
+    remediation="Name the actions (service:Verb) and the resource ARNs the role needs; read-only actions "
+    "(Get/List/Describe...) may use Resource '*'. Actions that AWS only grants on '*' go in "
+    "allowedWildcardResourceActions of this rule's config.",
+    level=MANDATORY,
+    config={"allowedWildcardResourceActions": ([], {"type": "array", "items": {"type": "string"}})},
+)
+def iam_no_wildcards(resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]) -> list[str]:
+    if resource_type not in _IAM_POLICY_TYPES:
+        return []
+    document = props.get("policy")
+    if document is None or is_unknown(document):
+        return []
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except json.JSONDecodeError as exc:
+            return [f"policy is not valid JSON ({exc.msg}), so it cannot be checked"]
+    if not isinstance(document, Mapping):
+        return ["policy is not a JSON object"]
+    allowed = set(config["allowedWildcardResourceActions"])
+    statements = document.get("Statement")
+    statements = [statements] if isinstance(statements, Mapping) else _items(statements)
+    messages = []
+    for index, statement in enumerate(statements):
+        if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+            continue
+        label = f"Statement[{index}]" + (f" ({statement['Sid']})" if statement.get("Sid") else "")
+        if "NotAction" in statement:
+            messages.append(f"{label} allows NotAction: that grants every action but the listed ones")
+        actions = [str(a) for a in _as_list(statement.get("Action"))]
+        if any(action in ("*", "*:*") for action in actions):
+            messages.append(f"{label} grants Action '*'")
+        resources = [str(r) for r in _as_list(statement.get("Resource"))]
+        if "*" in resources or "NotResource" in statement:
+            writes = sorted({a for a in actions if _is_write(a) and a not in allowed and a not in ("*", "*:*")})
+            if writes:
+                messages.append(f"{label} grants write actions on every resource ('*'): {', '.join(writes)}")
+    return messages
+
+
+_SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a K3s token (K3S_TOKEN=...)", re.compile(r"\bK3S_(?:AGENT_)?TOKEN\s*[=:]\s*['\"]?(?P<value>[^\s'\"]+)")),
+    ("a K3s token (--token ...)", re.compile(r"(?<![\w-])--(?:agent-)?token(?:=|[ \t]+)['\"]?(?P<value>[^\s'\"]+)")),
+    ("a WireGuard private key", re.compile(r"PrivateKey\s*=\s*(?P<value>[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)")),
+    ("a Phoenix secret", re.compile(r"\bPHOENIX_(?:ADMIN_)?SECRET\s*[=:]\s*['\"]?(?P<value>[^\s'\"]+)")),
+)
+
+
+def _decoded_texts(value: str) -> Iterator[str]:
+    """The text itself and, when it is base64 (EC2 launch templates) and/or gzip, what it decodes to."""
+    yield value
+    compact = "".join(value.split())
+    if len(compact) < 8 or len(compact) % 4:
+        return
+    try:
+        data = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            return
+    try:
+        yield data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+
+
+def _literal(value: str) -> bool:
+    """A literal secret rather than a reference ($VAR, $(cmd), a flag, a file path)."""
+    return bool(value) and not value.startswith(("$", "-", "/", "<", "{")) and not is_unknown(value)
+
+
+def _scripts(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    scripts: list[tuple[str, str]] = []
+    if resource_type in (*_VM_TYPES, _LAUNCH_TEMPLATE):
+        for key in ("userData", "userDataBase64"):
+            if isinstance(props.get(key), str):
+                scripts.append((key, props[key]))
+    elif resource_type in (
+        "gcp:compute/instance:Instance",
+        "gcp:compute/instanceTemplate:InstanceTemplate",
+        "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
+    ):
+        if isinstance(props.get("metadataStartupScript"), str):
+            scripts.append(("metadataStartupScript", props["metadataStartupScript"]))
+        metadata = props.get("metadata")
+        if isinstance(metadata, Mapping):
+            scripts.extend((f"metadata.{k}", v) for k, v in metadata.items() if isinstance(v, str))
+    return scripts
+
+
+@resource_rule(
+    name="no-secrets-in-user-data",
+    description="No K3s token, WireGuard private key or Phoenix secret in plain EC2 user_data or GCP startup "
+    "scripts/metadata (base64 and gzip are decoded first).",
+    remediation="Keep the secret in SSM Parameter Store (GCP Secret Manager) and have the boot script fetch it "
+    "with the instance role (e.g. `--token-file` after ssm-get); never render the value into user_data.",
+    level=MANDATORY,
+)
+def no_secrets_in_user_data(
+    resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]
+) -> list[str]:
+    messages: list[str] = []
+    for key, script in _scripts(resource_type, props):
+        found = {
+            what
+            for text in _decoded_texts(script)
+            for what, pattern in _SECRET_PATTERNS
+            for match in pattern.finditer(text)
+            if _literal(match.group("value"))
+        }
+        messages.extend(f"{key} contains {what} in plain text" for what in sorted(found))
+    return messages
+
+
+@resource_rule(
+    name="required-tags",
+    description="Every taggable AWS resource carries the mesh's tags (default lmrun:mesh and lmrun:managed-by).",
+    remediation="Pass the mesh's tags (lmrun.components naming helpers) to the resource's `tags` argument; "
+    "provider default_tags are not visible to this check.",
+    level=MANDATORY,
+    config={"requiredTags": (list(REQUIRED_TAGS), {"type": "array", "items": {"type": "string"}})},
+)
+def required_tags(resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]) -> list[str]:
+    if resource_type not in AWS_TAGGABLE_TYPES:
+        return []
+    tags = _tags(props)
+    if tags is None:
+        return []
+    missing = [key for key in config["requiredTags"] if not tags.get(key)]
+    return [f"missing tag(s): {', '.join(missing)}"] if missing else []
+
+
+_GPU_FAMILY = re.compile(r"(?:g|gr|p)\d[a-z0-9-]*")
+
+
+def _instance_types(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if resource_type in (*_VM_TYPES, _LAUNCH_TEMPLATE) and isinstance(props.get("instanceType"), str):
+        found.append(("instanceType", props["instanceType"]))
+    if resource_type == "aws:autoscaling/group:Group":
+        overrides = _get(props, "mixedInstancesPolicy", "launchTemplate", "overrides")
+        for index, override in enumerate(_items(overrides)):
+            if isinstance(override, Mapping) and isinstance(override.get("instanceType"), str):
+                found.append((f"mixedInstancesPolicy overrides[{index}]", override["instanceType"]))
+    return [(where, t) for where, t in found if not is_unknown(t)]
+
+
+@resource_rule(
+    name="gpu-instance-allow-list",
+    description="GPU instances (g*, gr*, p* families) come from an allow-list (default: the families of "
+    "lmrun.aws.instances.catalog).",
+    remediation="Use an instance type of an allowed family (the node's gpu picks one), or add the family to "
+    "allowedFamilies in this rule's config.",
+    level=MANDATORY,
+    config={
+        "allowedFamilies": (sorted(catalog.FAMILY_REGIONS), {"type": "array", "items": {"type": "string"}}),
+    },
+)
+def gpu_instance_allow_list(
+    resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]
+) -> list[str]:
+    allowed = set(config["allowedFamilies"])
+    messages = []
+    for where, instance_type in _instance_types(resource_type, props):
+        family = instance_type.split(".", 1)[0]
+        if _GPU_FAMILY.fullmatch(family) and family not in allowed:
+            messages.append(
+                f"{where} {instance_type}: GPU family {family} is not allowed ({', '.join(sorted(allowed))})"
+            )
+    return messages
+
+
+def _on_demand_price(instance_type: str, overrides: Mapping[str, Any]) -> float | None:
+    if instance_type in overrides:
+        return float(overrides[instance_type])
+    known = catalog.INSTANCE_TYPES.get(instance_type)
+    return None if known is None else known.on_demand_usd_hour
+
+
+def _price(value: Any) -> float | None:
+    if value is None or is_unknown(value) or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@resource_rule(
+    name="spot-max-price",
+    description="A spot max price is not above the on-demand price (launch template / instance "
+    "instanceMarketOptions.spotOptions.maxPrice, spot request spotPrice, ASG spotMaxPrice vs. each override).",
+    remediation="Leave the spot max price empty (AWS then caps it at the on-demand price) or set it at most "
+    "to the on-demand price. Prices are the catalog's us-east-1 estimates; put other figures in onDemandPrices.",
+    level=ADVISORY,
+    config={"onDemandPrices": ({}, {"type": "object", "additionalProperties": {"type": "number"}})},
+)
+def spot_max_price(resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]) -> list[str]:
+    prices: Mapping[str, Any] = config["onDemandPrices"]
+    checks: list[tuple[str, float, list[tuple[str, str]]]] = []
+    if resource_type in (*_VM_TYPES, _LAUNCH_TEMPLATE):
+        cap = _price(_get(props, "instanceMarketOptions", "spotOptions", "maxPrice"))
+        if cap is None and resource_type == "aws:ec2/spotInstanceRequest:SpotInstanceRequest":
+            cap = _price(props.get("spotPrice"))
+        if cap is not None:
+            checks.append(("spot max price", cap, _instance_types(resource_type, props)))
+    elif resource_type == "aws:autoscaling/group:Group":
+        cap = _price(_get(props, "mixedInstancesPolicy", "instancesDistribution", "spotMaxPrice"))
+        if cap is not None:
+            checks.append(("spotMaxPrice", cap, _instance_types(resource_type, props)))
+    messages = []
+    for what, cap, types in checks:
+        for where, instance_type in types:
+            on_demand = _on_demand_price(instance_type, prices)
+            if on_demand is not None and cap > on_demand + 1e-9:
+                messages.append(
+                    f"{what} ${cap:.4f}/h is above the on-demand price of {instance_type} (${on_demand:.4f}/h, {where})"
+                )
+    return messages
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Stack rules
+
+_BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+_PUBLIC_ACCESS_BLOCK = ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",)
+_VERSIONING = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
+_ENCRYPTION = (
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+)
+
+
+def _configures(child: Resource, bucket: Resource) -> bool:
+    """Whether a bucket sub-resource targets ``bucket``: by its ``bucket`` input's dependency on the bucket's
+    URN (known at preview) or by equal bucket names."""
+    if bucket.urn and (bucket.urn in child.property_dependencies.get("bucket", ()) or bucket.urn in child.dependencies):
+        return True
+    target = child.props.get("bucket")
+    return isinstance(target, str) and not is_unknown(target) and target in (bucket.props.get("bucket"), bucket.name)
+
+
+def _bucket_check(
+    resources: Sequence[Resource], types: Sequence[str], ok: Callable[[Resource], bool], missing: str, weak: str
+) -> list[Finding]:
+    children = [r for r in resources if r.type in types]
+    findings = []
+    for bucket in (r for r in resources if r.type in _BUCKET_TYPES):
+        mine = [child for child in children if _configures(child, bucket)]
+        if not mine:
+            findings.append(Finding(bucket.label, missing))
+        elif not any(ok(child) for child in mine):
+            findings.append(Finding(bucket.label, weak))
+    return findings
+
+
+@stack_rule(
+    name="s3-public-access-blocked",
+    description="Every S3 bucket has a BucketPublicAccessBlock with all four settings true.",
+    remediation="Add aws.s3.BucketPublicAccessBlock(bucket=..., block_public_acls=True, block_public_policy=True, "
+    "ignore_public_acls=True, restrict_public_buckets=True).",
+    level=MANDATORY,
+)
+def s3_public_access_blocked(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    return _bucket_check(
+        resources,
+        _PUBLIC_ACCESS_BLOCK,
+        lambda child: all(_truthy(child.props.get(flag)) or is_unknown(child.props.get(flag)) for flag in flags),
+        "bucket has no BucketPublicAccessBlock",
+        f"bucket's BucketPublicAccessBlock does not set all of {', '.join(flags)} to true",
+    )
+
+
+@stack_rule(
+    name="s3-versioned",
+    description="Every S3 bucket has versioning enabled (a BucketVersioning/BucketVersioningV2 with status Enabled).",
+    remediation='Add aws.s3.BucketVersioning(bucket=..., versioning_configuration={"status": "Enabled"}).',
+    level=MANDATORY,
+)
+def s3_versioned(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    def enabled(child: Resource) -> bool:
+        status = _get(child.props, "versioningConfiguration", "status")
+        return status == "Enabled" or is_unknown(_get_raw(child.props.get("versioningConfiguration"), "status"))
+
+    return _bucket_check(
+        resources, _VERSIONING, enabled, "bucket has no BucketVersioning", "bucket's versioning status is not Enabled"
+    )
+
+
+@stack_rule(
+    name="s3-encrypted",
+    description="Every S3 bucket has a default-encryption configuration "
+    "(BucketServerSideEncryptionConfiguration or its V2 type) with an SSE algorithm.",
+    remediation="Add aws.s3.BucketServerSideEncryptionConfiguration(bucket=..., rules=[{"
+    '"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}}]).',
+    level=MANDATORY,
+)
+def s3_encrypted(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    def encrypts(child: Resource) -> bool:
+        rules = child.props.get("rules")
+        if is_unknown(rules):
+            return True
+        return any(_get(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm") for rule in _items(rules))
+
+    return _bucket_check(
+        resources,
+        _ENCRYPTION,
+        encrypts,
+        "bucket has no BucketServerSideEncryptionConfiguration",
+        "bucket's encryption configuration names no sseAlgorithm",
+    )
+
+
+_SERVICE = "kubernetes:core/v1:Service"
+
+
+def _node_ports(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str, int, str]]:
+    """(service resource, service name, node port, protocol) of every declared nodePort."""
+    for resource in resources:
+        if resource.type != _SERVICE:
+            continue
+        metadata = resource.props.get("metadata")
+        service = f"{_get(metadata, 'namespace') or 'default'}/{_get(metadata, 'name') or resource.name}"
+        for port in _items(_get(resource.props, "spec", "ports")):
+            number = _int(_get(port, "nodePort"))
+            if number is not None:
+                yield resource, service, number, str(_get(port, "protocol") or "TCP")
+
+
+@stack_rule(
+    name="node-ports-in-range",
+    description="Every Kubernetes Service nodePort lies in the mesh's node-port range (default 30000-32767).",
+    remediation="Choose node ports inside the range (the spec's node_port fields); K3s refuses others.",
+    level=MANDATORY,
+    config={
+        "nodePortMin": (NODE_PORT_RANGE[0], {"type": "integer"}),
+        "nodePortMax": (NODE_PORT_RANGE[1], {"type": "integer"}),
+    },
+)
+def node_ports_in_range(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    low, high = int(config["nodePortMin"]), int(config["nodePortMax"])
+    return [
+        Finding(resource.label, f"service {service} uses nodePort {port}, outside {low}-{high}")
+        for resource, service, port, _ in _node_ports(resources)
+        if not low <= port <= high
+    ]
+
+
+@stack_rule(
+    name="node-ports-unique",
+    description="No nodePort is used twice across the mesh's Kubernetes Services (one Service may repeat a "
+    "port for TCP and UDP).",
+    remediation="Give every service its own node port (the spec's node_port fields are mesh-wide).",
+    level=MANDATORY,
+)
+def node_ports_unique(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    users: dict[int, list[tuple[Resource, str, str]]] = defaultdict(list)
+    for resource, service, port, protocol in _node_ports(resources):
+        users[port].append((resource, service, protocol))
+    findings = []
+    for port, entries in sorted(users.items()):
+        services = sorted({service for _, service, _ in entries})
+        pairs = [(service, protocol) for _, service, protocol in entries]
+        if len(services) > 1:
+            findings.append(Finding(entries[1][0].label, f"nodePort {port} is used by {', '.join(services)}"))
+        elif len(pairs) != len(set(pairs)):
+            findings.append(Finding(entries[0][0].label, f"service {services[0]} lists nodePort {port} twice"))
+    return findings
+
+
+_CIDR_SOURCES = {
+    "aws:ec2/vpc:Vpc": "cidrBlock",
+    "aws:ec2/vpcIpv4CidrBlockAssociation:VpcIpv4CidrBlockAssociation": "cidrBlock",
+    "gcp:compute/subnetwork:Subnetwork": "ipCidrRange",
+}
+
+
+@stack_rule(
+    name="cidrs-disjoint",
+    description="VPC CIDRs (aws:ec2/vpc:Vpc cidrBlock) and site CIDRs (gcp:compute/subnetwork:Subnetwork "
+    "ipCidrRange) do not overlap.",
+    remediation="Let the plan assign CIDRs (VPCs are /16s in 10.64.0.0/10, sites inside 10.128.0.0/10), or "
+    "pick non-overlapping ranges for external sites.",
+    level=MANDATORY,
+)
+def cidrs_disjoint(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    networks: list[tuple[Resource, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    findings = []
+    for resource in resources:
+        key = _CIDR_SOURCES.get(resource.type)
+        if key is None or resource.props.get(key) is None or is_unknown(resource.props.get(key)):
+            continue
+        network = _network(resource.props[key])
+        if network is None:
+            findings.append(Finding(resource.label, f"{key} {resource.props[key]!r} is not a CIDR"))
+            continue
+        for other, other_network in networks:
+            if network.version == other_network.version and network.overlaps(other_network):
+                findings.append(
+                    Finding(resource.label, f"{key} {network} overlaps {other_network} of {other.name or other.urn}")
+                )
+        networks.append((resource, network))
+    return findings
+
+
+_VPC = "aws:ec2/vpc:Vpc"
+_PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
+
+
+def _vpc_key(peering: Resource, prop: str, vpc_urns: set[str]) -> str | None:
+    value = peering.props.get(prop)
+    if isinstance(value, str) and not is_unknown(value):
+        return value
+    urns = [urn for urn in peering.property_dependencies.get(prop, ()) if urn in vpc_urns]
+    return urns[0] if urns else None
+
+
+@stack_rule(
+    name="peerings-within-limit",
+    description="No VPC takes part in more VPC peering connections than the limit (AWS: 50 active by default, "
+    "125 at most).",
+    remediation="Drop spoke regions (lmrun:regions) or raise the account's 'Active VPC peering connections per "
+    "VPC' quota and set maxPeerings (stack lmrun:maxPeerings and this rule's config) to match.",
+    level=MANDATORY,
+    config={"maxPeerings": (DEFAULT_MAX_PEERINGS, {"type": "integer", "minimum": 1, "maximum": 125})},
+)
+def peerings_within_limit(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    limit = int(config["maxPeerings"])
+    vpcs = {r.urn: r for r in resources if r.type == _VPC and r.urn}
+    counts: dict[str, int] = defaultdict(int)
+    for peering in (r for r in resources if r.type == _PEERING):
+        for prop in ("vpcId", "peerVpcId"):
+            key = _vpc_key(peering, prop, set(vpcs))
+            if key is not None:
+                counts[key] += 1
+    return [
+        Finding(vpcs[key].label if key in vpcs else key, f"VPC {key} has {count} peering connections (limit {limit})")
+        for key, count in sorted(counts.items())
+        if count > limit
+    ]
+
+
+@stack_rule(
+    name="stateful-volumes-protected",
+    description=f"EBS volumes tagged {STATEFUL_TAG}=true are protected and retained on delete.",
+    remediation="Create the volume with pulumi.ResourceOptions(protect=True, retain_on_delete=True). "
+    "CrossGuard exposes `protect` only; retainOnDelete is checked by the offline plan (lmrun plan).",
+    level=MANDATORY,
+    config={"statefulTag": (STATEFUL_TAG, {"type": "string"})},
+)
+def stateful_volumes_protected(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    findings = []
+    for resource in resources:
+        if resource.type != "aws:ebs/volume:Volume":
+            continue
+        tags = _tags(resource.props) or {}
+        if str(tags.get(config["statefulTag"], "")).lower() != "true":
+            continue
+        missing = [] if resource.protect else ["protect"]
+        if resource.retain_on_delete is False:
+            missing.append("retainOnDelete")
+        if missing:
+            findings.append(Finding(resource.label, f"stateful volume lacks {' and '.join(missing)}"))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CrossGuard adapters
+
+
+def plain(value: Any) -> Any:
+    """CrossGuard's unknown-checking proxies as plain dicts/lists, unknown values as :data:`UNKNOWN`."""
+    from pulumi_policy.proxy import UnknownValueError
+
+    if isinstance(value, Mapping):
+        result: dict[str, Any] = {}
+        for key in value:
+            try:
+                result[key] = plain(value[key])
+            except UnknownValueError:
+                result[key] = UNKNOWN
+        return result
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        items: list[Any] = []
+        for index in range(len(value)):
+            try:
+                items.append(plain(value[index]))
+            except UnknownValueError:
+                items.append(UNKNOWN)
+        return items
+    return value
+
+
+def build_policy(rule: Rule) -> Any:
+    """The rule as a ``pulumi_policy.ResourceValidationPolicy`` or ``StackValidationPolicy`` (no server starts)."""
+    import pulumi_policy
+
+    schema = pulumi_policy.PolicyConfigSchema(properties={k: dict(v) for k, v in rule.schema.items()})
+    common: dict[str, Any] = {
+        "name": rule.name,
+        "description": rule.description,
+        "enforcement_level": pulumi_policy.EnforcementLevel(rule.level),
+        "config_schema": schema if rule.schema else None,
+        "remediation_steps": rule.remediation,
+    }
+
+    def own_config(args: Any) -> dict[str, Any]:
+        return {k: v for k, v in dict(args.get_config() or {}).items() if k in rule.defaults}
+
+    if rule.kind == "resource":
+
+        def validate_resource(args: Any, report_violation: Any) -> None:
+            props = plain(args.props)
+            for message in rule.check(args.resource_type, props, args.name, own_config(args)):
+                report_violation(message, None)
+
+        return pulumi_policy.ResourceValidationPolicy(validate=validate_resource, **common)
+
+    def validate_stack(args: Any, report_violation: Any) -> None:
+        resources = [
+            Resource(
+                type=r.resource_type,
+                props=plain(r.props),
+                urn=r.urn,
+                name=r.name,
+                protect=bool(r.opts.protect),
+                retain_on_delete=None,  # not in CrossGuard's PolicyResourceOptions
+                dependencies=tuple(d.urn for d in r.dependencies),
+                property_dependencies={k: tuple(d.urn for d in v) for k, v in r.property_dependencies.items()},
+            )
+            for r in args.resources
+        ]
+        for finding in rule.check(resources, own_config(args)):
+            report_violation(finding.message, finding.resource if finding.resource.startswith("urn:") else None)
+
+    return pulumi_policy.StackValidationPolicy(validate=validate_stack, **common)
+
+
+def build_policies() -> list[Any]:
+    """Every rule as a CrossGuard policy, in registration order."""
+    return [build_policy(rule) for rule in RULES.values()]

@@ -1,0 +1,662 @@
+"""Policy rules on hand-built props: every rule fires on a bad case and stays quiet on a good one; config
+overrides; the CrossGuard adapters; no violation on the example stacks."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmrun.policy import aws_taggable
+from lmrun.policy.rules import (
+    RULES,
+    UNKNOWN,
+    PolicyConfigError,
+    Resource,
+    build_policies,
+    build_policy,
+    enforcement_level,
+    evaluate,
+    rule_config,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SG = "aws:ec2/securityGroup:SecurityGroup"
+SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+FIREWALL = "gcp:compute/firewall:Firewall"
+INSTANCE = "aws:ec2/instance:Instance"
+LT = "aws:ec2/launchTemplate:LaunchTemplate"
+ASG = "aws:autoscaling/group:Group"
+VOLUME = "aws:ebs/volume:Volume"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+IAM_POLICY = "aws:iam/policy:Policy"
+GCP_INSTANCE = "gcp:compute/instance:Instance"
+TAGS = {"lmrun:mesh": "dev", "lmrun:managed-by": "pulumi"}
+WG_KEY = base64.b64encode(bytes(range(32))).decode()  # 44 characters, like `wg genkey`
+
+
+def _policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _root(encrypted: Any = True) -> dict[str, Any]:
+    return {"volumeSize": 30, "encrypted": encrypted}
+
+
+# (rule, resource type, props, fires?)
+RESOURCE_CASES: list[tuple[str, str, dict[str, Any], bool]] = [
+    # no-public-ingress
+    (
+        "no-public-ingress",
+        INGRESS,
+        {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "0.0.0.0/0"},
+        True,
+    ),
+    ("no-public-ingress", INGRESS, {"ipProtocol": "-1", "cidrIpv6": "::/0"}, True),
+    (
+        "no-public-ingress",
+        INGRESS,
+        {"ipProtocol": "udp", "fromPort": 51820, "toPort": 51820, "cidrIpv4": "0.0.0.0/0"},
+        False,
+    ),
+    (
+        "no-public-ingress",
+        INGRESS,
+        {"ipProtocol": "udp", "fromPort": 51820, "toPort": 51821, "cidrIpv4": "0.0.0.0/0"},
+        True,
+    ),
+    ("no-public-ingress", INGRESS, {"ipProtocol": "-1", "cidrIpv4": "10.64.0.0/16"}, False),
+    (
+        "no-public-ingress",
+        SG,
+        {"ingress": [{"protocol": "tcp", "fromPort": 80, "toPort": 80, "cidrBlocks": ["0.0.0.0/0"]}]},
+        True,
+    ),
+    (
+        "no-public-ingress",
+        SG,
+        {"ingress": [{"protocol": "17", "fromPort": 51820, "toPort": 51820, "cidrBlocks": ["0.0.0.0/0"]}]},
+        False,
+    ),
+    ("no-public-ingress", SG, {"ingress": []}, False),
+    (
+        "no-public-ingress",
+        SG_RULE,
+        {"type": "ingress", "protocol": "tcp", "fromPort": 6443, "toPort": 6443, "cidrBlocks": ["0.0.0.0/0"]},
+        True,
+    ),
+    (
+        "no-public-ingress",
+        SG_RULE,
+        {"type": "egress", "protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]},
+        False,
+    ),
+    (
+        "no-public-ingress",
+        FIREWALL,
+        {"allows": [{"protocol": "tcp", "ports": ["443"]}], "sourceRanges": ["0.0.0.0/0"]},
+        True,
+    ),
+    ("no-public-ingress", FIREWALL, {"allows": [{"protocol": "tcp", "ports": ["443"]}]}, True),  # no source = anywhere
+    (
+        "no-public-ingress",
+        FIREWALL,
+        {"allows": [{"protocol": "udp", "ports": ["51820"]}], "sourceRanges": ["0.0.0.0/0"]},
+        False,
+    ),
+    (
+        "no-public-ingress",
+        FIREWALL,
+        {"allows": [{"protocol": "all"}], "sourceRanges": ["0.0.0.0/0"], "direction": "EGRESS"},
+        False,
+    ),
+    # no-ssh
+    ("no-ssh", INGRESS, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "10.64.0.0/16"}, True),
+    ("no-ssh", INGRESS, {"ipProtocol": "tcp", "fromPort": 20, "toPort": 25, "cidrIpv4": "203.0.113.7/32"}, True),
+    ("no-ssh", INGRESS, {"ipProtocol": "-1", "cidrIpv4": "198.51.100.0/24"}, True),
+    ("no-ssh", INGRESS, {"ipProtocol": "-1", "cidrIpv4": "10.64.0.0/16"}, False),  # the mesh's own fabric rule
+    ("no-ssh", INGRESS, {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "203.0.113.7/32"}, False),
+    ("no-ssh", INGRESS, {"ipProtocol": "udp", "fromPort": 22, "toPort": 22, "cidrIpv4": "10.64.0.0/16"}, False),
+    ("no-ssh", SG, {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "securityGroups": ["sg-1"]}]}, True),
+    ("no-ssh", FIREWALL, {"allows": [{"protocol": "tcp", "ports": ["22"]}], "sourceRanges": ["10.128.0.0/24"]}, True),
+    (
+        "no-ssh",
+        FIREWALL,
+        {"allows": [{"protocol": "tcp", "ports": ["30000-32767"]}], "sourceRanges": ["10.64.0.0/10"]},
+        False,
+    ),
+    # imdsv2-required
+    ("imdsv2-required", INSTANCE, {"metadataOptions": {"httpTokens": "optional"}}, True),
+    ("imdsv2-required", INSTANCE, {}, True),
+    ("imdsv2-required", INSTANCE, {"metadataOptions": {"httpTokens": "required", "httpEndpoint": "enabled"}}, False),
+    ("imdsv2-required", LT, {"metadataOptions": {"httpEndpoint": "enabled"}}, True),
+    ("imdsv2-required", LT, {"metadataOptions": {"httpTokens": "required"}}, False),
+    ("imdsv2-required", LT, {"metadataOptions": {"httpEndpoint": "disabled"}}, False),
+    ("imdsv2-required", LT, {"metadataOptions": UNKNOWN}, False),
+    # encrypted-volumes
+    ("encrypted-volumes", VOLUME, {"size": 20, "encrypted": False}, True),
+    ("encrypted-volumes", VOLUME, {"size": 20}, True),
+    ("encrypted-volumes", VOLUME, {"size": 20, "encrypted": True}, False),
+    ("encrypted-volumes", INSTANCE, {"rootBlockDevice": _root(False)}, True),
+    ("encrypted-volumes", INSTANCE, {}, True),
+    (
+        "encrypted-volumes",
+        INSTANCE,
+        {"rootBlockDevice": _root(), "ebsBlockDevices": [{"deviceName": "/dev/sdf"}]},
+        True,
+    ),
+    ("encrypted-volumes", INSTANCE, {"rootBlockDevice": _root(), "ebsBlockDevices": [{"encrypted": True}]}, False),
+    (
+        "encrypted-volumes",
+        LT,
+        {"blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "false"}}]},
+        True,
+    ),
+    ("encrypted-volumes", LT, {}, True),
+    (
+        "encrypted-volumes",
+        LT,
+        {"blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "true"}}]},
+        False,
+    ),
+    # iam-no-wildcards
+    (
+        "iam-no-wildcards",
+        ROLE_POLICY,
+        {"policy": _policy({"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b"})},
+        True,
+    ),
+    (
+        "iam-no-wildcards",
+        IAM_POLICY,
+        {"policy": _policy({"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": "*"})},
+        True,
+    ),
+    (
+        "iam-no-wildcards",
+        IAM_POLICY,
+        {"policy": _policy({"Effect": "Allow", "Action": "s3:*", "Resource": ["*"]})},
+        True,
+    ),
+    (
+        "iam-no-wildcards",
+        IAM_POLICY,
+        {"policy": _policy({"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:x"})},
+        True,
+    ),
+    ("iam-no-wildcards", IAM_POLICY, {"policy": "{not json"}, True),
+    (
+        "iam-no-wildcards",
+        ROLE_POLICY,
+        {"policy": _policy({"Effect": "Allow", "Action": ["ec2:Describe*", "ssm:GetParameter"], "Resource": "*"})},
+        False,
+    ),
+    (
+        "iam-no-wildcards",
+        ROLE_POLICY,
+        {
+            "policy": _policy(
+                {"Effect": "Allow", "Action": "ssm:PutParameter", "Resource": "arn:aws:ssm:us-east-1:1:parameter/x"}
+            )
+        },
+        False,
+    ),
+    ("iam-no-wildcards", ROLE_POLICY, {"policy": _policy({"Effect": "Deny", "Action": "*", "Resource": "*"})}, False),
+    ("iam-no-wildcards", ROLE_POLICY, {"policy": UNKNOWN}, False),
+    # no-secrets-in-user-data
+    ("no-secrets-in-user-data", INSTANCE, {"userData": "#!/bin/sh\nexport K3S_TOKEN=abc123secret\n"}, True),
+    ("no-secrets-in-user-data", INSTANCE, {"userData": "curl -sfL get.k3s.io | sh -s - agent --token s3cr3t\n"}, True),
+    ("no-secrets-in-user-data", LT, {"userData": _b64(f"[Interface]\nPrivateKey = {WG_KEY}\n")}, True),
+    (
+        "no-secrets-in-user-data",
+        LT,
+        {"userData": base64.b64encode(gzip.compress(b"PHOENIX_SECRET=hunter2")).decode()},
+        True,
+    ),
+    ("no-secrets-in-user-data", GCP_INSTANCE, {"metadataStartupScript": "PHOENIX_ADMIN_SECRET='x9'\n"}, True),
+    ("no-secrets-in-user-data", GCP_INSTANCE, {"metadata": {"startup-script": "k3s agent --token=abc"}}, True),
+    (
+        "no-secrets-in-user-data",
+        INSTANCE,
+        {"userData": "ssm-get.sh us-east-1 /lmrun/k3s/token /t\nk3s agent --token-file /t\n"},
+        False,
+    ),
+    (
+        "no-secrets-in-user-data",
+        INSTANCE,
+        {"userData": 'K3S_TOKEN="$(cat /etc/rancher/k3s/token)"\nPHOENIX_SECRET=$SECRET\n'},
+        False,
+    ),
+    (
+        "no-secrets-in-user-data",
+        LT,
+        {"userData": _b64("[Interface]\nPostUp = wg set wg0 private-key /etc/wg/key\n")},
+        False,
+    ),
+    # required-tags
+    ("required-tags", VOLUME, {"size": 1, "tags": {"lmrun:mesh": "dev"}}, True),
+    ("required-tags", "aws:ec2/vpc:Vpc", {"cidrBlock": "10.64.0.0/16"}, True),
+    ("required-tags", ASG, {"tags": [{"key": "lmrun:mesh", "value": "dev", "propagateAtLaunch": False}]}, True),
+    (
+        "required-tags",
+        ASG,
+        {"tags": [{"key": k, "value": v, "propagateAtLaunch": False} for k, v in TAGS.items()]},
+        False,
+    ),
+    ("required-tags", VOLUME, {"size": 1, "tags": TAGS}, False),
+    ("required-tags", "aws:ec2/route:Route", {"destinationCidrBlock": "10.65.0.0/16"}, False),  # not taggable
+    ("required-tags", "kubernetes:core/v1:Service", {}, False),
+    # gpu-instance-allow-list
+    ("gpu-instance-allow-list", LT, {"instanceType": "p3.2xlarge"}, True),
+    ("gpu-instance-allow-list", INSTANCE, {"instanceType": "g4ad.xlarge"}, True),
+    (
+        "gpu-instance-allow-list",
+        ASG,
+        {
+            "mixedInstancesPolicy": {
+                "launchTemplate": {"overrides": [{"instanceType": "g6.xlarge"}, {"instanceType": "p2.xlarge"}]}
+            }
+        },
+        True,
+    ),
+    ("gpu-instance-allow-list", LT, {"instanceType": "g6.xlarge"}, False),
+    ("gpu-instance-allow-list", INSTANCE, {"instanceType": "t3.medium"}, False),
+    # spot-max-price
+    (
+        "spot-max-price",
+        LT,
+        {
+            "instanceType": "g5.xlarge",
+            "instanceMarketOptions": {"marketType": "spot", "spotOptions": {"maxPrice": "2.50"}},
+        },
+        True,
+    ),
+    (
+        "spot-max-price",
+        ASG,
+        {
+            "mixedInstancesPolicy": {
+                "instancesDistribution": {"spotMaxPrice": "1.0"},
+                "launchTemplate": {"overrides": [{"instanceType": "g6.xlarge"}]},
+            }
+        },
+        True,
+    ),
+    (
+        "spot-max-price",
+        "aws:ec2/spotInstanceRequest:SpotInstanceRequest",
+        {"instanceType": "g4dn.xlarge", "spotPrice": "0.9"},
+        True,
+    ),
+    (
+        "spot-max-price",
+        LT,
+        {
+            "instanceType": "g5.xlarge",
+            "instanceMarketOptions": {"marketType": "spot", "spotOptions": {"maxPrice": "0.80"}},
+        },
+        False,
+    ),
+    (
+        "spot-max-price",
+        LT,
+        {"instanceType": "g5.xlarge", "instanceMarketOptions": {"marketType": "spot", "spotOptions": {"maxPrice": ""}}},
+        False,
+    ),
+    (
+        "spot-max-price",
+        LT,
+        {"instanceType": "m7i.large", "instanceMarketOptions": {"spotOptions": {"maxPrice": "9"}}},
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule_name", "resource_type", "props", "fires"), RESOURCE_CASES)
+def test_resource_rule(rule_name: str, resource_type: str, props: dict[str, Any], fires: bool) -> None:
+    rule = RULES[rule_name]
+    messages = rule.check(resource_type, props, "res")
+    assert bool(messages) is fires, messages
+    for message in messages:
+        assert isinstance(message, str) and message
+
+
+def test_secret_messages_never_echo_the_secret() -> None:
+    messages = RULES["no-secrets-in-user-data"].check(INSTANCE, {"userData": f"PrivateKey = {WG_KEY}\nK3S_TOKEN=zz9"})
+    assert len(messages) == 2
+    assert not any(WG_KEY in m or "zz9" in m for m in messages)
+
+
+# ---- stack rules ---------------------------------------------------------------------------------------------
+
+
+def _bucket(name: str = "logs") -> Resource:
+    return Resource("aws:s3/bucket:Bucket", {"tags": TAGS}, urn=f"urn:b:{name}", name=name)
+
+
+def _child(resource_type: str, props: dict[str, Any], bucket: str = "logs") -> Resource:
+    return Resource(
+        resource_type,
+        {"bucket": UNKNOWN, **props},
+        urn=f"urn:{resource_type}:{bucket}",
+        name=f"{bucket}-x",
+        property_dependencies={"bucket": (f"urn:b:{bucket}",)},
+    )
+
+
+PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+ALL_BLOCKED = {k: True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")}
+VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+SSE_RULES = {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]}
+
+
+def _service(name: str, *node_ports: int | tuple[int, str]) -> Resource:
+    ports = [
+        {"nodePort": float(p[0]), "protocol": p[1]}
+        if isinstance(p, tuple)
+        else {"nodePort": float(p), "protocol": "TCP"}
+        for p in node_ports
+    ]
+    return Resource(
+        "kubernetes:core/v1:Service",
+        {"metadata": {"namespace": "lmrun", "name": name}, "spec": {"type": "NodePort", "ports": ports}},
+        urn=f"urn:svc:{name}",
+        name=name,
+    )
+
+
+def _vpc(name: str, cidr: str) -> Resource:
+    return Resource("aws:ec2/vpc:Vpc", {"cidrBlock": cidr}, urn=f"urn:vpc:{name}", name=name)
+
+
+def _peering(spoke: str, hub: str = "hub") -> Resource:
+    return Resource(
+        "aws:ec2/vpcPeeringConnection:VpcPeeringConnection",
+        {"vpcId": UNKNOWN, "peerVpcId": UNKNOWN},
+        urn=f"urn:peer:{spoke}",
+        name=f"peer-{spoke}",
+        property_dependencies={"vpcId": (f"urn:vpc:{spoke}",), "peerVpcId": (f"urn:vpc:{hub}",)},
+    )
+
+
+def _volume(*, stateful: bool, protect: bool, retain: bool | None) -> Resource:
+    tags = {**TAGS, "lmrun:stateful": "true"} if stateful else TAGS
+    return Resource(VOLUME, {"encrypted": True, "tags": tags}, urn="urn:vol", protect=protect, retain_on_delete=retain)
+
+
+STACK_CASES: list[tuple[str, list[Resource], bool]] = [
+    ("s3-public-access-blocked", [_bucket()], True),
+    ("s3-public-access-blocked", [_bucket(), _child(PAB, {**ALL_BLOCKED, "restrictPublicBuckets": False})], True),
+    ("s3-public-access-blocked", [_bucket(), _child(PAB, ALL_BLOCKED, bucket="other")], True),
+    ("s3-public-access-blocked", [_bucket(), _child(PAB, ALL_BLOCKED)], False),
+    ("s3-public-access-blocked", [], False),
+    ("s3-versioned", [_bucket()], True),
+    ("s3-versioned", [_bucket(), _child(VERSIONING, {"versioningConfiguration": {"status": "Suspended"}})], True),
+    ("s3-versioned", [_bucket(), _child(VERSIONING, {"versioningConfiguration": {"status": "Enabled"}})], False),
+    (
+        "s3-versioned",  # matched by the bucket's name when the child's input is known
+        [
+            Resource("aws:s3/bucketV2:BucketV2", {"bucket": "my-logs"}, urn="urn:b2", name="b2"),
+            Resource(
+                "aws:s3/bucketVersioningV2:BucketVersioningV2",
+                {"bucket": "my-logs", "versioningConfiguration": {"status": "Enabled"}},
+            ),
+        ],
+        False,
+    ),
+    ("s3-encrypted", [_bucket()], True),
+    ("s3-encrypted", [_bucket(), _child(SSE, {"rules": [{}]})], True),
+    ("s3-encrypted", [_bucket(), _child(SSE, SSE_RULES)], False),
+    ("node-ports-in-range", [_service("a", 8080)], True),
+    ("node-ports-in-range", [_service("a", 32768)], True),
+    ("node-ports-in-range", [_service("a", 30000, 32767)], False),
+    ("node-ports-unique", [_service("a", 30100), _service("b", 30100)], True),
+    ("node-ports-unique", [_service("a", 30100, 30100)], True),
+    ("node-ports-unique", [_service("a", (30100, "TCP"), (30100, "UDP")), _service("b", 30101)], False),
+    ("cidrs-disjoint", [_vpc("a", "10.64.0.0/16"), _vpc("b", "10.64.128.0/17")], True),
+    (
+        "cidrs-disjoint",
+        [
+            _vpc("a", "10.64.0.0/16"),
+            Resource("gcp:compute/subnetwork:Subnetwork", {"ipCidrRange": "10.64.10.0/24"}, name="site"),
+        ],
+        True,
+    ),
+    ("cidrs-disjoint", [_vpc("a", "10.64.0.0/16"), _vpc("b", "not-a-cidr")], True),
+    (
+        "cidrs-disjoint",
+        [
+            _vpc("a", "10.64.0.0/16"),
+            _vpc("b", "10.65.0.0/16"),
+            Resource("gcp:compute/subnetwork:Subnetwork", {"ipCidrRange": "10.128.0.0/20"}),
+        ],
+        False,
+    ),
+    ("peerings-within-limit", [_vpc("hub", "10.64.0.0/16")] + [_peering(f"s{i}") for i in range(51)], True),
+    ("peerings-within-limit", [_vpc("hub", "10.64.0.0/16")] + [_peering(f"s{i}") for i in range(50)], False),
+    ("stateful-volumes-protected", [_volume(stateful=True, protect=False, retain=True)], True),
+    ("stateful-volumes-protected", [_volume(stateful=True, protect=True, retain=False)], True),
+    ("stateful-volumes-protected", [_volume(stateful=True, protect=True, retain=True)], False),
+    ("stateful-volumes-protected", [_volume(stateful=True, protect=True, retain=None)], False),  # CrossGuard: unknown
+    ("stateful-volumes-protected", [_volume(stateful=False, protect=False, retain=False)], False),
+]
+
+
+@pytest.mark.parametrize(("rule_name", "resources", "fires"), STACK_CASES)
+def test_stack_rule(rule_name: str, resources: list[Resource], fires: bool) -> None:
+    findings = RULES[rule_name].check(resources)
+    assert bool(findings) is fires, findings
+    urns = {r.urn or r.name or r.type for r in resources}
+    assert all(f.resource in urns and f.message for f in findings)
+
+
+def test_every_rule_has_a_firing_and_a_quiet_case() -> None:
+    covered: dict[str, set[bool]] = {name: set() for name in RULES}
+    for name, *_, fires in RESOURCE_CASES:
+        covered[name].add(fires)
+    for name, _, fires in STACK_CASES:
+        covered[name].add(fires)
+    assert len(RULES) >= 12
+    assert {name for name, seen in covered.items() if seen != {True, False}} == set()
+
+
+def test_every_rule_documents_itself() -> None:
+    for rule in RULES.values():
+        assert rule.description and rule.remediation, rule.name
+        assert rule.level in ("advisory", "mandatory"), rule.name
+        assert set(rule.schema) == set(rule.defaults)
+        assert all(rule.schema[k]["default"] == v for k, v in rule.defaults.items())
+
+
+# ---- config --------------------------------------------------------------------------------------------------
+
+
+def test_enforcement_level_overrides() -> None:
+    ssh = RULES["no-ssh"]
+    assert enforcement_level(ssh) == "mandatory"
+    assert enforcement_level(ssh, {"all": "advisory"}) == "advisory"
+    assert enforcement_level(ssh, {"all": "advisory", "no-ssh": "mandatory"}) == "mandatory"
+    assert enforcement_level(ssh, {"no-ssh": {"enforcementLevel": "disabled"}}) == "disabled"
+    assert enforcement_level(ssh, {"no-ssh": {"allowSsh": True}}) == "mandatory"
+    assert enforcement_level(ssh, {"no-ssh": "remediate"}) == "mandatory"
+    with pytest.raises(PolicyConfigError, match=r"no-ssh\.enforcementLevel"):
+        enforcement_level(ssh, {"no-ssh": "blocking"})
+
+
+def test_evaluate_applies_levels_and_properties() -> None:
+    sg = Resource(
+        INGRESS,
+        {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "10.64.0.0/16", "tags": TAGS},
+        urn="urn:r",
+    )
+    default = evaluate([sg])
+    assert [(v.policy, v.level, v.resource) for v in default] == [("no-ssh", "mandatory", "urn:r")]
+    assert default[0].to_json().keys() == {"policy", "level", "resource", "message"}
+    assert [v.level for v in evaluate([sg], {"no-ssh": "advisory"})] == ["advisory"]
+    assert evaluate([sg], {"no-ssh": "disabled"}) == []
+    assert evaluate([sg], {"no-ssh": {"allowSsh": True}}) == []
+    assert evaluate([sg], {"all": "disabled"}) == []
+
+
+def test_rule_properties_override_defaults() -> None:
+    gpu = RULES["gpu-instance-allow-list"]
+    assert "g6" in rule_config(gpu)["allowedFamilies"]
+    assert gpu.check(LT, {"instanceType": "g6.xlarge"}, config={"allowedFamilies": ["g5"]})
+    assert not gpu.check(LT, {"instanceType": "p3.2xlarge"}, config={"allowedFamilies": ["p3"]})
+    wg = RULES["no-public-ingress"]
+    rule = {"ipProtocol": "udp", "fromPort": 51821, "toPort": 51821, "cidrIpv4": "0.0.0.0/0"}
+    assert wg.check(INGRESS, rule) and not wg.check(INGRESS, rule, config={"wireguardPort": 51821})
+    tags = RULES["required-tags"]
+    assert not tags.check(VOLUME, {"tags": {}}, config={"requiredTags": []})
+    peerings = RULES["peerings-within-limit"]
+    three = [_vpc("hub", "10.64.0.0/16"), *(_peering(f"s{i}") for i in range(3))]
+    assert peerings.check(three, {"maxPeerings": 2}) and not peerings.check(three)
+    spot = RULES["spot-max-price"]
+    lt = {"instanceType": "g5.xlarge", "instanceMarketOptions": {"spotOptions": {"maxPrice": "1.10"}}}
+    assert spot.check(LT, lt) and not spot.check(LT, lt, config={"onDemandPrices": {"g5.xlarge": 1.2}})
+
+
+def test_unknown_config_is_refused_with_its_path() -> None:
+    with pytest.raises(PolicyConfigError, match=r"no-ssh\.allowSSH"):
+        evaluate([], {"no-ssh": {"allowSSH": True}})
+    with pytest.raises(PolicyConfigError, match="no-such-rule"):
+        evaluate([], {"no-such-rule": "advisory"})
+    assert issubclass(PolicyConfigError, ValueError)
+
+
+# ---- CrossGuard adapters -------------------------------------------------------------------------------------
+
+
+def test_adapters_build_real_policies_without_a_server() -> None:
+    import pulumi_policy
+
+    policies = build_policies()
+    assert [p.name for p in policies] == list(RULES)
+    for policy in policies:
+        rule = RULES[policy.name]
+        expected = (
+            pulumi_policy.ResourceValidationPolicy if rule.kind == "resource" else pulumi_policy.StackValidationPolicy
+        )
+        assert isinstance(policy, expected)
+        assert policy.enforcement_level == pulumi_policy.EnforcementLevel(rule.level)
+        assert policy.remediation_steps == rule.remediation
+        if rule.schema:
+            assert set(policy.config_schema.properties) == set(rule.schema)
+
+
+def _opts(protect: bool = False) -> Any:
+    import pulumi_policy
+
+    return pulumi_policy.PolicyResourceOptions(protect, [], None, [], pulumi_policy.PolicyCustomTimeouts(0, 0, 0), [])
+
+
+def test_resource_adapter_reports_through_crossguard_and_survives_unknowns() -> None:
+    import pulumi_policy
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+    policy = build_policy(RULES["no-ssh"])
+    props = unknown_checking_proxy(
+        {
+            "ipProtocol": "tcp",
+            "fromPort": 22.0,
+            "toPort": 22.0,
+            "cidrIpv4": "10.64.0.0/16",
+            "securityGroupId": UNKNOWN_STRING_VALUE,
+        }
+    )
+    reported: list[tuple[str, str | None]] = []
+    args = pulumi_policy.ResourceValidationArgs(INGRESS, props, "urn:x", "x", _opts(), None, {})
+    policy.validate(args, lambda message, urn: reported.append((message, urn)))
+    assert len(reported) == 1 and "port 22" in reported[0][0]
+
+    reported.clear()
+    allowed = pulumi_policy.ResourceValidationArgs(INGRESS, props, "urn:x", "x", _opts(), None, {"allowSsh": True})
+    policy.validate(allowed, lambda message, urn: reported.append((message, urn)))
+    assert reported == []
+
+
+def test_stack_adapter_uses_protect_and_property_dependencies() -> None:
+    import pulumi_policy
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    volume = pulumi_policy.PolicyResource(
+        VOLUME,
+        unknown_checking_proxy({"encrypted": True, "tags": {**TAGS, "lmrun:stateful": "true"}}),
+        "urn:vol",
+        "vol",
+        _opts(protect=False),
+        None,
+        None,
+        [],
+        {},
+    )
+    reported: list[tuple[str, str | None]] = []
+    args = pulumi_policy.StackValidationArgs([volume], {})
+    build_policy(RULES["stateful-volumes-protected"]).validate(args, lambda m, u: reported.append((m, u)))
+    assert reported == [("stateful volume lacks protect", "urn:vol")]
+
+    hub = pulumi_policy.PolicyResource(
+        "aws:ec2/vpc:Vpc", unknown_checking_proxy({}), "urn:vpc:hub", "hub", _opts(), None, None, [], {}
+    )
+    peerings = [
+        pulumi_policy.PolicyResource(
+            "aws:ec2/vpcPeeringConnection:VpcPeeringConnection",
+            unknown_checking_proxy({"vpcId": f"vpc-{i}", "peerVpcId": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}),
+            f"urn:peer:{i}",
+            f"peer-{i}",
+            _opts(),
+            None,
+            None,
+            [hub],
+            {"peerVpcId": [hub]},
+        )
+        for i in range(3)
+    ]
+    reported.clear()
+    limited = pulumi_policy.StackValidationArgs([hub, *peerings], {"maxPeerings": 2})
+    build_policy(RULES["peerings-within-limit"]).validate(limited, lambda m, u: reported.append((m, u)))
+    assert reported == [("VPC urn:vpc:hub has 3 peering connections (limit 2)", "urn:vpc:hub")]
+
+
+def test_pack_files() -> None:
+    import yaml
+
+    pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["name"] == "python" and pack["description"]
+    main = (ROOT / "policy" / "__main__.py").read_text()
+    assert "PolicyPack(" in main and "build_policies()" in main
+    requirements = (ROOT / "policy" / "requirements.txt").read_text()
+    assert "pulumi-policy==" in requirements
+
+
+def test_taggable_types_match_the_installed_provider() -> None:
+    version, scanned = aws_taggable.installed_provider()
+    assert version == aws_taggable.GENERATED_FROM, "regenerate: python -m lmrun.policy.aws_taggable"
+    assert scanned == aws_taggable.AWS_TAGGABLE_TYPES
+
+
+# ---- the example stacks --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["dev", "global"])
+def test_example_stacks_raise_no_mandatory_violation(stack: str) -> None:
+    from lmrun.offline import plan_stack
+    from lmrun.stackfile import load_stack_config
+
+    report = plan_stack(ROOT, load_stack_config(ROOT, stack=stack, config_file=None), preview=False)
+    resources = [Resource.from_recorded(r) for r in report.recording.resources]
+    assert {r.type for r in resources} >= {"aws:ec2/vpc:Vpc", "aws:ebs/volume:Volume", "aws:ec2/instance:Instance"}
+    mandatory = [v for v in evaluate(resources) if v.level == "mandatory"]
+    assert mandatory == []

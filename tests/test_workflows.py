@@ -1,0 +1,126 @@
+"""The GitHub workflows pass actionlint (with shellcheck on their `run:` scripts) and keep their promises:
+make test before preview, policy pack, PR comment, OIDC without stored keys, approval before `pulumi up`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+FILES = (WORKFLOWS / "preview.yml", WORKFLOWS / "deploy.yml")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+@(?:[0-9a-f]{40} # v\d+(?:\.\d+)*|v\d+ # .+)$")
+
+
+def _tool(name: str) -> str:
+    """The tool from this interpreter's environment or PATH; skip (fail in CI) when it is missing."""
+    path = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if path is None:
+        message = f"{name} is not installed (requirements-dev.txt brings it)"
+        if IN_CI:
+            pytest.fail(f"{message}; CI must run this check")
+        pytest.skip(message)
+    return path
+
+
+def _actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
+    command = [_tool("actionlint"), "-no-color", "-shellcheck", _tool("shellcheck"), *map(str, files)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _load(path: Path) -> dict[Any, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def test_actionlint_reports_nothing() -> None:
+    result = _actionlint(*FILES)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_actionlint_reports_nothing_with_tags_for_shas(tmp_path: Path) -> None:
+    """actionlint only knows an action's inputs by its tag: lint a copy with each SHA replaced by its tag."""
+    copies = []
+    for path in FILES:
+        copy = tmp_path / ".github" / "workflows" / path.name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(re.sub(r"@[0-9a-f]{40} # (v\d+)[.\d]*", r"@\1", path.read_text()))
+        copies.append(copy)
+    result = _actionlint(*copies)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / ".github" / "workflows" / "broken.yml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(
+        "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: aws-actions/configure-aws-credentials@v6\n        with:\n          role-to-assum: x\n"
+        "      - run: echo ${{ secret.TOKEN }} $1\n"
+    )
+    result = _actionlint(broken)
+    assert result.returncode != 0
+    assert "role-to-assum" in result.stdout and "secret" in result.stdout and "SC2086" in result.stdout
+
+
+def test_every_action_is_pinned() -> None:
+    for path in FILES:
+        for line in path.read_text().splitlines():
+            if line.strip().startswith("- uses:") or line.strip().startswith("uses:"):
+                reference = line.split("uses:", 1)[1].strip()
+                assert PINNED.match(reference), f"{path.name}: {reference} is not pinned by SHA (or major tag)"
+
+
+def test_preview_runs_tests_then_previews_every_stack_with_the_pack() -> None:
+    workflow = _load(WORKFLOWS / "preview.yml")
+    assert set(workflow[True]) == {"pull_request"}  # YAML 1.1 reads the `on` key as True
+    jobs = workflow["jobs"]
+    assert any("make test" in step.get("run", "") for step in jobs["test"]["steps"])
+    preview = jobs["preview"]
+    assert {"test", "stacks"} <= set(preview["needs"])
+    assert preview["permissions"]["id-token"] == "write"
+    assert preview["permissions"]["pull-requests"] == "write"
+    assert "find stacks" in jobs["stacks"]["steps"][-1]["run"] and "fromJSON" in preview["strategy"]["matrix"]["stack"]
+    pulumi = next(step for step in preview["steps"] if step.get("uses", "").startswith("pulumi/actions@"))
+    assert pulumi["with"]["command"] == "preview"
+    assert pulumi["with"]["policyPacks"] == "policy"
+    assert pulumi["with"]["comment-on-pr"] is True
+    setup = next(step for step in preview["steps"] if step.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"]["python-version"] == "3.11"
+
+
+def test_deploy_is_behind_an_environment() -> None:
+    workflow = _load(WORKFLOWS / "deploy.yml")
+    triggers = workflow[True]
+    assert triggers["push"]["branches"] == ["main"]
+    assert "stack" in triggers["workflow_dispatch"]["inputs"]
+    job = workflow["jobs"]["up"]
+    assert "inputs.stack" in job["environment"]["name"]
+    assert job["permissions"]["id-token"] == "write"
+    pulumi = next(step for step in job["steps"] if step.get("uses", "").startswith("pulumi/actions@"))
+    assert pulumi["with"]["command"] == "up"
+    assert pulumi["with"]["policyPacks"] == "policy"
+
+
+def test_aws_credentials_come_from_oidc_only() -> None:
+    for path in FILES:
+        text = path.read_text()
+        assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text, path.name
+        aws_steps = [
+            s for s in _steps(_load(path)) if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+        ]
+        assert aws_steps and all("role-to-assume" in s["with"] for s in aws_steps), path.name
