@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
 from lmrun.components.gpu_node import GpuNode
-from lmrun.components.k3s_server import K3sServer
+from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
 from lmrun.components.naming import slug, with_name
 from lmrun.components.node_ports import NodePorts
+from lmrun.components.phoenix import PhoenixNode, PhoenixStore
 from lmrun.components.vpc import RegionalVpc
 from lmrun.plan.cluster import ClusterPlan, NodePlan
-from lmrun.render.k3s import K3sAgentConfig
+from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
 from lmrun.render.kubernetes import MeshService
+from lmrun.render.phoenix import PhoenixClientConfig, phoenix_files, phoenix_runcmd
+from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 
 # Public SSM parameters naming the current images (looked up in their *_output form, per region).
@@ -55,6 +58,8 @@ class Cluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     api_endpoint: pulumi.Output[str]
     node_ports: pulumi.Output[dict[str, int]]
+    phoenix: pulumi.Output[dict[str, Any] | None]
+    """Phoenix facts for the plan (node ports, storage, backup bucket, retention), or None when disabled."""
 
     def __init__(self, name: str, *, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lmrun:index:Cluster", name, None, opts)
@@ -65,26 +70,92 @@ class Cluster(pulumi.ComponentResource):
         prefix = args["parameter_prefix"].rstrip("/")
         tags = args["tags"]
         server_subnet = main_vpc.subnets[server_plan.az_id]
+        on_main = pulumi.ResourceOptions(parent=self, providers=[main_provider])
 
-        self.server = K3sServer(
-            f"{name}-k3s",
-            args={
-                "region": server_plan.region,
-                "private_ip": server_plan.private_ip,
-                "instance_type": server_plan.instance_type,
-                "k3s_version": server_plan.k3s_version,
-                "ami_id": _ami(SERVER_AMI_PARAMETER, main_provider, self),
-                "subnet_id": server_subnet.id,
-                "availability_zone": server_subnet.availability_zone,
-                "vpc_id": main_vpc.vpc_id,
-                "security_group_ids": [main_vpc.security_group_id],
-                "operator_cidrs": server_plan.operator_cidrs,
-                "parameter_prefix": prefix,
-                "state_volume_gb": SERVER_STATE_VOLUME_GB,
-                "tags": {**tags, "lmrun:region": server_plan.region, "lmrun:role": "k3s-server"},
-            },
-            # The parent's random/command providers are inherited; AWS is the main region's.
-            opts=pulumi.ResourceOptions(parent=self, providers=[main_provider]),
+        phoenix = plan.phoenix
+        store: PhoenixStore | None = None
+        addon: ServerAddon | None = None
+        if phoenix is not None:
+            store = PhoenixStore(
+                f"{name}-phoenix-store",
+                args={
+                    "parameter_prefix": prefix,
+                    "backup_retention_days": phoenix.backup_retention_days,
+                    "tags": {**tags, "lmrun:region": server_plan.region},
+                },
+                opts=on_main,
+            )
+            if phoenix.placement == "server":
+                config = store.config(
+                    region=server_plan.region,
+                    data_dir=f"{STATE_MOUNT}/phoenix",
+                    retention_days=phoenix.retention_days,
+                    backup_interval_minutes=phoenix.backup_interval_minutes,
+                )
+                addon = {
+                    "files": config.apply(phoenix_files),
+                    "runcmd": phoenix_runcmd(),
+                    "reads": [*store.secret_parameter_arns, store.ingest_key_parameter_arn],
+                    "writes": [store.ingest_key_parameter_arn],
+                    "statements": store.backup_statements(),
+                }
+
+        server_ami = _ami(SERVER_AMI_PARAMETER, main_provider, self)
+        server_args: K3sServerArgs = {
+            "region": server_plan.region,
+            "private_ip": server_plan.private_ip,
+            "instance_type": server_plan.instance_type,
+            "k3s_version": server_plan.k3s_version,
+            "ami_id": server_ami,
+            "subnet_id": server_subnet.id,
+            "availability_zone": server_subnet.availability_zone,
+            "vpc_id": main_vpc.vpc_id,
+            "security_group_ids": [main_vpc.security_group_id],
+            "operator_cidrs": server_plan.operator_cidrs,
+            "parameter_prefix": prefix,
+            "state_volume_gb": SERVER_STATE_VOLUME_GB,
+            "tags": {**tags, "lmrun:region": server_plan.region, "lmrun:role": "k3s-server"},
+        }
+        if addon is not None:
+            server_args["addon"] = addon
+        # The parent's random/command providers are inherited; AWS is the main region's.
+        self.server = K3sServer(f"{name}-k3s", args=server_args, opts=on_main)
+
+        if store is not None and phoenix is not None and phoenix.placement == "node":
+            PhoenixNode(
+                f"{name}-phoenix",
+                args={
+                    "store": store,
+                    "region": server_plan.region,
+                    "instance_type": phoenix.instance_type,
+                    "volume_gb": phoenix.volume_gb,
+                    "retention_days": phoenix.retention_days,
+                    "backup_interval_minutes": phoenix.backup_interval_minutes,
+                    "ami_id": server_ami,
+                    "subnet_id": server_subnet.id,
+                    "availability_zone": server_subnet.availability_zone,
+                    "security_group_ids": [main_vpc.security_group_id],
+                    "agent": K3sAgentConfig(
+                        server_ip=server_plan.private_ip,
+                        ssm_region=server_plan.region,
+                        token_parameter=f"{prefix}/k3s/token",
+                        node_name=phoenix.node_name,
+                        region=server_plan.region,
+                    ),
+                    "token_parameter_arn": self.server.token_parameter_arn,
+                    "tags": {**tags, "lmrun:region": server_plan.region, "lmrun:role": "phoenix"},
+                },
+                opts=on_main,
+            )
+        tracing = (
+            PhoenixClientConfig(
+                ssm_region=server_plan.region,
+                ingest_key_parameter=store.parameter_names["ingest-key"],
+                grpc_node_port=phoenix.grpc_node_port,
+                restart_units=(VLLM_UNIT,),
+            )
+            if store is not None and phoenix is not None
+            else None
         )
 
         hf_parameter: aws.ssm.Parameter | None = None
@@ -106,7 +177,9 @@ class Cluster(pulumi.ComponentResource):
         self.nodes = {}
         for node in plan.nodes.values():
             vpc = args["vpcs"][node.region]
-            reads = [self.server.token_parameter_arn] + ([hf_parameter.arn] if hf_parameter is not None else [])
+            reads = [self.server.token_parameter_arn]
+            reads += [hf_parameter.arn] if hf_parameter is not None else []
+            reads += [store.ingest_key_parameter_arn] if store is not None else []
             self.nodes[node.name] = GpuNode(
                 f"{name}-node-{slug(node.name)}",
                 args={
@@ -117,7 +190,7 @@ class Cluster(pulumi.ComponentResource):
                     "subnet_ids": [subnet.id for _, subnet in sorted(vpc.subnets.items())],
                     "security_group_ids": [vpc.security_group_id],
                     "user_data": self._user_data(
-                        node, server_plan.private_ip, server_plan.region, prefix, hf_parameter
+                        node, server_plan.private_ip, server_plan.region, prefix, hf_parameter, tracing
                     ),
                     "parameter_arns": reads,
                     "tags": {**tags, "lmrun:region": node.region, "lmrun:role": "gpu-node", "lmrun:node": node.name},
@@ -148,13 +221,37 @@ class Cluster(pulumi.ComponentResource):
 
         self.kubeconfig = self.server.kubeconfig
         self.api_endpoint = self.server.api_endpoint
+        self.phoenix = (
+            store.bucket_name.apply(
+                lambda bucket: {
+                    "placement": phoenix.placement,
+                    "ui_node_port": phoenix.ui_node_port,
+                    "grpc_node_port": phoenix.grpc_node_port,
+                    "storage": "sqlite",
+                    "backup_bucket": bucket,
+                    "retention_days": phoenix.retention_days,
+                }
+            )
+            if store is not None and phoenix is not None
+            else pulumi.Output.from_input(None)
+        )
         self.register_outputs(
-            {"kubeconfig": self.kubeconfig, "api_endpoint": self.api_endpoint, "node_ports": self.node_ports}
+            {
+                "kubeconfig": self.kubeconfig,
+                "api_endpoint": self.api_endpoint,
+                "node_ports": self.node_ports,
+                "phoenix": self.phoenix,
+            }
         )
 
     @staticmethod
     def _user_data(
-        node: NodePlan, server_ip: str, ssm_region: str, prefix: str, hf_parameter: aws.ssm.Parameter | None
+        node: NodePlan,
+        server_ip: str,
+        ssm_region: str,
+        prefix: str,
+        hf_parameter: aws.ssm.Parameter | None,
+        tracing: PhoenixClientConfig | None,
     ) -> str:
         """Plain values only: the token and the Hugging Face token are read on the VM by parameter name."""
         agent = K3sAgentConfig(
@@ -174,5 +271,7 @@ class Cluster(pulumi.ComponentResource):
             tensor_parallel_size=node.gpu_count,
             hf_token_parameter=f"{prefix}/huggingface/token" if hf_parameter is not None else None,
             ssm_region=ssm_region if hf_parameter is not None else None,
+            otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
+            otlp_env_file=tracing.env_file if tracing is not None else None,
         )
-        return render_gpu_node_user_data(agent, vllm)
+        return render_gpu_node_user_data(agent, vllm, tracing)

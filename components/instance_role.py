@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -35,10 +35,12 @@ class InstanceRoleArgs(TypedDict):
     """ARNs of SSM parameters the VM publishes (``ssm:PutParameter``)."""
     tags: Mapping[str, str]
     """Tags for the role and the instance profile."""
+    statements: NotRequired[Sequence[pulumi.Input[Mapping[str, Any]]]]
+    """More IAM statements (e.g. S3 access to one prefix); each must name its actions and resources."""
 
 
-def parameter_policy(reads: Sequence[str], writes: Sequence[str]) -> str:
-    """The inline policy document for the given parameter ARNs."""
+def parameter_policy(reads: Sequence[str], writes: Sequence[str], extra: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The inline policy document for the given parameter ARNs, plus ``extra`` statements."""
     statements: list[dict[str, Any]] = []
     if reads:
         statements.append(
@@ -53,6 +55,7 @@ def parameter_policy(reads: Sequence[str], writes: Sequence[str]) -> str:
                 "Resource": sorted(writes),
             }
         )
+    statements.extend(dict(statement) for statement in extra)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
@@ -71,13 +74,17 @@ class InstanceRole(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-role", assume_role_policy=_ASSUME_EC2, tags=with_name(tags, f"{name}-role"), opts=child
         )
-        if args["reads"] or args["writes"]:
+        extra = list(args.get("statements", ()))
+        if args["reads"] or args["writes"] or extra:
             reads = pulumi.Output.all(*args["reads"])
             writes = pulumi.Output.all(*args["writes"])
+            statements = pulumi.Output.all(*extra)
             aws.iam.RolePolicy(
                 f"{name}-parameters",
                 role=role.name,
-                policy=pulumi.Output.all(reads, writes).apply(lambda rw: parameter_policy(rw[0], rw[1])),
+                policy=pulumi.Output.all(reads, writes, statements).apply(
+                    lambda rws: parameter_policy(rws[0], rws[1], rws[2])
+                ),
                 opts=child,
             )
         aws.iam.RolePolicyAttachment(

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -23,11 +23,27 @@ import pulumi_random as random
 
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.naming import slug, with_name
+from lmrun.render.cloudinit import WriteFile
 from lmrun.render.k3s import API_PORT, K3sServerConfig, render_server_user_data
-from lmrun.render.readiness import KUBECONFIG_PLACEHOLDER, kubeconfig_gate_script
+from lmrun.render.readiness import PARAMETER_PLACEHOLDER, kubeconfig_gate_script
 
 STATE_DEVICE = "/dev/sdf"
 STATEFUL_TAG = "lmrun:stateful"
+
+
+class ServerAddon(TypedDict):
+    """More for the server to run after K3s (e.g. Phoenix with ``placement: server``) and the access it needs."""
+
+    files: pulumi.Input[Sequence[WriteFile]]
+    """Files to write (rendered; may wait on outputs such as a bucket name)."""
+    runcmd: Sequence[Sequence[str]]
+    """Commands to run after the server bootstrap."""
+    reads: Sequence[pulumi.Input[str]]
+    """More SSM parameter ARNs the server reads."""
+    writes: Sequence[pulumi.Input[str]]
+    """More SSM parameter ARNs the server publishes."""
+    statements: Sequence[pulumi.Input[Mapping[str, Any]]]
+    """More IAM statements."""
 
 
 class K3sServerArgs(TypedDict):
@@ -59,6 +75,8 @@ class K3sServerArgs(TypedDict):
     """Size of the state volume."""
     tags: Mapping[str, str]
     """Tags for every taggable resource."""
+    addon: NotRequired[ServerAddon]
+    """Optional extra workload on the server."""
 
 
 class K3sServer(pulumi.ComponentResource):
@@ -93,15 +111,21 @@ class K3sServer(pulumi.ComponentResource):
             name=f"{prefix}/k3s/kubeconfig",
             type="SecureString",
             tier="Intelligent-Tiering",
-            value=KUBECONFIG_PLACEHOLDER,
+            value=PARAMETER_PLACEHOLDER,
             description="K3s admin kubeconfig, published by the server at every boot",
             tags=with_name(tags, f"{name}-kubeconfig"),
             # The server owns the value; Pulumi only creates (and deletes) the parameter.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
         )
+        addon = args.get("addon")
         identity = InstanceRole(
             f"{name}-identity",
-            args={"reads": [token_parameter.arn], "writes": [kubeconfig_parameter.arn], "tags": tags},
+            args={
+                "reads": [token_parameter.arn, *(addon["reads"] if addon else [])],
+                "writes": [kubeconfig_parameter.arn, *(addon["writes"] if addon else [])],
+                "statements": list(addon["statements"]) if addon else [],
+                "tags": tags,
+            },
             opts=child,
         )
 
@@ -141,8 +165,8 @@ class K3sServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
 
-        def user_data(values: list[str | None]) -> str:
-            volume_id, tls_san = values
+        def user_data(values: list[Any]) -> str:
+            volume_id, tls_san, extra_files = values
             config = K3sServerConfig(
                 node_ip=args["private_ip"],
                 ssm_region=args["region"],
@@ -153,7 +177,7 @@ class K3sServer(pulumi.ComponentResource):
                 tls_sans=(tls_san,) if tls_san else (),
                 k3s_version=args["k3s_version"],
             )
-            return render_server_user_data(config)
+            return render_server_user_data(config, extra_files, addon["runcmd"] if addon else ())
 
         instance = aws.ec2.Instance(
             f"{name}-instance",
@@ -170,7 +194,7 @@ class K3sServer(pulumi.ComponentResource):
                 "volume_size": 30,
                 "tags": with_name(tags, name),
             },
-            user_data=pulumi.Output.all(state.id, public_ip).apply(user_data),
+            user_data=pulumi.Output.all(state.id, public_ip, addon["files"] if addon else []).apply(user_data),
             user_data_replace_on_change=True,
             tags=with_name(tags, name),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[token_parameter]),

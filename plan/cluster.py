@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from lmrun.aws.instances import catalog
+from lmrun.render.k3s import SERVER_NODE
+from lmrun.render.phoenix import GRPC_PORT, HTTP_PORT
 from lmrun.spec.model import MeshSpec
 
 if TYPE_CHECKING:
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
 
 SERVER_HOST_OFFSET = 10
 """The server takes the 10th address of the main region's first subnet (AWS reserves the first four)."""
+
+PHOENIX_NODE_NAME = "phoenix"
+"""``lmrun.io/node`` label of the Phoenix VM (placement ``node``)."""
 
 ProbeKind = Literal["vllm", "http", "tcp"]
 
@@ -68,12 +73,29 @@ class EndpointPlan:
 
 
 @dataclass(frozen=True)
+class PhoenixPlan:
+    """The Phoenix observability node: where it runs, how long it keeps data, its node ports."""
+
+    placement: Literal["node", "server"]
+    node_name: str
+    """The ``lmrun.io/node`` label of the VM running Phoenix (its own node, or the K3s server)."""
+    instance_type: str
+    volume_gb: int
+    retention_days: int
+    backup_interval_minutes: int
+    backup_retention_days: int
+    ui_node_port: int
+    grpc_node_port: int
+
+
+@dataclass(frozen=True)
 class ClusterPlan:
-    """Server, nodes and endpoints, keyed by their stable names."""
+    """Server, nodes, endpoints and Phoenix, keyed by their stable names."""
 
     server: ServerPlan
     nodes: dict[str, NodePlan]
     endpoints: dict[str, EndpointPlan]
+    phoenix: PhoenixPlan | None = None
 
     @property
     def node_ports(self) -> dict[str, int]:
@@ -129,7 +151,35 @@ def plan_nodes(spec: MeshSpec) -> dict[str, NodePlan]:
     return nodes
 
 
-def plan_endpoints(spec: MeshSpec) -> dict[str, EndpointPlan]:
+def plan_phoenix(spec: MeshSpec) -> PhoenixPlan | None:
+    phoenix = spec.phoenix
+    if not phoenix.enabled:
+        return None
+    return PhoenixPlan(
+        placement=phoenix.placement,
+        node_name=SERVER_NODE if phoenix.placement == "server" else PHOENIX_NODE_NAME,
+        instance_type=phoenix.instance_type,
+        volume_gb=phoenix.volume_size,
+        retention_days=phoenix.retention_days,
+        backup_interval_minutes=phoenix.backup_interval_minutes,
+        backup_retention_days=phoenix.backup_retention_days,
+        ui_node_port=phoenix.ui_node_port,
+        grpc_node_port=phoenix.grpc_node_port,
+    )
+
+
+def _phoenix_endpoints(phoenix: PhoenixPlan | None) -> dict[str, EndpointPlan]:
+    if phoenix is None:
+        return {}
+    replicas = (phoenix.node_name,)
+    return {
+        "phoenix-ui": EndpointPlan("phoenix-ui", phoenix.ui_node_port, HTTP_PORT, replicas, "http", "/healthz"),
+        "phoenix-grpc": EndpointPlan("phoenix-grpc", phoenix.grpc_node_port, GRPC_PORT, replicas, "tcp", "/"),
+    }
+
+
+def plan_endpoints(spec: MeshSpec, phoenix: PhoenixPlan | None = None) -> dict[str, EndpointPlan]:
+    """Every service on a node port: vLLM nodes (grouped by service), generic services, Phoenix."""
     replicas: dict[str, list[str]] = {}
     first: dict[str, EndpointPlan] = {}
     for node in spec.nodes:
@@ -144,11 +194,19 @@ def plan_endpoints(spec: MeshSpec) -> dict[str, EndpointPlan]:
             service.name,
             EndpointPlan(service.name, service.node_port, service.app_port, (), service.health, service.health_path),
         )
-    return {
+    endpoints = {
         name: EndpointPlan(e.name, e.node_port, e.app_port, tuple(sorted(replicas[name])), e.probe, e.probe_path)
-        for name, e in sorted(first.items())
+        for name, e in first.items()
     }
+    endpoints.update(_phoenix_endpoints(phoenix))
+    return dict(sorted(endpoints.items()))
 
 
 def plan_cluster(spec: MeshSpec, main: RegionPlan) -> ClusterPlan:
-    return ClusterPlan(server=plan_server(spec, main), nodes=plan_nodes(spec), endpoints=plan_endpoints(spec))
+    phoenix = plan_phoenix(spec)
+    return ClusterPlan(
+        server=plan_server(spec, main),
+        nodes=plan_nodes(spec),
+        endpoints=plan_endpoints(spec, phoenix),
+        phoenix=phoenix,
+    )

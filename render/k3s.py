@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lmrun.render.cloudinit import (
@@ -41,6 +42,8 @@ KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
 
 LABEL_NODE = "lmrun.io/node"
+SERVER_NODE = "k3s-server"
+"""The server's ``lmrun.io/node`` label (services placed on the server select it)."""
 LABEL_GPU = "lmrun.io/gpu"
 LABEL_REGION = "lmrun.io/region"
 
@@ -395,7 +398,7 @@ def server_flags(cfg: K3sServerConfig) -> list[str]:
         "--token-file",
         TOKEN_FILE,
         "--node-label",
-        f"{LABEL_NODE}=k3s-server",
+        f"{LABEL_NODE}={SERVER_NODE}",
     ]
     for san in (cfg.node_ip, *cfg.tls_sans):
         flags += ["--tls-san", san]
@@ -456,9 +459,17 @@ def agent_runcmd() -> list[list[str]]:
     return [[f"{SCRIPT_DIR}/k3s-agent-bootstrap.sh"]]
 
 
-def render_server_user_data(cfg: K3sServerConfig) -> str:
-    """``#cloud-config`` for the K3s server."""
-    return cloud_config(write_files=server_files(cfg), runcmd=[[f"{SCRIPT_DIR}/k3s-server-bootstrap.sh"]])
+def render_server_user_data(
+    cfg: K3sServerConfig,
+    extra_files: Sequence[WriteFile] = (),
+    extra_runcmd: Sequence[Sequence[str]] = (),
+) -> str:
+    """``#cloud-config`` for the K3s server; ``extra_*`` run after K3s is up and the state volume mounted
+    (e.g. Phoenix placed on the server)."""
+    return cloud_config(
+        write_files=[*server_files(cfg), *extra_files],
+        runcmd=[[f"{SCRIPT_DIR}/k3s-server-bootstrap.sh"], *extra_runcmd],
+    )
 
 
 def render_agent_user_data(cfg: K3sAgentConfig) -> str:

@@ -39,8 +39,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, script_file, sh_assign, sh_join, systemd_unit
-from lmrun.render.k3s import check_region, check_ssm_parameter_name
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
+from lmrun.render.k3s import (
+    MOUNT_VOLUME_SCRIPT,
+    K3sAgentConfig,
+    agent_files,
+    agent_runcmd,
+    check_region,
+    check_ssm_parameter_name,
+)
 
 PHOENIX_VERSION = "20.26.1"
 """Pinned arize-phoenix release (PyPI); needs Python >= 3.11 on the node."""
@@ -886,3 +893,22 @@ def describe(cfg: PhoenixConfig) -> Mapping[str, object]:
         "backup_uri": cfg.backup.uri if cfg.backup else None,
         "backup_interval_minutes": cfg.backup.interval_minutes if cfg.backup else None,
     }
+
+
+# --- whole user data ------------------------------------------------------------------------------------------
+
+DATA_DEVICE = "/dev/sdg"
+"""Device name the Phoenix data volume is attached at (placement ``node``)."""
+
+
+def render_phoenix_node_user_data(agent: K3sAgentConfig, cfg: PhoenixConfig, *, data_volume_id: str | None) -> str:
+    """``#cloud-config`` for the Phoenix node: mount its data volume, join K3s as an agent, run Phoenix.
+
+    The volume is mounted first so the restore (on an empty volume) and Phoenix write to it, never to the
+    root disk.
+    """
+    mount = [f"{SCRIPT_DIR}/mount-volume.sh", DATA_DEVICE, data_volume_id or "", cfg.data_dir, "lmrun-phoenix"]
+    return cloud_config(
+        write_files=[*agent_files(agent), MOUNT_VOLUME_SCRIPT, *phoenix_files(cfg)],
+        runcmd=[mount, *agent_runcmd(), *phoenix_runcmd()],
+    )

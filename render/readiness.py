@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from lmrun.render.cloudinit import sh_assign
 
-KUBECONFIG_PLACEHOLDER = "pending: published by the K3s server at boot"
-"""Initial value of the kubeconfig parameter; the server overwrites it."""
+PARAMETER_PLACEHOLDER = "pending-published-at-boot"
+"""Initial value of a parameter a VM publishes (kubeconfig, Phoenix ingest key). Token-shaped on purpose: a
+producer that reads it before the real key exists sends a well-formed header and gets a clean 401."""
 
 
 def kubeconfig_gate_script(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
 from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd, check_region, check_ssm_parameter_name
+from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
 
 VLLM_VERSION = "0.33.0"
 """Pinned vLLM release (PyPI)."""
@@ -52,7 +53,10 @@ class VllmConfig:
     ssm_region: str | None = None
     """Region of ``hf_token_parameter``; required with it."""
     otlp_traces_endpoint: str | None = None
-    """OTLP/gRPC endpoint for request spans (e.g. ``grpc://localhost:30201``); None omits tracing."""
+    """OTLP/gRPC endpoint for request spans (e.g. ``http://localhost:30201``); None omits tracing."""
+    otlp_env_file: str | None = None
+    """EnvironmentFile with the exporter's auth header (written by the Phoenix client refresher); optional
+    at start ('-'), so vLLM serves before Phoenix has published a key."""
     vllm_version: str = VLLM_VERSION
 
     def __post_init__(self) -> None:
@@ -173,6 +177,7 @@ def unit_file(cfg: VllmConfig) -> WriteFile:
                 *env,
                 # The leading '-' keeps the unit valid when no Hugging Face token is configured.
                 ("EnvironmentFile", f"-{ENV_FILE}"),
+                *([("EnvironmentFile", f"-{cfg.otlp_env_file}")] if cfg.otlp_env_file else []),
                 ("ExecStart", f"{SCRIPT_DIR}/vllm-serve.sh"),
                 ("Restart", "on-failure"),
                 ("RestartSec", "15"),
@@ -191,14 +196,23 @@ def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
     return [*agent_files(agent), serve_script(vllm), unit_file(vllm), install_script(vllm)]
 
 
-def render_gpu_node_user_data(agent: K3sAgentConfig, vllm: VllmConfig) -> str:
-    """``#cloud-config`` for a GPU node: K3s agent with the node labels, then vLLM as a systemd service."""
+def render_gpu_node_user_data(
+    agent: K3sAgentConfig, vllm: VllmConfig, tracing: PhoenixClientConfig | None = None
+) -> str:
+    """``#cloud-config`` for a GPU node: K3s agent with the node labels, then vLLM as a systemd service.
+
+    With ``tracing``, the Phoenix client refresher keeps vLLM's exporter credentials current (and restarts
+    vLLM when they change); vLLM itself must then export to ``tracing.endpoint`` with ``tracing.env_file``.
+    """
     if agent.gpu is None:
         raise ValueError("gpu: a GPU node's agent config must name its GPU (the lmrun.io/gpu label)")
-    return cloud_config(
-        write_files=gpu_node_files(agent, vllm),
-        runcmd=[*agent_runcmd(), [f"{SCRIPT_DIR}/vllm-install.sh"]],
-    )
+    if tracing is not None and (
+        vllm.otlp_traces_endpoint != tracing.endpoint or vllm.otlp_env_file != tracing.env_file
+    ):
+        raise ValueError("tracing: vLLM must export to the tracing endpoint with its env file")
+    files = gpu_node_files(agent, vllm) + (client_files(tracing) if tracing is not None else [])
+    runcmd = [*agent_runcmd(), *(client_runcmd() if tracing is not None else []), [f"{SCRIPT_DIR}/vllm-install.sh"]]
+    return cloud_config(write_files=files, runcmd=runcmd)
 
 
 def describe(cfg: VllmConfig) -> str:

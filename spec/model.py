@@ -22,6 +22,7 @@ from lmrun.render.k3s import K3S_VERSION
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues
+from lmrun.spec.phoenix import PhoenixSpec, phoenix_issues, reserved_node_ports
 
 DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
 DEFAULT_MAX_PEERINGS = 50
@@ -129,6 +130,9 @@ class MeshSpec(SpecModel):
     services: tuple[ServiceSpec, ...] = Field(
         default=(), description="Generic VM processes published on mesh-wide node ports."
     )
+    phoenix: PhoenixSpec = Field(
+        default_factory=PhoenixSpec, description="Phoenix observability node (traces from every vLLM node)."
+    )
 
 
 def _as_int(value: Any) -> int | None:
@@ -208,5 +212,6 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                         )
                 if isinstance(zones, list) and not zones:
                     issues.append(ConfigIssue(config_path(("availabilityZones", region)), "needs at least one AZ id"))
-    issues.extend(node_issues(raw, reserved_ports={}))
+    issues.extend(phoenix_issues(raw))
+    issues.extend(node_issues(raw, reserved_ports=reserved_node_ports(raw)))
     return issues

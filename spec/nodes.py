@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, Field, ValidationError
 
 from lmrun.aws.instances import catalog
+from lmrun.render.k3s import SERVER_NODE
 from lmrun.render.vllm import MANAGED_FLAGS
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
@@ -115,6 +116,9 @@ class ServiceSpec(SpecModel):
 
 _M = TypeVar("_M", bound=SpecModel)
 
+RESERVED_NODE_NAMES = frozenset({"phoenix", SERVER_NODE})
+"""``lmrun.io/node`` labels the mesh's own VMs carry (the Phoenix node, the K3s server)."""
+
 
 def _valid_items(raw: Any, model: type[_M]) -> list[tuple[int, _M]]:
     """Entries of a raw list that validate on their own, with their index (the others are reported by the
@@ -184,6 +188,14 @@ def node_issues(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> li
     node_names: dict[str, int] = {}
     by_name: dict[str, NodeSpec] = {}
     for index, node in nodes:
+        if node.name in RESERVED_NODE_NAMES:
+            issues.append(
+                ConfigIssue(
+                    config_path(("nodes", index, "name")),
+                    f"{node.name!r} is reserved for the mesh's own VMs ({', '.join(sorted(RESERVED_NODE_NAMES))})",
+                )
+            )
+            continue
         if node.name in node_names:
             issues.append(
                 ConfigIssue(
@@ -196,6 +208,7 @@ def node_issues(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> li
         by_name[node.name] = node
         issues.extend(_gpu_issues(index, node, mesh_regions))
 
+    reserved_names = set(reserved_ports.values())
     # Endpoint name -> (node port, app port, where it was first declared).
     endpoints: dict[str, tuple[int, int, str]] = {}
     port_owner: dict[int, str] = {port: f"{owner} (reserved by the mesh)" for port, owner in reserved_ports.items()}
@@ -231,18 +244,34 @@ def node_issues(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> li
             port_owner[node_port] = f"service {name!r} ({here})"
 
     for index, node in nodes:
-        if node_names[node.name] == index:  # a duplicate is reported once, by its name
-            claim(node.service_name, node.node_port, node.app_port, ("nodes", index))
+        if node_names.get(node.name) != index:  # duplicates and reserved names are reported once, by name
+            continue
+        if node.service_name in reserved_names:
+            issues.append(
+                ConfigIssue(
+                    config_path(("nodes", index, "service" if node.service else "name")),
+                    f"service name {node.service_name!r} is reserved by the mesh (lmrun:phoenix)",
+                )
+            )
+            continue
+        claim(node.service_name, node.node_port, node.app_port, ("nodes", index))
 
     service_names: set[str] = set()
     for index, service in services:
         where = ("services", index)
-        if service.name in endpoints or service.name in service_names:
+        if service.name in endpoints or service.name in service_names or service.name in reserved_names:
             issues.append(ConfigIssue(config_path((*where, "name")), f"service name {service.name!r} is already used"))
             continue
         service_names.add(service.name)
-        if service.node not in by_name:
-            issues.append(ConfigIssue(config_path((*where, "node")), f"no node named {service.node!r} in lmrun:nodes"))
+        if service.node == SERVER_NODE:
+            pass  # a process on the K3s server itself
+        elif service.node not in by_name:
+            issues.append(
+                ConfigIssue(
+                    config_path((*where, "node")),
+                    f"no node named {service.node!r} in lmrun:nodes (or {SERVER_NODE!r} for the K3s server)",
+                )
+            )
         else:
             if by_name[service.node].app_port == service.app_port:
                 issues.append(

@@ -70,7 +70,13 @@ def _launch_template(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     return {"latestVersion": 1, "defaultVersion": 1}
 
 
+def _bucket(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # Pulumi autonames buckets "<name>-<random>"; the mock keeps it valid for S3 (lowercase, <= 63).
+    return {"bucket": f"{args.name[:46]}-{_digest(args.name, 8)}"}
+
+
 MESH_COMPUTED: dict[str, ComputedOutputs] = {
+    "aws:s3/bucket:Bucket": _bucket,
     "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
     "aws:ec2/subnet:Subnet": _subnet,
     "random:index/randomPassword:RandomPassword": _password,

@@ -20,7 +20,7 @@ from tests.config_cases import Case, run_plan, write_stack
 MAIN = {"mainRegion": "us-east-1"}
 KNOWN_KEYS = (
     "known keys: availabilityZones, gpuInstanceTypes, huggingFaceToken, k3sVersion, mainRegion, maxPeerings, "
-    "nodes, operatorCidrs, regions, serverInstanceType, services, tags"
+    "nodes, operatorCidrs, phoenix, regions, serverInstanceType, services, tags"
 )
 
 CASES: dict[str, Case] = {

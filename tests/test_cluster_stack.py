@@ -42,14 +42,18 @@ def _plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from _plain_strings(item, f"{path}[{index}]")
 
 
+def _password(name: str) -> str:
+    """The value the mocks give a RandomPassword (see lmrun.testing.aws_mocks)."""
+    return f"mock-{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+
+
 def _secret_values(recording: Recording) -> dict[str, str]:
-    """The values the mocks gave the join token and the kubeconfig (see lmrun.testing.aws_mocks)."""
-    token = next(r for r in recording.resources if r.type == "random:index/randomPassword:RandomPassword")
+    """Every generated secret (join token, Phoenix secrets) and the kubeconfig, by resource name."""
     gate = next(r for r in recording.resources if r.type == "command:local:Command")
-    return {
-        "token": f"mock-{hashlib.sha256(token.name.encode()).hexdigest()[:32]}",
-        "kubeconfig": f"mock stdout of {gate.name}",
+    passwords = {
+        r.name: _password(r.name) for r in recording.resources if r.type == "random:index/randomPassword:RandomPassword"
     }
+    return {**passwords, "kubeconfig": f"mock stdout of {gate.name}"}
 
 
 def _user_data(resource: RecordedResource) -> str:
@@ -74,7 +78,7 @@ def test_token_and_kubeconfig_are_secret_in_every_input_and_output(stack: str, p
 
 def test_the_token_reaches_ssm_as_a_secure_string_and_nowhere_else() -> None:
     recording = plan("global").recording
-    token = _secret_values(recording)["token"]
+    token = _password("mesh-cluster-k3s-token")
     holders = [
         r for r in recording.resources if any(isinstance(v, Secret) and v.value == token for v in r.inputs.values())
     ]
@@ -110,7 +114,7 @@ def test_every_instance_requires_imdsv2_and_encrypts_its_volumes(preview: bool) 
     recording = plan("global", preview=preview).recording
     instances = recording.by_type(INSTANCE)
     templates = recording.by_type(LAUNCH_TEMPLATE)
-    assert len(instances) == 1 and len(templates) == 3
+    assert len(instances) == 2 and len(templates) == 3  # K3s server + Phoenix node; three GPU nodes
     for resource in instances + templates:
         assert resource.inputs["metadataOptions"]["httpTokens"] == "required", resource.name
     for instance in instances:
@@ -127,7 +131,7 @@ def test_server_state_volume_is_protected_retained_and_attached_at_a_stable_devi
     volume = recording.named(STATE_VOLUME)
     assert volume.protect and volume.retain_on_delete
     assert volume.inputs["tags"]["lmrun:stateful"] == "true"
-    attachment = recording.by_type("aws:ec2/volumeAttachment:VolumeAttachment")[0]
+    attachment = recording.named("mesh-cluster-k3s-state-attachment")
     assert attachment.inputs["deviceName"] == "/dev/sdf"
     assert attachment.inputs["volumeId"] == f"vol-{hashlib.sha256(STATE_VOLUME.encode()).hexdigest()[:17]}"
     server = recording.named(SERVER_INSTANCE)
@@ -188,20 +192,47 @@ def test_gpu_nodes_are_spot_safe_groups_of_one_across_every_az() -> None:
 def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
     recording = plan("global").recording
     policies = recording.by_type("aws:iam/rolePolicy:RolePolicy")
-    assert len(policies) == 4  # server + three nodes
+    assert len(policies) == 5  # server, Phoenix node, three GPU nodes
     for policy in policies:
         document = json.loads(policy.inputs["policy"])
         for statement in document["Statement"]:
             assert all("*" not in action for action in statement["Action"]), policy.name
-            assert all("*" not in resource for resource in statement["Resource"]), policy.name
+            for resource in statement["Resource"]:
+                # Only S3 object keys under one prefix may end in a wildcard.
+                assert "*" not in resource or resource.endswith("/phoenix/*"), (policy.name, resource)
     node_policy = json.loads(recording.named("mesh-cluster-node-qwen-use2-identity-parameters").inputs["policy"])
     assert node_policy["Statement"] == [
         {
             "Sid": "ReadParameters",
             "Effect": "Allow",
             "Action": ["ssm:GetParameter"],
-            "Resource": ["arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-token-parameter"],
+            "Resource": [
+                "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-token-parameter",
+                "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-phoenix-store-ingest-key-parameter",
+            ],
         }
+    ]
+
+
+def test_phoenix_node_may_touch_only_its_backup_prefix() -> None:
+    recording = plan("global").recording
+    bucket_arn = "arn:mock:aws:s3/bucket:Bucket:mesh-cluster-phoenix-store-backups"
+    document = json.loads(recording.named("mesh-cluster-phoenix-identity-parameters").inputs["policy"])
+    s3 = [st for st in document["Statement"] if any(a.startswith("s3:") for a in st["Action"])]
+    assert s3 == [
+        {
+            "Sid": "PhoenixBackupObjects",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:GetObject"],
+            "Resource": [f"{bucket_arn}/phoenix/*"],
+        },
+        {
+            "Sid": "PhoenixBackupList",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": ["phoenix/*"]}},
+        },
     ]
 
 
@@ -223,7 +254,7 @@ def _validate_user_data(recording: Recording, tmp_path: Path) -> int:
 
 
 def test_every_user_data_of_the_stacks_passes_cloud_init_and_shellcheck(tmp_path: Path) -> None:
-    assert _validate_user_data(plan("global").recording, tmp_path) == 4
+    assert _validate_user_data(plan("global").recording, tmp_path) == 5
     assert _validate_user_data(plan("dev").recording, tmp_path) == 2
 
 
@@ -275,7 +306,13 @@ def test_two_replicas_share_one_node_port_and_only_ready_ones_get_traffic() -> N
 
 def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
     document = plan("global").to_json()
-    assert document["node_ports"] == {"qwen": 30080, "phi-euw1": 30081, "gpu-metrics": 30300}
+    assert document["node_ports"] == {
+        "qwen": 30080,
+        "phi-euw1": 30081,
+        "gpu-metrics": 30300,
+        "phoenix-ui": 30200,
+        "phoenix-grpc": 30201,
+    }
     assert document["nodes"]["qwen-use2"] == {
         "region": "us-east-2",
         "instance_type": "g6.xlarge",

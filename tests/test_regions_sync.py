@@ -356,15 +356,14 @@ def test_result_that_would_not_plan_is_not_written(aws: None, project: Path) -> 
 def test_regions_are_queried_concurrently_on_a_bounded_pool(aws: None, project: Path) -> None:
     session = boto3.Session(region_name="us-east-1")
     calls = OfferingCalls(session, delay=0.25)
-    started = time.monotonic()
     result = run_sync(project, session, max_workers=3)
-    elapsed = time.monotonic() - started
 
     assert sorted(calls.regions) == sorted([*CANDIDATES, "us-east-1"])  # six regions
     assert calls.peak == 3  # bounded by max_workers, and more than one at once
     assert result.report.max_concurrency == 3
     assert len(calls.threads) == 3 and all(name.startswith("offerings") for name in calls.threads)
-    assert elapsed < 6 * 0.25  # serial would take at least 1.5 s of sleeps alone
+    # No wall-clock bound: under a loaded CI machine it flakes; the observed peak of 3 in-flight calls
+    # (each sleeping 0.25 s inside the call) is the proof of concurrency.
     assert result.spokes == tuple(OFFERING)
 
 

@@ -1,0 +1,273 @@
+"""Phoenix: LLM traces for the mesh, with data that outlives any instance.
+
+:class:`PhoenixStore` holds what must survive: the generated secrets (SSM SecureStrings the VMs read by
+name), the ingest-key parameter the node publishes for trace producers, and the S3 backup bucket (public
+access blocked, versioned, encrypted, expiring old snapshots). :class:`PhoenixNode` is the replaceable
+part: a small instance in the main region, joined to K3s, with Phoenix's SQLite database on its own
+encrypted, protected, retained EBS volume. On first boot with an empty volume the node restores the
+latest backup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from lmrun.components.instance_role import InstanceRole
+from lmrun.components.k3s_server import STATEFUL_TAG
+from lmrun.components.naming import with_name
+from lmrun.render.k3s import K3sAgentConfig
+from lmrun.render.phoenix import (
+    DATA_DEVICE,
+    PhoenixBackup,
+    PhoenixConfig,
+    render_phoenix_node_user_data,
+)
+from lmrun.render.readiness import PARAMETER_PLACEHOLDER
+
+BACKUP_PREFIX = "phoenix"
+_SECRETS = {"secret": 64, "admin-secret": 64, "admin-password": 32}
+
+
+class PhoenixStoreArgs(TypedDict):
+    """Inputs of :class:`PhoenixStore`. The main region's AWS provider comes in ``opts.provider``."""
+
+    parameter_prefix: str
+    """SSM path prefix of the mesh, e.g. ``/lmrun/dev``."""
+    backup_retention_days: int
+    """Days a snapshot (and a superseded version) stays in the bucket."""
+    tags: Mapping[str, str]
+    """Tags for every taggable resource."""
+
+
+class PhoenixStore(pulumi.ComponentResource):
+    """Secrets, the ingest-key parameter and the backup bucket (the parts a node replacement keeps)."""
+
+    parameter_names: dict[str, str]
+    """``secret``, ``admin-secret``, ``admin-password``, ``ingest-key`` -> SSM parameter name."""
+    secret_parameter_arns: list[pulumi.Output[str]]
+    ingest_key_parameter_arn: pulumi.Output[str]
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, *, args: PhoenixStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lmrun:index:PhoenixStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = args["tags"]
+        prefix = f"{args['parameter_prefix'].rstrip('/')}/phoenix"
+
+        self.parameter_names = {key: f"{prefix}/{key}" for key in [*_SECRETS, "ingest-key"]}
+        self.secret_parameter_arns = []
+        for key, length in _SECRETS.items():
+            value = random.RandomPassword(f"{name}-{key}", length=length, special=False, opts=child)
+            parameter = aws.ssm.Parameter(
+                f"{name}-{key}-parameter",
+                name=self.parameter_names[key],
+                type="SecureString",
+                value=value.result,
+                description=f"Phoenix {key} (read by the Phoenix node at boot)",
+                tags=with_name(tags, f"{name}-{key}"),
+                opts=child,
+            )
+            self.secret_parameter_arns.append(parameter.arn)
+        ingest_key = aws.ssm.Parameter(
+            f"{name}-ingest-key-parameter",
+            name=self.parameter_names["ingest-key"],
+            type="SecureString",
+            value=PARAMETER_PLACEHOLDER,
+            description="Phoenix system API key for trace producers, minted and published by the Phoenix node",
+            tags=with_name(tags, f"{name}-ingest-key"),
+            # The node owns the value (it mints a key once Phoenix runs); Pulumi only creates the parameter.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+        )
+        self.ingest_key_parameter_arn = ingest_key.arn
+
+        bucket = aws.s3.Bucket(
+            f"{name}-backups",
+            tags=with_name(tags, f"{name}-backups"),
+            # Backups are the data of last resort: `pulumi destroy` leaves the bucket behind.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-backups-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketVersioning(
+            f"{name}-backups-versioning",
+            bucket=bucket.id,
+            versioning_configuration={"status": "Enabled"},
+            opts=child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-backups-encryption",
+            bucket=bucket.id,
+            rules=[
+                {"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}
+            ],
+            opts=child,
+        )
+        days = args["backup_retention_days"]
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-backups-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "id": "expire-phoenix-snapshots",
+                    "status": "Enabled",
+                    "filter": {"prefix": f"{BACKUP_PREFIX}/"},
+                    "expiration": {"days": days},
+                    "noncurrent_version_expiration": {"noncurrent_days": days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
+                }
+            ],
+            opts=child,
+        )
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})
+
+    def backup_statements(self) -> list[pulumi.Output[dict[str, Any]]]:
+        """S3 access to the backup prefix only: write and read snapshots, list that prefix."""
+        objects = self.bucket_arn.apply(
+            lambda arn: {
+                "Sid": "PhoenixBackupObjects",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject"],
+                "Resource": [f"{arn}/{BACKUP_PREFIX}/*"],
+            }
+        )
+        listing = self.bucket_arn.apply(
+            lambda arn: {
+                "Sid": "PhoenixBackupList",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [arn],
+                "Condition": {"StringLike": {"s3:prefix": [f"{BACKUP_PREFIX}/*"]}},
+            }
+        )
+        return [objects, listing]
+
+    def config(
+        self, *, region: str, data_dir: str, retention_days: int, backup_interval_minutes: int
+    ) -> pulumi.Output[PhoenixConfig]:
+        """The renderer's view of Phoenix (parameter names, backup location), once the bucket has a name."""
+        return self.bucket_name.apply(
+            lambda bucket: PhoenixConfig(
+                ssm_region=region,
+                secret_parameter=self.parameter_names["secret"],
+                admin_secret_parameter=self.parameter_names["admin-secret"],
+                ingest_key_parameter=self.parameter_names["ingest-key"],
+                admin_password_parameter=self.parameter_names["admin-password"],
+                backup=PhoenixBackup(bucket, BACKUP_PREFIX, region, backup_interval_minutes),
+                retention_days=retention_days,
+                data_dir=data_dir,
+            )
+        )
+
+
+class PhoenixNodeArgs(TypedDict):
+    """Inputs of :class:`PhoenixNode`. The main region's AWS provider comes in ``opts.provider``."""
+
+    store: PhoenixStore
+    """Secrets, ingest-key parameter and backup bucket."""
+    region: str
+    """Main region."""
+    instance_type: str
+    """Phoenix node instance type."""
+    volume_gb: int
+    """Size of the data volume."""
+    retention_days: int
+    """Days Phoenix keeps traces."""
+    backup_interval_minutes: int
+    """Minutes between snapshots."""
+    ami_id: pulumi.Input[str]
+    """Amazon Linux 2023 (AWS CLI, SSM agent, Python 3.11 from dnf)."""
+    subnet_id: pulumi.Input[str]
+    """Subnet of the node (its AZ holds the data volume)."""
+    availability_zone: pulumi.Input[str]
+    """AZ name of ``subnet_id``."""
+    security_group_ids: Sequence[pulumi.Input[str]]
+    """Mesh security groups of the main VPC: Phoenix is reachable from the mesh only."""
+    agent: K3sAgentConfig
+    """How the node joins K3s (labels: ``lmrun.io/node=phoenix``)."""
+    token_parameter_arn: pulumi.Input[str]
+    """ARN of the K3s join-token parameter."""
+    tags: Mapping[str, str]
+    """Tags for every taggable resource."""
+
+
+class PhoenixNode(pulumi.ComponentResource):
+    """The Phoenix instance, its identity and its protected data volume."""
+
+    data_volume_id: pulumi.Output[str]
+
+    def __init__(self, name: str, *, args: PhoenixNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lmrun:index:PhoenixNode", name, None, opts)
+        store = args["store"]
+        tags = args["tags"]
+        identity = InstanceRole(
+            f"{name}-identity",
+            args={
+                "reads": [args["token_parameter_arn"], *store.secret_parameter_arns, store.ingest_key_parameter_arn],
+                "writes": [store.ingest_key_parameter_arn],
+                "statements": store.backup_statements(),
+                "tags": tags,
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        volume = aws.ebs.Volume(
+            f"{name}-data",
+            availability_zone=args["availability_zone"],
+            size=args["volume_gb"],
+            type="gp3",
+            encrypted=True,
+            tags={**with_name(tags, f"{name}-data"), STATEFUL_TAG: "true"},
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
+        config = store.config(
+            region=args["region"],
+            data_dir="/var/lib/lmrun-phoenix",
+            retention_days=args["retention_days"],
+            backup_interval_minutes=args["backup_interval_minutes"],
+        )
+        user_data = pulumi.Output.all(config, volume.id).apply(
+            lambda values: render_phoenix_node_user_data(args["agent"], values[0], data_volume_id=values[1])
+        )
+        instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=args["ami_id"],
+            instance_type=args["instance_type"],
+            subnet_id=args["subnet_id"],
+            vpc_security_group_ids=list(args["security_group_ids"]),
+            iam_instance_profile=identity.instance_profile_name,
+            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
+            root_block_device={
+                "encrypted": True,
+                "volume_type": "gp3",
+                "volume_size": 30,
+                "tags": with_name(tags, name),
+            },
+            user_data=user_data,
+            user_data_replace_on_change=True,
+            tags=with_name(tags, f"{name}-instance"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.ec2.VolumeAttachment(
+            f"{name}-data-attachment",
+            device_name=DATA_DEVICE,
+            volume_id=volume.id,
+            instance_id=instance.id,
+            stop_instance_before_detaching=True,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.data_volume_id = volume.id
+        self.register_outputs({"data_volume_id": self.data_volume_id})
