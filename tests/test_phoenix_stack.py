@@ -1,0 +1,241 @@
+"""Whole-stack tests of Phoenix: data that survives, a locked-down backup bucket, traces from every node."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmrun.offline import plan_stack
+from lmrun.render.cloudinit import shell_scripts, written_files
+from lmrun.testing import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, Recording, RecordingMocks
+from tests.config_cases import Case, run_plan, write_stack
+from tests.conftest import ROOT, plan, stack_config
+from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
+
+PHOENIX_INSTANCE = "mesh-cluster-phoenix-instance"
+PHOENIX_VOLUME = "mesh-cluster-phoenix-data"
+BUCKET = "mesh-cluster-phoenix-store-backups"
+PHOENIX_PORTS = {6006, 4317, 30200, 30201}
+
+
+def _other_amis() -> RecordingMocks:
+    def other(args: dict[str, object]) -> dict[str, object]:
+        return {**MESH_LOOKUPS["aws:ssm/getParameter:getParameter"](args), "value": "ami-0aaaaaaaaaaaaaaa1"}
+
+    return RecordingMocks(calls={"aws:ssm/getParameter:getParameter": other}, computed=MESH_COMPUTED, ids=MESH_IDS)
+
+
+def test_data_volume_is_protected_retained_and_survives_new_instance_type_or_ami() -> None:
+    base = plan("global").recording
+    volume = base.named(PHOENIX_VOLUME)
+    assert volume.protect and volume.retain_on_delete
+    assert volume.inputs["encrypted"] is True and volume.inputs["tags"]["lmrun:stateful"] == "true"
+    changed = plan_stack(
+        ROOT,
+        stack_config("global", phoenix={"instanceType": "m7i.large"}),
+        preview=False,
+        mocks=_other_amis(),
+    ).recording
+    before, after = base.named(PHOENIX_INSTANCE).inputs, changed.named(PHOENIX_INSTANCE).inputs
+    assert (before["ami"], before["instanceType"]) != (after["ami"], after["instanceType"])
+    assert changed.named(PHOENIX_VOLUME).urn == volume.urn
+    assert changed.named(PHOENIX_VOLUME).inputs == volume.inputs
+
+
+def _bucket_settings(recording: Recording) -> dict[str, dict[str, object]]:
+    return {
+        r.type.split(":")[-1]: r.inputs
+        for r in recording.resources
+        if r.type.startswith("aws:s3/") and r.inputs.get("bucket") == f"{BUCKET}-id"
+    }
+
+
+def test_backup_bucket_blocks_public_access_is_versioned_encrypted_and_expires_snapshots() -> None:
+    recording = plan("global").recording
+    bucket = recording.named(BUCKET)
+    assert bucket.retain_on_delete, "backups must outlive `pulumi destroy`"
+    settings = _bucket_settings(recording)
+    assert settings["BucketPublicAccessBlock"] == {
+        "bucket": f"{BUCKET}-id",
+        "blockPublicAcls": True,
+        "blockPublicPolicy": True,
+        "ignorePublicAcls": True,
+        "restrictPublicBuckets": True,
+    }
+    assert settings["BucketVersioning"]["versioningConfiguration"] == {"status": "Enabled"}
+    encryption = settings["BucketServerSideEncryptionConfiguration"]["rules"][0]
+    assert encryption["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    rule = settings["BucketLifecycleConfiguration"]["rules"][0]
+    assert rule["expiration"] == {"days": 30} and rule["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
+    assert rule["filter"] == {"prefix": "phoenix/"}
+
+
+def test_backup_retention_days_reach_the_lifecycle_rule() -> None:
+    recording = plan("global", phoenix={"backupRetentionDays": 7}).recording
+    rule = _bucket_settings(recording)["BucketLifecycleConfiguration"]["rules"][0]
+    assert rule["expiration"] == {"days": 7}
+
+
+def test_no_phoenix_port_is_reachable_beyond_the_mesh() -> None:
+    recording = plan("global").recording
+    for rule in recording.by_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+        cidr = rule.inputs.get("cidrIpv4", "")
+        assert cidr.startswith("10."), (rule.name, cidr)
+    services = {r.name: r.inputs for r in recording.by_type("kubernetes:core/v1:Service")}
+    ui = services["mesh-cluster-ports-svc-phoenix-ui"]["spec"]["ports"][0]
+    grpc = services["mesh-cluster-ports-svc-phoenix-grpc"]["spec"]["ports"][0]
+    assert (ui["nodePort"], ui["targetPort"]) == (30200, 6006)
+    assert (grpc["nodePort"], grpc["targetPort"]) == (30201, 4317)
+    assert all(s["spec"]["type"] == "NodePort" for s in services.values()), "no LoadBalancer, no public IP"
+
+
+def _phoenix_user_data(recording: Recording, name: str = PHOENIX_INSTANCE) -> str:
+    text: str = recording.named(name).inputs["userData"]
+    return text
+
+
+def test_phoenix_node_joins_k3s_mounts_its_volume_and_runs_phoenix_with_auth(tmp_path: Path) -> None:
+    text = _phoenix_user_data(plan("global").recording)
+    path = tmp_path / "phoenix.yaml"
+    path.write_text(text)
+    assert_cloud_init_valid(path)
+    scripts = []
+    for script_path, content in shell_scripts(text).items():
+        script = tmp_path / Path(script_path).name
+        script.write_text(content)
+        scripts.append(script)
+    assert_shellcheck_clean(scripts)
+    files = written_files(text)
+    unit = files["/etc/systemd/system/lmrun-phoenix.service"]
+    assert "Environment=PHOENIX_ENABLE_AUTH=true" in unit
+    assert "Environment=PHOENIX_DEFAULT_RETENTION_POLICY_DAYS=30" in unit
+    assert "phoenix-restore.sh" in unit, "an empty volume is restored from the latest backup first"
+    assert "lmrun.io/node=phoenix" in files["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
+    assert "OnUnitActiveSec=5min" in files["/etc/systemd/system/lmrun-phoenix-backup.timer"]
+    runcmd = [Path(command[0]).name for command in yaml.safe_load(text)["runcmd"]]
+    assert runcmd == ["mount-volume.sh", "k3s-agent-bootstrap.sh", "phoenix-install.sh"]
+
+
+def test_every_vllm_node_exports_traces_to_phoenix_through_the_mesh() -> None:
+    recording = plan("global").recording
+    templates = recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert len(templates) == 3
+    for template in templates:
+        text = base64.b64decode(template.inputs["userData"]).decode()
+        files = written_files(text)
+        serve = files["/usr/local/lib/lmrun/vllm-serve.sh"]
+        assert "--otlp-traces-endpoint http://localhost:30201" in serve, template.name
+        unit = files["/etc/systemd/system/lmrun-vllm.service"]
+        assert "EnvironmentFile=-/etc/lmrun/phoenix-client.env" in unit, template.name
+        refresher = files["/etc/systemd/system/lmrun-phoenix-client-env.service"]
+        assert "/lmrun/global/phoenix/ingest-key" in refresher and "lmrun-vllm.service" in refresher
+
+
+def test_without_phoenix_nodes_do_not_export_traces() -> None:
+    recording = plan("dev", phoenix={"enabled": False}).recording
+    text = base64.b64decode(recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")[0].inputs["userData"]).decode()
+    assert "--otlp-traces-endpoint" not in written_files(text)["/usr/local/lib/lmrun/vllm-serve.sh"]
+    assert not [r for r in recording.resources if "phoenix" in r.name]
+
+
+def test_placement_on_the_server_puts_phoenix_on_the_state_volume(tmp_path: Path) -> None:
+    recording = plan("global", phoenix={"placement": "server"}).recording
+    assert not [r for r in recording.resources if r.name.startswith("mesh-cluster-phoenix-") and "store" not in r.name]
+    text = _phoenix_user_data(recording, "mesh-cluster-k3s-instance")
+    path = tmp_path / "server.yaml"
+    path.write_text(text)
+    assert_cloud_init_valid(path)
+    unit = written_files(text)["/etc/systemd/system/lmrun-phoenix.service"]
+    assert "PHOENIX_WORKING_DIR=/var/lib/lmrun-state/phoenix" in unit
+    proxy = recording.named("mesh-cluster-ports-ready-phoenix-ui-k3s-server").inputs
+    assert proxy["spec"]["template"]["spec"]["nodeSelector"] == {"lmrun.io/node": "k3s-server"}
+
+
+def test_json_plan_describes_phoenix() -> None:
+    document = plan("global").to_json()
+    assert document["phoenix"] == {
+        "placement": "node",
+        "ui_node_port": 30200,
+        "grpc_node_port": 30201,
+        "storage": "sqlite",
+        "backup_bucket": document["phoenix"]["backup_bucket"],
+        "retention_days": 30,
+    }
+    assert document["phoenix"]["backup_bucket"].startswith(BUCKET[:40])
+    assert plan("dev").to_json()["phoenix"] is None
+
+
+MESH = {"mainRegion": "us-east-1", "regions": ["us-east-2"]}
+NODE = {
+    "name": "qwen",
+    "region": "us-east-2",
+    "gpu": "L4",
+    "model": "Qwen/Qwen2.5-7B-Instruct",
+    "modelRevision": "a09a35458c702b33eeacc393d103063234e8bc28",
+    "nodePort": 30080,
+}
+BAD: dict[str, Case] = {
+    "node-port-conflicts-with-phoenix-ui": Case(
+        {**MESH, "nodes": [{**NODE, "nodePort": 30200}]},
+        (("lmrun:nodes[0].nodePort", "node port 30200 is already taken by phoenix-ui (reserved by the mesh)"),),
+    ),
+    "service-port-conflicts-with-phoenix-grpc": Case(
+        {**MESH, "nodes": [NODE], "services": [{"name": "m", "node": "qwen", "appPort": 9100, "nodePort": 30201}]},
+        (("lmrun:services[0].nodePort", "node port 30201 is already taken by phoenix-grpc"),),
+    ),
+    "retention-below-one-day": Case(
+        {**MESH, "phoenix": {"retentionDays": 0}},
+        (("lmrun:phoenix.retentionDays", "greater than or equal to 1"),),
+    ),
+    "backup-interval-zero": Case(
+        {**MESH, "phoenix": {"backupIntervalMinutes": 0}},
+        (("lmrun:phoenix.backupIntervalMinutes", "greater than or equal to 1"),),
+    ),
+    "placement-unknown": Case(
+        {**MESH, "phoenix": {"placement": "edge"}},
+        (("lmrun:phoenix.placement", "Input should be 'node' or 'server' (got 'edge')"),),
+    ),
+    "ui-and-grpc-share-a-port": Case(
+        {**MESH, "phoenix": {"uiNodePort": 30210, "grpcNodePort": 30210}},
+        (("lmrun:phoenix.grpcNodePort", "node port 30210 is also lmrun:phoenix.uiNodePort"),),
+    ),
+    "phoenix-port-outside-range": Case(
+        {**MESH, "phoenix": {"uiNodePort": 6006}},
+        (("lmrun:phoenix.uiNodePort", "outside the Kubernetes NodePort range"),),
+    ),
+    "unknown-phoenix-key": Case(
+        {**MESH, "phoenix": {"retention": 30}},
+        (("lmrun:phoenix.retention", "Extra inputs are not permitted"),),
+    ),
+    "volume-too-small": Case(
+        {**MESH, "phoenix": {"volumeSize": 1}},
+        (("lmrun:phoenix.volumeSize", "greater than or equal to 10"),),
+    ),
+    "node-named-like-the-phoenix-vm": Case(
+        {**MESH, "nodes": [{**NODE, "name": "phoenix"}]},
+        (("lmrun:nodes[0].name", "'phoenix' is reserved for the mesh's own VMs"),),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD.values(), ids=BAD.keys())
+def test_bad_phoenix_config_is_refused_with_its_config_path(
+    case: Case, project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_plan(project_dir, write_stack(tmp_path / "Pulumi.bad.yaml", case.config), capsys)
+    assert (code, out) == (2, ""), err
+    lines = err.splitlines()
+    for path, phrase in case.expected:
+        assert any(line.startswith(f"{path}: ") and phrase in line for line in lines), (path, phrase, lines)
+    assert len(lines) == len(case.expected), lines
+
+
+def test_disabled_phoenix_frees_its_node_ports(
+    project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {**MESH, "nodes": [{**NODE, "nodePort": 30200}], "phoenix": {"enabled": False}}
+    code, _, err = run_plan(project_dir, write_stack(tmp_path / "Pulumi.ok.yaml", config), capsys)
+    assert code == 0, err
