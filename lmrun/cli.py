@@ -1,7 +1,13 @@
-"""``lmrun``: the operator CLI (offline plan, region sync).
+"""``lmrun``: the operator CLI (offline plan, region sync, quotas, config reference).
 
-Exit codes: 0 success; 1 unexpected failure (or quotas that could not be read); 2 invalid config (one line per
-problem, with its config path); 4 a GPU vCPU quota is short (``lmrun quotas``).
+Exit codes:
+
+- 0 success;
+- 1 unexpected failure (or quotas that could not be read);
+- 2 invalid config: the stack's (one line per problem, with its config path) or the policy pack config's
+  (``plan --policy-config``);
+- 3 the plan violates a mandatory rule of the policy pack (``lmrun plan``; the violations are printed);
+- 4 a GPU vCPU quota is short (``lmrun quotas``).
 """
 
 from __future__ import annotations
@@ -11,15 +17,18 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
+from lmrun.policy.rules import PolicyConfigError
 from lmrun.spec import ConfigError
 from lmrun.stackfile import StackFileError, load_stack_config
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID_CONFIG = 2
+EXIT_POLICY_VIOLATION = 3
 EXIT_QUOTA_SHORT = 4
 
 
@@ -30,17 +39,54 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config-file", type=Path, help="any stack file (Pulumi.NAME.yaml)")
 
 
+class PolicyConfigFileError(ValueError):
+    """The ``--policy-config`` file is missing or not a JSON object."""
+
+
+def _read_policy_config(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PolicyConfigFileError(f"{path}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise PolicyConfigFileError(f"{path}: expected a JSON object mapping rule names to levels or settings")
+    return document
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from lmrun.offline import plan_stack
     from lmrun.plan_view import print_report
 
+    policy_config = _read_policy_config(args.policy_config)
     stack = load_stack_config(args.project_dir, stack=args.stack, config_file=args.config_file)
-    report = plan_stack(args.project_dir, stack)
+    report = plan_stack(args.project_dir, stack, policy_config=policy_config)
+    if args.graph is not None:
+        from lmrun.graph import draw_mesh
+
+        draw_mesh(report, args.graph)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, sort_keys=False, default=str)
         sys.stdout.write("\n")
     else:
         print_report(report, Console())
+        if args.graph is not None:
+            print(f"mesh graph written to {args.graph}")
+    return EXIT_POLICY_VIOLATION if report.mandatory_violations else EXIT_OK
+
+
+def _graph_path(value: str) -> Path:
+    path = Path(value)
+    if path.suffix.lower() not in (".svg", ".png"):
+        raise argparse.ArgumentTypeError(f"{value}: the graph file must end in .svg or .png")
+    return path
+
+
+def _cmd_config_reference(args: argparse.Namespace) -> int:
+    from lmrun.config_reference import config_reference
+
+    sys.stdout.write(config_reference())
     return EXIT_OK
 
 
@@ -76,7 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="plan a stack offline under the mock engine")
     _add_stack_arguments(plan)
     plan.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    plan.add_argument(
+        "--policy-config",
+        type=Path,
+        metavar="FILE",
+        help="policy pack config (JSON, the shape of `pulumi preview --policy-pack-config`); default: none",
+    )
+    plan.add_argument("--graph", type=_graph_path, metavar="FILE", help="also draw the mesh to FILE (.svg or .png)")
     plan.set_defaults(handler=_cmd_plan)
+
+    reference = commands.add_parser(
+        "config-reference", help="print the Markdown reference of every lmrun: config key (from the spec)"
+    )
+    reference.set_defaults(handler=_cmd_config_reference)
 
     regions = commands.add_parser("regions", help="spoke-region commands")
     region_commands = regions.add_subparsers(dest="regions_command", required=True)
@@ -109,8 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    except StackFileError as exc:
+    except (StackFileError, PolicyConfigFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    except PolicyConfigError as exc:
+        print(f"error: policy config: {exc}", file=sys.stderr)
         return EXIT_INVALID_CONFIG
     except Exception as exc:  # the last line of defence: one line, exit 1
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The human view of an offline plan: rich tables of components, the CIDR plan and counts."""
+"""The human view of an offline plan: rich tables of components, the CIDR plan, node ports, the GPU fleet,
+the cost estimate, policy violations and counts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections import Counter, defaultdict
 from rich.console import Console
 from rich.table import Table
 
+from lmrun.aws import prices
 from lmrun.offline import PlanReport
+from lmrun.policy.rules import MANDATORY
 from lmrun.testing import RecordedResource
 
 
@@ -74,6 +77,74 @@ def fleet_table(report: PlanReport) -> Table:
     return table
 
 
+_COST_LABELS = {"fabric": "fabric", "control_plane": "control plane", "gpu_extras": "GPU disks + IPs"}
+
+
+def cost_items_table(report: PlanReport) -> Table:
+    cost = report.cost
+    table = Table(title="Priced resources (USD/month)")
+    table.add_column("Part")
+    table.add_column("Resource")
+    table.add_column("What")
+    table.add_column("USD/month", justify="right")
+    for item in sorted(cost.items, key=lambda i: (list(_COST_LABELS).index(i.category), i.resource)):
+        table.add_row(_COST_LABELS[item.category], item.resource, item.what, f"{item.monthly_usd:.2f}")
+    for entry in cost.unpriced:
+        table.add_row("not priced", "", entry, "?", style="yellow")
+    return table
+
+
+def cost_table(report: PlanReport) -> Table:
+    cost = report.cost
+    hours = prices.HOURS_PER_MONTH
+    table = Table(
+        title=f"Estimated cost — {cost.price_region} list prices, snapshot {cost.snapshot} "
+        "(estimates; data transfer and S3 usage not included)"
+    )
+    table.add_column("Part")
+    table.add_column("USD", justify="right")
+    table.add_column("Per")
+    table.add_column("Covers")
+    table.add_row(
+        "fabric",
+        f"{cost.fabric_monthly_usd:.2f}",
+        "month",
+        "NAT/TGW/VPN/endpoints; VPCs, subnets, routes, SGs, peering: $0",
+    )
+    table.add_row(
+        "control plane", f"{cost.control_plane_monthly_usd:.2f}", "month", "non-GPU VMs, their EBS and public IPv4"
+    )
+    table.add_row("GPU fleet, spot", f"{cost.gpu_hourly_usd_spot:.4f}", "hour", "spot GPU instances")
+    table.add_row("GPU fleet, on-demand", f"{cost.gpu_hourly_usd_on_demand:.4f}", "hour", "on-demand GPU instances")
+    table.add_row(
+        "GPU fleet",
+        f"{cost.gpu_hourly_usd:.4f}",
+        "hour",
+        f"≈ {cost.gpu_hourly_usd * hours:.2f}/month always on",
+        style="bold",
+    )
+    table.add_row("GPU disks + IPs", f"{cost.gpu_extras_hourly_usd:.4f}", "hour", "root volumes, public IPv4")
+    return table
+
+
+def violation_table(report: PlanReport) -> Table:
+    mandatory = len(report.mandatory_violations)
+    table = Table(
+        title=f"Policy pack: {len(report.violations)} violation(s), {mandatory} mandatory"
+        + (" — the plan fails (exit 3)" if mandatory else "")
+    )
+    table.add_column("Level", no_wrap=True)
+    table.add_column("Policy", no_wrap=True)
+    table.add_column("Resource", overflow="fold")
+    table.add_column("Message")
+    for violation in sorted(report.violations, key=lambda v: (v.level != MANDATORY, v.policy, v.resource)):
+        style = "bold red" if violation.level == MANDATORY else "yellow"
+        # The JSON keeps the full URN; the table shows the resource's name (the URN's last part).
+        name = violation.resource.rsplit("::", 1)[-1]
+        table.add_row(violation.level, violation.policy, name, violation.message, style=style)
+    return table
+
+
 def count_table(report: PlanReport) -> Table:
     resources = report.recording.resources
     counts = Counter(r.type for r in resources if r.custom)
@@ -94,4 +165,10 @@ def print_report(report: PlanReport, console: Console) -> None:
         console.print(port_table(report))
     if report.nodes:
         console.print(fleet_table(report))
+    console.print(cost_items_table(report))
+    console.print(cost_table(report))
     console.print(count_table(report))
+    if report.violations:
+        console.print(violation_table(report))
+    else:
+        console.print("Policy pack: no violations.")
