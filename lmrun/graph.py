@@ -141,8 +141,8 @@ def mesh_picture(report: PlanReport) -> MeshPicture:
         machine.services = [(s, ports.get(s)) for s in services]
         for service in services:
             replicas[service].append(name)
-        region = _str(node.get("region"))
-        target = locations.get(region) or main
+        # A GCP node names its site (``site``); an AWS node its region.
+        target = locations.get(_str(node.get("site"))) or locations.get(_str(node.get("region"))) or main
         if target is not None:
             target.machines.append(machine)
         placed.add(name)

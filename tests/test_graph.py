@@ -43,6 +43,7 @@ def with_sites() -> PlanReport:
         "nodes": {
             "qwen-euw1": {"region": "eu-west-1", "instance_type": "g6.xlarge", "spot": True, "hourly_usd": 0.38},
             "lab-a10": {"region": "onprem-lab", "instance_type": "", "spot": False, "hourly_usd": 0.0},
+            "gcp-l4": {"region": None, "site": "gcp-iowa", "instance_type": "g2-standard-4", "spot": True},
         },
         "nodePorts": {"qwen-euw1": 30080, "lab-a10": 30090},
         "phoenix": {"region": "us-east-1"},
@@ -83,6 +84,8 @@ def test_sites_tunnels_nodes_and_ports(tmp_path: Path) -> None:
     picture = mesh_picture(report)
     lab = next(loc for loc in picture.others if loc.name == "onprem-lab")
     assert lab.kind == "site" and [m.name for m in lab.machines] == ["lab-a10"]
+    iowa = next(loc for loc in picture.others if loc.name == "gcp-iowa")
+    assert [m.name for m in iowa.machines] == ["gcp-l4"]
     assert picture.main is not None and "WireGuard hub" in picture.main.note and "Phoenix" in picture.main.note
 
 
