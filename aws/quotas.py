@@ -58,6 +58,8 @@ def _node_types(spec: MeshSpec) -> Iterable[tuple[Any, catalog.InstanceType]]:
     from lmrun.plan.cluster import choose_instance_type
 
     for node in spec.nodes:
+        if node.cloud != "aws" or node.region is None:
+            continue  # GCP nodes count against GCP quotas, not these
         yield node, choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
 
 

@@ -170,12 +170,13 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, provider=main_provider),
             )
 
+        aws_nodes = [node for node in plan.nodes.values() if node.cloud == "aws"]  # GCP nodes live in their site
         gpu_amis = {
             region: _ami(GPU_AMI_PARAMETER, args["providers"][region], self)
-            for region in sorted({node.region for node in plan.nodes.values()})
+            for region in sorted({node.region for node in aws_nodes})
         }
         self.nodes = {}
-        for node in plan.nodes.values():
+        for node in aws_nodes:
             vpc = args["vpcs"][node.region]
             reads = [self.server.token_parameter_arn]
             reads += [hf_parameter.arn] if hf_parameter is not None else []

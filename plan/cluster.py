@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from lmrun.aws.instances import catalog
+from lmrun.gcp import catalog as gcp_catalog
 from lmrun.render.k3s import SERVER_NODE
 from lmrun.render.phoenix import GRPC_PORT, HTTP_PORT
 from lmrun.spec.model import MeshSpec
+from lmrun.spec.nodes import NodeSpec
 
 if TYPE_CHECKING:
     from lmrun.plan.mesh import RegionPlan
@@ -57,6 +59,18 @@ class NodePlan:
     vllm_args: tuple[str, ...]
     app_port: int
     service: str
+    cloud: Literal["aws", "gcp"] = "aws"
+    site: str | None = None
+    """The GCP site of a ``gcp`` node (its ``region`` is then the GCP region)."""
+    zone: str | None = None
+    """GCP zone of a ``gcp`` node."""
+    accelerator: str | None = None
+    """GCP accelerator type attached to an N1 machine (None when the machine type has GPUs built in)."""
+
+    @property
+    def location(self) -> str:
+        """Where the node runs in the mesh topology: its AWS region or its site."""
+        return self.site or self.region
 
 
 @dataclass(frozen=True)
@@ -128,9 +142,39 @@ def plan_server(spec: MeshSpec, main: RegionPlan) -> ServerPlan:
     )
 
 
+def _gcp_node(node: NodeSpec, spec: MeshSpec) -> NodePlan:
+    site = next(s for s in spec.sites if s.name == node.site)
+    machine = gcp_catalog.machines_for(node.gpu, node.gpu_count)[0]
+    return NodePlan(
+        name=node.name,
+        region=site.region or "",
+        gpu=machine.gpu,
+        gpu_count=node.gpu_count,
+        instance_type=machine.machine_type,
+        vcpus=machine.vcpus,
+        spot=node.use_spot,
+        hourly_usd=machine.hourly_usd(spot=node.use_spot),
+        disk_size_gb=node.disk_size,
+        model=node.model,
+        model_revision=node.model_revision,
+        vllm_args=node.vllm_args,
+        app_port=node.app_port,
+        service=node.service_name,
+        cloud="gcp",
+        site=site.name,
+        zone=site.gateway_zone,
+        accelerator=machine.accelerator_type if machine.attaches_accelerator else None,
+    )
+
+
 def plan_nodes(spec: MeshSpec) -> dict[str, NodePlan]:
     nodes: dict[str, NodePlan] = {}
     for node in sorted(spec.nodes, key=lambda n: n.name):
+        if node.cloud == "gcp":
+            nodes[node.name] = _gcp_node(node, spec)
+            continue
+        if node.region is None:  # the spec refuses this; keeps the type checker honest
+            raise ValueError(f"AWS node {node.name!r} has no region")
         chosen = choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
         nodes[node.name] = NodePlan(
             name=node.name,

@@ -7,12 +7,13 @@ resources (addresses, counts, which regions exist) is decided here and can be te
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lmrun.aws.network.cidr_blocks import az_subnet_cidr, overlapping_pairs, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
+from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
 from lmrun.spec.model import MeshSpec
 
@@ -52,6 +53,8 @@ class MeshPlan:
     main: RegionPlan
     spokes: tuple[RegionPlan, ...]
     cluster: ClusterPlan
+    wireguard: WireGuardPlan
+    reachability: tuple[Reachability, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -60,14 +63,26 @@ class MeshPlan:
         return {self.main.name: self.main, **{spoke.name: spoke for spoke in self.spokes}}
 
     @property
+    def locations(self) -> dict[str, LocationKind]:
+        """Every place nodes can run: the main region, spokes and sites."""
+        return {
+            self.main.name: "main",
+            **{spoke.name: "spoke" for spoke in self.spokes},
+            **{site: "site" for site in self.wireguard.sites},
+        }
+
+    @property
     def main_inbound_rules(self) -> int:
-        """Inbound rules on the main VPC's security group: its own CIDR plus one per spoke."""
-        return 1 + len(self.spokes)
+        """Inbound rules on the main VPC's security group: its own CIDR, one per spoke, one per site and
+        one for the tunnel range."""
+        sites = len(self.wireguard.sites)
+        return 1 + len(self.spokes) + sites + (1 if sites else 0)
 
     @property
     def main_routes(self) -> int:
-        """Non-local routes in the main route table: the internet route plus one per spoke."""
-        return 1 + len(self.spokes)
+        """Non-local routes in the main route table: internet, one per spoke, one per site, tunnel range."""
+        sites = len(self.wireguard.sites)
+        return 1 + len(self.spokes) + sites + (1 if sites else 0)
 
 
 def _region_plan(spec: MeshSpec, region: str, role: Role) -> RegionPlan:
@@ -86,16 +101,22 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     main = _region_plan(spec, spec.main_region, "main")
     spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
     plan = MeshPlan(
-        mesh=mesh, main=main, spokes=spokes, cluster=plan_cluster(spec, main), tags=mesh_tags(mesh, spec.tags)
+        mesh=mesh,
+        main=main,
+        spokes=spokes,
+        cluster=plan_cluster(spec, main),
+        wireguard=plan_wireguard(spec, main.cidr, main.subnets[0].cidr),
+        tags=mesh_tags(mesh, spec.tags),
     )
+    reachability, issues = check_paths(spec, plan)
+    plan = replace(plan, reachability=tuple(reachability))
 
-    issues: list[ConfigIssue] = []
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:
         issues.append(
             ConfigIssue(
                 config_path(("regions",)),
                 f"the main security group would need {plan.main_inbound_rules} inbound rules, more than the "
-                f"AWS default of {SECURITY_GROUP_INBOUND_RULE_LIMIT}; declare fewer spokes",
+                f"AWS default of {SECURITY_GROUP_INBOUND_RULE_LIMIT}; declare fewer spokes or sites",
             )
         )
     if plan.main_routes > ROUTES_PER_ROUTE_TABLE_LIMIT:
@@ -103,7 +124,7 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
             ConfigIssue(
                 config_path(("regions",)),
                 f"the main route table would need {plan.main_routes} routes, more than the AWS default of "
-                f"{ROUTES_PER_ROUTE_TABLE_LIMIT}; declare fewer spokes",
+                f"{ROUTES_PER_ROUTE_TABLE_LIMIT}; declare fewer spokes or sites",
             )
         )
     overlaps = overlapping_pairs((r.name, region_cidr(r.name)) for r in plan.regions.values())
@@ -111,3 +132,58 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     if issues:
         raise PlanError(issues)
     return plan
+
+
+def _replica_locations(plan: MeshPlan) -> dict[str, tuple[str, ...]]:
+    """Service -> where its replicas run (node location; Phoenix and the server are in the main region)."""
+    where = {name: node.location for name, node in plan.cluster.nodes.items()}
+    return {
+        service: tuple(sorted({where.get(replica, plan.main.name) for replica in endpoint.replicas}))
+        for service, endpoint in plan.cluster.endpoints.items()
+    }
+
+
+def check_paths(spec: MeshSpec, plan: MeshPlan) -> tuple[list[Reachability], list[ConfigIssue]]:
+    """Implied paths (the main region reaches every service; every location reaches the K3s API) and the
+    declared ``lmrun:paths``; a declared path the topology cannot carry is a config error with the reason."""
+    locations = plan.locations
+    replicas = _replica_locations(plan)
+    main = (plan.main.name, locations[plan.main.name])
+    results: list[Reachability] = []
+    issues: list[ConfigIssue] = []
+
+    def path(source: str, service: str) -> Reachability:
+        hops = [location_reaches((source, locations[source]), (loc, locations[loc])) for loc in replicas[service]]
+        ok = all(reached for reached, _ in hops)
+        reasons = "; ".join(reason for reached, reason in hops if reached is ok)
+        port = plan.cluster.endpoints[service].app_port
+        return Reachability(source, service, port, ok, reasons)
+
+    for service in replicas:
+        results.append(path(main[0], service))
+    for name, kind in locations.items():
+        if kind != "main":
+            ok, reason = location_reaches((name, kind), main)
+            results.append(Reachability(name, "k3s-api", 6443, ok, reason))
+    for index, declared in enumerate(spec.paths):
+        if declared.source not in locations:
+            issues.append(
+                ConfigIssue(
+                    config_path(("paths", index, "from")),
+                    f"{declared.source!r} is not a location of this mesh: {', '.join(locations)}",
+                )
+            )
+            continue
+        if declared.to not in replicas:
+            issues.append(
+                ConfigIssue(
+                    config_path(("paths", index, "to")),
+                    f"{declared.to!r} is not a service of this mesh: {', '.join(sorted(replicas))}",
+                )
+            )
+            continue
+        result = path(declared.source, declared.to)
+        results.append(result)
+        if not result.ok:
+            issues.append(ConfigIssue(config_path(("paths", index)), f"cannot reach {declared.to}: {result.reason}"))
+    return results, issues

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 SCRIPT_DIR = "/usr/local/lib/lmrun"
+SHELL_SHEBANGS = ("#!/bin/bash", "#!/bin/sh", "#!/usr/bin/env bash")
 """Where rendered scripts land on a VM."""
 
 _SHELL_HEADER = (
@@ -33,7 +34,7 @@ class WriteFile:
 
     @property
     def is_shell_script(self) -> bool:
-        return self.content.startswith("#!/bin/bash") or self.content.startswith("#!/bin/sh")
+        return self.content.startswith(SHELL_SHEBANGS)
 
 
 def shell_script(body: str) -> str:
@@ -99,11 +100,7 @@ def written_files(user_data: str) -> dict[str, str]:
 
 def shell_scripts(user_data: str) -> dict[str, str]:
     """The shell scripts among a rendered cloud-config's ``write_files``."""
-    return {
-        path: content
-        for path, content in written_files(user_data).items()
-        if content.startswith(("#!/bin/bash", "#!/bin/sh"))
-    }
+    return {path: content for path, content in written_files(user_data).items() if content.startswith(SHELL_SHEBANGS)}
 
 
 def systemd_unit(sections: Mapping[str, Sequence[tuple[str, str]]]) -> str:

@@ -612,3 +612,69 @@ def join_bundle(site_name: str, config: Config, *, interface: str = "wg0") -> Jo
         config_filename=config_filename,
         script_filename=f"{site_name}-bootstrap.sh",
     )
+
+
+# --- the hub gateway's user data -------------------------------------------------------------------------------
+
+HUB_CONFIG_PATH = "/run/lmrun/wg0.conf"
+"""Where the hub's config lands after it is fetched from SSM (tmpfs; installed by the bootstrap script)."""
+HUB_REFRESH_UNIT = "lmrun-wireguard-refresh.service"
+HUB_REFRESH_TIMER = "lmrun-wireguard-refresh.timer"
+
+
+def render_hub_user_data(*, ssm_region: str, config_parameter: str, refresh_minutes: int = 2) -> str:
+    """``#cloud-config`` for the hub gateway: fetch its config (keys included) from SSM by name, bring the
+    tunnel up, and re-fetch every ``refresh_minutes`` so a site added or rotated later is applied without
+    replacing the hub (the bootstrap script restarts the tunnel only when the config changed)."""
+    from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_join, systemd_unit
+    from lmrun.render.k3s import SSM_GET_SCRIPT, check_region, check_ssm_parameter_name
+
+    check_region("ssm_region", ssm_region)
+    check_ssm_parameter_name("config_parameter", config_parameter)
+    if not 1 <= refresh_minutes <= 60:
+        raise WireGuardConfigError("refresh_minutes", f"{refresh_minutes} must be 1..60")
+    bootstrap = WriteFile(
+        f"{SCRIPT_DIR}/wireguard-bootstrap.sh",
+        render_bootstrap_script(config_path=HUB_CONFIG_PATH, description="WireGuard hub gateway"),
+        "0755",
+    )
+    refresh = script_file(
+        "wireguard-refresh.sh",
+        f"""
+# Fetches the hub config from SSM; applies it only when it differs from the installed one.
+{SCRIPT_DIR}/ssm-get.sh {sh_join([ssm_region, config_parameter, HUB_CONFIG_PATH])}
+if cmp -s {HUB_CONFIG_PATH} /etc/wireguard/wg0.conf; then
+    rm -f {HUB_CONFIG_PATH}
+    exit 0
+fi
+{SCRIPT_DIR}/wireguard-bootstrap.sh {HUB_CONFIG_PATH}
+rm -f {HUB_CONFIG_PATH}
+""",
+    )
+    service = systemd_unit(
+        {
+            "Unit": [("Description", "Apply the WireGuard hub config from SSM"), ("After", "network-online.target")],
+            "Service": [("Type", "oneshot"), ("ExecStart", f"{SCRIPT_DIR}/wireguard-refresh.sh")],
+        }
+    )
+    timer = systemd_unit(
+        {
+            "Unit": [("Description", "Re-apply the WireGuard hub config")],
+            "Timer": [("OnBootSec", "30s"), ("OnUnitActiveSec", f"{refresh_minutes}min"), ("Unit", HUB_REFRESH_UNIT)],
+            "Install": [("WantedBy", "timers.target")],
+        }
+    )
+    return cloud_config(
+        write_files=[
+            SSM_GET_SCRIPT,
+            bootstrap,
+            refresh,
+            WriteFile(f"/etc/systemd/system/{HUB_REFRESH_UNIT}", service),
+            WriteFile(f"/etc/systemd/system/{HUB_REFRESH_TIMER}", timer),
+        ],
+        runcmd=[
+            [f"{SCRIPT_DIR}/wireguard-refresh.sh"],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", HUB_REFRESH_TIMER],
+        ],
+    )

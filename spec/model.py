@@ -22,7 +22,9 @@ from lmrun.render.k3s import K3S_VERSION
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues
+from lmrun.spec.paths import PathSpec
 from lmrun.spec.phoenix import PhoenixSpec, phoenix_issues, reserved_node_ports
+from lmrun.spec.sites import SiteSpec, WireGuardSpec, site_issues, site_names
 
 DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
 DEFAULT_MAX_PEERINGS = 50
@@ -133,6 +135,16 @@ class MeshSpec(SpecModel):
     phoenix: PhoenixSpec = Field(
         default_factory=PhoenixSpec, description="Phoenix observability node (traces from every vLLM node)."
     )
+    sites: tuple[SiteSpec, ...] = Field(
+        default=(), description="Non-AWS sites joined through WireGuard tunnels to the hub gateway."
+    )
+    wireguard: WireGuardSpec = Field(
+        default_factory=WireGuardSpec,
+        description="The WireGuard hub gateway in the main region (used when sites exist).",
+    )
+    paths: tuple[PathSpec, ...] = Field(
+        default=(), description="Client-to-service paths the mesh must carry, checked against the topology."
+    )
 
 
 def _as_int(value: Any) -> int | None:
@@ -213,5 +225,7 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                 if isinstance(zones, list) and not zones:
                     issues.append(ConfigIssue(config_path(("availabilityZones", region)), "needs at least one AZ id"))
     issues.extend(phoenix_issues(raw))
-    issues.extend(node_issues(raw, reserved_ports=reserved_node_ports(raw)))
+    issues.extend(site_issues(raw))
+    site_kinds = {name: site.kind for name, site in site_names(raw).items()}
+    issues.extend(node_issues(raw, reserved_ports=reserved_node_ports(raw), site_kinds=site_kinds))
     return issues

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, Field, ValidationError
 
 from lmrun.aws.instances import catalog
+from lmrun.gcp import catalog as gcp_catalog
 from lmrun.render.k3s import SERVER_NODE
 from lmrun.render.vllm import MANAGED_FLAGS
 from lmrun.spec.errors import ConfigIssue, config_path
@@ -81,8 +82,11 @@ class NodeSpec(SpecModel):
     """One GPU VM running vLLM as a service and joining K3s as an agent."""
 
     name: Name = Field(description="Unique node name; resources are named after it.")
-    cloud: Literal["aws"] = Field(default="aws", description="Cloud of the node.")
-    region: str = Field(description="Region of the node; must be lmrun:mainRegion or in lmrun:regions.")
+    cloud: Literal["aws", "gcp"] = Field(default="aws", description="Cloud of the node: `aws` or `gcp`.")
+    region: str | None = Field(
+        default=None, description="AWS region of the node (cloud `aws`): lmrun:mainRegion or one of lmrun:regions."
+    )
+    site: Name | None = Field(default=None, description="GCP site of the node (cloud `gcp`), from lmrun:sites.")
     gpu: str = Field(description="GPU model: A10G, L4, L40S, T4, A100, H100, ...")
     gpu_count: int = Field(default=1, ge=1, le=16, description="GPUs on the node.")
     model: ModelId = Field(description="Hugging Face model id served by vLLM.")
@@ -134,8 +138,12 @@ def _valid_items(raw: Any, model: type[_M]) -> list[tuple[int, _M]]:
     return valid
 
 
-def _gpu_issues(index: int, node: NodeSpec, mesh_regions: set[str]) -> list[ConfigIssue]:
+def _aws_gpu_issues(index: int, node: NodeSpec, mesh_regions: set[str]) -> list[ConfigIssue]:
     path = ("nodes", index)
+    if node.site is not None:
+        return [ConfigIssue(config_path((*path, "site")), "only GCP nodes (cloud: gcp) live in a site")]
+    if node.region is None:
+        return [ConfigIssue(config_path((*path, "region")), "is required for an AWS node")]
     if node.region not in mesh_regions:
         return [
             ConfigIssue(
@@ -175,9 +183,37 @@ def _gpu_issues(index: int, node: NodeSpec, mesh_regions: set[str]) -> list[Conf
     return []
 
 
-def node_issues(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> list[ConfigIssue]:
-    """Rules across nodes and services: unique names, regions in the mesh, GPUs offered there, one node
-    port per endpoint and unique across the mesh (``reserved_ports`` are taken by the mesh itself)."""
+def _gcp_gpu_issues(index: int, node: NodeSpec, site_kinds: Mapping[str, str]) -> list[ConfigIssue]:
+    path = ("nodes", index)
+    if node.region is not None:
+        return [ConfigIssue(config_path((*path, "region")), "GCP nodes take their region from their site; remove it")]
+    if node.site is None:
+        return [ConfigIssue(config_path((*path, "site")), "is required for a GCP node (a site of kind gcp)")]
+    if node.site in site_kinds and site_kinds[node.site] != "gcp":
+        return [
+            ConfigIssue(
+                config_path((*path, "site")),
+                f"{node.site!r} is an {site_kinds[node.site]} site: lmrun places GPU nodes in GCP sites only "
+                "(join external machines with `lmrun join-bundle`)",
+            )
+        ]
+    if node.site not in site_kinds:
+        gcp_sites = sorted(name for name, kind in site_kinds.items() if kind == "gcp")
+        known = f"; GCP sites: {', '.join(gcp_sites)}" if gcp_sites else "; lmrun:sites declares none"
+        return [ConfigIssue(config_path((*path, "site")), f"no GCP site named {node.site!r}{known}")]
+    try:
+        gcp_catalog.machines_for(node.gpu, node.gpu_count)
+    except ValueError as exc:
+        return [ConfigIssue(config_path((*path, "gpu")), str(exc))]
+    return []
+
+
+def node_issues(
+    raw: Mapping[str, Any], reserved_ports: Mapping[int, str], site_kinds: Mapping[str, str]
+) -> list[ConfigIssue]:
+    """Rules across nodes and services: unique names, locations in the mesh, GPUs offered there, one node
+    port per endpoint and unique across the mesh (``reserved_ports`` are taken by the mesh itself).
+    ``site_kinds`` maps valid site names to their kind."""
     issues: list[ConfigIssue] = []
     main = raw.get("mainRegion")
     spokes = raw.get("regions")
@@ -206,7 +242,10 @@ def node_issues(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> li
             continue
         node_names[node.name] = index
         by_name[node.name] = node
-        issues.extend(_gpu_issues(index, node, mesh_regions))
+        if node.cloud == "aws":
+            issues.extend(_aws_gpu_issues(index, node, mesh_regions))
+        else:
+            issues.extend(_gcp_gpu_issues(index, node, site_kinds))
 
     reserved_names = set(reserved_ports.values())
     # Endpoint name -> (node port, app port, where it was first declared).

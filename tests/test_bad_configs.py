@@ -20,7 +20,7 @@ from tests.config_cases import Case, run_plan, write_stack
 MAIN = {"mainRegion": "us-east-1"}
 KNOWN_KEYS = (
     "known keys: availabilityZones, gpuInstanceTypes, huggingFaceToken, k3sVersion, mainRegion, maxPeerings, "
-    "nodes, operatorCidrs, phoenix, regions, serverInstanceType, services, tags"
+    "nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, tags, wireguard"
 )
 
 CASES: dict[str, Case] = {

@@ -97,11 +97,14 @@ def test_camel_case_keys_are_the_config_keys() -> None:
         "maxPeerings",
         "nodes",
         "operatorCidrs",
+        "paths",
         "phoenix",
         "regions",
         "serverInstanceType",
         "services",
+        "sites",
         "tags",
+        "wireguard",
     ]
     spec = parse_spec({"mainRegion": "us-east-1", "maxPeerings": 3, "gpuInstanceTypes": ["g6.xlarge"]})
     assert (spec.max_peerings, spec.gpu_instance_types) == (3, ("g6.xlarge",))
@@ -112,8 +115,8 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
         "lmrun:mainRegion: is required",
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
-        "gpuInstanceTypes, huggingFaceToken, k3sVersion, mainRegion, maxPeerings, nodes, operatorCidrs, phoenix, "
-        "regions, serverInstanceType, services, tags",
+        "gpuInstanceTypes, huggingFaceToken, k3sVersion, mainRegion, maxPeerings, nodes, operatorCidrs, paths, "
+        "phoenix, regions, serverInstanceType, services, sites, tags, wireguard",
     ]
 
 

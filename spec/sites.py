@@ -1,0 +1,154 @@
+"""Spec of non-AWS sites joined through WireGuard (``lmrun:sites``) and of the hub gateway."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, ValidationError
+
+from lmrun.aws.network.cidr_blocks import SITE_POOL
+from lmrun.render.wireguard import DEFAULT_LISTEN_PORT, MIN_TUNNEL_MTU, WIREGUARD_IPV4_OVERHEAD
+from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.model_base import SpecModel
+from lmrun.spec.nodes import Name
+
+MAX_SITE_PREFIX = 24
+"""Sites get at least a /24: the tunnel address of a site is derived from its first /24 (stable, unique)."""
+
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_GCP_ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+
+
+def _site_cidr(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    if not value.subnet_of(SITE_POOL):
+        raise ValueError(f"{value} is outside the site range {SITE_POOL} reserved for non-AWS sites")
+    if value.prefixlen > MAX_SITE_PREFIX:
+        raise ValueError(f"{value} is smaller than a /{MAX_SITE_PREFIX}; give the site at least a /{MAX_SITE_PREFIX}")
+    return value
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+SiteCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_site_cidr)]
+GcpProject = Annotated[str, _pattern(_GCP_PROJECT, "a GCP project id like 'my-project-123'")]
+GcpRegion = Annotated[str, _pattern(_GCP_REGION, "a GCP region like 'us-central1'")]
+GcpZone = Annotated[str, _pattern(_GCP_ZONE, "a GCP zone like 'us-central1-a'")]
+
+
+class SiteSpec(SpecModel):
+    """A non-AWS location joined to the main region through a WireGuard site-to-site tunnel."""
+
+    name: Name = Field(description="Unique site name; resources and the join bundle are named after it.")
+    kind: Literal["gcp", "external"] = Field(
+        description="`gcp`: declared here with pulumi-gcp; `external`: any other cloud or on-prem, by join bundle."
+    )
+    cidr: SiteCidr = Field(description="The site's network, a /10 to /24 inside 10.128.0.0/10, disjoint from others.")
+    project: GcpProject | None = Field(default=None, description="GCP project (kind `gcp`).")
+    region: GcpRegion | None = Field(default=None, description="GCP region (kind `gcp`).")
+    zone: GcpZone | None = Field(default=None, description="GCP zone of the gateway; default `<region>-a`.")
+    underlay_mtu: int = Field(
+        default=1500, ge=576, le=9001, description="MTU of the path between the site and the hub (internet: 1500)."
+    )
+    mtu: int | None = Field(
+        default=None, description="Tunnel MTU; default underlay MTU minus WireGuard's 60 bytes. At least 1280."
+    )
+    behind_nat: bool = Field(default=True, description="The site's gateway sits behind NAT: send keepalives.")
+    key_epoch: int = Field(default=0, ge=0, description="Bump to rotate this site's WireGuard keys (and nothing else).")
+    gateway_machine_type: str = Field(default="e2-small", description="GCP machine type of the site gateway.")
+
+    @property
+    def tunnel_mtu(self) -> int:
+        return self.mtu if self.mtu is not None else self.underlay_mtu - WIREGUARD_IPV4_OVERHEAD
+
+    @property
+    def gateway_zone(self) -> str | None:
+        return self.zone or (f"{self.region}-a" if self.region else None)
+
+
+class WireGuardSpec(SpecModel):
+    """The hub gateway in the main region (created when any site exists)."""
+
+    port: int = Field(
+        default=DEFAULT_LISTEN_PORT, ge=1024, le=65535, description="UDP port of the hub (the only world-open port)."
+    )
+    instance_type: str = Field(
+        default="t3.small", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$", description="Hub gateway instance type."
+    )
+
+
+def _valid(raw: Any) -> list[tuple[int, SiteSpec]]:
+    valid: list[tuple[int, SiteSpec]] = []
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            valid.append((index, SiteSpec.model_validate(item, by_name=False)))
+        except ValidationError:
+            continue
+    return valid
+
+
+def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
+    """Rules across sites and between sites, regions and nodes."""
+    issues: list[ConfigIssue] = []
+    seen_names: dict[str, int] = {}
+    seen_cidrs: list[tuple[int, SiteSpec]] = []
+    for index, site in _valid(raw.get("sites")):
+        where = ("sites", index)
+        if site.name in seen_names:
+            issues.append(
+                ConfigIssue(
+                    config_path((*where, "name")), f"{site.name!r} is already lmrun:sites[{seen_names[site.name]}]"
+                )
+            )
+            continue
+        seen_names[site.name] = index
+        for other_index, other in seen_cidrs:
+            if site.cidr.overlaps(other.cidr):
+                issues.append(
+                    ConfigIssue(
+                        config_path((*where, "cidr")),
+                        f"{site.cidr} overlaps lmrun:sites[{other_index}] ({other.name}, {other.cidr})",
+                    )
+                )
+        seen_cidrs.append((index, site))
+        if site.kind == "gcp":
+            for field in ("project", "region"):
+                if getattr(site, field) is None:
+                    issues.append(ConfigIssue(config_path((*where, field)), "is required for a GCP site"))
+        else:
+            for field in ("project", "region", "zone"):
+                if getattr(site, field) is not None:
+                    issues.append(ConfigIssue(config_path((*where, field)), "only applies to GCP sites (kind: gcp)"))
+        if site.tunnel_mtu < MIN_TUNNEL_MTU:
+            field = "mtu" if site.mtu is not None else "underlayMtu"
+            issues.append(
+                ConfigIssue(
+                    config_path((*where, field)),
+                    f"the tunnel MTU would be {site.tunnel_mtu}, below the {MIN_TUNNEL_MTU} IPv4/IPv6 minimum",
+                )
+            )
+        elif site.mtu is not None and site.mtu > site.underlay_mtu - WIREGUARD_IPV4_OVERHEAD:
+            issues.append(
+                ConfigIssue(
+                    config_path((*where, "mtu")),
+                    f"{site.mtu} does not fit the underlay ({site.underlay_mtu}) minus WireGuard's "
+                    f"{WIREGUARD_IPV4_OVERHEAD} bytes; packets would fragment",
+                )
+            )
+    # Sites never overlap AWS regions: the site pool is disjoint from the region pool (tests/test_cidr_plan.py).
+    return issues
+
+
+def site_names(raw: Mapping[str, Any]) -> dict[str, SiteSpec]:
+    """Valid sites by name (for node placement checks)."""
+    return {site.name: site for _, site in _valid(raw.get("sites"))}
