@@ -29,3 +29,9 @@ pulumi.export("peeringConnectionIds", mesh.peering_connection_ids)
 pulumi.export("k3sApiEndpoint", mesh.api_endpoint)
 pulumi.export("kubeconfig", mesh.kubeconfig)
 pulumi.export("phoenix", mesh.cluster.phoenix)
+pulumi.export("sites", mesh.sites.summary if mesh.sites else {})
+pulumi.export(
+    "reachability",
+    [{"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason} for p in plan.reachability],
+)
+pulumi.export("joinBundles", mesh.join_bundles)

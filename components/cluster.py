@@ -54,6 +54,8 @@ class Cluster(pulumi.ComponentResource):
     """K3s server in the main region, one :class:`GpuNode` per node, :class:`NodePorts` for the services."""
 
     server: K3sServer
+    server_ami: pulumi.Output[str]
+    """Amazon Linux 2023 image of the main region (also used by other main-region VMs)."""
     nodes: dict[str, GpuNode]
     kubeconfig: pulumi.Output[str]
     api_endpoint: pulumi.Output[str]
@@ -100,7 +102,7 @@ class Cluster(pulumi.ComponentResource):
                     "statements": store.backup_statements(),
                 }
 
-        server_ami = _ami(SERVER_AMI_PARAMETER, main_provider, self)
+        server_ami = self.server_ami = _ami(SERVER_AMI_PARAMETER, main_provider, self)
         server_args: K3sServerArgs = {
             "region": server_plan.region,
             "private_ip": server_plan.private_ip,

@@ -12,6 +12,7 @@ import pulumi_random as random
 from lmrun.components.cluster import Cluster
 from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, PeerVpc
+from lmrun.components.sites import Sites
 from lmrun.components.vpc import RegionalVpc
 from lmrun.plan.mesh import MeshPlan, RegionPlan
 
@@ -37,6 +38,8 @@ class Mesh(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     api_endpoint: pulumi.Output[str]
     node_ports: pulumi.Output[dict[str, int]]
+    sites: Sites | None
+    join_bundles: pulumi.Output[dict[str, dict[str, str]]]
 
     def __init__(self, name: str, *, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lmrun:index:Mesh", name, None, opts)
@@ -85,6 +88,29 @@ class Mesh(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, providers=utility_providers),
         )
 
+        self.sites = None
+        if plan.wireguard.sites:
+            self.sites = Sites(
+                f"{name}-sites",
+                args={
+                    "plan": plan.wireguard,
+                    "main_vpc": self.vpcs[plan.main.name],
+                    "main_subnet_az": plan.main.subnets[0].az_id,
+                    "ami_id": self.cluster.server_ami,
+                    "parameter_prefix": f"/lmrun/{plan.mesh}",
+                    "k3s_token": self.cluster.server.token,
+                    "k3s_server_ip": plan.cluster.server.private_ip,
+                    "k3s_version": plan.cluster.server.k3s_version,
+                    "nodes": [node for node in plan.cluster.nodes.values() if node.cloud == "gcp"],
+                    "hugging_face_token": args["hugging_face_token"],
+                    "tags": plan.tags,
+                },
+                opts=pulumi.ResourceOptions(
+                    parent=self, providers=[self.providers[plan.main.name], *utility_providers]
+                ),
+            )
+        self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})
+
         self.vpc_ids = pulumi.Output.all(**{region: vpc.vpc_id for region, vpc in self.vpcs.items()})
         self.peering_connection_ids = hub.peering_connection_ids
         self.kubeconfig = self.cluster.kubeconfig
@@ -97,6 +123,7 @@ class Mesh(pulumi.ComponentResource):
                 "kubeconfig": self.kubeconfig,
                 "api_endpoint": self.api_endpoint,
                 "node_ports": self.node_ports,
+                "join_bundles": self.join_bundles,
             }
         )
 

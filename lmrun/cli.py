@@ -1,11 +1,11 @@
-"""``lmrun``: the operator CLI (offline plan, region sync, quotas, config reference).
+"""``lmrun``: the operator CLI (offline plan, region sync, quotas, join bundles, config reference).
 
 Exit codes:
 
 - 0 success;
 - 1 unexpected failure (or quotas that could not be read);
-- 2 invalid config: the stack's (one line per problem, with its config path) or the policy pack config's
-  (``plan --policy-config``);
+- 2 invalid config: the stack's (one line per problem, with its config path), the policy pack config's
+  (``plan --policy-config``), or a join bundle that does not exist;
 - 3 the plan violates a mandatory rule of the policy pack (``lmrun plan``; the violations are printed);
 - 4 a GPU vCPU quota is short (``lmrun quotas``).
 """
@@ -105,6 +105,20 @@ def _cmd_regions_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_join_bundle(args: argparse.Namespace) -> int:
+    from lmrun.join_bundle import stack_bundles, write_bundle
+
+    if args.from_json is not None:
+        text = sys.stdin.read() if str(args.from_json) == "-" else args.from_json.read_text()
+        bundles = json.loads(text)
+    else:
+        bundles = stack_bundles(args.project_dir, args.stack)
+    written = write_bundle(bundles, args.site, args.out)
+    print(f"wrote {written.config} (0600, holds the site's private key) and {written.script}")
+    print(f"on the site's gateway: sudo bash {written.script.name}")
+    return EXIT_OK
+
+
 def _cmd_quotas(args: argparse.Namespace) -> int:
     from lmrun.quotas_view import check_stack_quotas, print_quotas
 
@@ -150,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sync.set_defaults(handler=_cmd_regions_sync)
+
+    bundle = commands.add_parser("join-bundle", help="write an external site's WireGuard config and bootstrap")
+    bundle.add_argument("--project-dir", type=Path, default=Path.cwd(), help="directory holding Pulumi.yaml")
+    bundle.add_argument("--stack", required=True, help="the deployed stack")
+    bundle.add_argument("--site", required=True, help="an external site of lmrun:sites")
+    bundle.add_argument("--out", type=Path, default=Path.cwd(), help="directory to write the two files into")
+    bundle.add_argument("--from-json", type=Path, help="read the joinBundles stack output from this file ('-': stdin)")
+    bundle.set_defaults(handler=_cmd_join_bundle)
 
     quotas = commands.add_parser(
         "quotas", help="compare the stack's GPU vCPU needs with the G and VT quotas (boto3; exit 4 when short)"

@@ -85,6 +85,7 @@ class PlanReport:
             "nodes": self.nodes,
             "phoenix": self.phoenix,
             "sites": self.sites,
+            "reachability": self.recording.outputs.get("reachability") or [],
             "violations": [v.to_json() for v in self.violations],
             "cost": self.cost.to_json(),
         }

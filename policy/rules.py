@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from lmrun.aws.instances import catalog
+from lmrun.aws.network.cidr_blocks import REGION_POOL, SITE_POOL, TUNNEL_POOL
 from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
 
 PACK_NAME = "lmrun-mesh"
@@ -48,8 +49,8 @@ for stack policies)."""
 Level = Literal["advisory", "mandatory", "disabled"]
 
 WIREGUARD_PORT = 51820
-MESH_INTERNAL_CIDRS = ("10.64.0.0/10", "10.128.0.0/10")
-"""The mesh's VPC supernet and its site supernet: the sources an all-traffic rule may come from."""
+MESH_INTERNAL_CIDRS = (str(REGION_POOL), str(SITE_POOL), str(TUNNEL_POOL))
+"""The mesh's VPC, site and WireGuard tunnel ranges: the sources an all-traffic rule may come from."""
 NODE_PORT_RANGE = (30000, 32767)
 DEFAULT_MAX_PEERINGS = 50
 REQUIRED_TAGS = ("lmrun:mesh", "lmrun:managed-by")

@@ -50,7 +50,9 @@ def _password(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
 
 
 def _random_bytes(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
-    raw = hashlib.sha256(args.name.encode()).digest()[: int(args.inputs.get("length", 32))]
+    # New keepers mean new bytes, as with the real provider (that is how keyEpoch rotates a key).
+    seed = args.name + repr(sorted((args.inputs.get("keepers") or {}).items()))
+    raw = hashlib.sha256(seed.encode()).digest()[: int(args.inputs.get("length", 32))]
     return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
 
 

@@ -114,7 +114,7 @@ def test_every_instance_requires_imdsv2_and_encrypts_its_volumes(preview: bool) 
     recording = plan("global", preview=preview).recording
     instances = recording.by_type(INSTANCE)
     templates = recording.by_type(LAUNCH_TEMPLATE)
-    assert len(instances) == 2 and len(templates) == 3  # K3s server + Phoenix node; three GPU nodes
+    assert len(instances) == 3 and len(templates) == 3  # K3s server, Phoenix, WireGuard hub; three GPU nodes
     for resource in instances + templates:
         assert resource.inputs["metadataOptions"]["httpTokens"] == "required", resource.name
     for instance in instances:
@@ -192,7 +192,7 @@ def test_gpu_nodes_are_spot_safe_groups_of_one_across_every_az() -> None:
 def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
     recording = plan("global").recording
     policies = recording.by_type("aws:iam/rolePolicy:RolePolicy")
-    assert len(policies) == 5  # server, Phoenix node, three GPU nodes
+    assert len(policies) == 6  # server, Phoenix node, WireGuard hub, three GPU nodes
     for policy in policies:
         document = json.loads(policy.inputs["policy"])
         for statement in document["Statement"]:
@@ -254,7 +254,7 @@ def _validate_user_data(recording: Recording, tmp_path: Path) -> int:
 
 
 def test_every_user_data_of_the_stacks_passes_cloud_init_and_shellcheck(tmp_path: Path) -> None:
-    assert _validate_user_data(plan("global").recording, tmp_path) == 5
+    assert _validate_user_data(plan("global").recording, tmp_path) == 6
     assert _validate_user_data(plan("dev").recording, tmp_path) == 2
 
 
@@ -291,7 +291,7 @@ def test_two_replicas_share_one_node_port_and_only_ready_ones_get_traffic() -> N
     service = recording.named("mesh-cluster-ports-svc-qwen").inputs
     assert service["spec"]["ports"][0]["nodePort"] == 30080
     assert service["spec"]["externalTrafficPolicy"] == "Cluster"
-    proxies = [r for r in recording.resources if r.name.startswith("mesh-cluster-ports-ready-qwen-")]
+    proxies = [r for r in recording.resources if r.name.startswith("mesh-cluster-ports-ready-qwen-qwen-")]
     assert sorted(p.name for p in proxies) == [
         "mesh-cluster-ports-ready-qwen-qwen-use2",
         "mesh-cluster-ports-ready-qwen-qwen-usw2",
@@ -312,6 +312,7 @@ def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
         "gpu-metrics": 30300,
         "phoenix-ui": 30200,
         "phoenix-grpc": 30201,
+        "qwen-gcp": 30082,
     }
     assert document["nodes"]["qwen-use2"] == {
         "region": "us-east-2",

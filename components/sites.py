@@ -1,0 +1,135 @@
+"""Sites: every non-AWS location of the mesh — keys, the hub gateway, GCP sites, external join bundles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+
+from lmrun.components.naming import slug
+from lmrun.components.vpc import RegionalVpc
+from lmrun.components.wireguard_hub import WireGuardHub, WireGuardKey, wireguard_key
+from lmrun.plan.cluster import NodePlan
+from lmrun.plan.sites import SitePlan, WireGuardPlan
+from lmrun.render.wireguard import Config, join_bundle, site_config
+
+
+class SitesArgs(TypedDict):
+    """Inputs of :class:`Sites`."""
+
+    plan: WireGuardPlan
+    """Hub and sites, decided by :func:`lmrun.plan.sites.plan_wireguard`."""
+    main_vpc: RegionalVpc
+    """The main region's VPC (the hub lives in its first subnet)."""
+    main_subnet_az: str
+    """AZ id of the hub's subnet."""
+    ami_id: pulumi.Input[str]
+    """Amazon Linux 2023 image for the hub."""
+    parameter_prefix: str
+    """SSM path prefix of the mesh."""
+    k3s_token: pulumi.Input[str]
+    """K3s join token (secret), for GCP sites' Secret Manager."""
+    k3s_server_ip: str
+    """The K3s server's private IP (reached through the tunnel)."""
+    k3s_version: str
+    """Pinned K3s release for site nodes."""
+    nodes: Sequence[NodePlan]
+    """GPU nodes placed in sites (cloud ``gcp``)."""
+    hugging_face_token: pulumi.Input[str] | None
+    """Hugging Face token (secret) or None."""
+    tags: Mapping[str, str]
+    """Tags (AWS) / labels (GCP, lower-cased) for every resource."""
+
+
+def _site_config(site: SitePlan, plan: WireGuardPlan, values: list[Any]) -> Config:
+    private, hub_public, hub_ip = values
+    if plan.hub is None:
+        raise ValueError("sites need a hub")
+    config = site_config(
+        private_key=private,
+        tunnel_address=site.tunnel_address,
+        hub_public_key=hub_public,
+        hub_endpoint_host=hub_ip,
+        hub_tunnel_address=plan.hub.tunnel_address,
+        mesh_cidrs=plan.aws_routes,
+        mtu=site.mtu,
+        hub_listen_port=plan.hub.port,
+        behind_nat=site.persistent_keepalive is not None,
+    )
+    return config
+
+
+def _bundle(site: SitePlan, config: Config) -> dict[str, str]:
+    bundle = join_bundle(site.name, config)
+    return {
+        "config": bundle.config,
+        "bootstrap": bundle.bootstrap,
+        "config_filename": bundle.config_filename,
+        "script_filename": bundle.script_filename,
+    }
+
+
+class Sites(pulumi.ComponentResource):
+    """Site keys (rotated by ``keyEpoch``), the hub, one component per GCP site, join bundles for the rest."""
+
+    hub: WireGuardHub | None
+    keys: dict[str, WireGuardKey]
+    join_bundles: pulumi.Output[dict[str, dict[str, str]]]
+    """External site -> ``{config, bootstrap, config_filename, script_filename}`` (a secret)."""
+    summary: dict[str, dict[str, Any]]
+    """Site -> ``{cidr, kind, mtu, tunnel_address}`` for the plan."""
+
+    def __init__(self, name: str, *, args: SitesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lmrun:index:Sites", name, None, opts)
+        plan = args["plan"]
+        child = pulumi.ResourceOptions(parent=self)
+        self.keys = {
+            site.name: wireguard_key(f"{name}-{slug(site.name)}-key", epoch=site.key_epoch, opts=child)
+            for site in plan.sites.values()
+        }
+        self.summary = {
+            site.name: {"cidr": site.cidr, "kind": site.kind, "mtu": site.mtu, "tunnel_address": site.tunnel_address}
+            for site in plan.sites.values()
+        }
+        self.hub = None
+        bundles: dict[str, pulumi.Output[dict[str, str]]] = {}
+        if plan.hub is not None:
+            vpc = args["main_vpc"]
+            subnet = vpc.subnets[args["main_subnet_az"]]
+            self.hub = WireGuardHub(
+                f"{name}-hub",
+                args={
+                    "region": plan.hub.region,
+                    "private_ip": plan.hub.private_ip,
+                    "instance_type": plan.hub.instance_type,
+                    "port": plan.hub.port,
+                    "tunnel_address": plan.hub.tunnel_address,
+                    "mtu": min(site.mtu for site in plan.sites.values()),
+                    "ami_id": args["ami_id"],
+                    "subnet_id": subnet.id,
+                    "vpc_id": vpc.vpc_id,
+                    "mesh_security_group_id": vpc.security_group_id,
+                    "route_table_id": vpc.route_table_id,
+                    "sites": [
+                        {
+                            "name": site.name,
+                            "cidr": site.cidr,
+                            "tunnel_address": site.tunnel_address,
+                            "public_key": self.keys[site.name].public_key,
+                        }
+                        for site in plan.sites.values()
+                    ],
+                    "parameter_prefix": args["parameter_prefix"],
+                    "tags": {**args["tags"], "lmrun:region": plan.hub.region, "lmrun:role": "wireguard-hub"},
+                },
+                opts=child,
+            )
+            for site in plan.sites.values():
+                config = pulumi.Output.all(
+                    self.keys[site.name].private_key, self.hub.public_key, self.hub.public_ip
+                ).apply(lambda values, site=site: _site_config(site, plan, values))
+                if site.kind == "external":
+                    bundles[site.name] = config.apply(lambda c, site=site: _bundle(site, c))
+        self.join_bundles = pulumi.Output.secret(pulumi.Output.all(**bundles) if bundles else {})
+        self.register_outputs({"join_bundles": self.join_bundles})
