@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, TypedDict
 
 import pulumi
@@ -60,8 +61,8 @@ def _site_config(site: SitePlan, plan: WireGuardPlan, values: list[Any]) -> Conf
     return config
 
 
-def _bundle(site: SitePlan, config: Config) -> dict[str, str]:
-    bundle = join_bundle(site.name, config)
+def _bundle(site: SitePlan, plan: WireGuardPlan, values: list[Any]) -> dict[str, str]:
+    bundle = join_bundle(site.name, _site_config(site, plan, values))
     return {
         "config": bundle.config,
         "bootstrap": bundle.bootstrap,
@@ -126,10 +127,8 @@ class Sites(pulumi.ComponentResource):
                 opts=child,
             )
             for site in plan.sites.values():
-                config = pulumi.Output.all(
-                    self.keys[site.name].private_key, self.hub.public_key, self.hub.public_ip
-                ).apply(lambda values, site=site: _site_config(site, plan, values))
+                values = pulumi.Output.all(self.keys[site.name].private_key, self.hub.public_key, self.hub.public_ip)
                 if site.kind == "external":
-                    bundles[site.name] = config.apply(lambda c, site=site: _bundle(site, c))
+                    bundles[site.name] = values.apply(partial(_bundle, site, plan))
         self.join_bundles = pulumi.Output.secret(pulumi.Output.all(**bundles) if bundles else {})
         self.register_outputs({"join_bundles": self.join_bundles})

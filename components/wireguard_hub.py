@@ -42,7 +42,11 @@ class WireGuardKey:
 def wireguard_key(name: str, *, epoch: int, opts: pulumi.ResourceOptions) -> WireGuardKey:
     """32 random bytes (replaced when ``epoch`` changes), clamped like ``wg genkey``; public key derived."""
     raw = random.RandomBytes(name, length=32, keepers={"keyEpoch": str(epoch)}, opts=opts)
-    private = pulumi.Output.secret(raw.base64.apply(lambda b64: private_key_from_bytes(base64.b64decode(b64))))
+
+    def clamp(b64: str) -> str:
+        return private_key_from_bytes(base64.b64decode(b64))
+
+    private: pulumi.Output[str] = pulumi.Output.secret(raw.base64.apply(clamp))
     # The public half is not secret; unwrap it so it can appear in plans and peer entries.
     public = pulumi.Output.unsecret(private.apply(public_key))
     return WireGuardKey(private, public)
@@ -124,13 +128,14 @@ class WireGuardHub(pulumi.ComponentResource):
             return render_wg_quick(config)
 
         config_name = f"{args['parameter_prefix'].rstrip('/')}/wireguard/hub"
+        rendered: pulumi.Output[str] = pulumi.Output.all(key.private_key, *(s["public_key"] for s in sites)).apply(
+            render
+        )
         config = aws.ssm.Parameter(
             f"{name}-config",
             name=config_name,
             type="SecureString",
-            value=pulumi.Output.secret(
-                pulumi.Output.all(key.private_key, *(s["public_key"] for s in sites)).apply(render)
-            ),
+            value=pulumi.Output.secret(rendered),
             description="WireGuard hub config (private key, one peer per site); read by the hub at boot",
             tags=with_name(tags, f"{name}-config"),
             opts=child,
