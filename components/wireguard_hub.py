@@ -131,11 +131,12 @@ class WireGuardHub(pulumi.ComponentResource):
         rendered: pulumi.Output[str] = pulumi.Output.all(key.private_key, *(s["public_key"] for s in sites)).apply(
             render
         )
+        secret_config: pulumi.Output[str] = pulumi.Output.secret(rendered)
         config = aws.ssm.Parameter(
             f"{name}-config",
             name=config_name,
             type="SecureString",
-            value=pulumi.Output.secret(rendered),
+            value=secret_config,
             description="WireGuard hub config (private key, one peer per site); read by the hub at boot",
             tags=with_name(tags, f"{name}-config"),
             opts=child,
