@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
+from lmrun.join_bundle import JoinBundleError
 from lmrun.policy.rules import PolicyConfigError
 from lmrun.spec import ConfigError
 from lmrun.stackfile import StackFileError, load_stack_config
@@ -189,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    except (StackFileError, PolicyConfigFileError) as exc:
+    except (StackFileError, PolicyConfigFileError, JoinBundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID_CONFIG
     except PolicyConfigError as exc:

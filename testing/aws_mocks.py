@@ -61,7 +61,11 @@ def _command(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
 
 
 def _instance(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
-    return {"privateIp": args.inputs.get("privateIp", "10.0.0.1"), "publicIp": "203.0.113.10"}
+    return {
+        "privateIp": args.inputs.get("privateIp", "10.0.0.1"),
+        "publicIp": "203.0.113.10",
+        "primaryNetworkInterfaceId": f"eni-{_digest(args.name)}",
+    }
 
 
 def _eip(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:

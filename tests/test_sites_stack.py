@@ -1,0 +1,329 @@
+"""Whole-stack tests of the WireGuard hub and sites: secret keys, one world-open port, rotation, reachability."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lmrun.cli import main
+from lmrun.render.cloudinit import written_files
+from lmrun.render.wireguard import private_key_from_bytes
+from lmrun.testing import Recording, Secret
+from tests.config_cases import Case, run_plan, write_stack
+from tests.conftest import ROOT, plan
+
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+KEY = "random:index/randomBytes:RandomBytes"
+HUB_CONFIG = "mesh-sites-hub-config"
+
+
+def _global_sites() -> list[dict[str, Any]]:
+    return list(yaml.safe_load((ROOT / "stacks" / "Pulumi.global.yaml").read_text())["config"]["lmrun:sites"])
+
+
+def _private_keys(recording: Recording) -> dict[str, str]:
+    """The WireGuard private keys the mocks produce (lmrun.testing.aws_mocks: bytes from name + keepers)."""
+    keys = {}
+    for resource in recording.by_type(KEY):
+        seed = resource.name + repr(sorted((resource.inputs.get("keepers") or {}).items()))
+        keys[resource.name] = private_key_from_bytes(hashlib.sha256(seed.encode()).digest()[:32])
+    return keys
+
+
+def _plain_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, Secret):
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _plain_strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _plain_strings(item)
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])
+def test_every_wireguard_private_key_is_secret_everywhere(preview: bool) -> None:
+    recording = plan("global", preview=preview).recording
+    keys = _private_keys(recording)
+    assert set(keys) == {"mesh-sites-hub-key", "mesh-sites-gcp-usc1-key", "mesh-sites-lab-onprem-key"}
+    for resource in recording.resources:
+        for text in _plain_strings(resource.inputs):
+            for name, key in keys.items():
+                assert key not in text, f"{name} in plain text in {resource.name}"
+    for output, value in recording.outputs.items():
+        for text in _plain_strings(value):
+            assert all(key not in text for key in keys.values()), output
+    assert isinstance(recording.outputs["joinBundles"], Secret)
+
+
+def test_the_hub_config_holds_its_key_and_one_peer_per_site() -> None:
+    recording = plan("global").recording
+    parameter = recording.named(HUB_CONFIG).inputs
+    assert parameter["type"] == "SecureString" and isinstance(parameter["value"], Secret)
+    text = parameter["value"].value
+    assert f"PrivateKey = {_private_keys(recording)['mesh-sites-hub-key']}" in text
+    assert "ListenPort = 51820" in text
+    for site, allowed in {
+        "gcp-usc1": "10.128.0.0/20, 10.192.0.2/32",
+        "lab-onprem": "10.129.0.0/24, 10.192.1.2/32",
+    }.items():
+        assert f"# peer: {site}" in text and f"AllowedIPs = {allowed}" in text
+
+
+def test_only_the_wireguard_port_is_open_to_the_world() -> None:
+    for stack in ("dev", "global"):
+        world = [
+            r
+            for r in plan(stack).recording.by_type(INGRESS)
+            if r.inputs.get("cidrIpv4") == "0.0.0.0/0" or "cidrIpv6" in r.inputs
+        ]
+        expected = [("udp", 51820, 51820)] if stack == "global" else []
+        assert [(r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in world] == expected
+
+
+def test_the_hub_forwards_and_the_main_vpc_routes_every_site_to_it() -> None:
+    recording = plan("global").recording
+    hub = recording.named("mesh-sites-hub-instance").inputs
+    assert hub["sourceDestCheck"] is False
+    assert hub["privateIp"] == "10.64.16.11"
+    assert hub["metadataOptions"]["httpTokens"] == "required"
+    files = written_files(hub["userData"])
+    assert "/lmrun/global/wireguard/hub" in files["/usr/local/lib/lmrun/wireguard-refresh.sh"]
+    assert "PrivateKey" not in hub["userData"]
+    routes = {
+        r.inputs["destinationCidrBlock"]: r.inputs
+        for r in recording.by_type("aws:ec2/route:Route")
+        if r.name.startswith("mesh-sites-hub-route-")
+    }
+    assert set(routes) == {"10.128.0.0/20", "10.129.0.0/24", "10.192.0.0/16"}
+    for route in routes.values():
+        assert route["routeTableId"] == "mesh-us-east-1-rt-id"
+        assert "networkInterfaceId" in route and "gatewayId" not in route and "vpcPeeringConnectionId" not in route
+    assert recording.named("mesh-sites-hub-eip-association").inputs["instanceId"] == "mesh-sites-hub-instance-id"
+
+
+def _state(recording: Recording) -> dict[str, Any]:
+    return {r.urn: r.inputs for r in recording.resources}
+
+
+def test_rotating_one_sites_key_epoch_changes_only_its_key_and_the_hubs_peer_entry() -> None:
+    sites = _global_sites()
+    rotated = [{**site, "keyEpoch": 1} if site["name"] == "lab-onprem" else site for site in sites]
+    before, after = _state(plan("global").recording), _state(plan("global", sites=rotated).recording)
+    assert set(before) == set(after), "rotation adds or removes nothing"
+    changed = sorted(urn.rsplit("::", 1)[-1] for urn in before if before[urn] != after[urn])
+    assert changed == ["mesh-sites-hub-config", "mesh-sites-lab-onprem-key"]
+    key = "mesh-sites-lab-onprem-key"
+    assert _private_keys(plan("global").recording)[key] != _private_keys(plan("global", sites=rotated).recording)[key]
+
+
+def test_adding_a_site_only_adds_resources_and_the_hubs_peer_entry() -> None:
+    extra = {"name": "lab-two", "kind": "external", "cidr": "10.130.0.0/24"}
+    before, after = _state(plan("global").recording), _state(plan("global", sites=[*_global_sites(), extra]).recording)
+    assert set(before) < set(after)
+    changed = sorted(urn.rsplit("::", 1)[-1] for urn in before if before[urn] != after[urn])
+    assert changed == ["mesh-sites-hub-config"]
+    assert all("lab-two" in urn for urn in set(after) - set(before))
+
+
+def test_reachability_in_the_plan_json() -> None:
+    document = plan("global").to_json()
+    paths = {(p["from"], p["to"]): p for p in document["reachability"]}
+    assert paths[("us-east-1", "qwen-gcp")]["ok"] is True
+    assert "through the WireGuard hub" in paths[("us-east-1", "qwen-gcp")]["reason"]
+    assert paths[("gcp-usc1", "k3s-api")] == {
+        "from": "gcp-usc1",
+        "to": "k3s-api",
+        "port": 6443,
+        "ok": True,
+        "reason": "gcp-usc1 reaches the main region through its WireGuard tunnel",
+    }
+    assert all(p["ok"] for p in document["reachability"])
+    assert document["sites"]["lab-onprem"] == {
+        "cidr": "10.129.0.0/24",
+        "kind": "external",
+        "mtu": 1440,
+        "tunnel_address": "10.192.1.2",
+    }
+
+
+def _bundles(tmp_path: Path) -> Path:
+    bundles = plan("global").recording.outputs["joinBundles"].value
+    path = tmp_path / "bundles.json"
+    path.write_text(json.dumps(bundles))
+    return path
+
+
+def test_join_bundle_writes_a_private_config_and_an_executable_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _bundles(tmp_path)
+    out = tmp_path / "out"
+    code = main(
+        ["join-bundle", "--stack", "global", "--site", "lab-onprem", "--out", str(out), "--from-json", str(source)]
+    )
+    assert code == 0, capsys.readouterr().err
+    config, script = out / "lab-onprem-wg0.conf", out / "lab-onprem-bootstrap.sh"
+    assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(script).st_mode) == 0o755
+    text = config.read_text()
+    keys = _private_keys(plan("global").recording)
+    assert f"PrivateKey = {keys['mesh-sites-lab-onprem-key']}" in text
+    assert "Endpoint = " in text and ":51820" in text and "PersistentKeepalive = 25" in text
+    assert "AllowedIPs = 10.64.0.0/16, 10.192.0.0/16, 10.192.0.1/32" in text
+    assert "PrivateKey" not in script.read_text()
+
+
+def test_join_bundle_for_an_unknown_or_gcp_site_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _bundles(tmp_path)
+    for site in ("nowhere", "gcp-usc1"):  # GCP sites are declared in the stack: no bundle
+        code = main(
+            ["join-bundle", "--stack", "global", "--site", site, "--out", str(tmp_path), "--from-json", str(source)]
+        )
+        assert code == 2
+        assert capsys.readouterr().err.startswith(
+            f"error: no join bundle for site '{site}'; external sites: lab-onprem"
+        )
+
+
+MESH = {"mainRegion": "us-east-1", "regions": ["us-east-2", "us-west-2"]}
+GCP = {"name": "gcp-a", "kind": "gcp", "cidr": "10.128.0.0/20", "project": "lmrun-demo-1", "region": "us-central1"}
+LAB = {"name": "lab", "kind": "external", "cidr": "10.129.0.0/24"}
+QWEN = {
+    "name": "qwen-a",
+    "region": "us-east-2",
+    "gpu": "L4",
+    "model": "Qwen/Qwen2.5-7B-Instruct",
+    "modelRevision": "a09a35458c702b33eeacc393d103063234e8bc28",
+    "nodePort": 30080,
+}
+GCP_NODE = {
+    **{k: v for k, v in QWEN.items() if k != "region"},
+    "name": "l4-gcp",
+    "cloud": "gcp",
+    "site": "gcp-a",
+    "nodePort": 30090,
+}
+BAD: dict[str, Case] = {
+    "site-cidr-overlaps-a-region": Case(
+        {**MESH, "sites": [{**LAB, "cidr": "10.64.0.0/20"}]},
+        (("lmrun:sites[0].cidr", "10.64.0.0/20 is outside the site range 10.128.0.0/10"),),
+    ),
+    "site-cidrs-overlap": Case(
+        {**MESH, "sites": [LAB, {**LAB, "name": "lab-b", "cidr": "10.129.0.0/16"}]},
+        (("lmrun:sites[1].cidr", "10.129.0.0/16 overlaps lmrun:sites[0] (lab, 10.129.0.0/24)"),),
+    ),
+    "unknown-site-kind": Case(
+        {**MESH, "sites": [{**LAB, "kind": "azure"}]},
+        (("lmrun:sites[0].kind", "Input should be 'gcp' or 'external' (got 'azure')"),),
+    ),
+    "gcp-node-refers-to-a-missing-site": Case(
+        {**MESH, "sites": [GCP], "nodes": [{**GCP_NODE, "site": "gcp-z"}]},
+        (("lmrun:nodes[0].site", "no GCP site named 'gcp-z'; GCP sites: gcp-a"),),
+    ),
+    "gcp-node-in-an-external-site": Case(
+        {**MESH, "sites": [LAB], "nodes": [{**GCP_NODE, "site": "lab"}]},
+        (("lmrun:nodes[0].site", "'lab' is an external site"),),
+    ),
+    "mtu-below-1280": Case(
+        {**MESH, "sites": [{**LAB, "underlayMtu": 1300}]},
+        (("lmrun:sites[0].underlayMtu", "the tunnel MTU would be 1240, below the 1280"),),
+    ),
+    "mtu-above-the-underlay": Case(
+        {**MESH, "sites": [{**LAB, "mtu": 1480}]},
+        (("lmrun:sites[0].mtu", "1480 does not fit the underlay (1500) minus WireGuard's 60 bytes"),),
+    ),
+    "gcp-site-without-project": Case(
+        {**MESH, "sites": [{k: v for k, v in GCP.items() if k != "project"}]},
+        (("lmrun:sites[0].project", "is required for a GCP site"),),
+    ),
+    "external-site-with-gcp-fields": Case(
+        {**MESH, "sites": [{**LAB, "region": "us-central1"}]},
+        (("lmrun:sites[0].region", "only applies to GCP sites"),),
+    ),
+    "site-smaller-than-a-24": Case(
+        {**MESH, "sites": [{**LAB, "cidr": "10.129.0.0/26"}]},
+        (("lmrun:sites[0].cidr", "is smaller than a /24"),),
+    ),
+    "duplicate-site-name": Case(
+        {**MESH, "sites": [LAB, {**LAB, "cidr": "10.130.0.0/24"}]},
+        (("lmrun:sites[1].name", "'lab' is already lmrun:sites[0]"),),
+    ),
+    "wireguard-port-privileged": Case(
+        {**MESH, "sites": [LAB], "wireguard": {"port": 500}},
+        (("lmrun:wireguard.port", "greater than or equal to 1024"),),
+    ),
+    "gcp-node-with-a-region": Case(
+        {**MESH, "sites": [GCP], "nodes": [{**GCP_NODE, "region": "us-east-2"}]},
+        (("lmrun:nodes[0].region", "GCP nodes take their region from their site"),),
+    ),
+    "path-spoke-to-site": Case(
+        {**MESH, "sites": [GCP], "nodes": [GCP_NODE], "paths": [{"from": "us-west-2", "to": "l4-gcp"}]},
+        (("lmrun:paths[0]", "cannot reach l4-gcp: us-west-2 -> gcp-a: the peering with the main region drops"),),
+    ),
+    "path-spoke-to-spoke": Case(
+        {**MESH, "nodes": [QWEN], "paths": [{"from": "us-west-2", "to": "qwen-a"}]},
+        (("lmrun:paths[0]", "us-west-2 -> us-east-2: VPC peering is not transitive"),),
+    ),
+    "path-site-to-spoke": Case(
+        {**MESH, "sites": [LAB], "nodes": [QWEN], "paths": [{"from": "lab", "to": "qwen-a"}]},
+        (("lmrun:paths[0]", "lab -> us-east-2: traffic from a site enters the main VPC with a site source"),),
+    ),
+    "path-from-nowhere": Case(
+        {**MESH, "nodes": [QWEN], "paths": [{"from": "mars", "to": "qwen-a"}]},
+        (("lmrun:paths[0].from", "'mars' is not a location of this mesh"),),
+    ),
+    "path-to-no-service": Case(
+        {**MESH, "nodes": [QWEN], "paths": [{"from": "us-east-1", "to": "llama"}]},
+        (("lmrun:paths[0].to", "'llama' is not a service of this mesh"),),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD.values(), ids=BAD.keys())
+def test_bad_site_config_is_refused_with_its_config_path(
+    case: Case, project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_plan(project_dir, write_stack(tmp_path / "Pulumi.bad.yaml", case.config), capsys)
+    assert (code, out) == (2, ""), err
+    lines = err.splitlines()
+    for path, phrase in case.expected:
+        assert any(line.startswith(f"{path}: ") and phrase in line for line in lines), (path, phrase, lines)
+    assert len(lines) == len(case.expected), lines
+
+
+def test_paths_the_topology_carries_are_accepted(
+    project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {
+        **MESH,
+        "sites": [GCP],
+        "nodes": [QWEN, GCP_NODE],
+        "paths": [
+            {"from": "us-east-1", "to": "l4-gcp"},
+            {"from": "gcp-a", "to": "l4-gcp"},
+            {"from": "us-east-2", "to": "qwen-a"},
+        ],
+    }
+    code, out, err = run_plan(project_dir, write_stack(tmp_path / "Pulumi.ok.yaml", config), capsys)
+    assert code == 0, err
+    declared = [p for p in json.loads(out)["reachability"] if p["from"] != "us-east-1" or p["to"] == "l4-gcp"]
+    assert all(p["ok"] for p in declared)
+
+
+def test_user_data_of_the_hub_passes_cloud_init(tmp_path: Path) -> None:
+    from tests.validators import assert_cloud_init_valid
+
+    path = tmp_path / "hub.yaml"
+    path.write_text(plan("global").recording.named("mesh-sites-hub-instance").inputs["userData"])
+    assert_cloud_init_valid(path)
