@@ -20,7 +20,14 @@ pulumi.export("nodePorts", plan.cluster.node_ports)
 pulumi.export(
     "nodes",
     {
-        n.name: {"region": n.region, "instance_type": n.instance_type, "spot": n.spot, "hourly_usd": n.hourly_usd}
+        n.name: {
+            "region": n.region,
+            "instance_type": n.instance_type,
+            "spot": n.spot,
+            "hourly_usd": n.hourly_usd,
+            "cloud": n.cloud,
+            "site": n.site,
+        }
         for n in plan.cluster.nodes.values()
     },
 )

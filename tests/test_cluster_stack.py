@@ -319,7 +319,10 @@ def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
         "instance_type": "g6.xlarge",
         "spot": True,
         "hourly_usd": pytest.approx(0.3783),
+        "cloud": "aws",
+        "site": None,
     }
+    assert document["nodes"]["l4-gcp"]["site"] == "gcp-usc1"
     assert document["nodes"]["phi-euw1"]["spot"] is False
     assert document["nodes"]["phi-euw1"]["instance_type"] == "g5.xlarge"
 
