@@ -2,7 +2,9 @@
 
 No secret ever appears in the rendered text. The join token and the admin kubeconfig travel through SSM
 Parameter Store (SecureString): the VM reads the token by parameter *name* with its instance role at boot,
-and the server writes the kubeconfig back to a parameter so Pulumi can read it without SSH.
+and the server writes the kubeconfig back to a parameter so Pulumi can read it without SSH. Agents in GCP
+sites (``parameter_store="gcp"``) read the token from GCP Secret Manager by secret id instead
+(:mod:`lmrun.render.gcp`).
 
 Server state (datastore, certificates, and the node password) lives on a separate EBS volume mounted at
 ``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the token and the
@@ -15,6 +17,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from lmrun.render.cloudinit import (
     SCRIPT_DIR,
@@ -25,6 +28,16 @@ from lmrun.render.cloudinit import (
     sh_join,
     systemd_unit,
 )
+from lmrun.render.gcp import (
+    GCP_SECRET_GET_SCRIPT,
+    check_gcp_project,
+    check_gcp_region,
+    check_secret_id,
+    secret_get_command,
+)
+
+ParameterStore = Literal["ssm", "gcp"]
+"""Where a VM reads its secrets at boot: AWS SSM Parameter Store or GCP Secret Manager."""
 
 K3S_VERSION = "v1.33.6+k3s1"
 """Pinned K3s release (was the K3s ``stable`` channel; Kubernetes 1.33)."""
@@ -77,6 +90,16 @@ def check_ssm_parameter_name(field_name: str, value: str) -> None:
 
 def check_region(field_name: str, value: str) -> None:
     _check(bool(_REGION.match(value)), field_name, value, "an AWS region name")
+
+
+def check_location_region(field_name: str, value: str) -> None:
+    """An AWS region (``us-east-1``) or a GCP region (``us-central1``): where a VM runs."""
+    if isinstance(value, str) and _REGION.match(value):
+        return
+    try:
+        check_gcp_region(field_name, value)
+    except ValueError:
+        raise ValueError(f"{field_name}: {value!r} is not an AWS or GCP region name") from None
 
 
 def check_label_value(field_name: str, value: str) -> None:
@@ -153,25 +176,35 @@ class K3sAgentConfig:
     server_ip: str
     """Private IP of the K3s server."""
     ssm_region: str
-    """Region of the token parameter (the main region, also for agents in spokes)."""
+    """Region of the token parameter (the main region, also for agents in spokes); ``""`` (unused) when
+    ``parameter_store`` is ``"gcp"``."""
     token_parameter: str
+    """SSM parameter name of the join token, or its Secret Manager secret id (``parameter_store="gcp"``)."""
     node_name: str
     """The mesh's name for this node: the ``lmrun.io/node`` label that services pin to."""
     region: str
-    """Where the VM runs: the ``lmrun.io/region`` label."""
+    """Where the VM runs (an AWS or a GCP region): the ``lmrun.io/region`` label."""
     gpu: str | None = None
     """GPU model for the ``lmrun.io/gpu`` label; None on CPU-only VMs (label omitted)."""
     node_ip: str | None = None
     """Pin the node IP K3s advertises; None lets K3s pick the primary interface's address."""
     extra_labels: tuple[tuple[str, str], ...] = field(default=())
     k3s_version: str = K3S_VERSION
+    parameter_store: ParameterStore = "ssm"
+    """``"ssm"``: the token is an SSM parameter in ``ssm_region``; ``"gcp"``: a Secret Manager secret of
+    ``gcp_project``, read with the VM's service account (VMs in GCP sites)."""
+    gcp_project: str | None = None
+    """Project of the token secret; required with ``parameter_store="gcp"``, None otherwise."""
 
     def __post_init__(self) -> None:
         _check_ipv4("server_ip", self.server_ip)
-        check_region("ssm_region", self.ssm_region)
-        check_ssm_parameter_name("token_parameter", self.token_parameter)
+        _check_secret_store(self.parameter_store, self.ssm_region, self.gcp_project)
+        if self.parameter_store == "gcp":
+            check_secret_id("token_parameter", self.token_parameter)
+        else:
+            check_ssm_parameter_name("token_parameter", self.token_parameter)
         check_label_value("node_name", self.node_name)
-        check_region("region", self.region)
+        check_location_region("region", self.region)
         if self.gpu is not None:
             check_label_value("gpu", self.gpu)
         if self.node_ip is not None:
@@ -190,6 +223,23 @@ class K3sAgentConfig:
             labels[LABEL_GPU] = self.gpu
         labels.update(dict(self.extra_labels))
         return labels
+
+
+def _check_secret_store(source: str, ssm_region: str | None, gcp_project: str | None) -> None:
+    """``ssm`` needs an SSM region and no project; ``gcp`` needs a project and no SSM region."""
+    if source == "ssm":
+        if ssm_region is not None:
+            check_region("ssm_region", ssm_region)
+        if gcp_project is not None:
+            raise ValueError("gcp_project: only used with parameter_store 'gcp'")
+    elif source == "gcp":
+        if gcp_project is None:
+            raise ValueError("gcp_project: required when parameter_store is 'gcp'")
+        check_gcp_project("gcp_project", gcp_project)
+        if ssm_region:
+            raise ValueError("ssm_region: unused with parameter_store 'gcp' (secrets come from Secret Manager)")
+    else:
+        raise ValueError(f"parameter_store: {source!r} is not 'ssm' or 'gcp'")
 
 
 # --- shell pieces shared by server and agents ---------------------------------------------------------------
@@ -444,15 +494,26 @@ systemctl enable --now {PUBLISH_KUBECONFIG_UNIT}
     ]
 
 
+def secret_fetch_script(source: ParameterStore) -> WriteFile:
+    """The fetch script a VM with secrets in ``source`` needs (``ssm-get.sh`` or ``gcp-secret-get.sh``)."""
+    return GCP_SECRET_GET_SCRIPT if source == "gcp" else SSM_GET_SCRIPT
+
+
+def _token_fetch_line(cfg: K3sAgentConfig) -> str:
+    if cfg.parameter_store == "gcp" and cfg.gcp_project is not None:  # __post_init__ enforces the pair
+        return secret_get_command(cfg.gcp_project, cfg.token_parameter, TOKEN_FILE)
+    return f"{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.token_parameter, TOKEN_FILE])}"
+
+
 def agent_files(cfg: K3sAgentConfig) -> list[WriteFile]:
     bootstrap = script_file(
         "k3s-agent-bootstrap.sh",
         f"""
-{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.token_parameter, TOKEN_FILE])}
+{_token_fetch_line(cfg)}
 {SCRIPT_DIR}/k3s-install.sh {sh_join([cfg.k3s_version, "agent", *agent_flags(cfg)])}
 """,
     )
-    return [SSM_GET_SCRIPT, K3S_INSTALL_SCRIPT, bootstrap]
+    return [secret_fetch_script(cfg.parameter_store), K3S_INSTALL_SCRIPT, bootstrap]
 
 
 def agent_runcmd() -> list[list[str]]:

@@ -2,7 +2,8 @@
 
 vLLM is installed pinned into its own virtualenv and run by a dedicated ``vllm`` user. The model is served
 at a pinned revision under the name clients send as ``model``. A Hugging Face token, when configured, is
-read by parameter *name* from SSM at boot into a root-only EnvironmentFile; it never appears in user data.
+read by parameter *name* from SSM (or, on GCP, by secret id from Secret Manager) at boot into a root-only
+EnvironmentFile; it never appears in user data.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ import shlex
 from dataclasses import dataclass
 
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
-from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd, check_region, check_ssm_parameter_name
+from lmrun.render.gcp import check_gcp_project, check_secret_id, secret_get_command
+from lmrun.render.k3s import (
+    K3sAgentConfig,
+    ParameterStore,
+    agent_files,
+    agent_runcmd,
+    check_region,
+    check_ssm_parameter_name,
+)
 from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
 
 VLLM_VERSION = "0.33.0"
@@ -58,6 +67,11 @@ class VllmConfig:
     """EnvironmentFile with the exporter's auth header (written by the Phoenix client refresher); optional
     at start ('-'), so vLLM serves before Phoenix has published a key."""
     vllm_version: str = VLLM_VERSION
+    parameter_store: ParameterStore = "ssm"
+    """``"ssm"``: ``hf_token_parameter`` is an SSM parameter in ``ssm_region``; ``"gcp"``: a Secret Manager
+    secret id of ``gcp_project`` (GPU nodes in GCP sites; ``ssm_region`` stays None)."""
+    gcp_project: str | None = None
+    """Project of the Hugging Face token secret; required with ``parameter_store="gcp"`` and a token."""
 
     def __post_init__(self) -> None:
         if not _MODEL.match(self.model):
@@ -75,12 +89,26 @@ class VllmConfig:
                 raise ValueError(f"extra_args: {arg!r} is set by lmrun itself (use the dedicated field)")
             if "\n" in arg or "\x00" in arg:
                 raise ValueError(f"extra_args: {arg!r} contains a newline or NUL")
-        if self.hf_token_parameter is not None:
-            check_ssm_parameter_name("hf_token_parameter", self.hf_token_parameter)
-            if self.ssm_region is None:
-                raise ValueError("ssm_region: required when hf_token_parameter is set")
-        if self.ssm_region is not None:
-            check_region("ssm_region", self.ssm_region)
+        if self.parameter_store == "gcp":
+            if self.ssm_region is not None:
+                raise ValueError("ssm_region: unused with parameter_store 'gcp' (secrets come from Secret Manager)")
+            if self.hf_token_parameter is not None:
+                check_secret_id("hf_token_parameter", self.hf_token_parameter)
+                if self.gcp_project is None:
+                    raise ValueError("gcp_project: required when hf_token_parameter is set with parameter_store 'gcp'")
+            if self.gcp_project is not None:
+                check_gcp_project("gcp_project", self.gcp_project)
+        elif self.parameter_store == "ssm":
+            if self.gcp_project is not None:
+                raise ValueError("gcp_project: only used with parameter_store 'gcp'")
+            if self.hf_token_parameter is not None:
+                check_ssm_parameter_name("hf_token_parameter", self.hf_token_parameter)
+                if self.ssm_region is None:
+                    raise ValueError("ssm_region: required when hf_token_parameter is set")
+            if self.ssm_region is not None:
+                check_region("ssm_region", self.ssm_region)
+        else:
+            raise ValueError(f"parameter_store: {self.parameter_store!r} is not 'ssm' or 'gcp'")
         if self.otlp_traces_endpoint is not None and not _OTLP.match(self.otlp_traces_endpoint):
             raise ValueError(f"otlp_traces_endpoint: {self.otlp_traces_endpoint!r} is not an OTLP URL")
         if not _VERSION.match(self.vllm_version):
@@ -114,13 +142,25 @@ def serve_script(cfg: VllmConfig) -> WriteFile:
     return script_file("vllm-serve.sh", f"exec {VENV}/bin/vllm {sh_join(serve_args(cfg))}")
 
 
+def _hf_fetch_line(cfg: VllmConfig) -> str | None:
+    """The shell line fetching the Hugging Face token into /run/lmrun/hf-token; None without a token."""
+    if cfg.hf_token_parameter is None:
+        return None
+    if cfg.parameter_store == "gcp" and cfg.gcp_project is not None:  # __post_init__ enforces the pair
+        return secret_get_command(cfg.gcp_project, cfg.hf_token_parameter, "/run/lmrun/hf-token")
+    if cfg.ssm_region is not None:  # both or neither (__post_init__)
+        return f"{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.hf_token_parameter, '/run/lmrun/hf-token'])}"
+    return None
+
+
 def install_script(cfg: VllmConfig) -> WriteFile:
     hf = ""
-    if cfg.hf_token_parameter is not None and cfg.ssm_region is not None:  # both or neither (__post_init__)
+    fetch = _hf_fetch_line(cfg)
+    if fetch is not None:
         hf = f"""
 # Hugging Face token: fetched by parameter name into a root-only EnvironmentFile.
 {sh_assign("ENV_FILE", ENV_FILE)}
-{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.hf_token_parameter, "/run/lmrun/hf-token"])}
+{fetch}
 umask 077
 mkdir -p "$(dirname "$ENV_FILE")"
 {{ printf 'HF_TOKEN='; tr -d '\\n' </run/lmrun/hf-token; printf '\\n'; }} >"$ENV_FILE"
@@ -206,6 +246,14 @@ def render_gpu_node_user_data(
     """
     if agent.gpu is None:
         raise ValueError("gpu: a GPU node's agent config must name its GPU (the lmrun.io/gpu label)")
+    if vllm.hf_token_parameter is not None and vllm.parameter_store != agent.parameter_store:
+        # Only the agent's fetch script is written: both secrets must come from the same store.
+        raise ValueError(
+            f"parameter_store: the Hugging Face token ({vllm.parameter_store}) and the join token "
+            f"({agent.parameter_store}) must come from the same secret store"
+        )
+    if tracing is not None and agent.parameter_store != "ssm":
+        raise ValueError("tracing: the Phoenix client reads its ingest key from SSM; not available on GCP nodes")
     if tracing is not None and (
         vllm.otlp_traces_endpoint != tracing.endpoint or vllm.otlp_env_file != tracing.env_file
     ):

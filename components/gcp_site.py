@@ -1,0 +1,560 @@
+"""GcpSite: a GCP site of the mesh — its own VPC, a WireGuard gateway tunnelling to the hub, and GPU nodes.
+
+Everything uses the site's own explicit ``gcp.Provider`` (project and region of the site). The site is a
+custom-mode network with one subnetwork (the site CIDR) and only three ingress rules: WireGuard from the
+hub's Elastic IP to the gateway, everything from the AWS ranges the site routes into the tunnel, and
+everything from inside the site. GCP denies all other ingress implicitly; no rule has a 0.0.0.0/0 source,
+and there is no SSH rule (OS Login is on; add an IAP rule yourself if you need a shell).
+
+Routing: one ``gcp.compute.Route`` per ``aws_routes`` CIDR with the gateway as next hop
+(``can_ip_forward``), so node traffic to the K3s server and the main region enters the tunnel there; the
+hub routes the site's CIDR back. The network MTU is the tunnel MTU plus WireGuard's 60 bytes (1500 for the
+default 1440 tunnel, not GCP's default 1460, which would fragment every full-size tunnel packet), and the
+gateway clamps TCP MSS to the tunnel's MTU.
+
+Secrets: the gateway's wg-quick config (the site private key inside), the K3s join token and the Hugging
+Face token are Secret Manager secrets (replicated in the site's region only) whose values stay Pulumi
+secrets. VMs read them by secret id at boot with an access token from the metadata server and ``curl``
+(:mod:`lmrun.render.gcp`); no secret is in instance metadata. Two service accounts keep the blast radius
+small: the gateway's may read only the WireGuard config, the nodes' only the K3s and Hugging Face tokens,
+each through a secret-level ``roles/secretmanager.secretAccessor`` binding (no project-level role at all:
+nothing here ships logs or metrics through an agent that would need ``roles/logging.logWriter``).
+
+Images: the gateway runs Ubuntu 24.04 LTS (``ubuntu-os-cloud/ubuntu-2404-lts-amd64``); GPU nodes run the
+Deep Learning VM family ``deeplearning-platform-release/common-cu128-ubuntu-2204-nvidia-570`` (Ubuntu 22.04,
+NVIDIA driver 570 and CUDA 12.8 preinstalled). Both are Ubuntu, so both take ``#cloud-config`` through
+the ``user-data`` metadata key (cloud-init's GCE datasource) — the very same K3s agent + vLLM bootstrap
+as AWS nodes, with the secret fetch switched to Secret Manager.
+
+Egress costs money, so note it: GPU nodes have no external IP, yet need the internet (apt, the K3s
+installer, pip for vLLM, model weights from Hugging Face). A site with nodes therefore gets a Cloud Router
+and Cloud NAT (the standard way; per the GCP price list roughly $0.0014 per VM-hour, about $1/month per
+node, capped near $32/month from 32 VMs up, plus ~$0.045 per GB processed — a 15 GB model download is
+about $0.70 — and its auto-allocated external IP). Private Google Access is on, so Secret Manager traffic
+skips the NAT. A site without nodes gets no router and no NAT.
+
+Spot nodes use provisioning model SPOT with termination action STOP: a preempted node keeps its disk (the
+model cache) but is not restarted by anything here; start it again (``gcloud compute instances start``)
+or run ``pulumi up`` with a changed node. GPUs cannot live-migrate, so every node sets
+``on_host_maintenance=TERMINATE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_gcp as gcp
+
+from lmrun.components.naming import slug
+from lmrun.plan.cluster import NodePlan
+from lmrun.plan.sites import SitePlan
+from lmrun.render.gcp import render_gateway_user_data
+from lmrun.render.k3s import K3sAgentConfig
+from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
+from lmrun.render.wireguard import WIREGUARD_IPV4_OVERHEAD, render_wg_quick, site_config
+
+GATEWAY_IMAGE = "ubuntu-os-cloud/ubuntu-2404-lts-amd64"
+"""Ubuntu 24.04 LTS (cloud-init, WireGuard in the kernel, iptables); the bootstrap installs wireguard-tools."""
+GPU_IMAGE = "deeplearning-platform-release/common-cu128-ubuntu-2204-nvidia-570"
+"""Deep Learning VM image family: Ubuntu 22.04 with the NVIDIA 570 driver and CUDA 12.8 preinstalled."""
+GATEWAY_TAG = "lmrun-wireguard-gateway"
+"""Network tag of the gateway: the only target of the WireGuard ingress rule."""
+NODE_TAG = "lmrun-gpu-node"
+"""Network tag of the GPU nodes."""
+GATEWAY_DISK_GB = 10
+ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+"""With this scope the VM's access is governed by IAM alone (Google's recommendation)."""
+MSS_CLAMP = "iptables -t mangle {op} FORWARD -o %i -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"
+"""wg-quick PostUp/PostDown: TCP through the tunnel never relies on ICMP-based path MTU discovery."""
+
+_ACCOUNT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]")
+
+
+def gcp_labels(tags: Mapping[str, str]) -> dict[str, str]:
+    """Mesh tags as GCP labels: lowercase keys and values of ``[a-z0-9_-]`` (other characters become ``_``),
+    keys starting with a letter, at most 63 characters. Idempotent, so already-valid labels pass unchanged."""
+    labels: dict[str, str] = {}
+    for key, value in tags.items():
+        k = _LABEL_BAD.sub("_", key.lower())
+        if not k or not k[0].isalpha():
+            k = f"l{k}"
+        labels[k[:63]] = _LABEL_BAD.sub("_", value.lower())[:63]
+    return labels
+
+
+def account_id(name: str, role: str) -> str:
+    """A service-account id (6-30 of ``[a-z0-9-]``, starting with a letter) from the component name and a
+    role; names too long keep a readable head plus a short hash, so the id stays stable and unique."""
+    full = f"{slug(name)}-{role}"
+    if _ACCOUNT_ID.match(full):
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:6]
+    head = slug(name)[: 30 - len(role) - len(digest) - 3].strip("-") or "lmrun"
+    candidate = f"{head}-{digest}-{role}"
+    return candidate if candidate[0].isalpha() else f"l{candidate}"[:30]
+
+
+class GcpSiteArgs(TypedDict):
+    """Inputs of :class:`GcpSite`. No provider comes in: the site creates its own for ``site.project``."""
+
+    site: SitePlan
+    """The site (kind ``gcp``): project, region, zone, CIDR, gateway IP, tunnel address, MTU, keepalive."""
+    private_key: pulumi.Input[str]
+    """The site's WireGuard private key (base64), a Pulumi secret; it only reaches Secret Manager."""
+    hub_public_key: pulumi.Input[str]
+    """The hub's WireGuard public key."""
+    hub_endpoint: pulumi.Input[str]
+    """The hub's Elastic IP (an IPv4 address): the only source the WireGuard rule admits."""
+    hub_port: int
+    """The hub's WireGuard UDP port; the gateway listens on the same port."""
+    hub_tunnel_address: str
+    """The hub's address in the tunnel range."""
+    aws_routes: Sequence[str]
+    """CIDRs the site routes into the tunnel (main region + tunnel range); also admitted by the firewall."""
+    k3s_token: pulumi.Input[str]
+    """K3s join token (a Pulumi secret), stored in Secret Manager for the nodes."""
+    k3s_server_ip: str
+    """The K3s server's private IP, reached through the tunnel."""
+    k3s_version: str
+    """Pinned K3s release for the nodes."""
+    nodes: Sequence[NodePlan]
+    """This site's GPU nodes (cloud ``gcp``); keyed by name, order does not matter."""
+    hugging_face_token: pulumi.Input[str] | None
+    """Hugging Face token (a Pulumi secret) or None for public models."""
+    labels: Mapping[str, str]
+    """Labels for every labelled resource (passed through :func:`gcp_labels`, so mesh tags work too)."""
+
+
+def _check_args(args: GcpSiteArgs) -> SitePlan:
+    site = args["site"]
+    if site.kind != "gcp":
+        raise ValueError(f"site: {site.name!r} is a {site.kind!r} site, not 'gcp'")
+    for field_name in ("project", "region", "zone"):
+        if not getattr(site, field_name):
+            raise ValueError(f"site.{field_name}: GCP site {site.name!r} needs a {field_name}")
+    if isinstance(args["aws_routes"], str) or not args["aws_routes"]:
+        raise ValueError("aws_routes: need at least one CIDR (a sequence, not one string)")
+    for cidr in args["aws_routes"]:
+        try:
+            ipaddress.IPv4Network(cidr)
+        except ValueError as exc:
+            raise ValueError(f"aws_routes: {cidr!r} is not an IPv4 CIDR ({exc})") from None
+    names = [node.name for node in args["nodes"]]
+    if len(names) != len(set(names)):
+        raise ValueError(f"nodes: duplicate node names {sorted({n for n in names if names.count(n) > 1})}")
+    for node in args["nodes"]:
+        if node.cloud != "gcp":
+            raise ValueError(f"nodes[{node.name}].cloud: {node.cloud!r} is not 'gcp'")
+        if node.site != site.name:
+            raise ValueError(f"nodes[{node.name}].site: {node.site!r} is not this site ({site.name!r})")
+    return site
+
+
+def _hub_source_range(address: str) -> str:
+    try:
+        return f"{ipaddress.IPv4Address(address)}/32"
+    except ValueError:
+        raise ValueError(f"hub_endpoint: {address!r} is not an IPv4 address (the hub's Elastic IP)") from None
+
+
+class GcpSite(pulumi.ComponentResource):
+    """Provider, network, firewall, gateway with routes, secrets, service accounts, NAT and GPU nodes."""
+
+    gateway_external_ip: pulumi.Output[str]
+    network_id: pulumi.Output[str]
+    node_names: pulumi.Output[dict[str, str]]
+    """Mesh node name -> GCE instance name."""
+
+    def __init__(self, name: str, *, args: GcpSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lmrun:index:GcpSite", name, None, opts)
+        site = _check_args(args)
+        project, region, zone = str(site.project), str(site.region), str(site.zone)
+        labels = {**gcp_labels(args["labels"]), "lmrun_site": gcp_labels({"s": site.name})["s"]}
+        aws_routes = sorted(set(args["aws_routes"]), key=lambda c: ipaddress.IPv4Network(c))
+        nodes = sorted(args["nodes"], key=lambda n: n.name)
+
+        provider = gcp.Provider(
+            f"{name}-gcp", project=project, region=region, zone=zone, opts=pulumi.ResourceOptions(parent=self)
+        )
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        # --- network -----------------------------------------------------------------------------------
+        network = gcp.compute.Network(
+            f"{name}-network",
+            auto_create_subnetworks=False,
+            routing_mode="REGIONAL",
+            mtu=min(1500, max(1300, site.mtu + WIREGUARD_IPV4_OVERHEAD)),
+            description=f"lmrun site {site.name}",
+            opts=child,
+        )
+        subnet = gcp.compute.Subnetwork(
+            f"{name}-subnet",
+            network=network.id,
+            region=region,
+            ip_cidr_range=site.cidr,
+            private_ip_google_access=True,
+            description=f"lmrun site {site.name}",
+            opts=child,
+        )
+        gcp.compute.Firewall(
+            f"{name}-allow-wireguard",
+            network=network.id,
+            direction="INGRESS",
+            allows=[{"protocol": "udp", "ports": [str(args["hub_port"])]}],
+            source_ranges=[pulumi.Output.from_input(args["hub_endpoint"]).apply(_hub_source_range)],
+            target_tags=[GATEWAY_TAG],
+            description="WireGuard from the hub's Elastic IP only, to the site gateway only",
+            opts=child,
+        )
+        gcp.compute.Firewall(
+            f"{name}-allow-mesh",
+            network=network.id,
+            direction="INGRESS",
+            allows=[{"protocol": "all"}],
+            source_ranges=aws_routes,
+            description="The AWS mesh ranges routed through the tunnel (main region, tunnel addresses)",
+            opts=child,
+        )
+        gcp.compute.Firewall(
+            f"{name}-allow-internal",
+            network=network.id,
+            direction="INGRESS",
+            allows=[{"protocol": "all"}],
+            source_ranges=[site.cidr],
+            description="Inside the site (nodes <-> gateway, node <-> node)",
+            opts=child,
+        )
+
+        # --- gateway identity and secret -------------------------------------------------------------
+        gateway_account = gcp.serviceaccount.Account(
+            f"{name}-gateway-sa",
+            account_id=account_id(name, "gw"),
+            display_name=f"lmrun site {site.name} WireGuard gateway",
+            description="Reads the site's WireGuard config secret, nothing else",
+            opts=child,
+        )
+        config_secret = f"{slug(name)}-wireguard"
+        gateway_config: pulumi.Output[str] = pulumi.Output.all(
+            args["private_key"], args["hub_public_key"], args["hub_endpoint"]
+        ).apply(lambda values: self._render_config(site, args, aws_routes, values))
+        wg_version, wg_grants = self._secret(
+            f"{name}-wireguard",
+            secret_id=config_secret,
+            data=gateway_config,
+            readers={"gateway": gateway_account},
+            region=region,
+            labels=labels,
+            opts=child,
+        )
+
+        # --- gateway ---------------------------------------------------------------------------------
+        external = gcp.compute.Address(
+            f"{name}-gateway-ip",
+            region=region,
+            address_type="EXTERNAL",
+            network_tier="PREMIUM",
+            description=f"lmrun site {site.name} WireGuard gateway (the hub's peer endpoint)",
+            labels=labels,
+            opts=child,
+        )
+        internal = gcp.compute.Address(
+            f"{name}-gateway-internal-ip",
+            region=region,
+            address_type="INTERNAL",
+            subnetwork=subnet.id,
+            address=site.gateway_ip,
+            description="Reserved so no node takes the gateway's address while the gateway is replaced",
+            opts=child,
+        )
+        gateway = gcp.compute.Instance(
+            f"{name}-gateway",
+            machine_type=site.gateway_machine_type,
+            zone=zone,
+            can_ip_forward=True,
+            boot_disk={
+                "auto_delete": True,
+                "initialize_params": {
+                    "image": GATEWAY_IMAGE,
+                    "size": GATEWAY_DISK_GB,
+                    "type": "pd-balanced",
+                    "labels": labels,
+                },
+            },
+            network_interfaces=[
+                {
+                    "subnetwork": subnet.id,
+                    "network_ip": internal.address,
+                    "access_configs": [{"nat_ip": external.address, "network_tier": "PREMIUM"}],
+                }
+            ],
+            service_account={"email": gateway_account.email, "scopes": [CLOUD_PLATFORM_SCOPE]},
+            shielded_instance_config={
+                "enable_secure_boot": True,
+                "enable_vtpm": True,
+                "enable_integrity_monitoring": True,
+            },
+            scheduling={"automatic_restart": True, "on_host_maintenance": "MIGRATE", "provisioning_model": "STANDARD"},
+            metadata={
+                "enable-oslogin": "TRUE",
+                "block-project-ssh-keys": "TRUE",
+                "user-data": render_gateway_user_data(project=project, config_secret=config_secret),
+            },
+            tags=[GATEWAY_TAG],
+            labels={**labels, "lmrun_role": "wireguard-gateway"},
+            allow_stopping_for_update=True,
+            description=f"lmrun site {site.name}: WireGuard gateway to the hub",
+            # The reserved internal and external addresses can only move once the old VM is gone.
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=provider, delete_before_replace=True, depends_on=[wg_version, *wg_grants]
+            ),
+        )
+        for cidr in aws_routes:
+            gcp.compute.Route(
+                f"{name}-route-{slug(cidr)}",
+                network=network.id,
+                dest_range=cidr,
+                next_hop_instance=gateway.self_link,
+                next_hop_instance_zone=zone,
+                priority=100,
+                description=f"{cidr} through the WireGuard gateway",
+                opts=child,
+            )
+
+        # --- GPU nodes -------------------------------------------------------------------------------
+        instances: dict[str, gcp.compute.Instance] = {}
+        if nodes:
+            self._nat(name, network, subnet, region, child)
+            nodes_account = gcp.serviceaccount.Account(
+                f"{name}-nodes-sa",
+                account_id=account_id(name, "nodes"),
+                display_name=f"lmrun site {site.name} GPU nodes",
+                description="Reads the K3s join token and the Hugging Face token secrets, nothing else",
+                opts=child,
+            )
+            token_secret = f"{slug(name)}-k3s-token"
+            token_version, token_grants = self._secret(
+                f"{name}-k3s-token",
+                secret_id=token_secret,
+                data=args["k3s_token"],
+                readers={"nodes": nodes_account},
+                region=region,
+                labels=labels,
+                opts=child,
+            )
+            boot_deps: list[pulumi.Resource] = [token_version, *token_grants]
+            hf_secret: str | None = None
+            if args["hugging_face_token"] is not None:
+                hf_secret = f"{slug(name)}-hf-token"
+                hf_version, hf_grants = self._secret(
+                    f"{name}-hf-token",
+                    secret_id=hf_secret,
+                    data=args["hugging_face_token"],
+                    readers={"nodes": nodes_account},
+                    region=region,
+                    labels=labels,
+                    opts=child,
+                )
+                boot_deps += [hf_version, *hf_grants]
+            for node in nodes:
+                instances[node.name] = self._node(
+                    name,
+                    node,
+                    site=site,
+                    args=args,
+                    subnet=subnet,
+                    account=nodes_account,
+                    token_secret=token_secret,
+                    hf_secret=hf_secret,
+                    labels=labels,
+                    opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=boot_deps),
+                )
+
+        self.gateway_external_ip = external.address
+        self.network_id = network.id
+        self.node_names = (
+            pulumi.Output.all(**{key: inst.name for key, inst in instances.items()}).apply(dict)
+            if instances
+            else pulumi.Output.from_input({})
+        )
+        self.register_outputs(
+            {
+                "gateway_external_ip": self.gateway_external_ip,
+                "network_id": self.network_id,
+                "node_names": self.node_names,
+            }
+        )
+
+    @staticmethod
+    def _render_config(site: SitePlan, args: GcpSiteArgs, aws_routes: Sequence[str], values: list[Any]) -> str:
+        private, hub_public, hub_ip = values
+        config = site_config(
+            private_key=private,
+            tunnel_address=site.tunnel_address,
+            hub_public_key=hub_public,
+            hub_endpoint_host=hub_ip,
+            hub_tunnel_address=args["hub_tunnel_address"],
+            mesh_cidrs=aws_routes,
+            mtu=site.mtu,
+            hub_listen_port=args["hub_port"],
+            # The same port as the hub's, so the one firewall rule also admits a hub-initiated handshake.
+            listen_port=args["hub_port"],
+            behind_nat=site.persistent_keepalive is not None,
+            post_up=(f"command -v iptables >/dev/null && {MSS_CLAMP.format(op='-A')} || true",),
+            post_down=(f"command -v iptables >/dev/null && {MSS_CLAMP.format(op='-D')} || true",),
+        )
+        return render_wg_quick(config)
+
+    @staticmethod
+    def _secret(
+        name: str,
+        *,
+        secret_id: str,
+        data: pulumi.Input[str],
+        readers: Mapping[str, gcp.serviceaccount.Account],
+        region: str,
+        labels: Mapping[str, str],
+        opts: pulumi.ResourceOptions,
+    ) -> tuple[gcp.secretmanager.SecretVersion, list[gcp.secretmanager.SecretIamMember]]:
+        """A secret kept in the site's region, its value (always a Pulumi secret) and one accessor binding
+        per reader, on this secret only."""
+        secret = gcp.secretmanager.Secret(
+            name,
+            secret_id=secret_id,
+            replication={"user_managed": {"replicas": [{"location": region}]}},
+            labels=dict(labels),
+            opts=opts,
+        )
+        version = gcp.secretmanager.SecretVersion(
+            f"{name}-version", secret=secret.id, secret_data=pulumi.Output.secret(data), opts=opts
+        )
+        grants = [
+            gcp.secretmanager.SecretIamMember(
+                f"{name}-reader-{who}",
+                secret_id=secret.secret_id,
+                role=ACCESSOR_ROLE,
+                member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+                opts=opts,
+            )
+            for who, account in sorted(readers.items())
+        ]
+        return version, grants
+
+    @staticmethod
+    def _nat(
+        name: str,
+        network: gcp.compute.Network,
+        subnet: gcp.compute.Subnetwork,
+        region: str,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        """Cloud Router + NAT for the node subnet (the gateway has its own external IP)."""
+        router = gcp.compute.Router(f"{name}-router", network=network.id, region=region, opts=opts)
+        gcp.compute.RouterNat(
+            f"{name}-nat",
+            router=router.name,
+            region=region,
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="LIST_OF_SUBNETWORKS",
+            subnetworks=[{"name": subnet.id, "source_ip_ranges_to_nats": ["PRIMARY_IP_RANGE"]}],
+            log_config={"enable": True, "filter": "ERRORS_ONLY"},
+            opts=opts,
+        )
+
+    @staticmethod
+    def _node(
+        name: str,
+        node: NodePlan,
+        *,
+        site: SitePlan,
+        args: GcpSiteArgs,
+        subnet: gcp.compute.Subnetwork,
+        account: gcp.serviceaccount.Account,
+        token_secret: str,
+        hf_secret: str | None,
+        labels: Mapping[str, str],
+        opts: pulumi.ResourceOptions,
+    ) -> gcp.compute.Instance:
+        project, region = str(site.project), node.region or str(site.region)
+        agent = K3sAgentConfig(
+            server_ip=args["k3s_server_ip"],
+            ssm_region="",
+            token_parameter=token_secret,
+            node_name=node.name,
+            region=region,
+            gpu=node.gpu,
+            k3s_version=args["k3s_version"],
+            parameter_store="gcp",
+            gcp_project=project,
+        )
+        vllm = VllmConfig(
+            model=node.model,
+            revision=node.model_revision,
+            served_model_name=node.service,
+            app_port=node.app_port,
+            extra_args=node.vllm_args,
+            tensor_parallel_size=node.gpu_count,
+            hf_token_parameter=hf_secret,
+            parameter_store="gcp",
+            gcp_project=project if hf_secret is not None else None,
+        )
+        scheduling: gcp.compute.InstanceSchedulingArgsDict
+        if node.spot:
+            scheduling = {
+                "provisioning_model": "SPOT",
+                "preemptible": True,
+                "automatic_restart": False,
+                "on_host_maintenance": "TERMINATE",
+                "instance_termination_action": "STOP",
+            }
+        else:
+            scheduling = {
+                "provisioning_model": "STANDARD",
+                "automatic_restart": True,
+                "on_host_maintenance": "TERMINATE",
+            }
+        accelerators: list[gcp.compute.InstanceGuestAcceleratorArgsDict] | None = None
+        if node.accelerator is not None:  # N1 machines; G2/A2/A3 have their GPUs built in
+            accelerators = [{"type": node.accelerator, "count": node.gpu_count}]
+        return gcp.compute.Instance(
+            f"{name}-node-{slug(node.name)}",
+            machine_type=node.instance_type,
+            zone=node.zone or site.zone,
+            guest_accelerators=accelerators,
+            scheduling=scheduling,
+            boot_disk={
+                "auto_delete": True,
+                "initialize_params": {
+                    "image": GPU_IMAGE,
+                    "size": node.disk_size_gb,
+                    "type": "pd-balanced",
+                    "labels": dict(labels),
+                },
+            },
+            # No access_configs: no external IP; egress goes through the site's Cloud NAT.
+            network_interfaces=[{"subnetwork": subnet.id}],
+            service_account={"email": account.email, "scopes": [CLOUD_PLATFORM_SCOPE]},
+            # Secure Boot would refuse the image's unsigned NVIDIA kernel modules; vTPM and integrity stay on.
+            shielded_instance_config={
+                "enable_secure_boot": False,
+                "enable_vtpm": True,
+                "enable_integrity_monitoring": True,
+            },
+            metadata={
+                "enable-oslogin": "TRUE",
+                "block-project-ssh-keys": "TRUE",
+                "install-nvidia-driver": "True",
+                "user-data": render_gpu_node_user_data(agent, vllm),
+            },
+            tags=[NODE_TAG],
+            labels={**labels, "lmrun_role": "gpu-node", "lmrun_node": gcp_labels({"n": node.name})["n"]},
+            allow_stopping_for_update=True,
+            description=f"lmrun GPU node {node.name} ({node.gpu_count}x {node.gpu}, {node.model})",
+            opts=opts,
+        )
