@@ -8,6 +8,7 @@ from typing import Any, TypedDict
 
 import pulumi
 
+from lmrun.components.gcp_site import GcpSite, gcp_labels
 from lmrun.components.naming import slug
 from lmrun.components.vpc import RegionalVpc
 from lmrun.components.wireguard_hub import WireGuardHub, WireGuardKey, wireguard_key
@@ -75,6 +76,7 @@ class Sites(pulumi.ComponentResource):
     """Site keys (rotated by ``keyEpoch``), the hub, one component per GCP site, join bundles for the rest."""
 
     hub: WireGuardHub | None
+    gcp_sites: dict[str, GcpSite]
     keys: dict[str, WireGuardKey]
     join_bundles: pulumi.Output[dict[str, dict[str, str]]]
     """External site -> ``{config, bootstrap, config_filename, script_filename}`` (a secret)."""
@@ -94,6 +96,7 @@ class Sites(pulumi.ComponentResource):
             for site in plan.sites.values()
         }
         self.hub = None
+        self.gcp_sites = {}
         bundles: dict[str, pulumi.Output[dict[str, str]]] = {}
         if plan.hub is not None:
             vpc = args["main_vpc"]
@@ -127,8 +130,30 @@ class Sites(pulumi.ComponentResource):
                 opts=child,
             )
             for site in plan.sites.values():
-                values = pulumi.Output.all(self.keys[site.name].private_key, self.hub.public_key, self.hub.public_ip)
                 if site.kind == "external":
+                    values = pulumi.Output.all(
+                        self.keys[site.name].private_key, self.hub.public_key, self.hub.public_ip
+                    )
                     bundles[site.name] = values.apply(partial(_bundle, site, plan))
+                    continue
+                self.gcp_sites[site.name] = GcpSite(
+                    f"{name}-{slug(site.name)}",
+                    args={
+                        "site": site,
+                        "private_key": self.keys[site.name].private_key,
+                        "hub_public_key": self.hub.public_key,
+                        "hub_endpoint": self.hub.public_ip,
+                        "hub_port": plan.hub.port,
+                        "hub_tunnel_address": plan.hub.tunnel_address,
+                        "aws_routes": plan.aws_routes,
+                        "k3s_token": args["k3s_token"],
+                        "k3s_server_ip": args["k3s_server_ip"],
+                        "k3s_version": args["k3s_version"],
+                        "nodes": [node for node in args["nodes"] if node.site == site.name],
+                        "hugging_face_token": args["hugging_face_token"],
+                        "labels": gcp_labels(args["tags"]),
+                    },
+                    opts=child,
+                )
         self.join_bundles = pulumi.Output.secret(pulumi.Output.all(**bundles) if bundles else {})
         self.register_outputs({"join_bundles": self.join_bundles})

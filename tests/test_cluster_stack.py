@@ -76,15 +76,18 @@ def test_token_and_kubeconfig_are_secret_in_every_input_and_output(stack: str, p
             assert all(secret not in text for secret in secrets.values()), f"stack output {key}{path}"
 
 
-def test_the_token_reaches_ssm_as_a_secure_string_and_nowhere_else() -> None:
+def test_the_token_reaches_only_the_secret_stores() -> None:
     recording = plan("global").recording
     token = _password("mesh-cluster-k3s-token")
     holders = [
         r for r in recording.resources if any(isinstance(v, Secret) and v.value == token for v in r.inputs.values())
     ]
-    assert [(r.type, r.inputs["type"], r.inputs["name"]) for r in holders] == [
-        ("aws:ssm/parameter:Parameter", "SecureString", "/lmrun/global/k3s/token")
+    # SSM for AWS VMs, Secret Manager for the GCP site's nodes; nothing else ever holds the value.
+    assert [(r.type, r.name) for r in holders] == [
+        ("aws:ssm/parameter:Parameter", "mesh-cluster-k3s-token-parameter"),
+        ("gcp:secretmanager/secretVersion:SecretVersion", "mesh-sites-gcp-usc1-k3s-token-version"),
     ]
+    assert recording.named("mesh-cluster-k3s-token-parameter").inputs["type"] == "SecureString"
     k8s_provider = next(r for r in recording.resources if r.type == "pulumi:providers:kubernetes")
     assert isinstance(k8s_provider.inputs["kubeconfig"], Secret)
 

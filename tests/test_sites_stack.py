@@ -127,6 +127,30 @@ def test_rotating_one_sites_key_epoch_changes_only_its_key_and_the_hubs_peer_ent
     assert _private_keys(plan("global").recording)[key] != _private_keys(plan("global", sites=rotated).recording)[key]
 
 
+def test_rotating_a_gcp_sites_key_changes_its_key_secret_version_and_the_hubs_peer_entry() -> None:
+    rotated = [{**site, "keyEpoch": 3} if site["name"] == "gcp-usc1" else site for site in _global_sites()]
+    before, after = _state(plan("global").recording), _state(plan("global", sites=rotated).recording)
+    assert set(before) == set(after)
+    changed = sorted(urn.rsplit("::", 1)[-1] for urn in before if before[urn] != after[urn])
+    assert changed == ["mesh-sites-gcp-usc1-key", "mesh-sites-gcp-usc1-wireguard-version", "mesh-sites-hub-config"]
+
+
+def test_the_gcp_site_is_declared_with_its_own_provider_and_joins_through_the_tunnel() -> None:
+    recording = plan("global").recording
+    gcp = [r for r in recording.custom if r.type.startswith("gcp:")]
+    assert gcp and {r.provider_urn.rsplit("::", 1)[-1] for r in gcp} == {"mesh-sites-gcp-usc1-gcp"}
+    provider = recording.named("mesh-sites-gcp-usc1-gcp").inputs
+    assert (provider["project"], provider["region"]) == ("lmrun-mesh-demo", "us-central1")
+    routes = sorted(r.inputs["destRange"] for r in recording.by_type("gcp:compute/route:Route"))
+    assert routes == ["10.192.0.0/16", "10.64.0.0/16"]
+    bundle = recording.outputs["joinBundles"].value["lab-onprem"]["config"]
+    hub_ip = next(line for line in bundle.splitlines() if line.startswith("Endpoint = ")).split()[-1].split(":")[0]
+    wireguard_rule = recording.named("mesh-sites-gcp-usc1-allow-wireguard").inputs
+    assert wireguard_rule["sourceRanges"] == [f"{hub_ip}/32"]
+    node = recording.named("mesh-sites-gcp-usc1-node-l4-gcp").inputs
+    assert node["machineType"] == "g2-standard-8"
+
+
 def test_adding_a_site_only_adds_resources_and_the_hubs_peer_entry() -> None:
     extra = {"name": "lab-two", "kind": "external", "cidr": "10.130.0.0/24"}
     before, after = _state(plan("global").recording), _state(plan("global", sites=[*_global_sites(), extra]).recording)
