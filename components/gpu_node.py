@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from lmrun.components.instance_role import InstanceRole
+from lmrun.components.instances import LAUNCH_TEMPLATE_IMDSV2_ONLY
 from lmrun.components.naming import with_name
 
 ROOT_DEVICE = "/dev/sda1"
@@ -65,7 +66,7 @@ class GpuNode(pulumi.ComponentResource):
             instance_type=args["instance_type"],
             iam_instance_profile={"arn": identity.instance_profile_arn},
             vpc_security_group_ids=list(args["security_group_ids"]),
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
+            metadata_options=LAUNCH_TEMPLATE_IMDSV2_ONLY,
             block_device_mappings=[
                 {
                     "device_name": ROOT_DEVICE,

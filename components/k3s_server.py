@@ -22,13 +22,13 @@ import pulumi_command as command
 import pulumi_random as random
 
 from lmrun.components.instance_role import InstanceRole
+from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import slug, with_name
 from lmrun.render.cloudinit import WriteFile
 from lmrun.render.k3s import API_PORT, K3sServerConfig, render_server_user_data
 from lmrun.render.readiness import PARAMETER_PLACEHOLDER, kubeconfig_gate_script
 
 STATE_DEVICE = "/dev/sdf"
-STATEFUL_TAG = "lmrun:stateful"
 
 
 class ServerAddon(TypedDict):
@@ -155,14 +155,12 @@ class K3sServer(pulumi.ComponentResource):
             address = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags=with_name(tags, f"{name}-eip"), opts=child)
             public_ip = address.public_ip
 
-        state = aws.ebs.Volume(
+        state = stateful_volume(
             f"{name}-state",
             availability_zone=args["availability_zone"],
-            size=args["state_volume_gb"],
-            type="gp3",
-            encrypted=True,
-            tags={**with_name(tags, f"{name}-state"), STATEFUL_TAG: "true"},
-            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            size_gb=args["state_volume_gb"],
+            tags=tags,
+            parent=self,
         )
 
         def user_data(values: list[Any]) -> str:
@@ -179,34 +177,20 @@ class K3sServer(pulumi.ComponentResource):
             )
             return render_server_user_data(config, extra_files, addon["runcmd"] if addon else ())
 
-        instance = aws.ec2.Instance(
+        instance = mesh_instance(
             f"{name}-instance",
             ami=args["ami_id"],
             instance_type=args["instance_type"],
             subnet_id=args["subnet_id"],
             private_ip=args["private_ip"],
-            vpc_security_group_ids=security_group_ids,
-            iam_instance_profile=identity.instance_profile_name,
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
-            root_block_device={
-                "encrypted": True,
-                "volume_type": "gp3",
-                "volume_size": 30,
-                "tags": with_name(tags, name),
-            },
+            security_group_ids=security_group_ids,
+            instance_profile=identity.instance_profile_name,
             user_data=pulumi.Output.all(state.id, public_ip, addon["files"] if addon else []).apply(user_data),
-            user_data_replace_on_change=True,
-            tags=with_name(tags, name),
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[token_parameter]),
+            root_gb=30,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[token_parameter]),
         )
-        aws.ec2.VolumeAttachment(
-            f"{name}-state-attachment",
-            device_name=STATE_DEVICE,
-            volume_id=state.id,
-            instance_id=instance.id,
-            stop_instance_before_detaching=True,
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
+        attach_volume(f"{name}-state-attachment", device=STATE_DEVICE, volume=state, instance=instance, parent=self)
         if public_ip is not None:
             aws.ec2.EipAssociation(
                 f"{name}-eip-association", allocation_id=address.id, instance_id=instance.id, opts=child

@@ -18,7 +18,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from lmrun.components.instance_role import InstanceRole
-from lmrun.components.k3s_server import STATEFUL_TAG
+from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import with_name
 from lmrun.render.k3s import K3sAgentConfig
 from lmrun.render.phoenix import (
@@ -224,14 +224,12 @@ class PhoenixNode(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        volume = aws.ebs.Volume(
+        volume = stateful_volume(
             f"{name}-data",
             availability_zone=args["availability_zone"],
-            size=args["volume_gb"],
-            type="gp3",
-            encrypted=True,
-            tags={**with_name(tags, f"{name}-data"), STATEFUL_TAG: "true"},
-            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            size_gb=args["volume_gb"],
+            tags=tags,
+            parent=self,
         )
         config = store.config(
             region=args["region"],
@@ -242,32 +240,18 @@ class PhoenixNode(pulumi.ComponentResource):
         user_data = pulumi.Output.all(config, volume.id).apply(
             lambda values: render_phoenix_node_user_data(args["agent"], values[0], data_volume_id=values[1])
         )
-        instance = aws.ec2.Instance(
+        instance = mesh_instance(
             f"{name}-instance",
             ami=args["ami_id"],
             instance_type=args["instance_type"],
             subnet_id=args["subnet_id"],
-            vpc_security_group_ids=list(args["security_group_ids"]),
-            iam_instance_profile=identity.instance_profile_name,
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
-            root_block_device={
-                "encrypted": True,
-                "volume_type": "gp3",
-                "volume_size": 30,
-                "tags": with_name(tags, name),
-            },
+            security_group_ids=args["security_group_ids"],
+            instance_profile=identity.instance_profile_name,
             user_data=user_data,
-            user_data_replace_on_change=True,
-            tags=with_name(tags, f"{name}-instance"),
+            root_gb=30,
+            tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.ec2.VolumeAttachment(
-            f"{name}-data-attachment",
-            device_name=DATA_DEVICE,
-            volume_id=volume.id,
-            instance_id=instance.id,
-            stop_instance_before_detaching=True,
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
+        attach_volume(f"{name}-data-attachment", device=DATA_DEVICE, volume=volume, instance=instance, parent=self)
         self.data_volume_id = volume.id
         self.register_outputs({"data_volume_id": self.data_volume_id})

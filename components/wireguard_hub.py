@@ -20,6 +20,7 @@ import pulumi_random as random
 
 from lmrun.aws.network.cidr_blocks import TUNNEL_POOL
 from lmrun.components.instance_role import InstanceRole
+from lmrun.components.instances import mesh_instance
 from lmrun.components.naming import slug, with_name
 from lmrun.render.wireguard import (
     SitePeer,
@@ -163,27 +164,19 @@ class WireGuardHub(pulumi.ComponentResource):
             opts=child,
         )
         address = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags=with_name(tags, f"{name}-eip"), opts=child)
-        instance = aws.ec2.Instance(
+        instance = mesh_instance(
             f"{name}-instance",
             ami=args["ami_id"],
             instance_type=args["instance_type"],
             subnet_id=args["subnet_id"],
             private_ip=args["private_ip"],
-            source_dest_check=False,
-            vpc_security_group_ids=[args["mesh_security_group_id"], group.id],
-            iam_instance_profile=identity.instance_profile_name,
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
-            root_block_device={
-                "encrypted": True,
-                "volume_type": "gp3",
-                "volume_size": 10,
-                "tags": with_name(tags, name),
-            },
+            source_dest_check=False,  # it forwards between the tunnel and the VPC
+            security_group_ids=[args["mesh_security_group_id"], group.id],
+            instance_profile=identity.instance_profile_name,
             user_data=render_hub_user_data(ssm_region=args["region"], config_parameter=config_name),
-            user_data_replace_on_change=True,
-            tags=with_name(tags, f"{name}-instance"),
-            # The fixed private IP can only move to a new instance once the old one is gone.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[config]),
+            root_gb=10,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[config]),
         )
         aws.ec2.EipAssociation(f"{name}-eip-association", allocation_id=address.id, instance_id=instance.id, opts=child)
 
