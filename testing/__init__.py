@@ -9,6 +9,7 @@ from lmrun.testing.engine import (
     RecordingMonitor,
     Secret,
     UnmockedCallError,
+    plain_strings,
     redact,
     run_program,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Secret",
     "UnmockedCallError",
     "mesh_mocks",
+    "plain_strings",
     "redact",
     "run_program",
 ]

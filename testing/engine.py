@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,21 @@ def redact(value: Any, placeholder: str = "[secret]") -> Any:
     if isinstance(value, (list, tuple)):
         return [redact(item, placeholder) for item in value]
     return value
+
+
+def plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string reachable from ``value`` that is NOT inside a :class:`Secret`, with its path: the place to
+    look for a secret that leaked into plain inputs or outputs."""
+    if isinstance(value, Secret):
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from plain_strings(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from plain_strings(item, f"{path}[{index}]")
 
 
 class UnmockedCallError(RuntimeError):

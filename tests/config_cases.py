@@ -30,3 +30,16 @@ class Case:
 
     config: dict[str, Any]
     expected: tuple[tuple[str, str], ...]
+
+
+def assert_refused(case: Case, project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real CLI refuses ``case.config`` with exit 2, no output, no traceback, and exactly the expected
+    problems: one sorted line each, starting with its config path and containing its key phrase."""
+    code, out, err = run_plan(project_dir, write_stack(tmp_path / "Pulumi.bad.yaml", case.config), capsys)
+    assert (code, out) == (2, ""), err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines == sorted(lines), "issues are reported sorted by config path"
+    for path, phrase in case.expected:
+        assert any(line.startswith(f"{path}: ") and phrase in line for line in lines), (path, phrase, lines)
+    assert len(lines) == len(case.expected), lines

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lmrun.cli import EXIT_INVALID_CONFIG, EXIT_OK
-from tests.config_cases import Case, run_plan, write_stack
+from tests.config_cases import Case, assert_refused, run_plan, write_stack
 
 QWEN_REVISION = "a09a35458c702b33eeacc393d103063234e8bc28"
 MESH = {"mainRegion": "us-east-1", "regions": ["us-east-2", "eu-west-1"]}
@@ -147,14 +147,7 @@ CASES: dict[str, Case] = {
 def test_bad_node_config_is_refused_with_its_config_path(
     case: Case, project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_plan(project_dir, write_stack(tmp_path / "Pulumi.bad.yaml", case.config), capsys)
-    assert code == EXIT_INVALID_CONFIG, err
-    assert out == ""
-    lines = err.splitlines()
-    assert "Traceback" not in err
-    for path, phrase in case.expected:
-        assert any(line.startswith(f"{path}: ") and phrase in line for line in lines), (path, phrase, lines)
-    assert len(lines) == len(case.expected), lines
+    assert_refused(case, project_dir, tmp_path, capsys)
 
 
 def test_many_node_problems_are_reported_at_once(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,16 @@ import yaml
 from lmrun.offline import PlanReport, plan_stack
 from lmrun.render.cloudinit import shell_scripts
 from lmrun.render.k3s import KUBERNETES_VERSION
-from lmrun.testing import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, RecordedResource, Recording, RecordingMocks, Secret
+from lmrun.testing import (
+    MESH_COMPUTED,
+    MESH_IDS,
+    MESH_LOOKUPS,
+    RecordedResource,
+    Recording,
+    RecordingMocks,
+    Secret,
+    plain_strings,
+)
 from tests.conftest import ROOT, plan, stack_config
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
@@ -26,20 +34,6 @@ INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 GROUP = "aws:autoscaling/group:Group"
 SERVER_INSTANCE = "mesh-cluster-k3s-instance"
 STATE_VOLUME = "mesh-cluster-k3s-state"
-
-
-def _plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every string reachable from ``value`` that is NOT inside a Secret, with its path."""
-    if isinstance(value, Secret):
-        return
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _plain_strings(item, f"{path}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _plain_strings(item, f"{path}[{index}]")
 
 
 def _password(name: str) -> str:
@@ -66,13 +60,13 @@ def test_token_and_kubeconfig_are_secret_in_every_input_and_output(stack: str, p
     recording = plan(stack, preview=preview).recording
     secrets = _secret_values(recording)
     for resource in recording.resources:
-        for path, text in _plain_strings(resource.inputs):
+        for path, text in plain_strings(resource.inputs):
             for what, value in secrets.items():
                 assert value not in text, f"{what} in plain text at {resource.name}{path}"
     exported = recording.outputs
     assert isinstance(exported["kubeconfig"], Secret)
     for key, value in exported.items():
-        for path, text in _plain_strings(value):
+        for path, text in plain_strings(value):
             assert all(secret not in text for secret in secrets.values()), f"stack output {key}{path}"
 
 

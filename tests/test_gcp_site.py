@@ -29,7 +29,7 @@ from lmrun.render import gcp as render_gcp
 from lmrun.render import k3s, vllm
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.wireguard import private_key_from_bytes, public_key
-from lmrun.testing import RecordedResource, Recording, RecordingMocks, Secret, run_program
+from lmrun.testing import RecordedResource, Recording, RecordingMocks, Secret, plain_strings, run_program
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
 
 NETWORK = "gcp:compute/network:Network"
@@ -146,20 +146,6 @@ def _record(
 @functools.cache
 def _default() -> Recording:
     return _record()
-
-
-def _plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every string reachable from ``value`` that is NOT inside a Secret, with its path."""
-    if isinstance(value, Secret):
-        return
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _plain_strings(item, f"{path}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _plain_strings(item, f"{path}[{index}]")
 
 
 def _secret_strings(value: Any, inside: bool = False) -> Iterator[str]:
@@ -294,7 +280,7 @@ def test_gateway_config_in_secret_manager_is_the_rendered_site_config() -> None:
 def test_key_and_tokens_are_secret_in_every_input(preview: bool) -> None:
     recording = _record(preview=preview)
     for resource in recording.resources:
-        for path, text in _plain_strings(resource.inputs):
+        for path, text in plain_strings(resource.inputs):
             for value in SECRETS:
                 assert value not in text, f"{resource.name}{path} holds a secret in plain text"
     if not preview:
