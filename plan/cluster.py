@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lmrun.aws.instances import catalog
 from lmrun.gcp import catalog as gcp_catalog
@@ -142,24 +142,31 @@ def plan_server(spec: MeshSpec, main: RegionPlan) -> ServerPlan:
     )
 
 
+def _workload(node: NodeSpec) -> dict[str, Any]:
+    """What a node runs, the same on every cloud."""
+    return {
+        "name": node.name,
+        "gpu_count": node.gpu_count,
+        "spot": node.use_spot,
+        "disk_size_gb": node.disk_size,
+        "model": node.model,
+        "model_revision": node.model_revision,
+        "vllm_args": node.vllm_args,
+        "app_port": node.app_port,
+        "service": node.service_name,
+    }
+
+
 def _gcp_node(node: NodeSpec, spec: MeshSpec) -> NodePlan:
     site = next(s for s in spec.sites if s.name == node.site)
     machine = gcp_catalog.machines_for(node.gpu, node.gpu_count)[0]
     return NodePlan(
-        name=node.name,
+        **_workload(node),
         region=site.region or "",
         gpu=machine.gpu,
-        gpu_count=node.gpu_count,
         instance_type=machine.machine_type,
         vcpus=machine.vcpus,
-        spot=node.use_spot,
         hourly_usd=machine.hourly_usd(spot=node.use_spot),
-        disk_size_gb=node.disk_size,
-        model=node.model,
-        model_revision=node.model_revision,
-        vllm_args=node.vllm_args,
-        app_port=node.app_port,
-        service=node.service_name,
         cloud="gcp",
         site=site.name,
         zone=site.gateway_zone,
@@ -167,32 +174,26 @@ def _gcp_node(node: NodeSpec, spec: MeshSpec) -> NodePlan:
     )
 
 
+def _aws_node(node: NodeSpec) -> NodePlan:
+    if node.region is None:  # the spec refuses this; keeps the type checker honest
+        raise ValueError(f"AWS node {node.name!r} has no region")
+    chosen = choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
+    return NodePlan(
+        **_workload(node),
+        region=node.region,
+        gpu=chosen.gpu,
+        instance_type=chosen.name,
+        vcpus=chosen.vcpus,
+        hourly_usd=chosen.hourly_usd(spot=node.use_spot),
+    )
+
+
 def plan_nodes(spec: MeshSpec) -> dict[str, NodePlan]:
-    nodes: dict[str, NodePlan] = {}
-    for node in sorted(spec.nodes, key=lambda n: n.name):
-        if node.cloud == "gcp":
-            nodes[node.name] = _gcp_node(node, spec)
-            continue
-        if node.region is None:  # the spec refuses this; keeps the type checker honest
-            raise ValueError(f"AWS node {node.name!r} has no region")
-        chosen = choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
-        nodes[node.name] = NodePlan(
-            name=node.name,
-            region=node.region,
-            gpu=chosen.gpu,
-            gpu_count=node.gpu_count,
-            instance_type=chosen.name,
-            vcpus=chosen.vcpus,
-            spot=node.use_spot,
-            hourly_usd=chosen.hourly_usd(spot=node.use_spot),
-            disk_size_gb=node.disk_size,
-            model=node.model,
-            model_revision=node.model_revision,
-            vllm_args=node.vllm_args,
-            app_port=node.app_port,
-            service=node.service_name,
-        )
-    return nodes
+    """Every GPU node by name, with the cheapest machine its cloud offers for its GPUs."""
+    return {
+        node.name: _gcp_node(node, spec) if node.cloud == "gcp" else _aws_node(node)
+        for node in sorted(spec.nodes, key=lambda n: n.name)
+    }
 
 
 def plan_phoenix(spec: MeshSpec) -> PhoenixPlan | None:
