@@ -53,7 +53,7 @@ import pulumi_gcp as gcp
 from lmrun.components.naming import slug
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
-from lmrun.render.gcp import render_gateway_user_data
+from lmrun.render.gateways import render_gcp_gateway_user_data
 from lmrun.render.k3s import K3sAgentConfig
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 from lmrun.render.wireguard import WIREGUARD_IPV4_OVERHEAD, render_wg_quick, site_config
@@ -304,7 +304,7 @@ class GcpSite(pulumi.ComponentResource):
             metadata={
                 "enable-oslogin": "TRUE",
                 "block-project-ssh-keys": "TRUE",
-                "user-data": render_gateway_user_data(project=project, config_secret=config_secret),
+                "user-data": render_gcp_gateway_user_data(project=project, config_secret=config_secret),
             },
             tags=[GATEWAY_TAG],
             labels={**labels, "lmrun_role": "wireguard-gateway"},

@@ -22,12 +22,12 @@ from lmrun.aws.network.cidr_blocks import TUNNEL_POOL
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import mesh_instance
 from lmrun.components.naming import slug, with_name
+from lmrun.render.gateways import render_hub_user_data
 from lmrun.render.wireguard import (
     SitePeer,
     hub_config,
     private_key_from_bytes,
     public_key,
-    render_hub_user_data,
     render_wg_quick,
 )
 

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import re
 
-from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_join, systemd_unit
-from lmrun.render.wireguard import WireGuardConfigError, render_bootstrap_script
+from lmrun.render.cloudinit import SCRIPT_DIR, script_file, sh_join
 
 __all__ = [
-    "GATEWAY_CONFIG_PATH",
-    "GATEWAY_REFRESH_TIMER",
-    "GATEWAY_REFRESH_UNIT",
     "GCP_SECRET_GET_SCRIPT",
     "METADATA_TOKEN_URL",
     "SECRET_MANAGER_API",
     "check_gcp_project",
     "check_gcp_region",
     "check_secret_id",
-    "render_gateway_user_data",
     "secret_get_command",
 ]
 
@@ -108,72 +103,3 @@ def secret_get_command(project: str, secret_id: str, dest: str) -> str:
 
 
 # --- a GCP site gateway's user data ------------------------------------------------------------------------
-
-GATEWAY_CONFIG_PATH = "/run/lmrun/wg0.conf"
-"""Where the fetched config lands (tmpfs) before the bootstrap script installs it as /etc/wireguard/wg0.conf."""
-GATEWAY_REFRESH_UNIT = "lmrun-wireguard-refresh.service"
-GATEWAY_REFRESH_TIMER = "lmrun-wireguard-refresh.timer"
-
-
-def render_gateway_user_data(*, project: str, config_secret: str, refresh_minutes: int = 2) -> str:
-    """``#cloud-config`` for a GCP site gateway: fetch the wg-quick config (private key included) from
-    Secret Manager by id, bring the tunnel up with the library's bootstrap script, and re-fetch every
-    ``refresh_minutes`` so a rotated key (a new secret version) is applied without replacing the VM (the
-    tunnel restarts only when the config changed). Contains no secret: safe as plain instance metadata."""
-    check_gcp_project("project", project)
-    check_secret_id("config_secret", config_secret)
-    if isinstance(refresh_minutes, bool) or not isinstance(refresh_minutes, int) or not 1 <= refresh_minutes <= 60:
-        raise WireGuardConfigError("refresh_minutes", f"{refresh_minutes!r} must be 1..60")
-    bootstrap = WriteFile(
-        f"{SCRIPT_DIR}/wireguard-bootstrap.sh",
-        render_bootstrap_script(config_path=GATEWAY_CONFIG_PATH, description="WireGuard GCP site gateway"),
-        "0755",
-    )
-    refresh = script_file(
-        "wireguard-refresh.sh",
-        f"""
-# Fetches the gateway config from Secret Manager; applies it only when it differs from the installed one.
-{secret_get_command(project, config_secret, GATEWAY_CONFIG_PATH)}
-if cmp -s {GATEWAY_CONFIG_PATH} /etc/wireguard/wg0.conf; then
-    rm -f {GATEWAY_CONFIG_PATH}
-    exit 0
-fi
-{SCRIPT_DIR}/wireguard-bootstrap.sh {GATEWAY_CONFIG_PATH}
-rm -f {GATEWAY_CONFIG_PATH}
-""",
-    )
-    service = systemd_unit(
-        {
-            "Unit": [
-                ("Description", "Apply the WireGuard site gateway config from Secret Manager"),
-                ("After", "network-online.target"),
-                ("Wants", "network-online.target"),
-            ],
-            "Service": [("Type", "oneshot"), ("ExecStart", f"{SCRIPT_DIR}/wireguard-refresh.sh")],
-        }
-    )
-    timer = systemd_unit(
-        {
-            "Unit": [("Description", "Re-apply the WireGuard site gateway config")],
-            "Timer": [
-                ("OnBootSec", "30s"),
-                ("OnUnitActiveSec", f"{refresh_minutes}min"),
-                ("Unit", GATEWAY_REFRESH_UNIT),
-            ],
-            "Install": [("WantedBy", "timers.target")],
-        }
-    )
-    return cloud_config(
-        write_files=[
-            GCP_SECRET_GET_SCRIPT,
-            bootstrap,
-            refresh,
-            WriteFile(f"/etc/systemd/system/{GATEWAY_REFRESH_UNIT}", service),
-            WriteFile(f"/etc/systemd/system/{GATEWAY_REFRESH_TIMER}", timer),
-        ],
-        runcmd=[
-            [f"{SCRIPT_DIR}/wireguard-refresh.sh"],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", GATEWAY_REFRESH_TIMER],
-        ],
-    )

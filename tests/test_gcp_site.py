@@ -25,6 +25,7 @@ from lmrun.components.gcp_site import (
 )
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
+from lmrun.render import gateways as render_gateways
 from lmrun.render import gcp as render_gcp
 from lmrun.render import k3s, vllm
 from lmrun.render.cloudinit import shell_scripts, written_files
@@ -490,14 +491,14 @@ def test_secret_get_script_passes_shellcheck_and_keeps_the_token_off_the_command
 
 
 def test_gateway_user_data_renderer_validates_and_passes_cloud_init(tmp_path: Path) -> None:
-    text = render_gcp.render_gateway_user_data(project="my-project-1", config_secret="site-wireguard")
+    text = render_gateways.render_gcp_gateway_user_data(project="my-project-1", config_secret="site-wireguard")
     path = tmp_path / "gateway.yaml"
     path.write_text(text)
     assert_cloud_init_valid(path)
     with pytest.raises(ValueError, match="project"):
-        render_gcp.render_gateway_user_data(project="Bad_Project", config_secret="x")
+        render_gateways.render_gcp_gateway_user_data(project="Bad_Project", config_secret="x")
     with pytest.raises(ValueError, match="config_secret"):
-        render_gcp.render_gateway_user_data(project="my-project-1", config_secret="a/b")
+        render_gateways.render_gcp_gateway_user_data(project="my-project-1", config_secret="a/b")
 
 
 def test_agent_and_vllm_parameter_store_is_checked() -> None:
