@@ -33,10 +33,25 @@ node, capped near $32/month from 32 VMs up, plus ~$0.045 per GB processed — a 
 about $0.70 — and its auto-allocated external IP). Private Google Access is on, so Secret Manager traffic
 skips the NAT. A site without nodes gets no router and no NAT.
 
-Spot nodes use provisioning model SPOT with termination action STOP: a preempted node keeps its disk (the
-model cache) but is not restarted by anything here; start it again (``gcloud compute instances start``)
-or run ``pulumi up`` with a changed node. GPUs cannot live-migrate, so every node sets
-``on_host_maintenance=TERMINATE``.
+GPU nodes are zonal managed instance groups of size one (as on AWS, where each node is an auto-scaling group
+of one), so a spot node survives an interruption without a config change. The instance template sets
+provisioning model SPOT with termination action DELETE: a preempted VM is deleted (with its boot disk, so
+the model is downloaded again) and the group recreates it from the same template as soon as Compute Engine
+has spot capacity in the zone again. The new VM has a new instance name (the group's base name plus a random
+suffix), so it joins K3s as a new host carrying the same ``lmrun.io/node`` label; the old K3s node stays
+NotReady until someone deletes it. ``pulumi up`` does not wait for the VM (``wait_for_instances`` off): a
+GPU shortage must not hang a deployment, the group keeps trying. GPUs cannot live-migrate, so every node
+sets ``on_host_maintenance=TERMINATE`` (on-demand nodes restart automatically after a host event). No
+autohealing health check: it would need a firewall rule for Google's prober ranges and an initial delay
+longer than the slowest model download; the group already recreates a VM that is deleted, preempted or
+fails.
+
+Instance templates are immutable. A template gets a ``name_prefix`` keyed by the node name (the provider
+appends a timestamp), so any change to a node's VM (machine type, disk, user data, ...) replaces the
+template create-before-delete: Pulumi creates the new template, updates the group's version to it in
+place, and deletes the old template last, once nothing uses it. The group's update policy (PROACTIVE,
+minimal action REPLACE, max surge 0, max unavailable 1) then deletes the node's VM and creates a new one
+from the new template: a GPU node is briefly down, but never needs a second GPU's worth of quota.
 """
 
 from __future__ import annotations
@@ -99,6 +114,33 @@ def account_id(name: str, role: str) -> str:
     head = slug(name)[: 30 - len(role) - len(digest) - 3].strip("-") or "lmrun"
     candidate = f"{head}-{digest}-{role}"
     return candidate if candidate[0].isalpha() else f"l{candidate}"[:30]
+
+
+def _bounded(full: str, limit: int) -> str:
+    """``full`` if it fits in ``limit`` characters and starts with a letter, else a readable head plus a short
+    hash of ``full`` (stable, and distinct for distinct inputs)."""
+    if len(full) <= limit and full[:1].isalpha():
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:6]
+    head = full[: limit - len(digest) - 1].strip("-")
+    candidate = f"{head}-{digest}" if head else digest
+    return candidate if candidate[0].isalpha() else f"l{candidate}"[:limit]
+
+
+TEMPLATE_PREFIX_MAX = 37
+"""Longest ``name_prefix`` for which the provider appends a timestamp plus counter (26 characters: 63 in all);
+longer prefixes get a shorter random suffix, more prone to collisions."""
+
+
+def template_name_prefix(name: str, node_name: str) -> str:
+    """The ``name_prefix`` of a node's instance template: component and node name, at most 37 characters,
+    ending in ``-`` so the provider's timestamp reads apart."""
+    return f"{_bounded(f'{slug(name)}-{slug(node_name)}', TEMPLATE_PREFIX_MAX - 1)}-"
+
+
+def base_instance_name(node_name: str) -> str:
+    """The group's base instance name (RFC 1035, at most 58 characters: the group appends ``-xxxx``)."""
+    return _bounded(slug(node_name), 58)
 
 
 class GcpSiteArgs(TypedDict):
@@ -170,7 +212,7 @@ class GcpSite(pulumi.ComponentResource):
     gateway_external_ip: pulumi.Output[str]
     network_id: pulumi.Output[str]
     node_names: pulumi.Output[dict[str, str]]
-    """Mesh node name -> GCE instance name."""
+    """Mesh node name -> name of the managed instance group (of size one) that runs the node's VM."""
 
     def __init__(self, name: str, *, args: GcpSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lmrun:index:GcpSite", name, None, opts)
@@ -328,7 +370,7 @@ class GcpSite(pulumi.ComponentResource):
             )
 
         # --- GPU nodes -------------------------------------------------------------------------------
-        instances: dict[str, gcp.compute.Instance] = {}
+        groups: dict[str, gcp.compute.InstanceGroupManager] = {}
         if nodes:
             self._nat(name, network, subnet, region, child)
             nodes_account = gcp.serviceaccount.Account(
@@ -363,7 +405,7 @@ class GcpSite(pulumi.ComponentResource):
                 )
                 boot_deps += [hf_version, *hf_grants]
             for node in nodes:
-                instances[node.name] = self._node(
+                groups[node.name] = self._node(
                     name,
                     node,
                     site=site,
@@ -379,8 +421,8 @@ class GcpSite(pulumi.ComponentResource):
         self.gateway_external_ip = external.address
         self.network_id = network.id
         self.node_names = (
-            pulumi.Output.all(**{key: inst.name for key, inst in instances.items()}).apply(dict)
-            if instances
+            pulumi.Output.all(**{key: group.name for key, group in groups.items()}).apply(dict)
+            if groups
             else pulumi.Output.from_input({})
         )
         self.register_outputs(
@@ -480,7 +522,8 @@ class GcpSite(pulumi.ComponentResource):
         hf_secret: str | None,
         labels: Mapping[str, str],
         opts: pulumi.ResourceOptions,
-    ) -> gcp.compute.Instance:
+    ) -> gcp.compute.InstanceGroupManager:
+        """The node's instance template and the zonal managed instance group of one that runs it."""
         project, region = str(site.project), node.region or str(site.region)
         agent = K3sAgentConfig(
             server_ip=args["k3s_server_ip"],
@@ -504,14 +547,16 @@ class GcpSite(pulumi.ComponentResource):
             parameter_store="gcp",
             gcp_project=project if hf_secret is not None else None,
         )
-        scheduling: gcp.compute.InstanceSchedulingArgsDict
+        scheduling: gcp.compute.InstanceTemplateSchedulingArgsDict
         if node.spot:
+            # DELETE: the group recreates the VM from the template once spot capacity is back (a STOPped VM
+            # would sit in the group holding its billed disk instead).
             scheduling = {
                 "provisioning_model": "SPOT",
                 "preemptible": True,
                 "automatic_restart": False,
                 "on_host_maintenance": "TERMINATE",
-                "instance_termination_action": "STOP",
+                "instance_termination_action": "DELETE",
             }
         else:
             scheduling = {
@@ -519,24 +564,28 @@ class GcpSite(pulumi.ComponentResource):
                 "automatic_restart": True,
                 "on_host_maintenance": "TERMINATE",
             }
-        accelerators: list[gcp.compute.InstanceGuestAcceleratorArgsDict] | None = None
+        accelerators: list[gcp.compute.InstanceTemplateGuestAcceleratorArgsDict] | None = None
         if node.accelerator is not None:  # N1 machines; G2/A2/A3 have their GPUs built in
             accelerators = [{"type": node.accelerator, "count": node.gpu_count}]
-        return gcp.compute.Instance(
-            f"{name}-node-{slug(node.name)}",
+        key = slug(node.name)
+        template = gcp.compute.InstanceTemplate(
+            f"{name}-node-{key}-template",
+            # Immutable: every change is a replacement, created before the old template is deleted; the
+            # prefix (the provider appends a timestamp) gives the replacement a fresh, non-clashing name.
+            name_prefix=template_name_prefix(name, node.name),
             machine_type=node.instance_type,
-            zone=node.zone or site.zone,
             guest_accelerators=accelerators,
             scheduling=scheduling,
-            boot_disk={
-                "auto_delete": True,
-                "initialize_params": {
-                    "image": GPU_IMAGE,
-                    "size": node.disk_size_gb,
-                    "type": "pd-balanced",
+            disks=[
+                {
+                    "boot": True,
+                    "auto_delete": True,
+                    "source_image": GPU_IMAGE,
+                    "disk_size_gb": node.disk_size_gb,
+                    "disk_type": "pd-balanced",
                     "labels": dict(labels),
-                },
-            },
+                }
+            ],
             # No access_configs: no external IP; egress goes through the site's Cloud NAT.
             network_interfaces=[{"subnetwork": subnet.id}],
             service_account={"email": account.email, "scopes": [CLOUD_PLATFORM_SCOPE]},
@@ -554,7 +603,24 @@ class GcpSite(pulumi.ComponentResource):
             },
             tags=[NODE_TAG],
             labels={**labels, "lmrun_role": "gpu-node", "lmrun_node": gcp_labels({"n": node.name})["n"]},
-            allow_stopping_for_update=True,
             description=f"lmrun GPU node {node.name} ({node.gpu_count}x {node.gpu}, {node.model})",
+            opts=opts,
+        )
+        return gcp.compute.InstanceGroupManager(
+            f"{name}-node-{key}",
+            zone=node.zone or site.zone,
+            base_instance_name=base_instance_name(node.name),
+            target_size=1,
+            versions=[{"name": "node", "instance_template": template.self_link_unique}],
+            # A new template replaces the VM: delete first, then create (no second GPU's worth of quota).
+            update_policy={
+                "type": "PROACTIVE",
+                "minimal_action": "REPLACE",
+                "max_surge_fixed": 0,
+                "max_unavailable_fixed": 1,
+            },
+            # Never block `pulumi up` on GPU capacity; the group keeps trying to create the VM.
+            wait_for_instances=False,
+            description=f"lmrun GPU node {node.name}: a group of one that recreates a preempted or lost VM",
             opts=opts,
         )

@@ -19,10 +19,14 @@ from lmrun.components.gcp_site import (
     ACCESSOR_ROLE,
     GATEWAY_TAG,
     GPU_IMAGE,
+    TEMPLATE_PREFIX_MAX,
     GcpSite,
     account_id,
+    base_instance_name,
     gcp_labels,
+    template_name_prefix,
 )
+from lmrun.cost import estimate_cost
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render import gateways as render_gateways
@@ -38,6 +42,8 @@ SUBNET = "gcp:compute/subnetwork:Subnetwork"
 FIREWALL = "gcp:compute/firewall:Firewall"
 ADDRESS = "gcp:compute/address:Address"
 INSTANCE = "gcp:compute/instance:Instance"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+GROUP = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 ROUTE = "gcp:compute/route:Route"
 ROUTER = "gcp:compute/router:Router"
 NAT = "gcp:compute/routerNat:RouterNat"
@@ -109,6 +115,11 @@ def _mocks() -> RecordingMocks:
                 "name": f"{a.name}-gce",
                 "selfLink": f"https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/{a.name}-gce",
             },
+            TEMPLATE: lambda a: {
+                "name": f"{a.inputs['namePrefix']}20250101000000000000000001",
+                "selfLinkUnique": f"projects/p/global/instanceTemplates/{a.inputs['namePrefix']}x?uniqueId=42",
+            },
+            GROUP: lambda a: {"name": f"{a.name}-mig"},
         }
     )
 
@@ -122,7 +133,7 @@ def _record(
     site: SitePlan = SITE,
 ) -> Recording:
     def program() -> None:
-        GcpSite(
+        site_component = GcpSite(
             "mesh-site-gcp-a",
             args={
                 "site": site,
@@ -140,6 +151,7 @@ def _record(
                 "labels": {"lmrun:mesh": "lmrun-mesh", "Owner": "Platform Team"},
             },
         )
+        pulumi.export("node_names", site_component.node_names)
 
     return run_program(program, mocks=_mocks(), preview=preview)
 
@@ -315,8 +327,10 @@ def test_iam_grants_are_per_secret_accessor_only() -> None:
 def test_no_hugging_face_secret_without_a_token() -> None:
     recording = _record(hf=False)
     assert "mesh-site-gcp-a-hf-token" not in {r.inputs["secretId"] for r in recording.by_type(SECRET)}
-    for node in recording.by_type(INSTANCE):
-        assert "hf-token" not in _user_data(node)
+    templates = recording.by_type(TEMPLATE)
+    assert len(templates) == 2
+    for template in templates:
+        assert "hf-token" not in _user_data(template)
 
 
 # --- user data ------------------------------------------------------------------------------------------------
@@ -324,8 +338,12 @@ def test_no_hugging_face_secret_without_a_token() -> None:
 
 def test_user_data_holds_no_secret_and_passes_cloud_init_and_shellcheck(tmp_path: Path) -> None:
     scripts: list[Path] = []
-    instances = _default().by_type(INSTANCE)
-    assert len(instances) == 3
+    instances = _default().by_type(INSTANCE) + _default().by_type(TEMPLATE)
+    assert sorted(i.name.removeprefix("mesh-site-gcp-a-") for i in instances) == [
+        "gateway",
+        "node-l4-ondemand-template",
+        "node-t4-spot-template",
+    ]
     for instance in instances:
         text = _user_data(instance)
         for value in SECRETS:
@@ -349,7 +367,7 @@ def test_gateway_user_data_fetches_its_config_from_secret_manager() -> None:
 
 
 def test_nodes_join_k3s_through_the_tunnel_with_gcp_labels_and_secret_manager() -> None:
-    text = _user_data(_by_name(_default(), "node-t4-spot"))
+    text = _user_data(_by_name(_default(), "node-t4-spot-template"))
     files = written_files(text)
     bootstrap = files[f"{render_gcp.SCRIPT_DIR}/k3s-agent-bootstrap.sh"]
     assert "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-k3s-token /etc/rancher/k3s/lmrun-token" in bootstrap
@@ -365,32 +383,108 @@ def test_nodes_join_k3s_through_the_tunnel_with_gcp_labels_and_secret_manager() 
 # --- GPU nodes ------------------------------------------------------------------------------------------------
 
 
-def test_spot_node_has_its_accelerator_spot_scheduling_and_no_external_ip() -> None:
-    node = _by_name(_default(), "node-t4-spot").inputs
-    assert node["machineType"] == "n1-standard-8"
-    assert node["guestAccelerators"] == [{"type": "nvidia-tesla-t4", "count": 1}]
-    assert node["scheduling"] == {
+def test_spot_node_template_has_its_accelerator_spot_scheduling_and_no_external_ip() -> None:
+    template = _by_name(_default(), "node-t4-spot-template").inputs
+    assert template["machineType"] == "n1-standard-8"
+    assert template["guestAccelerators"] == [{"type": "nvidia-tesla-t4", "count": 1}]
+    # DELETE: the group recreates the preempted VM from the template once spot capacity is back.
+    assert template["scheduling"] == {
         "provisioningModel": "SPOT",
         "preemptible": True,
         "automaticRestart": False,
         "onHostMaintenance": "TERMINATE",
-        "instanceTerminationAction": "STOP",
+        "instanceTerminationAction": "DELETE",
     }
-    [nic] = node["networkInterfaces"]
+    [nic] = template["networkInterfaces"]
     assert "accessConfigs" not in nic or not nic["accessConfigs"]
-    disk = node["bootDisk"]["initializeParams"]
-    assert (disk["image"], disk["size"], disk["type"]) == (GPU_IMAGE, 200, "pd-balanced")
-    assert node["serviceAccount"]["email"].startswith(account_id("mesh-site-gcp-a", "nodes"))
-    assert node["labels"]["lmrun_node"] == "t4-spot"
+    [disk] = template["disks"]
+    assert (disk["boot"], disk["autoDelete"]) == (True, True)
+    assert (disk["sourceImage"], disk["diskSizeGb"], disk["diskType"]) == (GPU_IMAGE, 200, "pd-balanced")
+    assert template["serviceAccount"]["email"].startswith(account_id("mesh-site-gcp-a", "nodes"))
+    assert template["serviceAccount"]["scopes"] == ["https://www.googleapis.com/auth/cloud-platform"]
+    assert template["labels"]["lmrun_node"] == "t4-spot"
+    assert template["labels"]["lmrun_mesh"] == "lmrun-mesh"
+    assert template["shieldedInstanceConfig"]["enableVtpm"] is True
+    assert template["metadata"]["enable-oslogin"] == "TRUE"
+    # Immutable templates: a prefix (never a fixed name) so a replacement is created before the old is deleted.
+    assert template["namePrefix"] == "mesh-site-gcp-a-t4-spot-"
+    assert "name" not in template
 
 
-def test_on_demand_node_terminates_on_maintenance_and_keeps_built_in_gpus() -> None:
-    node = _by_name(_default(), "node-l4-ondemand").inputs
-    assert node["machineType"] == "g2-standard-8"
-    assert not node.get("guestAccelerators")
-    assert node["scheduling"]["provisioningModel"] == "STANDARD"
-    assert node["scheduling"]["onHostMaintenance"] == "TERMINATE"
-    assert "accessConfigs" not in node["networkInterfaces"][0] or not node["networkInterfaces"][0]["accessConfigs"]
+def test_on_demand_node_template_terminates_on_maintenance_and_keeps_built_in_gpus() -> None:
+    template = _by_name(_default(), "node-l4-ondemand-template").inputs
+    assert template["machineType"] == "g2-standard-8"
+    assert not template.get("guestAccelerators")
+    assert template["scheduling"] == {
+        "provisioningModel": "STANDARD",
+        "automaticRestart": True,
+        "onHostMaintenance": "TERMINATE",
+    }
+    [nic] = template["networkInterfaces"]
+    assert "accessConfigs" not in nic or not nic["accessConfigs"]
+
+
+@pytest.mark.parametrize("node", ["t4-spot", "l4-ondemand"])
+def test_each_node_is_a_zonal_group_of_one_that_runs_its_template(node: str, preview: bool) -> None:
+    recording = _record(preview=preview)
+    group = _by_name(recording, f"node-{node}")
+    template = _by_name(recording, f"node-{node}-template")
+    assert group.type == GROUP and template.type == TEMPLATE
+    inputs = group.inputs
+    assert inputs["zone"] == "us-central1-a"
+    assert inputs["targetSize"] == 1
+    assert inputs["baseInstanceName"] == node
+    [version] = inputs["versions"]
+    assert template.urn in group.dependencies
+    if not preview:
+        prefix = template_name_prefix("mesh-site-gcp-a", node)
+        assert version["instanceTemplate"] == f"projects/p/global/instanceTemplates/{prefix}x?uniqueId=42"
+    assert inputs["updatePolicy"] == {
+        "type": "PROACTIVE",
+        "minimalAction": "REPLACE",
+        "maxSurgeFixed": 0,
+        "maxUnavailableFixed": 1,
+    }
+    assert inputs["waitForInstances"] is False
+    assert not inputs.get("autoHealingPolicies")
+    # The group (not only the template) waits for the secrets and grants the VM reads at boot.
+    secret_deps = {dep.rsplit("::", 1)[-1] for dep in group.dependencies}
+    assert {"mesh-site-gcp-a-k3s-token-version", "mesh-site-gcp-a-k3s-token-reader-nodes"} <= secret_deps
+
+
+def test_node_names_map_each_node_to_its_group_and_no_bare_instances() -> None:
+    recording = _default()
+    assert [i.name for i in recording.by_type(INSTANCE)] == ["mesh-site-gcp-a-gateway"]
+    assert {g.name for g in recording.by_type(GROUP)} == {
+        "mesh-site-gcp-a-node-t4-spot",
+        "mesh-site-gcp-a-node-l4-ondemand",
+    }
+    assert recording.outputs["node_names"] == {
+        "t4-spot": "mesh-site-gcp-a-node-t4-spot-mig",
+        "l4-ondemand": "mesh-site-gcp-a-node-l4-ondemand-mig",
+    }
+
+
+def test_gcp_nodes_are_listed_unpriced_not_dropped() -> None:
+    unpriced = estimate_cost(_default().resources, {}).unpriced
+    for node in ("t4-spot", "l4-ondemand"):
+        assert any(entry.startswith(f"mesh-site-gcp-a-node-{node}-template:") for entry in unpriced), unpriced
+
+
+def test_template_prefixes_and_base_names_stay_within_gce_limits() -> None:
+    assert template_name_prefix("mesh-site-gcp-a", "t4-spot") == "mesh-site-gcp-a-t4-spot-"
+    long = template_name_prefix("a-very-long-mesh-name-with-a-long-site-name", "a-32-character-node-name-for-it")
+    assert len(long) <= TEMPLATE_PREFIX_MAX and long.endswith("-") and long[0].isalpha()
+    assert long == template_name_prefix(
+        "a-very-long-mesh-name-with-a-long-site-name", "a-32-character-node-name-for-it"
+    )
+    assert long != template_name_prefix(
+        "a-very-long-mesh-name-with-a-long-site-name", "a-32-character-node-name-for-iu"
+    )
+    assert base_instance_name("l4-ondemand") == "l4-ondemand"
+    assert base_instance_name("x" * 70) != base_instance_name("x" * 71)
+    assert all(len(base_instance_name(n)) <= 58 for n in ("x" * 70, "9-starts-with-a-digit"))
+    assert base_instance_name("9-starts-with-a-digit")[0].isalpha()
 
 
 def test_nat_only_for_a_site_with_nodes() -> None:
@@ -399,7 +493,8 @@ def test_nat_only_for_a_site_with_nodes() -> None:
     assert nat.inputs["sourceSubnetworkIpRangesToNat"] == "LIST_OF_SUBNETWORKS"
     bare = _record(nodes=())
     assert not bare.by_type(ROUTER) and not bare.by_type(NAT)
-    assert not bare.by_type(INSTANCE)[1:]  # the gateway only
+    assert [i.name for i in bare.by_type(INSTANCE)] == ["mesh-site-gcp-a-gateway"]
+    assert not bare.by_type(TEMPLATE) and not bare.by_type(GROUP)
     assert {r.inputs["secretId"] for r in bare.by_type(SECRET)} == {"mesh-site-gcp-a-wireguard"}
 
 

@@ -133,8 +133,13 @@ def test_the_gcp_site_is_declared_with_its_own_provider_and_joins_through_the_tu
     hub_ip = next(line for line in bundle.splitlines() if line.startswith("Endpoint = ")).split()[-1].split(":")[0]
     wireguard_rule = recording.named("mesh-sites-gcp-usc1-allow-wireguard").inputs
     assert wireguard_rule["sourceRanges"] == [f"{hub_ip}/32"]
-    node = recording.named("mesh-sites-gcp-usc1-node-l4-gcp").inputs
-    assert node["machineType"] == "g2-standard-8"
+    # The GCP node is a zonal managed instance group of one running the node's instance template.
+    template = recording.named("mesh-sites-gcp-usc1-node-l4-gcp-template")
+    assert template.inputs["machineType"] == "g2-standard-8"
+    group = recording.named("mesh-sites-gcp-usc1-node-l4-gcp").inputs
+    assert group["targetSize"] == 1
+    assert group["zone"] == provider["zone"]
+    assert template.urn in recording.named("mesh-sites-gcp-usc1-node-l4-gcp").dependencies
 
 
 def test_adding_a_site_only_adds_resources_and_the_hubs_peer_entry() -> None:
