@@ -1,5 +1,6 @@
 """The offline plan: run the project's real ``__main__.py`` under the recording mock engine, then run the
-policy pack (``lmrun.policy.rules``) over what it recorded and estimate the cost (``lmrun.cost``)."""
+policy pack (``lmrun.policy.rules``) over what it recorded, estimate the cost (``lmrun.cost``) and check
+every planned path against the recorded network (``lmrun.reachability``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from lmrun.cost import CostEstimate, estimate_cost
 from lmrun.policy.rules import MANDATORY, Resource, Violation, evaluate
+from lmrun.reachability import PathVerdict, reachability_from_resources
 from lmrun.stackfile import StackConfig
 from lmrun.testing import Recording, RecordingMocks, mesh_mocks, redact, run_program
 
@@ -24,6 +26,8 @@ class PlanReport:
     recording: Recording
     violations: tuple[Violation, ...] = ()
     """Every violation of an enabled rule of the policy pack, at its resolved level."""
+    verdicts: tuple[PathVerdict, ...] = ()
+    """For each entry of the ``reachability`` export, in order: whether the recorded resources carry it."""
 
     @property
     def regions(self) -> dict[str, dict[str, str]]:
@@ -59,6 +63,22 @@ class PlanReport:
         return sites
 
     @property
+    def reachability(self) -> list[dict[str, Any]]:
+        """The program's paths (the topology model's ``ok``) beside the resources' verdict (``resources_ok``)."""
+        paths: list[dict[str, Any]] = list(self.recording.outputs.get("reachability") or [])
+        if len(self.verdicts) != len(paths):
+            return paths
+        return [
+            {**path, "resources_ok": verdict.ok, "resources_reason": verdict.reason}
+            for path, verdict in zip(paths, self.verdicts, strict=True)
+        ]
+
+    @property
+    def reachability_mismatches(self) -> list[dict[str, Any]]:
+        """Paths where the model and the resources disagree: the plan cannot be trusted."""
+        return [p for p in self.reachability if "resources_ok" in p and p["ok"] != p["resources_ok"]]
+
+    @property
     def mandatory_violations(self) -> list[Violation]:
         return [v for v in self.violations if v.level == MANDATORY]
 
@@ -85,10 +105,32 @@ class PlanReport:
             "nodes": self.nodes,
             "phoenix": self.phoenix,
             "sites": self.sites,
-            "reachability": self.recording.outputs.get("reachability") or [],
+            "reachability": self.reachability,
             "violations": [v.to_json() for v in self.violations],
             "cost": self.cost.to_json(),
         }
+
+
+class ReachabilityMismatchError(RuntimeError):
+    """The program's reachability (the topology model) and its recorded resources disagree on some path.
+
+    Not a config error: the library declared resources that do not carry what it promises (or carry what
+    it refuses). ``lmrun plan`` reports it and exits 1.
+    """
+
+    def __init__(self, report: PlanReport) -> None:
+        self.report = report
+        lines = []
+        for path in report.reachability_mismatches:
+            said = "reachable" if path["ok"] else "unreachable"
+            lines.append(
+                f"{path['from']} -> {path['to']} tcp/{path['port']}: the program declares it {said}, but its "
+                f"resources say {'it flows' if path['resources_ok'] else 'it does not'}: {path['resources_reason']}"
+            )
+        super().__init__(
+            f"stack {report.stack}: {len(lines)} path(s) where the plan and its resources disagree:\n"
+            + "\n".join(lines)
+        )
 
 
 def check_policies(recording: Recording, policy_config: Mapping[str, Any] | None = None) -> tuple[Violation, ...]:
@@ -106,11 +148,14 @@ def plan_stack(
     preview: bool = True,
     mocks: RecordingMocks | None = None,
     policy_config: Mapping[str, Any] | None = None,
+    check_reachability: bool = True,
 ) -> PlanReport:
-    """Run the program of ``project_dir`` with ``stack``'s config, then the policy pack over its resources.
+    """Run the program of ``project_dir`` with ``stack``'s config, then the policy pack over its resources,
+    then the static reachability check of every planned path over the recorded network.
 
-    ConfigError from the program propagates. ``mocks`` defaults to :func:`lmrun.testing.mesh_mocks`
-    (answers exactly the lookups the program makes).
+    ConfigError from the program propagates; :class:`ReachabilityMismatchError` is raised (unless
+    ``check_reachability`` is false) when a path's ``ok`` and the resources' verdict differ. ``mocks``
+    defaults to :func:`lmrun.testing.mesh_mocks` (answers exactly the lookups the program makes).
     """
     program_path = project_dir / "__main__.py"
     if not program_path.is_file():
@@ -128,4 +173,12 @@ def plan_stack(
         preview=preview,
         mocks=mocks or mesh_mocks(),
     )
-    return PlanReport(stack=stack.stack, recording=recording, violations=check_policies(recording, policy_config))
+    report = PlanReport(
+        stack=stack.stack,
+        recording=recording,
+        violations=check_policies(recording, policy_config),
+        verdicts=tuple(reachability_from_resources(recording, recording.outputs)),
+    )
+    if check_reachability and report.reachability_mismatches:
+        raise ReachabilityMismatchError(report)
+    return report

@@ -1,5 +1,5 @@
 """The human view of an offline plan: rich tables of components, the CIDR plan, node ports, the GPU fleet,
-the cost estimate, policy violations and counts."""
+the cost estimate, the reachability of every planned path (model and resources), policy violations and counts."""
 
 from __future__ import annotations
 
@@ -74,6 +74,35 @@ def fleet_table(report: PlanReport) -> Table:
     table.add_row("spot total", "", "", "", f"{totals[True]:.4f}", style="bold")
     table.add_row("on-demand total", "", "", "", f"{totals[False]:.4f}", style="bold")
     table.add_row("fleet total", "", "", "", f"{totals[True] + totals[False]:.4f}", style="bold")
+    return table
+
+
+def reachability_table(report: PlanReport) -> Table:
+    paths = report.reachability
+    mismatches = len(report.reachability_mismatches)
+    table = Table(
+        title="Reachability: the topology model and the recorded network (routes, peering, security groups, "
+        "firewalls, WireGuard AllowedIPs; no NACLs are declared)"
+        + (f" — {mismatches} disagreement(s)" if mismatches else "")
+    )
+    table.add_column("From")
+    table.add_column("To")
+    table.add_column("Port", justify="right")
+    table.add_column("Model")
+    table.add_column("Resources")
+    table.add_column("Why (resources)")
+    for path in paths:
+        resources = path.get("resources_ok")
+        style = "bold red" if resources is not None and resources != path["ok"] else None
+        table.add_row(
+            str(path["from"]),
+            str(path["to"]),
+            str(path["port"]),
+            "ok" if path["ok"] else "refused",
+            "?" if resources is None else "ok" if resources else "blocked",
+            str(path.get("resources_reason", "")),
+            style=style,
+        )
     return table
 
 
@@ -165,6 +194,8 @@ def print_report(report: PlanReport, console: Console) -> None:
         console.print(port_table(report))
     if report.nodes:
         console.print(fleet_table(report))
+    if report.reachability:
+        console.print(reachability_table(report))
     console.print(cost_items_table(report))
     console.print(cost_table(report))
     console.print(count_table(report))
