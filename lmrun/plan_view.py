@@ -11,6 +11,7 @@ from rich.table import Table
 from lmrun.aws import prices
 from lmrun.offline import PlanReport
 from lmrun.policy.rules import MANDATORY
+from lmrun.reachability import NOT_MODELLED
 from lmrun.testing import RecordedResource
 
 
@@ -196,6 +197,7 @@ def print_report(report: PlanReport, console: Console) -> None:
         console.print(fleet_table(report))
     if report.reachability:
         console.print(reachability_table(report))
+        console.print(f"Reachability check, {NOT_MODELLED}.")
     console.print(cost_items_table(report))
     console.print(cost_table(report))
     console.print(count_table(report))
