@@ -24,10 +24,10 @@ program declared (the offline plan's recording), by walking the network the way 
 - Replies (TCP): the same walk back from every replica, without security-group or firewall checks (they
   are stateful), but with routes, peering and WireGuard checks — asymmetric routing breaks TCP.
 
-Not modelled (``NOT_MODELLED``, printed under the plan's reachability table): network ACLs (the mesh
-declares none: the default NACL allows all), an external site's own network and firewall (beyond its
-WireGuard config), OS firewalls on the VMs, and the underlay of the tunnels. Packets and hosts are address *ranges*: a host whose address is
-not fixed stands for every address of every subnet it can launch in.
+Not modelled (``NOT_MODELLED``, printed under the plan's reachability table): network ACLs (the mesh declares
+none: the default NACL allows all), an external site's own network and firewall (beyond its WireGuard config),
+OS firewalls on the VMs, and the underlay of the tunnels. Packets and hosts are address *ranges*: a host whose
+address is not fixed stands for every address of every subnet it can launch in.
 """
 
 from __future__ import annotations
