@@ -3,7 +3,8 @@
 Exit codes:
 
 - 0 success;
-- 1 unexpected failure (or quotas that could not be read);
+- 1 unexpected failure, quotas that could not be read, or a plan whose recorded resources do not carry a
+  path the reachability model says they do (or carry one it refuses);
 - 2 invalid config: the stack's (one line per problem, with its config path), the policy pack config's
   (``plan --policy-config``), or a join bundle that does not exist;
 - 3 the plan violates a mandatory rule of the policy pack (``lmrun plan``; the violations are printed);

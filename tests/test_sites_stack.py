@@ -156,14 +156,16 @@ def test_reachability_in_the_plan_json() -> None:
     paths = {(p["from"], p["to"]): p for p in document["reachability"]}
     assert paths[("us-east-1", "qwen-gcp")]["ok"] is True
     assert "through the WireGuard hub" in paths[("us-east-1", "qwen-gcp")]["reason"]
-    assert paths[("gcp-usc1", "k3s-api")] == {
+    entry = paths[("gcp-usc1", "k3s-api")]
+    assert {key: entry[key] for key in ("from", "to", "port", "ok", "reason")} == {
         "from": "gcp-usc1",
         "to": "k3s-api",
         "port": 6443,
         "ok": True,
         "reason": "gcp-usc1 reaches the main region through its WireGuard tunnel",
     }
-    assert all(p["ok"] for p in document["reachability"])
+    # The recorded resources (routes, peerings, rules, tunnels) carry every path the model says they do.
+    assert all(p["ok"] and p["resources_ok"] for p in document["reachability"])
     assert document["sites"]["lab-onprem"] == {
         "cidr": "10.129.0.0/24",
         "kind": "external",
