@@ -1,4 +1,5 @@
-"""Mesh: the whole stack's fabric from a :class:`MeshPlan` (providers, VPCs, peering hub)."""
+"""Mesh: the whole stack from a :class:`MeshPlan` — providers, VPCs and the peering hub (the fabric), the
+K3s cluster with GPU nodes, node ports and Phoenix, and the WireGuard sites."""
 
 from __future__ import annotations
 

@@ -80,8 +80,6 @@ class Sites(pulumi.ComponentResource):
     keys: dict[str, WireGuardKey]
     join_bundles: pulumi.Output[dict[str, dict[str, str]]]
     """External site -> ``{config, bootstrap, config_filename, script_filename}`` (a secret)."""
-    summary: dict[str, dict[str, Any]]
-    """Site -> ``{cidr, kind, mtu, tunnel_address}`` for the plan."""
 
     def __init__(self, name: str, *, args: SitesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lmrun:index:Sites", name, None, opts)
@@ -89,10 +87,6 @@ class Sites(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.keys = {
             site.name: wireguard_key(f"{name}-{slug(site.name)}-key", epoch=site.key_epoch, opts=child)
-            for site in plan.sites.values()
-        }
-        self.summary = {
-            site.name: {"cidr": site.cidr, "kind": site.kind, "mtu": site.mtu, "tunnel_address": site.tunnel_address}
             for site in plan.sites.values()
         }
         self.hub = None

@@ -1,0 +1,36 @@
+"""The plain (known before any resource exists) stack outputs of a plan: what `lmrun plan --json` and
+`pulumi stack output` show about regions, node ports, nodes, sites and reachability."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmrun.plan.mesh import MeshPlan
+
+
+def plan_exports(plan: MeshPlan) -> dict[str, Any]:
+    """Stack output name -> plain value."""
+    return {
+        "mainRegion": plan.main.name,
+        "regions": {name: {"cidr": r.cidr, "role": r.role} for name, r in plan.regions.items()},
+        "nodePorts": plan.cluster.node_ports,
+        "nodes": {
+            n.name: {
+                "region": n.region,
+                "instance_type": n.instance_type,
+                "spot": n.spot,
+                "hourly_usd": n.hourly_usd,
+                "cloud": n.cloud,
+                "site": n.site,
+            }
+            for n in plan.cluster.nodes.values()
+        },
+        "sites": {
+            s.name: {"cidr": s.cidr, "kind": s.kind, "mtu": s.mtu, "tunnel_address": s.tunnel_address}
+            for s in plan.wireguard.sites.values()
+        },
+        "reachability": [
+            {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}
+            for p in plan.reachability
+        ],
+    }
