@@ -128,7 +128,7 @@ class MeshSpec(SpecModel):
         default=None,
         description="Hugging Face token for gated models (set it with `pulumi config set --secret`).",
     )
-    nodes: tuple[NodeSpec, ...] = Field(default=(), description="GPU nodes running vLLM (see the README).")
+    nodes: tuple[NodeSpec, ...] = Field(default=(), description="GPU nodes running vLLM, one VM each.")
     services: tuple[ServiceSpec, ...] = Field(
         default=(), description="Generic VM processes published on mesh-wide node ports."
     )
