@@ -111,7 +111,7 @@ class ServiceSpec(SpecModel):
     """A process on a mesh VM (not vLLM) published on a node port."""
 
     name: Name = Field(description="Unique service name.")
-    node: Name = Field(description="Name of the node (VM) running the process.")
+    node: Name = Field(description="The VM running the process: a name from lmrun:nodes, or `k3s-server`.")
     app_port: Port = Field(description="Port the process listens on, on the VM.")
     node_port: NodePort = Field(description="Mesh-wide node port (30000-32767).")
     health: Literal["tcp", "http"] = Field(default="tcp", description="Readiness check: TCP connect or HTTP GET.")
