@@ -7,6 +7,7 @@ from typing import Any, TypedDict
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_command as command
 
 from lmrun.components.gpu_node import GpuNode
 from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
@@ -18,6 +19,7 @@ from lmrun.plan.cluster import ClusterPlan, NodePlan
 from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
 from lmrun.render.kubernetes import MeshService
 from lmrun.render.phoenix import PhoenixClientConfig, phoenix_files, phoenix_runcmd
+from lmrun.render.readiness import ingest_key_gate_script
 from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 
@@ -62,6 +64,9 @@ class Cluster(pulumi.ComponentResource):
     node_ports: pulumi.Output[dict[str, int]]
     phoenix: pulumi.Output[dict[str, Any] | None]
     """Phoenix facts for the plan (node ports, storage, backup bucket, retention), or None when disabled."""
+    phoenix_ingest_key: pulumi.Output[str] | None
+    """The ingest key the Phoenix node published (a secret), for trace producers that cannot read SSM (GPU
+    nodes in GCP sites); None unless Phoenix is enabled and the plan has such nodes (no gate otherwise)."""
 
     def __init__(self, name: str, *, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lmrun:index:Cluster", name, None, opts)
@@ -123,8 +128,9 @@ class Cluster(pulumi.ComponentResource):
         # The parent's random/command providers are inherited; AWS is the main region's.
         self.server = K3sServer(f"{name}-k3s", args=server_args, opts=on_main)
 
+        phoenix_node: PhoenixNode | None = None
         if store is not None and phoenix is not None and phoenix.placement == "node":
-            PhoenixNode(
+            phoenix_node = PhoenixNode(
                 f"{name}-phoenix",
                 args={
                     "store": store,
@@ -159,6 +165,23 @@ class Cluster(pulumi.ComponentResource):
             if store is not None and phoenix is not None
             else None
         )
+        self.phoenix_ingest_key = None
+        if store is not None and any(node.cloud == "gcp" for node in plan.nodes.values()):
+            # The key lives in Phoenix's database: a new data volume (or server state volume) may mean a new key.
+            volume_id = phoenix_node.data_volume_id if phoenix_node is not None else self.server.state_volume_id
+            gate = command.local.Command(
+                f"{name}-phoenix-ingest-key-gate",
+                create=ingest_key_gate_script(region=server_plan.region, parameter=store.parameter_names["ingest-key"]),
+                interpreter=["/bin/sh", "-c"],
+                logging=command.local.Logging.NONE,
+                triggers=[store.ingest_key_parameter_arn, volume_id],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    additional_secret_outputs=["stdout"],
+                    depends_on=[phoenix_node if phoenix_node is not None else self.server],
+                ),
+            )
+            self.phoenix_ingest_key = pulumi.Output.secret(gate.stdout)
 
         hf_parameter: aws.ssm.Parameter | None = None
         if args["hugging_face_token"] is not None and plan.nodes:

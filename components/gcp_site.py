@@ -12,11 +12,13 @@ hub routes the site's CIDR back. The network MTU is the tunnel MTU plus WireGuar
 default 1440 tunnel, not GCP's default 1460, which would fragment every full-size tunnel packet), and the
 gateway clamps TCP MSS to the tunnel's MTU.
 
-Secrets: the gateway's wg-quick config (the site private key inside), the K3s join token and the Hugging
-Face token are Secret Manager secrets (replicated in the site's region only) whose values stay Pulumi
-secrets. VMs read them by secret id at boot with an access token from the metadata server and ``curl``
-(:mod:`lmrun.render.gcp`); no secret is in instance metadata. Two service accounts keep the blast radius
-small: the gateway's may read only the WireGuard config, the nodes' only the K3s and Hugging Face tokens,
+Secrets: the gateway's wg-quick config (the site private key inside), the K3s join token, the Hugging
+Face token and (with Phoenix) the Phoenix ingest key are Secret Manager secrets (replicated in the site's
+region only) whose values stay Pulumi secrets. VMs read them by secret id with an access token from the
+metadata server and ``curl`` (:mod:`lmrun.render.gcp`); no secret is in instance metadata. Two service
+accounts keep the blast radius small: the gateway's may read only the WireGuard config, the nodes' only the
+K3s and Hugging Face tokens and the ingest key (which vLLM's OTLP exporter sends to Phoenix; a timer
+re-reads it, so a key the stack re-delivers reaches vLLM without a new VM),
 each through a secret-level ``roles/secretmanager.secretAccessor`` binding (no project-level role at all:
 nothing here ships logs or metrics through an agent that would need ``roles/logging.logWriter``).
 
@@ -60,7 +62,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_gcp as gcp
@@ -70,6 +72,8 @@ from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render.gateways import render_gcp_gateway_user_data
 from lmrun.render.k3s import K3sAgentConfig
+from lmrun.render.phoenix import PhoenixClientConfig
+from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 from lmrun.render.wireguard import WIREGUARD_IPV4_OVERHEAD, render_wg_quick, site_config
 
@@ -172,6 +176,12 @@ class GcpSiteArgs(TypedDict):
     """Hugging Face token (a Pulumi secret) or None for public models."""
     labels: Mapping[str, str]
     """Labels for every labelled resource (passed through :func:`gcp_labels`, so mesh tags work too)."""
+    phoenix_ingest_key: NotRequired[pulumi.Input[str] | None]
+    """Phoenix ingest key (a Pulumi secret) when Phoenix is enabled: stored in Secret Manager so the nodes'
+    vLLM can authenticate its OTLP export (they cannot read the SSM parameter the Phoenix node publishes to).
+    Absent or None: the nodes export no traces."""
+    phoenix_grpc_node_port: NotRequired[int | None]
+    """Phoenix's OTLP/gRPC node port (the nodes export to ``localhost:<port>``); required with the key."""
 
 
 def _check_args(args: GcpSiteArgs) -> SitePlan:
@@ -196,6 +206,8 @@ def _check_args(args: GcpSiteArgs) -> SitePlan:
             raise ValueError(f"nodes[{node.name}].cloud: {node.cloud!r} is not 'gcp'")
         if node.site != site.name:
             raise ValueError(f"nodes[{node.name}].site: {node.site!r} is not this site ({site.name!r})")
+    if (args.get("phoenix_ingest_key") is None) != (args.get("phoenix_grpc_node_port") is None):
+        raise ValueError("phoenix_grpc_node_port: give it together with phoenix_ingest_key (or neither)")
     return site
 
 
@@ -373,11 +385,16 @@ class GcpSite(pulumi.ComponentResource):
         groups: dict[str, gcp.compute.InstanceGroupManager] = {}
         if nodes:
             self._nat(name, network, subnet, region, child)
+            ingest_key = args.get("phoenix_ingest_key")
             nodes_account = gcp.serviceaccount.Account(
                 f"{name}-nodes-sa",
                 account_id=account_id(name, "nodes"),
                 display_name=f"lmrun site {site.name} GPU nodes",
-                description="Reads the K3s join token and the Hugging Face token secrets, nothing else",
+                description=(
+                    "Reads the K3s join token and the Hugging Face token secrets, nothing else"
+                    if ingest_key is None
+                    else "Reads the K3s join token, Hugging Face token and Phoenix ingest key secrets, nothing else"
+                ),
                 opts=child,
             )
             token_secret = f"{slug(name)}-k3s-token"
@@ -404,6 +421,28 @@ class GcpSite(pulumi.ComponentResource):
                     opts=child,
                 )
                 boot_deps += [hf_version, *hf_grants]
+            tracing: PhoenixClientConfig | None = None
+            grpc_node_port = args.get("phoenix_grpc_node_port")
+            if ingest_key is not None and grpc_node_port is not None:
+                ingest_secret = f"{slug(name)}-phoenix-ingest-key"
+                # Not a boot dependency: vLLM serves without it, and the refresher retries until it is readable.
+                self._secret(
+                    f"{name}-phoenix-ingest-key",
+                    secret_id=ingest_secret,
+                    data=ingest_key,
+                    readers={"nodes": nodes_account},
+                    region=region,
+                    labels=labels,
+                    opts=child,
+                )
+                tracing = PhoenixClientConfig(
+                    ssm_region="",
+                    ingest_key_parameter=ingest_secret,
+                    grpc_node_port=grpc_node_port,
+                    restart_units=(VLLM_UNIT,),
+                    parameter_store="gcp",
+                    gcp_project=project,
+                )
             for node in nodes:
                 groups[node.name] = self._node(
                     name,
@@ -414,6 +453,7 @@ class GcpSite(pulumi.ComponentResource):
                     account=nodes_account,
                     token_secret=token_secret,
                     hf_secret=hf_secret,
+                    tracing=tracing,
                     labels=labels,
                     opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=boot_deps),
                 )
@@ -520,6 +560,7 @@ class GcpSite(pulumi.ComponentResource):
         account: gcp.serviceaccount.Account,
         token_secret: str,
         hf_secret: str | None,
+        tracing: PhoenixClientConfig | None,
         labels: Mapping[str, str],
         opts: pulumi.ResourceOptions,
     ) -> gcp.compute.InstanceGroupManager:
@@ -546,6 +587,8 @@ class GcpSite(pulumi.ComponentResource):
             hf_token_parameter=hf_secret,
             parameter_store="gcp",
             gcp_project=project if hf_secret is not None else None,
+            otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
+            otlp_env_file=tracing.env_file if tracing is not None else None,
         )
         scheduling: gcp.compute.InstanceTemplateSchedulingArgsDict
         if node.spot:
@@ -599,7 +642,7 @@ class GcpSite(pulumi.ComponentResource):
                 "enable-oslogin": "TRUE",
                 "block-project-ssh-keys": "TRUE",
                 "install-nvidia-driver": "True",
-                "user-data": render_gpu_node_user_data(agent, vllm),
+                "user-data": render_gpu_node_user_data(agent, vllm, tracing),
             },
             tags=[NODE_TAG],
             labels={**labels, "lmrun_role": "gpu-node", "lmrun_node": gcp_labels({"n": node.name})["n"]},

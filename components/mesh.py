@@ -105,6 +105,12 @@ class Mesh(pulumi.ComponentResource):
                     "nodes": [node for node in plan.cluster.nodes.values() if node.cloud == "gcp"],
                     "hugging_face_token": args["hugging_face_token"],
                     "tags": plan.tags,
+                    "phoenix_ingest_key": self.cluster.phoenix_ingest_key,
+                    "phoenix_grpc_node_port": (
+                        plan.cluster.phoenix.grpc_node_port
+                        if plan.cluster.phoenix is not None and self.cluster.phoenix_ingest_key is not None
+                        else None
+                    ),
                 },
                 opts=pulumi.ResourceOptions(
                     parent=self, providers=[self.providers[plan.main.name], *utility_providers]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
@@ -42,6 +42,11 @@ class SitesArgs(TypedDict):
     """Hugging Face token (secret) or None."""
     tags: Mapping[str, str]
     """Tags (AWS) / labels (GCP, lower-cased) for every resource."""
+    phoenix_ingest_key: NotRequired[pulumi.Input[str] | None]
+    """Phoenix ingest key (secret) for GCP sites' Secret Manager, so their nodes' vLLM exports traces; None
+    (or absent) when Phoenix is disabled or no GCP site has nodes."""
+    phoenix_grpc_node_port: NotRequired[int | None]
+    """Phoenix's OTLP/gRPC node port; required with ``phoenix_ingest_key``."""
 
 
 def _site_config(site: SitePlan, plan: WireGuardPlan, values: list[Any]) -> Config:
@@ -146,6 +151,8 @@ class Sites(pulumi.ComponentResource):
                         "nodes": [node for node in args["nodes"] if node.site == site.name],
                         "hugging_face_token": args["hugging_face_token"],
                         "labels": gcp_labels(args["tags"]),
+                        "phoenix_ingest_key": args.get("phoenix_ingest_key"),
+                        "phoenix_grpc_node_port": args.get("phoenix_grpc_node_port"),
                     },
                     opts=child,
                 )

@@ -26,7 +26,9 @@ Ingestion auth (enabling auth makes Phoenix refuse every span that carries no va
   reaches them within one refresh interval. Failures exit non-zero (visible in the journal), never silently.
 
 These scripts rely on ``ssm-get.sh`` (``lmrun.render.k3s.SSM_GET_SCRIPT``), which every mesh VM has as a K3s
-agent or server; ``LMRUN_SCRIPT_DIR`` overrides where they look for it (tests).
+agent or server; ``LMRUN_SCRIPT_DIR`` overrides where they look for it (tests). VMs in GCP sites cannot read
+SSM: the stack copies the key into a Secret Manager secret of the site (a readiness gate waits for the node
+to publish it), and their refresher (``parameter_store="gcp"``) reads it with ``gcp-secret-get.sh``.
 
 Backups: the SQLite snapshot uses Python's ``sqlite3`` backup API (the same online-backup API as the
 ``sqlite3`` CLI's ``.backup``). Stock Ubuntu and Amazon Linux images do not ship the ``sqlite3`` CLI, while
@@ -40,9 +42,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
+from lmrun.render.gcp import check_gcp_project, check_secret_id
 from lmrun.render.k3s import (
     MOUNT_VOLUME_SCRIPT,
     K3sAgentConfig,
+    ParameterStore,
     agent_files,
     agent_runcmd,
     check_region,
@@ -403,9 +407,7 @@ echo "lmrun: stored a new Phoenix ingest key in $parameter"
 )
 
 
-CLIENT_ENV_SCRIPT = script_file(
-    "phoenix-client-env.sh",
-    r"""
+_CLIENT_ENV_SSM_HEAD = r"""
 # Usage: phoenix-client-env.sh REGION KEY_PARAMETER ENV_FILE ENDPOINT [UNIT...]
 # Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
 # EnvironmentFile, reading the Phoenix ingest key by parameter name. When the content changed, restarts
@@ -421,7 +423,35 @@ tmp="$(mktemp "${env_file}.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 key="$(aws ssm get-parameter --region "$region" --name "$parameter" --with-decryption \
     --query Parameter.Value --output text)"
-key="$(printf '%s' "$key" | tr -d '\n')"
+"""
+
+_CLIENT_ENV_GCP_HEAD = (
+    r"""
+# Usage: phoenix-client-env.sh PROJECT KEY_SECRET ENV_FILE ENDPOINT [UNIT...]
+# Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
+# EnvironmentFile, reading the Phoenix ingest key from a Secret Manager secret of PROJECT by secret id
+# (gcp-secret-get.sh, with the VM's service account). When the content changed, restarts the given units
+# so they pick up the new key; a failed read keeps the old file and exits non-zero.
+project="$1"
+parameter="$2"
+env_file="$3"
+endpoint="$4"
+shift 4
+umask 077
+mkdir -p "$(dirname "$env_file")"
+tmp="$(mktemp "${env_file}.XXXXXX")"
+key_file="$(mktemp "${env_file}.key.XXXXXX")"
+trap 'rm -f "$tmp" "$key_file"' EXIT
+"""
+    + '"${LMRUN_SCRIPT_DIR:-'
+    + SCRIPT_DIR
+    + r"""}/gcp-secret-get.sh" "$project" "$parameter" "$key_file"
+key="$(cat "$key_file")"
+rm -f "$key_file"
+"""
+)
+
+_CLIENT_ENV_TAIL = r"""key="$(printf '%s' "$key" | tr -d '\n')"
 if [ -z "$key" ]; then
     echo "lmrun: $parameter is empty" >&2
     exit 1
@@ -443,8 +473,13 @@ echo "lmrun: wrote $env_file"
 for unit in "$@"; do
     systemctl try-restart "$unit"
 done
-""",
-)
+"""
+
+CLIENT_ENV_SCRIPT = script_file("phoenix-client-env.sh", _CLIENT_ENV_SSM_HEAD + _CLIENT_ENV_TAIL)
+"""The refresher of producers that read the ingest key from SSM (AWS VMs)."""
+CLIENT_ENV_SCRIPT_GCP = script_file("phoenix-client-env.sh", _CLIENT_ENV_GCP_HEAD + _CLIENT_ENV_TAIL)
+"""The same refresher for VMs in GCP sites: the key comes from Secret Manager (needs ``gcp-secret-get.sh``,
+which such VMs have as K3s agents)."""
 
 
 BACKUP_SCRIPT = script_file(
@@ -791,16 +826,35 @@ class PhoenixClientConfig:
     """A trace producer's view of Phoenix: where to send spans and which parameter holds the key."""
 
     ssm_region: str
+    """Region of the ingest-key parameter; ``""`` (unused) with ``parameter_store="gcp"``."""
     ingest_key_parameter: str
+    """SSM parameter name of the ingest key, or its Secret Manager secret id (``parameter_store="gcp"``)."""
     grpc_node_port: int = GRPC_NODE_PORT
     env_file: str = CLIENT_ENV_FILE
     restart_units: tuple[str, ...] = ()
     """Units that read ``env_file`` and must restart when the key changes (e.g. ``lmrun-vllm.service``)."""
     refresh_minutes: int = 5
+    parameter_store: ParameterStore = "ssm"
+    """``"ssm"``: the Phoenix node's own parameter; ``"gcp"``: a copy of the key in a Secret Manager secret of
+    ``gcp_project``, read with the VM's service account (VMs in GCP sites, which cannot read SSM)."""
+    gcp_project: str | None = None
+    """Project of the ingest-key secret; required with ``parameter_store="gcp"``, None otherwise."""
 
     def __post_init__(self) -> None:
-        check_region("ssm_region", self.ssm_region)
-        check_ssm_parameter_name("ingest_key_parameter", self.ingest_key_parameter)
+        if self.parameter_store == "gcp":
+            if self.ssm_region:
+                raise ValueError("ssm_region: unused with parameter_store 'gcp' (the key comes from Secret Manager)")
+            if self.gcp_project is None:
+                raise ValueError("gcp_project: required when parameter_store is 'gcp'")
+            check_gcp_project("gcp_project", self.gcp_project)
+            check_secret_id("ingest_key_parameter", self.ingest_key_parameter)
+        elif self.parameter_store == "ssm":
+            if self.gcp_project is not None:
+                raise ValueError("gcp_project: only used with parameter_store 'gcp'")
+            check_region("ssm_region", self.ssm_region)
+            check_ssm_parameter_name("ingest_key_parameter", self.ingest_key_parameter)
+        else:
+            raise ValueError(f"parameter_store: {self.parameter_store!r} is not 'ssm' or 'gcp'")
         check_node_port("grpc_node_port", self.grpc_node_port)
         _check_path("env_file", self.env_file)
         for unit in self.restart_units:
@@ -815,10 +869,10 @@ class PhoenixClientConfig:
 
 
 def client_env_command(cfg: PhoenixClientConfig) -> list[str]:
-    """argv that (re)writes the producer's EnvironmentFile from the ingest-key parameter."""
+    """argv that (re)writes the producer's EnvironmentFile from the ingest-key parameter (or secret)."""
     return [
         f"{SCRIPT_DIR}/phoenix-client-env.sh",
-        cfg.ssm_region,
+        cfg.gcp_project if cfg.parameter_store == "gcp" and cfg.gcp_project is not None else cfg.ssm_region,
         cfg.ingest_key_parameter,
         cfg.env_file,
         cfg.endpoint,
@@ -837,10 +891,12 @@ def client_files(cfg: PhoenixClientConfig) -> list[WriteFile]:
     The producer's own unit adds ``EnvironmentFile=-<env_file>`` (the '-' lets it start before Phoenix has
     published a key; the refresher restarts it once the key arrives).
     """
+    gcp = cfg.parameter_store == "gcp"
+    source = "Secret Manager" if gcp else "SSM"
     service = systemd_unit(
         {
             "Unit": [
-                ("Description", "Refresh the Phoenix OTLP exporter settings from SSM"),
+                ("Description", f"Refresh the Phoenix OTLP exporter settings from {source}"),
                 ("After", "network-online.target"),
                 ("Wants", "network-online.target"),
             ],
@@ -850,7 +906,7 @@ def client_files(cfg: PhoenixClientConfig) -> list[WriteFile]:
     every = f"{cfg.refresh_minutes}min"
     timer = _timer("Refresh the Phoenix OTLP exporter settings", CLIENT_ENV_UNIT, "20s", every)
     return [
-        CLIENT_ENV_SCRIPT,
+        CLIENT_ENV_SCRIPT_GCP if gcp else CLIENT_ENV_SCRIPT,
         WriteFile(f"/etc/systemd/system/{CLIENT_ENV_UNIT}", service),
         WriteFile(f"/etc/systemd/system/{CLIENT_ENV_TIMER}", timer),
     ]

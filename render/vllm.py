@@ -252,8 +252,12 @@ def render_gpu_node_user_data(
             f"parameter_store: the Hugging Face token ({vllm.parameter_store}) and the join token "
             f"({agent.parameter_store}) must come from the same secret store"
         )
-    if tracing is not None and agent.parameter_store != "ssm":
-        raise ValueError("tracing: the Phoenix client reads its ingest key from SSM; not available on GCP nodes")
+    if tracing is not None and tracing.parameter_store != agent.parameter_store:
+        # The refresher relies on the agent's fetch script (gcp-secret-get.sh) or the AWS CLI of the AWS image.
+        raise ValueError(
+            f"tracing: the Phoenix ingest key ({tracing.parameter_store}) and the join token "
+            f"({agent.parameter_store}) must come from the same secret store"
+        )
     if tracing is not None and (
         vllm.otlp_traces_endpoint != tracing.endpoint or vllm.otlp_env_file != tracing.env_file
     ):

@@ -42,12 +42,14 @@ def _password(name: str) -> str:
 
 
 def _secret_values(recording: Recording) -> dict[str, str]:
-    """Every generated secret (join token, Phoenix secrets) and the kubeconfig, by resource name."""
-    gate = next(r for r in recording.resources if r.type == "command:local:Command")
+    """Every generated secret (join token, Phoenix secrets) and what the readiness gates print (the kubeconfig;
+    the Phoenix ingest key for GCP sites), by resource name."""
+    gates = {r.name: f"mock stdout of {r.name}" for r in recording.resources if r.type == "command:local:Command"}
+    assert "mesh-cluster-k3s-kubeconfig-gate" in gates
     passwords = {
         r.name: _password(r.name) for r in recording.resources if r.type == "random:index/randomPassword:RandomPassword"
     }
-    return {**passwords, "kubeconfig": f"mock stdout of {gate.name}"}
+    return {**passwords, **gates}
 
 
 def _user_data(resource: RecordedResource) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from lmrun.components.gcp_site import (
     ACCESSOR_ROLE,
@@ -31,7 +32,7 @@ from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render import gateways as render_gateways
 from lmrun.render import gcp as render_gcp
-from lmrun.render import k3s, vllm
+from lmrun.render import k3s, phoenix, vllm
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.wireguard import private_key_from_bytes, public_key
 from lmrun.testing import RecordedResource, Recording, RecordingMocks, Secret, plain_strings, run_program
@@ -58,7 +59,8 @@ ROTATED_KEY = private_key_from_bytes(bytes(range(2, 34)))
 HUB_PUBLIC = public_key(private_key_from_bytes(bytes([7] * 32)))
 K3S_TOKEN = "K10-mock-join-token-0123456789abcdef"
 HF_TOKEN = "hf_mockHuggingFaceToken0123456789"
-SECRETS = (PRIVATE_KEY, K3S_TOKEN, HF_TOKEN)
+INGEST_KEY = "eyJhbGciOiJIUzI1NiJ9.eyJtb2NrIjoicGhvZW5peCJ9.mockPhoenixIngestKeySig"
+SECRETS = (PRIVATE_KEY, K3S_TOKEN, HF_TOKEN, INGEST_KEY)
 HUB_EIP = "3.3.3.3"
 AWS_ROUTES = ("10.0.0.0/16", "10.192.0.0/16")
 EXTERNAL_IP = "34.10.20.30"
@@ -129,6 +131,7 @@ def _record(
     *,
     private_key: str = PRIVATE_KEY,
     hf: bool = True,
+    tracing: bool = True,
     preview: bool = False,
     site: SitePlan = SITE,
 ) -> Recording:
@@ -149,6 +152,8 @@ def _record(
                 "nodes": list(nodes),
                 "hugging_face_token": pulumi.Output.secret(HF_TOKEN) if hf else None,
                 "labels": {"lmrun:mesh": "lmrun-mesh", "Owner": "Platform Team"},
+                "phoenix_ingest_key": pulumi.Output.secret(INGEST_KEY) if tracing else None,
+                "phoenix_grpc_node_port": phoenix.GRPC_NODE_PORT if tracing else None,
             },
         )
         pulumi.export("node_names", site_component.node_names)
@@ -304,7 +309,12 @@ def test_key_and_tokens_are_secret_in_every_input(preview: bool) -> None:
 
 def test_secrets_live_in_the_sites_region_with_stable_ids() -> None:
     secrets = {r.inputs["secretId"]: r.inputs for r in _default().by_type(SECRET)}
-    assert set(secrets) == {"mesh-site-gcp-a-wireguard", "mesh-site-gcp-a-k3s-token", "mesh-site-gcp-a-hf-token"}
+    assert set(secrets) == {
+        "mesh-site-gcp-a-wireguard",
+        "mesh-site-gcp-a-k3s-token",
+        "mesh-site-gcp-a-hf-token",
+        "mesh-site-gcp-a-phoenix-ingest-key",
+    }
     for inputs in secrets.values():
         assert inputs["replication"] == {"userManaged": {"replicas": [{"location": "us-central1"}]}}
         assert inputs["labels"]["lmrun_mesh"] == "lmrun-mesh"
@@ -321,7 +331,14 @@ def test_iam_grants_are_per_secret_accessor_only() -> None:
         ("mesh-site-gcp-a-wireguard", gateway_sa),
         ("mesh-site-gcp-a-k3s-token", nodes_sa),
         ("mesh-site-gcp-a-hf-token", nodes_sa),
+        ("mesh-site-gcp-a-phoenix-ingest-key", nodes_sa),
     }
+    # The ingest key is readable by the nodes' service account only, never by the gateway's.
+    [ingest_grant] = [r for r in recording.by_type(SECRET_IAM) if r.name.startswith("mesh-site-gcp-a-phoenix-")]
+    assert ingest_grant.inputs["member"] == nodes_sa
+    [ingest_version] = [r for r in recording.by_type(VERSION) if r.name == "mesh-site-gcp-a-phoenix-ingest-key-version"]
+    assert isinstance(ingest_version.inputs["secretData"], Secret)
+    assert ingest_version.inputs["secretData"].value == INGEST_KEY
 
 
 def test_no_hugging_face_secret_without_a_token() -> None:
@@ -378,6 +395,52 @@ def test_nodes_join_k3s_through_the_tunnel_with_gcp_labels_and_secret_manager() 
     assert "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-hf-token /run/lmrun/hf-token" in install
     assert not any("ssm-get" in content or "aws " in content for content in files.values())
     assert any("vllm-serve.sh" in path for path in files)
+
+
+@pytest.mark.parametrize("node", ["t4-spot", "l4-ondemand"])
+def test_nodes_export_traces_to_phoenix_with_the_ingest_key_from_secret_manager(node: str) -> None:
+    text = _user_data(_by_name(_default(), f"node-{node}-template"))
+    files = written_files(text)
+    serve = files[f"{render_gcp.SCRIPT_DIR}/vllm-serve.sh"]
+    assert "--otlp-traces-endpoint http://localhost:30201" in serve
+    unit = files["/etc/systemd/system/lmrun-vllm.service"]
+    assert f"EnvironmentFile=-{phoenix.CLIENT_ENV_FILE}" in unit
+    refresher = files[f"/etc/systemd/system/{phoenix.CLIENT_ENV_UNIT}"]
+    assert (
+        f"ExecStart={render_gcp.SCRIPT_DIR}/phoenix-client-env.sh lmrun-test-project "
+        f"mesh-site-gcp-a-phoenix-ingest-key {phoenix.CLIENT_ENV_FILE} http://localhost:30201 lmrun-vllm.service"
+    ) in refresher
+    script = files[f"{render_gcp.SCRIPT_DIR}/phoenix-client-env.sh"]
+    assert script == phoenix.CLIENT_ENV_SCRIPT_GCP.content
+    assert "gcp-secret-get.sh" in script and f"{render_gcp.SCRIPT_DIR}/gcp-secret-get.sh" in files
+    # Never SSM: a GCP VM has neither the AWS CLI nor credentials for it.
+    assert not any("ssm" in content.lower() or "aws " in content for content in files.values())
+    assert not any("ssm" in path for path in files)
+    runcmd = [command[-1] for command in yaml.safe_load(text)["runcmd"]]
+    assert phoenix.CLIENT_ENV_TIMER in runcmd
+
+
+def test_without_phoenix_no_ingest_key_secret_and_no_tracing() -> None:
+    recording = _record(tracing=False)
+    assert "mesh-site-gcp-a-phoenix-ingest-key" not in {r.inputs["secretId"] for r in recording.by_type(SECRET)}
+    for template in recording.by_type(TEMPLATE):
+        files = written_files(_user_data(template))
+        assert "--otlp-traces-endpoint" not in files[f"{render_gcp.SCRIPT_DIR}/vllm-serve.sh"]
+        assert not any("phoenix" in path for path in files)
+    # Tracing only adds the key's secret, version and grant, and changes the node templates and the nodes' SA.
+    before, after = _state(recording), _state(_default())
+    added = set(after) - set(before)
+    assert added == {
+        "mesh-site-gcp-a-phoenix-ingest-key",
+        "mesh-site-gcp-a-phoenix-ingest-key-version",
+        "mesh-site-gcp-a-phoenix-ingest-key-reader-nodes",
+    }
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {
+        "mesh-site-gcp-a-nodes-sa",
+        "mesh-site-gcp-a-node-t4-spot-template",
+        "mesh-site-gcp-a-node-l4-ondemand-template",
+    }
 
 
 # --- GPU nodes ------------------------------------------------------------------------------------------------
@@ -553,6 +616,32 @@ def test_bad_arguments_are_refused_with_the_field(site: SitePlan, nodes: tuple[N
         _record(nodes=nodes, site=site)
 
 
+def test_ingest_key_without_its_node_port_is_refused() -> None:
+    def program() -> None:
+        GcpSite(
+            "mesh-site-gcp-a",
+            args={
+                "site": SITE,
+                "private_key": pulumi.Output.secret(PRIVATE_KEY),
+                "hub_public_key": HUB_PUBLIC,
+                "hub_endpoint": HUB_EIP,
+                "hub_port": 51820,
+                "hub_tunnel_address": "10.192.0.1",
+                "aws_routes": AWS_ROUTES,
+                "k3s_token": pulumi.Output.secret(K3S_TOKEN),
+                "k3s_server_ip": "10.0.0.10",
+                "k3s_version": k3s.K3S_VERSION,
+                "nodes": [T4_SPOT],
+                "hugging_face_token": None,
+                "labels": {},
+                "phoenix_ingest_key": pulumi.Output.secret(INGEST_KEY),
+            },
+        )
+
+    with pytest.raises(ValueError, match="phoenix_grpc_node_port"):
+        run_program(program, mocks=_mocks())
+
+
 def test_labels_and_account_ids_follow_gcp_rules() -> None:
     assert gcp_labels({"lmrun:mesh": "LMRun Mesh", "Name": "x", "1st": "y"}) == {
         "lmrun_mesh": "lmrun_mesh",
@@ -617,6 +706,25 @@ def test_agent_and_vllm_parameter_store_is_checked() -> None:
     )
     with pytest.raises(ValueError, match="same secret store"):
         vllm.render_gpu_node_user_data(agent, ssm_vllm)
+    # Tracing too: an SSM refresher on a GCP node (or the reverse) is refused; matching stores are accepted.
+    ssm_tracing = phoenix.PhoenixClientConfig("us-east-1", "/lmrun/x/phoenix/ingest-key")
+    gcp_tracing = phoenix.PhoenixClientConfig(
+        "", "ingest", parameter_store="gcp", gcp_project="my-project-1", restart_units=(vllm.UNIT_NAME,)
+    )
+    traced = vllm.VllmConfig(
+        model="facebook/opt-125m",
+        revision="main",
+        served_model_name="opt",
+        otlp_traces_endpoint=gcp_tracing.endpoint,
+        otlp_env_file=gcp_tracing.env_file,
+    )
+    with pytest.raises(ValueError, match="same secret store"):
+        vllm.render_gpu_node_user_data(agent, traced, ssm_tracing)
+    ssm_agent = k3s.K3sAgentConfig(ssm_region="us-east-1", gpu="L4", **{**base, "token_parameter": "/t"})
+    with pytest.raises(ValueError, match="same secret store"):
+        vllm.render_gpu_node_user_data(ssm_agent, traced, gcp_tracing)
+    files = written_files(vllm.render_gpu_node_user_data(agent, traced, gcp_tracing))
+    assert files[f"{render_gcp.SCRIPT_DIR}/phoenix-client-env.sh"] == phoenix.CLIENT_ENV_SCRIPT_GCP.content
     with pytest.raises(ValueError, match="gcp_project"):
         vllm.VllmConfig(
             model="facebook/opt-125m", revision="main", served_model_name="opt", hf_token_parameter="hf",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lmrun.render import phoenix
+from lmrun.render import phoenix, readiness
 from lmrun.render.cloudinit import SCRIPT_DIR, cloud_config, written_files
 from lmrun.render.k3s import SSM_GET_SCRIPT
 from lmrun.render.vllm import VllmConfig
+from tests.validators import assert_shellcheck_clean
 
 REGION = "eu-west-1"
 BACKUP = phoenix.PhoenixBackup(bucket="lmrun-prod-backups", prefix="phoenix/prod", region=REGION)
@@ -23,6 +27,14 @@ CFG = phoenix.PhoenixConfig(
     backup=BACKUP,
 )
 CLIENT = phoenix.PhoenixClientConfig(REGION, "/lmrun/prod/phoenix/ingest-key", restart_units=("lmrun-vllm.service",))
+GCP_CLIENT = phoenix.PhoenixClientConfig(
+    "",
+    "mesh-sites-gcp-a-phoenix-ingest-key",
+    restart_units=("lmrun-vllm.service",),
+    parameter_store="gcp",
+    gcp_project="lmrun-test-project",
+)
+KEY = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsbXJ1biJ9.c2lnbmF0dXJl"
 
 
 def _all_text(cfg: phoenix.PhoenixConfig = CFG) -> str:
@@ -239,3 +251,122 @@ def test_extra_env_plain_values_are_passed() -> None:
     cfg = dataclasses.replace(CFG, extra_env=(("PHOENIX_LOGGING_LEVEL", "info"),))
     assert phoenix.server_environment(cfg)["PHOENIX_LOGGING_LEVEL"] == "info"
     assert "Environment=PHOENIX_LOGGING_LEVEL=info" in phoenix.unit_file(cfg).content
+
+
+# --- producers in GCP sites: the ingest key from Secret Manager, delivered by the stack's gate ----------------
+
+
+def test_gcp_client_reads_the_key_from_secret_manager_never_ssm(tmp_path: Path) -> None:
+    assert phoenix.client_env_command(GCP_CLIENT) == [
+        f"{SCRIPT_DIR}/phoenix-client-env.sh",
+        "lmrun-test-project",
+        "mesh-sites-gcp-a-phoenix-ingest-key",
+        phoenix.CLIENT_ENV_FILE,
+        "http://localhost:30201",
+        "lmrun-vllm.service",
+    ]
+    files = {f.path: f.content for f in phoenix.client_files(GCP_CLIENT)}
+    script = files[f"{SCRIPT_DIR}/phoenix-client-env.sh"]
+    assert script == phoenix.CLIENT_ENV_SCRIPT_GCP.content
+    assert '/gcp-secret-get.sh" "$project" "$parameter" "$key_file"' in script
+    assert "aws " not in script and "ssm" not in script.lower()
+    service = files[f"/etc/systemd/system/{phoenix.CLIENT_ENV_UNIT}"]
+    assert "from Secret Manager" in service and "SSM" not in service
+    assert f"ExecStart={phoenix.client_env_snippet(GCP_CLIENT)}" in service
+    # The AWS variant is untouched by the GCP one.
+    assert phoenix.client_files(CLIENT)[0] is phoenix.CLIENT_ENV_SCRIPT
+    paths = []
+    for name, f in (("ssm", phoenix.CLIENT_ENV_SCRIPT), ("gcp", phoenix.CLIENT_ENV_SCRIPT_GCP)):
+        path = tmp_path / f"{name}-phoenix-client-env.sh"
+        path.write_text(f.content)
+        paths.append(path)
+    assert_shellcheck_clean(paths)
+
+
+def _fake_bin(directory: Path, name: str, body: str) -> None:
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def test_gcp_client_writes_the_env_file_and_restarts_vllm_only_on_change(tmp_path: Path) -> None:
+    scripts, bin_dir = tmp_path / "lib", tmp_path / "bin"
+    log = tmp_path / "calls.log"
+    # Stand-ins: gcp-secret-get.sh (PROJECT SECRET DEST) writes the key with a trailing newline, as Secret
+    # Manager returns what the gate printed; systemctl records what it was asked to do.
+    _fake_bin(scripts, "gcp-secret-get.sh", f'echo "get $1 $2" >>"{log}"\nprintf \'%s\\n\' "$FAKE_KEY" >"$3"')
+    _fake_bin(bin_dir, "systemctl", f'echo "systemctl $*" >>"{log}"')
+    _fake_bin(bin_dir, "aws", f'echo "aws $*" >>"{log}"\nexit 1')
+    script = tmp_path / "phoenix-client-env.sh"
+    script.write_text(phoenix.CLIENT_ENV_SCRIPT_GCP.content)
+    script.chmod(0o755)
+    env_file = tmp_path / "etc" / "phoenix-client.env"
+    argv = [str(script), *phoenix.client_env_command(dataclasses.replace(GCP_CLIENT, env_file=str(env_file)))[1:]]
+    env = {**os.environ, "LMRUN_SCRIPT_DIR": str(scripts), "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_KEY": KEY}
+    for _ in range(2):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+    assert phoenix.parse_env_file(env_file.read_text()) == phoenix.client_environment("http://localhost:30201", KEY)
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    calls = log.read_text().splitlines()
+    assert calls.count("get lmrun-test-project mesh-sites-gcp-a-phoenix-ingest-key") == 2
+    assert calls.count("systemctl try-restart lmrun-vllm.service") == 1, "an unchanged key restarts nothing"
+    assert not [c for c in calls if c.startswith("aws")]
+    assert sorted(p.name for p in env_file.parent.iterdir()) == ["phoenix-client.env"], "no key file left behind"
+    # A failed read keeps the old file and fails loudly.
+    result = subprocess.run(argv, env={**env, "FAKE_KEY": ""}, capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and "is empty" in result.stderr
+    assert phoenix.parse_env_file(env_file.read_text())[phoenix.HEADERS_ENV] == f"authorization=Bearer%20{KEY}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"gcp_project": None}, "gcp_project"),
+        ({"gcp_project": "Bad_Project"}, "gcp_project"),
+        ({"ssm_region": "us-east-1"}, "ssm_region"),
+        ({"ingest_key_parameter": "/lmrun/x/phoenix/ingest-key"}, "ingest_key_parameter"),
+        ({"parameter_store": "vault"}, "parameter_store"),
+    ],
+)
+def test_gcp_client_validation_names_the_field(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(GCP_CLIENT, **changes)
+    with pytest.raises(ValueError, match="gcp_project"):
+        dataclasses.replace(CLIENT, gcp_project="lmrun-test-project")
+
+
+def test_ingest_key_gate_waits_past_the_placeholder_and_prints_only_the_key(tmp_path: Path) -> None:
+    parameter = "/lmrun/global/phoenix/ingest-key"
+    script = readiness.ingest_key_gate_script(region=REGION, parameter=parameter, timeout_seconds=30, interval=1)
+    kubeconfig = readiness.kubeconfig_gate_script(region=REGION, parameter="/lmrun/global/k3s/kubeconfig")
+    paths = []
+    for name, text in (("ingest", script), ("kubeconfig", kubeconfig)):
+        path = tmp_path / f"{name}-gate.sh"
+        path.write_text(text)
+        paths.append(path)
+    assert_shellcheck_clean(paths, shell="sh")
+    assert f"PLACEHOLDER={readiness.PARAMETER_PLACEHOLDER}" in script
+    # A stand-in AWS CLI: nothing, then the placeholder, then the key the Phoenix node minted.
+    bin_dir, count = tmp_path / "bin", tmp_path / "count"
+    _fake_bin(
+        bin_dir,
+        "aws",
+        f"""n=$(cat "{count}" 2>/dev/null || echo 0); echo $((n + 1)) >"{count}"
+[ "$*" = "ssm get-parameter --region {REGION} --name {parameter} --with-decryption --query Parameter.Value \
+--output text" ] || exit 9
+case $n in 0) exit 254 ;; 1) echo {readiness.PARAMETER_PLACEHOLDER} ;; *) echo {KEY} ;; esac""",
+    )
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{KEY}\n" and count.read_text().strip() == "3"
+    # Bounded: a node that never publishes fails the gate with a message, not a hang.
+    _fake_bin(bin_dir, "aws", f"echo {readiness.PARAMETER_PLACEHOLDER}")
+    stuck = readiness.ingest_key_gate_script(region=REGION, parameter=parameter, timeout_seconds=1, interval=1)
+    result = subprocess.run(["/bin/sh", "-c", stuck], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "did not publish an ingest key" in result.stderr
+    with pytest.raises(ValueError, match="positive"):
+        readiness.ingest_key_gate_script(region=REGION, parameter=parameter, interval=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import yaml
 
 from lmrun.offline import plan_stack
 from lmrun.render.cloudinit import shell_scripts, written_files
-from lmrun.testing import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, Recording, RecordingMocks
+from lmrun.render.readiness import ingest_key_gate_script
+from lmrun.testing import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, Recording, RecordingMocks, Secret
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
 from tests.conftest import ROOT, plan, stack_config
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
@@ -19,6 +21,8 @@ PHOENIX_INSTANCE = "mesh-cluster-phoenix-instance"
 PHOENIX_VOLUME = "mesh-cluster-phoenix-data"
 BUCKET = "mesh-cluster-phoenix-store-backups"
 PHOENIX_PORTS = {6006, 4317, 30200, 30201}
+GATE = "mesh-cluster-phoenix-ingest-key-gate"
+GCP_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 
 
 def _other_amis() -> RecordingMocks:
@@ -122,19 +126,91 @@ def test_phoenix_node_joins_k3s_mounts_its_volume_and_runs_phoenix_with_auth(tmp
     assert runcmd == ["mount-volume.sh", "k3s-agent-bootstrap.sh", "phoenix-install.sh"]
 
 
-def test_every_vllm_node_exports_traces_to_phoenix_through_the_mesh() -> None:
+def _gpu_node_user_data(recording: Recording) -> dict[str, str]:
+    """Every GPU node's user data: AWS launch templates and GCP instance templates."""
+    texts = {
+        t.name: base64.b64decode(t.inputs["userData"]).decode()
+        for t in recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")
+    }
+    texts.update({t.name: t.inputs["metadata"]["user-data"] for t in recording.by_type(GCP_TEMPLATE)})
+    return texts
+
+
+def test_every_vllm_node_exports_traces_to_phoenix_through_the_mesh(tmp_path: Path) -> None:
     recording = plan("global").recording
-    templates = recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")
-    assert len(templates) == 3
-    for template in templates:
-        text = base64.b64decode(template.inputs["userData"]).decode()
+    texts = _gpu_node_user_data(recording)
+    nodes = json.loads(stack_config("global").config["lmrun:nodes"])
+    # Every GPU node of the stack, wherever it runs: three on AWS, one in the GCP site.
+    assert len(texts) == len(nodes) == 4
+    assert len(recording.by_type(GCP_TEMPLATE)) == len([n for n in nodes if n.get("cloud") == "gcp"]) == 1
+    for name, text in texts.items():
         files = written_files(text)
         serve = files["/usr/local/lib/lmrun/vllm-serve.sh"]
-        assert "--otlp-traces-endpoint http://localhost:30201" in serve, template.name
+        assert "--otlp-traces-endpoint http://localhost:30201" in serve, name
         unit = files["/etc/systemd/system/lmrun-vllm.service"]
-        assert "EnvironmentFile=-/etc/lmrun/phoenix-client.env" in unit, template.name
+        assert "EnvironmentFile=-/etc/lmrun/phoenix-client.env" in unit, name
         refresher = files["/etc/systemd/system/lmrun-phoenix-client-env.service"]
-        assert "/lmrun/global/phoenix/ingest-key" in refresher and "lmrun-vllm.service" in refresher
+        assert "lmrun-vllm.service" in refresher, name
+        if name.startswith("mesh-sites-"):
+            # A GCP node cannot read SSM: the key comes from its site's Secret Manager copy.
+            assert "lmrun-mesh-demo mesh-sites-gcp-usc1-phoenix-ingest-key" in refresher, name
+            assert "gcp-secret-get.sh" in files["/usr/local/lib/lmrun/phoenix-client-env.sh"], name
+            assert not any("ssm" in content.lower() for content in files.values()), name
+            path = tmp_path / f"{name}.yaml"
+            path.write_text(text)
+            assert_cloud_init_valid(path)
+            scripts = []
+            for script_path, content in shell_scripts(text).items():
+                script = tmp_path / f"{name}-{Path(script_path).name}"
+                script.write_text(content)
+                scripts.append(script)
+            assert_shellcheck_clean(scripts)
+        else:
+            assert "/lmrun/global/phoenix/ingest-key" in refresher, name
+
+
+def test_gcp_sites_get_the_ingest_key_through_a_bounded_gate() -> None:
+    recording = plan("global").recording
+    gate = recording.named(GATE)
+    assert gate.type == "command:local:Command"
+    assert gate.inputs["create"] == ingest_key_gate_script(
+        region="us-east-1", parameter="/lmrun/global/phoenix/ingest-key"
+    )
+    assert gate.inputs["logging"] == "none" and gate.inputs["interpreter"] == ["/bin/sh", "-c"]
+    # Re-run when the key's parameter or the database's volume is replaced; after the Phoenix node exists.
+    key_parameter, volume_id = gate.inputs["triggers"]
+    assert key_parameter == "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-phoenix-store-ingest-key-parameter"
+    assert volume_id.startswith("vol-")
+    for dependency in ("mesh-cluster-phoenix-instance", "mesh-cluster-phoenix-data"):
+        assert recording.named(dependency).urn in gate.dependencies
+    # The key reaches the site's Secret Manager as a secret, readable by the nodes' service account alone.
+    version = recording.named("mesh-sites-gcp-usc1-phoenix-ingest-key-version")
+    assert version.inputs["secretData"] == Secret(f"mock stdout of {GATE}")
+    holders = [
+        r.name
+        for r in recording.resources
+        if any(isinstance(v, Secret) and v.value == f"mock stdout of {GATE}" for v in r.inputs.values())
+    ]
+    assert holders == [version.name]
+    [grant] = [
+        r
+        for r in recording.by_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+        if r.name.startswith("mesh-sites-gcp-usc1-phoenix-ingest-key")
+    ]
+    assert grant.name.endswith("-reader-nodes") and grant.inputs["role"] == "roles/secretmanager.secretAccessor"
+    assert recording.named("mesh-sites-gcp-usc1-nodes-sa").urn in grant.dependencies
+    assert recording.named("mesh-sites-gcp-usc1-gateway-sa").urn not in grant.dependencies
+
+
+def test_no_gate_without_gcp_nodes_or_without_phoenix() -> None:
+    dev = plan("dev", phoenix={"enabled": True}).recording
+    assert dev.named("mesh-cluster-phoenix-store") is not None
+    assert not [r for r in dev.resources if "ingest-key-gate" in r.name]
+    assert not [r for r in dev.resources if r.type.startswith("gcp:")]
+    no_phoenix = plan("global", phoenix={"enabled": False}).recording
+    assert not [r for r in no_phoenix.resources if "phoenix" in r.name]
+    for name, text in _gpu_node_user_data(no_phoenix).items():
+        assert "--otlp-traces-endpoint" not in written_files(text)["/usr/local/lib/lmrun/vllm-serve.sh"], name
 
 
 def test_without_phoenix_nodes_do_not_export_traces() -> None:
@@ -146,7 +222,14 @@ def test_without_phoenix_nodes_do_not_export_traces() -> None:
 
 def test_placement_on_the_server_puts_phoenix_on_the_state_volume(tmp_path: Path) -> None:
     recording = plan("global", phoenix={"placement": "server"}).recording
-    assert not [r for r in recording.resources if r.name.startswith("mesh-cluster-phoenix-") and "store" not in r.name]
+    assert not [
+        r
+        for r in recording.resources
+        if r.name.startswith("mesh-cluster-phoenix-") and "store" not in r.name and r.name != GATE
+    ]
+    # The GCP site's gate follows the key to the server: re-run when the server's state volume is replaced.
+    gate = recording.named(GATE)
+    assert recording.named("mesh-cluster-k3s-instance").urn in gate.dependencies
     text = _phoenix_user_data(recording, "mesh-cluster-k3s-instance")
     path = tmp_path / "server.yaml"
     path.write_text(text)
