@@ -1,18 +1,50 @@
 """Pulumi ComponentResources of the mesh, reusable from other projects.
 
-Components take typed args and explicit providers and never read stack config.
+Components take typed args and explicit providers and never read stack config. ``Mesh`` builds the whole
+stack from a plan; the others are its parts and can be used on their own.
 """
 
+from lmrun.components.cluster import Cluster, ClusterArgs
+from lmrun.components.gcp_site import GcpSite, GcpSiteArgs
+from lmrun.components.gpu_node import GpuNode, GpuNodeArgs
+from lmrun.components.instance_role import InstanceRole, InstanceRoleArgs
+from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
 from lmrun.components.mesh import Mesh, MeshArgs
+from lmrun.components.node_ports import NodePorts, NodePortsArgs
 from lmrun.components.peering import PeeringHub, PeeringHubArgs, PeerVpc
+from lmrun.components.phoenix import PhoenixNode, PhoenixNodeArgs, PhoenixStore, PhoenixStoreArgs
+from lmrun.components.sites import Sites, SitesArgs
 from lmrun.components.vpc import RegionalVpc, RegionalVpcArgs
+from lmrun.components.wireguard_hub import HubSite, WireGuardHub, WireGuardHubArgs
 
 __all__ = [
+    "Cluster",
+    "ClusterArgs",
+    "GcpSite",
+    "GcpSiteArgs",
+    "GpuNode",
+    "GpuNodeArgs",
+    "HubSite",
+    "InstanceRole",
+    "InstanceRoleArgs",
+    "K3sServer",
+    "K3sServerArgs",
     "Mesh",
     "MeshArgs",
+    "NodePorts",
+    "NodePortsArgs",
     "PeerVpc",
     "PeeringHub",
     "PeeringHubArgs",
+    "PhoenixNode",
+    "PhoenixNodeArgs",
+    "PhoenixStore",
+    "PhoenixStoreArgs",
     "RegionalVpc",
     "RegionalVpcArgs",
+    "ServerAddon",
+    "Sites",
+    "SitesArgs",
+    "WireGuardHub",
+    "WireGuardHubArgs",
 ]

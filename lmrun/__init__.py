@@ -1,8 +1,9 @@
 """lmrun-mesh: a private, global GPU mesh for AI workloads as one Pulumi stack.
 
 Installed, every part lives under this package: ``lmrun.components`` (ComponentResources),
-``lmrun.spec`` (config -> spec), ``lmrun.plan`` (spec -> plan), ``lmrun.aws`` (AWS knowledge),
-``lmrun.testing`` (offline mock harness) and ``lmrun.policy`` (policy rules).
+``lmrun.spec`` (config -> spec), ``lmrun.plan`` (spec -> plan), ``lmrun.render`` (pure renderers),
+``lmrun.aws`` and ``lmrun.gcp`` (cloud knowledge), ``lmrun.testing`` (offline mock harness) and
+``lmrun.policy`` (policy rules).
 """
 
 __version__ = "0.1.0"

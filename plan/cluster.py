@@ -14,6 +14,7 @@ from lmrun.aws.instances import catalog
 from lmrun.gcp import catalog as gcp_catalog
 from lmrun.render.k3s import SERVER_NODE
 from lmrun.render.phoenix import GRPC_PORT, HTTP_PORT
+from lmrun.render.phoenix import NODE_NAME as PHOENIX_NODE
 from lmrun.spec.model import MeshSpec
 from lmrun.spec.nodes import NodeSpec
 
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 SERVER_HOST_OFFSET = 10
 """The server takes the 10th address of the main region's first subnet (AWS reserves the first four)."""
 
-PHOENIX_NODE_NAME = "phoenix"
-"""``lmrun.io/node`` label of the Phoenix VM (placement ``node``)."""
 
 ProbeKind = Literal["vllm", "http", "tcp"]
 
@@ -202,7 +201,7 @@ def plan_phoenix(spec: MeshSpec) -> PhoenixPlan | None:
         return None
     return PhoenixPlan(
         placement=phoenix.placement,
-        node_name=SERVER_NODE if phoenix.placement == "server" else PHOENIX_NODE_NAME,
+        node_name=SERVER_NODE if phoenix.placement == "server" else PHOENIX_NODE,
         instance_type=phoenix.instance_type,
         volume_gb=phoenix.volume_size,
         retention_days=phoenix.retention_days,

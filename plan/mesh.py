@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from lmrun.aws.network.cidr_blocks import az_subnet_cidr, overlapping_pairs, region_cidr
+from lmrun.aws.network.cidr_blocks import az_subnet_cidr, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
@@ -127,8 +127,6 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
                 f"{ROUTES_PER_ROUTE_TABLE_LIMIT}; declare fewer spokes or sites",
             )
         )
-    overlaps = overlapping_pairs((r.name, region_cidr(r.name)) for r in plan.regions.values())
-    issues.extend(ConfigIssue(config_path(("regions",)), f"CIDRs of {a} and {b} overlap") for a, b in overlaps)
     if issues:
         raise PlanError(issues)
     return plan

@@ -75,6 +75,8 @@ ENV_FILE = "/etc/lmrun/phoenix.env"
 CLIENT_ENV_FILE = "/etc/lmrun/phoenix-client.env"
 """Root-only EnvironmentFile with a producer's OTLP settings (endpoint and auth header)."""
 USER = "phoenix"
+NODE_NAME = "phoenix"
+"""The Phoenix VM's ``lmrun.io/node`` label (placement ``node``); no GPU node may take it."""
 
 UNIT_NAME = "lmrun-phoenix.service"
 BACKUP_UNIT = "lmrun-phoenix-backup.service"

@@ -40,7 +40,8 @@ def _known_region(region: str) -> str:
         raise ValueError(f"{region!r} is skipped by this mesh: {ROGUE_REGIONS[region]}")
     if region not in REGIONS:
         raise ValueError(
-            f"{region!r} is not an AWS region this mesh knows; known regions: {', '.join(sorted(REGIONS))}"
+            f"{region!r} is not an AWS region this mesh knows; known regions: "
+            f"{', '.join(sorted(set(REGIONS) - set(ROGUE_REGIONS)))}"
         )
     return region
 

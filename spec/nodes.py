@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, ValidationError
 from lmrun.aws.instances import catalog
 from lmrun.gcp import catalog as gcp_catalog
 from lmrun.render.k3s import SERVER_NODE
+from lmrun.render.phoenix import NODE_NAME as PHOENIX_NODE
 from lmrun.render.vllm import MANAGED_FLAGS
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
@@ -120,7 +121,7 @@ class ServiceSpec(SpecModel):
 
 _M = TypeVar("_M", bound=SpecModel)
 
-RESERVED_NODE_NAMES = frozenset({"phoenix", SERVER_NODE})
+RESERVED_NODE_NAMES = frozenset({PHOENIX_NODE, SERVER_NODE})
 """``lmrun.io/node`` labels the mesh's own VMs carry (the Phoenix node, the K3s server)."""
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
-from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -243,6 +243,9 @@ def _run(
 ) -> Recording:
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+    # set_mocks gives each run its own RPC manager but not its own set of pending outputs: without this, a
+    # run that failed leaves its outputs behind, and the next run awaits them and fails with the old error.
+    SETTINGS.outputs = set()
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     _sync_await(run_pulumi_func(program))  # type: ignore[arg-type]
     root = get_root_resource()

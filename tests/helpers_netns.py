@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.validators import in_ci
+
 REQUIRED_BINARIES = ("ip", "wg", "wg-quick", "wireguard-go", "ping", "sysctl", "mount")
 """Debian: iproute2, wireguard-tools, wireguard-go, iputils-ping, procps, mount/util-linux."""
 
@@ -46,7 +48,7 @@ def require(reasons: Sequence[str], what: str) -> None:
     if not reasons:
         return
     message = f"{what}: " + "; ".join(reasons)
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         pytest.fail(f"CI=true and prerequisites are missing for {message}", pytrace=False)
     pytest.skip(message)
 

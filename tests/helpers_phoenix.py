@@ -7,7 +7,6 @@ points every call at moto, and the credentials are moto's dummies, so nothing ca
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from moto.server import ThreadedMotoServer
 
 from lmrun.render.cloudinit import WriteFile
@@ -24,20 +22,6 @@ from lmrun.render.k3s import SSM_GET_SCRIPT
 
 REGION = "us-east-1"
 VENV_BIN = str(Path(sys.executable).parent)
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require_tool(name: str) -> str:
-    """A tool on PATH or in the venv; skip without it on a laptop, fail under CI=true."""
-    found = shutil.which(name, path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    if found:
-        return found
-    if in_ci():
-        pytest.fail(f"CI=true and {name} is not installed", pytrace=False)
-    pytest.skip(f"{name} is not installed")
 
 
 def free_port() -> int:

@@ -8,8 +8,9 @@ from collections import Counter
 import pulumi_aws as aws
 import pytest
 
-from lmrun.testing import RecordedResource, Recording
-from tests.conftest import plan
+from lmrun.offline import plan_stack
+from lmrun.testing import RecordedResource, Recording, RecordingMocks
+from tests.conftest import ROOT, plan, stack_config
 
 PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
 ACCEPTER = "aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter"
@@ -202,6 +203,14 @@ def test_reordering_regions_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize("stack", ["dev", "global"])
-def test_program_makes_no_lookups(stack: str) -> None:
-    # RecordingMocks raises on any invoke, so planning at all proves it; the assertion makes that explicit.
-    assert plan(stack).recording.resources
+def test_program_looks_up_only_public_ssm_image_parameters(stack: str) -> None:
+    calls = plan(stack).recording.calls
+    assert calls, "AMI ids come from lookups"
+    assert {call.token for call in calls} == {"aws:ssm/getParameter:getParameter"}
+    assert all(call.args["name"].startswith("/aws/service/") for call in calls)
+
+
+def test_an_unmocked_lookup_fails_the_run() -> None:
+    """The harness never answers a lookup it was not told about (a silent default would hide one)."""
+    with pytest.raises(Exception, match="no mock for lookup 'aws:ssm/getParameter:getParameter'"):
+        plan_stack(ROOT, stack_config("dev"), preview=False, mocks=RecordingMocks())

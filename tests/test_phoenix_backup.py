@@ -22,13 +22,12 @@ from lmrun.render.cloudinit import WriteFile
 from tests.helpers_phoenix import (
     REGION,
     aws_env,
-    in_ci,
     install_scripts,
     moto_server,
     ok,
-    require_tool,
     run_script,
 )
+from tests.validators import in_ci, require_tool
 
 BUCKET = "lmrun-test-backups"
 PREFIX = "phoenix/test"

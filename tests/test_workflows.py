@@ -3,37 +3,23 @@ make test before preview, policy pack, PR comment, OIDC without stored keys, app
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.validators import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = (WORKFLOWS / "preview.yml", WORKFLOWS / "deploy.yml")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+@(?:[0-9a-f]{40} # v\d+(?:\.\d+)*|v\d+ # .+)$")
 
 
-def _tool(name: str) -> str:
-    """The tool from this interpreter's environment or PATH; skip (fail in CI) when it is missing."""
-    path = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    if path is None:
-        message = f"{name} is not installed (requirements-dev.txt brings it)"
-        if IN_CI:
-            pytest.fail(f"{message}; CI must run this check")
-        pytest.skip(message)
-    return path
-
-
 def _actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
-    command = [_tool("actionlint"), "-no-color", "-shellcheck", _tool("shellcheck"), *map(str, files)]
+    command = [require_tool("actionlint"), "-no-color", "-shellcheck", require_tool("shellcheck"), *map(str, files)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
