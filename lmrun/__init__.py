@@ -2,7 +2,7 @@
 
 Installed, every part lives under this package: ``lmrun.components`` (ComponentResources),
 ``lmrun.spec`` (config -> spec), ``lmrun.plan`` (spec -> plan), ``lmrun.render`` (pure renderers),
-``lmrun.aws`` and ``lmrun.gcp`` (cloud knowledge), ``lmrun.testing`` (offline mock harness) and
+``lmrun.aws`` and ``lmrun.gcp`` (cloud knowledge), ``lmrun.mock_engine`` (offline mock harness) and
 ``lmrun.policy`` (policy rules).
 """
 

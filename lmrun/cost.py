@@ -50,7 +50,7 @@ UNPRICED_COMPUTE_PREFIXES = ("gcp:compute/instance:", "gcp:compute/instanceTempl
 
 
 class PlannedResource(Protocol):
-    """What the estimate reads of a resource (``lmrun.testing.RecordedResource`` fits)."""
+    """What the estimate reads of a resource (``lmrun.mock_engine.RecordedResource`` fits)."""
 
     @property
     def urn(self) -> str: ...
@@ -121,7 +121,7 @@ class CostEstimate:
 
 
 def _plain(value: Any) -> Any:
-    """``lmrun.testing.Secret`` wrappers unwrapped (read by shape: this module imports no Pulumi)."""
+    """``lmrun.mock_engine.Secret`` wrappers unwrapped (read by shape: this module imports no Pulumi)."""
     while type(value).__name__ == "Secret" and hasattr(value, "value"):
         value = value.value
     return value

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from lmrun.cost import CostEstimate, estimate_cost
+from lmrun.domain.errors import LmrunError
+from lmrun.mock_engine import Recording, RecordingMocks, mesh_mocks, redact, run_program
 from lmrun.policy.rules import MANDATORY, Resource, Violation, evaluate
 from lmrun.reachability import PathVerdict, reachability_from_resources
-from lmrun.stackfile import StackConfig
-from lmrun.testing import Recording, RecordingMocks, mesh_mocks, redact, run_program
+from lmrun.spec.stackfile import StackConfig
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,14 @@ class PlanReport:
         }
 
 
-class ReachabilityMismatchError(RuntimeError):
+class ReachabilityMismatchError(LmrunError):
     """The program's reachability (the topology model) and its recorded resources disagree on some path.
 
     Not a config error: the library declared resources that do not carry what it promises (or carry what
     it refuses). ``lmrun plan`` reports it and exits 1.
     """
+
+    label = "error: reachability mismatch"
 
     def __init__(self, report: PlanReport) -> None:
         self.report = report
@@ -155,7 +158,7 @@ def plan_stack(
 
     ConfigError from the program propagates; :class:`ReachabilityMismatchError` is raised (unless
     ``check_reachability`` is false) when a path's ``ok`` and the resources' verdict differ. ``mocks``
-    defaults to :func:`lmrun.testing.mesh_mocks` (answers exactly the lookups the program makes).
+    defaults to :func:`lmrun.mock_engine.mesh_mocks` (answers exactly the lookups the program makes).
     """
     program_path = project_dir / "__main__.py"
     if not program_path.is_file():

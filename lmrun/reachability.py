@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmrun.testing import RecordedResource, Recording, Secret
+from lmrun.mock_engine import RecordedResource, Recording, Secret
 
 Net = ipaddress.IPv4Network
 

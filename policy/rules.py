@@ -34,6 +34,7 @@ from typing import Any, Final, Literal, Protocol
 
 from lmrun.aws.instances import catalog
 from lmrun.aws.network.cidr_blocks import REGION_POOL, SITE_POOL, TUNNEL_POOL
+from lmrun.domain.errors import InputError
 from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
 
 PACK_NAME = "lmrun-mesh"
@@ -57,8 +58,10 @@ REQUIRED_TAGS = ("lmrun:mesh", "lmrun:managed-by")
 STATEFUL_TAG = "lmrun:stateful"
 
 
-class PolicyConfigError(ValueError):
+class PolicyConfigError(InputError):
     """The policy pack config names an unknown rule property or level (the message names which)."""
+
+    label = "error: policy config"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -124,7 +127,7 @@ class Resource:
 
     @classmethod
     def from_recorded(cls, recorded: Any) -> Resource:
-        """From a ``lmrun.testing.RecordedResource`` (secrets unwrapped, as CrossGuard delivers them)."""
+        """From a ``lmrun.mock_engine.RecordedResource`` (secrets unwrapped, as CrossGuard delivers them)."""
         return cls(
             type=recorded.type,
             props=_unwrap_secrets(recorded.inputs),

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from lmrun.domain.errors import InputError
+
 __all__ = [
     "DEFAULT_LISTEN_PORT",
     "DEFAULT_PERSISTENT_KEEPALIVE",
@@ -80,7 +82,7 @@ _PEER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
 
 
-class WireGuardConfigError(ValueError):
+class WireGuardConfigError(InputError):
     """A WireGuard value that would render a config ``wg`` rejects or a tunnel that cannot work."""
 
     def __init__(self, field_name: str, message: str) -> None:

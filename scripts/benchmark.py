@@ -34,9 +34,9 @@ from typing import Any
 
 import pulumi
 
+from lmrun.mock_engine import Recording, run_program
 from lmrun.offline import plan_stack
-from lmrun.stackfile import load_stack_config
-from lmrun.testing import Recording, run_program
+from lmrun.spec.stackfile import load_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

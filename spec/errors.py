@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from lmrun.domain.errors import InputError
+
 NAMESPACE = "lmrun"
 
 
@@ -47,12 +49,15 @@ def config_path(loc: Sequence[str | int]) -> str:
     return path
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """The stack config is invalid; ``issues`` lists every problem found, sorted by path."""
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:
         self.issues: tuple[ConfigIssue, ...] = tuple(sorted(set(issues)))
         super().__init__("invalid stack config:\n" + "\n".join(f"  {issue}" for issue in self.issues))
+
+    def lines(self) -> list[str]:
+        return [str(issue) for issue in self.issues]
 
 
 class PlanError(ConfigError):

@@ -11,10 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lmrun.offline import PlanReport, plan_stack
-from lmrun.render.cloudinit import shell_scripts
-from lmrun.render.k3s import KUBERNETES_VERSION
-from lmrun.testing import (
+from lmrun.mock_engine import (
     MESH_COMPUTED,
     MESH_IDS,
     MESH_LOOKUPS,
@@ -24,6 +21,9 @@ from lmrun.testing import (
     Secret,
     plain_strings,
 )
+from lmrun.offline import PlanReport, plan_stack
+from lmrun.render.cloudinit import shell_scripts
+from lmrun.render.k3s import KUBERNETES_VERSION
 from tests.conftest import ROOT, plan, stack_config
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
@@ -37,7 +37,7 @@ STATE_VOLUME = "mesh-cluster-k3s-state"
 
 
 def _password(name: str) -> str:
-    """The value the mocks give a RandomPassword (see lmrun.testing.aws_mocks)."""
+    """The value the mocks give a RandomPassword (see lmrun.mock_engine.aws_mocks)."""
     return f"mock-{hashlib.sha256(name.encode()).hexdigest()[:32]}"
 
 

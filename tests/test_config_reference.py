@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from lmrun.cli import main
-from lmrun.config_reference import COMMAND, config_reference
+from lmrun.cli.config_reference import COMMAND, config_reference
 from lmrun.spec.model import MeshSpec
 from lmrun.spec.model_base import SpecModel
 from tests.conftest import ROOT

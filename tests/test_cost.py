@@ -10,7 +10,7 @@ import pytest
 from lmrun.aws import prices
 from lmrun.cli import main
 from lmrun.cost import estimate_cost
-from lmrun.testing import RecordedResource, Secret
+from lmrun.mock_engine import RecordedResource, Secret
 from tests.conftest import ROOT, plan
 
 H = prices.HOURS_PER_MONTH

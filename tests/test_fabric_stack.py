@@ -8,8 +8,8 @@ from collections import Counter
 import pulumi_aws as aws
 import pytest
 
+from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks
 from lmrun.offline import plan_stack
-from lmrun.testing import RecordedResource, Recording, RecordingMocks
 from tests.conftest import ROOT, plan, stack_config
 
 PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"

@@ -28,6 +28,7 @@ from lmrun.components.gcp_site import (
     template_name_prefix,
 )
 from lmrun.cost import estimate_cost
+from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks, Secret, plain_strings, run_program
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render import gateways as render_gateways
@@ -35,7 +36,6 @@ from lmrun.render import gcp as render_gcp
 from lmrun.render import k3s, phoenix, vllm
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.wireguard import private_key_from_bytes, public_key
-from lmrun.testing import RecordedResource, Recording, RecordingMocks, Secret, plain_strings, run_program
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
 
 NETWORK = "gcp:compute/network:Network"

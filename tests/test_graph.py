@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from lmrun.cli import main
-from lmrun.graph import draw_mesh, mesh_picture
+from lmrun.cli.graph import draw_mesh, mesh_picture
+from lmrun.mock_engine import Recording
 from lmrun.offline import PlanReport
-from lmrun.testing import Recording
 from tests.conftest import ROOT, plan
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

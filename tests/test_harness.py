@@ -6,7 +6,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from lmrun.testing import RecordingMocks, UnmockedCallError, run_program
+from lmrun.mock_engine import RecordingMocks, UnmockedCallError, run_program
 
 
 def _vpc_with_lookup() -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lmrun.spec import MeshSpec, parse_spec, spec_from_config
-from lmrun.stackfile import load_stack_config
+from lmrun.spec.stackfile import load_stack_config
 from tests.conftest import ROOT
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from lmrun import cli
 from lmrun.aws import quotas
 from lmrun.aws.quotas import ON_DEMAND_G_VT, SPOT_G_VT, QuotaReading, compare, overall, read_quotas, vcpu_needs
-from lmrun.quotas_view import check_stack_quotas, print_quotas
+from lmrun.cli.quotas_view import check_stack_quotas, print_quotas
 from lmrun.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,10 +33,10 @@ from lmrun.aws.region.catalog import REGIONS
 from lmrun.aws.region.offerings import query_region
 from lmrun.aws.region.selection import plannable_az_ids, select_spoke_regions
 from lmrun.cli import main
+from lmrun.cli.regions_sync import SyncResult, sync_stack_regions
 from lmrun.plan.mesh import plan_mesh
-from lmrun.regions_sync import SyncResult, sync_stack_regions
 from lmrun.spec import ConfigError, spec_from_config
-from lmrun.stackfile import load_stack_config
+from lmrun.spec.stackfile import load_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "regions_sync_stack.yaml"

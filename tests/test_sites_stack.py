@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from lmrun.cli import main
+from lmrun.mock_engine import Recording, Secret, plain_strings
 from lmrun.render.cloudinit import written_files
 from lmrun.render.wireguard import private_key_from_bytes
-from lmrun.testing import Recording, Secret, plain_strings
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
 from tests.conftest import ROOT, plan
 
@@ -29,7 +29,7 @@ def _global_sites() -> list[dict[str, Any]]:
 
 
 def _private_keys(recording: Recording) -> dict[str, str]:
-    """The WireGuard private keys the mocks produce (lmrun.testing.aws_mocks: bytes from name + keepers)."""
+    """The WireGuard private keys the mocks produce (lmrun.mock_engine.aws_mocks: bytes from name + keepers)."""
     keys = {}
     for resource in recording.by_type(KEY):
         seed = resource.name + repr(sorted((resource.inputs.get("keepers") or {}).items()))

@@ -11,7 +11,7 @@ from lmrun.spec import ConfigError, ConfigIssue, MeshSpec, PlanError, parse_spec
 from lmrun.spec.config import decode_value, known_keys, namespaced
 from lmrun.spec.errors import config_path
 from lmrun.spec.model import DEFAULT_GPU_INSTANCE_TYPES, DEFAULT_MAX_PEERINGS
-from lmrun.stackfile import load_stack_config
+from lmrun.spec.stackfile import load_stack_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Not packages of the library even if they ever grow an __init__.py.
 NOT_SHIPPED = {"tests", "scripts", "docs", "stacks", "build", "dist"}
 # The folders of the architecture that must never appear at the top level of an installed wheel.
-ARCHITECTURE_FOLDERS = {"components", "aws", "spec", "plan", "testing", "policy", "render"}
+ARCHITECTURE_FOLDERS = {"components", "aws", "spec", "plan", "mock_engine", "policy", "render", "cli"}
 
 pytestmark = pytest.mark.slow
 
@@ -173,7 +173,7 @@ import aws
 import components
 import infra
 import lmrun.components
-from lmrun.testing import redact, run_program
+from lmrun.mock_engine import redact, run_program
 
 recording = run_program(infra.build, project="acme", stack="test")
 print(json.dumps({

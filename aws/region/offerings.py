@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.aws.region.selection import ROGUE_REGIONS
+from lmrun.domain.errors import LmrunError
 
 if TYPE_CHECKING:
     import boto3  # type: ignore[import-untyped]
@@ -38,7 +39,7 @@ DEFAULT_MAX_WORKERS = 8
 EC2's API rate limits and botocore's default connection pool (10 per client)."""
 
 
-class OfferingsError(RuntimeError):
+class OfferingsError(LmrunError):
     """The account's regions could not be listed at all (no credentials, no network): nothing to sync."""
 
 

@@ -22,16 +22,18 @@ from typing import Any
 
 from rich.console import Console
 
-from lmrun.join_bundle import JoinBundleError
-from lmrun.policy.rules import PolicyConfigError
-from lmrun.spec import ConfigError
-from lmrun.stackfile import StackFileError, load_stack_config
+from lmrun.domain.errors import (
+    EXIT_FAILURE,
+    EXIT_INVALID_INPUT,
+    EXIT_OK,
+    EXIT_POLICY_VIOLATION,
+    EXIT_QUOTA_SHORT,
+    InputError,
+    LmrunError,
+)
+from lmrun.spec.stackfile import load_stack_config
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_INVALID_CONFIG = 2
-EXIT_POLICY_VIOLATION = 3
-EXIT_QUOTA_SHORT = 4
+EXIT_INVALID_CONFIG = EXIT_INVALID_INPUT
 
 
 def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +43,7 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config-file", type=Path, help="any stack file (Pulumi.NAME.yaml)")
 
 
-class PolicyConfigFileError(ValueError):
+class PolicyConfigFileError(InputError):
     """The ``--policy-config`` file is missing or not a JSON object."""
 
 
@@ -58,14 +60,14 @@ def _read_policy_config(path: Path | None) -> dict[str, Any] | None:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from lmrun.cli.plan_view import print_report
     from lmrun.offline import plan_stack
-    from lmrun.plan_view import print_report
 
     policy_config = _read_policy_config(args.policy_config)
     stack = load_stack_config(args.project_dir, stack=args.stack, config_file=args.config_file)
     report = plan_stack(args.project_dir, stack, policy_config=policy_config)
     if args.graph is not None:
-        from lmrun.graph import draw_mesh
+        from lmrun.cli.graph import draw_mesh
 
         draw_mesh(report, args.graph)
     if args.json:
@@ -86,14 +88,14 @@ def _graph_path(value: str) -> Path:
 
 
 def _cmd_config_reference(args: argparse.Namespace) -> int:
-    from lmrun.config_reference import config_reference
+    from lmrun.cli.config_reference import config_reference
 
     sys.stdout.write(config_reference())
     return EXIT_OK
 
 
 def _cmd_regions_sync(args: argparse.Namespace) -> int:
-    from lmrun.regions_sync import sync_stack_regions
+    from lmrun.cli.regions_sync import sync_stack_regions
 
     sync_stack_regions(
         args.project_dir,
@@ -108,7 +110,7 @@ def _cmd_regions_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_join_bundle(args: argparse.Namespace) -> int:
-    from lmrun.join_bundle import stack_bundles, write_bundle
+    from lmrun.cli.join_bundle import stack_bundles, write_bundle
 
     if args.from_json is not None:
         text = sys.stdin.read() if str(args.from_json) == "-" else args.from_json.read_text()
@@ -122,7 +124,7 @@ def _cmd_join_bundle(args: argparse.Namespace) -> int:
 
 
 def _cmd_quotas(args: argparse.Namespace) -> int:
-    from lmrun.quotas_view import check_stack_quotas, print_quotas
+    from lmrun.cli.quotas_view import check_stack_quotas, print_quotas
 
     report = check_stack_quotas(args.project_dir, stack=args.stack, config_file=args.config_file)
     print_quotas(report, Console())
@@ -187,16 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    except (StackFileError, PolicyConfigFileError, JoinBundleError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    except PolicyConfigError as exc:
-        print(f"error: policy config: {exc}", file=sys.stderr)
-        return EXIT_INVALID_CONFIG
+    except LmrunError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:  # the last line of defence: one line, exit 1
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -2,7 +2,7 @@
 
 Used by ``lmrun plan`` and by the tests, and importable by users of the components for their own tests::
 
-    from lmrun.testing import run_program
+    from lmrun.mock_engine import run_program
 
     recording = run_program(lambda: MyComponent("x", args=...), config={"lmrun:mainRegion": "us-east-1"})
     assert recording.by_type("aws:ec2/vpc:Vpc")
@@ -26,6 +26,8 @@ from pulumi.runtime import rpc
 from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from lmrun.domain.errors import LmrunError
 
 SECRET_SIG = rpc._special_secret_sig
 SIG_KEY = rpc._special_sig_key
@@ -113,7 +115,7 @@ def plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from plain_strings(item, f"{path}[{index}]")
 
 
-class UnmockedCallError(RuntimeError):
+class UnmockedCallError(LmrunError):
     """The program called a lookup that no handler answers."""
 
 

@@ -1,7 +1,7 @@
 """Offline test harness for lmrun components and programs: a recording mock engine."""
 
-from lmrun.testing.aws_mocks import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, mesh_mocks
-from lmrun.testing.engine import (
+from lmrun.mock_engine.aws_mocks import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, mesh_mocks
+from lmrun.mock_engine.engine import (
     RecordedCall,
     RecordedResource,
     Recording,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pulumi
 
-from lmrun.testing.engine import CallHandler, ComputedOutputs, RecordingMocks
+from lmrun.mock_engine.engine import CallHandler, ComputedOutputs, RecordingMocks
 
 
 def _digest(text: str, length: int = 17) -> str:

@@ -32,7 +32,7 @@ from lmrun.aws.region.selection import plannable_az_ids, select_spoke_regions
 from lmrun.spec import ConfigError, ConfigIssue, MeshSpec, parse_spec
 from lmrun.spec.config import PREFIX, namespaced
 from lmrun.spec.model import DEFAULT_GPU_INSTANCE_TYPES
-from lmrun.stackfile import StackFileError, load_stack_config
+from lmrun.spec.stackfile import StackFileError, load_stack_config
 
 if TYPE_CHECKING:
     import boto3  # type: ignore[import-untyped]

@@ -9,10 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from lmrun.aws import prices
+from lmrun.mock_engine import RecordedResource
 from lmrun.offline import PlanReport
 from lmrun.policy.rules import MANDATORY
 from lmrun.reachability import NOT_MODELLED
-from lmrun.testing import RecordedResource
 
 
 def _component_of(resource: RecordedResource, by_urn: dict[str, RecordedResource]) -> str:

@@ -21,7 +21,7 @@ from lmrun.aws.quotas import (
     vcpu_needs,
 )
 from lmrun.spec import spec_from_config
-from lmrun.stackfile import load_stack_config
+from lmrun.spec.stackfile import load_stack_config
 
 _STYLES = {"enough": "green", "short": "bold red", "unreadable": "yellow", "missing": "yellow"}
 

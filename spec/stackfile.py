@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
+from lmrun.domain.errors import InputError
+
 SECRET_PLACEHOLDER = "[secret]"
 
 
-class StackFileError(ValueError):
+class StackFileError(InputError):
     """The project or stack file is missing or unreadable."""
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmrun.domain.errors import InputError
 
-class JoinBundleError(ValueError):
+
+class JoinBundleError(InputError):
     """The stack has no such site bundle, or its output could not be read."""
 
 
