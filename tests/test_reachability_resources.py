@@ -206,5 +206,6 @@ def test_lmrun_plan_exits_1_when_the_resources_do_not_carry_a_planned_path(
     monkeypatch.setattr(offline, "run_program", without_vpc_rule)
     assert main(["plan", "--project-dir", str(ROOT), "--stack", "dev", "--json"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: reachability mismatch: ") and "1 path(s) where the plan and its resources disagree" in err
+    assert err.startswith("error: reachability mismatch: ")
+    assert "1 path(s) where the plan and its resources disagree" in err
     assert "us-east-1 -> qwen-dev tcp/8000: the program declares it reachable, but its resources say it does not" in err
