@@ -15,6 +15,8 @@ from lmrun.components.naming import slug, with_name
 from lmrun.components.node_ports import NodePorts
 from lmrun.components.phoenix import PhoenixNode, PhoenixStore
 from lmrun.components.vpc import RegionalVpc
+from lmrun.domain.names import TAG_NODE, TAG_REGION, TAG_ROLE
+from lmrun.domain.secrets import SecretPaths
 from lmrun.plan.cluster import ClusterPlan, NodePlan
 from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
 from lmrun.render.kubernetes import MeshService
@@ -74,7 +76,8 @@ class Cluster(pulumi.ComponentResource):
         server_plan = plan.server
         main_vpc = args["vpcs"][server_plan.region]
         main_provider = args["providers"][server_plan.region]
-        prefix = args["parameter_prefix"].rstrip("/")
+        paths = SecretPaths(args["parameter_prefix"])
+        prefix = paths.prefix
         tags = args["tags"]
         server_subnet = main_vpc.subnets[server_plan.az_id]
         on_main = pulumi.ResourceOptions(parent=self, providers=[main_provider])
@@ -88,7 +91,7 @@ class Cluster(pulumi.ComponentResource):
                 args={
                     "parameter_prefix": prefix,
                     "backup_retention_days": phoenix.backup_retention_days,
-                    "tags": {**tags, "lmrun:region": server_plan.region},
+                    "tags": {**tags, TAG_REGION: server_plan.region},
                 },
                 opts=on_main,
             )
@@ -121,7 +124,7 @@ class Cluster(pulumi.ComponentResource):
             "operator_cidrs": server_plan.operator_cidrs,
             "parameter_prefix": prefix,
             "state_volume_gb": SERVER_STATE_VOLUME_GB,
-            "tags": {**tags, "lmrun:region": server_plan.region, "lmrun:role": "k3s-server"},
+            "tags": {**tags, TAG_REGION: server_plan.region, TAG_ROLE: "k3s-server"},
         }
         if addon is not None:
             server_args["addon"] = addon
@@ -146,12 +149,12 @@ class Cluster(pulumi.ComponentResource):
                     "agent": K3sAgentConfig(
                         server_ip=server_plan.private_ip,
                         ssm_region=server_plan.region,
-                        token_parameter=f"{prefix}/k3s/token",
+                        token_parameter=paths.k3s_token,
                         node_name=phoenix.node_name,
                         region=server_plan.region,
                     ),
                     "token_parameter_arn": self.server.token_parameter_arn,
-                    "tags": {**tags, "lmrun:region": server_plan.region, "lmrun:role": "phoenix"},
+                    "tags": {**tags, TAG_REGION: server_plan.region, TAG_ROLE: "phoenix"},
                 },
                 opts=on_main,
             )
@@ -187,11 +190,11 @@ class Cluster(pulumi.ComponentResource):
         if args["hugging_face_token"] is not None and plan.nodes:
             hf_parameter = aws.ssm.Parameter(
                 f"{name}-hf-token",
-                name=f"{prefix}/huggingface/token",
+                name=paths.huggingface_token,
                 type="SecureString",
                 value=pulumi.Output.secret(args["hugging_face_token"]),
                 description="Hugging Face token for gated models (read by GPU nodes)",
-                tags=with_name({**tags, "lmrun:region": server_plan.region}, f"{name}-hf-token"),
+                tags=with_name({**tags, TAG_REGION: server_plan.region}, f"{name}-hf-token"),
                 opts=pulumi.ResourceOptions(parent=self, provider=main_provider),
             )
 
@@ -216,10 +219,10 @@ class Cluster(pulumi.ComponentResource):
                     "subnet_ids": [subnet.id for _, subnet in sorted(vpc.subnets.items())],
                     "security_group_ids": [vpc.security_group_id],
                     "user_data": self._user_data(
-                        node, server_plan.private_ip, server_plan.region, prefix, hf_parameter, tracing
+                        node, server_plan.private_ip, server_plan.region, paths, hf_parameter, tracing
                     ),
                     "parameter_arns": reads,
-                    "tags": {**tags, "lmrun:region": node.region, "lmrun:role": "gpu-node", "lmrun:node": node.name},
+                    "tags": {**tags, TAG_REGION: node.region, TAG_ROLE: "gpu-node", TAG_NODE: node.name},
                 },
                 opts=pulumi.ResourceOptions(parent=self, provider=args["providers"][node.region]),
             )
@@ -275,7 +278,7 @@ class Cluster(pulumi.ComponentResource):
         node: NodePlan,
         server_ip: str,
         ssm_region: str,
-        prefix: str,
+        paths: SecretPaths,
         hf_parameter: aws.ssm.Parameter | None,
         tracing: PhoenixClientConfig | None,
     ) -> str:
@@ -283,7 +286,7 @@ class Cluster(pulumi.ComponentResource):
         agent = K3sAgentConfig(
             server_ip=server_ip,
             ssm_region=ssm_region,
-            token_parameter=f"{prefix}/k3s/token",
+            token_parameter=paths.k3s_token,
             node_name=node.name,
             region=node.region,
             gpu=node.gpu,
@@ -295,7 +298,7 @@ class Cluster(pulumi.ComponentResource):
             app_port=node.app_port,
             extra_args=node.vllm_args,
             tensor_parallel_size=node.gpu_count,
-            hf_token_parameter=f"{prefix}/huggingface/token" if hf_parameter is not None else None,
+            hf_token_parameter=paths.huggingface_token if hf_parameter is not None else None,
             ssm_region=ssm_region if hf_parameter is not None else None,
             otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
             otlp_env_file=tracing.env_file if tracing is not None else None,

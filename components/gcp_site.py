@@ -68,6 +68,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from lmrun.components.naming import slug
+from lmrun.domain.tunnels import underlay_mtu
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render.gateways import render_gcp_gateway_user_data
@@ -75,7 +76,7 @@ from lmrun.render.k3s import K3sAgentConfig
 from lmrun.render.phoenix import PhoenixClientConfig
 from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
-from lmrun.render.wireguard import WIREGUARD_IPV4_OVERHEAD, render_wg_quick, site_config
+from lmrun.render.wireguard import render_wg_quick, site_config
 
 GATEWAY_IMAGE = "ubuntu-os-cloud/ubuntu-2404-lts-amd64"
 """Ubuntu 24.04 LTS (cloud-init, WireGuard in the kernel, iptables); the bootstrap installs wireguard-tools."""
@@ -244,7 +245,7 @@ class GcpSite(pulumi.ComponentResource):
             f"{name}-network",
             auto_create_subnetworks=False,
             routing_mode="REGIONAL",
-            mtu=min(1500, max(1300, site.mtu + WIREGUARD_IPV4_OVERHEAD)),
+            mtu=min(1500, max(1300, underlay_mtu(site.mtu))),
             description=f"lmrun site {site.name}",
             opts=child,
         )

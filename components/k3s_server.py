@@ -24,6 +24,7 @@ import pulumi_random as random
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import slug, with_name
+from lmrun.domain.secrets import SecretPaths
 from lmrun.render.cloudinit import WriteFile
 from lmrun.render.k3s import API_PORT, K3sServerConfig, render_server_user_data
 from lmrun.render.readiness import PARAMETER_PLACEHOLDER, kubeconfig_gate_script
@@ -94,12 +95,12 @@ class K3sServer(pulumi.ComponentResource):
         super().__init__("lmrun:index:K3sServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]
-        prefix = args["parameter_prefix"].rstrip("/")
+        paths = SecretPaths(args["parameter_prefix"])
 
         token = random.RandomPassword(f"{name}-token", length=64, special=False, opts=child)
         token_parameter = aws.ssm.Parameter(
             f"{name}-token-parameter",
-            name=f"{prefix}/k3s/token",
+            name=paths.k3s_token,
             type="SecureString",
             value=token.result,
             description="K3s join token (read by mesh VMs through their instance roles)",
@@ -108,7 +109,7 @@ class K3sServer(pulumi.ComponentResource):
         )
         kubeconfig_parameter = aws.ssm.Parameter(
             f"{name}-kubeconfig-parameter",
-            name=f"{prefix}/k3s/kubeconfig",
+            name=paths.kubeconfig,
             type="SecureString",
             tier="Intelligent-Tiering",
             value=PARAMETER_PLACEHOLDER,
@@ -168,8 +169,8 @@ class K3sServer(pulumi.ComponentResource):
             config = K3sServerConfig(
                 node_ip=args["private_ip"],
                 ssm_region=args["region"],
-                token_parameter=f"{prefix}/k3s/token",
-                kubeconfig_parameter=f"{prefix}/k3s/kubeconfig",
+                token_parameter=paths.k3s_token,
+                kubeconfig_parameter=paths.kubeconfig,
                 state_device_name=STATE_DEVICE,
                 state_volume_id=volume_id,
                 tls_sans=(tls_san,) if tls_san else (),
@@ -200,9 +201,7 @@ class K3sServer(pulumi.ComponentResource):
         gate = command.local.Command(
             f"{name}-kubeconfig-gate",
             create=pulumi.Output.from_input(server_url).apply(
-                lambda url: kubeconfig_gate_script(
-                    region=args["region"], parameter=f"{prefix}/k3s/kubeconfig", server_url=url
-                )
+                lambda url: kubeconfig_gate_script(region=args["region"], parameter=paths.kubeconfig, server_url=url)
             ),
             interpreter=["/bin/sh", "-c"],
             logging=command.local.Logging.NONE,

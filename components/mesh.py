@@ -15,6 +15,8 @@ from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, PeerVpc
 from lmrun.components.sites import Sites
 from lmrun.components.vpc import RegionalVpc
+from lmrun.domain.names import TAG_REGION, TAG_ROLE
+from lmrun.domain.secrets import SecretPaths
 from lmrun.plan.mesh import MeshPlan, RegionPlan
 
 
@@ -55,7 +57,7 @@ class Mesh(pulumi.ComponentResource):
                 args={
                     "cidr_block": region.cidr,
                     "subnets": {subnet.az_id: subnet.cidr for subnet in region.subnets},
-                    "tags": {**plan.tags, "lmrun:region": region.name, "lmrun:role": region.role},
+                    "tags": {**plan.tags, TAG_REGION: region.name, TAG_ROLE: region.role},
                 },
                 opts=pulumi.ResourceOptions(parent=self, provider=self.providers[region.name]),
             )
@@ -80,7 +82,7 @@ class Mesh(pulumi.ComponentResource):
             f"{name}-cluster",
             args={
                 "plan": plan.cluster,
-                "parameter_prefix": f"/lmrun/{plan.mesh}",
+                "parameter_prefix": SecretPaths.for_mesh(plan.mesh).prefix,
                 "providers": self.providers,
                 "vpcs": self.vpcs,
                 "hugging_face_token": args["hugging_face_token"],
@@ -98,7 +100,7 @@ class Mesh(pulumi.ComponentResource):
                     "main_vpc": self.vpcs[plan.main.name],
                     "main_subnet_az": plan.main.subnets[0].az_id,
                     "ami_id": self.cluster.server_ami,
-                    "parameter_prefix": f"/lmrun/{plan.mesh}",
+                    "parameter_prefix": SecretPaths.for_mesh(plan.mesh).prefix,
                     "k3s_token": self.cluster.server.token,
                     "k3s_server_ip": plan.cluster.server.private_ip,
                     "k3s_version": plan.cluster.server.k3s_version,

@@ -20,6 +20,7 @@ import pulumi_random as random
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import with_name
+from lmrun.domain.secrets import SecretPaths
 from lmrun.render.k3s import K3sAgentConfig
 from lmrun.render.phoenix import (
     DATA_DEVICE,
@@ -58,9 +59,8 @@ class PhoenixStore(pulumi.ComponentResource):
         super().__init__("lmrun:index:PhoenixStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]
-        prefix = f"{args['parameter_prefix'].rstrip('/')}/phoenix"
-
-        self.parameter_names = {key: f"{prefix}/{key}" for key in [*_SECRETS, "ingest-key"]}
+        paths = SecretPaths(args["parameter_prefix"])
+        self.parameter_names = {key: paths.phoenix(key) for key in [*_SECRETS, "ingest-key"]}
         self.secret_parameter_arns = []
         for key, length in _SECRETS.items():
             value = random.RandomPassword(f"{name}-{key}", length=length, special=False, opts=child)

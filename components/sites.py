@@ -12,6 +12,7 @@ from lmrun.components.gcp_site import GcpSite, gcp_labels
 from lmrun.components.naming import slug
 from lmrun.components.vpc import RegionalVpc
 from lmrun.components.wireguard_hub import WireGuardHub, WireGuardKey, wireguard_key
+from lmrun.domain.names import TAG_REGION, TAG_ROLE
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan, WireGuardPlan
 from lmrun.render.wireguard import Config, join_bundle, site_config
@@ -124,7 +125,7 @@ class Sites(pulumi.ComponentResource):
                         for site in plan.sites.values()
                     ],
                     "parameter_prefix": args["parameter_prefix"],
-                    "tags": {**args["tags"], "lmrun:region": plan.hub.region, "lmrun:role": "wireguard-hub"},
+                    "tags": {**args["tags"], TAG_REGION: plan.hub.region, TAG_ROLE: "wireguard-hub"},
                 },
                 opts=child,
             )

@@ -18,10 +18,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from lmrun.aws.network.cidr_blocks import TUNNEL_POOL
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import mesh_instance
 from lmrun.components.naming import slug, with_name
+from lmrun.domain.addresses import TUNNEL_POOL
+from lmrun.domain.secrets import SecretPaths
 from lmrun.render.gateways import render_hub_user_data
 from lmrun.render.wireguard import (
     SitePeer,
@@ -128,7 +129,7 @@ class WireGuardHub(pulumi.ComponentResource):
             )
             return render_wg_quick(config)
 
-        config_name = f"{args['parameter_prefix'].rstrip('/')}/wireguard/hub"
+        config_name = SecretPaths(args["parameter_prefix"]).wireguard_hub
         rendered: pulumi.Output[str] = pulumi.Output.all(key.private_key, *(s["public_key"] for s in sites)).apply(
             render
         )

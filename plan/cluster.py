@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from lmrun.aws.instances import catalog
+from lmrun.domain.names import PHOENIX_NODE, SERVER_NODE
+from lmrun.domain.ports import PHOENIX_GRPC_PORT as GRPC_PORT
+from lmrun.domain.ports import PHOENIX_HTTP_PORT as HTTP_PORT
 from lmrun.gcp import catalog as gcp_catalog
-from lmrun.render.k3s import SERVER_NODE
-from lmrun.render.phoenix import GRPC_PORT, HTTP_PORT
-from lmrun.render.phoenix import NODE_NAME as PHOENIX_NODE
 from lmrun.spec.model import MeshSpec
 from lmrun.spec.nodes import NodeSpec
 

@@ -12,8 +12,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from lmrun.aws.network.cidr_blocks import SITE_POOL, TUNNEL_POOL
-from lmrun.render.wireguard import DEFAULT_PERSISTENT_KEEPALIVE
+from lmrun.domain.addresses import SITE_POOL, TUNNEL_POOL
+from lmrun.domain.tunnels import PERSISTENT_KEEPALIVE as DEFAULT_PERSISTENT_KEEPALIVE
 from lmrun.spec.model import MeshSpec
 
 HUB_HOST_OFFSET = 11

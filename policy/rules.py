@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from lmrun.aws.instances import catalog
-from lmrun.aws.network.cidr_blocks import REGION_POOL, SITE_POOL, TUNNEL_POOL
+from lmrun.domain.addresses import REGION_POOL, SITE_POOL, TUNNEL_POOL
 from lmrun.domain.errors import InputError
+from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
 from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
 
 PACK_NAME = "lmrun-mesh"
@@ -52,7 +53,7 @@ Level = Literal["advisory", "mandatory", "disabled"]
 WIREGUARD_PORT = 51820
 MESH_INTERNAL_CIDRS = (str(REGION_POOL), str(SITE_POOL), str(TUNNEL_POOL))
 """The mesh's VPC, site and WireGuard tunnel ranges: the sources an all-traffic rule may come from."""
-NODE_PORT_RANGE = (30000, 32767)
+NODE_PORT_RANGE = (NODE_PORT_MIN, NODE_PORT_MAX)
 DEFAULT_MAX_PEERINGS = 50
 REQUIRED_TAGS = ("lmrun:mesh", "lmrun:managed-by")
 STATEFUL_TAG = "lmrun:stateful"

@@ -19,6 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmrun.domain.names import LABEL_GPU, LABEL_NODE, LABEL_REGION, SERVER_NODE
+from lmrun.domain.ports import K3S_API_PORT
+from lmrun.domain.versions import K3S_VERSION
 from lmrun.render.cloudinit import (
     SCRIPT_DIR,
     WriteFile,
@@ -39,13 +42,7 @@ from lmrun.render.gcp import (
 ParameterStore = Literal["ssm", "gcp"]
 """Where a VM reads its secrets at boot: AWS SSM Parameter Store or GCP Secret Manager."""
 
-K3S_VERSION = "v1.33.6+k3s1"
-"""Pinned K3s release (was the K3s ``stable`` channel; Kubernetes 1.33)."""
-
-KUBERNETES_VERSION = "1.33.0"
-"""The Kubernetes minor of ``K3S_VERSION``, as ``kubernetes-validate -k`` wants it."""
-
-API_PORT = 6443
+API_PORT = K3S_API_PORT
 STATE_MOUNT = "/var/lib/lmrun-state"
 """Mount point of the server's state volume."""
 K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
@@ -53,12 +50,6 @@ TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
 """Where the join token fetched from SSM is kept (0600, root) for ``--token-file``."""
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
-
-LABEL_NODE = "lmrun.io/node"
-SERVER_NODE = "k3s-server"
-"""The server's ``lmrun.io/node`` label (services placed on the server select it)."""
-LABEL_GPU = "lmrun.io/gpu"
-LABEL_REGION = "lmrun.io/region"
 
 _SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")

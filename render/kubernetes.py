@@ -24,13 +24,13 @@ from typing import Any, Literal
 
 import yaml
 
-from lmrun.render.k3s import LABEL_NODE
+from lmrun.domain.names import LABEL_NODE
+from lmrun.domain.ports import NODE_PORT_RANGE
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 """Pinned image of the readiness proxies (does nothing; ~300 kB)."""
 
 NAMESPACE = "lmrun"
-NODE_PORT_RANGE = range(30000, 32768)
 MANAGED_BY = {"app.kubernetes.io/managed-by": "lmrun"}
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9\-]*[a-z0-9])?$")

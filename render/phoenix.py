@@ -41,6 +41,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from lmrun.domain.names import PHOENIX_NODE
+from lmrun.domain.ports import (
+    NODE_PORT_MAX,
+    NODE_PORT_MIN,
+    PHOENIX_GRPC_NODE_PORT,
+    PHOENIX_GRPC_PORT,
+    PHOENIX_HTTP_PORT,
+    PHOENIX_UI_NODE_PORT,
+)
+from lmrun.domain.versions import PHOENIX_VERSION
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
 from lmrun.render.gcp import check_gcp_project, check_secret_id
 from lmrun.render.k3s import (
@@ -53,17 +63,10 @@ from lmrun.render.k3s import (
     check_ssm_parameter_name,
 )
 
-PHOENIX_VERSION = "20.26.1"
-"""Pinned arize-phoenix release (PyPI); needs Python >= 3.11 on the node."""
-
-HTTP_PORT = 6006
-"""Phoenix UI, REST/GraphQL API and OTLP/HTTP (``/v1/traces``)."""
-GRPC_PORT = 4317
-"""OTLP/gRPC."""
-UI_NODE_PORT = 30200
-"""Default mesh node port of ``HTTP_PORT``."""
-GRPC_NODE_PORT = 30201
-"""Default mesh node port of ``GRPC_PORT``: producers export to ``localhost:<this>``."""
+HTTP_PORT = PHOENIX_HTTP_PORT
+GRPC_PORT = PHOENIX_GRPC_PORT
+UI_NODE_PORT = PHOENIX_UI_NODE_PORT
+GRPC_NODE_PORT = PHOENIX_GRPC_NODE_PORT
 
 VENV = "/opt/lmrun/phoenix"
 DATA_MOUNT = "/var/lib/lmrun-phoenix"
@@ -75,8 +78,7 @@ ENV_FILE = "/etc/lmrun/phoenix.env"
 CLIENT_ENV_FILE = "/etc/lmrun/phoenix-client.env"
 """Root-only EnvironmentFile with a producer's OTLP settings (endpoint and auth header)."""
 USER = "phoenix"
-NODE_NAME = "phoenix"
-"""The Phoenix VM's ``lmrun.io/node`` label (placement ``node``); no GPU node may take it."""
+NODE_NAME = PHOENIX_NODE
 
 UNIT_NAME = "lmrun-phoenix.service"
 BACKUP_UNIT = "lmrun-phoenix-backup.service"
@@ -138,7 +140,7 @@ def _check_path(field_name: str, value: str) -> None:
 
 def check_node_port(field_name: str, value: int) -> None:
     """Kubernetes NodePort range."""
-    _check_port(field_name, value, 30000, 32767)
+    _check_port(field_name, value, NODE_PORT_MIN, NODE_PORT_MAX)
 
 
 @dataclass(frozen=True)

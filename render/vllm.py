@@ -12,6 +12,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from lmrun.domain.names import VLLM_MANAGED_FLAGS
+from lmrun.domain.versions import VLLM_VERSION
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
 from lmrun.render.gcp import check_gcp_project, check_secret_id, secret_get_command
 from lmrun.render.k3s import (
@@ -24,9 +26,6 @@ from lmrun.render.k3s import (
 )
 from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
 
-VLLM_VERSION = "0.33.0"
-"""Pinned vLLM release (PyPI)."""
-
 VENV = "/opt/lmrun/vllm"
 HF_HOME = "/var/lib/lmrun/hf"
 ENV_FILE = "/etc/lmrun/vllm.env"
@@ -38,8 +37,7 @@ _SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,127}$")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([.\-]?(post|rc|a|b)\d+)?$")
 _OTLP = re.compile(r"^(grpc|https?)://[A-Za-z0-9.\-]+(:\d{1,5})?(/[A-Za-z0-9._~/\-]*)?$")
 
-MANAGED_FLAGS = ("--port", "--host", "--served-model-name", "--revision", "--otlp-traces-endpoint")
-"""Flags lmrun sets itself; ``extra_args`` may not repeat them."""
+MANAGED_FLAGS = VLLM_MANAGED_FLAGS
 
 
 @dataclass(frozen=True)

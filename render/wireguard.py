@@ -29,6 +29,16 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from lmrun.domain.errors import InputError
+from lmrun.domain.ports import WIREGUARD_PORT
+from lmrun.domain.tunnels import (
+    DEFAULT_UNDERLAY_MTU,
+    IPV4_ICMP_ECHO_OVERHEAD,
+    MAX_MTU,
+    MIN_TUNNEL_MTU,
+    PERSISTENT_KEEPALIVE,
+    WIREGUARD_IPV4_OVERHEAD,
+    tunnel_mtu,
+)
 
 __all__ = [
     "DEFAULT_LISTEN_PORT",
@@ -55,23 +65,9 @@ __all__ = [
     "site_config",
 ]
 
-DEFAULT_LISTEN_PORT = 51820
-"""WireGuard's conventional UDP port; the hub's is the only world-open ingress of the mesh."""
+DEFAULT_LISTEN_PORT = WIREGUARD_PORT
 
-DEFAULT_PERSISTENT_KEEPALIVE = 25
-"""Seconds; below the ~30 s UDP idle timeout of common NATs, the value the WireGuard docs suggest."""
-
-DEFAULT_UNDERLAY_MTU = 1500
-"""The internet path MTU between a site and the hub's Elastic IP (jumbo frames stop at the VPC edge)."""
-
-WIREGUARD_IPV4_OVERHEAD = 60
-"""Outer IPv4 header (20) + UDP header (8) + WireGuard data header and auth tag (16 + 16)."""
-
-MIN_TUNNEL_MTU = 1280
-"""IPv6's minimum link MTU: Linux drops IPv6 from a link below it, and WireGuard may carry IPv6."""
-
-IPV4_ICMP_ECHO_OVERHEAD = 28
-"""IPv4 header (20) + ICMP echo header (8): ``ping -s`` payload = MTU - 28."""
+DEFAULT_PERSISTENT_KEEPALIVE = PERSISTENT_KEEPALIVE
 
 _KEY_BYTES = 32
 _KEY_B64_LEN = 44
@@ -146,8 +142,8 @@ def _validate_mtu(mtu: int, field_name: str) -> int:
         raise WireGuardConfigError(field_name, f"must be an integer, got {mtu!r}")
     if mtu < MIN_TUNNEL_MTU:
         raise WireGuardConfigError(field_name, f"tunnel MTU {mtu} is below {MIN_TUNNEL_MTU} (IPv6 minimum link MTU)")
-    if mtu > 65535:
-        raise WireGuardConfigError(field_name, f"tunnel MTU {mtu} is above 65535")
+    if mtu > MAX_MTU:
+        raise WireGuardConfigError(field_name, f"tunnel MTU {mtu} is above {MAX_MTU}")
     return mtu
 
 
@@ -161,7 +157,7 @@ def mtu_for_path(underlay_mtu: int = DEFAULT_UNDERLAY_MTU) -> int:
     """
     if isinstance(underlay_mtu, bool) or not isinstance(underlay_mtu, int):
         raise WireGuardConfigError("underlay_mtu", f"must be an integer, got {underlay_mtu!r}")
-    tunnel = underlay_mtu - WIREGUARD_IPV4_OVERHEAD
+    tunnel = tunnel_mtu(underlay_mtu)
     if tunnel < MIN_TUNNEL_MTU:
         raise WireGuardConfigError(
             "underlay_mtu",

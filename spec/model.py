@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from lmrun.aws.network.cidr_blocks import MAX_AZ_NUMBER
 from lmrun.aws.region.catalog import REGIONS, az_number
 from lmrun.aws.region.selection import ROGUE_REGIONS
-from lmrun.render.k3s import K3S_VERSION
+from lmrun.domain.versions import K3S_VERSION
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues

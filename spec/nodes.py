@@ -14,15 +14,12 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, Field, ValidationError
 
 from lmrun.aws.instances import catalog
+from lmrun.domain.names import PHOENIX_NODE, SERVER_NODE
+from lmrun.domain.names import VLLM_MANAGED_FLAGS as MANAGED_FLAGS
+from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
 from lmrun.gcp import catalog as gcp_catalog
-from lmrun.render.k3s import SERVER_NODE
-from lmrun.render.phoenix import NODE_NAME as PHOENIX_NODE
-from lmrun.render.vllm import MANAGED_FLAGS
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
-
-NODE_PORT_MIN = 30000
-NODE_PORT_MAX = 32767
 
 _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 _MODEL = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from lmrun.render.phoenix import GRPC_NODE_PORT, UI_NODE_PORT
+from lmrun.domain.ports import PHOENIX_GRPC_NODE_PORT as GRPC_NODE_PORT
+from lmrun.domain.ports import PHOENIX_UI_NODE_PORT as UI_NODE_PORT
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import NodePort

@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError
 
-from lmrun.aws.network.cidr_blocks import SITE_POOL
-from lmrun.render.wireguard import DEFAULT_LISTEN_PORT, MIN_TUNNEL_MTU, WIREGUARD_IPV4_OVERHEAD
+from lmrun.domain.addresses import SITE_POOL
+from lmrun.domain.ports import WIREGUARD_PORT as DEFAULT_LISTEN_PORT
+from lmrun.domain.tunnels import MIN_TUNNEL_MTU, WIREGUARD_IPV4_OVERHEAD, tunnel_mtu
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import Name
@@ -69,7 +70,7 @@ class SiteSpec(SpecModel):
 
     @property
     def tunnel_mtu(self) -> int:
-        return self.mtu if self.mtu is not None else self.underlay_mtu - WIREGUARD_IPV4_OVERHEAD
+        return self.mtu if self.mtu is not None else tunnel_mtu(self.underlay_mtu)
 
     @property
     def gateway_zone(self) -> str | None:
@@ -137,7 +138,7 @@ def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                     f"the tunnel MTU would be {site.tunnel_mtu}, below the {MIN_TUNNEL_MTU} IPv4/IPv6 minimum",
                 )
             )
-        elif site.mtu is not None and site.mtu > site.underlay_mtu - WIREGUARD_IPV4_OVERHEAD:
+        elif site.mtu is not None and site.mtu > tunnel_mtu(site.underlay_mtu):
             issues.append(
                 ConfigIssue(
                     config_path((*where, "mtu")),

@@ -10,20 +10,22 @@ from hypothesis import strategies as st
 
 from lmrun.aws.network.cidr_blocks import (
     AZ_SUBNET_PREFIX,
-    K3S_POD_CIDR,
-    K3S_SERVICE_CIDR,
     MAX_AZ_NUMBER,
     REGION_CIDRS,
-    REGION_POOL,
-    RESERVED_BLOCKS,
-    SITE_POOL,
-    TUNNEL_POOL,
     az_subnet_cidr,
-    overlapping_pairs,
     region_cidr,
 )
 from lmrun.aws.region.catalog import REGIONS, az_prefix
 from lmrun.aws.region.selection import ROGUE_REGIONS
+from lmrun.domain.addresses import (
+    K3S_POD_CIDR,
+    K3S_SERVICE_CIDR,
+    REGION_POOL,
+    RESERVED_BLOCKS,
+    SITE_POOL,
+    TUNNEL_POOL,
+    overlapping_pairs,
+)
 from lmrun.plan import plan_mesh
 from lmrun.spec import MeshSpec
 

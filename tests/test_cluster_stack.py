@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lmrun.domain.versions import KUBERNETES_VERSION
 from lmrun.mock_engine import (
     MESH_COMPUTED,
     MESH_IDS,
@@ -23,7 +24,6 @@ from lmrun.mock_engine import (
 )
 from lmrun.offline import PlanReport, plan_stack
 from lmrun.render.cloudinit import shell_scripts
-from lmrun.render.k3s import KUBERNETES_VERSION
 from tests.conftest import ROOT, plan, stack_config
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 

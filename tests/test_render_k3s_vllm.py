@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lmrun.domain import versions
 from lmrun.render import cloudinit, k3s, kubernetes, vllm
 from tests.validators import require_tool, run
 
@@ -114,7 +115,7 @@ def test_every_manifest_passes_kubernetes_validate_strict(tmp_path: Path) -> Non
     bad_manifest["spec"]["externalTrafficPolicies"] = "Cluster"  # misspelt: only --strict rejects it
     bad = tmp_path / "bad.yaml"
     bad.write_text(kubernetes.to_yaml([bad_manifest]))
-    version = k3s.KUBERNETES_VERSION
+    version = versions.KUBERNETES_VERSION
     result = run([tool, "--strict", "--kubernetes-version", version, str(good)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") == len(MANIFESTS), result.stdout
@@ -126,7 +127,7 @@ def test_every_manifest_passes_kubernetes_validate_strict(tmp_path: Path) -> Non
 def test_kubernetes_minor_matches_pinned_k3s() -> None:
     minor = re.match(r"v(\d+\.\d+)\.", k3s.K3S_VERSION)
     assert minor
-    assert f"{minor.group(1)}.0" == k3s.KUBERNETES_VERSION
+    assert f"{minor.group(1)}.0" == versions.KUBERNETES_VERSION
 
 
 # --- secrets stay out of user data ----------------------------------------------------------------------------

@@ -1,14 +1,5 @@
-"""The mesh's address plan: one fixed /16 per AWS region, and ranges reserved for everything else.
-
-Layout of 10.0.0.0/8 (every block below is disjoint from every other):
-
-=================  ===================================================================
-10.42.0.0/16       K3s pods (K3s default ``--cluster-cidr``)
-10.43.0.0/16       K3s services (K3s default ``--service-cidr``)
-10.64.0.0/10       AWS regions: one /16 each, fixed by the table below (room for 64)
-10.128.0.0/10      non-AWS sites (GCP, external clouds, on-prem), chosen per site
-10.192.0.0/16      WireGuard tunnel addresses
-=================  ===================================================================
+"""The AWS regions' part of the address plan: one fixed /16 per region inside ``REGION_POOL`` (the mesh's
+other pools are in :mod:`lmrun.domain.addresses`).
 
 The region table is append-only: a region's /16 never moves, so adding a region (to this table or to a
 stack) never changes another region's CIDR. Inside a region's /16, AZ number *n* of the AZ id
@@ -19,23 +10,8 @@ Subnets are therefore keyed by AZ id, never by list position.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 
 from lmrun.aws.region.catalog import az_number
-
-K3S_POD_CIDR = ipaddress.IPv4Network("10.42.0.0/16")
-K3S_SERVICE_CIDR = ipaddress.IPv4Network("10.43.0.0/16")
-REGION_POOL = ipaddress.IPv4Network("10.64.0.0/10")
-SITE_POOL = ipaddress.IPv4Network("10.128.0.0/10")
-TUNNEL_POOL = ipaddress.IPv4Network("10.192.0.0/16")
-
-RESERVED_BLOCKS: dict[str, ipaddress.IPv4Network] = {
-    "k3s-pods": K3S_POD_CIDR,
-    "k3s-services": K3S_SERVICE_CIDR,
-    "aws-regions": REGION_POOL,
-    "sites": SITE_POOL,
-    "wireguard-tunnels": TUNNEL_POOL,
-}
 
 # Second octet of each region's 10.X.0.0/16. Append new regions at the end; never renumber.
 _REGION_OCTETS: dict[str, int] = {
@@ -95,16 +71,3 @@ def az_subnet_cidr(region: str, az_id: str) -> ipaddress.IPv4Network:
         raise ValueError(f"AZ id {az_id!r}: zone number must be 1..{MAX_AZ_NUMBER} to get a subnet")
     subnets = list(region_cidr(region).subnets(new_prefix=AZ_SUBNET_PREFIX))
     return subnets[number]
-
-
-def overlapping_pairs(
-    blocks: Iterable[tuple[str, ipaddress.IPv4Network]],
-) -> list[tuple[str, str]]:
-    """Every pair of named blocks that overlap, in input order (the check behind 'no two CIDRs overlap')."""
-    items = list(blocks)
-    return [
-        (name_a, name_b)
-        for i, (name_a, net_a) in enumerate(items)
-        for name_b, net_b in items[i + 1 :]
-        if net_a.overlaps(net_b)
-    ]

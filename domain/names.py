@@ -1,0 +1,20 @@
+"""Names the layers share: K3s node labels, the mesh's own node names, resource tag keys."""
+
+from __future__ import annotations
+
+LABEL_NODE = "lmrun.io/node"
+"""Every mesh VM registers with this label: the name services select their replicas by."""
+LABEL_GPU = "lmrun.io/gpu"
+LABEL_REGION = "lmrun.io/region"
+
+SERVER_NODE = "k3s-server"
+"""The ``lmrun.io/node`` label of the K3s server."""
+PHOENIX_NODE = "phoenix"
+"""The ``lmrun.io/node`` label of the Phoenix VM."""
+
+TAG_REGION = "lmrun:region"
+TAG_ROLE = "lmrun:role"
+TAG_NODE = "lmrun:node"
+
+VLLM_MANAGED_FLAGS = ("--port", "--host", "--served-model-name", "--revision", "--otlp-traces-endpoint")
+"""vLLM flags lmrun sets itself; a node's extra arguments may not repeat them."""
