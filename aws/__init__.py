@@ -2,3 +2,6 @@
 
 Nothing here creates Pulumi resources; boto3 is only used by operator commands, never inside `pulumi up`.
 """
+
+NAME = "aws"
+"""This cloud's name in stack config (``cloud`` of a node); the hub cloud of :mod:`lmrun.clouds`."""

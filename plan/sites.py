@@ -29,7 +29,8 @@ class SitePlan:
     """One site: its network, its end of the tunnel, and (GCP) where its gateway runs."""
 
     name: str
-    kind: Literal["gcp", "external"]
+    kind: str
+    """A site cloud of :mod:`lmrun.clouds` or ``external``."""
     cidr: str
     tunnel_address: str
     mtu: int

@@ -227,6 +227,5 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                     issues.append(ConfigIssue(config_path(("availabilityZones", region)), "needs at least one AZ id"))
     issues.extend(phoenix_issues(raw))
     issues.extend(site_issues(raw))
-    site_kinds = {name: site.kind for name, site in site_names(raw).items()}
-    issues.extend(node_issues(raw, reserved_ports=reserved_node_ports(raw), site_kinds=site_kinds))
+    issues.extend(node_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
     return issues

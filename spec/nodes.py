@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, ValidationError
 
-from lmrun.aws.instances import catalog
+from lmrun.clouds import CLOUD_NAMES, HUB_CLOUD
 from lmrun.domain.names import PHOENIX_NODE, SERVER_NODE
 from lmrun.domain.names import VLLM_MANAGED_FLAGS as MANAGED_FLAGS
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
-from lmrun.gcp import catalog as gcp_catalog
+from lmrun.spec.cloud_rules import NodeContext, cloud_rules
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
+
+if TYPE_CHECKING:
+    from lmrun.spec.sites import SiteSpec
+
+    CloudName = str
+else:
+    CloudName = Literal[CLOUD_NAMES]  # the registered clouds; pydantic lists them when refusing another
 
 _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 _MODEL = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -80,7 +87,9 @@ class NodeSpec(SpecModel):
     """One GPU VM running vLLM as a service and joining K3s as an agent."""
 
     name: Name = Field(description="Unique node name; resources are named after it.")
-    cloud: Literal["aws", "gcp"] = Field(default="aws", description="Cloud of the node: `aws` or `gcp`.")
+    cloud: CloudName = Field(
+        default=HUB_CLOUD, description=f"Cloud of the node: {' or '.join(f'`{c}`' for c in CLOUD_NAMES)}."
+    )
     region: str | None = Field(
         default=None, description="AWS region of the node (cloud `aws`): lmrun:mainRegion or one of lmrun:regions."
     )
@@ -136,86 +145,17 @@ def _valid_items(raw: Any, model: type[_M]) -> list[tuple[int, _M]]:
     return valid
 
 
-def _aws_gpu_issues(index: int, node: NodeSpec, mesh_regions: set[str]) -> list[ConfigIssue]:
-    path = ("nodes", index)
-    if node.site is not None:
-        return [ConfigIssue(config_path((*path, "site")), "only GCP nodes (cloud: gcp) live in a site")]
-    if node.region is None:
-        return [ConfigIssue(config_path((*path, "region")), "is required for an AWS node")]
-    if node.region not in mesh_regions:
-        return [
-            ConfigIssue(
-                config_path((*path, "region")),
-                f"{node.region!r} has no VPC in this mesh; add it to lmrun:regions (or use lmrun:mainRegion)",
-            )
-        ]
-    try:
-        candidates = catalog.instance_types_for(node.gpu, node.gpu_count)
-    except KeyError:
-        return [
-            ConfigIssue(
-                config_path((*path, "gpu")),
-                f"unknown GPU {node.gpu!r}; known GPUs: {', '.join(catalog.gpu_names())}",
-            )
-        ]
-    except ValueError as exc:
-        return [ConfigIssue(config_path((*path, "gpuCount")), str(exc))]
-    offered = [t for t in candidates if catalog.offered_in(t.name, node.region)]
-    if offered and node.use_spot and all(t.spot_usd_hour is None for t in offered):
-        return [
-            ConfigIssue(
-                config_path((*path, "useSpot")),
-                f"{', '.join(t.name for t in offered)} is not sold as spot; set useSpot: false",
-            )
-        ]
-    if not offered:
-        offering = sorted(catalog.gpu_regions(node.gpu) & mesh_regions)
-        hint = f"; mesh regions offering it: {', '.join(offering)}" if offering else ""
-        return [
-            ConfigIssue(
-                config_path((*path, "gpu")),
-                f"{node.gpu_count}x {catalog.canonical_gpu(node.gpu)} is not offered in {node.region} "
-                f"per the instance catalog{hint}",
-            )
-        ]
-    return []
-
-
-def _gcp_gpu_issues(index: int, node: NodeSpec, site_kinds: Mapping[str, str]) -> list[ConfigIssue]:
-    path = ("nodes", index)
-    if node.region is not None:
-        return [ConfigIssue(config_path((*path, "region")), "GCP nodes take their region from their site; remove it")]
-    if node.site is None:
-        return [ConfigIssue(config_path((*path, "site")), "is required for a GCP node (a site of kind gcp)")]
-    if node.site in site_kinds and site_kinds[node.site] != "gcp":
-        return [
-            ConfigIssue(
-                config_path((*path, "site")),
-                f"{node.site!r} is an {site_kinds[node.site]} site: lmrun places GPU nodes in GCP sites only "
-                "(join external machines with `lmrun join-bundle`)",
-            )
-        ]
-    if node.site not in site_kinds:
-        gcp_sites = sorted(name for name, kind in site_kinds.items() if kind == "gcp")
-        known = f"; GCP sites: {', '.join(gcp_sites)}" if gcp_sites else "; lmrun:sites declares none"
-        return [ConfigIssue(config_path((*path, "site")), f"no GCP site named {node.site!r}{known}")]
-    try:
-        gcp_catalog.machines_for(node.gpu, node.gpu_count)
-    except ValueError as exc:
-        return [ConfigIssue(config_path((*path, "gpu")), str(exc))]
-    return []
-
-
 def node_issues(
-    raw: Mapping[str, Any], reserved_ports: Mapping[int, str], site_kinds: Mapping[str, str]
+    raw: Mapping[str, Any], reserved_ports: Mapping[int, str], sites: Mapping[str, SiteSpec]
 ) -> list[ConfigIssue]:
     """Rules across nodes and services: unique names, locations in the mesh, GPUs offered there, one node
     port per endpoint and unique across the mesh (``reserved_ports`` are taken by the mesh itself).
-    ``site_kinds`` maps valid site names to their kind."""
+    ``sites`` maps valid site names to their spec."""
     issues: list[ConfigIssue] = []
     main = raw.get("mainRegion")
     spokes = raw.get("regions")
     mesh_regions = {r for r in [main, *(spokes if isinstance(spokes, list) else [])] if isinstance(r, str)}
+    context = NodeContext(frozenset(mesh_regions), sites)
     nodes = _valid_items(raw.get("nodes"), NodeSpec)
     services = _valid_items(raw.get("services"), ServiceSpec)
 
@@ -240,10 +180,7 @@ def node_issues(
             continue
         node_names[node.name] = index
         by_name[node.name] = node
-        if node.cloud == "aws":
-            issues.extend(_aws_gpu_issues(index, node, mesh_regions))
-        else:
-            issues.extend(_gcp_gpu_issues(index, node, site_kinds))
+        issues.extend(cloud_rules(node.cloud).node_issues(node, ("nodes", index), context))
 
     reserved_names = set(reserved_ports.values())
     # Endpoint name -> (node port, app port, where it was first declared).

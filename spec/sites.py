@@ -5,16 +5,23 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError
 
+from lmrun.clouds import EXTERNAL_SITE, SITE_CLOUDS, SITE_KINDS
 from lmrun.domain.addresses import SITE_POOL
 from lmrun.domain.ports import WIREGUARD_PORT as DEFAULT_LISTEN_PORT
 from lmrun.domain.tunnels import MIN_TUNNEL_MTU, WIREGUARD_IPV4_OVERHEAD, tunnel_mtu
+from lmrun.spec.cloud_rules import cloud_rules
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import Name
+
+if TYPE_CHECKING:
+    SiteKind = str
+else:
+    SiteKind = Literal[SITE_KINDS]  # the registered site clouds and `external`
 
 MAX_SITE_PREFIX = 24
 """Sites get at least a /24: the tunnel address of a site is derived from its first /24 (stable, unique)."""
@@ -51,8 +58,9 @@ class SiteSpec(SpecModel):
     """A non-AWS location joined to the main region through a WireGuard site-to-site tunnel."""
 
     name: Name = Field(description="Unique site name; resources and the join bundle are named after it.")
-    kind: Literal["gcp", "external"] = Field(
-        description="`gcp`: declared here with pulumi-gcp; `external`: any other cloud or on-prem, by join bundle."
+    kind: SiteKind = Field(
+        description=f"{', '.join(f'`{c}`' for c in SITE_CLOUDS)}: declared here with the cloud's Pulumi provider; "
+        f"`{EXTERNAL_SITE}`: any other cloud or on-prem, by join bundle."
     )
     cidr: SiteCidr = Field(description="The site's network, a /10 to /24 inside 10.128.0.0/10, disjoint from others.")
     project: GcpProject | None = Field(default=None, description="GCP project (kind `gcp`).")
@@ -98,6 +106,18 @@ def _valid(raw: Any) -> list[tuple[int, SiteSpec]]:
     return valid
 
 
+def _cloud_issues(site: SiteSpec, where: tuple[str | int, ...]) -> list[ConfigIssue]:
+    """The site's cloud checks its own fields; fields of other clouds must stay unset."""
+    owners = {cloud: cloud_rules(cloud) for cloud in SITE_CLOUDS}
+    issues = owners[site.kind].site_issues(site, where) if site.kind in owners else []
+    own = set(owners[site.kind].site_fields) if site.kind in owners else set()
+    for field in sorted({field for rules in owners.values() for field in rules.site_fields} - own):
+        if getattr(site, field) is not None:
+            users = " or ".join(f"{r.label} sites (kind: {c})" for c, r in owners.items() if field in r.site_fields)
+            issues.append(ConfigIssue(config_path((*where, field)), f"only applies to {users}"))
+    return issues
+
+
 def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     """Rules across sites and between sites, regions and nodes."""
     issues: list[ConfigIssue] = []
@@ -122,14 +142,7 @@ def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                     )
                 )
         seen_cidrs.append((index, site))
-        if site.kind == "gcp":
-            for field in ("project", "region"):
-                if getattr(site, field) is None:
-                    issues.append(ConfigIssue(config_path((*where, field)), "is required for a GCP site"))
-        else:
-            for field in ("project", "region", "zone"):
-                if getattr(site, field) is not None:
-                    issues.append(ConfigIssue(config_path((*where, field)), "only applies to GCP sites (kind: gcp)"))
+        issues.extend(_cloud_issues(site, where))
         if site.tunnel_mtu < MIN_TUNNEL_MTU:
             field = "mtu" if site.mtu is not None else "underlayMtu"
             issues.append(
