@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
+from lmrun.aws import NAME
 from lmrun.aws.instances import catalog
 
 if TYPE_CHECKING:
@@ -55,12 +56,10 @@ def counts_against_g_vt(instance_type: catalog.InstanceType) -> bool:
 
 
 def _node_types(spec: MeshSpec) -> Iterable[tuple[Any, catalog.InstanceType]]:
-    from lmrun.plan.cluster import choose_instance_type
-
     for node in spec.nodes:
-        if node.cloud != "aws" or node.region is None:
-            continue  # GCP nodes count against GCP quotas, not these
-        yield node, choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
+        if node.cloud != NAME or node.region is None:
+            continue  # nodes of site clouds count against their own cloud's quotas, not these
+        yield node, catalog.choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
 
 
 def vcpu_needs(spec: MeshSpec) -> dict[str, tuple[int, int]]:

@@ -5,7 +5,6 @@ stack from a plan; the others are its parts and can be used on their own.
 """
 
 from lmrun.components.cluster import Cluster, ClusterArgs
-from lmrun.components.gcp_site import GcpSite, GcpSiteArgs
 from lmrun.components.gpu_node import GpuNode, GpuNodeArgs
 from lmrun.components.instance_role import InstanceRole, InstanceRoleArgs
 from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
@@ -13,6 +12,7 @@ from lmrun.components.mesh import Mesh, MeshArgs
 from lmrun.components.node_ports import NodePorts, NodePortsArgs
 from lmrun.components.peering import PeeringHub, PeeringHubArgs, PeerVpc
 from lmrun.components.phoenix import PhoenixNode, PhoenixNodeArgs, PhoenixStore, PhoenixStoreArgs
+from lmrun.components.site_cloud import SiteArgs, SiteCloud
 from lmrun.components.sites import Sites, SitesArgs
 from lmrun.components.vpc import RegionalVpc, RegionalVpcArgs
 from lmrun.components.wireguard_hub import HubSite, WireGuardHub, WireGuardHubArgs
@@ -20,8 +20,6 @@ from lmrun.components.wireguard_hub import HubSite, WireGuardHub, WireGuardHubAr
 __all__ = [
     "Cluster",
     "ClusterArgs",
-    "GcpSite",
-    "GcpSiteArgs",
     "GpuNode",
     "GpuNodeArgs",
     "HubSite",
@@ -43,6 +41,8 @@ __all__ = [
     "RegionalVpc",
     "RegionalVpcArgs",
     "ServerAddon",
+    "SiteArgs",
+    "SiteCloud",
     "Sites",
     "SitesArgs",
     "WireGuardHub",

@@ -169,7 +169,7 @@ class Cluster(pulumi.ComponentResource):
             else None
         )
         self.phoenix_ingest_key = None
-        if store is not None and any(node.cloud == "gcp" for node in plan.nodes.values()):
+        if store is not None and any(node.site is not None for node in plan.nodes.values()):
             # The key lives in Phoenix's database: a new data volume (or server state volume) may mean a new key.
             volume_id = phoenix_node.data_volume_id if phoenix_node is not None else self.server.state_volume_id
             gate = command.local.Command(
@@ -198,7 +198,7 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, provider=main_provider),
             )
 
-        aws_nodes = [node for node in plan.nodes.values() if node.cloud == "aws"]  # GCP nodes live in their site
+        aws_nodes = [node for node in plan.nodes.values() if node.site is None]  # site nodes live in their site
         gpu_amis = {
             region: _ami(GPU_AMI_PARAMETER, args["providers"][region], self)
             for region in sorted({node.region for node in aws_nodes})

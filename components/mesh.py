@@ -104,7 +104,7 @@ class Mesh(pulumi.ComponentResource):
                     "k3s_token": self.cluster.server.token,
                     "k3s_server_ip": plan.cluster.server.private_ip,
                     "k3s_version": plan.cluster.server.k3s_version,
-                    "nodes": [node for node in plan.cluster.nodes.values() if node.cloud == "gcp"],
+                    "nodes": [node for node in plan.cluster.nodes.values() if node.site is not None],
                     "hugging_face_token": args["hugging_face_token"],
                     "tags": plan.tags,
                     "phoenix_ingest_key": self.cluster.phoenix_ingest_key,

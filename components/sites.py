@@ -1,4 +1,5 @@
-"""Sites: every non-AWS location of the mesh — keys, the hub gateway, GCP sites, external join bundles."""
+"""Sites: every non-AWS location of the mesh — keys, the hub gateway, sites of site clouds (built by their
+cloud through :mod:`lmrun.components.site_cloud`), external join bundles."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from lmrun.components.gcp_site import GcpSite, gcp_labels
+from lmrun.clouds import EXTERNAL_SITE
 from lmrun.components.naming import slug
+from lmrun.components.site_cloud import SiteArgs, site_cloud
 from lmrun.components.vpc import RegionalVpc
 from lmrun.components.wireguard_hub import WireGuardHub, WireGuardKey, wireguard_key
 from lmrun.domain.names import TAG_REGION, TAG_ROLE
@@ -38,7 +40,7 @@ class SitesArgs(TypedDict):
     k3s_version: str
     """Pinned K3s release for site nodes."""
     nodes: Sequence[NodePlan]
-    """GPU nodes placed in sites (cloud ``gcp``)."""
+    """GPU nodes placed in sites (each goes to its site's cloud)."""
     hugging_face_token: pulumi.Input[str] | None
     """Hugging Face token (secret) or None."""
     tags: Mapping[str, str]
@@ -79,10 +81,12 @@ def _bundle(site: SitePlan, plan: WireGuardPlan, values: list[Any]) -> dict[str,
 
 
 class Sites(pulumi.ComponentResource):
-    """Site keys (rotated by ``keyEpoch``), the hub, one component per GCP site, join bundles for the rest."""
+    """Site keys (rotated by ``keyEpoch``), the hub, one component per site of a site cloud (built by that
+    cloud), join bundles for external sites."""
 
     hub: WireGuardHub | None
-    gcp_sites: dict[str, GcpSite]
+    cloud_sites: dict[str, pulumi.ComponentResource]
+    """Site name -> the component its cloud built (sites of a site cloud; external sites have none)."""
     keys: dict[str, WireGuardKey]
     join_bundles: pulumi.Output[dict[str, dict[str, str]]]
     """External site -> ``{config, bootstrap, config_filename, script_filename}`` (a secret)."""
@@ -96,7 +100,7 @@ class Sites(pulumi.ComponentResource):
             for site in plan.sites.values()
         }
         self.hub = None
-        self.gcp_sites = {}
+        self.cloud_sites = {}
         bundles: dict[str, pulumi.Output[dict[str, str]]] = {}
         if plan.hub is not None:
             vpc = args["main_vpc"]
@@ -130,32 +134,31 @@ class Sites(pulumi.ComponentResource):
                 opts=child,
             )
             for site in plan.sites.values():
-                if site.kind == "external":
+                if site.kind == EXTERNAL_SITE:
                     values = pulumi.Output.all(
                         self.keys[site.name].private_key, self.hub.public_key, self.hub.public_ip
                     )
                     bundles[site.name] = values.apply(partial(_bundle, site, plan))
                     continue
-                self.gcp_sites[site.name] = GcpSite(
-                    f"{name}-{slug(site.name)}",
-                    args={
-                        "site": site,
-                        "private_key": self.keys[site.name].private_key,
-                        "hub_public_key": self.hub.public_key,
-                        "hub_endpoint": self.hub.public_ip,
-                        "hub_port": plan.hub.port,
-                        "hub_tunnel_address": plan.hub.tunnel_address,
-                        "aws_routes": plan.aws_routes,
-                        "k3s_token": args["k3s_token"],
-                        "k3s_server_ip": args["k3s_server_ip"],
-                        "k3s_version": args["k3s_version"],
-                        "nodes": [node for node in args["nodes"] if node.site == site.name],
-                        "hugging_face_token": args["hugging_face_token"],
-                        "labels": gcp_labels(args["tags"]),
-                        "phoenix_ingest_key": args.get("phoenix_ingest_key"),
-                        "phoenix_grpc_node_port": args.get("phoenix_grpc_node_port"),
-                    },
-                    opts=child,
+                site_args: SiteArgs = {
+                    "site": site,
+                    "private_key": self.keys[site.name].private_key,
+                    "hub_public_key": self.hub.public_key,
+                    "hub_endpoint": self.hub.public_ip,
+                    "hub_port": plan.hub.port,
+                    "hub_tunnel_address": plan.hub.tunnel_address,
+                    "aws_routes": plan.aws_routes,
+                    "k3s_token": args["k3s_token"],
+                    "k3s_server_ip": args["k3s_server_ip"],
+                    "k3s_version": args["k3s_version"],
+                    "nodes": [node for node in args["nodes"] if node.site == site.name],
+                    "hugging_face_token": args["hugging_face_token"],
+                    "tags": args["tags"],
+                    "phoenix_ingest_key": args.get("phoenix_ingest_key"),
+                    "phoenix_grpc_node_port": args.get("phoenix_grpc_node_port"),
+                }
+                self.cloud_sites[site.name] = site_cloud(site.kind).build_site(
+                    f"{name}-{slug(site.name)}", site_args, child
                 )
         self.join_bundles = pulumi.Output.secret(pulumi.Output.all(**bundles) if bundles else {})
         self.register_outputs({"join_bundles": self.join_bundles})

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from lmrun.aws.instances import catalog
+from lmrun.clouds import HUB_CLOUD
 from lmrun.domain.names import PHOENIX_NODE, SERVER_NODE
 from lmrun.domain.ports import PHOENIX_GRPC_PORT as GRPC_PORT
 from lmrun.domain.ports import PHOENIX_HTTP_PORT as HTTP_PORT
-from lmrun.gcp import catalog as gcp_catalog
+from lmrun.plan.placement import cloud_placement
 from lmrun.spec.model import MeshSpec
-from lmrun.spec.nodes import NodeSpec
 
 if TYPE_CHECKING:
     from lmrun.plan.mesh import RegionPlan
@@ -58,13 +57,14 @@ class NodePlan:
     vllm_args: tuple[str, ...]
     app_port: int
     service: str
-    cloud: Literal["aws", "gcp"] = "aws"
+    cloud: str = HUB_CLOUD
+    """The node's cloud (:mod:`lmrun.clouds`)."""
     site: str | None = None
-    """The GCP site of a ``gcp`` node (its ``region`` is then the GCP region)."""
+    """The site of a node in a site cloud (its ``region`` is then that cloud's region); None in AWS."""
     zone: str | None = None
-    """GCP zone of a ``gcp`` node."""
+    """Zone of a site node (the site cloud's)."""
     accelerator: str | None = None
-    """GCP accelerator type attached to an N1 machine (None when the machine type has GPUs built in)."""
+    """Accelerator type the site cloud attaches to the machine (None when the machine has GPUs built in)."""
 
     @property
     def location(self) -> str:
@@ -119,15 +119,6 @@ class ClusterPlan:
         return round(sum(n.hourly_usd for n in self.nodes.values() if spot is None or n.spot == spot), 4)
 
 
-def choose_instance_type(gpu: str, count: int, region: str, *, spot: bool) -> catalog.InstanceType:
-    """The cheapest catalog instance type with ``count`` x ``gpu`` offered in ``region`` (and sold as spot
-    when ``spot``). The spec has already refused combinations with no such type."""
-    for candidate in catalog.instance_types_for(gpu, count):
-        if catalog.offered_in(candidate.name, region) and (not spot or candidate.spot_usd_hour is not None):
-            return candidate
-    raise ValueError(f"no {count}x {gpu} instance type in {region}")
-
-
 def plan_server(spec: MeshSpec, main: RegionPlan) -> ServerPlan:
     subnet = main.subnets[0]
     ip = ipaddress.IPv4Network(subnet.cidr).network_address + SERVER_HOST_OFFSET
@@ -141,56 +132,10 @@ def plan_server(spec: MeshSpec, main: RegionPlan) -> ServerPlan:
     )
 
 
-def _workload(node: NodeSpec) -> dict[str, Any]:
-    """What a node runs, the same on every cloud."""
-    return {
-        "name": node.name,
-        "gpu_count": node.gpu_count,
-        "spot": node.use_spot,
-        "disk_size_gb": node.disk_size,
-        "model": node.model,
-        "model_revision": node.model_revision,
-        "vllm_args": node.vllm_args,
-        "app_port": node.app_port,
-        "service": node.service_name,
-    }
-
-
-def _gcp_node(node: NodeSpec, spec: MeshSpec) -> NodePlan:
-    site = next(s for s in spec.sites if s.name == node.site)
-    machine = gcp_catalog.machines_for(node.gpu, node.gpu_count)[0]
-    return NodePlan(
-        **_workload(node),
-        region=site.region or "",
-        gpu=machine.gpu,
-        instance_type=machine.machine_type,
-        vcpus=machine.vcpus,
-        hourly_usd=machine.hourly_usd(spot=node.use_spot),
-        cloud="gcp",
-        site=site.name,
-        zone=site.gateway_zone,
-        accelerator=machine.accelerator_type if machine.attaches_accelerator else None,
-    )
-
-
-def _aws_node(node: NodeSpec) -> NodePlan:
-    if node.region is None:  # the spec refuses this; keeps the type checker honest
-        raise ValueError(f"AWS node {node.name!r} has no region")
-    chosen = choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
-    return NodePlan(
-        **_workload(node),
-        region=node.region,
-        gpu=chosen.gpu,
-        instance_type=chosen.name,
-        vcpus=chosen.vcpus,
-        hourly_usd=chosen.hourly_usd(spot=node.use_spot),
-    )
-
-
 def plan_nodes(spec: MeshSpec) -> dict[str, NodePlan]:
     """Every GPU node by name, with the cheapest machine its cloud offers for its GPUs."""
     return {
-        node.name: _gcp_node(node, spec) if node.cloud == "gcp" else _aws_node(node)
+        node.name: cloud_placement(node.cloud).place_node(node, spec)
         for node in sorted(spec.nodes, key=lambda n: n.name)
     }
 

@@ -16,7 +16,8 @@ import pulumi
 import pytest
 import yaml
 
-from lmrun.components.gcp_site import (
+from lmrun.cost import estimate_cost
+from lmrun.gcp.site import (
     ACCESSOR_ROLE,
     GATEWAY_TAG,
     GPU_IMAGE,
@@ -27,7 +28,6 @@ from lmrun.components.gcp_site import (
     gcp_labels,
     template_name_prefix,
 )
-from lmrun.cost import estimate_cost
 from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks, Secret, plain_strings, run_program
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan

@@ -347,3 +347,12 @@ def gpu_regions(gpu: str) -> frozenset[str]:
     """Regions offering at least one instance family that carries ``gpu``."""
     info = GPUS[canonical_gpu(gpu)]
     return frozenset().union(*(FAMILY_REGIONS[f] for f in info.families))
+
+
+def choose_instance_type(gpu: str, count: int, region: str, *, spot: bool) -> InstanceType:
+    """The cheapest catalog instance type with ``count`` x ``gpu`` offered in ``region`` (and sold as spot
+    when ``spot``). The spec has already refused combinations with no such type."""
+    for candidate in instance_types_for(gpu, count):
+        if offered_in(candidate.name, region) and (not spot or candidate.spot_usd_hour is not None):
+            return candidate
+    raise ValueError(f"no {count}x {gpu} instance type in {region}")

@@ -68,7 +68,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 from lmrun.components.naming import slug
+from lmrun.components.site_cloud import SiteArgs, SiteCloud
 from lmrun.domain.tunnels import underlay_mtu
+from lmrun.gcp import NAME
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render.gateways import render_gcp_gateway_user_data
@@ -187,8 +189,8 @@ class GcpSiteArgs(TypedDict):
 
 def _check_args(args: GcpSiteArgs) -> SitePlan:
     site = args["site"]
-    if site.kind != "gcp":
-        raise ValueError(f"site: {site.name!r} is a {site.kind!r} site, not 'gcp'")
+    if site.kind != NAME:
+        raise ValueError(f"site: {site.name!r} is a {site.kind!r} site, not {NAME!r}")
     for field_name in ("project", "region", "zone"):
         if not getattr(site, field_name):
             raise ValueError(f"site.{field_name}: GCP site {site.name!r} needs a {field_name}")
@@ -203,8 +205,8 @@ def _check_args(args: GcpSiteArgs) -> SitePlan:
     if len(names) != len(set(names)):
         raise ValueError(f"nodes: duplicate node names {sorted({n for n in names if names.count(n) > 1})}")
     for node in args["nodes"]:
-        if node.cloud != "gcp":
-            raise ValueError(f"nodes[{node.name}].cloud: {node.cloud!r} is not 'gcp'")
+        if node.cloud != NAME:
+            raise ValueError(f"nodes[{node.name}].cloud: {node.cloud!r} is not {NAME!r}")
         if node.site != site.name:
             raise ValueError(f"nodes[{node.name}].site: {node.site!r} is not this site ({site.name!r})")
     if (args.get("phoenix_ingest_key") is None) != (args.get("phoenix_grpc_node_port") is None):
@@ -668,3 +670,30 @@ class GcpSite(pulumi.ComponentResource):
             description=f"lmrun GPU node {node.name}: a group of one that recreates a preempted or lost VM",
             opts=opts,
         )
+
+
+class GcpSites:
+    """GCP as a site cloud: one :class:`GcpSite` per site, mesh tags as GCP labels."""
+
+    def build_site(self, name: str, args: SiteArgs, opts: pulumi.ResourceOptions) -> pulumi.ComponentResource:
+        site_args: GcpSiteArgs = {
+            "site": args["site"],
+            "private_key": args["private_key"],
+            "hub_public_key": args["hub_public_key"],
+            "hub_endpoint": args["hub_endpoint"],
+            "hub_port": args["hub_port"],
+            "hub_tunnel_address": args["hub_tunnel_address"],
+            "aws_routes": args["aws_routes"],
+            "k3s_token": args["k3s_token"],
+            "k3s_server_ip": args["k3s_server_ip"],
+            "k3s_version": args["k3s_version"],
+            "nodes": args["nodes"],
+            "hugging_face_token": args["hugging_face_token"],
+            "labels": gcp_labels(args["tags"]),
+            "phoenix_ingest_key": args.get("phoenix_ingest_key"),
+            "phoenix_grpc_node_port": args.get("phoenix_grpc_node_port"),
+        }
+        return GcpSite(name, args=site_args, opts=opts)
+
+
+SITES: SiteCloud = GcpSites()

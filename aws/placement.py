@@ -1,0 +1,29 @@
+"""Placement on AWS: a node gets the cheapest catalog instance type with its GPUs in its region."""
+
+from __future__ import annotations
+
+from lmrun.aws import NAME
+from lmrun.aws.instances import catalog
+from lmrun.plan.cluster import NodePlan
+from lmrun.plan.placement import CloudPlacement, workload
+from lmrun.spec.model import MeshSpec
+from lmrun.spec.nodes import NodeSpec
+
+
+class AwsPlacement:
+    def place_node(self, node: NodeSpec, spec: MeshSpec) -> NodePlan:
+        if node.region is None:  # the spec refuses this; keeps the type checker honest
+            raise ValueError(f"AWS node {node.name!r} has no region")
+        chosen = catalog.choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
+        return NodePlan(
+            **workload(node),
+            region=node.region,
+            gpu=chosen.gpu,
+            instance_type=chosen.name,
+            vcpus=chosen.vcpus,
+            hourly_usd=chosen.hourly_usd(spot=node.use_spot),
+            cloud=NAME,
+        )
+
+
+PLACER: CloudPlacement = AwsPlacement()

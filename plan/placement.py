@@ -1,0 +1,41 @@
+"""What the plan asks of a cloud: the machine a node gets there and its price.
+
+Each cloud's ``<pkg>.placement`` module exposes ``PLACER`` implementing :class:`CloudPlacement`; the plan
+reaches it by the node's cloud name through :func:`lmrun.clouds.cloud_module`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from lmrun.clouds import cloud_module
+
+if TYPE_CHECKING:
+    from lmrun.plan.cluster import NodePlan
+    from lmrun.spec.model import MeshSpec
+    from lmrun.spec.nodes import NodeSpec
+
+
+class CloudPlacement(Protocol):
+    def place_node(self, node: NodeSpec, spec: MeshSpec) -> NodePlan:
+        """The node's plan: the cheapest machine of this cloud carrying its GPUs where it lives."""
+        ...
+
+
+def cloud_placement(cloud: str) -> CloudPlacement:
+    return cast(CloudPlacement, cloud_module(cloud, "placement").PLACER)
+
+
+def workload(node: NodeSpec) -> dict[str, Any]:
+    """What a node runs, the same on every cloud (the cloud adds where and on which machine)."""
+    return {
+        "name": node.name,
+        "gpu_count": node.gpu_count,
+        "spot": node.use_spot,
+        "disk_size_gb": node.disk_size,
+        "model": node.model,
+        "model_revision": node.model_revision,
+        "vllm_args": node.vllm_args,
+        "app_port": node.app_port,
+        "service": node.service_name,
+    }
