@@ -3,37 +3,43 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.lmrun-installed
+# Two stamps: `make plan` needs only the runtime (requirements.txt); `make test` adds the test tools.
+RUNTIME := $(VENV)/.lmrun-runtime
+DEV := $(VENV)/.lmrun-dev
 STACK ?= dev
 # Parallel test workers: one per core (2 on CI).
 WORKERS ?= auto
 
 .PHONY: plan test lint typecheck unit venv bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(RUNTIME): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --compile -r requirements.txt
+	touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt
 	$(PY) -m pip install --quiet --compile -r requirements-dev.txt
 	touch $@
 
-venv: $(STAMP)
+venv: $(DEV)
 
-plan: $(STAMP)
+plan: $(RUNTIME)
 	$(PY) -m lmrun plan --stack $(STACK)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(PY) scripts/link_tree.py . build/typecheck
 	MYPYPATH=build/typecheck $(PY) -m mypy -p lmrun
 
-unit: $(STAMP)
+unit: $(DEV)
 	$(PY) -m pytest -n $(WORKERS)
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(PY) scripts/benchmark.py
 
 clean:

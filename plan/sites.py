@@ -1,6 +1,6 @@
 """Spec -> WireGuard plan: the hub gateway, each site's tunnel address and MTU, and the reachability model.
 
-Reachability follows the topology (DESIGN.md): the main region reaches every location and every location
+Reachability follows the topology (docs/architecture.md): the main region reaches every location and every location
 reaches the main region. Nothing else flows: AWS peering is not transitive (spoke <-> spoke), a peering
 drops packets whose destination or source lies outside the two VPCs (spoke <-> site through the hub), and
 a site routes only the main region and the tunnel range into its tunnel (site <-> site).

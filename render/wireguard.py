@@ -6,7 +6,7 @@ here creates resources, touches the network or reads randomness: private keys co
 ``pulumi_random`` bytes kept secret), so a key is a deterministic function of stack state and rotating it is
 a stack diff.
 
-Topology (see shared/DESIGN.md): one **hub** gateway in the main region with one ``[Peer]`` per site; each
+Topology (see docs/architecture.md): one **hub** gateway in the main region with one ``[Peer]`` per site; each
 **site** gateway has exactly one ``[Peer]``, the hub. Peering is not transitive, so a site's ``AllowedIPs``
 are the AWS mesh CIDRs the caller says the site may reach (normally the main region) plus the hub's tunnel
 address, never other sites.
