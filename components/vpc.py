@@ -189,7 +189,9 @@ class RegionalVpc(pulumi.ComponentResource):
                 ),
             ],
             tags=with_name(tags, f"{name}-rt"),
-            opts=child,
+            # Implied by the id, but explicit: offline readers find the table's VPC among its dependencies
+            # even where the id is not known (a mock engine that does not compute it).
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[vpc])),
         )
         # One CIDR per inline rule, each with its description (the provider's advice for inline rules).
         security_group = aws.ec2.SecurityGroup(

@@ -6,8 +6,9 @@ program declared (the offline plan's recording), by walking the network the way 
 - **AWS route tables**: the subnet's associated table (no association: the VPC's main table when it is
   recorded as an adopted ``DefaultRouteTable``, else only the implicit ``local`` route), longest prefix wins,
   the VPC's ``local`` route is implicit. Routes are standalone ``Route`` resources or inline ``routes`` of a
-  ``RouteTable``/``DefaultRouteTable`` (:func:`route_entries`). Targets: ``local``, VPC peering, an instance's network interface; an internet gateway never
-  carries private addresses; other targets (NAT, transit gateway, ...) are reported as not modelled.
+  ``RouteTable``/``DefaultRouteTable`` (:func:`route_entries`). Targets: ``local``, VPC peering, an
+  instance's network interface; an internet gateway never carries private addresses; other targets (NAT,
+  transit gateway, ...) are reported as not modelled.
 - **VPC peering** (inter-region needs its accepter): carries a packet only when its source lies in the VPC it
   leaves and its destination in the peer VPC — so no transit to a third VPC or to a site.
 - **Security groups** (stateful): the sender's egress rules and the receiver's ingress rules must admit the
@@ -299,9 +300,9 @@ class Fabric:
             self.peerings[pid] = (str(peering.inputs.get("vpcId")), str(peering.inputs.get("peerVpcId")), ok)
         self.ingress: dict[str, list[_Rule]] = {}
         self.egress: dict[str, list[_Rule]] = {}
-        for direction, group, rule_name, rule_inputs in security_group_rules(resources):
+        for direction, group_key, rule_name, rule_inputs in security_group_rules(resources):
             rules = self.ingress if direction == "ingress" else self.egress
-            rules.setdefault(group, []).append(
+            rules.setdefault(group_key, []).append(
                 _Rule(
                     rule_name,
                     _net(rule_inputs["cidrIpv4"]) if "cidrIpv4" in rule_inputs else None,
