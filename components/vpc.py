@@ -44,8 +44,9 @@ class RegionalVpc(pulumi.ComponentResource):
     WireGuard hub add rules for more CIDRs to a VPC without ``peer``. Egress is open so nodes can fetch
     packages and models.
 
-    Two shapes, because AWS and the provider forbid mixing inline routes/rules with standalone ``Route`` /
-    ``SecurityGroup*Rule`` resources on one table or group (they overwrite each other):
+    Two shapes, because the provider must not manage one table or group both ways: inline routes/rules and
+    standalone ``Route`` / ``SecurityGroup*Rule`` resources on it overwrite each other (Pulumi registry notes
+    on ``aws.ec2.RouteTable`` and ``aws.ec2.SecurityGroup``):
 
     - **standalone** (no ``peer``; the hub): a route table with one association per subnet, the internet
       route and the security group's rules as separate resources. Adding a spoke or a site then *adds* a
@@ -54,14 +55,18 @@ class RegionalVpc(pulumi.ComponentResource):
       (``aws.ec2.DefaultRouteTable``: subnets use it without associations) with the internet route and the
       route to the peer inline, and the security group carries its three rules inline. A spoke's table and
       group depend on nothing but the spoke and the hub's CIDR, so adding or removing a spoke never touches
-      another region's resources. 5 + one per AZ resources instead of 8 + two per AZ. The VPC's default
-      security group stays untouched here (the mesh never uses it).
+      another region's resources: 4 + one per AZ resources, where the standalone shape plus the peering
+      hub's spoke-side route and rule took 9 + two per AZ.
+
+    The VPC's default security group is never used for mesh rules (it is left to be locked down on its own).
     """
 
     vpc_id: pulumi.Output[str]
     cidr_block: pulumi.Output[str]
     route_table_id: pulumi.Output[str]
+    """The subnets' route table. With ``peer`` its routes are all inline: never add a ``Route`` to it."""
     security_group_id: pulumi.Output[str]
+    """The mesh security group. With ``peer`` its rules are all inline: never add a rule resource to it."""
     subnet_ids: pulumi.Output[dict[str, str]]
     subnets: dict[str, aws.ec2.Subnet]
     """Subnets by AZ id, for components that need one subnet's attributes (its AZ name, say)."""
