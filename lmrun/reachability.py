@@ -226,11 +226,11 @@ def route_entries(resources: Iterable[RecordedResource]) -> Iterator[tuple[str, 
 
 
 def security_group_rules(resources: Iterable[RecordedResource]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
-    """Every security-group rule with an IPv4 CIDR or none, standalone or inline, as ``(direction, group key,
-    rule name, inputs)`` with direction ``ingress``/``egress`` and the inputs in the standalone
-    ``aws:vpc/securityGroupIngressRule`` shape (``ipProtocol``, ``cidrIpv4``, ``fromPort``, ``toPort``). An
-    inline ``ingress``/``egress`` entry of a ``SecurityGroup`` yields one rule per CIDR (none when it names
-    only groups or prefix lists), named ``<group>.ingress[i]``."""
+    """Every security-group rule, standalone or inline, as ``(direction, group key, rule name, inputs)`` with
+    direction ``ingress``/``egress`` and the inputs in the standalone ``aws:vpc/securityGroupIngressRule``
+    shape (``ipProtocol``, ``cidrIpv4``, ``fromPort``, ``toPort``). An inline ``ingress``/``egress`` entry of a
+    ``SecurityGroup`` yields one rule per IPv4 CIDR (none when it names only groups, prefix lists or IPv6
+    ranges), named ``<group>.ingress[i]``."""
     for resource in resources:
         if resource.type in (INGRESS, EGRESS):
             direction = "ingress" if resource.type == INGRESS else "egress"
