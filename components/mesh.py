@@ -3,6 +3,7 @@ K3s cluster with GPU nodes, node ports and Phoenix, and the WireGuard sites."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypedDict
 
 import pulumi
@@ -12,9 +13,9 @@ import pulumi_random as random
 
 from lmrun.components.cluster import Cluster
 from lmrun.components.naming import slug
-from lmrun.components.peering import PeeringHub, PeerVpc
+from lmrun.components.peering import PeeringHub, SpokeVpc
 from lmrun.components.sites import Sites
-from lmrun.components.vpc import RegionalVpc
+from lmrun.components.vpc import RegionalVpc, RegionalVpcArgs
 from lmrun.domain.names import TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import SecretPaths
 from lmrun.plan.mesh import MeshPlan, RegionPlan
@@ -51,27 +52,45 @@ class Mesh(pulumi.ComponentResource):
             region: aws.Provider(f"{name}-aws-{slug(region)}", region=region, opts=pulumi.ResourceOptions(parent=self))
             for region in plan.regions
         }
-        self.vpcs = {
-            region.name: RegionalVpc(
+        # Each spoke's route table carries its route into the peering inline, but the peering needs the
+        # spoke's VPC first: a deferred output per spoke breaks that cycle and is resolved from the hub below.
+        peering_ids: dict[str, tuple[pulumi.Output[str], Callable[[pulumi.Output[str]], None]]] = {
+            spoke.name: pulumi.deferred_output() for spoke in plan.spokes
+        }
+        self.vpcs = {}
+        for region in plan.regions.values():
+            vpc_args: RegionalVpcArgs = {
+                "cidr_block": region.cidr,
+                "subnets": {subnet.az_id: subnet.cidr for subnet in region.subnets},
+                "tags": {**plan.tags, TAG_REGION: region.name, TAG_ROLE: region.role},
+            }
+            if region.name in peering_ids:
+                vpc_args["peer"] = {
+                    "region": plan.main.name,
+                    "cidr_block": plan.main.cidr,
+                    "vpc_peering_connection_id": peering_ids[region.name][0],
+                }
+            self.vpcs[region.name] = RegionalVpc(
                 f"{name}-{slug(region.name)}",
-                args={
-                    "cidr_block": region.cidr,
-                    "subnets": {subnet.az_id: subnet.cidr for subnet in region.subnets},
-                    "tags": {**plan.tags, TAG_REGION: region.name, TAG_ROLE: region.role},
-                },
+                args=vpc_args,
                 opts=pulumi.ResourceOptions(parent=self, provider=self.providers[region.name]),
             )
-            for region in plan.regions.values()
-        }
+        main_vpc = self.vpcs[plan.main.name]
         hub = PeeringHub(
             f"{name}-peering",
             args={
-                "main": self._peer(plan.main),
-                "spokes": {spoke.name: self._peer(spoke) for spoke in plan.spokes},
+                "main": {
+                    **self._side(plan.main),
+                    "route_table_id": main_vpc.route_table_id,
+                    "security_group_id": main_vpc.security_group_id,
+                },
+                "spokes": {spoke.name: self._side(spoke) for spoke in plan.spokes},
                 "tags": plan.tags,
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
+        for spoke_name, (_, resolve) in peering_ids.items():
+            resolve(hub.connection_ids[spoke_name])
 
         # Explicit providers for the non-cloud packages too: stacks disable every default provider.
         utility_providers: list[pulumi.ProviderResource] = [
@@ -136,13 +155,10 @@ class Mesh(pulumi.ComponentResource):
             }
         )
 
-    def _peer(self, region: RegionPlan) -> PeerVpc:
-        vpc = self.vpcs[region.name]
+    def _side(self, region: RegionPlan) -> SpokeVpc:
         return {
             "region": region.name,
             "cidr_block": region.cidr,
-            "vpc_id": vpc.vpc_id,
-            "route_table_id": vpc.route_table_id,
-            "security_group_id": vpc.security_group_id,
+            "vpc_id": self.vpcs[region.name].vpc_id,
             "provider": self.providers[region.name],
         }

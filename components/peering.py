@@ -1,7 +1,10 @@
-"""PeeringHub: peers every spoke VPC with the main VPC, with routes and security-group rules both ways.
+"""PeeringHub: peers every spoke VPC with the main VPC, with the main side's route and rule per spoke.
 
 Hub-and-spoke only: AWS VPC peering is not transitive (a peering drops packets whose destination is
 outside the peer VPC), so spokes reach the main VPC and the main VPC reaches every spoke, nothing more.
+The spoke side's route and inbound rule are not made here: every spoke VPC carries them inline in its own
+route table and security group (:class:`~lmrun.components.vpc.RegionalVpc` with ``peer``), fed with the
+ids this component exposes per spoke.
 """
 
 from __future__ import annotations
@@ -15,21 +18,27 @@ import pulumi_aws as aws
 from lmrun.components.naming import slug, with_name
 
 
-class PeerVpc(TypedDict):
-    """One side of a peering: a VPC and the explicit provider of its region."""
+class SpokeVpc(TypedDict):
+    """A spoke of the hub: a VPC and the explicit provider of its region."""
 
     region: str
     """AWS region of the VPC."""
     cidr_block: str
-    """The VPC's CIDR, known at plan time (routes and rules use it)."""
+    """The VPC's CIDR, known at plan time (the main side's route and rule use it)."""
     vpc_id: pulumi.Input[str]
     """ID of the VPC."""
-    route_table_id: pulumi.Input[str]
-    """Route table that gets the route to the other side."""
-    security_group_id: pulumi.Input[str]
-    """Security group that gets an inbound rule for the other side's CIDR."""
     provider: aws.Provider
-    """Provider for the VPC's region; every resource on this side uses it."""
+    """Provider for the VPC's region; the peering request uses it."""
+
+
+class PeerVpc(SpokeVpc):
+    """The hub: a spoke's fields plus the route table and security group that get one route and one inbound
+    rule per spoke, as separate resources (so adding a spoke only adds resources)."""
+
+    route_table_id: pulumi.Input[str]
+    """Route table that gets the route to each spoke (its routes must all be standalone ``Route``s)."""
+    security_group_id: pulumi.Input[str]
+    """Security group that gets an inbound rule per spoke CIDR (its rules must all be standalone)."""
 
 
 class PeeringHubArgs(TypedDict):
@@ -37,16 +46,19 @@ class PeeringHubArgs(TypedDict):
 
     main: PeerVpc
     """The hub VPC; it holds the accepter of every peering."""
-    spokes: Mapping[str, PeerVpc]
+    spokes: Mapping[str, SpokeVpc]
     """Spoke VPCs by region name; names derive from these keys, never from positions."""
     tags: Mapping[str, str]
     """Tags for every taggable resource."""
 
 
 class PeeringHub(pulumi.ComponentResource):
-    """Requester in each spoke, accepter in the main region, routes and inbound rules on both sides."""
+    """Requester in each spoke, accepter in the main region, and the main side's route and inbound rule."""
 
     peering_connection_ids: pulumi.Output[dict[str, str]]
+    connection_ids: dict[str, pulumi.Output[str]]
+    """Spoke key -> the peering's id as the accepter outputs it (resolves once the peering is active):
+    what a spoke's route into the peering should use."""
 
     def __init__(self, name: str, *, args: PeeringHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("lmrun:index:PeeringHub", name, None, opts)
@@ -54,10 +66,9 @@ class PeeringHub(pulumi.ComponentResource):
         tags = args["tags"]
         on_main = pulumi.ResourceOptions(parent=self, provider=main["provider"])
 
-        connection_ids: dict[str, pulumi.Output[str]] = {}
+        self.connection_ids = {}
         for key, spoke in sorted(args["spokes"].items()):
             base = f"{name}-{slug(key)}"
-            on_spoke = pulumi.ResourceOptions(parent=self, provider=spoke["provider"])
             request = aws.ec2.VpcPeeringConnection(
                 base,
                 vpc_id=spoke["vpc_id"],
@@ -65,7 +76,7 @@ class PeeringHub(pulumi.ComponentResource):
                 peer_region=main["region"],
                 auto_accept=False,  # cross-region: only the accepter in the peer region can accept
                 tags=with_name(tags, f"{spoke['region']} <-> {main['region']}"),
-                opts=on_spoke,
+                opts=pulumi.ResourceOptions(parent=self, provider=spoke["provider"]),
             )
             accept = aws.ec2.VpcPeeringConnectionAccepter(
                 f"{base}-accept",
@@ -82,13 +93,6 @@ class PeeringHub(pulumi.ComponentResource):
                 vpc_peering_connection_id=accept.vpc_peering_connection_id,
                 opts=on_main,
             )
-            aws.ec2.Route(
-                f"{base}-route-spoke",
-                route_table_id=spoke["route_table_id"],
-                destination_cidr_block=main["cidr_block"],
-                vpc_peering_connection_id=accept.vpc_peering_connection_id,
-                opts=on_spoke,
-            )
             aws.vpc.SecurityGroupIngressRule(
                 f"{base}-ingress-main",
                 security_group_id=main["security_group_id"],
@@ -98,18 +102,9 @@ class PeeringHub(pulumi.ComponentResource):
                 tags=with_name(tags, f"{base}-ingress-main"),
                 opts=on_main,
             )
-            aws.vpc.SecurityGroupIngressRule(
-                f"{base}-ingress-spoke",
-                security_group_id=spoke["security_group_id"],
-                ip_protocol="-1",
-                cidr_ipv4=main["cidr_block"],
-                description=f"all traffic from main region {main['region']}",
-                tags=with_name(tags, f"{base}-ingress-spoke"),
-                opts=on_spoke,
-            )
-            connection_ids[key] = accept.vpc_peering_connection_id
+            self.connection_ids[key] = accept.vpc_peering_connection_id
 
         self.peering_connection_ids = (
-            pulumi.Output.all(**connection_ids) if connection_ids else pulumi.Output.from_input({})
+            pulumi.Output.all(**self.connection_ids) if self.connection_ids else pulumi.Output.from_input({})
         )
         self.register_outputs({"peering_connection_ids": self.peering_connection_ids})

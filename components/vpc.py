@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
 from lmrun.components.naming import slug, with_name
+
+
+class PeerRoute(TypedDict):
+    """The one peer a spoke VPC talks to: the hub VPC's region and CIDR and the peering connection to it."""
+
+    region: str
+    """The peer VPC's region (for descriptions)."""
+    cidr_block: str
+    """The peer VPC's CIDR: routed into the peering and admitted by the security group."""
+    vpc_peering_connection_id: pulumi.Input[str]
+    """The peering's id, best taken from its accepter so the route waits until the peering is active."""
 
 
 class RegionalVpcArgs(TypedDict):
@@ -20,19 +31,42 @@ class RegionalVpcArgs(TypedDict):
     """AZ id -> subnet CIDR; resources are named by AZ id so adding an AZ never renames another."""
     tags: Mapping[str, str]
     """Tags for every resource of the VPC (a ``Name`` is added per resource)."""
+    peer: NotRequired[PeerRoute]
+    """A spoke's one peer (the hub). Given: the VPC is complete and closed — its main route table and its
+    security group carry every route and rule inline, and nothing else may add any. Omitted (the hub, or a
+    VPC on its own): routes and rules are separate resources, and others add theirs beside them."""
 
 
 class RegionalVpc(pulumi.ComponentResource):
     """A VPC with no NAT gateway (instances use public subnets and are closed by security groups).
 
-    Inbound traffic is allowed only from the VPC itself; the peering hub adds rules for peer CIDRs.
-    Egress is open so nodes can fetch packages and models.
+    Inbound traffic is allowed only from the VPC itself (and from ``peer``'s CIDR); the peering hub and the
+    WireGuard hub add rules for more CIDRs to a VPC without ``peer``. Egress is open so nodes can fetch
+    packages and models.
+
+    Two shapes, because the provider must not manage one table or group both ways: inline routes/rules and
+    standalone ``Route`` / ``SecurityGroup*Rule`` resources on it overwrite each other (Pulumi registry notes
+    on ``aws.ec2.RouteTable`` and ``aws.ec2.SecurityGroup``):
+
+    - **standalone** (no ``peer``; the hub): a route table with one association per subnet, the internet
+      route and the security group's rules as separate resources. Adding a spoke or a site then *adds* a
+      route and a rule beside them instead of updating this VPC's resources.
+    - **inline** (``peer``; every spoke): the VPC's own main route table is adopted
+      (``aws.ec2.DefaultRouteTable``: subnets use it without associations) with the internet route and the
+      route to the peer inline, and the security group carries its three rules inline. A spoke's table and
+      group depend on nothing but the spoke and the hub's CIDR, so adding or removing a spoke never touches
+      another region's resources: 4 + one per AZ resources, where the standalone shape plus the peering
+      hub's spoke-side route and rule took 9 + two per AZ.
+
+    The VPC's default security group is never used for mesh rules (it is left to be locked down on its own).
     """
 
     vpc_id: pulumi.Output[str]
     cidr_block: pulumi.Output[str]
     route_table_id: pulumi.Output[str]
+    """The subnets' route table. With ``peer`` its routes are all inline: never add a ``Route`` to it."""
     security_group_id: pulumi.Output[str]
+    """The mesh security group. With ``peer`` its rules are all inline: never add a rule resource to it."""
     subnet_ids: pulumi.Output[dict[str, str]]
     subnets: dict[str, aws.ec2.Subnet]
     """Subnets by AZ id, for components that need one subnet's attributes (its AZ name, say)."""
@@ -41,16 +75,63 @@ class RegionalVpc(pulumi.ComponentResource):
         super().__init__("lmrun:index:RegionalVpc", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]
+        cidr = args["cidr_block"]
+        peer = args.get("peer")
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
-            cidr_block=args["cidr_block"],
+            cidr_block=cidr,
             enable_dns_support=True,
             enable_dns_hostnames=True,
             tags=with_name(tags, f"{name}-vpc"),
             opts=child,
         )
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=with_name(tags, f"{name}-igw"), opts=child)
+
+        self.subnets = {
+            az_id: aws.ec2.Subnet(
+                f"{name}-{slug(az_id)}",
+                vpc_id=vpc.id,
+                cidr_block=subnet_cidr,
+                availability_zone_id=az_id,
+                map_public_ip_on_launch=True,
+                tags=with_name(tags, f"{name}-{az_id}"),
+                opts=child,
+            )
+            for az_id, subnet_cidr in sorted(args["subnets"].items())
+        }
+
+        if peer is None:
+            route_table_id, security_group_id = self._standalone(name, vpc, igw, cidr, tags, child)
+        else:
+            route_table_id, security_group_id = self._inline(name, vpc, igw, cidr, peer, tags, child)
+
+        self.vpc_id = vpc.id
+        self.cidr_block = vpc.cidr_block
+        self.route_table_id = route_table_id
+        self.security_group_id = security_group_id
+        subnet_ids = {az_id: subnet.id for az_id, subnet in self.subnets.items()}
+        self.subnet_ids = pulumi.Output.all(**subnet_ids) if subnet_ids else pulumi.Output.from_input({})
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "cidr_block": self.cidr_block,
+                "route_table_id": self.route_table_id,
+                "security_group_id": self.security_group_id,
+                "subnet_ids": self.subnet_ids,
+            }
+        )
+
+    def _standalone(
+        self,
+        name: str,
+        vpc: aws.ec2.Vpc,
+        igw: aws.ec2.InternetGateway,
+        cidr: str,
+        tags: Mapping[str, str],
+        child: pulumi.ResourceOptions,
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """Route table and security group whose routes and rules are separate resources (the hub's)."""
         route_table = aws.ec2.RouteTable(f"{name}-rt", vpc_id=vpc.id, tags=with_name(tags, f"{name}-rt"), opts=child)
         aws.ec2.Route(
             f"{name}-internet",
@@ -59,24 +140,10 @@ class RegionalVpc(pulumi.ComponentResource):
             gateway_id=igw.id,
             opts=child,
         )
-
-        self.subnets = {}
-        subnet_ids: dict[str, pulumi.Output[str]] = {}
-        for az_id, cidr in sorted(args["subnets"].items()):
-            subnet = aws.ec2.Subnet(
-                f"{name}-{slug(az_id)}",
-                vpc_id=vpc.id,
-                cidr_block=cidr,
-                availability_zone_id=az_id,
-                map_public_ip_on_launch=True,
-                tags=with_name(tags, f"{name}-{az_id}"),
-                opts=child,
-            )
+        for az_id, subnet in self.subnets.items():
             aws.ec2.RouteTableAssociation(
                 f"{name}-{slug(az_id)}-rt", subnet_id=subnet.id, route_table_id=route_table.id, opts=child
             )
-            subnet_ids[az_id] = subnet.id
-            self.subnets[az_id] = subnet
 
         security_group = aws.ec2.SecurityGroup(
             f"{name}-sg",
@@ -89,7 +156,7 @@ class RegionalVpc(pulumi.ComponentResource):
             f"{name}-sg-from-vpc",
             security_group_id=security_group.id,
             ip_protocol="-1",
-            cidr_ipv4=args["cidr_block"],
+            cidr_ipv4=cidr,
             description="all traffic from inside this VPC",
             tags=with_name(tags, f"{name}-sg-from-vpc"),
             opts=child,
@@ -103,18 +170,65 @@ class RegionalVpc(pulumi.ComponentResource):
             tags=with_name(tags, f"{name}-sg-egress"),
             opts=child,
         )
+        return route_table.id, security_group.id
 
-        self.vpc_id = vpc.id
-        self.cidr_block = vpc.cidr_block
-        self.route_table_id = route_table.id
-        self.security_group_id = security_group.id
-        self.subnet_ids = pulumi.Output.all(**subnet_ids) if subnet_ids else pulumi.Output.from_input({})
-        self.register_outputs(
-            {
-                "vpc_id": self.vpc_id,
-                "cidr_block": self.cidr_block,
-                "route_table_id": self.route_table_id,
-                "security_group_id": self.security_group_id,
-                "subnet_ids": self.subnet_ids,
-            }
+    def _inline(
+        self,
+        name: str,
+        vpc: aws.ec2.Vpc,
+        igw: aws.ec2.InternetGateway,
+        cidr: str,
+        peer: PeerRoute,
+        tags: Mapping[str, str],
+        child: pulumi.ResourceOptions,
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The VPC's main route table and a security group, each carrying all its routes/rules inline."""
+        # Adopting the default table clears whatever routes it has and keeps exactly these (and `local`).
+        route_table = aws.ec2.DefaultRouteTable(
+            f"{name}-rt",
+            default_route_table_id=vpc.default_route_table_id,
+            routes=[
+                aws.ec2.DefaultRouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id),
+                aws.ec2.DefaultRouteTableRouteArgs(
+                    cidr_block=peer["cidr_block"], vpc_peering_connection_id=peer["vpc_peering_connection_id"]
+                ),
+            ],
+            tags=with_name(tags, f"{name}-rt"),
+            # Implied by the id, but explicit: offline readers find the table's VPC among its dependencies
+            # even where the id is not known (a mock engine that does not compute it).
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[vpc])),
         )
+        # One CIDR per inline rule, each with its description (the provider's advice for inline rules).
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=vpc.id,
+            description=f"lmrun mesh nodes in {name}: inbound from mesh CIDRs only",
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="-1",
+                    from_port=0,
+                    to_port=0,
+                    cidr_blocks=[cidr],
+                    description="all traffic from inside this VPC",
+                ),
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="-1",
+                    from_port=0,
+                    to_port=0,
+                    cidr_blocks=[peer["cidr_block"]],
+                    description=f"all traffic from main region {peer['region']}",
+                ),
+            ],
+            egress=[
+                aws.ec2.SecurityGroupEgressArgs(
+                    protocol="-1",
+                    from_port=0,
+                    to_port=0,
+                    cidr_blocks=["0.0.0.0/0"],
+                    description="egress for packages, images and models",
+                )
+            ],
+            tags=with_name(tags, f"{name}-sg"),
+            opts=child,
+        )
+        return route_table.id, security_group.id

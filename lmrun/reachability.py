@@ -3,15 +3,19 @@
 ``plan/sites.py`` answers reachability from the topology *model*; this module answers it from what the
 program declared (the offline plan's recording), by walking the network the way AWS and GCP forward IPv4:
 
-- **AWS route tables**: the subnet's associated table (no association: the VPC's main table, which the
-  mesh never records, so only the implicit ``local`` route), longest prefix wins, the VPC's ``local`` route is
-  implicit. Targets: ``local``, VPC peering, an instance's network interface; an internet gateway never
-  carries private addresses; other targets (NAT, transit gateway, ...) are reported as not modelled.
+- **AWS route tables**: the subnet's associated table (no association: the VPC's main table when it is
+  recorded as an adopted ``DefaultRouteTable``, else only the implicit ``local`` route), longest prefix wins,
+  the VPC's ``local`` route is implicit. Routes are standalone ``Route`` resources or inline ``routes`` of a
+  ``RouteTable``/``DefaultRouteTable`` (:func:`route_entries`). Targets: ``local``, VPC peering, an
+  instance's network interface; an internet gateway never carries private addresses; other targets (NAT,
+  transit gateway, ...) are reported as not modelled.
 - **VPC peering** (inter-region needs its accepter): carries a packet only when its source lies in the VPC it
   leaves and its destination in the peer VPC — so no transit to a third VPC or to a site.
 - **Security groups** (stateful): the sender's egress rules and the receiver's ingress rules must admit the
   packet by IPv4 CIDR, protocol and port, on every network interface it crosses (a forwarding instance
-  included). Rules that name a security group or prefix list are not evaluated (none exist in the mesh).
+  included). Rules are standalone ``SecurityGroup{Ingress,Egress}Rule`` resources or inline ``ingress``/
+  ``egress`` of a ``SecurityGroup`` (:func:`security_group_rules`). Rules that name a security group or prefix
+  list are not evaluated (none exist in the mesh).
 - **Forwarding instances** (the WireGuard hub, a GCP site gateway): source/dest check off (``canIpForward``
   on GCP), then WireGuard cryptokey routing: the packet enters the tunnel of the peer whose ``AllowedIPs``
   hold its destination, and the far end accepts it only when its source is in *its* peer's ``AllowedIPs``.
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +56,7 @@ MAX_HOPS = 16
 VPC = "aws:ec2/vpc:Vpc"
 SUBNET = "aws:ec2/subnet:Subnet"
 ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
+DEFAULT_ROUTE_TABLE = "aws:ec2/defaultRouteTable:DefaultRouteTable"
 ROUTE = "aws:ec2/route:Route"
 ASSOCIATION = "aws:ec2/routeTableAssociation:RouteTableAssociation"
 PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
@@ -204,6 +209,43 @@ def _protocol_admits(protocol: str, port: int) -> bool:
     return str(protocol).lower() in ("-1", "all", "tcp", "6")
 
 
+def route_entries(resources: Iterable[RecordedResource]) -> Iterator[tuple[str, str, RecordedResource, dict[str, Any]]]:
+    """Every AWS route, standalone or inline, as ``(route table key, route name, declaring resource, inputs)``
+    with the inputs in the standalone ``aws:ec2/route:Route`` shape (``destinationCidrBlock``, ``gatewayId``,
+    ``vpcPeeringConnectionId``, ...). An inline entry of a ``RouteTable``/``DefaultRouteTable`` is keyed by
+    its table's id and named ``<table>.routes[i]``."""
+    for resource in resources:
+        if resource.type == ROUTE:
+            yield str(resource.inputs.get("routeTableId")), resource.name, resource, resource.inputs
+        elif resource.type in (ROUTE_TABLE, DEFAULT_ROUTE_TABLE):
+            for index, entry in enumerate(resource.inputs.get("routes") or []):
+                if isinstance(entry, Mapping):
+                    inputs = {k: v for k, v in entry.items() if k != "cidrBlock"}
+                    inputs["destinationCidrBlock"] = entry.get("cidrBlock")
+                    yield f"{resource.name}-id", f"{resource.name}.routes[{index}]", resource, inputs
+
+
+def security_group_rules(resources: Iterable[RecordedResource]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """Every security-group rule, standalone or inline, as ``(direction, group key, rule name, inputs)`` with
+    direction ``ingress``/``egress`` and the inputs in the standalone ``aws:vpc/securityGroupIngressRule``
+    shape (``ipProtocol``, ``cidrIpv4``, ``fromPort``, ``toPort``). An inline ``ingress``/``egress`` entry of a
+    ``SecurityGroup`` yields one rule per IPv4 CIDR (none when it names only groups, prefix lists or IPv6
+    ranges), named ``<group>.ingress[i]``."""
+    for resource in resources:
+        if resource.type in (INGRESS, EGRESS):
+            direction = "ingress" if resource.type == INGRESS else "egress"
+            yield direction, str(resource.inputs.get("securityGroupId")), resource.name, resource.inputs
+        elif resource.type == SECURITY_GROUP:
+            for direction in ("ingress", "egress"):
+                for index, entry in enumerate(resource.inputs.get(direction) or []):
+                    if not isinstance(entry, Mapping):
+                        continue
+                    for cidr in entry.get("cidrBlocks") or []:
+                        inputs = {"ipProtocol": entry.get("protocol", "-1"), "cidrIpv4": cidr}
+                        inputs.update({k: entry[k] for k in ("fromPort", "toPort") if k in entry})
+                        yield direction, f"{resource.name}-id", f"{resource.name}.{direction}[{index}]", inputs
+
+
 class Fabric:
     """The recorded network, indexed by mock id (``<name>-id``)."""
 
@@ -234,13 +276,21 @@ class Fabric:
                 self.subnets[f"{subnet.name}-id"] = (str(subnet.inputs.get("vpcId")), cidr)
         self.subnet_table = {str(a.inputs.get("subnetId")): str(a.inputs.get("routeTableId")) for a in of(ASSOCIATION)}
         self.tables = {f"{t.name}-id": t for t in of(ROUTE_TABLE)}
+        # An adopted main table names no VPC among its inputs (its id is the VPC's output): its VPC is the one
+        # it depends on.
+        self.main_tables = {
+            f"{vpc.name}-id": f"{table.name}-id"
+            for table in of(DEFAULT_ROUTE_TABLE)
+            for vpc in (self.by_urn.get(urn) for urn in table.dependencies)
+            if vpc is not None and vpc.type == VPC
+        }
         self.routes: dict[str, list[_Route]] = {}
-        for route in of(ROUTE):
-            destination = _net(route.inputs.get("destinationCidrBlock"))
+        for table_key, route_name, declared_by, route_inputs in route_entries(resources):
+            destination = _net(route_inputs.get("destinationCidrBlock"))
             if destination is None:
                 continue
-            self.routes.setdefault(str(route.inputs.get("routeTableId")), []).append(
-                self._aws_route(route, destination)
+            self.routes.setdefault(table_key, []).append(
+                self._aws_route(route_name, route_inputs, declared_by, destination)
             )
         accepted = {str(a.inputs.get("vpcPeeringConnectionId")) for a in of(ACCEPTER)}
         self.peerings: dict[str, tuple[str, str, bool]] = {}
@@ -250,17 +300,17 @@ class Fabric:
             self.peerings[pid] = (str(peering.inputs.get("vpcId")), str(peering.inputs.get("peerVpcId")), ok)
         self.ingress: dict[str, list[_Rule]] = {}
         self.egress: dict[str, list[_Rule]] = {}
-        for type_, rules in ((INGRESS, self.ingress), (EGRESS, self.egress)):
-            for rule in of(type_):
-                rules.setdefault(str(rule.inputs.get("securityGroupId")), []).append(
-                    _Rule(
-                        rule.name,
-                        _net(rule.inputs["cidrIpv4"]) if "cidrIpv4" in rule.inputs else None,
-                        str(rule.inputs.get("ipProtocol", "-1")),
-                        rule.inputs.get("fromPort"),
-                        rule.inputs.get("toPort"),
-                    )
+        for direction, group_key, rule_name, rule_inputs in security_group_rules(resources):
+            rules = self.ingress if direction == "ingress" else self.egress
+            rules.setdefault(group_key, []).append(
+                _Rule(
+                    rule_name,
+                    _net(rule_inputs["cidrIpv4"]) if "cidrIpv4" in rule_inputs else None,
+                    str(rule_inputs.get("ipProtocol", "-1")),
+                    rule_inputs.get("fromPort"),
+                    rule_inputs.get("toPort"),
                 )
+            )
         self.vpc_groups: dict[str, list[str]] = {}
         for group in of(SECURITY_GROUP):
             self.vpc_groups.setdefault(str(group.inputs.get("vpcId")), []).append(f"{group.name}-id")
@@ -288,24 +338,23 @@ class Fabric:
         self._wireguard_cache: dict[str, _WireGuard | None] = {}
 
     # --- AWS ------------------------------------------------------------------------------------------
-    def _aws_route(self, route: RecordedResource, destination: Net) -> _Route:
-        inputs = route.inputs
+    def _aws_route(self, name: str, inputs: Mapping[str, Any], route: RecordedResource, destination: Net) -> _Route:
         if inputs.get("vpcPeeringConnectionId"):
-            return _Route(route.name, destination, "peering", str(inputs["vpcPeeringConnectionId"]))
+            return _Route(name, destination, "peering", str(inputs["vpcPeeringConnectionId"]))
         if inputs.get("networkInterfaceId") or inputs.get("instanceId"):
-            return _Route(route.name, destination, "interface", self._interface_owner(route))
+            return _Route(name, destination, "interface", self._interface_owner(inputs, route))
         gateway = str(inputs.get("gatewayId") or "")
         if gateway == "local":
-            return _Route(route.name, destination, "local", "local")
+            return _Route(name, destination, "local", "local")
         if gateway:
-            return _Route(route.name, destination, "internet", gateway)
+            return _Route(name, destination, "internet", gateway)
         target = next((f"{k}={v}" for k, v in inputs.items() if k.endswith("Id") and k != "routeTableId"), "?")
-        return _Route(route.name, destination, "other", target)
+        return _Route(name, destination, "other", target)
 
-    def _interface_owner(self, route: RecordedResource) -> str:
+    def _interface_owner(self, inputs: Mapping[str, Any], route: RecordedResource) -> str:
         """The instance behind a route's network interface: the ENI's id is the instance's output, so the
-        route depends on it (or the ENI is a recorded NetworkInterface resource)."""
-        value = str(route.inputs.get("networkInterfaceId") or route.inputs.get("instanceId"))
+        route (or its table) depends on it (or the ENI is a recorded NetworkInterface resource)."""
+        value = str(inputs.get("networkInterfaceId") or inputs.get("instanceId"))
         owner = self.by_id.get(value)
         if owner is not None and owner.type in (INSTANCE, ENI):
             return f"{owner.name}-id"
@@ -318,7 +367,7 @@ class Fabric:
     def table_of(self, subnet: str) -> tuple[str | None, list[_Route]]:
         vpc, _ = self.subnets[subnet]
         local = [_Route("local", self.vpcs[vpc], "local", "local")] if vpc in self.vpcs else []
-        table = self.subnet_table.get(subnet)
+        table = self.subnet_table.get(subnet) or self.main_tables.get(vpc)
         if table is None:
             return None, local
         return table, local + self.routes.get(table, [])

@@ -76,6 +76,11 @@ def _launch_template(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     return {"latestVersion": 1, "defaultVersion": 1}
 
 
+def _vpc(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # AWS creates a main route table and a default security group with every VPC.
+    return {"defaultRouteTableId": f"rtb-{_digest(args.name)}", "defaultSecurityGroupId": f"sg-{_digest(args.name)}"}
+
+
 def _bucket(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     # Pulumi autonames buckets "<name>-<random>"; the mock keeps it valid for S3 (lowercase, <= 63).
     return {"bucket": f"{args.name[:46]}-{_digest(args.name, 8)}"}
@@ -90,6 +95,7 @@ MESH_COMPUTED: dict[str, ComputedOutputs] = {
     "command:local:Command": _command,
     "aws:ec2/instance:Instance": _instance,
     "aws:ec2/eip:Eip": _eip,
+    "aws:ec2/vpc:Vpc": _vpc,
 }
 
 

@@ -15,7 +15,12 @@ from tests.conftest import ROOT, plan, stack_config
 PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
 ACCEPTER = "aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter"
 ROUTE = "aws:ec2/route:Route"
+ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
+DEFAULT_ROUTE_TABLE = "aws:ec2/defaultRouteTable:DefaultRouteTable"
+ASSOCIATION = "aws:ec2/routeTableAssociation:RouteTableAssociation"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 VPC = "aws:ec2/vpc:Vpc"
 MAIN = "us-east-1"
 
@@ -66,45 +71,167 @@ def test_every_spoke_has_exactly_one_peering_with_accepter_in_main(preview: bool
         assert by_id[f"{peering.name}-id"] is peering
 
 
+def _peering_routes(recording: Recording) -> list[tuple[str, str, str]]:
+    """(region of the table, destination CIDR, peering id) of every route into a peering: standalone
+    `Route`s (the main side) and inline entries of adopted main route tables (the spokes)."""
+    regions = _provider_regions(recording)
+    by_id = _by_id(recording)
+    found = []
+    for route in recording.by_type(ROUTE):
+        if "vpcPeeringConnectionId" in route.inputs:
+            table = by_id[route.inputs["routeTableId"]]
+            assert regions[route.provider_urn] == regions[table.provider_urn]
+            found.append(
+                (
+                    regions[table.provider_urn],
+                    route.inputs["destinationCidrBlock"],
+                    route.inputs["vpcPeeringConnectionId"],
+                )
+            )
+    for table in recording.by_type(DEFAULT_ROUTE_TABLE):
+        for entry in table.inputs["routes"]:
+            if "vpcPeeringConnectionId" in entry:
+                found.append((regions[table.provider_urn], entry["cidrBlock"], entry["vpcPeeringConnectionId"]))
+    return found
+
+
 def test_routes_both_ways_through_the_peering(preview: bool) -> None:
     recording = plan("global", preview=preview).recording
-    regions = _provider_regions(recording)
     cidrs = {name: info["cidr"] for name, info in plan("global").regions.items()}
-    by_id = _by_id(recording)
-    peering_routes = [r for r in recording.by_type(ROUTE) if "vpcPeeringConnectionId" in r.inputs]
+    routes = _peering_routes(recording)
 
     seen: set[tuple[str, str]] = set()
-    for route in peering_routes:
-        table = by_id[route.inputs["routeTableId"]]
-        table_region = regions[table.provider_urn]
-        assert regions[route.provider_urn] == table_region
-        destination = next(name for name, cidr in cidrs.items() if cidr == route.inputs["destinationCidrBlock"])
+    for table_region, cidr, peering in routes:
+        destination = next(name for name, c in cidrs.items() if c == cidr)
+        spoke = destination if table_region == MAIN else table_region
+        assert peering == f"mesh-peering-{spoke}-id", (table_region, destination)
         seen.add((table_region, destination))
     spokes = {name for name in cidrs if name != MAIN}
     expected = {(MAIN, spoke) for spoke in spokes} | {(spoke, MAIN) for spoke in spokes}
     assert seen == expected
-    assert len(peering_routes) == len(expected)
+    assert len(routes) == len(expected)
+
+
+def test_spoke_routes_are_inline_in_the_adopted_main_table_and_wait_for_the_accepter(preview: bool) -> None:
+    recording = plan("global", preview=preview).recording
+    regions = _provider_regions(recording)
+    spokes = {name for name, info in plan("global").regions.items() if info["role"] == "spoke"}
+    tables = {regions[t.provider_urn]: t for t in recording.by_type(DEFAULT_ROUTE_TABLE)}
+    assert set(tables) == spokes
+    by_urn = {r.urn: r for r in recording.resources}
+    for spoke, table in tables.items():
+        routes = {entry["cidrBlock"]: entry for entry in table.inputs["routes"]}
+        assert set(routes) == {"0.0.0.0/0", plan("global").regions[MAIN]["cidr"]}
+        assert routes["0.0.0.0/0"]["gatewayId"] == f"mesh-{spoke}-igw-id"
+        depends = {by_urn[urn].name for urn in table.dependencies}
+        assert {f"mesh-{spoke}-vpc", f"mesh-{spoke}-igw", f"mesh-peering-{spoke}-accept"} <= depends
+    # Subnets of a spoke use its main table implicitly; only the main region keeps a table of its own.
+    associated = {_by_id(recording)[a.inputs["subnetId"]].name for a in recording.by_type(ASSOCIATION)}
+    assert associated and all(name.startswith(f"mesh-{MAIN}-") for name in associated)
+    assert [regions[t.provider_urn] for t in recording.by_type(ROUTE_TABLE)] == [MAIN]
+
+
+def _inbound_cidrs(recording: Recording) -> dict[str, set[str]]:
+    """Region -> CIDRs the mesh security group of the region admits, from standalone and inline rules."""
+    regions = _provider_regions(recording)
+    by_id = _by_id(recording)
+    mesh_groups = {f"mesh-{region}-sg" for region in plan("global").regions}
+    inbound: dict[str, set[str]] = {}
+    for rule in recording.by_type(INGRESS):
+        group = by_id[rule.inputs["securityGroupId"]]
+        if group.name in mesh_groups:  # else the hub's and the K3s API's own groups (tests/test_sites_stack.py)
+            inbound.setdefault(regions[group.provider_urn], set()).add(rule.inputs["cidrIpv4"])
+    for group in recording.by_type(SECURITY_GROUP):
+        for entry in group.inputs.get("ingress") or []:
+            assert group.name in mesh_groups
+            assert (entry["protocol"], entry["fromPort"], entry["toPort"]) == ("-1", 0, 0)
+            assert len(entry["cidrBlocks"]) == 1, "one CIDR per inline rule, each with its description"
+            assert entry["description"]
+            inbound.setdefault(regions[group.provider_urn], set()).update(entry["cidrBlocks"])
+    return inbound
 
 
 def test_security_group_rules_both_ways_and_main_side_within_limit() -> None:
     recording = plan("global").recording
     regions = _provider_regions(recording)
     cidrs = {name: info["cidr"] for name, info in plan("global").regions.items()}
-    by_id = _by_id(recording)
-    inbound: dict[str, set[str]] = {}
-    mesh_groups = {f"mesh-{region}-sg" for region in cidrs}
-    for rule in recording.by_type(INGRESS):
-        group = by_id[rule.inputs["securityGroupId"]]
-        if group.name not in mesh_groups:
-            continue  # the hub's and the K3s API's own groups (tests/test_sites_stack.py)
-        inbound.setdefault(regions[group.provider_urn], set()).add(rule.inputs["cidrIpv4"])
-        assert rule.inputs["cidrIpv4"] != "0.0.0.0/0"
+    inbound = _inbound_cidrs(recording)
+    assert all("0.0.0.0/0" not in admitted for admitted in inbound.values())
     sites = {info["cidr"] for info in plan("global").to_json()["sites"].values()}
     assert inbound[MAIN] == set(cidrs.values()) | sites | {"10.192.0.0/16"}
     assert len([r for r in recording.by_type(INGRESS) if regions[r.provider_urn] == MAIN]) <= 60
     for spoke, cidr in cidrs.items():
         if spoke != MAIN:
             assert inbound[spoke] == {cidr, cidrs[MAIN]}
+            group = recording.named(f"mesh-{spoke}-sg")
+            assert [(e["cidrBlocks"], e["protocol"]) for e in group.inputs["egress"]] == [(["0.0.0.0/0"], "-1")]
+
+
+def test_the_main_regions_limits_count_what_is_recorded() -> None:
+    """The plan's AWS-limit checks (60 inbound rules per group, 50 routes per table) count the main side,
+    the only table and group that grow with the mesh; a spoke's stay at two inbound rules and two routes."""
+    report = plan("global")
+    recording = report.recording
+    regions = _provider_regions(recording)
+    spokes = [name for name, info in report.regions.items() if info["role"] == "spoke"]
+    sites = len(report.to_json()["sites"])
+    main_sg = f"{recording.named(f'mesh-{MAIN}-sg').name}-id"
+    main_rt = f"{recording.named(f'mesh-{MAIN}-rt').name}-id"
+    main_rules = [r for r in recording.by_type(INGRESS) if r.inputs["securityGroupId"] == main_sg]
+    main_routes = [r for r in recording.by_type(ROUTE) if r.inputs["routeTableId"] == main_rt]
+    # = MeshPlan.main_inbound_rules and MeshPlan.main_routes (plan/mesh.py)
+    assert len(main_rules) == 1 + len(spokes) + sites + (1 if sites else 0)
+    assert len(main_routes) == 1 + len(spokes) + sites + (1 if sites else 0)
+    for spoke in spokes:
+        assert len(recording.named(f"mesh-{spoke}-sg").inputs["ingress"]) == 2
+        assert len(recording.named(f"mesh-{spoke}-rt").inputs["routes"]) == 2
+    assert all(regions[r.provider_urn] == MAIN for r in [*main_rules, *main_routes])
+
+
+@pytest.mark.parametrize("stack", ["dev", "global"])
+def test_no_route_table_or_security_group_mixes_inline_and_standalone_entries(stack: str) -> None:
+    """The provider overwrites one with the other (Pulumi registry: RouteTable, SecurityGroup): a table or a
+    group is either all-inline or all-standalone."""
+    recording = plan(stack).recording
+    routed = {r.inputs["routeTableId"] for r in recording.by_type(ROUTE)}
+    associated = {a.inputs["routeTableId"] for a in recording.by_type(ASSOCIATION)}
+    for table in [*recording.by_type(ROUTE_TABLE), *recording.by_type(DEFAULT_ROUTE_TABLE)]:
+        if table.inputs.get("routes") or table.type == DEFAULT_ROUTE_TABLE:
+            assert f"{table.name}-id" not in routed | associated, table.name
+    ruled = {r.inputs["securityGroupId"] for r in [*recording.by_type(INGRESS), *recording.by_type(EGRESS)]}
+    for group in recording.by_type(SECURITY_GROUP):
+        if group.inputs.get("ingress") or group.inputs.get("egress"):
+            assert f"{group.name}-id" not in ruled, group.name
+
+
+def _resources_of_spoke(spoke: str) -> Counter[str]:
+    """What exists because a spoke exists: the resources that go when the spoke is dropped from `global`,
+    by type (components, which make no provider call, apart under their own type)."""
+    before = {r.urn: r for r in plan("global").recording.resources}
+    spokes = [r for r in plan("global").regions if r not in (MAIN, spoke)]
+    after = {r.urn for r in plan("global", regions=spokes).recording.resources}
+    return Counter(before[urn].type for urn in set(before) - after)
+
+
+@pytest.mark.parametrize(("spoke", "azs"), [("eu-west-2", 3), ("ap-northeast-2", 4)])
+def test_a_spoke_costs_at_most_thirteen_resources(spoke: str, azs: int) -> None:
+    removed = _resources_of_spoke(spoke)
+    components = {t: n for t, n in removed.items() if t.startswith("lmrun:index:")}
+    resources = {t: n for t, n in removed.items() if not t.startswith("lmrun:index:")}
+    assert components == {"lmrun:index:RegionalVpc": 1}
+    assert resources == {
+        "pulumi:providers:aws": 1,
+        VPC: 1,
+        "aws:ec2/internetGateway:InternetGateway": 1,
+        "aws:ec2/subnet:Subnet": azs,
+        DEFAULT_ROUTE_TABLE: 1,  # internet and main region inline
+        SECURITY_GROUP: 1,  # its VPC and the main region in, everything out: inline
+        PEERING: 1,
+        ACCEPTER: 1,
+        ROUTE: 1,  # the main side's route to the spoke
+        INGRESS: 1,  # the main side's rule admitting the spoke
+    }
+    assert sum(resources.values()) == 9 + azs <= 13
 
 
 def _tags(resource: RecordedResource) -> dict[str, str]:

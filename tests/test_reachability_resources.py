@@ -44,6 +44,20 @@ def _with_copy(recording: Recording, name: str, new_name: str, **inputs: Any) ->
     return replace(recording, resources=[*recording.resources, copy])
 
 
+def _with_inputs(recording: Recording, name: str, **inputs: Any) -> Recording:
+    """The recording with some inputs of resource ``name`` changed (inline routes or rules, say)."""
+    original = recording.named(name)
+    changed = replace(original, inputs={**original.inputs, **inputs})
+    return replace(recording, resources=[changed if r is original else r for r in recording.resources])
+
+
+def _with_spoke_route(recording: Recording, spoke: str, destination: str) -> Recording:
+    """A spoke whose route table (inline routes) also sends ``destination`` into its peering."""
+    table = recording.named(f"mesh-{spoke}-rt")
+    extra = {"cidrBlock": destination, "vpcPeeringConnectionId": f"mesh-peering-{spoke}-id"}
+    return _with_inputs(recording, table.name, routes=[*table.inputs["routes"], extra])
+
+
 @pytest.mark.parametrize("stack", ["dev", "global"])
 def test_every_implied_path_is_ok_by_the_model_and_by_the_resources(stack: str, preview: bool) -> None:
     document = plan(stack, preview=preview).to_json()
@@ -76,6 +90,20 @@ def test_without_the_main_to_spoke_peering_route_main_cannot_reach_the_spokes_se
     assert "the reply route table mesh-us-east-1-rt has no route for 10.65." in failing[("us-east-2", "k3s-api")]
 
 
+def test_without_the_spokes_inline_route_to_main_the_spoke_loses_the_main_region() -> None:
+    """A spoke's routes are inline in its adopted main route table (no subnet association): the walker reads
+    that table for every subnet of the spoke, and without its entry for the main CIDR nothing flows."""
+    recording = plan("global").recording
+    table = recording.named("mesh-us-east-2-rt")
+    assert table.type == "aws:ec2/defaultRouteTable:DefaultRouteTable"
+    kept = [route for route in table.inputs["routes"] if route["cidrBlock"] != "10.64.0.0/16"]
+    assert len(kept) == len(table.inputs["routes"]) - 1
+    failing = _failing(_with_inputs(recording, table.name, routes=kept))
+    assert set(failing) == {(MAIN, "qwen"), (MAIN, "gpu-metrics"), ("us-east-2", "k3s-api")}
+    assert "route table mesh-us-east-2-rt has no route for 10.64.16.10/32" in failing[("us-east-2", "k3s-api")]
+    assert "the reply route table mesh-us-east-2-rt has no route for 10.64." in failing[(MAIN, "qwen")]
+
+
 def test_without_the_hubs_route_for_a_site_main_cannot_reach_it() -> None:
     recording = _without(plan("global").recording, "mesh-sites-hub-route-gcp-usc1")
     failing = _failing(recording)
@@ -95,7 +123,11 @@ def test_without_the_hubs_route_for_a_site_main_cannot_reach_it() -> None:
 
 
 def test_without_the_spokes_security_group_rule_main_cannot_reach_its_services() -> None:
-    recording = _without(plan("global").recording, "mesh-peering-us-east-2-ingress-spoke")
+    recording = plan("global").recording
+    group = recording.named("mesh-us-east-2-sg")
+    kept = [rule for rule in group.inputs["ingress"] if rule["cidrBlocks"] != ["10.64.0.0/16"]]
+    assert len(kept) == len(group.inputs["ingress"]) - 1, "the spoke's inline rule for the main region exists"
+    recording = _with_inputs(recording, group.name, ingress=kept)
     verdicts = _verdicts(recording)
     failing = {key for key, v in verdicts.items() if not v.ok}
     assert failing == {(MAIN, "qwen"), (MAIN, "gpu-metrics")}
@@ -126,12 +158,7 @@ def test_spoke_to_site_is_refused_because_the_peering_does_not_carry_it() -> Non
     assert "peering is not transitive" in verdict.reason
 
     # Even with a route into the peering for the site's range, the peering drops the packet.
-    routed = _with_copy(
-        recording,
-        "mesh-peering-us-east-2-route-spoke",
-        "extra-spoke-route-to-site",
-        destinationCidrBlock="10.128.0.0/20",
-    )
+    routed = _with_spoke_route(recording, "us-east-2", "10.128.0.0/20")
     verdict = check_path(Fabric(routed, routed.outputs), "us-east-2", "qwen-gcp", 8000)
     assert not verdict.ok
     assert (
@@ -165,12 +192,7 @@ def test_spoke_to_another_spokes_service_is_refused_as_not_transitive() -> None:
     assert not verdict.ok
     assert "route table mesh-us-east-2-rt has no route for 10.72." in verdict.reason
     assert "is outside the peer VPC mesh-us-east-1-vpc (10.64.0.0/16), and peering is not transitive" in verdict.reason
-    routed = _with_copy(
-        recording,
-        "mesh-peering-us-east-2-route-spoke",
-        "extra-spoke-route-to-spoke",
-        destinationCidrBlock="10.72.0.0/16",
-    )
+    routed = _with_spoke_route(recording, "us-east-2", "10.72.0.0/16")
     verdict = check_path(Fabric(routed, routed.outputs), "us-east-2", "phi-euw1", 8000)
     assert not verdict.ok
     assert "peering mesh-peering-us-east-2 drops" in verdict.reason and "not transitive" in verdict.reason
