@@ -152,6 +152,7 @@ class Cluster(pulumi.ComponentResource):
                         token_parameter=paths.k3s_token,
                         node_name=phoenix.node_name,
                         region=server_plan.region,
+                        k3s_version=server_plan.k3s_version,
                     ),
                     "token_parameter_arn": self.server.token_parameter_arn,
                     "tags": {**tags, TAG_REGION: server_plan.region, TAG_ROLE: "phoenix"},
@@ -219,7 +220,13 @@ class Cluster(pulumi.ComponentResource):
                     "subnet_ids": [subnet.id for _, subnet in sorted(vpc.subnets.items())],
                     "security_group_ids": [vpc.security_group_id],
                     "user_data": self._user_data(
-                        node, server_plan.private_ip, server_plan.region, paths, hf_parameter, tracing
+                        node,
+                        server_plan.private_ip,
+                        server_plan.region,
+                        server_plan.k3s_version,
+                        paths,
+                        hf_parameter,
+                        tracing,
                     ),
                     "parameter_arns": reads,
                     "tags": {**tags, TAG_REGION: node.region, TAG_ROLE: "gpu-node", TAG_NODE: node.name},
@@ -278,6 +285,7 @@ class Cluster(pulumi.ComponentResource):
         node: NodePlan,
         server_ip: str,
         ssm_region: str,
+        k3s_version: str,
         paths: SecretPaths,
         hf_parameter: aws.ssm.Parameter | None,
         tracing: PhoenixClientConfig | None,
@@ -290,6 +298,7 @@ class Cluster(pulumi.ComponentResource):
             node_name=node.name,
             region=node.region,
             gpu=node.gpu,
+            k3s_version=k3s_version,
         )
         vllm = VllmConfig(
             model=node.model,

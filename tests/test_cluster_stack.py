@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +355,32 @@ def test_adding_a_service_only_adds_resources() -> None:
 
 def test_reordering_nodes_changes_nothing() -> None:
     assert _state(plan("global", nodes=list(reversed(_global_nodes())))) == _state(plan("global"))
+
+
+def _k3s_installs(report: PlanReport) -> dict[str, list[str]]:
+    """Resource name -> the K3s versions its user data installs (AWS instances/launch templates, GCP
+    instance templates), from the rendered ``k3s-install.sh <version> server|agent`` lines."""
+    found: dict[str, list[str]] = {}
+    for resource in report.recording.resources:
+        if resource.type in (INSTANCE, LAUNCH_TEMPLATE):
+            text = _user_data(resource)
+        elif resource.type == "gcp:compute/instanceTemplate:InstanceTemplate":
+            text = str((resource.inputs.get("metadata") or {}).get("user-data", ""))
+        else:
+            continue
+        versions = re.findall(r"k3s-install\.sh '?(v[\w.+-]+)'? (?:server|agent)", text)
+        if versions:
+            found[resource.name] = versions
+    return found
+
+
+def test_a_k3s_version_bump_reaches_the_server_and_every_agent() -> None:
+    """Agents may never run a newer K3s than the server: every AWS GPU launch template, the Phoenix node and
+    every GCP node template install the stack's version, not the library default."""
+    bumped = "v1.34.2+k3s1"
+    installs = _k3s_installs(plan("global", k3sVersion=bumped, phoenix={"placement": "node"}))
+    assert {"mesh-cluster-k3s-instance", "mesh-cluster-phoenix-instance"} <= set(installs)
+    assert sum(name.endswith("-lt") for name in installs) == 3  # global's AWS GPU nodes
+    assert sum(name.endswith("-template") for name in installs) == 1  # its GCP GPU node
+    stale = {name: versions for name, versions in installs.items() if set(versions) != {bumped}}
+    assert not stale, stale
