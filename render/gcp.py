@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from lmrun.render.cloudinit import SCRIPT_DIR, script_file, sh_join
+from lmrun.render.cloudinit import SCRIPT_DIR, sh_join, vm_script
 
 __all__ = [
     "GCP_SECRET_GET_SCRIPT",
@@ -19,6 +19,7 @@ __all__ = [
     "check_gcp_project",
     "check_gcp_region",
     "check_secret_id",
+    "secret_get_argv",
     "secret_get_command",
 ]
 
@@ -48,58 +49,22 @@ def check_gcp_region(field_name: str, value: str) -> None:
         raise ValueError(f"{field_name}: {value!r} is not a GCP region like 'us-central1'")
 
 
-GCP_SECRET_GET_SCRIPT = script_file(
-    "gcp-secret-get.sh",
-    rf"""
-# Usage: gcp-secret-get.sh PROJECT SECRET_ID DEST
-# Reads the latest version of a Secret Manager secret with the VM's service account and writes its value to
-# DEST, mode 0600. The access token comes from the metadata server and reaches curl on stdin (-H @-), never
-# on a command line other local users could read in /proc. Retries for ~10 minutes: a new secret-level IAM
-# grant and the VM's first token can lag the boot.
-project="$1"
-secret="$2"
-dest="$3"
-token_url='{METADATA_TOKEN_URL}'
-url="{SECRET_MANAGER_API}/projects/${{project}}/secrets/${{secret}}/versions/latest:access"
-umask 077
-mkdir -p "$(dirname "$dest")"
-tmp="$(mktemp "${{dest}}.XXXXXX")"
-body="$(mktemp)"
-trap 'rm -f "$tmp" "$body"' EXIT
-
-fetch() {{
-    local token
-    token="$(curl -sf --max-time 30 -H 'Metadata-Flavor: Google' "$token_url" | tr -d '\n' |
-        sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')" || return 1
-    [ -n "$token" ] || return 1
-    printf 'Authorization: Bearer %s\n' "$token" | curl -sf --max-time 30 -H @- "$url" >"$body" || return 1
-    # The payload is base64 in the JSON answer ("payload": {{"data": "..."}}).
-    tr -d '\n' <"$body" | sed -n 's/.*"data" *: *"\([A-Za-z0-9+\/=]*\)".*/\1/p' | base64 -d >"$tmp" || return 1
-    [ -s "$tmp" ]
-}}
-
-for attempt in $(seq 1 60); do
-    if fetch; then
-        rm -f "$body"
-        mv -f "$tmp" "$dest"
-        trap - EXIT
-        exit 0
-    fi
-    echo "lmrun: secret $secret in project $project not readable yet (attempt $attempt/60)" >&2
-    sleep 10
-done
-echo "lmrun: giving up on secret $secret in project $project" >&2
-exit 1
-""",
+GCP_SECRET_GET_SCRIPT = vm_script(
+    "gcp-secret-get.sh", {"METADATA_TOKEN_URL": METADATA_TOKEN_URL, "SECRET_MANAGER_API": SECRET_MANAGER_API}
 )
 """``gcp-secret-get.sh PROJECT SECRET_ID DEST``: the Secret Manager twin of ``ssm-get.sh``."""
 
 
-def secret_get_command(project: str, secret_id: str, dest: str) -> str:
-    """One shell line that fetches ``secret_id`` of ``project`` into ``dest`` (0600)."""
+def secret_get_argv(project: str, secret_id: str, dest: str) -> list[str]:
+    """argv that fetches ``secret_id`` of ``project`` into ``dest`` (0600)."""
     check_gcp_project("project", project)
     check_secret_id("secret_id", secret_id)
-    return f"{SCRIPT_DIR}/gcp-secret-get.sh {sh_join([project, secret_id, dest])}"
+    return [f"{SCRIPT_DIR}/gcp-secret-get.sh", project, secret_id, dest]
+
+
+def secret_get_command(project: str, secret_id: str, dest: str) -> str:
+    """One shell line that fetches ``secret_id`` of ``project`` into ``dest`` (0600)."""
+    return sh_join(secret_get_argv(project, secret_id, dest))
 
 
 # --- a GCP site gateway's user data ------------------------------------------------------------------------

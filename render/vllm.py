@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from lmrun.domain.names import VLLM_MANAGED_FLAGS
 from lmrun.domain.versions import VLLM_VERSION
-from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
-from lmrun.render.gcp import check_gcp_project, check_secret_id, secret_get_command
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
+from lmrun.render.gcp import check_gcp_project, check_secret_id, secret_get_argv
 from lmrun.render.k3s import (
     K3sAgentConfig,
     ParameterStore,
@@ -25,6 +25,7 @@ from lmrun.render.k3s import (
     check_ssm_parameter_name,
 )
 from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
+from lmrun.render.script_files import HeaderValue
 
 VENV = "/opt/lmrun/vllm"
 HF_HOME = "/var/lib/lmrun/hf"
@@ -137,58 +138,32 @@ def serve_args(cfg: VllmConfig) -> list[str]:
 
 def serve_script(cfg: VllmConfig) -> WriteFile:
     """The ExecStart of the unit: a script, so the quoting is the shell's (shellcheck-able), not systemd's."""
-    return script_file("vllm-serve.sh", f"exec {VENV}/bin/vllm {sh_join(serve_args(cfg))}")
+    return command_script("vllm-serve.sh", [["exec", f"{VENV}/bin/vllm", *serve_args(cfg)]])
 
 
-def _hf_fetch_line(cfg: VllmConfig) -> str | None:
-    """The shell line fetching the Hugging Face token into /run/lmrun/hf-token; None without a token."""
+HF_TOKEN_FILE = "/run/lmrun/hf-token"
+"""Where the install script fetches the Hugging Face token to (tmpfs) before it moves it into ``ENV_FILE``."""
+
+
+def _hf_fetch_argv(cfg: VllmConfig) -> list[str] | None:
+    """argv fetching the Hugging Face token into ``HF_TOKEN_FILE``; None without a token."""
     if cfg.hf_token_parameter is None:
         return None
     if cfg.parameter_store == "gcp" and cfg.gcp_project is not None:  # __post_init__ enforces the pair
-        return secret_get_command(cfg.gcp_project, cfg.hf_token_parameter, "/run/lmrun/hf-token")
+        return secret_get_argv(cfg.gcp_project, cfg.hf_token_parameter, HF_TOKEN_FILE)
     if cfg.ssm_region is not None:  # both or neither (__post_init__)
-        return f"{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.hf_token_parameter, '/run/lmrun/hf-token'])}"
+        return [f"{SCRIPT_DIR}/ssm-get.sh", cfg.ssm_region, cfg.hf_token_parameter, HF_TOKEN_FILE]
     return None
 
 
 def install_script(cfg: VllmConfig) -> WriteFile:
-    hf = ""
-    fetch = _hf_fetch_line(cfg)
+    """``vllm-install.sh``: user, pinned venv, the Hugging Face token (if any), then the unit."""
+    values: dict[str, HeaderValue] = {"VENV": VENV, "VLLM_VERSION": cfg.vllm_version, "HF_HOME": HF_HOME}
+    fetch = _hf_fetch_argv(cfg)
     if fetch is not None:
-        hf = f"""
-# Hugging Face token: fetched by parameter name into a root-only EnvironmentFile.
-{sh_assign("ENV_FILE", ENV_FILE)}
-{fetch}
-umask 077
-mkdir -p "$(dirname "$ENV_FILE")"
-{{ printf 'HF_TOKEN='; tr -d '\\n' </run/lmrun/hf-token; printf '\\n'; }} >"$ENV_FILE"
-rm -f /run/lmrun/hf-token
-umask 022
-"""
-    body = f"""
-{sh_assign("VENV", VENV)}
-{sh_assign("VLLM_VERSION", cfg.vllm_version)}
-{sh_assign("HF_HOME", HF_HOME)}
-if ! id -u vllm >/dev/null 2>&1; then
-    useradd --system --home-dir /var/lib/lmrun/vllm --create-home --shell /usr/sbin/nologin vllm
-fi
-mkdir -p "$HF_HOME"
-chown vllm: "$HF_HOME"
-if [ ! -x "$VENV/bin/vllm" ]; then
-    if ! python3 -m venv "$VENV"; then
-        # Debian/Ubuntu ship venv support separately.
-        apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
-        python3 -m venv "$VENV"
-    fi
-    "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet "vllm==$VLLM_VERSION"
-fi
-{hf}
-systemctl daemon-reload
-systemctl enable --now {UNIT_NAME}
-"""
-    return script_file("vllm-install.sh", body)
+        values.update({"ENV_FILE": ENV_FILE, "HF_TOKEN_FILE": HF_TOKEN_FILE, "HF_FETCH": fetch})
+    values["VLLM_UNIT"] = UNIT_NAME
+    return vm_script("vllm-install.sh", values)
 
 
 def unit_file(cfg: VllmConfig) -> WriteFile:

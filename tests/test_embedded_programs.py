@@ -15,10 +15,10 @@ What counts as a program (a heuristic, kept deliberately simple; the self-tests 
 * **Markers.** A line is *program-like* when, stripped of its indentation, it is a shebang (``#!``); a shell
   strict-mode line (``set -e``, ``set -eu``, ``set -euo pipefail``, ...); a shell block end (``fi``, ``done``,
   ``esac``, alone or followed by ``;``, ``)``, a redirection or a pipe); a shell block start (``if ...; then``,
-  ``for/while ...; do``, ``case ... in``); a shell function (``name() {``); a ``trap ... EXIT``, a ``umask 077``, an assignment from a
-  command substitution (``name="$(...)``); or a Python statement that data
-  never starts with (``import x``, ``from x import y``, ``def f(``, ``class C:``/``class C(``,
-  ``if __name__ ==``, ``with ...:``, ``try:``).
+  ``for/while ...; do``, ``case ... in``); a shell function (``name() {``); ``trap ... EXIT``; ``umask 077``;
+  an assignment from a command substitution (``name="$(...)``); or a Python statement that data never starts
+  with (``import x``, ``from x import y``, ``def f(``, ``class C:``/``class C(``, ``if __name__ ==``,
+  ``with ...:``, ``try:``).
 * **Extent.** A program embedded in data (a shell script in a cloud-config ``content: |`` block, a heredoc in
   a systemd unit) is indented deeper than the data around it, so each marker's program is the run of lines
   around it that are blank or indented at least as deep as the marker. Its size is the number of non-blank
@@ -259,10 +259,10 @@ def test_heuristic_sees_fstrings_concatenations_and_embedded_programs_but_not_do
         ("#!/usr/bin/env bash", True),
         ("set -eu", True),
         ("set -euo pipefail", True),
-        ("    done <\"$file\"", True),
+        ('    done <"$file"', True),
         ("fi", True),
         ("esac", True),
-        ("if [ -z \"$x\" ]; then", True),
+        ('if [ -z "$x" ]; then', True),
         ("while read -r line; do", True),
         ('case "$value" in', True),
         ("find_device() {", True),

@@ -304,7 +304,7 @@ def test_vllm_unit_and_install() -> None:
     install = files[f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]
     assert f"VLLM_VERSION={vllm.VLLM_VERSION}" in install and '"vllm==$VLLM_VERSION"' in install
     assert f"ssm-get.sh us-east-1 {HF_PARAM} /run/lmrun/hf-token" in install
-    assert f"systemctl enable --now {vllm.UNIT_NAME}" in install
+    assert f"VLLM_UNIT={vllm.UNIT_NAME}" in install and 'systemctl enable --now "${VLLM_UNIT:?}"' in install
     runcmd = yaml.safe_load(USER_DATA["gpu-full"])["runcmd"]
     assert runcmd == [[f"{cloudinit.SCRIPT_DIR}/k3s-agent-bootstrap.sh"], [f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]]
 
