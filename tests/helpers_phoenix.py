@@ -65,12 +65,13 @@ def aws_env(endpoint: str, tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def install_scripts(tmp: Path, files: Sequence[WriteFile]) -> dict[str, Path]:
-    """Write the rendered shell scripts (plus ``ssm-get.sh``) to ``tmp/bin``; name -> path."""
+    """Write the rendered shell scripts and their Python helpers (plus ``ssm-get.sh``) to ``tmp/bin``;
+    name -> path."""
     bin_dir = tmp / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for f in [SSM_GET_SCRIPT, *files]:
-        if not f.is_shell_script:
+        if not (f.is_shell_script or f.path.endswith(".py")):
             continue
         path = bin_dir / Path(f.path).name
         path.write_text(f.content)

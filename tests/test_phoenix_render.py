@@ -160,8 +160,8 @@ def test_install_script_pins_phoenix_and_fetches_secrets_by_name() -> None:
         f"{SCRIPT_DIR}/phoenix-env.sh eu-west-1 /etc/lmrun/phoenix.env "
         "PHOENIX_SECRET=/lmrun/prod/phoenix/secret PHOENIX_ADMIN_SECRET=/lmrun/prod/phoenix/admin-secret"
     ) in script
-    assert f"systemctl enable --now {phoenix.UNIT_NAME}" in script
-    assert phoenix.BACKUP_TIMER in script and phoenix.INGEST_KEY_TIMER in script
+    assert f"PHOENIX_UNIT={phoenix.UNIT_NAME}" in script and 'systemctl enable --now "${PHOENIX_UNIT:?}"' in script
+    assert f"TIMERS=({phoenix.INGEST_KEY_TIMER} {phoenix.BACKUP_TIMER})" in script
     assert phoenix.INGEST_KEY_NAME in phoenix.INGEST_KEY_SCRIPT.content
 
 

@@ -5,6 +5,7 @@ set -euo pipefail
 # EnvironmentFile, reading the Phoenix ingest key from a Secret Manager secret of PROJECT by secret id
 # (gcp-secret-get.sh, with the VM's service account). When the content changed, restarts the given units
 # so they pick up the new key; a failed read keeps the old file and exits non-zero.
+# Twin of phoenix-client-env.sh (AWS): from reading the key on, both must stay the same.
 project="$1"
 parameter="$2"
 env_file="$3"

@@ -10,6 +10,7 @@ url="${3%/}"
 env_file="$4"
 kms_key="${5:-}"
 python="${PYTHON:-python3}"
+helpers="${LMRUN_SCRIPT_DIR:-/usr/local/lib/lmrun}"
 umask 077
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -60,18 +61,6 @@ printf 'Authorization: Bearer %s\n' "$admin_secret" >"$work/admin-header"
 curl -sf -X POST -H @"$work/admin-header" -H 'Content-Type: application/json' \
     --data '{"data": {"name": "lmrun-ingest", "description": "OTLP ingestion for mesh trace producers (lmrun)"}}' \
     -o "$work/created" "$url/v1/system/api_keys"
-"$python" - "$work/created" "$work/put.json" "$parameter" "$kms_key" <<'EOF'
-import json
-import sys
-
-created, out, name, kms_key = sys.argv[1:5]
-with open(created) as f:
-    key = json.load(f)["data"]["key"]
-request = {"Name": name, "Value": key, "Type": "SecureString", "Overwrite": True}
-if kms_key:
-    request["KeyId"] = kms_key
-with open(out, "w") as f:
-    json.dump(request, f)
-EOF
+"$python" "$helpers/phoenix_key_request.py" "$work/created" "$work/put.json" "$parameter" "$kms_key"
 aws ssm put-parameter --region "$region" --cli-input-json "file://$work/put.json" >/dev/null
 echo "lmrun: stored a new Phoenix ingest key in $parameter"

@@ -8,6 +8,7 @@ db="$1"
 uri="${2%/}"
 owner="${3:-}"
 python="${PYTHON:-python3}"
+helpers="${LMRUN_SCRIPT_DIR:-/usr/local/lib/lmrun}"
 if [ -s "$db" ]; then
     echo "lmrun: $db present; nothing to restore"
     exit 0
@@ -27,16 +28,7 @@ work="$(mktemp -d "$dir/.restore.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 aws s3 cp --only-show-errors "$uri/latest.db.gz" "$work/phoenix.db.gz"
 gunzip "$work/phoenix.db.gz"
-"$python" - "$work/phoenix.db" <<'EOF'
-import sqlite3
-import sys
-
-con = sqlite3.connect(sys.argv[1])
-result = con.execute("PRAGMA integrity_check").fetchone()[0]
-con.close()
-if result != "ok":
-    sys.exit(f"lmrun: downloaded backup failed integrity_check: {result}")
-EOF
+"$python" "$helpers/phoenix_sqlite.py" check-restore "$work/phoenix.db"
 # A WAL or shared-memory file left from another database would be replayed into this one.
 rm -f "$db-wal" "$db-shm" "$db-journal"
 if [ -n "$owner" ]; then
