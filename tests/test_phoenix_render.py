@@ -370,3 +370,34 @@ case $n in 0) exit 254 ;; 1) echo {readiness.PARAMETER_PLACEHOLDER} ;; *) echo {
     assert "did not publish an ingest key" in result.stderr
     with pytest.raises(ValueError, match="positive"):
         readiness.ingest_key_gate_script(region=REGION, parameter=parameter, interval=0)
+
+
+def test_kubeconfig_gate_waits_for_a_kubeconfig_and_points_it_at_the_server_url(tmp_path: Path) -> None:
+    parameter = "/lmrun/global/k3s/kubeconfig"
+    kubeconfig = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://10.0.0.10:6443\n  name: default\n"
+    bin_dir, count = tmp_path / "bin", tmp_path / "count"
+    # Nothing, then the placeholder the stack creates the parameter with, then the server's kubeconfig.
+    _fake_bin(
+        bin_dir,
+        "aws",
+        f"""n=$(cat "{count}" 2>/dev/null || echo 0); echo $((n + 1)) >"{count}"
+case $n in 0) exit 254 ;; 1) echo {readiness.PARAMETER_PLACEHOLDER} ;; *) printf '%s' '{kubeconfig}' ;; esac""",
+    )
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    for server_url, server in (
+        (None, "https://10.0.0.10:6443"),
+        ("https://203.0.113.7:6443", "https://203.0.113.7:6443"),
+    ):
+        count.unlink(missing_ok=True)
+        script = readiness.kubeconfig_gate_script(
+            region=REGION, parameter=parameter, server_url=server_url, timeout_seconds=30, interval=1
+        )
+        result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == kubeconfig.replace("https://10.0.0.10:6443", server)
+        assert count.read_text().strip() == "3"
+    _fake_bin(bin_dir, "aws", f"echo {readiness.PARAMETER_PLACEHOLDER}")
+    stuck = readiness.kubeconfig_gate_script(region=REGION, parameter=parameter, timeout_seconds=1, interval=1)
+    result = subprocess.run(["/bin/sh", "-c", stuck], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"did not publish its kubeconfig to {parameter}" in result.stderr
