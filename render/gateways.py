@@ -3,8 +3,10 @@ store, bring the tunnel up with the library's bootstrap script, keep it current.
 
 from __future__ import annotations
 
-from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_join, systemd_unit
-from lmrun.render.gcp import GCP_SECRET_GET_SCRIPT, check_gcp_project, check_secret_id, secret_get_command
+from collections.abc import Sequence
+
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, systemd_unit, vm_script
+from lmrun.render.gcp import GCP_SECRET_GET_SCRIPT, check_gcp_project, check_secret_id, secret_get_argv
 from lmrun.render.k3s import SSM_GET_SCRIPT, check_region, check_ssm_parameter_name
 from lmrun.render.wireguard import WireGuardConfigError, render_bootstrap_script
 
@@ -15,10 +17,10 @@ REFRESH_TIMER = "lmrun-wireguard-refresh.timer"
 
 
 def render_gateway_user_data(
-    *, fetch_script: WriteFile, fetch_command: str, store: str, description: str, refresh_minutes: int = 2
+    *, fetch_script: WriteFile, fetch_argv: Sequence[str], store: str, description: str, refresh_minutes: int = 2
 ) -> str:
     """``#cloud-config`` for a gateway whose config (keys included) lives in a secret store: fetch it with
-    ``fetch_command`` (which writes ``GATEWAY_CONFIG_PATH``), bring the tunnel up, and re-fetch every
+    ``fetch_argv`` (which writes ``GATEWAY_CONFIG_PATH``), bring the tunnel up, and re-fetch every
     ``refresh_minutes`` so an added site or a rotated key is applied without replacing the VM (the tunnel
     restarts only when the config changed). Contains no secret: safe as plain user data."""
     if isinstance(refresh_minutes, bool) or not isinstance(refresh_minutes, int) or not 1 <= refresh_minutes <= 60:
@@ -28,19 +30,7 @@ def render_gateway_user_data(
         render_bootstrap_script(config_path=GATEWAY_CONFIG_PATH, description=description),
         "0755",
     )
-    refresh = script_file(
-        "wireguard-refresh.sh",
-        f"""
-# Fetches the {description} config from {store}; applies it only when it differs from the installed one.
-{fetch_command}
-if cmp -s {GATEWAY_CONFIG_PATH} /etc/wireguard/wg0.conf; then
-    rm -f {GATEWAY_CONFIG_PATH}
-    exit 0
-fi
-{SCRIPT_DIR}/wireguard-bootstrap.sh {GATEWAY_CONFIG_PATH}
-rm -f {GATEWAY_CONFIG_PATH}
-""",
-    )
+    refresh = vm_script("wireguard-refresh.sh", {"FETCH_CONFIG": fetch_argv, "FETCHED": GATEWAY_CONFIG_PATH})
     service = systemd_unit(
         {
             "Unit": [
@@ -80,7 +70,7 @@ def render_hub_user_data(*, ssm_region: str, config_parameter: str, refresh_minu
     check_ssm_parameter_name("config_parameter", config_parameter)
     return render_gateway_user_data(
         fetch_script=SSM_GET_SCRIPT,
-        fetch_command=f"{SCRIPT_DIR}/ssm-get.sh {sh_join([ssm_region, config_parameter, GATEWAY_CONFIG_PATH])}",
+        fetch_argv=[f"{SCRIPT_DIR}/ssm-get.sh", ssm_region, config_parameter, GATEWAY_CONFIG_PATH],
         store="SSM",
         description="WireGuard hub gateway",
         refresh_minutes=refresh_minutes,
@@ -94,7 +84,7 @@ def render_gcp_gateway_user_data(*, project: str, config_secret: str, refresh_mi
     check_secret_id("config_secret", config_secret)
     return render_gateway_user_data(
         fetch_script=GCP_SECRET_GET_SCRIPT,
-        fetch_command=secret_get_command(project, config_secret, GATEWAY_CONFIG_PATH),
+        fetch_argv=secret_get_argv(project, config_secret, GATEWAY_CONFIG_PATH),
         store="Secret Manager",
         description="WireGuard GCP site gateway",
         refresh_minutes=refresh_minutes,
