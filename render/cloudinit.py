@@ -9,7 +9,6 @@ that is nothing but command lines, each an argv quoted with :func:`sh_join`, is 
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from lmrun.render.script_files import RENDERED_NOTE, HeaderValue, render_script, script_text
+from lmrun.render.script_files import RENDERED_NOTE, HeaderValue, header_lines, render_script, script_text
 
 SCRIPT_DIR = "/usr/local/lib/lmrun"
 SHELL_SHEBANGS = ("#!/bin/bash", "#!/bin/sh", "#!/usr/bin/env bash")
@@ -70,9 +69,7 @@ def command_script(name: str, commands: Sequence[Sequence[str]]) -> WriteFile:
 
 def sh_assign(name: str, value: str | int) -> str:
     """``NAME='value'``, quoted for the shell, for baking plain values into a script."""
-    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
-        raise ValueError(f"{name!r} is not a shell variable name")
-    return f"{name}={shlex.quote(str(value))}"
+    return header_lines({name: value})[0]
 
 
 def sh_join(args: Iterable[str]) -> str:

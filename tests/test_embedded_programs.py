@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 import textwrap
 import tomllib
 from collections.abc import Iterator
@@ -39,6 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from lmrun.render import script_files
+from lmrun.render.cloudinit import SCRIPT_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 10
@@ -284,3 +289,78 @@ def test_heuristic_sees_fstrings_concatenations_and_embedded_programs_but_not_do
 )
 def test_marker_lines(line: str, marker: bool) -> None:
     assert is_marker(line) is marker
+
+
+# --- the programs' files: render/scripts/ ----------------------------------------------------------------------
+
+SCRIPTS = REPO / "render" / "scripts"
+
+
+def test_every_script_file_is_shipped_loaded_and_used_by_a_renderer() -> None:
+    names = script_files.script_names()
+    assert names == sorted(p.name for p in SCRIPTS.iterdir() if p.suffix in (".sh", ".py")), names
+    renderers = "\n".join(p.read_text() for p in (REPO / "render").glob("*.py"))
+    for name in names:
+        assert script_files.script_text(name) == (SCRIPTS / name).read_text(), name
+        assert f'"{name}"' in renderers, f"render/scripts/{name} is used by no renderer"
+    with pytest.raises(ValueError, match="script file name"):
+        script_files.script_text("../k3s.py")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCRIPTS.glob("*.sh")))
+def test_shell_scripts_start_with_a_shebang_then_strict_mode(name: str) -> None:
+    """The header goes right after the shebang, before the body switches strict mode on."""
+    lines = (SCRIPTS / name).read_text().splitlines()
+    assert lines[0] in ("#!/bin/bash", "#!/bin/sh", "#!/usr/bin/env bash"), lines[0]
+    strict = "set -eu" if lines[0] == "#!/bin/sh" else "set -euo pipefail"
+    assert strict in lines[1:10], f"{name}: no '{strict}' near the top"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCRIPTS.glob("*.py")))
+def test_python_helpers_are_python_3_9_and_stdlib_only(name: str) -> None:
+    """They run with the VM's own python3 (3.9 on the oldest images), with nothing installed."""
+    tree = ast.parse((SCRIPTS / name).read_text(), feature_version=(3, 9))
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
+    assert ast.get_docstring(tree), f"{name}: say what it does and who runs it"
+
+
+def test_scripts_default_to_the_directory_the_renderers_write_them_to() -> None:
+    defaults = {
+        match for p in SCRIPTS.glob("*.sh") for match in re.findall(r"\$\{LMRUN_SCRIPT_DIR:-([^}]*)\}", p.read_text())
+    }
+    assert defaults == {SCRIPT_DIR}
+
+
+def test_the_two_phoenix_client_refreshers_share_everything_after_reading_the_key() -> None:
+    def tail(name: str) -> str:
+        text = (SCRIPTS / name).read_text()
+        return text[text.index('key="$(printf \'%s\' "$key"') :]
+
+    assert tail("phoenix-client-env.sh") == tail("phoenix-client-env-gcp.sh")
+
+
+def test_header_values_reach_the_script_exactly(tmp_path: Path) -> None:
+    """Whatever the characters, bash sees the values the renderer passed (shlex.quote), lists as arrays."""
+    odd = 'it\'s $HOME `id` "quoted" a\\b *'
+    lines = script_files.header_lines(
+        {"PLAIN": "us-east-1", "ODD": odd, "EMPTY": "", "PORT": 6443, "ARGS": ["a b", odd, ""]}
+    )
+    script = tmp_path / "header.sh"
+    script.write_text(
+        "\n".join([*lines, 'printf "%s\\n" "$PLAIN" "$ODD" "[$EMPTY]" "$PORT" "${#ARGS[@]}" "${ARGS[@]}"'])
+    )
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["us-east-1", odd, "[]", "6443", "3", "a b", odd, ""]
+    for bad in ({"lower": "x"}, {"X": "two\nlines"}, {"X": ["a", "b\nc"]}, {"X": True}):
+        with pytest.raises(ValueError):
+            script_files.header_lines(bad)
+
+
+def test_render_script_puts_the_note_and_header_right_after_the_shebang() -> None:
+    text = script_files.render_script("ssm-get.sh", {"EXAMPLE": "x y"})
+    body = script_files.script_text("ssm-get.sh").split("\n", 1)[1]
+    assert text == f"#!/bin/bash\n# {script_files.RENDERED_NOTE}\nEXAMPLE='x y'\n{body}"
+    assert script_files.render_script("ssm-get.sh", note=None) == script_files.script_text("ssm-get.sh")
