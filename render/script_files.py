@@ -10,6 +10,10 @@ right after the file's shebang line, each value quoted with :func:`shlex.quote` 
 sequence as a bash array (``FLAGS=(--node-ip 10.0.0.10)``). The static body reads them as ``"${REGION:?}"``
 (``:?`` fails loudly when a header misses a value) or ``"${FLAGS[@]}"``, and documents them in a comment.
 Header names are upper case, so shellcheck treats them as environment the body may rely on.
+
+Comment lines starting with ``##`` (what the file is for and why, the header's variables) are left out of the
+rendered script: every byte of user data counts (EC2 takes 16 KB). The ``# Usage:`` line and the ``#``
+comments inside the body reach the VM.
 """
 
 from __future__ import annotations
@@ -70,10 +74,12 @@ def header_lines(values: Mapping[str, HeaderValue]) -> list[str]:
 def render_script(
     name: str, values: Mapping[str, HeaderValue] | None = None, *, note: str | None = RENDERED_NOTE
 ) -> str:
-    """``render/scripts/<name>`` with ``# <note>`` and the header of ``values`` right after its shebang line."""
-    shebang, _, body = script_text(name).partition("\n")
+    """``render/scripts/<name>`` with ``# <note>`` and the header of ``values`` right after its shebang line,
+    without its ``##`` lines."""
+    shebang, _, rest = script_text(name).partition("\n")
     if not shebang.startswith("#!"):
         raise ValueError(f"render/scripts/{name} does not start with a shebang line")
+    body = "".join(line for line in rest.splitlines(keepends=True) if not line.startswith("##"))
     lines = [shebang]
     if note is not None:
         if "\n" in note:

@@ -361,6 +361,13 @@ def test_header_values_reach_the_script_exactly(tmp_path: Path) -> None:
 
 def test_render_script_puts_the_note_and_header_right_after_the_shebang() -> None:
     text = script_files.render_script("ssm-get.sh", {"EXAMPLE": "x y"})
-    body = script_files.script_text("ssm-get.sh").split("\n", 1)[1]
-    assert text == f"#!/bin/bash\n# {script_files.RENDERED_NOTE}\nEXAMPLE='x y'\n{body}"
-    assert script_files.render_script("ssm-get.sh", note=None) == script_files.script_text("ssm-get.sh")
+    shebang, body = script_files.script_text("ssm-get.sh").split("\n", 1)
+    shipped = "".join(line for line in body.splitlines(keepends=True) if not line.startswith("##"))
+    assert text == f"{shebang}\n# {script_files.RENDERED_NOTE}\nEXAMPLE='x y'\n{shipped}"
+    assert script_files.render_script("ssm-get.sh", note=None) == f"{shebang}\n{shipped}"
+    # ``##`` lines document the file and stay out of user data; the usage line and ``#`` comments ship.
+    source = script_files.script_text("vllm-install.sh")
+    rendered = script_files.render_script("vllm-install.sh", note=None)
+    assert "\n## Header: VENV" in source and "##" not in rendered
+    assert rendered.splitlines() == [line for line in source.splitlines() if not line.startswith("##")]
+    assert "# Usage: ssm-get.sh REGION PARAMETER_NAME DEST\n" in text

@@ -1,11 +1,11 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: gcp-secret-get.sh PROJECT SECRET_ID DEST
-# Reads the latest version of a Secret Manager secret with the VM's service account and writes its value to
-# DEST, mode 0600. The access token comes from the metadata server and reaches curl on stdin (-H @-), never
-# on a command line other local users could read in /proc. Retries for ~10 minutes: a new secret-level IAM
-# grant and the VM's first token can lag the boot.
-# Header: METADATA_TOKEN_URL (the metadata server's token endpoint), SECRET_MANAGER_API (its base URL).
+## Reads the latest version of a Secret Manager secret with the VM's service account and writes its value to
+## DEST, mode 0600. The access token comes from the metadata server and reaches curl on stdin (-H @-), never
+## on a command line other local users could read in /proc. Retries for ~10 minutes: a new secret-level IAM
+## grant and the VM's first token can lag the boot.
+## Header: METADATA_TOKEN_URL (the metadata server's token endpoint), SECRET_MANAGER_API (its base URL).
 project="$1"
 secret="$2"
 dest="$3"

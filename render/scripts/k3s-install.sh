@@ -1,8 +1,8 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: k3s-install.sh VERSION server|agent [K3S FLAGS...]
-# Runs the install script of the pinned release tag (not the moving get.k3s.io one); it downloads the
-# release binary, checks its sha256, writes the systemd unit with the flags, and starts K3s.
+## Runs the install script of the pinned release tag (not the moving get.k3s.io one); it downloads the
+## release binary, checks its sha256, writes the systemd unit with the flags, and starts K3s.
 version="$1"
 shift
 installer="$(mktemp)"

@@ -1,9 +1,9 @@
 #!/bin/bash
 set -euo pipefail
-# Bootstraps the K3s server: mounts the state volume, keeps the node password on it, fetches the join
-# token, installs K3s and starts publishing the kubeconfig.
-# Header: STATE_MOUNT, MOUNT_STATE (mount-volume.sh argv), FETCH_TOKEN (ssm-get.sh argv), INSTALL_K3S
-# (k3s-install.sh argv), PUBLISH_UNIT (the kubeconfig publisher's systemd unit).
+## Bootstraps the K3s server: mounts the state volume, keeps the node password on it, fetches the join
+## token, installs K3s and starts publishing the kubeconfig.
+## Header: STATE_MOUNT, MOUNT_STATE (mount-volume.sh argv), FETCH_TOKEN (ssm-get.sh argv), INSTALL_K3S
+## (k3s-install.sh argv), PUBLISH_UNIT (the kubeconfig publisher's systemd unit).
 "${MOUNT_STATE[@]}"
 # The node password K3s checks on re-join lives in /etc/rancher/node: keep it on the state volume so a
 # replacement instance (same IP, same hostname) is accepted as the same node.

@@ -1,9 +1,9 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: mount-volume.sh DEVICE_NAME VOLUME_ID|"" MOUNT_POINT LABEL
-# Finds an attached EBS volume (NVMe by-id link from the volume id, then the device name, then its Xen
-# alias), waits for it (the attachment may come after boot), formats it only when it carries no
-# filesystem signature at all, and mounts it by UUID through /etc/fstab so reboots mount it too.
+## Finds an attached EBS volume (NVMe by-id link from the volume id, then the device name, then its Xen
+## alias), waits for it (the attachment may come after boot), formats it only when it carries no
+## filesystem signature at all, and mounts it by UUID through /etc/fstab so reboots mount it too.
 device_name="$1"
 volume_id="$2"
 mount_point="$3"

@@ -1,11 +1,11 @@
 #!/bin/sh
 set -eu
-# A readiness gate, run by pulumi-command on the operator's machine (POSIX sh, the AWS CLI and the operator's
-# credentials): polls the SecureString PARAMETER until a VM has published it, prints the value on stdout
-# (nothing else) and exits 0; exits 1 with a message on stderr after TIMEOUT seconds.
-# Header: REGION, PARAMETER, TIMEOUT and INTERVAL (seconds), READY (a case pattern the value must match),
-# PLACEHOLDER (the value before the VM publishes; may be empty), SERVER_URL (optional: replaces the API
-# address of a kubeconfig), WHAT and HINT (the timeout message).
+## A readiness gate, run by pulumi-command on the operator's machine (POSIX sh, the AWS CLI and the operator's
+## credentials): polls the SecureString PARAMETER until a VM has published it, prints the value on stdout
+## (nothing else) and exits 0; exits 1 with a message on stderr after TIMEOUT seconds.
+## Header: REGION, PARAMETER, TIMEOUT and INTERVAL (seconds), READY (a case pattern the value must match),
+## PLACEHOLDER (the value before the VM publishes; may be empty), SERVER_URL (optional: replaces the API
+## address of a kubeconfig), WHAT and HINT (the timeout message).
 deadline=$(($(date +%s) + TIMEOUT))
 while :; do
     value=$(aws ssm get-parameter --region "$REGION" --name "$PARAMETER" --with-decryption \

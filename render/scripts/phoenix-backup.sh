@@ -1,10 +1,10 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: phoenix-backup.sh DB_FILE S3_URI [WORK_DIR]
-# Takes a consistent snapshot of the live SQLite database with Python's sqlite3 online-backup API (the
-# API behind the sqlite3 CLI's .backup; helper phoenix_sqlite.py run by $PYTHON), checks it, and uploads it gzipped to
-# S3_URI/snapshots/phoenix-<UTC time>.db.gz, then copies that object to S3_URI/latest.db.gz (so "latest"
-# only ever names a complete snapshot). The region and endpoint come from the usual AWS_* variables.
+## Takes a consistent snapshot of the live SQLite database with Python's sqlite3 online-backup API (the
+## API behind the sqlite3 CLI's .backup), checks it, and uploads it gzipped to
+## S3_URI/snapshots/phoenix-<UTC time>.db.gz, then copies that object to S3_URI/latest.db.gz (so "latest"
+## only ever names a complete snapshot). The region and endpoint come from the usual AWS_* variables.
 db="$1"
 uri="${2%/}"
 work_parent="${3:-/var/tmp}"

@@ -1,11 +1,11 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: phoenix-client-env.sh PROJECT KEY_SECRET ENV_FILE ENDPOINT [UNIT...]
-# Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
-# EnvironmentFile, reading the Phoenix ingest key from a Secret Manager secret of PROJECT by secret id
-# (gcp-secret-get.sh, with the VM's service account). When the content changed, restarts the given units
-# so they pick up the new key; a failed read keeps the old file and exits non-zero.
-# Twin of phoenix-client-env.sh (AWS): from reading the key on, both must stay the same.
+## Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
+## EnvironmentFile, reading the Phoenix ingest key from a Secret Manager secret of PROJECT by secret id
+## (gcp-secret-get.sh, with the VM's service account). When the content changed, restarts the given units
+## so they pick up the new key; a failed read keeps the old file and exits non-zero.
+## Twin of phoenix-client-env.sh (AWS): from reading the key on, both must stay the same.
 project="$1"
 parameter="$2"
 env_file="$3"

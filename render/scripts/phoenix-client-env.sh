@@ -1,10 +1,10 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: phoenix-client-env.sh REGION KEY_PARAMETER ENV_FILE ENDPOINT [UNIT...]
-# Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
-# EnvironmentFile, reading the Phoenix ingest key by parameter name. When the content changed, restarts
-# the given units so they pick up the new key; a failed read keeps the old file and exits non-zero.
-# Twin of phoenix-client-env-gcp.sh: from reading the key on, both must stay the same.
+## Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
+## EnvironmentFile, reading the Phoenix ingest key by parameter name. When the content changed, restarts
+## the given units so they pick up the new key; a failed read keeps the old file and exits non-zero.
+## Twin of phoenix-client-env-gcp.sh: from reading the key on, both must stay the same.
 region="$1"
 parameter="$2"
 env_file="$3"

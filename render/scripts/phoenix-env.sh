@@ -1,8 +1,8 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: phoenix-env.sh REGION ENV_FILE VAR=SSM_PARAMETER_NAME...
-# Builds a root-only EnvironmentFile from SecureString parameters read by name (ssm-get.sh retries while
-# credentials or parameters lag the boot). Values must be one line; the file is replaced atomically.
+## Builds a root-only EnvironmentFile from SecureString parameters read by name (ssm-get.sh retries while
+## credentials or parameters lag the boot). Values must be one line; the file is replaced atomically.
 region="$1"
 env_file="$2"
 shift 2

@@ -1,9 +1,9 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: phoenix-ingest-key.sh REGION KEY_PARAMETER PHOENIX_URL ENV_FILE [KMS_KEY_ID]
-# Makes sure KEY_PARAMETER holds a system API key that Phoenix accepts. Reads PHOENIX_ADMIN_SECRET from
-# ENV_FILE; mints a new key only when the stored one is missing or refused (HTTP 401), so producers keep a
-# working key across reboots. Secrets go through 0600 files, never through argv.
+## Makes sure KEY_PARAMETER holds a system API key that Phoenix accepts. Reads PHOENIX_ADMIN_SECRET from
+## ENV_FILE; mints a new key only when the stored one is missing or refused (HTTP 401), so producers keep a
+## working key across reboots. Secrets go through 0600 files, never through argv.
 region="$1"
 parameter="$2"
 url="${3%/}"

@@ -1,9 +1,9 @@
 #!/bin/bash
 set -euo pipefail
-# Installs Phoenix: its system user and data dir, the pinned arize-phoenix in a virtualenv (with a Python
-# >= 3.11), its secrets from SSM into a root-only EnvironmentFile, then its units and timers.
-# Header: VENV, PHOENIX_VERSION, DATA_DIR, SERVICE_USER, WRITE_ENV_FILE (phoenix-env.sh argv), PHOENIX_UNIT,
-# TIMERS (units to enable), INGEST_KEY_UNIT (started once now).
+## Installs Phoenix: its system user and data dir, the pinned arize-phoenix in a virtualenv (with a Python
+## >= 3.11), its secrets from SSM into a root-only EnvironmentFile, then its units and timers.
+## Header: VENV, PHOENIX_VERSION, DATA_DIR, SERVICE_USER, WRITE_ENV_FILE (phoenix-env.sh argv), PHOENIX_UNIT,
+## TIMERS (units to enable), INGEST_KEY_UNIT (started once now).
 if ! id -u "${SERVICE_USER:?}" >/dev/null 2>&1; then
     useradd --system --home-dir "${DATA_DIR:?}" --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
 fi

@@ -1,9 +1,9 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: phoenix-restore.sh DB_FILE S3_URI [OWNER]
-# Runs before Phoenix starts. When DB_FILE is absent (an empty data volume), downloads S3_URI/latest.db.gz,
-# checks it and puts it in place (owned by OWNER). No backup at all means a first boot: start empty. Any
-# other S3 error fails, so Phoenix never starts empty over a backup it could not read.
+## Runs before Phoenix starts. When DB_FILE is absent (an empty data volume), downloads S3_URI/latest.db.gz,
+## checks it and puts it in place (owned by OWNER). No backup at all means a first boot: start empty. Any
+## other S3 error fails, so Phoenix never starts empty over a backup it could not read.
 db="$1"
 uri="${2%/}"
 owner="${3:-}"

@@ -1,35 +1,19 @@
-"""Turns Phoenix's answer to ``POST /v1/system/api_keys`` into an ``aws ssm put-parameter`` request.
-
-Usage: phoenix_key_request.py CREATED OUT NAME [KMS_KEY_ID]
-
-Reads the new key from CREATED (Phoenix's JSON) and writes OUT, the ``--cli-input-json`` document storing it
-as the SecureString NAME, so the key only ever travels through 0600 files, never argv. Runs on the Phoenix
-node (phoenix-ingest-key.sh): standard library only, Python 3.9+.
-"""
-
-from __future__ import annotations
+"""Usage: phoenix_key_request.py CREATED OUT NAME [KMS_KEY_ID]: Phoenix's new API key (CREATED) into OUT, the
+`aws ssm put-parameter --cli-input-json` request for the SecureString NAME (the key stays in 0600 files)."""
 
 import json
 import sys
 
 
-def request(created: str, name: str, kms_key: str) -> dict[str, object]:
+def main(created: str, out: str, name: str, kms_key: str = "") -> None:
     with open(created) as f:
-        key = str(json.load(f)["data"]["key"])
-    put: dict[str, object] = {"Name": name, "Value": key, "Type": "SecureString", "Overwrite": True}
+        key = json.load(f)["data"]["key"]
+    request = {"Name": name, "Value": key, "Type": "SecureString", "Overwrite": True}
     if kms_key:
-        put["KeyId"] = kms_key
-    return put
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) not in (3, 4):
-        sys.exit(__doc__)
-    created, out, name = argv[:3]
-    put = request(created, name, argv[3] if len(argv) == 4 else "")
+        request["KeyId"] = kms_key
     with open(out, "w") as f:
-        json.dump(put, f)
+        json.dump(request, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(*sys.argv[1:5])

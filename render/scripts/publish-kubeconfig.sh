@@ -1,10 +1,10 @@
 #!/bin/bash
 set -euo pipefail
-# Copies the admin kubeconfig to SSM (SecureString) with the API address the mesh uses instead of
-# 127.0.0.1, so it is readable without SSH. Runs at every boot: K3s renews client certificates on restart.
-# The value goes through a 0600 temp file (file://), never the command line.
-# Header: KUBECONFIG_PATH (written by K3s), API_PORT (K3s's, in that file), API_ENDPOINT (the mesh's address
-# of the API), PUT_PARAMETER (the `aws ssm put-parameter` argv without --value).
+## Copies the admin kubeconfig to SSM (SecureString) with the API address the mesh uses instead of
+## 127.0.0.1, so it is readable without SSH. Runs at every boot: K3s renews client certificates on restart.
+## The value goes through a 0600 temp file (file://), never the command line.
+## Header: KUBECONFIG_PATH (written by K3s), API_PORT (K3s's, in that file), API_ENDPOINT (the mesh's address
+## of the API), PUT_PARAMETER (the `aws ssm put-parameter` argv without --value).
 for _ in $(seq 1 150); do
     if [ -s "${KUBECONFIG_PATH:?}" ]; then
         break

@@ -1,8 +1,8 @@
 #!/bin/bash
 set -euo pipefail
 # Usage: ssm-get.sh REGION PARAMETER_NAME DEST
-# Reads a (SecureString) parameter with the instance role and writes its value to DEST, mode 0600.
-# Retries for ~10 minutes: instance-profile credentials and the parameter itself can lag the boot.
+## Reads a (SecureString) parameter with the instance role and writes its value to DEST, mode 0600.
+## Retries for ~10 minutes: instance-profile credentials and the parameter itself can lag the boot.
 region="$1"
 name="$2"
 dest="$3"

@@ -1,9 +1,9 @@
 #!/bin/bash
 set -euo pipefail
-# Installs the pinned vLLM into its own virtualenv for the `vllm` user, writes the Hugging Face token (when
-# the node has one) into a root-only EnvironmentFile, and starts the vLLM unit.
-# Header: VENV, VLLM_VERSION, HF_HOME, VLLM_UNIT; with a token also ENV_FILE, HF_TOKEN_FILE and HF_FETCH (the
-# argv of the secret store's fetch script that writes the token to HF_TOKEN_FILE).
+## Installs the pinned vLLM into its own virtualenv for the `vllm` user, writes the Hugging Face token (when
+## the node has one) into a root-only EnvironmentFile, and starts the vLLM unit.
+## Header: VENV, VLLM_VERSION, HF_HOME, VLLM_UNIT; with a token also ENV_FILE, HF_TOKEN_FILE and HF_FETCH (the
+## argv of the secret store's fetch script that writes the token to HF_TOKEN_FILE).
 if ! id -u vllm >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/lmrun/vllm --create-home --shell /usr/sbin/nologin vllm
 fi

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Usage: bootstrap.sh [WIREGUARD_CONFIG]  (default: CONFIG_PATH above)
-# Turns a Linux machine into a WireGuard gateway: forwarding on, config installed, tunnel up. Contains no
-# secrets; the config file it installs does. Re-running it applies a changed (rotated) config.
-# Header: IFACE, CONFIG_PATH (relative to this script's folder when CONFIG_NEXT_TO_SCRIPT=1),
-# INSTALL_PACKAGES (1: install wireguard-tools when wg-quick is missing).
+# Contains no secrets; the config file it installs does.
+## Turns a Linux machine into a WireGuard gateway: forwarding on, config installed, tunnel up; re-running it
+## applies a changed (rotated) config.
+## Header: IFACE, CONFIG_PATH (relative to this script's folder when CONFIG_NEXT_TO_SCRIPT=1),
+## INSTALL_PACKAGES (1: install wireguard-tools when wg-quick is missing).
 set -euo pipefail
 
 iface="${IFACE:?}"

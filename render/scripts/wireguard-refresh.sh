@@ -1,8 +1,7 @@
 #!/bin/bash
 set -euo pipefail
-# Fetches the gateway's WireGuard config from its secret store; applies it (wireguard-bootstrap.sh) only
-# when it differs from the installed one, so the tunnel restarts only for a changed config.
-# Header: FETCH_CONFIG (the argv of the secret store's fetch script, writing the config to FETCHED), FETCHED.
+# Fetches the gateway's WireGuard config; applies it only when it differs from the installed one.
+## Header: FETCH_CONFIG (the argv of the secret store's fetch script, writing the config to FETCHED), FETCHED.
 "${FETCH_CONFIG[@]}"
 if cmp -s "${FETCHED:?}" /etc/wireguard/wg0.conf; then
     rm -f "$FETCHED"
