@@ -32,7 +32,10 @@ to publish it), and their refresher (``parameter_store="gcp"``) reads it with ``
 
 Backups: the SQLite snapshot uses Python's ``sqlite3`` backup API (the same online-backup API as the
 ``sqlite3`` CLI's ``.backup``). Stock Ubuntu and Amazon Linux images do not ship the ``sqlite3`` CLI, while
-Python >= 3.11 is always on the node because Phoenix itself needs it; so the scripts never depend on the CLI.
+Python >= 3.11 is always on the node because Phoenix itself needs it; so the scripts never depend on the CLI
+(the Python steps are ``phoenix_sqlite.py`` and ``phoenix_key_request.py``, written next to the scripts).
+
+The scripts and helpers are files under ``render/scripts/`` (:mod:`lmrun.render.script_files`).
 """
 
 from __future__ import annotations
