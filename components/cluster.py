@@ -239,7 +239,8 @@ class Cluster(pulumi.ComponentResource):
                 name=e.name,
                 app_port=e.app_port,
                 node_port=e.node_port,
-                nodes=e.replicas,
+                # Labelled replicas are found by their serves.lmrun.io label, the others by their node name.
+                pinned_nodes=() if e.labelled else e.replicas,
                 probe=e.probe,
                 probe_path=e.probe_path,
             )
@@ -248,7 +249,12 @@ class Cluster(pulumi.ComponentResource):
         if services:
             ports = NodePorts(
                 f"{name}-ports",
-                args={"services": services, "kubeconfig": self.server.kubeconfig},
+                args={
+                    "services": services,
+                    "kubeconfig": self.server.kubeconfig,
+                    # The cluster lives on the server's state volume: a new kubeconfig is the same cluster.
+                    "cluster_identifier": self.server.state_volume_id,
+                },
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.node_ports = ports.node_ports
@@ -298,6 +304,7 @@ class Cluster(pulumi.ComponentResource):
             node_name=node.name,
             region=node.region,
             gpu=node.gpu,
+            serves=(node.service,),
             k3s_version=k3s_version,
         )
         vllm = VllmConfig(

@@ -5,8 +5,12 @@
 - Cluster state on its own encrypted EBS volume, protected and retained, attached at a stable device:
   changing the AMI or instance type replaces the instance, never the volume.
 - The join token is a generated secret stored as an SSM SecureString; the instance reads it by name with
-  its role. The admin kubeconfig comes back the same way (the server publishes it; a readiness gate on the
-  operator's machine waits for it), so nothing needs SSH.
+  its role. Pulumi's kubeconfig comes back the same way, so nothing needs SSH: the server publishes the
+  kubeconfig of the ``lmrun-deployer`` ServiceAccount (a token that does not expire, allowed only the
+  Services and DaemonSets of the mesh's namespace; the admin kubeconfig never leaves the server), and a
+  readiness gate on the operator's machine waits for it. The gate reads the parameter again whenever its
+  version changes (a rotated token, a new API address), so the credential in Pulumi's state never goes
+  stale silently.
 - The API (6443) is open to the mesh through the mesh security group, and to ``operator_cidrs`` only
   through a security group of its own (none by default: closed to the internet).
 """
@@ -113,7 +117,7 @@ class K3sServer(pulumi.ComponentResource):
             type="SecureString",
             tier="Intelligent-Tiering",
             value=PARAMETER_PLACEHOLDER,
-            description="K3s admin kubeconfig, published by the server at every boot",
+            description="kubeconfig of the lmrun-deployer ServiceAccount (Pulumi's), published by the K3s server",
             tags=with_name(tags, f"{name}-kubeconfig"),
             # The server owns the value; Pulumi only creates (and deletes) the parameter.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
@@ -122,7 +126,8 @@ class K3sServer(pulumi.ComponentResource):
         identity = InstanceRole(
             f"{name}-identity",
             args={
-                "reads": [token_parameter.arn, *(addon["reads"] if addon else [])],
+                # The server reads the kubeconfig parameter to publish only when the kubeconfig changed.
+                "reads": [token_parameter.arn, kubeconfig_parameter.arn, *(addon["reads"] if addon else [])],
                 "writes": [kubeconfig_parameter.arn, *(addon["writes"] if addon else [])],
                 "statements": list(addon["statements"]) if addon else [],
                 "tags": tags,
@@ -198,6 +203,14 @@ class K3sServer(pulumi.ComponentResource):
             )
 
         server_url = None if public_ip is None else public_ip.apply(lambda ip: f"https://{ip}:{API_PORT}")
+        # The parameter's current version, read on every run once the parameter exists (its ARN is unknown
+        # until then, which keeps the lookup from failing on the first preview). The server writes a new
+        # version only when the kubeconfig changes, and then the gate below runs again.
+        published = aws.ssm.get_parameter_output(
+            name=kubeconfig_parameter.arn.apply(lambda _: paths.kubeconfig),
+            with_decryption=False,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
         gate = command.local.Command(
             f"{name}-kubeconfig-gate",
             create=pulumi.Output.from_input(server_url).apply(
@@ -205,8 +218,8 @@ class K3sServer(pulumi.ComponentResource):
             ),
             interpreter=["/bin/sh", "-c"],
             logging=command.local.Logging.NONE,
-            # A new instance publishes a new kubeconfig (fresh client certificates on its first boot).
-            triggers=[instance.id],
+            # A new server instance, or a new version of the parameter, means reading the kubeconfig again.
+            triggers=[instance.id, published.version.apply(str)],
             opts=pulumi.ResourceOptions(
                 parent=self, additional_secret_outputs=["stdout"], depends_on=[kubeconfig_parameter]
             ),

@@ -36,6 +36,8 @@ address is not fixed stands for every address of every subnet it can launch in.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -75,8 +77,10 @@ GCP_FIREWALL = "gcp:compute/firewall:Firewall"
 GCP_INSTANCE = "gcp:compute/instance:Instance"
 GCP_SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
 K8S_SERVICE = "kubernetes:core/v1:Service"
-K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+K8S_DAEMONSET = "kubernetes:apps/v1:DaemonSet"
+GCP_INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 NODE_LABEL = "lmrun.io/node"
+_NODE_LABEL_FLAG = re.compile(r"--node-label '?([A-Za-z0-9./_-]+)=([A-Za-z0-9._-]*)'?")
 
 
 @dataclass(frozen=True)
@@ -589,8 +593,29 @@ class Fabric:
             if subnet_vpc == vpc
         ]
 
+    def registered_labels(self) -> dict[str, dict[str, str]]:
+        """``lmrun.io/node`` name -> the labels the machine registers with K3s (the ``--node-label`` flags in
+        its recorded user data: instances, launch templates, GCP instance templates)."""
+        found: dict[str, dict[str, str]] = {}
+        for resource in self.recording.resources:
+            if resource.type == INSTANCE:
+                text = str(resource.inputs.get("userData") or "")
+            elif resource.type == LAUNCH_TEMPLATE:
+                try:
+                    text = base64.b64decode(str(resource.inputs.get("userData") or "")).decode()
+                except (binascii.Error, UnicodeDecodeError):
+                    continue
+            elif resource.type == GCP_INSTANCE_TEMPLATE:
+                text = str((resource.inputs.get("metadata") or {}).get("user-data") or "")
+            else:
+                continue
+            labels = dict(_NODE_LABEL_FLAG.findall(text))
+            if NODE_LABEL in labels:
+                found.setdefault(labels[NODE_LABEL], {}).update(labels)
+        return found
+
     def replicas(self, service: str) -> list[Host] | str:
-        """Every replica of a service (its readiness Deployments' nodes), or why none can be placed."""
+        """Every replica of a service (the nodes its readiness DaemonSet selects), or why none can be placed."""
         if service == K3S_API:
             servers = [i for i in self.instances if self._tag(i, "lmrun:role") == "k3s-server"]
             hosts = [h for s in servers for h in self._aws_instance_hosts(s, str(self._tag(s, "lmrun:region")), s.name)]
@@ -603,18 +628,29 @@ class Fabric:
         if not services:
             return f"no Kubernetes Service lmrun-svc-{service} is recorded"
         selector = (services[0].inputs.get("spec") or {}).get("selector") or {}
+        registered = self.registered_labels()
         nodes: list[str] = []
-        for deployment in self.recording.resources:
-            if deployment.type != K8S_DEPLOYMENT:
+        for daemonset in self.recording.resources:
+            if daemonset.type != K8S_DAEMONSET:
                 continue
-            template = ((deployment.inputs.get("spec") or {}).get("template")) or {}
+            template = ((daemonset.inputs.get("spec") or {}).get("template")) or {}
             labels = (template.get("metadata") or {}).get("labels") or {}
-            if selector and all(labels.get(k) == v for k, v in selector.items()):
-                node = ((template.get("spec") or {}).get("nodeSelector") or {}).get(NODE_LABEL)
-                if node:
-                    nodes.append(str(node))
+            if not (selector and all(labels.get(k) == v for k, v in selector.items())):
+                continue
+            affinity = ((template.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+            required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+            for term in required.get("nodeSelectorTerms") or []:
+                expressions = term.get("matchExpressions") or []
+                named = {str(v) for e in expressions if e.get("key") == NODE_LABEL for v in e.get("values") or []}
+                for node in sorted(set(registered) | named):
+                    node_labels = registered.get(node, {NODE_LABEL: node})
+                    if expressions and all(
+                        e.get("operator") == "In" and node_labels.get(str(e.get("key"))) in (e.get("values") or [])
+                        for e in expressions
+                    ):
+                        nodes.append(node)
         if not nodes:
-            return f"no Deployment pinned to a node (nodeSelector {NODE_LABEL}) backs Service lmrun-svc-{service}"
+            return f"no readiness DaemonSet of Service lmrun-svc-{service} selects a recorded machine"
         hosts = []
         for node in sorted(set(nodes)):
             placed = self.machine_hosts(node)

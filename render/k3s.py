@@ -1,8 +1,11 @@
 """K3s bootstrap as cloud-init: the server in the main region and the agents on every other VM.
 
-No secret ever appears in the rendered text. The join token and the admin kubeconfig travel through SSM
+No secret ever appears in the rendered text. The join token and Pulumi's kubeconfig travel through SSM
 Parameter Store (SecureString): the VM reads the token by parameter *name* with its instance role at boot,
-and the server writes the kubeconfig back to a parameter so Pulumi can read it without SSH. Agents in GCP
+and the server writes a kubeconfig back to a parameter so Pulumi can read it without SSH. That kubeconfig
+is the ``lmrun-deployer`` ServiceAccount's (a token that does not expire, allowed only the Services and
+DaemonSets of the mesh's namespace, :func:`lmrun.render.kubernetes.deployer_manifests`); the admin
+kubeconfig never leaves the server. Agents in GCP
 sites (``parameter_store="gcp"``) read the token from GCP Secret Manager by secret id instead
 (:mod:`lmrun.render.gcp`).
 
@@ -19,10 +22,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lmrun.domain.names import LABEL_GPU, LABEL_NODE, LABEL_REGION, SERVER_NODE
+from lmrun.domain.names import (
+    LABEL_GPU,
+    LABEL_NODE,
+    LABEL_REGION,
+    SERVER_NODE,
+    SERVES_LABEL_PREFIX,
+    serves_label,
+)
 from lmrun.domain.ports import K3S_API_PORT
 from lmrun.domain.versions import K3S_VERSION
-from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
+from lmrun.render.cloudinit import (
+    SCRIPT_DIR,
+    WriteFile,
+    cloud_config,
+    command_script,
+    systemd_unit,
+    vm_helper,
+    vm_script,
+)
 from lmrun.render.gcp import (
     GCP_SECRET_GET_SCRIPT,
     check_gcp_project,
@@ -30,6 +48,7 @@ from lmrun.render.gcp import (
     check_secret_id,
     secret_get_argv,
 )
+from lmrun.render.kubernetes import DEPLOYER, DEPLOYER_TOKEN_SECRET, NAMESPACE, deployer_manifests, to_json_list
 
 ParameterStore = Literal["ssm", "gcp"]
 """Where a VM reads its secrets at boot: AWS SSM Parameter Store or GCP Secret Manager."""
@@ -41,7 +60,20 @@ K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
 TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
 """Where the join token fetched from SSM is kept (0600, root) for ``--token-file``."""
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
+"""The admin kubeconfig K3s writes (0600, root); it stays on the server."""
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
+DEPLOYER_MANIFEST = f"{SCRIPT_DIR}/lmrun-deployer.json"
+"""The deployer's namespace, ServiceAccount, token Secret, Role and RoleBinding, applied at every boot."""
+SERVER_KUBECTL = ("k3s", "kubectl")
+"""kubectl on the server, as root (it reads the admin kubeconfig)."""
+NODE_REAPER_UNIT = "lmrun-node-reaper.service"
+NODE_REAPER_TIMER = "lmrun-node-reaper.timer"
+NODE_REAPER_EVERY = "2min"
+"""How often the server removes the Nodes of VMs that are gone."""
+NODE_NOT_READY_LIMIT_SECONDS = 6 * 3600
+"""A node NotReady this long is removed even when no replacement rejoined (a VM removed from the stack, a
+replacement that never found capacity). Long on purpose: a kubelet re-registers only when it restarts, so a
+VM cut off by a longer outage rejoins only after a reboot or a ``systemctl restart k3s-agent``."""
 
 _SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -104,7 +136,7 @@ class K3sServerConfig:
     token_parameter: str
     """SecureString parameter holding the cluster join token."""
     kubeconfig_parameter: str
-    """SecureString parameter the server writes its admin kubeconfig to."""
+    """SecureString parameter the server writes the deployer's kubeconfig to (for Pulumi)."""
     state_device_name: str = "/dev/sdf"
     """Device name the state volume is attached at."""
     state_volume_id: str | None = None
@@ -172,6 +204,9 @@ class K3sAgentConfig:
     node_ip: str | None = None
     """Pin the node IP K3s advertises; None lets K3s pick the primary interface's address."""
     extra_labels: tuple[tuple[str, str], ...] = field(default=())
+    serves: tuple[str, ...] = ()
+    """Services this VM is a replica of: it registers ``serves.lmrun.io/<service>=true`` for each, which is what
+    the services' readiness proxies select (:mod:`lmrun.render.kubernetes`)."""
     k3s_version: str = K3S_VERSION
     parameter_store: ParameterStore = "ssm"
     """``"ssm"``: the token is an SSM parameter in ``ssm_region``; ``"gcp"``: a Secret Manager secret of
@@ -195,8 +230,10 @@ class K3sAgentConfig:
         for key, value in self.extra_labels:
             _check(bool(_LABEL_KEY.match(key)), "extra_labels", key, "a Kubernetes label key")
             check_label_value("extra_labels", value)
-            if key in (LABEL_NODE, LABEL_GPU, LABEL_REGION):
+            if key in (LABEL_NODE, LABEL_GPU, LABEL_REGION) or key.startswith(SERVES_LABEL_PREFIX):
                 raise ValueError(f"extra_labels: {key!r} is set by lmrun itself")
+        for service in self.serves:
+            _check(bool(_LABEL_KEY.match(serves_label(service))), "serves", service, "a service name")
         _check_version(self.k3s_version)
 
     @property
@@ -205,6 +242,7 @@ class K3sAgentConfig:
         if self.gpu is not None:
             labels[LABEL_GPU] = self.gpu
         labels.update(dict(self.extra_labels))
+        labels.update({serves_label(service): "true" for service in sorted(self.serves)})
         return labels
 
 
@@ -238,28 +276,23 @@ MOUNT_VOLUME_SCRIPT = vm_script("mount-volume.sh")
 
 
 def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
-    put = [
-        "aws",
-        "ssm",
-        "put-parameter",
-        "--region",
-        cfg.ssm_region,
-        "--name",
-        cfg.kubeconfig_parameter,
-        "--type",
-        "SecureString",
-        "--overwrite",
-        "--tier",
-        "Intelligent-Tiering",
-    ]
+    parameter = ["--region", cfg.ssm_region, "--name", cfg.kubeconfig_parameter]
+    get = ["aws", "ssm", "get-parameter", *parameter, "--with-decryption"]
+    get += ["--query", "Parameter.Value", "--output", "text"]
+    put = ["aws", "ssm", "put-parameter", *parameter, "--type", "SecureString", "--overwrite"]
+    put += ["--tier", "Intelligent-Tiering"]
     if cfg.kubeconfig_kms_key_id is not None:
         put += ["--key-id", cfg.kubeconfig_kms_key_id]
     return vm_script(
         "publish-kubeconfig.sh",
         {
-            "KUBECONFIG_PATH": KUBECONFIG_PATH,
-            "API_PORT": API_PORT,
+            "KUBECTL": SERVER_KUBECTL,
+            "MANIFEST": DEPLOYER_MANIFEST,
+            "NAMESPACE": NAMESPACE,
+            "ACCOUNT": DEPLOYER,
+            "TOKEN_SECRET": DEPLOYER_TOKEN_SECRET,
             "API_ENDPOINT": cfg.api_endpoint,
+            "GET_PARAMETER": get,
             "PUT_PARAMETER": put,
         },
     )
@@ -269,7 +302,7 @@ def publish_kubeconfig_unit() -> WriteFile:
     unit = systemd_unit(
         {
             "Unit": [
-                ("Description", "Publish the K3s admin kubeconfig to SSM Parameter Store"),
+                ("Description", "Publish the lmrun-deployer kubeconfig to SSM Parameter Store"),
                 ("After", "k3s.service network-online.target"),
                 ("Wants", "network-online.target"),
                 ("Requires", "k3s.service"),
@@ -284,6 +317,35 @@ def publish_kubeconfig_unit() -> WriteFile:
         }
     )
     return WriteFile(f"/etc/systemd/system/{PUBLISH_KUBECONFIG_UNIT}", unit)
+
+
+def node_reaper_files(not_ready_limit_seconds: int = NODE_NOT_READY_LIMIT_SECONDS) -> list[WriteFile]:
+    """``node-reaper.sh``, its helper, and the service and timer that run it on the server."""
+    if not_ready_limit_seconds <= 0:
+        raise ValueError(f"not_ready_limit_seconds: {not_ready_limit_seconds} must be positive")
+    script = vm_script(
+        "node-reaper.sh",
+        {"KUBECTL": SERVER_KUBECTL, "LABEL": LABEL_NODE, "MAX_NOT_READY": not_ready_limit_seconds},
+    )
+    service = systemd_unit(
+        {
+            "Unit": [("Description", "Remove the K3s Nodes of mesh VMs that are gone"), ("Requires", "k3s.service")],
+            "Service": [("Type", "oneshot"), ("ExecStart", f"{SCRIPT_DIR}/node-reaper.sh")],
+        }
+    )
+    timer = systemd_unit(
+        {
+            "Unit": [("Description", f"Remove gone mesh Nodes every {NODE_REAPER_EVERY}")],
+            "Timer": [("OnBootSec", "5min"), ("OnUnitActiveSec", NODE_REAPER_EVERY), ("Unit", NODE_REAPER_UNIT)],
+            "Install": [("WantedBy", "timers.target")],
+        }
+    )
+    return [
+        script,
+        vm_helper("node_reaper.py"),
+        WriteFile(f"/etc/systemd/system/{NODE_REAPER_UNIT}", service),
+        WriteFile(f"/etc/systemd/system/{NODE_REAPER_TIMER}", timer),
+    ]
 
 
 def server_flags(cfg: K3sServerConfig) -> list[str]:
@@ -328,15 +390,17 @@ def server_files(cfg: K3sServerConfig) -> list[WriteFile]:
             "MOUNT_STATE": [f"{SCRIPT_DIR}/mount-volume.sh", *mount],
             "FETCH_TOKEN": [f"{SCRIPT_DIR}/ssm-get.sh", cfg.ssm_region, cfg.token_parameter, TOKEN_FILE],
             "INSTALL_K3S": [f"{SCRIPT_DIR}/k3s-install.sh", cfg.k3s_version, "server", *server_flags(cfg)],
-            "PUBLISH_UNIT": PUBLISH_KUBECONFIG_UNIT,
+            "UNITS": [PUBLISH_KUBECONFIG_UNIT, NODE_REAPER_TIMER],
         },
     )
     return [
         SSM_GET_SCRIPT,
         MOUNT_VOLUME_SCRIPT,
         K3S_INSTALL_SCRIPT,
+        WriteFile(DEPLOYER_MANIFEST, to_json_list(deployer_manifests())),
         _publish_kubeconfig_script(cfg),
         publish_kubeconfig_unit(),
+        *node_reaper_files(),
         bootstrap,
     ]
 

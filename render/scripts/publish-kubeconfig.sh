@@ -1,23 +1,55 @@
 #!/bin/bash
 set -euo pipefail
-## Copies the admin kubeconfig to SSM (SecureString) with the API address the mesh uses instead of
-## 127.0.0.1, so it is readable without SSH. Runs at every boot: K3s renews client certificates on restart.
-## The value goes through a 0600 temp file (file://), never the command line.
-## Header: KUBECONFIG_PATH (written by K3s), API_PORT (K3s's, in that file), API_ENDPOINT (the mesh's address
-## of the API), PUT_PARAMETER (the `aws ssm put-parameter` argv without --value).
+## Publishes the kubeconfig Pulumi uses to SSM (SecureString), so it is readable without SSH: not the admin
+## one (that stays on the server, 0600) but the lmrun-deployer ServiceAccount's, whose Role allows only the
+## Services and DaemonSets of the mesh's namespace. Applies MANIFEST (namespace, ServiceAccount, its token
+## Secret, Role, RoleBinding) once the API answers, waits for the token, and writes the parameter only when
+## the kubeconfig differs from the published one: the parameter's version changes exactly when the
+## credential does (a new token after the Secret was deleted, a new API address), which is when the
+## operator-side gate reads it again. Runs at every boot. The token goes through a 0600 temp file
+## (file://), never a command line.
+## Header: KUBECTL (argv of kubectl as root on the server), MANIFEST (the deployer's objects, a JSON List),
+## NAMESPACE, ACCOUNT and TOKEN_SECRET (the deployer's names), API_ENDPOINT (the mesh's address of the API),
+## GET_PARAMETER (`aws ssm get-parameter ... --query Parameter.Value --output text`), PUT_PARAMETER (the
+## `aws ssm put-parameter` argv without --value).
+secret=("${KUBECTL[@]}" --namespace "${NAMESPACE:?}" get secret "${TOKEN_SECRET:?}" -o)
+token=""
 for _ in $(seq 1 150); do
-    if [ -s "${KUBECONFIG_PATH:?}" ]; then
-        break
+    if "${KUBECTL[@]}" apply -f "${MANIFEST:?}" >/dev/null; then
+        token="$("${secret[@]}" 'jsonpath={.data.token}' || true)"
+        [ -n "$token" ] && break
     fi
     sleep 2
 done
-if [ ! -s "$KUBECONFIG_PATH" ]; then
-    echo "lmrun: $KUBECONFIG_PATH never appeared" >&2
+if [ -z "$token" ]; then
+    echo "lmrun: no token in $NAMESPACE/$TOKEN_SECRET" >&2
     exit 1
 fi
+ca="$("${secret[@]}" 'jsonpath={.data.ca\.crt}')"
 umask 077
 tmp="$(mktemp)"
 trap 'rm -f "$tmp"' EXIT
-sed "s#https://127.0.0.1:${API_PORT:?}#${API_ENDPOINT:?}#" "$KUBECONFIG_PATH" >"$tmp"
+cat >"$tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: lmrun
+  cluster:
+    server: ${API_ENDPOINT:?}
+    certificate-authority-data: $ca
+users:
+- name: ${ACCOUNT:?}
+  user:
+    token: $(printf '%s' "$token" | base64 -d)
+contexts:
+- name: lmrun
+  context: {cluster: lmrun, user: $ACCOUNT, namespace: $NAMESPACE}
+current-context: lmrun
+EOF
+published="$("${GET_PARAMETER[@]}" 2>/dev/null || true)"
+if [ "$published" = "$(cat "$tmp")" ]; then
+    echo "lmrun: kubeconfig unchanged" >&2
+    exit 0
+fi
 "${PUT_PARAMETER[@]}" --value "file://$tmp" >/dev/null
-echo "lmrun: kubeconfig published" >&2
+echo "lmrun: deployer kubeconfig published" >&2
