@@ -250,6 +250,69 @@ def security_group_rules(resources: Iterable[RecordedResource]) -> Iterator[tupl
                         yield direction, f"{resource.name}-id", f"{resource.name}.{direction}[{index}]", inputs
 
 
+def registered_labels(recording: Recording) -> dict[str, dict[str, str]]:
+    """``lmrun.io/node`` name -> the labels the machine registers with K3s (the ``--node-label`` flags in its
+    recorded user data: instances, launch templates, GCP instance templates)."""
+    found: dict[str, dict[str, str]] = {}
+    for resource in recording.resources:
+        if resource.type == INSTANCE:
+            text = str(resource.inputs.get("userData") or "")
+        elif resource.type == LAUNCH_TEMPLATE:
+            try:
+                text = base64.b64decode(str(resource.inputs.get("userData") or "")).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+        elif resource.type == GCP_INSTANCE_TEMPLATE:
+            text = str((resource.inputs.get("metadata") or {}).get("user-data") or "")
+        else:
+            continue
+        labels = dict(_NODE_LABEL_FLAG.findall(text))
+        if NODE_LABEL in labels:
+            found.setdefault(labels[NODE_LABEL], {}).update(labels)
+    return found
+
+
+def proxy_nodes(recording: Recording, pod_selector: Mapping[str, Any]) -> list[str]:
+    """The machines (``lmrun.io/node`` names) where the readiness DaemonSets whose pods ``pod_selector``
+    selects run a proxy: the DaemonSets' node-affinity terms against the labels each machine registers (a
+    term naming ``lmrun.io/node`` values also stands for machines whose user data is not recorded)."""
+    registered = registered_labels(recording)
+    nodes: set[str] = set()
+    for daemonset in recording.resources:
+        if daemonset.type != K8S_DAEMONSET:
+            continue
+        template = ((daemonset.inputs.get("spec") or {}).get("template")) or {}
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        if not (pod_selector and all(labels.get(k) == v for k, v in pod_selector.items())):
+            continue
+        affinity = ((template.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+        required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+        for term in required.get("nodeSelectorTerms") or []:
+            expressions = term.get("matchExpressions") or []
+            named = {str(v) for e in expressions if e.get("key") == NODE_LABEL for v in e.get("values") or []}
+            for node in set(registered) | named:
+                node_labels = registered.get(node, {NODE_LABEL: node})
+                if expressions and all(
+                    e.get("operator") == "In" and node_labels.get(str(e.get("key"))) in (e.get("values") or [])
+                    for e in expressions
+                ):
+                    nodes.add(node)
+    return sorted(nodes)
+
+
+def service_replicas(recording: Recording) -> dict[str, list[str]]:
+    """Service name (a Service's ``lmrun.io/service`` label) -> the machines its readiness proxies run on."""
+    out: dict[str, list[str]] = {}
+    for service in recording.resources:
+        if service.type != K8S_SERVICE:
+            continue
+        name = ((service.inputs.get("metadata") or {}).get("labels") or {}).get("lmrun.io/service")
+        selector = (service.inputs.get("spec") or {}).get("selector") or {}
+        if isinstance(name, str):
+            out[name] = proxy_nodes(recording, selector)
+    return out
+
+
 class Fabric:
     """The recorded network, indexed by mock id (``<name>-id``)."""
 
@@ -593,27 +656,6 @@ class Fabric:
             if subnet_vpc == vpc
         ]
 
-    def registered_labels(self) -> dict[str, dict[str, str]]:
-        """``lmrun.io/node`` name -> the labels the machine registers with K3s (the ``--node-label`` flags in
-        its recorded user data: instances, launch templates, GCP instance templates)."""
-        found: dict[str, dict[str, str]] = {}
-        for resource in self.recording.resources:
-            if resource.type == INSTANCE:
-                text = str(resource.inputs.get("userData") or "")
-            elif resource.type == LAUNCH_TEMPLATE:
-                try:
-                    text = base64.b64decode(str(resource.inputs.get("userData") or "")).decode()
-                except (binascii.Error, UnicodeDecodeError):
-                    continue
-            elif resource.type == GCP_INSTANCE_TEMPLATE:
-                text = str((resource.inputs.get("metadata") or {}).get("user-data") or "")
-            else:
-                continue
-            labels = dict(_NODE_LABEL_FLAG.findall(text))
-            if NODE_LABEL in labels:
-                found.setdefault(labels[NODE_LABEL], {}).update(labels)
-        return found
-
     def replicas(self, service: str) -> list[Host] | str:
         """Every replica of a service (the nodes its readiness DaemonSet selects), or why none can be placed."""
         if service == K3S_API:
@@ -628,27 +670,7 @@ class Fabric:
         if not services:
             return f"no Kubernetes Service lmrun-svc-{service} is recorded"
         selector = (services[0].inputs.get("spec") or {}).get("selector") or {}
-        registered = self.registered_labels()
-        nodes: list[str] = []
-        for daemonset in self.recording.resources:
-            if daemonset.type != K8S_DAEMONSET:
-                continue
-            template = ((daemonset.inputs.get("spec") or {}).get("template")) or {}
-            labels = (template.get("metadata") or {}).get("labels") or {}
-            if not (selector and all(labels.get(k) == v for k, v in selector.items())):
-                continue
-            affinity = ((template.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
-            required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-            for term in required.get("nodeSelectorTerms") or []:
-                expressions = term.get("matchExpressions") or []
-                named = {str(v) for e in expressions if e.get("key") == NODE_LABEL for v in e.get("values") or []}
-                for node in sorted(set(registered) | named):
-                    node_labels = registered.get(node, {NODE_LABEL: node})
-                    if expressions and all(
-                        e.get("operator") == "In" and node_labels.get(str(e.get("key"))) in (e.get("values") or [])
-                        for e in expressions
-                    ):
-                        nodes.append(node)
+        nodes = proxy_nodes(self.recording, selector)
         if not nodes:
             return f"no readiness DaemonSet of Service lmrun-svc-{service} selects a recorded machine"
         hosts = []

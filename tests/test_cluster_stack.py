@@ -24,7 +24,9 @@ from lmrun.mock_engine import (
     plain_strings,
 )
 from lmrun.offline import PlanReport, plan_stack
-from lmrun.render.cloudinit import shell_scripts
+from lmrun.reachability import registered_labels, service_replicas
+from lmrun.render.cloudinit import shell_scripts, written_files
+from lmrun.render.kubernetes import matching_services
 from tests.conftest import ROOT, plan, stack_config
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
@@ -163,7 +165,11 @@ def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -
 
 def test_ami_lookups_use_the_output_form_with_the_region_provider() -> None:
     recording = plan("global").recording
-    lookups = sorted((call.args["name"], call.provider.split("::")[-2]) for call in recording.calls)
+    lookups = sorted(
+        (call.args["name"], call.provider.split("::")[-2])
+        for call in recording.calls
+        if call.args["name"].startswith("/aws/service/")
+    )
     assert lookups == sorted(
         [
             ("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", "mesh-aws-us-east-1"),
@@ -279,7 +285,7 @@ def test_every_kubernetes_object_passes_kubernetes_validate_strict(tmp_path: Pat
     objects = [
         r.inputs for r in plan("global").recording.resources if r.type.startswith("kubernetes:") and not r.is_provider
     ]
-    assert {o["kind"] for o in objects} == {"Namespace", "Service", "Deployment"}
+    assert {o["kind"] for o in objects} == {"Service", "DaemonSet"}  # the namespace is the server's
     path = tmp_path / "objects.yaml"
     path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
     result = assert_kubernetes_valid(path, KUBERNETES_VERSION)
@@ -291,17 +297,65 @@ def test_two_replicas_share_one_node_port_and_only_ready_ones_get_traffic() -> N
     service = recording.named("mesh-cluster-ports-svc-qwen").inputs
     assert service["spec"]["ports"][0]["nodePort"] == 30080
     assert service["spec"]["externalTrafficPolicy"] == "Cluster"
-    proxies = [r for r in recording.resources if r.name.startswith("mesh-cluster-ports-ready-qwen-qwen-")]
-    assert sorted(p.name for p in proxies) == [
-        "mesh-cluster-ports-ready-qwen-qwen-use2",
-        "mesh-cluster-ports-ready-qwen-qwen-usw2",
+    proxies = [r for r in recording.by_type("kubernetes:apps/v1:DaemonSet") if r.name.endswith("-qwen")]
+    assert [p.name for p in proxies] == ["mesh-cluster-ports-proxy-qwen"]  # one for every replica
+    pod = proxies[0].inputs["spec"]["template"]
+    assert pod["metadata"]["labels"]["app"] == service["spec"]["selector"]["app"]
+    assert pod["spec"]["hostNetwork"] is True
+    assert pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v1/models"
+    # The replicas are the VMs that register serves.lmrun.io/qwen at join: both GPU nodes of the service.
+    assert service_replicas(recording)["qwen"] == ["qwen-use2", "qwen-usw2"]
+    for node in ("qwen-use2", "qwen-usw2"):
+        bootstrap = written_files(_user_data(recording.named(f"mesh-cluster-node-{node}-lt")))
+        assert "--node-label serves.lmrun.io/qwen=true" in bootstrap["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
+
+
+def _objects(report: PlanReport) -> list[RecordedResource]:
+    return [r for r in report.recording.resources if r.type.startswith("kubernetes:") and not r.is_provider]
+
+
+@pytest.mark.parametrize("stack", ["dev", "global"])
+def test_pulumi_up_waits_for_no_kubernetes_object(stack: str) -> None:
+    """A Service waits for ready endpoints and a DaemonSet for ready pods, i.e. for the model to download and
+    load (far beyond the provider's 10-minute await): every object Pulumi creates carries skipAwait."""
+    objects = _objects(plan(stack))
+    assert objects
+    skip = "pulumi.com/skipAwait"
+    waiting = [o.name for o in objects if (o.inputs["metadata"].get("annotations") or {}).get(skip) != "true"]
+    assert not waiting, f"these objects make `pulumi up` wait on a workload: {waiting}"
+    assert not [o.name for o in objects if o.inputs.get("customTimeouts")]
+
+
+@pytest.mark.parametrize("stack", ["dev", "global"])
+def test_no_object_tolerates_every_taint(stack: str) -> None:
+    for resource in _objects(plan(stack)):
+        pod = ((resource.inputs.get("spec") or {}).get("template") or {}).get("spec") or {}
+        blanket = [t for t in pod.get("tolerations") or [] if "key" not in t]
+        assert not blanket, (resource.name, blanket)
+
+
+def test_every_replica_node_runs_the_proxies_of_its_services_and_no_others() -> None:
+    """What each recorded machine registers (its rendered --node-label flags) selects exactly the DaemonSets of
+    the services the plan puts on it; a machine claiming an undeclared service gets no proxy."""
+    report = plan("global", phoenix={"placement": "node"})
+    manifests = [r.inputs for r in _objects(report)]
+    registered = registered_labels(report.recording)
+    expected = {
+        "qwen-use2": ["lmrun-svc-qwen"],
+        "qwen-usw2": ["lmrun-svc-qwen"],
+        "phi-euw1": ["lmrun-svc-phi-euw1"],
+        "l4-gcp": ["lmrun-svc-qwen-gcp"],
+        "phoenix": ["lmrun-svc-phoenix-grpc", "lmrun-svc-phoenix-ui"],
+        "k3s-server": [],
+    }
+    assert {node: matching_services(manifests, labels) for node, labels in registered.items()} == expected
+    assert matching_services(manifests, {**registered["qwen-use2"], "serves.lmrun.io/ghost": "true"}) == [
+        "lmrun-svc-qwen"
     ]
-    for proxy in proxies:
-        pod = proxy.inputs["spec"]["template"]["spec"]
-        assert pod["hostNetwork"] is True
-        assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v1/models"
-    metrics = recording.named("mesh-cluster-ports-ready-gpu-metrics-qwen-use2").inputs["spec"]["template"]["spec"]
-    assert metrics["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": 9100, "scheme": "HTTP"}
+    assert matching_services(manifests, {"lmrun.io/node": "sky-1", "serves.lmrun.io/ghost": "true"}) == []
+    assert matching_services(manifests, {"lmrun.io/node": "sky-1", "serves.lmrun.io/qwen": "true"}) == [
+        "lmrun-svc-qwen"
+    ]
 
 
 def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
@@ -309,7 +363,6 @@ def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
     assert document["node_ports"] == {
         "qwen": 30080,
         "phi-euw1": 30081,
-        "gpu-metrics": 30300,
         "phoenix-ui": 30200,
         "phoenix-grpc": 30201,
         "qwen-gcp": 30082,
@@ -345,7 +398,7 @@ def test_adding_a_node_only_adds_resources() -> None:
 
 
 def test_adding_a_service_only_adds_resources() -> None:
-    services = yaml.safe_load((ROOT / "stacks" / "Pulumi.global.yaml").read_text())["config"]["lmrun:services"]
+    services = yaml.safe_load((ROOT / "stacks" / "Pulumi.global.yaml").read_text())["config"].get("lmrun:services", [])
     extra = {"name": "dcgm", "node": "phi-euw1", "appPort": 9400, "nodePort": 30301}
     before, after = _state(plan("global")), _state(plan("global", services=[*services, extra]))
     assert set(before) < set(after)
