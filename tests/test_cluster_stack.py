@@ -147,6 +147,53 @@ def _mocks_with_other_amis() -> RecordingMocks:
     return RecordingMocks(calls={"aws:ssm/getParameter:getParameter": other_ami}, computed=MESH_COMPUTED, ids=MESH_IDS)
 
 
+def _mocks_with_kubeconfig_version(version: int) -> RecordingMocks:
+    """The mesh's mocks, with the kubeconfig parameter at ``version`` (the server published it that often)."""
+
+    def get_parameter(args: dict[str, Any]) -> dict[str, Any]:
+        found = MESH_LOOKUPS["aws:ssm/getParameter:getParameter"](args)
+        return {**found, "version": version} if str(args["name"]).endswith("/k3s/kubeconfig") else found
+
+    return RecordingMocks(
+        calls={"aws:ssm/getParameter:getParameter": get_parameter}, computed=MESH_COMPUTED, ids=MESH_IDS
+    )
+
+
+def test_a_new_kubeconfig_version_reruns_the_gate_and_replaces_no_kubernetes_object() -> None:
+    """The credential in Pulumi's state is re-read whenever the server publishes a new one (the gate's triggers
+    hold the parameter's version, read on every run by a lookup with the main region's provider); the provider
+    keeps its cluster identity (the state volume), so no Service or DaemonSet is replaced for it."""
+    runs = {
+        version: plan_stack(ROOT, stack_config("dev"), preview=False, mocks=_mocks_with_kubeconfig_version(version))
+        for version in (2, 3)
+    }
+    gates = {version: report.recording.named("mesh-cluster-k3s-kubeconfig-gate") for version, report in runs.items()}
+    assert gates[2].inputs["triggers"][1] == "2" and gates[3].inputs["triggers"][1] == "3"
+    others = {
+        version: {r.urn: r.inputs for r in report.recording.resources if r.name != "mesh-cluster-k3s-kubeconfig-gate"}
+        for version, report in runs.items()
+    }
+    assert others[2] == others[3]  # a new credential changes nothing else
+    lookup = next(c for c in runs[2].recording.calls if c.args["name"] == "/lmrun/dev/k3s/kubeconfig")
+    assert lookup.provider.split("::")[-2] == "mesh-aws-us-east-1" and lookup.args["withDecryption"] is False
+    provider = runs[2].recording.named("mesh-cluster-ports-k8s")
+    assert provider.inputs["clusterIdentifier"] == f"vol-{hashlib.sha256(STATE_VOLUME.encode()).hexdigest()[:17]}"
+
+
+def test_pulumi_state_holds_the_deployer_kubeconfig_not_the_admin_one() -> None:
+    """What the gate reads is what the server publishes: the lmrun-deployer token's kubeconfig (the admin
+    kubeconfig, K3s's k3s.yaml with its 365-day client certificate, stays on the server)."""
+    server = plan("dev").recording.named(SERVER_INSTANCE)
+    files = written_files(server.inputs["userData"])
+    publish = files["/usr/local/lib/lmrun/publish-kubeconfig.sh"]
+    assert "/etc/rancher/k3s/k3s.yaml" not in publish
+    assert "ACCOUNT=lmrun-deployer" in publish and "TOKEN_SECRET=lmrun-deployer-token" in publish
+    deployer = json.loads(files["/usr/local/lib/lmrun/lmrun-deployer.json"])["items"]
+    assert [item["kind"] for item in deployer] == ["Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"]
+    parameter = plan("dev").recording.named("mesh-cluster-k3s-kubeconfig-parameter")
+    assert "lmrun-deployer" in parameter.inputs["description"]
+
+
 def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -> None:
     base = plan("global").recording
     changed = plan_stack(
@@ -404,6 +451,28 @@ def test_adding_a_service_only_adds_resources() -> None:
     assert set(before) < set(after)
     assert all(before[urn] == after[urn] for urn in before)
     assert all("dcgm" in urn for urn in set(after) - set(before))
+
+
+def test_a_new_replica_adds_its_label_and_changes_no_other_node_or_object() -> None:
+    nodes = _global_nodes()
+    extra = {**nodes[0], "name": "qwen-use2b", "region": "us-east-2"}
+    before, after = plan("global").recording, plan("global", nodes=[*nodes, extra]).recording
+    added = {r.name for r in after.resources} - {r.name for r in before.resources}
+    assert added and all("qwen-use2b" in name for name in added), sorted(added)
+    assert all(after.named(r.name).inputs == r.inputs for r in before.resources)
+    template = written_files(_user_data(after.named("mesh-cluster-node-qwen-use2b-lt")))
+    bootstrap = template["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
+    assert "--node-label lmrun.io/node=qwen-use2b" in bootstrap
+    assert "--node-label serves.lmrun.io/qwen=true" in bootstrap
+    assert service_replicas(after)["qwen"] == ["qwen-use2", "qwen-use2b", "qwen-usw2"]
+
+
+def test_removing_a_service_removes_only_its_service_and_daemonset() -> None:
+    extra = {"name": "dcgm", "node": "phi-euw1", "appPort": 9400, "nodePort": 30301}
+    with_it, without = plan("global", services=[extra]).recording, plan("global").recording
+    removed = {r.name for r in with_it.resources} - {r.name for r in without.resources}
+    assert removed == {"mesh-cluster-ports-svc-dcgm", "mesh-cluster-ports-proxy-dcgm"}
+    assert all(with_it.named(r.name).inputs == r.inputs for r in without.resources)
 
 
 def test_reordering_nodes_changes_nothing() -> None:
