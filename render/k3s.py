@@ -373,7 +373,10 @@ def server_flags(cfg: K3sServerConfig) -> list[str]:
 
 def agent_flags(cfg: K3sAgentConfig) -> list[str]:
     """``k3s agent`` flags, in order."""
-    flags = ["--server", f"https://{cfg.server_ip}:{API_PORT}", "--token-file", TOKEN_FILE]
+    # --with-node-id: a new VM (a fresh disk) registers under a new node name even where the cloud reuses the
+    # hostname (a GCP group recreating its instance, a fixed private IP), so K3s never rejects it as a duplicate
+    # and the node reaper removes the Node it replaced; a reboot keeps the id (/etc/rancher/node/id).
+    flags = ["--server", f"https://{cfg.server_ip}:{API_PORT}", "--token-file", TOKEN_FILE, "--with-node-id"]
     if cfg.node_ip is not None:
         flags += ["--node-ip", cfg.node_ip]
     for key, value in cfg.labels.items():

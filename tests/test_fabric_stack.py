@@ -331,10 +331,14 @@ def test_reordering_regions_changes_nothing() -> None:
 
 @pytest.mark.parametrize("stack", ["dev", "global"])
 def test_program_looks_up_only_public_ssm_image_parameters(stack: str) -> None:
+    """...and the version of the mesh's own kubeconfig parameter (never its value), to re-read it when the
+    server publishes a new credential."""
     calls = plan(stack).recording.calls
     assert calls, "AMI ids come from lookups"
     assert {call.token for call in calls} == {"aws:ssm/getParameter:getParameter"}
-    assert all(call.args["name"].startswith("/aws/service/") for call in calls)
+    own = [call for call in calls if call.args["name"] == f"/lmrun/{stack}/k3s/kubeconfig"]
+    assert len(own) == 1 and own[0].args["withDecryption"] is False
+    assert all(call.args["name"].startswith("/aws/service/") for call in calls if call not in own)
 
 
 def test_an_unmocked_lookup_fails_the_run() -> None:

@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ def _shifted(value: Any, delta_seconds: float) -> Any:
     return value
 
 
-def _recorded_nodes(*, without: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+def _recorded_nodes(*, without: Collection[str] = ()) -> dict[str, Any]:
     document = json.loads((ROOT / "tests" / "fixtures" / "k3s-nodes.json").read_text())
     document["items"] = [item for item in document["items"] if item["metadata"]["name"] not in without]
     return dict(_shifted(document, datetime.now(UTC).timestamp() - RECORDED_AT.timestamp()))
@@ -95,16 +95,21 @@ def test_the_reaper_removes_replaced_and_long_gone_nodes_and_nothing_else(
     ok(result)
     # The reclaimed spot VM (its replacement is Ready) and the VM gone for 8.5 h (over the 6 h bound); kept:
     # the server, the Ready nodes, the node NotReady for 40 min, the replacement still joining, the foreign node.
-    assert deleted == ["ip-10-65-17-201", "ip-10-67-20-77"]
-    assert "lmrun: deleting node ip-10-65-17-201: lmrun.io/node=qwen-use2 rejoined as ip-10-65-33-48" in result.stderr
-    assert re.search(r"deleting node ip-10-67-20-77: NotReady for 30\d\d\ds, over 21600s", result.stderr)
+    assert deleted == ["ip-10-65-17-201-cb0fc297", "ip-10-67-20-77-a5c85c6b"]
+    assert (
+        "lmrun: deleting node ip-10-65-17-201-cb0fc297: lmrun.io/node=qwen-use2 rejoined as ip-10-65-33-48-6eb7a27e"
+        in result.stderr
+    )
+    assert re.search(r"deleting node ip-10-67-20-77-a5c85c6b: NotReady for 30\d\d\ds, over 21600s", result.stderr)
     # Once they are gone, the next run deletes nothing.
-    (state / "nodes.json").write_text(json.dumps(_recorded_nodes(without={"ip-10-65-17-201", "ip-10-67-20-77"})))
+    (state / "nodes.json").write_text(
+        json.dumps(_recorded_nodes(without={"ip-10-65-17-201-cb0fc297", "ip-10-67-20-77-a5c85c6b"}))
+    )
     result, deleted = _run_reaper(tmp_path, state, extra, files)
     assert ok(result) and deleted == []
     # The bound is the rendered one: at 30 minutes the node NotReady for 40 minutes goes too.
     result, deleted = _run_reaper(tmp_path, state, extra, k3s.node_reaper_files(not_ready_limit_seconds=1800))
-    assert ok(result) and deleted == ["l4-gcp-x7k2"]
+    assert ok(result) and deleted == ["l4-gcp-x7k2-3526ca07"]
 
 
 def test_the_reaper_deletes_nothing_when_the_api_does_not_answer(

@@ -222,6 +222,8 @@ def test_agent_labels() -> None:
     for label in ("lmrun.io/node=l4-west", "lmrun.io/gpu=L4", "lmrun.io/region=us-west-2", "serves.lmrun.io/qwen=true"):
         assert f"--node-label {label}" in gpu
     assert "--server https://10.0.0.10:6443" in gpu and f"--token-file {k3s.TOKEN_FILE}" in gpu
+    # A replacement VM is a new Node (the reaper removes the old one), whatever its hostname.
+    assert "--with-node-id" in gpu and "--with-node-id" not in k3s.server_flags(SERVER)
     cpu = _bootstrap(USER_DATA["cpu-agent"], "k3s-agent-bootstrap.sh")
     assert "lmrun.io/gpu" not in cpu
     assert "--node-label lmrun.io/role=phoenix" in cpu and "--node-ip 10.0.1.5" in cpu
