@@ -49,10 +49,9 @@ def script_file(name: str, body: str) -> WriteFile:
     return WriteFile(f"{SCRIPT_DIR}/{name}", shell_script(body), "0755")
 
 
-def vm_script(name: str, values: Mapping[str, HeaderValue] | None = None, *, path_name: str | None = None) -> WriteFile:
-    """``render/scripts/<name>`` with its header of ``values``, as an executable ``SCRIPT_DIR/<path_name or
-    name>`` (``path_name`` when variants of one script land at the same path)."""
-    return WriteFile(f"{SCRIPT_DIR}/{path_name or name}", render_script(name, values), "0755")
+def vm_script(name: str, values: Mapping[str, HeaderValue] | None = None) -> WriteFile:
+    """``render/scripts/<name>`` with its header of ``values``, as an executable ``SCRIPT_DIR/<name>``."""
+    return WriteFile(f"{SCRIPT_DIR}/{name}", render_script(name, values), "0755")
 
 
 def vm_helper(name: str) -> WriteFile:

@@ -1,13 +1,13 @@
 """K3s bootstrap as cloud-init: the server in the main region and the agents on every other VM.
 
-No secret ever appears in the rendered text. The join token and Pulumi's kubeconfig travel through SSM
-Parameter Store (SecureString): the VM reads the token by parameter *name* with its instance role at boot,
-and the server writes a kubeconfig back to a parameter so Pulumi can read it without SSH. That kubeconfig
-is the ``lmrun-deployer`` ServiceAccount's (a token that does not expire, allowed only the Services and
-DaemonSets of the mesh's namespace, :func:`lmrun.render.kubernetes.deployer_manifests`); the admin
-kubeconfig never leaves the server. Agents in GCP
-sites (``parameter_store="gcp"``) read the token from GCP Secret Manager by secret id instead
-(:mod:`lmrun.render.gcp`).
+No secret ever appears in the rendered text. The server (in the main region, AWS by design) reads the join
+token from SSM Parameter Store (SecureString) by parameter *name* with its instance role at boot, and writes a
+kubeconfig back to a parameter so Pulumi can read it without SSH: the ``lmrun-deployer`` ServiceAccount's (a
+token that does not expire, allowed only the Services and DaemonSets of the mesh's namespace,
+:func:`lmrun.render.kubernetes.deployer_manifests`); the admin kubeconfig never leaves the server. An agent
+reads the token by name from the secret store its config is given
+(:class:`lmrun.render.secret_store.SecretStore`: SSM for AWS VMs, Secret Manager for VMs in GCP sites), whose
+fetch helper it installs.
 
 Server state (datastore, certificates, and the node password) lives on a separate EBS volume mounted at
 ``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the token and the
@@ -20,7 +20,6 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from lmrun.domain.names import (
     LABEL_GPU,
@@ -41,24 +40,15 @@ from lmrun.render.cloudinit import (
     vm_helper,
     vm_script,
 )
-from lmrun.render.gcp import (
-    GCP_SECRET_GET_SCRIPT,
-    check_gcp_project,
-    check_gcp_region,
-    check_secret_id,
-    secret_get_argv,
-)
 from lmrun.render.kubernetes import DEPLOYER, DEPLOYER_TOKEN_SECRET, NAMESPACE, deployer_manifests, to_json_list
-
-ParameterStore = Literal["ssm", "gcp"]
-"""Where a VM reads its secrets at boot: AWS SSM Parameter Store or GCP Secret Manager."""
+from lmrun.render.secret_store import SecretStore
 
 API_PORT = K3S_API_PORT
 STATE_MOUNT = "/var/lib/lmrun-state"
 """Mount point of the server's state volume."""
 K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
 TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
-"""Where the join token fetched from SSM is kept (0600, root) for ``--token-file``."""
+"""Where the fetched join token is kept (0600, root) for ``--token-file``."""
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 """The admin kubeconfig K3s writes (0600, root); it stays on the server."""
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
@@ -77,6 +67,7 @@ VM cut off by a longer outage rejoins only after a reboot or a ``systemctl resta
 
 _SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_LOCATION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
 _DEVICE = re.compile(r"^/dev/(sd|xvd)[b-z]$")
 _VOLUME_ID = re.compile(r"^vol-[0-9a-f]{8,17}$")
@@ -108,13 +99,14 @@ def check_region(field_name: str, value: str) -> None:
 
 
 def check_location_region(field_name: str, value: str) -> None:
-    """An AWS region (``us-east-1``) or a GCP region (``us-central1``): where a VM runs."""
-    if isinstance(value, str) and _REGION.match(value):
-        return
-    try:
-        check_gcp_region(field_name, value)
-    except ValueError:
-        raise ValueError(f"{field_name}: {value!r} is not an AWS or GCP region name") from None
+    """Where a VM runs, in any cloud (``us-east-1``, ``us-central1``): lowercase words of letters and digits
+    joined by hyphens, a valid label value. Each cloud's spec rules check its own region names."""
+    _check(
+        isinstance(value, str) and len(value) <= 63 and bool(_LOCATION.match(value)),
+        field_name,
+        value,
+        "a region name like 'us-east-1'",
+    )
 
 
 def check_label_value(field_name: str, value: str) -> None:
@@ -190,11 +182,10 @@ class K3sAgentConfig:
 
     server_ip: str
     """Private IP of the K3s server."""
-    ssm_region: str
-    """Region of the token parameter (the main region, also for agents in spokes); ``""`` (unused) when
-    ``parameter_store`` is ``"gcp"``."""
+    store: SecretStore
+    """Where the VM reads its secrets (the join token here); its fetch helper is installed on the VM."""
     token_parameter: str
-    """SSM parameter name of the join token, or its Secret Manager secret id (``parameter_store="gcp"``)."""
+    """Name of the join token in ``store``."""
     node_name: str
     """The mesh's name for this node: the ``lmrun.io/node`` label that services pin to."""
     region: str
@@ -208,19 +199,10 @@ class K3sAgentConfig:
     """Services this VM is a replica of: it registers ``serves.lmrun.io/<service>=true`` for each, which is what
     the services' readiness proxies select (:mod:`lmrun.render.kubernetes`)."""
     k3s_version: str = K3S_VERSION
-    parameter_store: ParameterStore = "ssm"
-    """``"ssm"``: the token is an SSM parameter in ``ssm_region``; ``"gcp"``: a Secret Manager secret of
-    ``gcp_project``, read with the VM's service account (VMs in GCP sites)."""
-    gcp_project: str | None = None
-    """Project of the token secret; required with ``parameter_store="gcp"``, None otherwise."""
 
     def __post_init__(self) -> None:
         _check_ipv4("server_ip", self.server_ip)
-        _check_secret_store(self.parameter_store, self.ssm_region, self.gcp_project)
-        if self.parameter_store == "gcp":
-            check_secret_id("token_parameter", self.token_parameter)
-        else:
-            check_ssm_parameter_name("token_parameter", self.token_parameter)
+        self.store.check_name("token_parameter", self.token_parameter)
         check_label_value("node_name", self.node_name)
         check_location_region("region", self.region)
         if self.gpu is not None:
@@ -246,23 +228,6 @@ class K3sAgentConfig:
         return labels
 
 
-def _check_secret_store(source: str, ssm_region: str | None, gcp_project: str | None) -> None:
-    """``ssm`` needs an SSM region and no project; ``gcp`` needs a project and no SSM region."""
-    if source == "ssm":
-        if ssm_region is not None:
-            check_region("ssm_region", ssm_region)
-        if gcp_project is not None:
-            raise ValueError("gcp_project: only used with parameter_store 'gcp'")
-    elif source == "gcp":
-        if gcp_project is None:
-            raise ValueError("gcp_project: required when parameter_store is 'gcp'")
-        check_gcp_project("gcp_project", gcp_project)
-        if ssm_region:
-            raise ValueError("ssm_region: unused with parameter_store 'gcp' (secrets come from Secret Manager)")
-    else:
-        raise ValueError(f"parameter_store: {source!r} is not 'ssm' or 'gcp'")
-
-
 # --- shell pieces shared by server and agents ---------------------------------------------------------------
 
 SSM_GET_SCRIPT = vm_script("ssm-get.sh")
@@ -277,10 +242,8 @@ MOUNT_VOLUME_SCRIPT = vm_script("mount-volume.sh")
 
 def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
     parameter = ["--region", cfg.ssm_region, "--name", cfg.kubeconfig_parameter]
-    get = ["aws", "ssm", "get-parameter", *parameter, "--with-decryption"]
-    get += ["--query", "Parameter.Value", "--output", "text"]
-    put = ["aws", "ssm", "put-parameter", *parameter, "--type", "SecureString", "--overwrite"]
-    put += ["--tier", "Intelligent-Tiering"]
+    get = [*parameter, "--with-decryption", "--query", "Parameter.Value", "--output", "text"]
+    put = [*parameter, "--type", "SecureString", "--overwrite", "--tier", "Intelligent-Tiering"]
     if cfg.kubeconfig_kms_key_id is not None:
         put += ["--key-id", cfg.kubeconfig_kms_key_id]
     return vm_script(
@@ -408,23 +371,14 @@ def server_files(cfg: K3sServerConfig) -> list[WriteFile]:
     ]
 
 
-def secret_fetch_script(source: ParameterStore) -> WriteFile:
-    """The fetch script a VM with secrets in ``source`` needs (``ssm-get.sh`` or ``gcp-secret-get.sh``)."""
-    return GCP_SECRET_GET_SCRIPT if source == "gcp" else SSM_GET_SCRIPT
-
-
-def _token_fetch_argv(cfg: K3sAgentConfig) -> list[str]:
-    if cfg.parameter_store == "gcp" and cfg.gcp_project is not None:  # __post_init__ enforces the pair
-        return secret_get_argv(cfg.gcp_project, cfg.token_parameter, TOKEN_FILE)
-    return [f"{SCRIPT_DIR}/ssm-get.sh", cfg.ssm_region, cfg.token_parameter, TOKEN_FILE]
-
-
 def agent_files(cfg: K3sAgentConfig) -> list[WriteFile]:
+    """The store's fetch helper, the K3s installer and the bootstrap that fetches the token and joins."""
+    fetch_token = cfg.store.fetch_argv(cfg.token_parameter, TOKEN_FILE)
     bootstrap = command_script(
         "k3s-agent-bootstrap.sh",
-        [_token_fetch_argv(cfg), [f"{SCRIPT_DIR}/k3s-install.sh", cfg.k3s_version, "agent", *agent_flags(cfg)]],
+        [fetch_token, [f"{SCRIPT_DIR}/k3s-install.sh", cfg.k3s_version, "agent", *agent_flags(cfg)]],
     )
-    return [secret_fetch_script(cfg.parameter_store), K3S_INSTALL_SCRIPT, bootstrap]
+    return [cfg.store.fetch_script, K3S_INSTALL_SCRIPT, bootstrap]
 
 
 def agent_runcmd() -> list[list[str]]:

@@ -20,15 +20,17 @@ Ingestion auth (enabling auth makes Phoenix refuse every span that carries no va
   (``POST /v1/system/api_keys`` with the admin secret as bearer token) and writes it to that SecureString
   parameter. A system key can ingest and read but cannot mint keys or manage users. A key that still works
   is left alone, so producers are not restarted for nothing.
-* Every producer (vLLM nodes, any mesh VM) runs ``phoenix-client-env.sh`` from a timer: it reads the key
-  parameter by name and writes ``OTEL_EXPORTER_OTLP_TRACES_*`` into a root-only EnvironmentFile (header
-  ``authorization=Bearer <key>``); when the content changed it restarts the given units, so a rotated key
-  reaches them within one refresh interval. Failures exit non-zero (visible in the journal), never silently.
+* Every producer (vLLM nodes, any mesh VM) runs ``phoenix-client-env.sh`` from a timer: it reads the key by
+  name with its secret store's fetch helper (the argv comes in the script's header) and writes
+  ``OTEL_EXPORTER_OTLP_TRACES_*`` into a root-only EnvironmentFile (header ``authorization=Bearer <key>``);
+  when the content changed it restarts the given units, so a rotated key reaches them within one refresh
+  interval. Failures exit non-zero (visible in the journal), never silently.
 
-These scripts rely on ``ssm-get.sh`` (``lmrun.render.k3s.SSM_GET_SCRIPT``), which every mesh VM has as a K3s
-agent or server; ``LMRUN_SCRIPT_DIR`` overrides where they look for it (tests). VMs in GCP sites cannot read
-SSM: the stack copies the key into a Secret Manager secret of the site (a readiness gate waits for the node
-to publish it), and their refresher (``parameter_store="gcp"``) reads it with ``gcp-secret-get.sh``.
+The Phoenix node's scripts rely on ``ssm-get.sh`` (``lmrun.render.k3s.SSM_GET_SCRIPT``), which it has as a K3s
+agent or server; ``LMRUN_SCRIPT_DIR`` overrides where they look for it (tests). A producer reads the key from
+the store of its :class:`PhoenixClientConfig` (:mod:`lmrun.render.secret_store`): the Phoenix node's own
+parameter on AWS VMs; VMs that cannot read it (GCP sites) get a copy in their own store, which the stack keeps
+current (a readiness gate waits for the node to publish the key).
 
 Backups: the SQLite snapshot uses Python's ``sqlite3`` backup API (the same online-backup API as the
 ``sqlite3`` CLI's ``.backup``). Stock Ubuntu and Amazon Linux images do not ship the ``sqlite3`` CLI, while
@@ -55,16 +57,15 @@ from lmrun.domain.ports import (
 )
 from lmrun.domain.versions import PHOENIX_VERSION
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, sh_join, systemd_unit, vm_helper, vm_script
-from lmrun.render.gcp import check_gcp_project, check_secret_id
 from lmrun.render.k3s import (
     MOUNT_VOLUME_SCRIPT,
     K3sAgentConfig,
-    ParameterStore,
     agent_files,
     agent_runcmd,
     check_region,
     check_ssm_parameter_name,
 )
+from lmrun.render.secret_store import SecretStore
 
 HTTP_PORT = PHOENIX_HTTP_PORT
 GRPC_PORT = PHOENIX_GRPC_PORT
@@ -307,11 +308,6 @@ INGEST_KEY_SCRIPT = vm_script("phoenix-ingest-key.sh")
 """``phoenix-ingest-key.sh REGION KEY_PARAMETER PHOENIX_URL ENV_FILE [KMS_KEY_ID]``: check or mint the key."""
 INGEST_KEY_HELPER = vm_helper("phoenix_key_request.py")
 """The Python helper of ``phoenix-ingest-key.sh``: Phoenix's new key into a ``put-parameter`` request."""
-CLIENT_ENV_SCRIPT = vm_script("phoenix-client-env.sh")
-"""The refresher of producers that read the ingest key from SSM (AWS VMs)."""
-CLIENT_ENV_SCRIPT_GCP = vm_script("phoenix-client-env-gcp.sh", path_name="phoenix-client-env.sh")
-"""The same refresher for VMs in GCP sites: the key comes from Secret Manager (needs ``gcp-secret-get.sh``,
-which such VMs have as K3s agents)."""
 BACKUP_SCRIPT = vm_script("phoenix-backup.sh")
 """``phoenix-backup.sh DB_FILE S3_URI [WORK_DIR]``: a checked SQLite snapshot to S3."""
 RESTORE_SCRIPT = vm_script("phoenix-restore.sh")
@@ -528,38 +524,21 @@ def client_environment(endpoint: str, api_key: str | None = None) -> dict[str, s
 
 @dataclass(frozen=True)
 class PhoenixClientConfig:
-    """A trace producer's view of Phoenix: where to send spans and which parameter holds the key."""
+    """A trace producer's view of Phoenix: where to send spans and which secret holds the key."""
 
-    ssm_region: str
-    """Region of the ingest-key parameter; ``""`` (unused) with ``parameter_store="gcp"``."""
+    store: SecretStore
+    """Where the producer reads the key (its K3s agent's store): the Phoenix node's own parameter, or a copy
+    of the key the stack keeps in the store of VMs that cannot read that one."""
     ingest_key_parameter: str
-    """SSM parameter name of the ingest key, or its Secret Manager secret id (``parameter_store="gcp"``)."""
+    """Name of the ingest key in ``store``."""
     grpc_node_port: int = GRPC_NODE_PORT
     env_file: str = CLIENT_ENV_FILE
     restart_units: tuple[str, ...] = ()
     """Units that read ``env_file`` and must restart when the key changes (e.g. ``lmrun-vllm.service``)."""
     refresh_minutes: int = 5
-    parameter_store: ParameterStore = "ssm"
-    """``"ssm"``: the Phoenix node's own parameter; ``"gcp"``: a copy of the key in a Secret Manager secret of
-    ``gcp_project``, read with the VM's service account (VMs in GCP sites, which cannot read SSM)."""
-    gcp_project: str | None = None
-    """Project of the ingest-key secret; required with ``parameter_store="gcp"``, None otherwise."""
 
     def __post_init__(self) -> None:
-        if self.parameter_store == "gcp":
-            if self.ssm_region:
-                raise ValueError("ssm_region: unused with parameter_store 'gcp' (the key comes from Secret Manager)")
-            if self.gcp_project is None:
-                raise ValueError("gcp_project: required when parameter_store is 'gcp'")
-            check_gcp_project("gcp_project", self.gcp_project)
-            check_secret_id("ingest_key_parameter", self.ingest_key_parameter)
-        elif self.parameter_store == "ssm":
-            if self.gcp_project is not None:
-                raise ValueError("gcp_project: only used with parameter_store 'gcp'")
-            check_region("ssm_region", self.ssm_region)
-            check_ssm_parameter_name("ingest_key_parameter", self.ingest_key_parameter)
-        else:
-            raise ValueError(f"parameter_store: {self.parameter_store!r} is not 'ssm' or 'gcp'")
+        self.store.check_name("ingest_key_parameter", self.ingest_key_parameter)
         check_node_port("grpc_node_port", self.grpc_node_port)
         _check_path("env_file", self.env_file)
         for unit in self.restart_units:
@@ -572,17 +551,22 @@ class PhoenixClientConfig:
     def endpoint(self) -> str:
         return otlp_endpoint(self.grpc_node_port)
 
+    @property
+    def key_file(self) -> str:
+        """Where the refresher has the store's helper write the key, next to ``env_file`` (removed at once)."""
+        return f"{self.env_file}.key"
+
 
 def client_env_command(cfg: PhoenixClientConfig) -> list[str]:
-    """argv that (re)writes the producer's EnvironmentFile from the ingest-key parameter (or secret)."""
-    return [
-        f"{SCRIPT_DIR}/phoenix-client-env.sh",
-        cfg.gcp_project if cfg.parameter_store == "gcp" and cfg.gcp_project is not None else cfg.ssm_region,
-        cfg.ingest_key_parameter,
-        cfg.env_file,
-        cfg.endpoint,
-        *cfg.restart_units,
-    ]
+    """argv that (re)writes the producer's EnvironmentFile from the ingest key (its fetch is in the header of
+    :func:`client_env_script`)."""
+    return [f"{SCRIPT_DIR}/phoenix-client-env.sh", cfg.env_file, cfg.endpoint, *cfg.restart_units]
+
+
+def client_env_script(cfg: PhoenixClientConfig) -> WriteFile:
+    """``phoenix-client-env.sh`` with the store's fetch of the key in its header."""
+    fetch = cfg.store.fetch_argv(cfg.ingest_key_parameter, cfg.key_file)
+    return vm_script("phoenix-client-env.sh", {"FETCH_KEY": fetch, "KEY_FILE": cfg.key_file})
 
 
 def client_env_snippet(cfg: PhoenixClientConfig) -> str:
@@ -596,12 +580,10 @@ def client_files(cfg: PhoenixClientConfig) -> list[WriteFile]:
     The producer's own unit adds ``EnvironmentFile=-<env_file>`` (the '-' lets it start before Phoenix has
     published a key; the refresher restarts it once the key arrives).
     """
-    gcp = cfg.parameter_store == "gcp"
-    source = "Secret Manager" if gcp else "SSM"
     service = systemd_unit(
         {
             "Unit": [
-                ("Description", f"Refresh the Phoenix OTLP exporter settings from {source}"),
+                ("Description", f"Refresh the Phoenix OTLP exporter settings from {cfg.store.label}"),
                 ("After", "network-online.target"),
                 ("Wants", "network-online.target"),
             ],
@@ -611,7 +593,7 @@ def client_files(cfg: PhoenixClientConfig) -> list[WriteFile]:
     every = f"{cfg.refresh_minutes}min"
     timer = _timer("Refresh the Phoenix OTLP exporter settings", CLIENT_ENV_UNIT, "20s", every)
     return [
-        CLIENT_ENV_SCRIPT_GCP if gcp else CLIENT_ENV_SCRIPT,
+        client_env_script(cfg),
         WriteFile(f"/etc/systemd/system/{CLIENT_ENV_UNIT}", service),
         WriteFile(f"/etc/systemd/system/{CLIENT_ENV_TIMER}", timer),
     ]

@@ -3,12 +3,14 @@
 It answers exactly the calls the server's scripts make, from files in ``$FAKE_K3S_STATE``, logs every call to
 ``calls``, and fails on anything else: ``get nodes -o json`` serves ``nodes.json`` (a recorded document) unless
 ``api-down`` exists; ``delete node NAME --wait=false`` appends NAME to ``deleted``; ``apply -f FILE`` fails while
-``apply-failures`` counts down; the deployer token Secret's ``jsonpath`` reads serve ``token.b64`` (empty
-while ``token-delay`` counts down) and ``ca.b64``.
+``apply-failures`` counts down, then reads FILE (a JSON List) and appends its kinds to ``applied``; the
+deployer token Secret's ``jsonpath`` reads serve ``token.b64`` (empty while ``token-delay`` counts down) and
+``ca.b64``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -51,6 +53,9 @@ def main(argv: list[str]) -> int:
     elif args[:2] == ["apply", "-f"] and len(args) == 3:
         if _counting_down("apply-failures"):
             return _fail("The connection to the server 127.0.0.1:6443 was refused")
+        with open(args[2]) as f:
+            document = json.load(f)
+        _write("applied", " ".join(item["kind"] for item in document["items"]) + "\n", "a")
         print("namespace/lmrun unchanged")
     elif args == [*SECRET, "jsonpath={.data.token}"]:
         sys.stdout.write("" if _counting_down("token-delay") else _read("token.b64"))

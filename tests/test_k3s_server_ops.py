@@ -183,7 +183,10 @@ def test_the_server_publishes_the_deployer_token_once_per_credential_and_the_gat
     (state / "ca.b64").write_text(CA)
     (state / "apply-failures").write_text("1")  # the API is not up yet at the first try
     (state / "token-delay").write_text("1")  # the token controller has not filled the Secret yet
-    scripts = install_scripts(tmp_path, k3s.server_files(SERVER))
+    files = k3s.server_files(SERVER)
+    scripts = install_scripts(tmp_path, files)
+    manifest = next(f for f in files if f.path == k3s.DEPLOYER_MANIFEST)
+    (tmp_path / "bin" / Path(manifest.path).name).write_text(manifest.content)
     with moto_server() as endpoint:
         client = boto3.client(
             "ssm", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="x"
@@ -202,7 +205,9 @@ def test_the_server_publishes_the_deployer_token_once_per_credential_and_the_gat
         assert kubeconfig["contexts"][0]["context"]["namespace"] == "lmrun"
         assert "client-certificate-data" not in value and "client-key-data" not in value
         calls = (state / "calls").read_text()
-        assert f"kubectl apply -f {k3s.DEPLOYER_MANIFEST}" in calls and k3s.KUBECONFIG_PATH not in calls
+        assert "kubectl apply -f " in calls and k3s.KUBECONFIG_PATH not in calls
+        # Applied until the token is there (twice: the token controller was late once).
+        assert (state / "applied").read_text().splitlines() == ["Namespace ServiceAccount Secret Role RoleBinding"] * 2
         # A reboot with the same credential writes nothing: the version (what the stack watches) stays.
         ok(run_script(scripts["publish-kubeconfig.sh"], [], env, timeout=60))
         assert _parameter(client) == (value, 2)

@@ -1,24 +1,22 @@
 #!/bin/bash
 set -euo pipefail
-# Usage: phoenix-client-env.sh REGION KEY_PARAMETER ENV_FILE ENDPOINT [UNIT...]
+# Usage: phoenix-client-env.sh ENV_FILE ENDPOINT [UNIT...]
 ## Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
-## EnvironmentFile, reading the Phoenix ingest key by parameter name. When the content changed, restarts
-## the given units so they pick up the new key; a failed read keeps the old file and exits non-zero.
-## Twin of phoenix-client-env-gcp.sh: from reading the key on, both must stay the same.
-region="$1"
-parameter="$2"
-env_file="$3"
-endpoint="$4"
-shift 4
+## EnvironmentFile, reading the Phoenix ingest key with the VM's secret store. When the content changed,
+## restarts the given units so they pick up the new key; a failed read keeps the old file and exits non-zero.
+## Header: FETCH_KEY (the argv of the secret store's fetch script, writing the key to KEY_FILE), KEY_FILE.
+env_file="$1"
+endpoint="$2"
+shift 2
 umask 077
 mkdir -p "$(dirname "$env_file")"
 tmp="$(mktemp "${env_file}.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
-key="$(aws ssm get-parameter --region "$region" --name "$parameter" --with-decryption \
-    --query Parameter.Value --output text)"
-key="$(printf '%s' "$key" | tr -d '\n')"
+trap 'rm -f "$tmp" "${KEY_FILE:?}"' EXIT
+"${FETCH_KEY[@]}"
+key="$(tr -d '\n' <"$KEY_FILE")"
+rm -f "$KEY_FILE"
 if [ -z "$key" ]; then
-    echo "lmrun: $parameter is empty" >&2
+    echo "lmrun: the key read by ${FETCH_KEY[*]} is empty" >&2
     exit 1
 fi
 {

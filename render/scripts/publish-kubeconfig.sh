@@ -10,8 +10,8 @@ set -euo pipefail
 ## (file://), never a command line.
 ## Header: KUBECTL (argv of kubectl as root on the server), MANIFEST (the deployer's objects, a JSON List),
 ## NAMESPACE, ACCOUNT and TOKEN_SECRET (the deployer's names), API_ENDPOINT (the mesh's address of the API),
-## GET_PARAMETER (`aws ssm get-parameter ... --query Parameter.Value --output text`), PUT_PARAMETER (the
-## `aws ssm put-parameter` argv without --value).
+## GET_PARAMETER (the options of `aws ssm get-parameter` that print the value), PUT_PARAMETER (the options
+## of `aws ssm put-parameter` but --value).
 secret=("${KUBECTL[@]}" --namespace "${NAMESPACE:?}" get secret "${TOKEN_SECRET:?}" -o)
 token=""
 for _ in $(seq 1 150); do
@@ -46,10 +46,10 @@ contexts:
   context: {cluster: lmrun, user: $ACCOUNT, namespace: $NAMESPACE}
 current-context: lmrun
 EOF
-published="$("${GET_PARAMETER[@]}" 2>/dev/null || true)"
+published="$(aws ssm get-parameter "${GET_PARAMETER[@]}" 2>/dev/null || true)"
 if [ "$published" = "$(cat "$tmp")" ]; then
     echo "lmrun: kubeconfig unchanged" >&2
     exit 0
 fi
-"${PUT_PARAMETER[@]}" --value "file://$tmp" >/dev/null
+aws ssm put-parameter "${PUT_PARAMETER[@]}" --value "file://$tmp" >/dev/null
 echo "lmrun: deployer kubeconfig published" >&2

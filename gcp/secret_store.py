@@ -1,21 +1,24 @@
-"""GCP renderers: the Secret Manager fetch script and a GCP site gateway's cloud-init.
+# layer: render (5)
+"""GCP Secret Manager as a VM's secret store (:class:`lmrun.render.secret_store.SecretStore`).
 
-On GCP the secrets (WireGuard config, K3s join token, Hugging Face token) live in Secret Manager, readable
-only by the VM's service account. A VM reads them by *secret id* at boot with an access token from the
-metadata server and plain ``curl`` (no ``gcloud``: the gateway runs a stock Ubuntu image, and the script
-must not depend on which Google tools an image happens to ship). Nothing rendered here contains a secret.
+On GCP the secrets (WireGuard config, K3s join token, Hugging Face token, Phoenix ingest key) live in Secret
+Manager, readable only by the VM's service account. A VM reads them by *secret id* at boot with an access
+token from the metadata server and plain ``curl`` (no ``gcloud``: the gateway runs a stock Ubuntu image, and
+the script must not depend on which Google tools an image happens to ship). Nothing here contains a secret.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from lmrun.render.cloudinit import SCRIPT_DIR, sh_join, vm_script
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, sh_join, vm_script
 
 __all__ = [
     "GCP_SECRET_GET_SCRIPT",
     "METADATA_TOKEN_URL",
     "SECRET_MANAGER_API",
+    "SecretManagerStore",
     "check_gcp_project",
     "check_gcp_region",
     "check_secret_id",
@@ -67,4 +70,26 @@ def secret_get_command(project: str, secret_id: str, dest: str) -> str:
     return sh_join(secret_get_argv(project, secret_id, dest))
 
 
-# --- a GCP site gateway's user data ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SecretManagerStore:
+    """Secret Manager secrets of ``project``, read with ``gcp-secret-get.sh PROJECT SECRET_ID DEST``."""
+
+    project: str
+    """Project of the secrets (the site's)."""
+
+    def __post_init__(self) -> None:
+        check_gcp_project("project", self.project)
+
+    @property
+    def label(self) -> str:
+        return "Secret Manager"
+
+    @property
+    def fetch_script(self) -> WriteFile:
+        return GCP_SECRET_GET_SCRIPT
+
+    def fetch_argv(self, name: str, dest: str) -> list[str]:
+        return secret_get_argv(self.project, name, dest)
+
+    def check_name(self, field_name: str, name: str) -> None:
+        check_secret_id(field_name, name)
