@@ -1106,6 +1106,72 @@ def stateful_volumes_protected(resources: Sequence[Resource], config: Mapping[st
     return findings
 
 
+_SKIP_AWAIT = "pulumi.com/skipAwait"
+_TIMEOUT_SECONDS = "pulumi.com/timeoutSeconds"
+
+
+def _kubernetes_object(resource_type: str) -> bool:
+    return resource_type.startswith("kubernetes:")
+
+
+@resource_rule(
+    name="kubernetes-never-waits",
+    description="Every Kubernetes object `pulumi up` creates either cannot block on a workload "
+    '(`pulumi.com/skipAwait: "true"`) or has an explicit timeout (`pulumi.com/timeoutSeconds`). Without one '
+    "pulumi-kubernetes waits up to 10 minutes for a Service's endpoints or a workload's ready pods, and a mesh "
+    "replica is ready only once spot capacity, the install and the model download are done.",
+    remediation='Annotate the object with pulumi.com/skipAwait: "true" (or a documented pulumi.com/timeoutSeconds).',
+    level=MANDATORY,
+)
+def kubernetes_never_waits(
+    resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]
+) -> list[str]:
+    if not _kubernetes_object(resource_type):
+        return []
+    metadata = _get_raw(props, "metadata")
+    annotations = _get_raw(metadata, "annotations")
+    if is_unknown(metadata) or is_unknown(annotations):
+        return []
+    annotations = annotations if isinstance(annotations, Mapping) else {}
+    if str(annotations.get(_SKIP_AWAIT, "")).lower() == "true" or _int(annotations.get(_TIMEOUT_SECONDS)):
+        return []
+    return [f'`pulumi up` waits on this object: no {_SKIP_AWAIT}: "true" and no {_TIMEOUT_SECONDS}']
+
+
+def _pod_specs(props: Mapping[str, Any]) -> list[Any]:
+    """The pod specs of a Pod, a workload (template) or a CronJob (job template)."""
+    return [
+        spec
+        for spec in (
+            _get(props, "spec"),
+            _get(props, "spec", "template", "spec"),
+            _get(props, "spec", "jobTemplate", "spec", "template", "spec"),
+        )
+        if isinstance(spec, Mapping)
+    ]
+
+
+@resource_rule(
+    name="no-blanket-tolerations",
+    description="No pod tolerates a taint without naming it: a toleration without a key (operator Exists) keeps "
+    "a pod on a NotReady or unreachable node forever, so a proxy never leaves a dead VM.",
+    remediation="Name the taint (key) in every toleration; DaemonSet pods get the node-lifecycle tolerations "
+    "from Kubernetes itself.",
+    level=MANDATORY,
+)
+def no_blanket_tolerations(
+    resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]
+) -> list[str]:
+    if not _kubernetes_object(resource_type):
+        return []
+    found = []
+    for spec in _pod_specs(props):
+        for toleration in _items(spec.get("tolerations")):
+            if isinstance(toleration, Mapping) and not toleration.get("key"):
+                found.append(f"toleration {dict(toleration)} names no taint key: it tolerates every taint")
+    return found
+
+
 # --------------------------------------------------------------------------------------------------------------
 # CrossGuard adapters
 
