@@ -23,12 +23,13 @@ class RegionImages(SpecModel):
 
     server: AmiId | None = Field(
         default=None,
-        description=f"{PUBLIC_IMAGES[IMAGE_SERVER].description} for the K3s server, the Phoenix node and the "
-        "WireGuard hub; needed in lmrun:mainRegion.",
+        description=f"AMI id (`ami-` and 8 or 17 hex digits) of {PUBLIC_IMAGES[IMAGE_SERVER].description} for the "
+        "K3s server, the Phoenix node and the WireGuard hub; needed in lmrun:mainRegion.",
     )
     gpu: AmiId | None = Field(
         default=None,
-        description=f"{PUBLIC_IMAGES[IMAGE_GPU].description} for GPU nodes; needed in every region with AWS nodes.",
+        description=f"AMI id of {PUBLIC_IMAGES[IMAGE_GPU].description} for GPU nodes; needed in every region "
+        "with AWS nodes.",
     )
 
 

@@ -113,9 +113,10 @@ class MeshSpec(SpecModel):
     )
     images: dict[Region, RegionImages] = Field(
         default_factory=dict,
-        description="Pinned AMI ids per AWS region and VM role: the program never looks an image up, so "
-        "`pulumi preview` is deterministic and an image upgrade is a reviewed config change. Written by "
-        "`lmrun images sync`; pins the mesh does not use are ignored.",
+        description="Pinned AMI ids per AWS region and VM role, e.g. `us-east-1: {server: ami-..., gpu: ami-...}`: "
+        "the program looks no image up, so `pulumi preview` is deterministic and an image upgrade is a reviewed "
+        "config change. Written by `lmrun images sync`; the plan refuses a mesh missing a pin it needs and "
+        "ignores pins it does not use.",
     )
     tags: dict[TagKey, TagValue] = Field(
         default_factory=dict,

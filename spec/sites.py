@@ -78,8 +78,9 @@ class SiteSpec(SpecModel):
     gateway_machine_type: str = Field(default="e2-small", description="GCP machine type of the site gateway.")
     images: SiteImages | None = Field(
         default=None,
-        description="Pinned images of the site's VMs (kind `gcp`), pinned by hand: `lmrun images sync` prints "
-        "the command that finds the current ones.",
+        description="Pinned images of the site's VMs (kind `gcp`): exact images, "
+        "`projects/<project>/global/images/<name>` or its self-link, never a family. Pinned by hand: "
+        "`lmrun images sync` prints the gcloud command that finds the current ones.",
     )
 
     @property

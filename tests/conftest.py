@@ -14,6 +14,21 @@ from lmrun.offline import PlanReport, plan_stack
 from lmrun.spec.stackfile import StackConfig, load_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_AMI = "ami-0123456789abcdef0"
+"""An AMI id of the right shape for hand-written test configs (the example stacks pin their own)."""
+
+
+TEST_GCP_IMAGES = {
+    "gateway": "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20260918",
+    "gpu": "projects/deeplearning-platform-release/global/images/common-cu128-ubuntu-2204-nvidia-570-v20260320",
+}
+"""``images`` of a GCP site in hand-written test configs."""
+
+
+def pinned_images(*regions: str) -> dict[str, dict[str, str]]:
+    """``lmrun:images`` pinning a server and a GPU AMI in each of ``regions``, so a hand-written config plans
+    (the plan refuses a mesh whose images are not pinned; pins it does not use are ignored)."""
+    return {region: {"server": TEST_AMI, "gpu": TEST_AMI} for region in regions}
 
 
 def stack_config(stack: str, **overrides: Any) -> StackConfig:
@@ -23,6 +38,19 @@ def stack_config(stack: str, **overrides: Any) -> StackConfig:
     for key, value in overrides.items():
         config[f"lmrun:{key}"] = value if isinstance(value, str) else json.dumps(value)
     return StackConfig(base.project, base.stack, config, base.secret_keys, base.source)
+
+
+def stack_images(stack: str) -> dict[str, dict[str, str]]:
+    """The ``lmrun:images`` an example stack pins."""
+    images: dict[str, dict[str, str]] = json.loads(load_stack_config(ROOT, stack=stack).config["lmrun:images"])
+    return images
+
+
+def repinned(stack: str, region: str, role: str, ami: str) -> dict[str, dict[str, str]]:
+    """An example stack's ``lmrun:images`` with one pin changed (or added): an image upgrade, as a test input."""
+    images = stack_images(stack)
+    images.setdefault(region, {})[role] = ami
+    return images
 
 
 @functools.cache

@@ -14,18 +14,14 @@ import yaml
 
 from lmrun.domain.versions import KUBERNETES_VERSION
 from lmrun.mock_engine import (
-    MESH_COMPUTED,
-    MESH_IDS,
-    MESH_LOOKUPS,
     RecordedResource,
     Recording,
-    RecordingMocks,
     Secret,
     plain_strings,
 )
-from lmrun.offline import PlanReport, plan_stack
+from lmrun.offline import PlanReport
 from lmrun.render.cloudinit import shell_scripts
-from tests.conftest import ROOT, plan, stack_config
+from tests.conftest import ROOT, plan, repinned, stack_images
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -138,17 +134,12 @@ def test_server_state_volume_is_protected_retained_and_attached_at_a_stable_devi
     assert server.inputs["privateIp"] == "10.64.16.10"
 
 
-def _mocks_with_other_amis() -> RecordingMocks:
-    def other_ami(args: dict[str, Any]) -> dict[str, Any]:
-        return {**MESH_LOOKUPS["aws:ssm/getParameter:getParameter"](args), "value": "ami-0ther0ther0ther00"}
-
-    return RecordingMocks(calls={"aws:ssm/getParameter:getParameter": other_ami}, computed=MESH_COMPUTED, ids=MESH_IDS)
-
-
 def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -> None:
     base = plan("global").recording
-    changed = plan_stack(
-        ROOT, stack_config("global", serverInstanceType="m7i.large"), preview=False, mocks=_mocks_with_other_amis()
+    changed = plan(
+        "global",
+        serverInstanceType="m7i.large",
+        images=repinned("global", "us-east-1", "server", "ami-0aaaaaaaaaaaaaaa2"),
     ).recording
     old_server, new_server = base.named(SERVER_INSTANCE), changed.named(SERVER_INSTANCE)
     assert (old_server.inputs["ami"], old_server.inputs["instanceType"]) != (
@@ -161,18 +152,20 @@ def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -
     assert not set(changed.named(STATE_VOLUME).dependencies) & {old_server.urn}
 
 
-def test_ami_lookups_use_the_output_form_with_the_region_provider() -> None:
+def test_every_vm_boots_the_image_pinned_for_its_role_and_region() -> None:
     recording = plan("global").recording
-    lookups = sorted((call.args["name"], call.provider.split("::")[-2]) for call in recording.calls)
-    assert lookups == sorted(
-        [
-            ("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", "mesh-aws-us-east-1"),
-            *(
-                ("/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id", p)
-                for p in ("mesh-aws-eu-west-1", "mesh-aws-us-east-2", "mesh-aws-us-west-2")
-            ),
-        ]
-    )
+    pins = stack_images("global")
+    server = pins["us-east-1"]["server"]
+    booted = {r.name: r.inputs["ami"] for r in recording.by_type(INSTANCE)}
+    booted |= {r.name: r.inputs["imageId"] for r in recording.by_type(LAUNCH_TEMPLATE)}
+    assert booted == {
+        SERVER_INSTANCE: server,
+        "mesh-cluster-phoenix-instance": server,
+        "mesh-sites-hub-instance": server,
+        "mesh-cluster-node-qwen-use2-lt": pins["us-east-2"]["gpu"],
+        "mesh-cluster-node-qwen-usw2-lt": pins["us-west-2"]["gpu"],
+        "mesh-cluster-node-phi-euw1-lt": pins["eu-west-1"]["gpu"],
+    }
 
 
 def test_gpu_nodes_are_spot_safe_groups_of_one_across_every_az() -> None:
@@ -338,7 +331,8 @@ def _global_nodes() -> list[dict[str, Any]]:
 def test_adding_a_node_only_adds_resources() -> None:
     nodes = _global_nodes()
     extra = {**nodes[0], "name": "qwen-euw2", "region": "eu-west-2"}
-    before, after = _state(plan("global")), _state(plan("global", nodes=[*nodes, extra]))
+    images = repinned("global", "eu-west-2", "gpu", "ami-0aaaaaaaaaaaaaaa3")  # a new region's GPU image
+    before, after = _state(plan("global")), _state(plan("global", nodes=[*nodes, extra], images=images))
     assert set(before) < set(after)
     assert all(before[urn] == after[urn] for urn in before)
     assert all("qwen-euw2" in urn or "eu-west-2" in urn for urn in set(after) - set(before))

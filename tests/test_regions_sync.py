@@ -308,6 +308,7 @@ def test_comments_and_key_order_survive_the_rewrite(aws: None, project: Path) ->
         "lmrun:maxPeerings",
         "lmrun:regions",
         "lmrun:tags",
+        "lmrun:images",
         "lmrun:availabilityZones",
     ]
     assert after.splitlines()[-1] == "# end of the stack file"
