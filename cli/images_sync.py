@@ -185,13 +185,15 @@ def print_summary(result: ImageSyncResult, old: Any, stack: str, console: Consol
             table.add_row(region, role, PUBLIC_IMAGES[role].parameter, _previous(old, region, role), ami)
     console.print(table)
     if result.site_needs:
-        sites = Table(title="Site images (pinned by hand: this command cannot read their clouds)")
-        for column in ("config path", "for", "pinned", "the current one"):
-            sites.add_column(column)
+        console.print("Site images are pinned by hand (this command cannot read their clouds):")
         for need in result.site_needs:
-            hint = cloud_rules(need.cloud).pin_hint(need.role, stack)
-            sites.add_row(need.path, need.users, need.pinned or "(missing)", hint)
-        console.print(sites)
+            console.print(
+                f"  {need.path} ({need.users}): {need.pinned or '(missing)'}\n"
+                f"    {cloud_rules(need.cloud).pin_hint(need.role, stack)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     if result.diff:
         console.print(result.diff, highlight=False, markup=False, soft_wrap=True, end="")
     verb = "wrote" if result.written else ("would write (dry run)" if result.changed else "unchanged")

@@ -100,8 +100,8 @@ CONTRACTS: tuple[Callable[[Iterable[RecordedLike], Mapping[str, Any]], list[Cont
 
 
 def check_contracts(resources: Iterable[RecordedLike], outputs: Mapping[str, Any]) -> list[ContractResult]:
-    """Every contract over ``resources`` (read once)."""
-    listed = list(resources)
+    """Every contract over ``resources``, by resource name (stable whatever order the engine registered in)."""
+    listed = sorted(resources, key=lambda resource: resource.name)
     return [result for contract in CONTRACTS for result in contract(listed, outputs)]
 
 
