@@ -10,20 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from lmrun.cost import PlannedResource
 from lmrun.domain.errors import LmrunError
-
-
-class RecordedLike(Protocol):
-    """What a contract reads of a resource."""
-
-    @property
-    def type(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def inputs(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -76,7 +66,7 @@ def pinned_images(outputs: Mapping[str, Any]) -> set[str]:
     }
 
 
-def images_are_pinned(resources: Iterable[RecordedLike], outputs: Mapping[str, Any]) -> list[ContractResult]:
+def images_are_pinned(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
     """Every VM and template boots an image pinned in the stack config (``lmrun:images``,
     ``lmrun:sites[].images``): never a lookup's answer, a family or an id written into a component.
 
@@ -94,12 +84,12 @@ def images_are_pinned(resources: Iterable[RecordedLike], outputs: Mapping[str, A
     ]
 
 
-CONTRACTS: tuple[Callable[[Iterable[RecordedLike], Mapping[str, Any]], list[ContractResult]], ...] = (
+CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[ContractResult]], ...] = (
     images_are_pinned,
 )
 
 
-def check_contracts(resources: Iterable[RecordedLike], outputs: Mapping[str, Any]) -> list[ContractResult]:
+def check_contracts(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
     """Every contract over ``resources``, by resource name (stable whatever order the engine registered in)."""
     listed = sorted(resources, key=lambda resource: resource.name)
     return [result for contract in CONTRACTS for result in contract(listed, outputs)]

@@ -19,25 +19,11 @@ from lmrun.plan.images import image_needs
 from lmrun.spec import parse_spec
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
 from tests.conftest import ROOT, TEST_AMI, TEST_GCP_IMAGES, pinned_images, plan, repinned, stack_config, stack_images
+from tests.test_sites_stack import GCP as SITES_GCP
+from tests.test_sites_stack import GCP_NODE, LAB, QWEN
 
 MAIN = "us-east-1"
-QWEN = {
-    "name": "qwen-a",
-    "region": "us-east-2",
-    "gpu": "L4",
-    "model": "Qwen/Qwen2.5-7B-Instruct",
-    "modelRevision": "a09a35458c702b33eeacc393d103063234e8bc28",
-    "nodePort": 30080,
-}
-GCP_NODE = {
-    **{k: v for k, v in QWEN.items() if k != "region"},
-    "name": "l4-gcp",
-    "cloud": "gcp",
-    "site": "gcp-a",
-    "nodePort": 30090,
-}
-GCP = {"name": "gcp-a", "kind": "gcp", "cidr": "10.128.0.0/20", "project": "lmrun-demo-1", "region": "us-central1"}
-LAB = {"name": "lab", "kind": "external", "cidr": "10.129.0.0/24"}
+GCP = {k: v for k, v in SITES_GCP.items() if k != "images"}
 MESH = {"mainRegion": MAIN, "regions": ["us-east-2"], "images": pinned_images(MAIN, "us-east-2")}
 FAMILY = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64"
 SYNC_HINT = "run `lmrun images sync --stack bad`: it writes the current"

@@ -25,13 +25,13 @@ import botocore.session
 import pytest
 import yaml
 from botocore.stub import Stubber
-from moto import mock_aws
 from rich.console import Console
 
 from lmrun.aws.images import PUBLIC_IMAGES
 from lmrun.cli import main
 from lmrun.cli.images_sync import ImageLookupError, ImageSyncResult, read_public_images, sync_stack_images
 from lmrun.spec import ConfigError
+from tests.conftest import moto_aws
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "images_sync_stack.yaml"
@@ -43,21 +43,8 @@ DLAMI = {"us-east-1": "ami-0dddddddddddddd01", "us-east-2": "ami-0dddddddddddddd
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    """Fake credentials (never a real profile) and moto's AWS."""
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SECURITY_TOKEN": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-        }.items():
-            env.setenv(name, value)
-        env.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield
+    with moto_aws():
+        yield
 
 
 @pytest.fixture

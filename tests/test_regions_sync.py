@@ -26,7 +26,6 @@ import pytest
 import yaml
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
-from moto import mock_aws
 from rich.console import Console
 
 from lmrun.aws.region.catalog import REGIONS
@@ -37,6 +36,7 @@ from lmrun.cli.regions_sync import SyncResult, sync_stack_regions
 from lmrun.plan.mesh import plan_mesh
 from lmrun.spec import ConfigError, spec_from_config
 from lmrun.spec.stackfile import load_stack_config
+from tests.conftest import moto_aws
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "regions_sync_stack.yaml"
@@ -61,20 +61,8 @@ def aws() -> Iterator[None]:
     One mock for the module: the tests only read EC2, and moto builds each region's backend once
     instead of once per test (~0.2 s a region).
     """
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SECURITY_TOKEN": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-        }.items():
-            env.setenv(name, value)
-        env.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield
+    with moto_aws():
+        yield
 
 
 @pytest.fixture
