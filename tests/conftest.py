@@ -6,6 +6,8 @@ import contextlib
 import functools
 import json
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,3 +100,43 @@ def moto_aws() -> Iterator[None]:
         env.delenv("AWS_PROFILE", raising=False)
         with mock_aws():
             yield
+
+
+class CallWatcher:
+    """Watches every call of one AWS operation (``"ec2.DescribeRegions"``) made through a boto3 session: the
+    region of each, the threads they ran on, and how many were in flight at once.
+
+    ``delay`` holds each call open so overlap is observable even though moto answers in milliseconds.
+    Subclasses look at the request (:meth:`seen`) or answer it instead of moto (:meth:`answer`).
+    """
+
+    def __init__(self, session: Any, operation: str, *, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.regions: list[str] = []
+        self.threads: set[str] = set()
+        self.in_flight = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+        session.events.register(f"before-call.{operation}", self._before)
+
+    def seen(self, region: str, params: dict[str, Any]) -> None:
+        """The serialized request of a call (under the watcher's lock)."""
+
+    def answer(self, region: str) -> Any:
+        """A ``(response, parsed)`` pair to answer with instead of the endpoint, or None."""
+        return None
+
+    def _before(self, context: dict[str, Any], params: dict[str, Any], **_: Any) -> Any:
+        region = str(context["client_region"])
+        with self._lock:
+            self.regions.append(region)
+            self.seen(region, params)
+            self.threads.add(threading.current_thread().name)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            time.sleep(self.delay)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        return self.answer(region)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from lmrun.aws.images import PUBLIC_IMAGES
 from lmrun.cli import main
 from lmrun.cli.images_sync import ImageLookupError, ImageSyncResult, read_public_images, sync_stack_images
 from lmrun.spec import ConfigError
-from tests.conftest import moto_aws
+from tests.conftest import CallWatcher, moto_aws
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "images_sync_stack.yaml"
@@ -61,35 +59,19 @@ def stack_path(project: Path) -> Path:
     return project / "stacks" / "Pulumi.sample.yaml"
 
 
-class GetParametersCalls:
-    """Watches every GetParameters call through a session (region, thread, overlap) and plays AWS publishing
-    a Deep Learning AMI in the regions of ``dlami`` (moved from moto's InvalidParameters to Parameters)."""
+class GetParametersCalls(CallWatcher):
+    """Watches every GetParameters call through a session (region, names asked, thread, overlap) and plays AWS
+    publishing a Deep Learning AMI in the regions of ``dlami`` (moved from moto's InvalidParameters to
+    Parameters)."""
 
     def __init__(self, session: boto3.Session, *, dlami: dict[str, str] | None = None, delay: float = 0.0) -> None:
+        super().__init__(session, "ssm.GetParameters", delay=delay)
         self.dlami = dlami or {}
-        self.delay = delay
-        self.regions: list[str] = []
         self.names: dict[str, list[str]] = {}
-        self.threads: set[str] = set()
-        self.in_flight = 0
-        self.peak = 0
-        self._lock = threading.Lock()
-        session.events.register("before-call.ssm.GetParameters", self._before)
         session.events.register("after-call.ssm.GetParameters", self._after)
 
-    def _before(self, context: dict[str, Any], params: dict[str, Any], **_: Any) -> None:
-        region = str(context["client_region"])
-        with self._lock:
-            self.regions.append(region)
-            self.names[region] = list(json.loads(params["body"])["Names"])
-            self.threads.add(threading.current_thread().name)
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-        try:
-            time.sleep(self.delay)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+    def seen(self, region: str, params: dict[str, Any]) -> None:
+        self.names[region] = list(json.loads(params["body"])["Names"])
 
     def _after(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         region = str(context["client_region"])
