@@ -26,13 +26,21 @@ venv: $(DEV)
 plan: $(RUNTIME)
 	$(PY) -m lmrun plan --stack $(STACK)
 
+# The scripts and Python helpers that run on VMs (render/scripts/, shipped as package data): ruff covers the
+# helpers with the rest of the tree, shellcheck the scripts, mypy the helpers on their own (they run with the
+# VM's python3, stdlib only; mypy's oldest target is 3.10, tests/test_embedded_programs.py parses them as 3.9).
+VM_SCRIPTS := $(wildcard render/scripts/*.sh)
+VM_HELPERS := $(wildcard render/scripts/*.py)
+
 lint: $(DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/shellcheck --severity=style $(VM_SCRIPTS)
 
 typecheck: $(DEV)
 	$(PY) scripts/link_tree.py . build/typecheck
 	MYPYPATH=build/typecheck $(PY) -m mypy -p lmrun
+	$(PY) -m mypy --strict --python-version 3.10 $(VM_HELPERS)
 
 unit: $(DEV)
 	$(PY) -m pytest -n $(WORKERS)

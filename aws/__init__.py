@@ -1,4 +1,5 @@
-"""AWS knowledge: regions, address plan, instance catalog, and the boto3 code behind the CLI.
+"""AWS knowledge: regions, address plan, instance catalog, the boto3 code behind the CLI, and SSM Parameter Store
+as its VMs' secret store (``secret_store``, a renderer's input).
 
 Nothing here creates Pulumi resources; boto3 is only used by operator commands, never inside `pulumi up`.
 """

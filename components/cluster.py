@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.components.gpu_node import GpuNode
 from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
 from lmrun.components.naming import slug, with_name
@@ -139,7 +140,7 @@ class Cluster(pulumi.ComponentResource):
                     "security_group_ids": [main_vpc.security_group_id],
                     "agent": K3sAgentConfig(
                         server_ip=server_plan.private_ip,
-                        ssm_region=server_plan.region,
+                        store=SsmParameterStore(server_plan.region),
                         token_parameter=paths.k3s_token,
                         node_name=phoenix.node_name,
                         region=server_plan.region,
@@ -152,7 +153,7 @@ class Cluster(pulumi.ComponentResource):
             )
         tracing = (
             PhoenixClientConfig(
-                ssm_region=server_plan.region,
+                store=SsmParameterStore(server_plan.region),
                 ingest_key_parameter=store.parameter_names["ingest-key"],
                 grpc_node_port=phoenix.grpc_node_port,
                 restart_units=(VLLM_UNIT,),
@@ -278,9 +279,10 @@ class Cluster(pulumi.ComponentResource):
         tracing: PhoenixClientConfig | None,
     ) -> str:
         """Plain values only: the token and the Hugging Face token are read on the VM by parameter name."""
+        store = SsmParameterStore(ssm_region)
         agent = K3sAgentConfig(
             server_ip=server_ip,
-            ssm_region=ssm_region,
+            store=store,
             token_parameter=paths.k3s_token,
             node_name=node.name,
             region=node.region,
@@ -295,7 +297,7 @@ class Cluster(pulumi.ComponentResource):
             extra_args=node.vllm_args,
             tensor_parallel_size=node.gpu_count,
             hf_token_parameter=paths.huggingface_token if hf_parameter is not None else None,
-            ssm_region=ssm_region if hf_parameter is not None else None,
+            store=store,
             otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
             otlp_env_file=tracing.env_file if tracing is not None else None,
         )

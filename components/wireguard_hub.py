@@ -18,12 +18,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import mesh_instance
 from lmrun.components.naming import slug, with_name
 from lmrun.domain.addresses import TUNNEL_POOL
 from lmrun.domain.secrets import SecretPaths
-from lmrun.render.gateways import render_hub_user_data
+from lmrun.render.gateways import render_gateway_user_data
 from lmrun.render.wireguard import (
     SitePeer,
     hub_config,
@@ -174,7 +175,11 @@ class WireGuardHub(pulumi.ComponentResource):
             source_dest_check=False,  # it forwards between the tunnel and the VPC
             security_group_ids=[args["mesh_security_group_id"], group.id],
             instance_profile=identity.instance_profile_name,
-            user_data=render_hub_user_data(ssm_region=args["region"], config_parameter=config_name),
+            user_data=render_gateway_user_data(
+                store=SsmParameterStore(args["region"]),
+                config_secret=config_name,
+                description="WireGuard hub gateway",
+            ),
             root_gb=10,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[config]),

@@ -15,7 +15,7 @@ gateway clamps TCP MSS to the tunnel's MTU.
 Secrets: the gateway's wg-quick config (the site private key inside), the K3s join token, the Hugging
 Face token and (with Phoenix) the Phoenix ingest key are Secret Manager secrets (replicated in the site's
 region only) whose values stay Pulumi secrets. VMs read them by secret id with an access token from the
-metadata server and ``curl`` (:mod:`lmrun.render.gcp`); no secret is in instance metadata. Two service
+metadata server and ``curl`` (:mod:`lmrun.gcp.secret_store`); no secret is in instance metadata. Two service
 accounts keep the blast radius small: the gateway's may read only the WireGuard config, the nodes' only the
 K3s and Hugging Face tokens and the ingest key (which vLLM's OTLP exporter sends to Phoenix; a timer
 re-reads it, so a key the stack re-delivers reaches vLLM without a new VM),
@@ -73,9 +73,10 @@ from lmrun.components.naming import slug
 from lmrun.components.site_cloud import SiteArgs, SiteCloud
 from lmrun.domain.tunnels import underlay_mtu
 from lmrun.gcp import NAME, catalog
+from lmrun.gcp.secret_store import SecretManagerStore
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
-from lmrun.render.gateways import render_gcp_gateway_user_data
+from lmrun.render.gateways import render_gateway_user_data
 from lmrun.render.k3s import K3sAgentConfig
 from lmrun.render.phoenix import PhoenixClientConfig
 from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
@@ -371,7 +372,11 @@ class GcpSite(pulumi.ComponentResource):
             metadata={
                 "enable-oslogin": "TRUE",
                 "block-project-ssh-keys": "TRUE",
-                "user-data": render_gcp_gateway_user_data(project=project, config_secret=config_secret),
+                "user-data": render_gateway_user_data(
+                    store=SecretManagerStore(project),
+                    config_secret=config_secret,
+                    description="WireGuard GCP site gateway",
+                ),
             },
             tags=[GATEWAY_TAG],
             labels={**labels, "lmrun_role": "wireguard-gateway"},
@@ -449,12 +454,10 @@ class GcpSite(pulumi.ComponentResource):
                     opts=child,
                 )
                 tracing = PhoenixClientConfig(
-                    ssm_region="",
+                    store=SecretManagerStore(project),
                     ingest_key_parameter=ingest_secret,
                     grpc_node_port=grpc_node_port,
                     restart_units=(VLLM_UNIT,),
-                    parameter_store="gcp",
-                    gcp_project=project,
                 )
             for node in nodes:
                 groups[node.name] = self._node(
@@ -579,16 +582,15 @@ class GcpSite(pulumi.ComponentResource):
     ) -> gcp.compute.InstanceGroupManager:
         """The node's instance template and the zonal managed instance group of one that runs it."""
         project, region = str(site.project), node.region or str(site.region)
+        store = SecretManagerStore(project)
         agent = K3sAgentConfig(
             server_ip=args["k3s_server_ip"],
-            ssm_region="",
+            store=store,
             token_parameter=token_secret,
             node_name=node.name,
             region=region,
             gpu=node.gpu,
             k3s_version=args["k3s_version"],
-            parameter_store="gcp",
-            gcp_project=project,
         )
         vllm = VllmConfig(
             model=node.model,
@@ -598,8 +600,7 @@ class GcpSite(pulumi.ComponentResource):
             extra_args=node.vllm_args,
             tensor_parallel_size=node.gpu_count,
             hf_token_parameter=hf_secret,
-            parameter_store="gcp",
-            gcp_project=project if hf_secret is not None else None,
+            store=store,
             otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
             otlp_env_file=tracing.env_file if tracing is not None else None,
         )

@@ -1,12 +1,14 @@
 """Shared cloud-init helpers: ``#cloud-config`` documents built from files to write and commands to run.
 
 Every shell step lives in its own file under ``SCRIPT_DIR`` (``write_files``) and ``runcmd`` only calls it,
-so the scripts can be linted with shellcheck on their own and read on the VM after boot.
+so the scripts can be read on the VM after boot. A script with logic of its own is a static file of
+``render/scripts/`` plus a header of values (:func:`vm_script`, :mod:`lmrun.render.script_files`); a script
+that is nothing but command lines, each an argv quoted with :func:`sh_join`, is rendered as such
+(:func:`command_script`): there is no body to keep in a file.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,13 +16,13 @@ from typing import Any
 
 import yaml
 
+from lmrun.render.script_files import RENDERED_NOTE, HeaderValue, header_lines, render_script, script_text
+
 SCRIPT_DIR = "/usr/local/lib/lmrun"
 SHELL_SHEBANGS = ("#!/bin/bash", "#!/bin/sh", "#!/usr/bin/env bash")
 """Where rendered scripts land on a VM."""
 
-_SHELL_HEADER = (
-    "#!/bin/bash\n# Rendered by lmrun; edits on the VM are lost when the instance is replaced.\nset -euo pipefail\n"
-)
+_SHELL_HEADER = f"#!/bin/bash\n# {RENDERED_NOTE}\nset -euo pipefail\n"
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,26 @@ def script_file(name: str, body: str) -> WriteFile:
     return WriteFile(f"{SCRIPT_DIR}/{name}", shell_script(body), "0755")
 
 
+def vm_script(name: str, values: Mapping[str, HeaderValue] | None = None) -> WriteFile:
+    """``render/scripts/<name>`` with its header of ``values``, as an executable ``SCRIPT_DIR/<name>``."""
+    return WriteFile(f"{SCRIPT_DIR}/{name}", render_script(name, values), "0755")
+
+
+def vm_helper(name: str) -> WriteFile:
+    """The Python helper ``render/scripts/<name>`` as ``SCRIPT_DIR/<name>`` (scripts run it with a python3)."""
+    if not name.endswith(".py"):
+        raise ValueError(f"{name!r} is not a Python helper")
+    return WriteFile(f"{SCRIPT_DIR}/{name}", script_text(name), "0644")
+
+
+def command_script(name: str, commands: Sequence[Sequence[str]]) -> WriteFile:
+    """An executable script made of command lines only, each argv quoted with :func:`sh_join`."""
+    return script_file(name, "\n".join(sh_join(command) for command in commands))
+
+
 def sh_assign(name: str, value: str | int) -> str:
     """``NAME='value'``, quoted for the shell, for baking plain values into a script."""
-    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
-        raise ValueError(f"{name!r} is not a shell variable name")
-    return f"{name}={shlex.quote(str(value))}"
+    return header_lines({name: value})[0]
 
 
 def sh_join(args: Iterable[str]) -> str:

@@ -1,10 +1,10 @@
 """K3s bootstrap as cloud-init: the server in the main region and the agents on every other VM.
 
-No secret ever appears in the rendered text. The join token and the admin kubeconfig travel through SSM
-Parameter Store (SecureString): the VM reads the token by parameter *name* with its instance role at boot,
-and the server writes the kubeconfig back to a parameter so Pulumi can read it without SSH. Agents in GCP
-sites (``parameter_store="gcp"``) read the token from GCP Secret Manager by secret id instead
-(:mod:`lmrun.render.gcp`).
+No secret ever appears in the rendered text. The server (in the main region, AWS by design) reads the join
+token from SSM Parameter Store (SecureString) by parameter *name* with its instance role at boot, and writes
+the admin kubeconfig back to a parameter so Pulumi can read it without SSH. An agent reads the token by name
+from the secret store its config is given (:class:`lmrun.render.secret_store.SecretStore`: SSM for AWS VMs,
+Secret Manager for VMs in GCP sites), whose fetch helper it installs.
 
 Server state (datastore, certificates, and the node password) lives on a separate EBS volume mounted at
 ``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the token and the
@@ -17,42 +17,25 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from lmrun.domain.names import LABEL_GPU, LABEL_NODE, LABEL_REGION, SERVER_NODE
 from lmrun.domain.ports import K3S_API_PORT
 from lmrun.domain.versions import K3S_VERSION
-from lmrun.render.cloudinit import (
-    SCRIPT_DIR,
-    WriteFile,
-    cloud_config,
-    script_file,
-    sh_assign,
-    sh_join,
-    systemd_unit,
-)
-from lmrun.render.gcp import (
-    GCP_SECRET_GET_SCRIPT,
-    check_gcp_project,
-    check_gcp_region,
-    check_secret_id,
-    secret_get_command,
-)
-
-ParameterStore = Literal["ssm", "gcp"]
-"""Where a VM reads its secrets at boot: AWS SSM Parameter Store or GCP Secret Manager."""
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
+from lmrun.render.secret_store import SecretStore
 
 API_PORT = K3S_API_PORT
 STATE_MOUNT = "/var/lib/lmrun-state"
 """Mount point of the server's state volume."""
 K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
 TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
-"""Where the join token fetched from SSM is kept (0600, root) for ``--token-file``."""
+"""Where the fetched join token is kept (0600, root) for ``--token-file``."""
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
 
 _SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_LOCATION = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
 _DEVICE = re.compile(r"^/dev/(sd|xvd)[b-z]$")
 _VOLUME_ID = re.compile(r"^vol-[0-9a-f]{8,17}$")
@@ -84,13 +67,14 @@ def check_region(field_name: str, value: str) -> None:
 
 
 def check_location_region(field_name: str, value: str) -> None:
-    """An AWS region (``us-east-1``) or a GCP region (``us-central1``): where a VM runs."""
-    if isinstance(value, str) and _REGION.match(value):
-        return
-    try:
-        check_gcp_region(field_name, value)
-    except ValueError:
-        raise ValueError(f"{field_name}: {value!r} is not an AWS or GCP region name") from None
+    """Where a VM runs, in any cloud (``us-east-1``, ``us-central1``): lowercase words of letters and digits
+    joined by hyphens, a valid label value. Each cloud's spec rules check its own region names."""
+    _check(
+        isinstance(value, str) and len(value) <= 63 and bool(_LOCATION.match(value)),
+        field_name,
+        value,
+        "a region name like 'us-east-1'",
+    )
 
 
 def check_label_value(field_name: str, value: str) -> None:
@@ -166,11 +150,10 @@ class K3sAgentConfig:
 
     server_ip: str
     """Private IP of the K3s server."""
-    ssm_region: str
-    """Region of the token parameter (the main region, also for agents in spokes); ``""`` (unused) when
-    ``parameter_store`` is ``"gcp"``."""
+    store: SecretStore
+    """Where the VM reads its secrets (the join token here); its fetch helper is installed on the VM."""
     token_parameter: str
-    """SSM parameter name of the join token, or its Secret Manager secret id (``parameter_store="gcp"``)."""
+    """Name of the join token in ``store``."""
     node_name: str
     """The mesh's name for this node: the ``lmrun.io/node`` label that services pin to."""
     region: str
@@ -181,19 +164,10 @@ class K3sAgentConfig:
     """Pin the node IP K3s advertises; None lets K3s pick the primary interface's address."""
     extra_labels: tuple[tuple[str, str], ...] = field(default=())
     k3s_version: str = K3S_VERSION
-    parameter_store: ParameterStore = "ssm"
-    """``"ssm"``: the token is an SSM parameter in ``ssm_region``; ``"gcp"``: a Secret Manager secret of
-    ``gcp_project``, read with the VM's service account (VMs in GCP sites)."""
-    gcp_project: str | None = None
-    """Project of the token secret; required with ``parameter_store="gcp"``, None otherwise."""
 
     def __post_init__(self) -> None:
         _check_ipv4("server_ip", self.server_ip)
-        _check_secret_store(self.parameter_store, self.ssm_region, self.gcp_project)
-        if self.parameter_store == "gcp":
-            check_secret_id("token_parameter", self.token_parameter)
-        else:
-            check_ssm_parameter_name("token_parameter", self.token_parameter)
+        self.store.check_name("token_parameter", self.token_parameter)
         check_label_value("node_name", self.node_name)
         check_location_region("region", self.region)
         if self.gpu is not None:
@@ -216,152 +190,20 @@ class K3sAgentConfig:
         return labels
 
 
-def _check_secret_store(source: str, ssm_region: str | None, gcp_project: str | None) -> None:
-    """``ssm`` needs an SSM region and no project; ``gcp`` needs a project and no SSM region."""
-    if source == "ssm":
-        if ssm_region is not None:
-            check_region("ssm_region", ssm_region)
-        if gcp_project is not None:
-            raise ValueError("gcp_project: only used with parameter_store 'gcp'")
-    elif source == "gcp":
-        if gcp_project is None:
-            raise ValueError("gcp_project: required when parameter_store is 'gcp'")
-        check_gcp_project("gcp_project", gcp_project)
-        if ssm_region:
-            raise ValueError("ssm_region: unused with parameter_store 'gcp' (secrets come from Secret Manager)")
-    else:
-        raise ValueError(f"parameter_store: {source!r} is not 'ssm' or 'gcp'")
-
-
 # --- shell pieces shared by server and agents ---------------------------------------------------------------
 
-SSM_GET_SCRIPT = script_file(
-    "ssm-get.sh",
-    r"""
-# Usage: ssm-get.sh REGION PARAMETER_NAME DEST
-# Reads a (SecureString) parameter with the instance role and writes its value to DEST, mode 0600.
-# Retries for ~10 minutes: instance-profile credentials and the parameter itself can lag the boot.
-region="$1"
-name="$2"
-dest="$3"
-umask 077
-mkdir -p "$(dirname "$dest")"
-tmp="$(mktemp "${dest}.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
-for attempt in $(seq 1 60); do
-    if aws ssm get-parameter --region "$region" --name "$name" --with-decryption \
-        --query Parameter.Value --output text >"$tmp"; then
-        mv -f "$tmp" "$dest"
-        trap - EXIT
-        exit 0
-    fi
-    echo "lmrun: SSM parameter $name not readable yet (attempt $attempt/60)" >&2
-    sleep 10
-done
-echo "lmrun: giving up on SSM parameter $name" >&2
-exit 1
-""",
-)
+SSM_GET_SCRIPT = vm_script("ssm-get.sh")
+"""``ssm-get.sh REGION PARAMETER_NAME DEST``: a (SecureString) parameter into a 0600 file, with retries."""
 
-K3S_INSTALL_SCRIPT = script_file(
-    "k3s-install.sh",
-    r"""
-# Usage: k3s-install.sh VERSION server|agent [K3S FLAGS...]
-# Runs the install script of the pinned release tag (not the moving get.k3s.io one); it downloads the
-# release binary, checks its sha256, writes the systemd unit with the flags, and starts K3s.
-version="$1"
-shift
-installer="$(mktemp)"
-trap 'rm -f "$installer"' EXIT
-curl -sfL --retry 10 --retry-delay 5 --retry-all-errors -o "$installer" \
-    "https://raw.githubusercontent.com/k3s-io/k3s/${version}/install.sh"
-INSTALL_K3S_VERSION="$version" sh "$installer" "$@"
-""",
-)
+K3S_INSTALL_SCRIPT = vm_script("k3s-install.sh")
+"""``k3s-install.sh VERSION server|agent [K3S FLAGS...]``: the pinned release's own install script."""
 
-MOUNT_VOLUME_SCRIPT = script_file(
-    "mount-volume.sh",
-    r"""
-# Usage: mount-volume.sh DEVICE_NAME VOLUME_ID|"" MOUNT_POINT LABEL
-# Finds an attached EBS volume (NVMe by-id link from the volume id, then the device name, then its Xen
-# alias), waits for it (the attachment may come after boot), formats it only when it carries no
-# filesystem signature at all, and mounts it by UUID through /etc/fstab so reboots mount it too.
-device_name="$1"
-volume_id="$2"
-mount_point="$3"
-label="$4"
-serial="${volume_id//-/}"
-
-find_device() {
-    if [ -n "$serial" ] && [ -e "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${serial}" ]; then
-        readlink -f "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${serial}"
-        return 0
-    fi
-    if [ -b "$device_name" ]; then
-        readlink -f "$device_name"
-        return 0
-    fi
-    local xen="/dev/xvd${device_name#/dev/sd}"
-    if [ -b "$xen" ]; then
-        echo "$xen"
-        return 0
-    fi
-    if [ -n "$serial" ]; then
-        local by_serial
-        by_serial="$(lsblk -dnpo NAME,SERIAL | awk -v s="$serial" '$2 == s { print $1; exit }')"
-        if [ -n "$by_serial" ]; then
-            echo "$by_serial"
-            return 0
-        fi
-    fi
-    return 1
-}
-
-device=""
-for attempt in $(seq 1 120); do
-    if device="$(find_device)"; then
-        break
-    fi
-    echo "lmrun: waiting for volume ${volume_id:-$device_name} (attempt $attempt/120)" >&2
-    sleep 5
-done
-if [ -z "$device" ]; then
-    echo "lmrun: volume ${volume_id:-$device_name} never appeared" >&2
-    exit 1
-fi
-
-# blkid -p exits 2 when it finds no signature at all: only then is the volume blank and safe to format.
-probe=0
-blkid -p "$device" >/dev/null || probe=$?
-if [ "$probe" -eq 2 ]; then
-    echo "lmrun: $device is blank, creating ext4 ($label)" >&2
-    mkfs.ext4 -q -L "$label" "$device"
-elif [ "$probe" -ne 0 ]; then
-    echo "lmrun: cannot probe $device (blkid exit $probe); refusing to touch it" >&2
-    exit 1
-fi
-
-uuid="$(blkid -s UUID -o value "$device")"
-if [ -z "$uuid" ]; then
-    echo "lmrun: $device has no filesystem UUID; refusing to mount it" >&2
-    exit 1
-fi
-mkdir -p "$mount_point"
-if ! grep -q "^UUID=$uuid " /etc/fstab; then
-    echo "UUID=$uuid $mount_point ext4 defaults,nofail,x-systemd.device-timeout=5min 0 2" >>/etc/fstab
-fi
-if ! mountpoint -q "$mount_point"; then
-    mount "$mount_point"
-fi
-""",
-)
+MOUNT_VOLUME_SCRIPT = vm_script("mount-volume.sh")
+"""``mount-volume.sh DEVICE_NAME VOLUME_ID|"" MOUNT_POINT LABEL``: find, format if blank, mount by UUID."""
 
 
 def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
     put = [
-        "aws",
-        "ssm",
-        "put-parameter",
         "--region",
         cfg.ssm_region,
         "--name",
@@ -374,31 +216,14 @@ def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
     ]
     if cfg.kubeconfig_kms_key_id is not None:
         put += ["--key-id", cfg.kubeconfig_kms_key_id]
-    return script_file(
+    return vm_script(
         "publish-kubeconfig.sh",
-        f"""
-# Copies the admin kubeconfig to SSM (SecureString) with the API address the mesh uses instead of
-# 127.0.0.1, so it is readable without SSH. Runs at every boot: K3s renews client certificates on restart.
-# The value goes through a 0600 temp file (file://), never the command line.
-{sh_assign("KUBECONFIG_PATH", KUBECONFIG_PATH)}
-{sh_assign("API_ENDPOINT", cfg.api_endpoint)}
-for _ in $(seq 1 150); do
-    if [ -s "$KUBECONFIG_PATH" ]; then
-        break
-    fi
-    sleep 2
-done
-if [ ! -s "$KUBECONFIG_PATH" ]; then
-    echo "lmrun: $KUBECONFIG_PATH never appeared" >&2
-    exit 1
-fi
-umask 077
-tmp="$(mktemp)"
-trap 'rm -f "$tmp"' EXIT
-sed "s#https://127.0.0.1:{API_PORT}#$API_ENDPOINT#" "$KUBECONFIG_PATH" >"$tmp"
-{sh_join(put)} --value "file://$tmp" >/dev/null
-echo "lmrun: kubeconfig published" >&2
-""",
+        {
+            "KUBECONFIG_PATH": KUBECONFIG_PATH,
+            "API_PORT": API_PORT,
+            "API_ENDPOINT": cfg.api_endpoint,
+            "PUT_PARAMETER": put,
+        },
     )
 
 
@@ -457,23 +282,16 @@ def agent_flags(cfg: K3sAgentConfig) -> list[str]:
 
 
 def server_files(cfg: K3sServerConfig) -> list[WriteFile]:
-    bootstrap = script_file(
+    mount = [cfg.state_device_name, cfg.state_volume_id or "", STATE_MOUNT, "lmrun-state"]
+    bootstrap = vm_script(
         "k3s-server-bootstrap.sh",
-        f"""
-{sh_assign("STATE_MOUNT", STATE_MOUNT)}
-{SCRIPT_DIR}/mount-volume.sh {sh_join([cfg.state_device_name, cfg.state_volume_id or "", STATE_MOUNT, "lmrun-state"])}
-# The node password K3s checks on re-join lives in /etc/rancher/node: keep it on the state volume so a
-# replacement instance (same IP, same hostname) is accepted as the same node.
-mkdir -p "$STATE_MOUNT/rancher-node" /etc/rancher
-if [ ! -L /etc/rancher/node ]; then
-    rm -rf /etc/rancher/node
-    ln -s "$STATE_MOUNT/rancher-node" /etc/rancher/node
-fi
-{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.token_parameter, TOKEN_FILE])}
-{SCRIPT_DIR}/k3s-install.sh {sh_join([cfg.k3s_version, "server", *server_flags(cfg)])}
-systemctl daemon-reload
-systemctl enable --now {PUBLISH_KUBECONFIG_UNIT}
-""",
+        {
+            "STATE_MOUNT": STATE_MOUNT,
+            "MOUNT_STATE": [f"{SCRIPT_DIR}/mount-volume.sh", *mount],
+            "FETCH_TOKEN": [f"{SCRIPT_DIR}/ssm-get.sh", cfg.ssm_region, cfg.token_parameter, TOKEN_FILE],
+            "INSTALL_K3S": [f"{SCRIPT_DIR}/k3s-install.sh", cfg.k3s_version, "server", *server_flags(cfg)],
+            "PUBLISH_UNIT": PUBLISH_KUBECONFIG_UNIT,
+        },
     )
     return [
         SSM_GET_SCRIPT,
@@ -485,26 +303,14 @@ systemctl enable --now {PUBLISH_KUBECONFIG_UNIT}
     ]
 
 
-def secret_fetch_script(source: ParameterStore) -> WriteFile:
-    """The fetch script a VM with secrets in ``source`` needs (``ssm-get.sh`` or ``gcp-secret-get.sh``)."""
-    return GCP_SECRET_GET_SCRIPT if source == "gcp" else SSM_GET_SCRIPT
-
-
-def _token_fetch_line(cfg: K3sAgentConfig) -> str:
-    if cfg.parameter_store == "gcp" and cfg.gcp_project is not None:  # __post_init__ enforces the pair
-        return secret_get_command(cfg.gcp_project, cfg.token_parameter, TOKEN_FILE)
-    return f"{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.token_parameter, TOKEN_FILE])}"
-
-
 def agent_files(cfg: K3sAgentConfig) -> list[WriteFile]:
-    bootstrap = script_file(
+    """The store's fetch helper, the K3s installer and the bootstrap that fetches the token and joins."""
+    fetch_token = cfg.store.fetch_argv(cfg.token_parameter, TOKEN_FILE)
+    bootstrap = command_script(
         "k3s-agent-bootstrap.sh",
-        f"""
-{_token_fetch_line(cfg)}
-{SCRIPT_DIR}/k3s-install.sh {sh_join([cfg.k3s_version, "agent", *agent_flags(cfg)])}
-""",
+        [fetch_token, [f"{SCRIPT_DIR}/k3s-install.sh", cfg.k3s_version, "agent", *agent_flags(cfg)]],
     )
-    return [secret_fetch_script(cfg.parameter_store), K3S_INSTALL_SCRIPT, bootstrap]
+    return [cfg.store.fetch_script, K3S_INSTALL_SCRIPT, bootstrap]
 
 
 def agent_runcmd() -> list[list[str]]:

@@ -20,19 +20,24 @@ Ingestion auth (enabling auth makes Phoenix refuse every span that carries no va
   (``POST /v1/system/api_keys`` with the admin secret as bearer token) and writes it to that SecureString
   parameter. A system key can ingest and read but cannot mint keys or manage users. A key that still works
   is left alone, so producers are not restarted for nothing.
-* Every producer (vLLM nodes, any mesh VM) runs ``phoenix-client-env.sh`` from a timer: it reads the key
-  parameter by name and writes ``OTEL_EXPORTER_OTLP_TRACES_*`` into a root-only EnvironmentFile (header
-  ``authorization=Bearer <key>``); when the content changed it restarts the given units, so a rotated key
-  reaches them within one refresh interval. Failures exit non-zero (visible in the journal), never silently.
+* Every producer (vLLM nodes, any mesh VM) runs ``phoenix-client-env.sh`` from a timer: it reads the key by
+  name with its secret store's fetch helper (the argv comes in the script's header) and writes
+  ``OTEL_EXPORTER_OTLP_TRACES_*`` into a root-only EnvironmentFile (header ``authorization=Bearer <key>``);
+  when the content changed it restarts the given units, so a rotated key reaches them within one refresh
+  interval. Failures exit non-zero (visible in the journal), never silently.
 
-These scripts rely on ``ssm-get.sh`` (``lmrun.render.k3s.SSM_GET_SCRIPT``), which every mesh VM has as a K3s
-agent or server; ``LMRUN_SCRIPT_DIR`` overrides where they look for it (tests). VMs in GCP sites cannot read
-SSM: the stack copies the key into a Secret Manager secret of the site (a readiness gate waits for the node
-to publish it), and their refresher (``parameter_store="gcp"``) reads it with ``gcp-secret-get.sh``.
+The Phoenix node's scripts rely on ``ssm-get.sh`` (``lmrun.render.k3s.SSM_GET_SCRIPT``), which it has as a K3s
+agent or server; ``LMRUN_SCRIPT_DIR`` overrides where they look for it (tests). A producer reads the key from
+the store of its :class:`PhoenixClientConfig` (:mod:`lmrun.render.secret_store`): the Phoenix node's own
+parameter on AWS VMs; VMs that cannot read it (GCP sites) get a copy in their own store, which the stack keeps
+current (a readiness gate waits for the node to publish the key).
 
 Backups: the SQLite snapshot uses Python's ``sqlite3`` backup API (the same online-backup API as the
 ``sqlite3`` CLI's ``.backup``). Stock Ubuntu and Amazon Linux images do not ship the ``sqlite3`` CLI, while
-Python >= 3.11 is always on the node because Phoenix itself needs it; so the scripts never depend on the CLI.
+Python >= 3.11 is always on the node because Phoenix itself needs it; so the scripts never depend on the CLI
+(the Python steps are ``phoenix_sqlite.py`` and ``phoenix_key_request.py``, written next to the scripts).
+
+The scripts and helpers are files under ``render/scripts/`` (:mod:`lmrun.render.script_files`).
 """
 
 from __future__ import annotations
@@ -51,17 +56,16 @@ from lmrun.domain.ports import (
     PHOENIX_UI_NODE_PORT,
 )
 from lmrun.domain.versions import PHOENIX_VERSION
-from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
-from lmrun.render.gcp import check_gcp_project, check_secret_id
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, sh_join, systemd_unit, vm_helper, vm_script
 from lmrun.render.k3s import (
     MOUNT_VOLUME_SCRIPT,
     K3sAgentConfig,
-    ParameterStore,
     agent_files,
     agent_runcmd,
     check_region,
     check_ssm_parameter_name,
 )
+from lmrun.render.secret_store import SecretStore
 
 HTTP_PORT = PHOENIX_HTTP_PORT
 GRPC_PORT = PHOENIX_GRPC_PORT
@@ -298,286 +302,18 @@ def secret_parameters(cfg: PhoenixConfig) -> dict[str, str]:
     return params
 
 
-_SSM_GET = '"${LMRUN_SCRIPT_DIR:-' + SCRIPT_DIR + '}/ssm-get.sh"'
-
-ENV_FILE_SCRIPT = script_file(
-    "phoenix-env.sh",
-    rf"""
-# Usage: phoenix-env.sh REGION ENV_FILE VAR=SSM_PARAMETER_NAME...
-# Builds a root-only EnvironmentFile from SecureString parameters read by name (ssm-get.sh retries while
-# credentials or parameters lag the boot). Values must be one line; the file is replaced atomically.
-region="$1"
-env_file="$2"
-shift 2
-umask 077
-mkdir -p "$(dirname "$env_file")"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-for pair in "$@"; do
-    var="${{pair%%=*}}"
-    name="${{pair#*=}}"
-    {_SSM_GET} "$region" "$name" "$work/value"
-    if [ "$(wc -l <"$work/value")" -gt 1 ]; then
-        echo "lmrun: SSM parameter $name holds more than one line; refusing it for $var" >&2
-        exit 1
-    fi
-    printf '%s=%s\n' "$var" "$(tr -d '\n' <"$work/value")" >>"$work/env"
-done
-mv -f "$work/env" "$env_file"
-chmod 0600 "$env_file"
-""",
-)
-
-
-INGEST_KEY_SCRIPT = script_file(
-    "phoenix-ingest-key.sh",
-    r"""
-# Usage: phoenix-ingest-key.sh REGION KEY_PARAMETER PHOENIX_URL ENV_FILE [KMS_KEY_ID]
-# Makes sure KEY_PARAMETER holds a system API key that Phoenix accepts. Reads PHOENIX_ADMIN_SECRET from
-# ENV_FILE; mints a new key only when the stored one is missing or refused (HTTP 401), so producers keep a
-# working key across reboots. Secrets go through 0600 files, never through argv.
-region="$1"
-parameter="$2"
-url="${3%/}"
-env_file="$4"
-kms_key="${5:-}"
-python="${PYTHON:-python3}"
-umask 077
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-
-admin_secret="$(sed -n 's/^PHOENIX_ADMIN_SECRET=//p' "$env_file")"
-if [ -z "$admin_secret" ]; then
-    echo "lmrun: no PHOENIX_ADMIN_SECRET in $env_file" >&2
-    exit 1
-fi
-
-for attempt in $(seq 1 60); do
-    if curl -sf -o /dev/null "$url/healthz"; then
-        break
-    fi
-    if [ "$attempt" -eq 60 ]; then
-        echo "lmrun: Phoenix at $url is not healthy; giving up" >&2
-        exit 1
-    fi
-    sleep 5
-done
-
-# The stored key, if any ("ParameterNotFound" is the only error that means "none yet").
-if aws ssm get-parameter --region "$region" --name "$parameter" --with-decryption \
-    --query Parameter.Value --output text >"$work/key" 2>"$work/err"; then
-    printf 'Authorization: Bearer %s\n' "$(tr -d '\n' <"$work/key")" >"$work/key-header"
-    status="$(curl -s -o /dev/null -w '%{http_code}' -H @"$work/key-header" "$url/v1/projects?limit=1")"
-    case "$status" in
-    200)
-        echo "lmrun: ingest key in $parameter is accepted by Phoenix"
-        exit 0
-        ;;
-    401)
-        echo "lmrun: ingest key in $parameter is refused by Phoenix; minting a new one"
-        ;;
-    *)
-        echo "lmrun: Phoenix answered HTTP $status while checking the ingest key" >&2
-        exit 1
-        ;;
-    esac
-elif grep -q ParameterNotFound "$work/err"; then
-    echo "lmrun: $parameter does not exist yet; minting the first ingest key"
-else
-    cat "$work/err" >&2
-    exit 1
-fi
-
-printf 'Authorization: Bearer %s\n' "$admin_secret" >"$work/admin-header"
-curl -sf -X POST -H @"$work/admin-header" -H 'Content-Type: application/json' \
-    --data '{"data": {"name": "lmrun-ingest", "description": "OTLP ingestion for mesh trace producers (lmrun)"}}' \
-    -o "$work/created" "$url/v1/system/api_keys"
-"$python" - "$work/created" "$work/put.json" "$parameter" "$kms_key" <<'EOF'
-import json
-import sys
-
-created, out, name, kms_key = sys.argv[1:5]
-with open(created) as f:
-    key = json.load(f)["data"]["key"]
-request = {"Name": name, "Value": key, "Type": "SecureString", "Overwrite": True}
-if kms_key:
-    request["KeyId"] = kms_key
-with open(out, "w") as f:
-    json.dump(request, f)
-EOF
-aws ssm put-parameter --region "$region" --cli-input-json "file://$work/put.json" >/dev/null
-echo "lmrun: stored a new Phoenix ingest key in $parameter"
-""",
-)
-
-
-_CLIENT_ENV_SSM_HEAD = r"""
-# Usage: phoenix-client-env.sh REGION KEY_PARAMETER ENV_FILE ENDPOINT [UNIT...]
-# Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
-# EnvironmentFile, reading the Phoenix ingest key by parameter name. When the content changed, restarts
-# the given units so they pick up the new key; a failed read keeps the old file and exits non-zero.
-region="$1"
-parameter="$2"
-env_file="$3"
-endpoint="$4"
-shift 4
-umask 077
-mkdir -p "$(dirname "$env_file")"
-tmp="$(mktemp "${env_file}.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
-key="$(aws ssm get-parameter --region "$region" --name "$parameter" --with-decryption \
-    --query Parameter.Value --output text)"
-"""
-
-_CLIENT_ENV_GCP_HEAD = (
-    r"""
-# Usage: phoenix-client-env.sh PROJECT KEY_SECRET ENV_FILE ENDPOINT [UNIT...]
-# Writes the OTLP exporter settings of a trace producer (endpoint, protocol, auth header) into a root-only
-# EnvironmentFile, reading the Phoenix ingest key from a Secret Manager secret of PROJECT by secret id
-# (gcp-secret-get.sh, with the VM's service account). When the content changed, restarts the given units
-# so they pick up the new key; a failed read keeps the old file and exits non-zero.
-project="$1"
-parameter="$2"
-env_file="$3"
-endpoint="$4"
-shift 4
-umask 077
-mkdir -p "$(dirname "$env_file")"
-tmp="$(mktemp "${env_file}.XXXXXX")"
-key_file="$(mktemp "${env_file}.key.XXXXXX")"
-trap 'rm -f "$tmp" "$key_file"' EXIT
-"""
-    + '"${LMRUN_SCRIPT_DIR:-'
-    + SCRIPT_DIR
-    + r"""}/gcp-secret-get.sh" "$project" "$parameter" "$key_file"
-key="$(cat "$key_file")"
-rm -f "$key_file"
-"""
-)
-
-_CLIENT_ENV_TAIL = r"""key="$(printf '%s' "$key" | tr -d '\n')"
-if [ -z "$key" ]; then
-    echo "lmrun: $parameter is empty" >&2
-    exit 1
-fi
-{
-    printf 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=%s\n' "$endpoint"
-    printf 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc\n'
-    printf 'OTEL_EXPORTER_OTLP_TRACES_INSECURE=true\n'
-    # W3C-baggage encoding of the header value: the space is %20.
-    printf 'OTEL_EXPORTER_OTLP_TRACES_HEADERS=authorization=Bearer%%20%s\n' "$key"
-} >"$tmp"
-chmod 0600 "$tmp"
-if [ -f "$env_file" ] && cmp -s "$tmp" "$env_file"; then
-    exit 0
-fi
-mv -f "$tmp" "$env_file"
-trap - EXIT
-echo "lmrun: wrote $env_file"
-for unit in "$@"; do
-    systemctl try-restart "$unit"
-done
-"""
-
-CLIENT_ENV_SCRIPT = script_file("phoenix-client-env.sh", _CLIENT_ENV_SSM_HEAD + _CLIENT_ENV_TAIL)
-"""The refresher of producers that read the ingest key from SSM (AWS VMs)."""
-CLIENT_ENV_SCRIPT_GCP = script_file("phoenix-client-env.sh", _CLIENT_ENV_GCP_HEAD + _CLIENT_ENV_TAIL)
-"""The same refresher for VMs in GCP sites: the key comes from Secret Manager (needs ``gcp-secret-get.sh``,
-which such VMs have as K3s agents)."""
-
-
-BACKUP_SCRIPT = script_file(
-    "phoenix-backup.sh",
-    r"""
-# Usage: phoenix-backup.sh DB_FILE S3_URI [WORK_DIR]
-# Takes a consistent snapshot of the live SQLite database with Python's sqlite3 online-backup API (the
-# API behind the sqlite3 CLI's .backup), checks it, and uploads it gzipped to
-# S3_URI/snapshots/phoenix-<UTC time>.db.gz, then copies that object to S3_URI/latest.db.gz (so "latest"
-# only ever names a complete snapshot). The region and endpoint come from the usual AWS_* variables.
-db="$1"
-uri="${2%/}"
-work_parent="${3:-/var/tmp}"
-python="${PYTHON:-python3}"
-if [ ! -f "$db" ]; then
-    echo "lmrun: $db does not exist yet; nothing to back up"
-    exit 0
-fi
-work="$(mktemp -d "$work_parent/phoenix-backup.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-"$python" - "$db" "$work/phoenix.db" <<'EOF'
-import sqlite3
-import sys
-
-source, target = sys.argv[1:3]
-src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
-dst = sqlite3.connect(target)
-with dst:
-    src.backup(dst)  # pages=-1: one step under one read transaction, so the copy is consistent
-result = dst.execute("PRAGMA integrity_check").fetchone()[0]
-dst.close()
-src.close()
-if result != "ok":
-    sys.exit(f"lmrun: snapshot failed integrity_check: {result}")
-EOF
-gzip -1 "$work/phoenix.db"
-key="$uri/snapshots/phoenix-$stamp.db.gz"
-aws s3 cp --only-show-errors "$work/phoenix.db.gz" "$key"
-aws s3 cp --only-show-errors "$key" "$uri/latest.db.gz"
-echo "lmrun: backed up $db to $key"
-""",
-)
-
-
-RESTORE_SCRIPT = script_file(
-    "phoenix-restore.sh",
-    r"""
-# Usage: phoenix-restore.sh DB_FILE S3_URI [OWNER]
-# Runs before Phoenix starts. When DB_FILE is absent (an empty data volume), downloads S3_URI/latest.db.gz,
-# checks it and puts it in place (owned by OWNER). No backup at all means a first boot: start empty. Any
-# other S3 error fails, so Phoenix never starts empty over a backup it could not read.
-db="$1"
-uri="${2%/}"
-owner="${3:-}"
-python="${PYTHON:-python3}"
-if [ -s "$db" ]; then
-    echo "lmrun: $db present; nothing to restore"
-    exit 0
-fi
-dir="$(dirname "$db")"
-mkdir -p "$dir"
-rc=0
-aws s3 ls "$uri/latest.db.gz" >/dev/null || rc=$?
-if [ "$rc" -eq 1 ]; then
-    echo "lmrun: no backup under $uri yet; starting with an empty database"
-    exit 0
-elif [ "$rc" -ne 0 ]; then
-    echo "lmrun: cannot list $uri (exit $rc); refusing to start Phoenix empty" >&2
-    exit 1
-fi
-work="$(mktemp -d "$dir/.restore.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-aws s3 cp --only-show-errors "$uri/latest.db.gz" "$work/phoenix.db.gz"
-gunzip "$work/phoenix.db.gz"
-"$python" - "$work/phoenix.db" <<'EOF'
-import sqlite3
-import sys
-
-con = sqlite3.connect(sys.argv[1])
-result = con.execute("PRAGMA integrity_check").fetchone()[0]
-con.close()
-if result != "ok":
-    sys.exit(f"lmrun: downloaded backup failed integrity_check: {result}")
-EOF
-# A WAL or shared-memory file left from another database would be replayed into this one.
-rm -f "$db-wal" "$db-shm" "$db-journal"
-if [ -n "$owner" ]; then
-    chown "$owner:" "$work/phoenix.db" "$dir"
-fi
-mv -f "$work/phoenix.db" "$db"
-echo "lmrun: restored $db from $uri/latest.db.gz"
-""",
-)
+ENV_FILE_SCRIPT = vm_script("phoenix-env.sh")
+"""``phoenix-env.sh REGION ENV_FILE VAR=SSM_PARAMETER_NAME...``: the server's secrets into its EnvironmentFile."""
+INGEST_KEY_SCRIPT = vm_script("phoenix-ingest-key.sh")
+"""``phoenix-ingest-key.sh REGION KEY_PARAMETER PHOENIX_URL ENV_FILE [KMS_KEY_ID]``: check or mint the key."""
+INGEST_KEY_HELPER = vm_helper("phoenix_key_request.py")
+"""The Python helper of ``phoenix-ingest-key.sh``: Phoenix's new key into a ``put-parameter`` request."""
+BACKUP_SCRIPT = vm_script("phoenix-backup.sh")
+"""``phoenix-backup.sh DB_FILE S3_URI [WORK_DIR]``: a checked SQLite snapshot to S3."""
+RESTORE_SCRIPT = vm_script("phoenix-restore.sh")
+"""``phoenix-restore.sh DB_FILE S3_URI [OWNER]``: the latest snapshot onto an empty data volume."""
+SQLITE_HELPER = vm_helper("phoenix_sqlite.py")
+"""The Python helper of the backup and restore scripts (snapshot, integrity check)."""
 
 
 def restore_command(cfg: PhoenixConfig) -> list[str] | None:
@@ -725,65 +461,26 @@ def ingest_key_units(cfg: PhoenixConfig) -> list[WriteFile]:
 def install_script(cfg: PhoenixConfig) -> WriteFile:
     """``phoenix-install.sh``: user, data dir, pinned venv, secrets from SSM, then the units."""
     timers = [INGEST_KEY_TIMER] + ([BACKUP_TIMER] if cfg.backup is not None else [])
-    body = f"""
-{sh_assign("VENV", VENV)}
-{sh_assign("PHOENIX_VERSION", cfg.phoenix_version)}
-{sh_assign("DATA_DIR", cfg.data_dir)}
-if ! id -u {USER} >/dev/null 2>&1; then
-    useradd --system --home-dir "$DATA_DIR" --no-create-home --shell /usr/sbin/nologin {USER}
-fi
-mkdir -p "$DATA_DIR"
-chown {USER}: "$DATA_DIR"
-chmod 0750 "$DATA_DIR"
-
-# Phoenix needs Python >= 3.11: the newest interpreter present, else the distribution's package.
-find_python() {{
-    local candidate
-    for candidate in python3.13 python3.12 python3.11 python3; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-            command -v "$candidate"
-            return 0
-        fi
-    done
-    return 1
-}}
-installed="$("$VENV/bin/pip" show arize-phoenix 2>/dev/null | sed -n 's/^Version: //p' || true)"
-if [ "$installed" != "$PHOENIX_VERSION" ]; then
-    if ! python="$(find_python)"; then
-        if command -v dnf >/dev/null 2>&1; then
-            dnf install -y -q python3.11
-        else
-            apt-get update -q
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv
-        fi
-        python="$(find_python)"
-    fi
-    if ! "$python" -m venv --clear "$VENV"; then
-        apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
-        "$python" -m venv --clear "$VENV"
-    fi
-    "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet "arize-phoenix==$PHOENIX_VERSION"
-fi
-
-# Secrets: fetched by parameter name into a root-only EnvironmentFile.
-{sh_join(env_file_command(cfg))}
-
-systemctl daemon-reload
-systemctl enable --now {UNIT_NAME}
-systemctl enable --now {" ".join(timers)}
-systemctl start --no-block {INGEST_KEY_UNIT}
-"""
-    return script_file("phoenix-install.sh", body)
+    return vm_script(
+        "phoenix-install.sh",
+        {
+            "VENV": VENV,
+            "PHOENIX_VERSION": cfg.phoenix_version,
+            "DATA_DIR": cfg.data_dir,
+            "SERVICE_USER": USER,
+            "WRITE_ENV_FILE": env_file_command(cfg),
+            "PHOENIX_UNIT": UNIT_NAME,
+            "TIMERS": timers,
+            "INGEST_KEY_UNIT": INGEST_KEY_UNIT,
+        },
+    )
 
 
 def phoenix_files(cfg: PhoenixConfig) -> list[WriteFile]:
     """Everything the Phoenix node writes, next to its K3s agent/server files (which bring ``ssm-get.sh``)."""
-    files = [ENV_FILE_SCRIPT, INGEST_KEY_SCRIPT, unit_file(cfg), *ingest_key_units(cfg)]
+    files = [ENV_FILE_SCRIPT, INGEST_KEY_SCRIPT, INGEST_KEY_HELPER, unit_file(cfg), *ingest_key_units(cfg)]
     if cfg.backup is not None:
-        files += [BACKUP_SCRIPT, RESTORE_SCRIPT, *backup_units(cfg)]
+        files += [BACKUP_SCRIPT, RESTORE_SCRIPT, SQLITE_HELPER, *backup_units(cfg)]
     return [*files, install_script(cfg)]
 
 
@@ -827,38 +524,21 @@ def client_environment(endpoint: str, api_key: str | None = None) -> dict[str, s
 
 @dataclass(frozen=True)
 class PhoenixClientConfig:
-    """A trace producer's view of Phoenix: where to send spans and which parameter holds the key."""
+    """A trace producer's view of Phoenix: where to send spans and which secret holds the key."""
 
-    ssm_region: str
-    """Region of the ingest-key parameter; ``""`` (unused) with ``parameter_store="gcp"``."""
+    store: SecretStore
+    """Where the producer reads the key (its K3s agent's store): the Phoenix node's own parameter, or a copy
+    of the key the stack keeps in the store of VMs that cannot read that one."""
     ingest_key_parameter: str
-    """SSM parameter name of the ingest key, or its Secret Manager secret id (``parameter_store="gcp"``)."""
+    """Name of the ingest key in ``store``."""
     grpc_node_port: int = GRPC_NODE_PORT
     env_file: str = CLIENT_ENV_FILE
     restart_units: tuple[str, ...] = ()
     """Units that read ``env_file`` and must restart when the key changes (e.g. ``lmrun-vllm.service``)."""
     refresh_minutes: int = 5
-    parameter_store: ParameterStore = "ssm"
-    """``"ssm"``: the Phoenix node's own parameter; ``"gcp"``: a copy of the key in a Secret Manager secret of
-    ``gcp_project``, read with the VM's service account (VMs in GCP sites, which cannot read SSM)."""
-    gcp_project: str | None = None
-    """Project of the ingest-key secret; required with ``parameter_store="gcp"``, None otherwise."""
 
     def __post_init__(self) -> None:
-        if self.parameter_store == "gcp":
-            if self.ssm_region:
-                raise ValueError("ssm_region: unused with parameter_store 'gcp' (the key comes from Secret Manager)")
-            if self.gcp_project is None:
-                raise ValueError("gcp_project: required when parameter_store is 'gcp'")
-            check_gcp_project("gcp_project", self.gcp_project)
-            check_secret_id("ingest_key_parameter", self.ingest_key_parameter)
-        elif self.parameter_store == "ssm":
-            if self.gcp_project is not None:
-                raise ValueError("gcp_project: only used with parameter_store 'gcp'")
-            check_region("ssm_region", self.ssm_region)
-            check_ssm_parameter_name("ingest_key_parameter", self.ingest_key_parameter)
-        else:
-            raise ValueError(f"parameter_store: {self.parameter_store!r} is not 'ssm' or 'gcp'")
+        self.store.check_name("ingest_key_parameter", self.ingest_key_parameter)
         check_node_port("grpc_node_port", self.grpc_node_port)
         _check_path("env_file", self.env_file)
         for unit in self.restart_units:
@@ -871,17 +551,22 @@ class PhoenixClientConfig:
     def endpoint(self) -> str:
         return otlp_endpoint(self.grpc_node_port)
 
+    @property
+    def key_file(self) -> str:
+        """Where the refresher has the store's helper write the key, next to ``env_file`` (removed at once)."""
+        return f"{self.env_file}.key"
+
 
 def client_env_command(cfg: PhoenixClientConfig) -> list[str]:
-    """argv that (re)writes the producer's EnvironmentFile from the ingest-key parameter (or secret)."""
-    return [
-        f"{SCRIPT_DIR}/phoenix-client-env.sh",
-        cfg.gcp_project if cfg.parameter_store == "gcp" and cfg.gcp_project is not None else cfg.ssm_region,
-        cfg.ingest_key_parameter,
-        cfg.env_file,
-        cfg.endpoint,
-        *cfg.restart_units,
-    ]
+    """argv that (re)writes the producer's EnvironmentFile from the ingest key (its fetch is in the header of
+    :func:`client_env_script`)."""
+    return [f"{SCRIPT_DIR}/phoenix-client-env.sh", cfg.env_file, cfg.endpoint, *cfg.restart_units]
+
+
+def client_env_script(cfg: PhoenixClientConfig) -> WriteFile:
+    """``phoenix-client-env.sh`` with the store's fetch of the key in its header."""
+    fetch = cfg.store.fetch_argv(cfg.ingest_key_parameter, cfg.key_file)
+    return vm_script("phoenix-client-env.sh", {"FETCH_KEY": fetch, "KEY_FILE": cfg.key_file})
 
 
 def client_env_snippet(cfg: PhoenixClientConfig) -> str:
@@ -895,12 +580,10 @@ def client_files(cfg: PhoenixClientConfig) -> list[WriteFile]:
     The producer's own unit adds ``EnvironmentFile=-<env_file>`` (the '-' lets it start before Phoenix has
     published a key; the refresher restarts it once the key arrives).
     """
-    gcp = cfg.parameter_store == "gcp"
-    source = "Secret Manager" if gcp else "SSM"
     service = systemd_unit(
         {
             "Unit": [
-                ("Description", f"Refresh the Phoenix OTLP exporter settings from {source}"),
+                ("Description", f"Refresh the Phoenix OTLP exporter settings from {cfg.store.label}"),
                 ("After", "network-online.target"),
                 ("Wants", "network-online.target"),
             ],
@@ -910,7 +593,7 @@ def client_files(cfg: PhoenixClientConfig) -> list[WriteFile]:
     every = f"{cfg.refresh_minutes}min"
     timer = _timer("Refresh the Phoenix OTLP exporter settings", CLIENT_ENV_UNIT, "20s", every)
     return [
-        CLIENT_ENV_SCRIPT_GCP if gcp else CLIENT_ENV_SCRIPT,
+        client_env_script(cfg),
         WriteFile(f"/etc/systemd/system/{CLIENT_ENV_UNIT}", service),
         WriteFile(f"/etc/systemd/system/{CLIENT_ENV_TIMER}", timer),
     ]

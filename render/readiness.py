@@ -9,7 +9,7 @@ in GCP sites). Both are :func:`parameter_gate_script`.
 
 from __future__ import annotations
 
-from lmrun.render.cloudinit import sh_assign
+from lmrun.render.script_files import HeaderValue, render_script
 
 PARAMETER_PLACEHOLDER = "pending-published-at-boot"
 """Initial value of a parameter a VM publishes (kubeconfig, Phoenix ingest key). Token-shaped on purpose: a
@@ -20,51 +20,36 @@ def parameter_gate_script(
     *,
     region: str,
     parameter: str,
-    pending: str,
-    ready: str,
-    emit: str,
     what: str,
     hint: str,
-    assignments: tuple[tuple[str, str | int], ...] = (),
+    ready: str = "*",
+    placeholder: str = "",
+    server_url: str | None = None,
     timeout_seconds: int = 1200,
     interval: int = 10,
 ) -> str:
-    """POSIX sh that polls the SecureString ``parameter`` until its value matches the ``case`` pattern
-    ``ready`` (and not the pattern ``pending``, tried first; ``""`` for none), then runs ``emit`` (which
-    prints ``"$value"``, possibly transformed) and exits 0; stdout carries nothing else.
+    """POSIX sh (``render/scripts/parameter-gate.sh``) that polls the SecureString ``parameter`` until its value
+    is neither empty nor ``placeholder`` and matches the ``case`` pattern ``ready``, then prints it on stdout
+    (with ``server_url`` replacing a kubeconfig's API address) and exits 0; stdout carries nothing else.
 
-    ``what`` names what the gate waits for and ``hint`` where to look in the timeout message; ``assignments``
-    are extra shell variables for the patterns and ``emit``. Needs the AWS CLI and credentials that may read
-    the parameter (the operator's). Exits 1 with a message on stderr after ``timeout_seconds``.
+    ``what`` says what the gate waits for and ``hint`` where to look, in the timeout message. Needs the AWS
+    CLI and credentials that may read the parameter (the operator's). Exits 1 with a message on stderr after
+    ``timeout_seconds``.
     """
     if timeout_seconds <= 0 or interval <= 0:
         raise ValueError("timeout_seconds and interval must be positive")
-    extra = "".join(sh_assign(name, value) + "\n" for name, value in assignments)
-    pending_arm = f"        {pending})\n            ;;\n" if pending else ""
-    return f"""#!/bin/sh
-set -eu
-{sh_assign("REGION", region)}
-{sh_assign("PARAMETER", parameter)}
-{sh_assign("TIMEOUT", timeout_seconds)}
-{sh_assign("INTERVAL", interval)}
-{extra}deadline=$(( $(date +%s) + TIMEOUT ))
-while :; do
-    value=$(aws ssm get-parameter --region "$REGION" --name "$PARAMETER" --with-decryption \\
-        --query Parameter.Value --output text 2>/dev/null || true)
-    case "$value" in
-{pending_arm}        {ready})
-            {emit}
-            exit 0
-            ;;
-    esac
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-        echo "lmrun: {what} within ${{TIMEOUT}}s" >&2
-        echo "lmrun: {hint}" >&2
-        exit 1
-    fi
-    sleep "$INTERVAL"
-done
-"""
+    values: dict[str, HeaderValue] = {
+        "REGION": region,
+        "PARAMETER": parameter,
+        "TIMEOUT": timeout_seconds,
+        "INTERVAL": interval,
+        "READY": ready,
+        "PLACEHOLDER": placeholder,
+    }
+    if server_url is not None:
+        values["SERVER_URL"] = server_url
+    values.update({"WHAT": what, "HINT": hint})
+    return render_script("parameter-gate.sh", values, note=None)
 
 
 def kubeconfig_gate_script(
@@ -82,16 +67,13 @@ def kubeconfig_gate_script(
     may read the parameter (the operator's). Exits 1 with a message on stderr when the server has not
     published within ``timeout_seconds``.
     """
-    rewrite = "cat" if server_url is None else 'sed "s#server: https://[^[:space:]]*#server: $SERVER_URL#"'
     return parameter_gate_script(
         region=region,
         parameter=parameter,
-        pending="",
-        ready="*apiVersion*clusters*",
-        emit=f"printf '%s\\n' \"$value\" | {rewrite}",
-        what="the K3s server did not publish its kubeconfig to $PARAMETER",
+        what=f"the K3s server did not publish its kubeconfig to {parameter}",
         hint="check the server's boot log (SSM Session Manager: journalctl -u cloud-final)",
-        assignments=() if server_url is None else (("SERVER_URL", server_url),),
+        ready="*apiVersion*clusters*",
+        server_url=server_url,
         timeout_seconds=timeout_seconds,
         interval=interval,
     )
@@ -114,12 +96,9 @@ def ingest_key_gate_script(
     return parameter_gate_script(
         region=region,
         parameter=parameter,
-        pending='"" | "$PLACEHOLDER"',
-        ready="*",
-        emit="printf '%s\\n' \"$value\"",
-        what="the Phoenix node did not publish an ingest key to $PARAMETER",
+        what=f"the Phoenix node did not publish an ingest key to {parameter}",
         hint="check the Phoenix node's journal (SSM Session Manager: journalctl -u lmrun-phoenix-ingest-key)",
-        assignments=(("PLACEHOLDER", PARAMETER_PLACEHOLDER),),
+        placeholder=PARAMETER_PLACEHOLDER,
         timeout_seconds=timeout_seconds,
         interval=interval,
     )

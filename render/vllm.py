@@ -2,8 +2,8 @@
 
 vLLM is installed pinned into its own virtualenv and run by a dedicated ``vllm`` user. The model is served
 at a pinned revision under the name clients send as ``model``. A Hugging Face token, when configured, is
-read by parameter *name* from SSM (or, on GCP, by secret id from Secret Manager) at boot into a root-only
-EnvironmentFile; it never appears in user data.
+read by *name* from the node's secret store (the K3s agent's, :mod:`lmrun.render.secret_store`) at boot into a
+root-only EnvironmentFile; it never appears in user data.
 """
 
 from __future__ import annotations
@@ -14,17 +14,11 @@ from dataclasses import dataclass
 
 from lmrun.domain.names import VLLM_MANAGED_FLAGS
 from lmrun.domain.versions import VLLM_VERSION
-from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, script_file, sh_assign, sh_join, systemd_unit
-from lmrun.render.gcp import check_gcp_project, check_secret_id, secret_get_command
-from lmrun.render.k3s import (
-    K3sAgentConfig,
-    ParameterStore,
-    agent_files,
-    agent_runcmd,
-    check_region,
-    check_ssm_parameter_name,
-)
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
+from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd
 from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
+from lmrun.render.script_files import HeaderValue
+from lmrun.render.secret_store import SecretStore, check_same_store
 
 VENV = "/opt/lmrun/vllm"
 HF_HOME = "/var/lib/lmrun/hf"
@@ -56,20 +50,15 @@ class VllmConfig:
     tensor_parallel_size: int = 1
     """GPUs to shard over; >1 adds ``--tensor-parallel-size`` unless ``extra_args`` already sets it."""
     hf_token_parameter: str | None = None
-    """SecureString parameter with a Hugging Face token; None for public models."""
-    ssm_region: str | None = None
-    """Region of ``hf_token_parameter``; required with it."""
+    """Name of the secret with a Hugging Face token in ``store``; None for public models."""
+    store: SecretStore | None = None
+    """Where ``hf_token_parameter`` lives (the K3s agent's store); required with it."""
     otlp_traces_endpoint: str | None = None
     """OTLP/gRPC endpoint for request spans (e.g. ``http://localhost:30201``); None omits tracing."""
     otlp_env_file: str | None = None
     """EnvironmentFile with the exporter's auth header (written by the Phoenix client refresher); optional
     at start ('-'), so vLLM serves before Phoenix has published a key."""
     vllm_version: str = VLLM_VERSION
-    parameter_store: ParameterStore = "ssm"
-    """``"ssm"``: ``hf_token_parameter`` is an SSM parameter in ``ssm_region``; ``"gcp"``: a Secret Manager
-    secret id of ``gcp_project`` (GPU nodes in GCP sites; ``ssm_region`` stays None)."""
-    gcp_project: str | None = None
-    """Project of the Hugging Face token secret; required with ``parameter_store="gcp"`` and a token."""
 
     def __post_init__(self) -> None:
         if not _MODEL.match(self.model):
@@ -87,26 +76,10 @@ class VllmConfig:
                 raise ValueError(f"extra_args: {arg!r} is set by lmrun itself (use the dedicated field)")
             if "\n" in arg or "\x00" in arg:
                 raise ValueError(f"extra_args: {arg!r} contains a newline or NUL")
-        if self.parameter_store == "gcp":
-            if self.ssm_region is not None:
-                raise ValueError("ssm_region: unused with parameter_store 'gcp' (secrets come from Secret Manager)")
-            if self.hf_token_parameter is not None:
-                check_secret_id("hf_token_parameter", self.hf_token_parameter)
-                if self.gcp_project is None:
-                    raise ValueError("gcp_project: required when hf_token_parameter is set with parameter_store 'gcp'")
-            if self.gcp_project is not None:
-                check_gcp_project("gcp_project", self.gcp_project)
-        elif self.parameter_store == "ssm":
-            if self.gcp_project is not None:
-                raise ValueError("gcp_project: only used with parameter_store 'gcp'")
-            if self.hf_token_parameter is not None:
-                check_ssm_parameter_name("hf_token_parameter", self.hf_token_parameter)
-                if self.ssm_region is None:
-                    raise ValueError("ssm_region: required when hf_token_parameter is set")
-            if self.ssm_region is not None:
-                check_region("ssm_region", self.ssm_region)
-        else:
-            raise ValueError(f"parameter_store: {self.parameter_store!r} is not 'ssm' or 'gcp'")
+        if self.hf_token_parameter is not None:
+            if self.store is None:
+                raise ValueError("store: required when hf_token_parameter is set")
+            self.store.check_name("hf_token_parameter", self.hf_token_parameter)
         if self.otlp_traces_endpoint is not None and not _OTLP.match(self.otlp_traces_endpoint):
             raise ValueError(f"otlp_traces_endpoint: {self.otlp_traces_endpoint!r} is not an OTLP URL")
         if not _VERSION.match(self.vllm_version):
@@ -137,58 +110,28 @@ def serve_args(cfg: VllmConfig) -> list[str]:
 
 def serve_script(cfg: VllmConfig) -> WriteFile:
     """The ExecStart of the unit: a script, so the quoting is the shell's (shellcheck-able), not systemd's."""
-    return script_file("vllm-serve.sh", f"exec {VENV}/bin/vllm {sh_join(serve_args(cfg))}")
+    return command_script("vllm-serve.sh", [["exec", f"{VENV}/bin/vllm", *serve_args(cfg)]])
 
 
-def _hf_fetch_line(cfg: VllmConfig) -> str | None:
-    """The shell line fetching the Hugging Face token into /run/lmrun/hf-token; None without a token."""
-    if cfg.hf_token_parameter is None:
+HF_TOKEN_FILE = "/run/lmrun/hf-token"
+"""Where the install script fetches the Hugging Face token to (tmpfs) before it moves it into ``ENV_FILE``."""
+
+
+def _hf_fetch_argv(cfg: VllmConfig) -> list[str] | None:
+    """argv fetching the Hugging Face token into ``HF_TOKEN_FILE``; None without a token."""
+    if cfg.hf_token_parameter is None or cfg.store is None:  # both or neither (__post_init__)
         return None
-    if cfg.parameter_store == "gcp" and cfg.gcp_project is not None:  # __post_init__ enforces the pair
-        return secret_get_command(cfg.gcp_project, cfg.hf_token_parameter, "/run/lmrun/hf-token")
-    if cfg.ssm_region is not None:  # both or neither (__post_init__)
-        return f"{SCRIPT_DIR}/ssm-get.sh {sh_join([cfg.ssm_region, cfg.hf_token_parameter, '/run/lmrun/hf-token'])}"
-    return None
+    return cfg.store.fetch_argv(cfg.hf_token_parameter, HF_TOKEN_FILE)
 
 
 def install_script(cfg: VllmConfig) -> WriteFile:
-    hf = ""
-    fetch = _hf_fetch_line(cfg)
+    """``vllm-install.sh``: user, pinned venv, the Hugging Face token (if any), then the unit."""
+    values: dict[str, HeaderValue] = {"VENV": VENV, "VLLM_VERSION": cfg.vllm_version, "HF_HOME": HF_HOME}
+    fetch = _hf_fetch_argv(cfg)
     if fetch is not None:
-        hf = f"""
-# Hugging Face token: fetched by parameter name into a root-only EnvironmentFile.
-{sh_assign("ENV_FILE", ENV_FILE)}
-{fetch}
-umask 077
-mkdir -p "$(dirname "$ENV_FILE")"
-{{ printf 'HF_TOKEN='; tr -d '\\n' </run/lmrun/hf-token; printf '\\n'; }} >"$ENV_FILE"
-rm -f /run/lmrun/hf-token
-umask 022
-"""
-    body = f"""
-{sh_assign("VENV", VENV)}
-{sh_assign("VLLM_VERSION", cfg.vllm_version)}
-{sh_assign("HF_HOME", HF_HOME)}
-if ! id -u vllm >/dev/null 2>&1; then
-    useradd --system --home-dir /var/lib/lmrun/vllm --create-home --shell /usr/sbin/nologin vllm
-fi
-mkdir -p "$HF_HOME"
-chown vllm: "$HF_HOME"
-if [ ! -x "$VENV/bin/vllm" ]; then
-    if ! python3 -m venv "$VENV"; then
-        # Debian/Ubuntu ship venv support separately.
-        apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
-        python3 -m venv "$VENV"
-    fi
-    "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet "vllm==$VLLM_VERSION"
-fi
-{hf}
-systemctl daemon-reload
-systemctl enable --now {UNIT_NAME}
-"""
-    return script_file("vllm-install.sh", body)
+        values.update({"ENV_FILE": ENV_FILE, "HF_TOKEN_FILE": HF_TOKEN_FILE, "HF_FETCH": fetch})
+    values["VLLM_UNIT"] = UNIT_NAME
+    return vm_script("vllm-install.sh", values)
 
 
 def unit_file(cfg: VllmConfig) -> WriteFile:
@@ -244,18 +187,11 @@ def render_gpu_node_user_data(
     """
     if agent.gpu is None:
         raise ValueError("gpu: a GPU node's agent config must name its GPU (the lmrun.io/gpu label)")
-    if vllm.hf_token_parameter is not None and vllm.parameter_store != agent.parameter_store:
-        # Only the agent's fetch script is written: both secrets must come from the same store.
-        raise ValueError(
-            f"parameter_store: the Hugging Face token ({vllm.parameter_store}) and the join token "
-            f"({agent.parameter_store}) must come from the same secret store"
-        )
-    if tracing is not None and tracing.parameter_store != agent.parameter_store:
-        # The refresher relies on the agent's fetch script (gcp-secret-get.sh) or the AWS CLI of the AWS image.
-        raise ValueError(
-            f"tracing: the Phoenix ingest key ({tracing.parameter_store}) and the join token "
-            f"({agent.parameter_store}) must come from the same secret store"
-        )
+    # Only the agent's fetch helper is written: every secret of the node must come from the agent's store.
+    if vllm.hf_token_parameter is not None and vllm.store is not None:
+        check_same_store("store", "the Hugging Face token", vllm.store, agent.store)
+    if tracing is not None:
+        check_same_store("tracing", "the Phoenix ingest key", tracing.store, agent.store)
     if tracing is not None and (
         vllm.otlp_traces_endpoint != tracing.endpoint or vllm.otlp_env_file != tracing.env_file
     ):

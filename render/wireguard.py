@@ -21,7 +21,6 @@ import base64
 import binascii
 import ipaddress
 import re
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -39,6 +38,7 @@ from lmrun.domain.tunnels import (
     WIREGUARD_IPV4_OVERHEAD,
     tunnel_mtu,
 )
+from lmrun.render.script_files import render_script
 
 __all__ = [
     "DEFAULT_LISTEN_PORT",
@@ -519,62 +519,17 @@ def render_bootstrap_script(
         raise WireGuardConfigError("config_path", f"{config_path!r} is not a file path")
     if "\n" in description:
         raise WireGuardConfigError("description", "must be one line")
-    default_src = shlex.quote(config_path)
-    if relative_to_script and not config_path.startswith("/"):
-        default_src = f'"$(dirname -- "${{BASH_SOURCE[0]}}")"/{default_src}'
-    install = ""
-    if install_packages:
-        install = """
-if ! command -v wg-quick >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wireguard-tools
-  elif command -v dnf >/dev/null 2>&1; then
-    dnf install -y wireguard-tools
-  elif command -v yum >/dev/null 2>&1; then
-    yum install -y wireguard-tools
-  else
-    echo "lmrun: install wireguard-tools (wg-quick) and re-run" >&2
-    exit 1
-  fi
-fi
-"""
-    return f"""#!/usr/bin/env bash
-# Rendered by lmrun (lmrun.render.wireguard): {description}.
-# Usage: bootstrap.sh [WIREGUARD_CONFIG]  (default {shlex.quote(config_path)})
-# Contains no secrets; the config file it installs does.
-set -euo pipefail
-
-iface={shlex.quote(interface)}
-default_src={default_src}
-src="${{1:-$default_src}}"
-
-if [[ $EUID -ne 0 ]]; then
-  echo "lmrun: run as root" >&2
-  exit 1
-fi
-if [[ ! -r "$src" ]]; then
-  echo "lmrun: WireGuard config $src is missing or unreadable" >&2
-  exit 1
-fi
-{install}
-# A gateway routes between its LAN and the tunnel.
-printf 'net.ipv4.ip_forward = 1\\n' >/etc/sysctl.d/99-lmrun-wireguard.conf
-sysctl -q -w net.ipv4.ip_forward=1
-
-umask 077
-install -d -m 0700 /etc/wireguard
-install -m 0600 "$src" "/etc/wireguard/$iface.conf"
-
-# enable --now leaves a running tunnel alone, so restart it to apply a changed (rotated) config.
-if systemctl is-active --quiet "wg-quick@$iface"; then
-  systemctl enable "wg-quick@$iface"
-  systemctl restart "wg-quick@$iface"
-else
-  systemctl enable --now "wg-quick@$iface"
-fi
-echo "lmrun: wg-quick@$iface is up"
-"""
+    next_to_script = relative_to_script and not config_path.startswith("/")
+    return render_script(
+        "wireguard-bootstrap.sh",
+        {
+            "IFACE": interface,
+            "CONFIG_PATH": config_path,
+            "CONFIG_NEXT_TO_SCRIPT": "1" if next_to_script else "0",
+            "INSTALL_PACKAGES": "1" if install_packages else "0",
+        },
+        note=f"Rendered by lmrun (lmrun.render.wireguard): {description}.",
+    )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from moto.server import ThreadedMotoServer
 
-from lmrun.render.cloudinit import WriteFile
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile
 from lmrun.render.k3s import SSM_GET_SCRIPT
 
 REGION = "us-east-1"
@@ -65,15 +65,16 @@ def aws_env(endpoint: str, tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def install_scripts(tmp: Path, files: Sequence[WriteFile]) -> dict[str, Path]:
-    """Write the rendered shell scripts (plus ``ssm-get.sh``) to ``tmp/bin``; name -> path."""
+    """Write the rendered shell scripts and their Python helpers (plus ``ssm-get.sh``) to ``tmp/bin``, the
+    rendered paths of ``SCRIPT_DIR`` in them (a header's argv) pointed there too; name -> path."""
     bin_dir = tmp / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for f in [SSM_GET_SCRIPT, *files]:
-        if not f.is_shell_script:
+        if not (f.is_shell_script or f.path.endswith(".py")):
             continue
         path = bin_dir / Path(f.path).name
-        path.write_text(f.content)
+        path.write_text(f.content.replace(f"{SCRIPT_DIR}/", f"{bin_dir}/"))
         path.chmod(0o755)
         paths[path.name] = path
     return paths

@@ -16,7 +16,9 @@ import pulumi
 import pytest
 import yaml
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.cost import estimate_cost
+from lmrun.gcp.secret_store import GCP_SECRET_GET_SCRIPT, SecretManagerStore
 from lmrun.gcp.site import (
     ACCESSOR_ROLE,
     GATEWAY_TAG,
@@ -31,9 +33,8 @@ from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks, Secre
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render import gateways as render_gateways
-from lmrun.render import gcp as render_gcp
 from lmrun.render import k3s, phoenix, vllm
-from lmrun.render.cloudinit import shell_scripts, written_files
+from lmrun.render.cloudinit import SCRIPT_DIR, shell_scripts, written_files
 from lmrun.render.wireguard import private_key_from_bytes, public_key
 from tests.conftest import TEST_GCP_IMAGES
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
@@ -380,21 +381,21 @@ def test_user_data_holds_no_secret_and_passes_cloud_init_and_shellcheck(tmp_path
 
 def test_gateway_user_data_fetches_its_config_from_secret_manager() -> None:
     files = written_files(_user_data(_by_name(_default(), "gateway")))
-    refresh = files[f"{render_gcp.SCRIPT_DIR}/wireguard-refresh.sh"]
+    refresh = files[f"{SCRIPT_DIR}/wireguard-refresh.sh"]
     assert "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-wireguard /run/lmrun/wg0.conf" in refresh
-    assert f"{render_gcp.SCRIPT_DIR}/gcp-secret-get.sh" in files
+    assert f"{SCRIPT_DIR}/gcp-secret-get.sh" in files
     assert not any("ssm" in path for path in files)
 
 
 def test_nodes_join_k3s_through_the_tunnel_with_gcp_labels_and_secret_manager() -> None:
     text = _user_data(_by_name(_default(), "node-t4-spot-template"))
     files = written_files(text)
-    bootstrap = files[f"{render_gcp.SCRIPT_DIR}/k3s-agent-bootstrap.sh"]
+    bootstrap = files[f"{SCRIPT_DIR}/k3s-agent-bootstrap.sh"]
     assert "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-k3s-token /etc/rancher/k3s/lmrun-token" in bootstrap
     assert "https://10.0.0.10:6443" in bootstrap
     for label in ("lmrun.io/node=t4-spot", "lmrun.io/gpu=T4", "lmrun.io/region=us-central1"):
         assert label in bootstrap
-    install = files[f"{render_gcp.SCRIPT_DIR}/vllm-install.sh"]
+    install = files[f"{SCRIPT_DIR}/vllm-install.sh"]
     assert "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-hf-token /run/lmrun/hf-token" in install
     assert not any("ssm-get" in content or "aws " in content for content in files.values())
     assert any("vllm-serve.sh" in path for path in files)
@@ -404,18 +405,21 @@ def test_nodes_join_k3s_through_the_tunnel_with_gcp_labels_and_secret_manager() 
 def test_nodes_export_traces_to_phoenix_with_the_ingest_key_from_secret_manager(node: str) -> None:
     text = _user_data(_by_name(_default(), f"node-{node}-template"))
     files = written_files(text)
-    serve = files[f"{render_gcp.SCRIPT_DIR}/vllm-serve.sh"]
+    serve = files[f"{SCRIPT_DIR}/vllm-serve.sh"]
     assert "--otlp-traces-endpoint http://localhost:30201" in serve
     unit = files["/etc/systemd/system/lmrun-vllm.service"]
     assert f"EnvironmentFile=-{phoenix.CLIENT_ENV_FILE}" in unit
     refresher = files[f"/etc/systemd/system/{phoenix.CLIENT_ENV_UNIT}"]
     assert (
-        f"ExecStart={render_gcp.SCRIPT_DIR}/phoenix-client-env.sh lmrun-test-project "
-        f"mesh-site-gcp-a-phoenix-ingest-key {phoenix.CLIENT_ENV_FILE} http://localhost:30201 lmrun-vllm.service"
+        f"ExecStart={SCRIPT_DIR}/phoenix-client-env.sh {phoenix.CLIENT_ENV_FILE} http://localhost:30201 "
+        "lmrun-vllm.service"
     ) in refresher
-    script = files[f"{render_gcp.SCRIPT_DIR}/phoenix-client-env.sh"]
-    assert script == phoenix.CLIENT_ENV_SCRIPT_GCP.content
-    assert "gcp-secret-get.sh" in script and f"{render_gcp.SCRIPT_DIR}/gcp-secret-get.sh" in files
+    script = files[f"{SCRIPT_DIR}/phoenix-client-env.sh"]
+    assert (
+        f"FETCH_KEY=({SCRIPT_DIR}/gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-phoenix-ingest-key "
+        f"{phoenix.CLIENT_ENV_FILE}.key)"
+    ) in script
+    assert f"{SCRIPT_DIR}/gcp-secret-get.sh" in files
     # Never SSM: a GCP VM has neither the AWS CLI nor credentials for it.
     assert not any("ssm" in content.lower() or "aws " in content for content in files.values())
     assert not any("ssm" in path for path in files)
@@ -428,7 +432,7 @@ def test_without_phoenix_no_ingest_key_secret_and_no_tracing() -> None:
     assert "mesh-site-gcp-a-phoenix-ingest-key" not in {r.inputs["secretId"] for r in recording.by_type(SECRET)}
     for template in recording.by_type(TEMPLATE):
         files = written_files(_user_data(template))
-        assert "--otlp-traces-endpoint" not in files[f"{render_gcp.SCRIPT_DIR}/vllm-serve.sh"]
+        assert "--otlp-traces-endpoint" not in files[f"{SCRIPT_DIR}/vllm-serve.sh"]
         assert not any("phoenix" in path for path in files)
     # Tracing only adds the key's secret, version and grant, and changes the node templates and the nodes' SA.
     before, after = _state(recording), _state(_default())
@@ -673,7 +677,7 @@ def test_labels_and_account_ids_follow_gcp_rules() -> None:
 
 
 def test_secret_get_script_passes_shellcheck_and_keeps_the_token_off_the_command_line(tmp_path: Path) -> None:
-    script = render_gcp.GCP_SECRET_GET_SCRIPT
+    script = GCP_SECRET_GET_SCRIPT
     assert script.permissions == "0755"
     path = tmp_path / "gcp-secret-get.sh"
     path.write_text(script.content)
@@ -687,42 +691,44 @@ def test_secret_get_script_passes_shellcheck_and_keeps_the_token_off_the_command
 
 
 def test_gateway_user_data_renderer_validates_and_passes_cloud_init(tmp_path: Path) -> None:
-    text = render_gateways.render_gcp_gateway_user_data(project="my-project-1", config_secret="site-wireguard")
+    store = SecretManagerStore("my-project-1")
+    text = render_gateways.render_gateway_user_data(
+        store=store, config_secret="site-wireguard", description="WireGuard GCP site gateway"
+    )
     path = tmp_path / "gateway.yaml"
     path.write_text(text)
     assert_cloud_init_valid(path)
+    assert "Description=Apply the WireGuard GCP site gateway config from Secret Manager" in text
     with pytest.raises(ValueError, match="project"):
-        render_gateways.render_gcp_gateway_user_data(project="Bad_Project", config_secret="x")
+        SecretManagerStore("Bad_Project")
     with pytest.raises(ValueError, match="config_secret"):
-        render_gateways.render_gcp_gateway_user_data(project="my-project-1", config_secret="a/b")
+        render_gateways.render_gateway_user_data(store=store, config_secret="a/b", description="gateway")
 
 
-def test_agent_and_vllm_parameter_store_is_checked() -> None:
+def test_agent_and_vllm_secret_store_is_checked() -> None:
     base = {"server_ip": "10.0.0.10", "token_parameter": "tok", "node_name": "n", "region": "us-central1"}
-    agent = k3s.K3sAgentConfig(ssm_region="", parameter_store="gcp", gcp_project="my-project-1", gpu="L4", **base)
-    assert k3s.agent_files(agent)[0] is render_gcp.GCP_SECRET_GET_SCRIPT
-    with pytest.raises(ValueError, match="gcp_project"):
-        k3s.K3sAgentConfig(ssm_region="", parameter_store="gcp", **base)
-    with pytest.raises(ValueError, match="ssm_region"):
-        k3s.K3sAgentConfig(ssm_region="us-east-1", parameter_store="gcp", gcp_project="my-project-1", **base)
-    with pytest.raises(ValueError, match="gcp_project"):
-        k3s.K3sAgentConfig(ssm_region="us-east-1", gcp_project="my-project-1", **{**base, "token_parameter": "/t"})
+    gcp = SecretManagerStore("my-project-1")
+    ssm = SsmParameterStore("us-east-1")
+    agent = k3s.K3sAgentConfig(store=gcp, gpu="L4", **base)
+    assert k3s.agent_files(agent)[0] is GCP_SECRET_GET_SCRIPT
+    with pytest.raises(ValueError, match="project"):
+        SecretManagerStore("")
+    with pytest.raises(ValueError, match="token_parameter"):
+        k3s.K3sAgentConfig(store=gcp, gpu="L4", **{**base, "token_parameter": "/lmrun/k3s/token"})
     with pytest.raises(ValueError, match="region"):
-        k3s.K3sAgentConfig(ssm_region="", parameter_store="gcp", gcp_project="my-project-1", **{**base, "region": "x"})
+        k3s.K3sAgentConfig(store=gcp, **{**base, "region": "US Central 1"})
     ssm_vllm = vllm.VllmConfig(
         model="facebook/opt-125m",
         revision="main",
         served_model_name="opt",
         hf_token_parameter="/hf",
-        ssm_region="us-east-1",
+        store=ssm,
     )
     with pytest.raises(ValueError, match="same secret store"):
         vllm.render_gpu_node_user_data(agent, ssm_vllm)
     # Tracing too: an SSM refresher on a GCP node (or the reverse) is refused; matching stores are accepted.
-    ssm_tracing = phoenix.PhoenixClientConfig("us-east-1", "/lmrun/x/phoenix/ingest-key")
-    gcp_tracing = phoenix.PhoenixClientConfig(
-        "", "ingest", parameter_store="gcp", gcp_project="my-project-1", restart_units=(vllm.UNIT_NAME,)
-    )
+    ssm_tracing = phoenix.PhoenixClientConfig(ssm, "/lmrun/x/phoenix/ingest-key")
+    gcp_tracing = phoenix.PhoenixClientConfig(gcp, "ingest", restart_units=(vllm.UNIT_NAME,))
     traced = vllm.VllmConfig(
         model="facebook/opt-125m",
         revision="main",
@@ -732,16 +738,18 @@ def test_agent_and_vllm_parameter_store_is_checked() -> None:
     )
     with pytest.raises(ValueError, match="same secret store"):
         vllm.render_gpu_node_user_data(agent, traced, ssm_tracing)
-    ssm_agent = k3s.K3sAgentConfig(ssm_region="us-east-1", gpu="L4", **{**base, "token_parameter": "/t"})
+    ssm_agent = k3s.K3sAgentConfig(store=ssm, gpu="L4", **{**base, "token_parameter": "/t"})
     with pytest.raises(ValueError, match="same secret store"):
         vllm.render_gpu_node_user_data(ssm_agent, traced, gcp_tracing)
+    # Stores are values: another project is another store.
+    with pytest.raises(ValueError, match="same secret store"):
+        vllm.render_gpu_node_user_data(
+            agent, traced, dataclasses.replace(gcp_tracing, store=SecretManagerStore("other-project"))
+        )
     files = written_files(vllm.render_gpu_node_user_data(agent, traced, gcp_tracing))
-    assert files[f"{render_gcp.SCRIPT_DIR}/phoenix-client-env.sh"] == phoenix.CLIENT_ENV_SCRIPT_GCP.content
-    with pytest.raises(ValueError, match="gcp_project"):
-        vllm.VllmConfig(
-            model="facebook/opt-125m", revision="main", served_model_name="opt", hf_token_parameter="hf",
-            parameter_store="gcp",
-        )  # fmt: skip
+    assert files[f"{SCRIPT_DIR}/phoenix-client-env.sh"] == phoenix.client_env_script(gcp_tracing).content
+    with pytest.raises(ValueError, match="store"):
+        vllm.VllmConfig(model="facebook/opt-125m", revision="main", served_model_name="opt", hf_token_parameter="hf")
 
 
 FAKE_CURL = r"""#!/bin/bash
@@ -768,7 +776,7 @@ def test_secret_get_script_fetches_with_the_metadata_token_into_a_private_file(t
     (bin_dir / "curl").write_text(FAKE_CURL)
     (bin_dir / "curl").chmod(0o755)
     script = tmp_path / "gcp-secret-get.sh"
-    script.write_text(render_gcp.GCP_SECRET_GET_SCRIPT.content)
+    script.write_text(GCP_SECRET_GET_SCRIPT.content)
     value = "line one\nPrivateKey = abc+/=\n"
     log = tmp_path / "argv.log"
     env = {

@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.render import phoenix
 from lmrun.render.cloudinit import WriteFile
 from tests.helpers_phoenix import (
@@ -41,7 +42,9 @@ CFG = phoenix.PhoenixConfig(
     admin_password_parameter="/lmrun/test/phoenix/admin-password",
     backup=phoenix.PhoenixBackup(bucket=BUCKET, prefix=PREFIX, region=REGION, interval_minutes=5),
 )
-CLIENT = phoenix.PhoenixClientConfig(REGION, "/lmrun/test/phoenix/ingest-key", restart_units=("lmrun-vllm.service",))
+CLIENT = phoenix.PhoenixClientConfig(
+    SsmParameterStore(REGION), "/lmrun/test/phoenix/ingest-key", restart_units=("lmrun-vllm.service",)
+)
 ALL_FILES = [*phoenix.phoenix_files(CFG), *phoenix.client_files(CLIENT)]
 
 

@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.render import phoenix
 from tests.helpers_phoenix import REGION, aws_env, free_port, install_scripts, moto_server, ok, run_script
 
@@ -218,7 +219,10 @@ def test_span_over_otlp_grpc_with_rendered_auth_is_stored_and_unauthenticated_is
         http_port=free_port(),
         grpc_port=free_port(),
     )
-    client_cfg = phoenix.PhoenixClientConfig(ssm_region=REGION, ingest_key_parameter=ingest_param)
+    client_env_file = tmp_path / "etc" / "phoenix-client.env"
+    client_cfg = phoenix.PhoenixClientConfig(
+        store=SsmParameterStore(REGION), ingest_key_parameter=ingest_param, env_file=str(client_env_file)
+    )
     scripts = install_scripts(tmp_path, [*phoenix.phoenix_files(cfg), *phoenix.client_files(client_cfg)])
     env = aws_env(moto_endpoint, tmp_path)
     (tmp_path / "data").mkdir()
@@ -259,11 +263,10 @@ def test_span_over_otlp_grpc_with_rendered_auth_is_stored_and_unauthenticated_is
 
         # 3. A producer writes its EnvironmentFile from the parameter, with the rendered endpoint, but pointed at
         #    this Phoenix's gRPC port (on a mesh VM kube-proxy forwards localhost:30201 there).
-        client_env_file = tmp_path / "etc" / "phoenix-client.env"
         endpoint = f"http://127.0.0.1:{cfg.grpc_port}"
         client_argv = phoenix.client_env_command(client_cfg)
-        assert client_argv[4] == "http://localhost:30201"
-        ok(run_script(scripts["phoenix-client-env.sh"], [*client_argv[1:3], str(client_env_file), endpoint], env))
+        assert client_argv[1:] == [str(client_env_file), "http://localhost:30201"]
+        ok(run_script(scripts["phoenix-client-env.sh"], [str(client_env_file), endpoint], env))
         client_env = phoenix.parse_env_file(client_env_file.read_text())
         assert oct(client_env_file.stat().st_mode & 0o777) == "0o600"
         assert client_env == phoenix.client_environment(endpoint, key["Value"])
@@ -297,9 +300,7 @@ def test_span_over_otlp_grpc_with_rendered_auth_is_stored_and_unauthenticated_is
         assert "refused by Phoenix; minting a new one" in rotated.stdout, rotated.stdout
         new_key = ssm.get_parameter(Name=ingest_param, WithDecryption=True)["Parameter"]["Value"]
         assert new_key != key["Value"]
-        refreshed = ok(
-            run_script(scripts["phoenix-client-env.sh"], [*client_argv[1:3], str(client_env_file), endpoint], env)
-        )
+        refreshed = ok(run_script(scripts["phoenix-client-env.sh"], [str(client_env_file), endpoint], env))
         assert "wrote" in refreshed.stdout
         client_env = phoenix.parse_env_file(client_env_file.read_text())
         assert _export(monkeypatch, client_env, "after-rotation-span") == SpanExportResult.SUCCESS

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from lmrun.aws.secret_store import SSM_GET_SCRIPT, SsmParameterStore
+from lmrun.gcp.secret_store import SecretManagerStore
 from lmrun.render import phoenix, readiness
-from lmrun.render.cloudinit import SCRIPT_DIR, cloud_config, written_files
-from lmrun.render.k3s import SSM_GET_SCRIPT
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, written_files
 from lmrun.render.vllm import VllmConfig
 from tests.validators import assert_shellcheck_clean
 
@@ -26,13 +27,13 @@ CFG = phoenix.PhoenixConfig(
     admin_password_parameter="/lmrun/prod/phoenix/admin-password",
     backup=BACKUP,
 )
-CLIENT = phoenix.PhoenixClientConfig(REGION, "/lmrun/prod/phoenix/ingest-key", restart_units=("lmrun-vllm.service",))
+CLIENT = phoenix.PhoenixClientConfig(
+    SsmParameterStore(REGION), "/lmrun/prod/phoenix/ingest-key", restart_units=("lmrun-vllm.service",)
+)
 GCP_CLIENT = phoenix.PhoenixClientConfig(
-    "",
+    SecretManagerStore("lmrun-test-project"),
     "mesh-sites-gcp-a-phoenix-ingest-key",
     restart_units=("lmrun-vllm.service",),
-    parameter_store="gcp",
-    gcp_project="lmrun-test-project",
 )
 KEY = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsbXJ1biJ9.c2lnbmF0dXJl"
 
@@ -101,13 +102,16 @@ def test_client_environment() -> None:
         phoenix.client_environment("localhost:30201")
     assert phoenix.client_env_command(CLIENT) == [
         f"{SCRIPT_DIR}/phoenix-client-env.sh",
-        REGION,
-        "/lmrun/prod/phoenix/ingest-key",
         phoenix.CLIENT_ENV_FILE,
         "http://localhost:30201",
         "lmrun-vllm.service",
     ]
-    assert phoenix.client_env_snippet(CLIENT).startswith(f"{SCRIPT_DIR}/phoenix-client-env.sh eu-west-1 ")
+    assert phoenix.client_env_snippet(CLIENT).startswith(f"{SCRIPT_DIR}/phoenix-client-env.sh /etc/lmrun/")
+    # The key is read by name with the store's helper: the argv sits in the refresher's header.
+    script = phoenix.client_env_script(CLIENT).content
+    key_file = f"{phoenix.CLIENT_ENV_FILE}.key"
+    assert f"FETCH_KEY=({SCRIPT_DIR}/ssm-get.sh eu-west-1 /lmrun/prod/phoenix/ingest-key {key_file})\n" in script
+    assert f"KEY_FILE={key_file}\n" in script
     assert "lmrun-phoenix-client-env.timer" in phoenix.client_runcmd()[-1]
 
 
@@ -160,8 +164,8 @@ def test_install_script_pins_phoenix_and_fetches_secrets_by_name() -> None:
         f"{SCRIPT_DIR}/phoenix-env.sh eu-west-1 /etc/lmrun/phoenix.env "
         "PHOENIX_SECRET=/lmrun/prod/phoenix/secret PHOENIX_ADMIN_SECRET=/lmrun/prod/phoenix/admin-secret"
     ) in script
-    assert f"systemctl enable --now {phoenix.UNIT_NAME}" in script
-    assert phoenix.BACKUP_TIMER in script and phoenix.INGEST_KEY_TIMER in script
+    assert f"PHOENIX_UNIT={phoenix.UNIT_NAME}" in script and 'systemctl enable --now "${PHOENIX_UNIT:?}"' in script
+    assert f"TIMERS=({phoenix.INGEST_KEY_TIMER} {phoenix.BACKUP_TIMER})" in script
     assert phoenix.INGEST_KEY_NAME in phoenix.INGEST_KEY_SCRIPT.content
 
 
@@ -259,26 +263,29 @@ def test_extra_env_plain_values_are_passed() -> None:
 def test_gcp_client_reads_the_key_from_secret_manager_never_ssm(tmp_path: Path) -> None:
     assert phoenix.client_env_command(GCP_CLIENT) == [
         f"{SCRIPT_DIR}/phoenix-client-env.sh",
-        "lmrun-test-project",
-        "mesh-sites-gcp-a-phoenix-ingest-key",
         phoenix.CLIENT_ENV_FILE,
         "http://localhost:30201",
         "lmrun-vllm.service",
     ]
     files = {f.path: f.content for f in phoenix.client_files(GCP_CLIENT)}
     script = files[f"{SCRIPT_DIR}/phoenix-client-env.sh"]
-    assert script == phoenix.CLIENT_ENV_SCRIPT_GCP.content
-    assert '/gcp-secret-get.sh" "$project" "$parameter" "$key_file"' in script
+    assert script == phoenix.client_env_script(GCP_CLIENT).content
+    assert (
+        f"FETCH_KEY=({SCRIPT_DIR}/gcp-secret-get.sh lmrun-test-project mesh-sites-gcp-a-phoenix-ingest-key "
+        f"{phoenix.CLIENT_ENV_FILE}.key)\n"
+    ) in script
     assert "aws " not in script and "ssm" not in script.lower()
     service = files[f"/etc/systemd/system/{phoenix.CLIENT_ENV_UNIT}"]
     assert "from Secret Manager" in service and "SSM" not in service
     assert f"ExecStart={phoenix.client_env_snippet(GCP_CLIENT)}" in service
-    # The AWS variant is untouched by the GCP one.
-    assert phoenix.client_files(CLIENT)[0] is phoenix.CLIENT_ENV_SCRIPT
+    # One refresher for every store: only the header differs.
+    ssm_script = phoenix.client_env_script(CLIENT).content
+    assert "ssm-get.sh" in ssm_script and "gcp-secret-get.sh" not in ssm_script
+    assert ssm_script[ssm_script.index("\nset -e") :] == script[script.index("\nset -e") :]
     paths = []
-    for name, f in (("ssm", phoenix.CLIENT_ENV_SCRIPT), ("gcp", phoenix.CLIENT_ENV_SCRIPT_GCP)):
+    for name, text in (("ssm", ssm_script), ("gcp", script)):
         path = tmp_path / f"{name}-phoenix-client-env.sh"
-        path.write_text(f.content)
+        path.write_text(text)
         paths.append(path)
     assert_shellcheck_clean(paths)
 
@@ -290,6 +297,13 @@ def _fake_bin(directory: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
+def _install(script: WriteFile, path: Path, lib: Path) -> Path:
+    """``script`` at ``path``, its calls to the helpers of ``SCRIPT_DIR`` pointed at ``lib``."""
+    path.write_text(script.content.replace(f"{SCRIPT_DIR}/", f"{lib}/"))
+    path.chmod(0o755)
+    return path
+
+
 def test_gcp_client_writes_the_env_file_and_restarts_vllm_only_on_change(tmp_path: Path) -> None:
     scripts, bin_dir = tmp_path / "lib", tmp_path / "bin"
     log = tmp_path / "calls.log"
@@ -298,12 +312,11 @@ def test_gcp_client_writes_the_env_file_and_restarts_vllm_only_on_change(tmp_pat
     _fake_bin(scripts, "gcp-secret-get.sh", f'echo "get $1 $2" >>"{log}"\nprintf \'%s\\n\' "$FAKE_KEY" >"$3"')
     _fake_bin(bin_dir, "systemctl", f'echo "systemctl $*" >>"{log}"')
     _fake_bin(bin_dir, "aws", f'echo "aws $*" >>"{log}"\nexit 1')
-    script = tmp_path / "phoenix-client-env.sh"
-    script.write_text(phoenix.CLIENT_ENV_SCRIPT_GCP.content)
-    script.chmod(0o755)
     env_file = tmp_path / "etc" / "phoenix-client.env"
-    argv = [str(script), *phoenix.client_env_command(dataclasses.replace(GCP_CLIENT, env_file=str(env_file)))[1:]]
-    env = {**os.environ, "LMRUN_SCRIPT_DIR": str(scripts), "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_KEY": KEY}
+    client = dataclasses.replace(GCP_CLIENT, env_file=str(env_file))
+    script = _install(phoenix.client_env_script(client), tmp_path / "phoenix-client-env.sh", scripts)
+    argv = [str(script), *phoenix.client_env_command(client)[1:]]
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_KEY": KEY}
     for _ in range(2):
         result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
@@ -320,21 +333,14 @@ def test_gcp_client_writes_the_env_file_and_restarts_vllm_only_on_change(tmp_pat
     assert phoenix.parse_env_file(env_file.read_text())[phoenix.HEADERS_ENV] == f"authorization=Bearer%20{KEY}"
 
 
-@pytest.mark.parametrize(
-    ("changes", "field"),
-    [
-        ({"gcp_project": None}, "gcp_project"),
-        ({"gcp_project": "Bad_Project"}, "gcp_project"),
-        ({"ssm_region": "us-east-1"}, "ssm_region"),
-        ({"ingest_key_parameter": "/lmrun/x/phoenix/ingest-key"}, "ingest_key_parameter"),
-        ({"parameter_store": "vault"}, "parameter_store"),
-    ],
-)
-def test_gcp_client_validation_names_the_field(changes: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        dataclasses.replace(GCP_CLIENT, **changes)
-    with pytest.raises(ValueError, match="gcp_project"):
-        dataclasses.replace(CLIENT, gcp_project="lmrun-test-project")
+def test_gcp_client_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"^project:"):
+        SecretManagerStore("Bad_Project")
+    # A name is checked by the store it is read from: an SSM parameter path is no Secret Manager secret id.
+    with pytest.raises(ValueError, match=r"^ingest_key_parameter:"):
+        dataclasses.replace(GCP_CLIENT, ingest_key_parameter="/lmrun/x/phoenix/ingest-key")
+    with pytest.raises(ValueError, match=r"^ingest_key_parameter:"):
+        dataclasses.replace(CLIENT, store=SecretManagerStore("lmrun-test-project"))
 
 
 def test_ingest_key_gate_waits_past_the_placeholder_and_prints_only_the_key(tmp_path: Path) -> None:
@@ -370,3 +376,34 @@ case $n in 0) exit 254 ;; 1) echo {readiness.PARAMETER_PLACEHOLDER} ;; *) echo {
     assert "did not publish an ingest key" in result.stderr
     with pytest.raises(ValueError, match="positive"):
         readiness.ingest_key_gate_script(region=REGION, parameter=parameter, interval=0)
+
+
+def test_kubeconfig_gate_waits_for_a_kubeconfig_and_points_it_at_the_server_url(tmp_path: Path) -> None:
+    parameter = "/lmrun/global/k3s/kubeconfig"
+    kubeconfig = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://10.0.0.10:6443\n  name: default\n"
+    bin_dir, count = tmp_path / "bin", tmp_path / "count"
+    # Nothing, then the placeholder the stack creates the parameter with, then the server's kubeconfig.
+    _fake_bin(
+        bin_dir,
+        "aws",
+        f"""n=$(cat "{count}" 2>/dev/null || echo 0); echo $((n + 1)) >"{count}"
+case $n in 0) exit 254 ;; 1) echo {readiness.PARAMETER_PLACEHOLDER} ;; *) printf '%s' '{kubeconfig}' ;; esac""",
+    )
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    for server_url, server in (
+        (None, "https://10.0.0.10:6443"),
+        ("https://203.0.113.7:6443", "https://203.0.113.7:6443"),
+    ):
+        count.unlink(missing_ok=True)
+        script = readiness.kubeconfig_gate_script(
+            region=REGION, parameter=parameter, server_url=server_url, timeout_seconds=30, interval=1
+        )
+        result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == kubeconfig.replace("https://10.0.0.10:6443", server)
+        assert count.read_text().strip() == "3"
+    _fake_bin(bin_dir, "aws", f"echo {readiness.PARAMETER_PLACEHOLDER}")
+    stuck = readiness.kubeconfig_gate_script(region=REGION, parameter=parameter, timeout_seconds=1, interval=1)
+    result = subprocess.run(["/bin/sh", "-c", stuck], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"did not publish its kubeconfig to {parameter}" in result.stderr

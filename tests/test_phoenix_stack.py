@@ -142,10 +142,10 @@ def test_every_vllm_node_exports_traces_to_phoenix_through_the_mesh(tmp_path: Pa
         assert "EnvironmentFile=-/etc/lmrun/phoenix-client.env" in unit, name
         refresher = files["/etc/systemd/system/lmrun-phoenix-client-env.service"]
         assert "lmrun-vllm.service" in refresher, name
+        fetch_key = files["/usr/local/lib/lmrun/phoenix-client-env.sh"]  # the store's fetch is in its header
         if name.startswith("mesh-sites-"):
             # A GCP node cannot read SSM: the key comes from its site's Secret Manager copy.
-            assert "lmrun-mesh-demo mesh-sites-gcp-usc1-phoenix-ingest-key" in refresher, name
-            assert "gcp-secret-get.sh" in files["/usr/local/lib/lmrun/phoenix-client-env.sh"], name
+            assert "gcp-secret-get.sh lmrun-mesh-demo mesh-sites-gcp-usc1-phoenix-ingest-key" in fetch_key, name
             assert not any("ssm" in content.lower() for content in files.values()), name
             path = tmp_path / f"{name}.yaml"
             path.write_text(text)
@@ -157,7 +157,7 @@ def test_every_vllm_node_exports_traces_to_phoenix_through_the_mesh(tmp_path: Pa
                 scripts.append(script)
             assert_shellcheck_clean(scripts)
         else:
-            assert "/lmrun/global/phoenix/ingest-key" in refresher, name
+            assert "ssm-get.sh us-east-1 /lmrun/global/phoenix/ingest-key" in fetch_key, name
 
 
 def test_gcp_sites_get_the_ingest_key_through_a_bounded_gate() -> None:

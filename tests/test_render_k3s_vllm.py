@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.domain import versions
 from lmrun.render import cloudinit, k3s, kubernetes, vllm
 from tests.validators import require_tool, run
@@ -25,6 +26,7 @@ from tests.validators import require_tool, run
 TOKEN_PARAM = "/lmrun/test/k3s/join-token"
 KUBECONFIG_PARAM = "/lmrun/test/k3s/admin-kubeconfig"
 HF_PARAM = "/lmrun/test/hf-token"
+SSM = SsmParameterStore("us-east-1")
 
 SERVER = k3s.K3sServerConfig(
     node_ip="10.0.0.10",
@@ -39,11 +41,11 @@ SERVER_MINIMAL = k3s.K3sServerConfig(
     node_ip="10.0.0.10", ssm_region="us-east-1", token_parameter=TOKEN_PARAM, kubeconfig_parameter=KUBECONFIG_PARAM
 )
 GPU_AGENT = k3s.K3sAgentConfig(
-    server_ip="10.0.0.10", ssm_region="us-east-1", token_parameter=TOKEN_PARAM,
+    server_ip="10.0.0.10", store=SSM, token_parameter=TOKEN_PARAM,
     node_name="l4-west", region="us-west-2", gpu="L4",
 )  # fmt: skip
 CPU_AGENT = k3s.K3sAgentConfig(
-    server_ip="10.0.0.10", ssm_region="us-east-1", token_parameter=TOKEN_PARAM,
+    server_ip="10.0.0.10", store=SSM, token_parameter=TOKEN_PARAM,
     node_name="phoenix", region="us-east-1", node_ip="10.0.1.5", extra_labels=(("lmrun.io/role", "phoenix"),),
 )  # fmt: skip
 VLLM_FULL = vllm.VllmConfig(
@@ -54,7 +56,7 @@ VLLM_FULL = vllm.VllmConfig(
     extra_args=("--max-model-len", "8192", "--gpu-memory-utilization=0.92", "--chat-template", "it's {x}"),
     tensor_parallel_size=4,
     hf_token_parameter=HF_PARAM,
-    ssm_region="us-east-1",
+    store=SSM,
     otlp_traces_endpoint="grpc://127.0.0.1:30201",
 )
 VLLM_MINIMAL = vllm.VllmConfig(model="facebook/opt-125m", revision="main", served_model_name="opt")
@@ -266,7 +268,9 @@ def test_server_config_errors_name_the_field(kwargs: dict[str, Any], field: str)
         ({"node_name": "has space"}, "node_name"),
         ({"node_name": "x" * 64}, "node_name"),
         ({"gpu": "L4 "}, "gpu"),
-        ({"region": "mars-1"}, "region"),
+        ({"region": "Mars 1"}, "region"),
+        ({"region": "us_east_1"}, "region"),
+        ({"token_parameter": "has space"}, "token_parameter"),
         ({"extra_labels": (("lmrun.io/node", "x"),)}, "extra_labels"),
         ({"server_ip": "k3s.local"}, "server_ip"),
     ],
@@ -304,7 +308,7 @@ def test_vllm_unit_and_install() -> None:
     install = files[f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]
     assert f"VLLM_VERSION={vllm.VLLM_VERSION}" in install and '"vllm==$VLLM_VERSION"' in install
     assert f"ssm-get.sh us-east-1 {HF_PARAM} /run/lmrun/hf-token" in install
-    assert f"systemctl enable --now {vllm.UNIT_NAME}" in install
+    assert f"VLLM_UNIT={vllm.UNIT_NAME}" in install and 'systemctl enable --now "${VLLM_UNIT:?}"' in install
     runcmd = yaml.safe_load(USER_DATA["gpu-full"])["runcmd"]
     assert runcmd == [[f"{cloudinit.SCRIPT_DIR}/k3s-agent-bootstrap.sh"], [f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]]
 
@@ -320,7 +324,8 @@ def test_vllm_unit_and_install() -> None:
         ({"app_port": 70000}, "app_port"),
         ({"extra_args": ("--port", "9000")}, "extra_args"),
         ({"extra_args": ("--served-model-name=x",)}, "extra_args"),
-        ({"hf_token_parameter": HF_PARAM, "ssm_region": None}, "ssm_region"),
+        ({"hf_token_parameter": HF_PARAM, "store": None}, "store"),
+        ({"hf_token_parameter": "a//b"}, "hf_token_parameter"),
         ({"otlp_traces_endpoint": "phoenix:4317"}, "otlp_traces_endpoint"),
         ({"vllm_version": ">=0.9"}, "vllm_version"),
         ({"tensor_parallel_size": 0}, "tensor_parallel_size"),

@@ -89,10 +89,13 @@ def _check_wheel_layout(wheel: Path) -> None:
     missing: list[str] = []
     for package, folder in _package_folders().items():
         prefix = package.replace(".", "/")
-        for path in sorted(folder.iterdir()):
-            shipped = f"{prefix}/{path.name}"
-            if path.is_file() and path.suffix not in {".pyc", ".md"} and shipped not in names:
-                missing.append(f"{folder.relative_to(REPO)}/{path.name} -> {shipped}")
+        # Data folders inside a package too (render/scripts/: the programs lmrun writes onto VMs).
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            shipped = f"{prefix}/{relative.as_posix()}"
+            skipped = "__pycache__" in relative.parts or path.suffix in {".pyc", ".md"}
+            if path.is_file() and not skipped and shipped not in names:
+                missing.append(f"{folder.relative_to(REPO)}/{relative} -> {shipped}")
     assert not missing, "files of package folders missing from the wheel (pyproject packages/package-data):\n" + (
         "\n".join(missing)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -358,9 +359,9 @@ def test_bootstrap_script_contents() -> None:
     assert script.startswith("#!/usr/bin/env bash\n")
     assert "sysctl -q -w net.ipv4.ip_forward=1\n" in script
     assert 'systemctl enable --now "wg-quick@$iface"' in script
-    assert "default_src=/run/lmrun/wg0.conf\n" in script
+    assert "CONFIG_PATH=/run/lmrun/wg0.conf\nCONFIG_NEXT_TO_SCRIPT=0\nINSTALL_PACKAGES=1\n" in script
     assert "PrivateKey" not in script
-    assert "apt-get" not in wg.render_bootstrap_script(config_path="/x", install_packages=False)
+    assert "INSTALL_PACKAGES=0\n" in wg.render_bootstrap_script(config_path="/x", install_packages=False)
 
 
 @pytest.mark.parametrize("iface", ["", "wg0; rm -rf /", "a" * 16, "wg 0"])
@@ -374,7 +375,28 @@ def test_join_bundle() -> None:
     assert bundle.config == wg.render_wg_quick(_site())
     assert bundle.config_filename == "lambda-1-wg0.conf"
     assert bundle.script_filename == "lambda-1-bootstrap.sh"
-    assert 'default_src="$(dirname -- "${BASH_SOURCE[0]}")"/lambda-1-wg0.conf\n' in bundle.bootstrap
+    assert "CONFIG_PATH=lambda-1-wg0.conf\nCONFIG_NEXT_TO_SCRIPT=1\n" in bundle.bootstrap
     assert SITE_KEYS["gcp-a"] in bundle.config and SITE_KEYS["gcp-a"] not in bundle.bootstrap
     with pytest.raises(ValueError, match="site_name"):
         wg.join_bundle("../x", _site())
+
+
+def test_join_bundle_script_looks_for_its_config_next_to_itself(tmp_path: Path) -> None:
+    """Run from another folder without the config: the script stops before touching the machine, naming the
+    config path next to itself (as root; otherwise it stops at the root check)."""
+    bundle = wg.join_bundle("lambda-1", _site())
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    script = folder / bundle.script_filename
+    script.write_text(bundle.bootstrap)
+    result = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    if os.geteuid() == 0:
+        assert f"lmrun: WireGuard config {folder}/{bundle.config_filename} is missing" in result.stderr
+    else:
+        assert "run as root" in result.stderr
+    absolute = wg.render_bootstrap_script(config_path="/nonexistent/wg0.conf", relative_to_script=True)
+    script.write_text(absolute)
+    result = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, check=False)
+    if os.geteuid() == 0:
+        assert "lmrun: WireGuard config /nonexistent/wg0.conf is missing" in result.stderr
