@@ -11,12 +11,12 @@ from lmrun.spec.nodes import NodeSpec
 
 
 class AwsPlacement:
-    def place_node(self, node: NodeSpec, spec: MeshSpec) -> NodePlan:
+    def place_node(self, node: NodeSpec, spec: MeshSpec, *, image: str) -> NodePlan:
         if node.region is None:  # the spec refuses this; keeps the type checker honest
             raise ValueError(f"AWS node {node.name!r} has no region")
         chosen = catalog.choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
         return NodePlan(
-            **workload(node),
+            **workload(node, image),
             region=node.region,
             gpu=chosen.gpu,
             instance_type=chosen.name,

@@ -3,6 +3,7 @@ offered there (per the instance catalog)."""
 
 from __future__ import annotations
 
+from lmrun.aws.images import PUBLIC_IMAGES
 from lmrun.aws.instances import catalog
 from lmrun.spec.cloud_rules import CloudRules, ConfigLocation, NodeContext
 from lmrun.spec.errors import ConfigIssue, config_path
@@ -63,6 +64,12 @@ class AwsRules:
 
     def site_issues(self, site: SiteSpec, where: ConfigLocation) -> list[ConfigIssue]:
         return []  # AWS locations are the mesh's regions, never sites
+
+    def pin_hint(self, role: str, stack: str) -> str:
+        return (
+            f"run `lmrun images sync --stack {stack}`: it writes the current {PUBLIC_IMAGES[role].description} "
+            f"id from {PUBLIC_IMAGES[role].parameter}"
+        )
 
 
 RULES: CloudRules = AwsRules()

@@ -109,6 +109,13 @@ def _cmd_regions_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_images_sync(args: argparse.Namespace) -> int:
+    from lmrun.cli.images_sync import sync_stack_images
+
+    sync_stack_images(args.project_dir, stack=args.stack, config_file=args.config_file, dry_run=args.dry_run)
+    return EXIT_OK
+
+
 def _cmd_join_bundle(args: argparse.Namespace) -> int:
     from lmrun.cli.join_bundle import stack_bundles, write_bundle
 
@@ -168,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sync.set_defaults(handler=_cmd_regions_sync)
+
+    images = commands.add_parser("images", help="pinned-image commands")
+    image_sync = images.add_subparsers(dest="images_command", required=True).add_parser(
+        "sync", help="pin the current public AMIs of every image the stack boots (boto3)"
+    )
+    _add_stack_arguments(image_sync)
+    image_sync.add_argument("--dry-run", action="store_true", help="print the diff; leave the file alone")
+    image_sync.set_defaults(handler=_cmd_images_sync)
 
     bundle = commands.add_parser("join-bundle", help="write an external site's WireGuard config and bootstrap")
     bundle.add_argument("--project-dir", type=Path, default=Path.cwd(), help="directory holding Pulumi.yaml")

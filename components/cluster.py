@@ -26,9 +26,6 @@ from lmrun.render.readiness import ingest_key_gate_script
 from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 
-# Public SSM parameters naming the current images (looked up in their *_output form, per region).
-SERVER_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-GPU_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 SERVER_STATE_VOLUME_GB = 20
 
 
@@ -49,18 +46,13 @@ class ClusterArgs(TypedDict):
     """Tags for every taggable resource."""
 
 
-def _ami(parameter: str, provider: aws.Provider, parent: pulumi.Resource) -> pulumi.Output[str]:
-    return aws.ssm.get_parameter_output(
-        name=parameter, opts=pulumi.InvokeOutputOptions(provider=provider, parent=parent)
-    ).value
-
-
 class Cluster(pulumi.ComponentResource):
-    """K3s server in the main region, one :class:`GpuNode` per node, :class:`NodePorts` for the services."""
+    """K3s server in the main region, one :class:`GpuNode` per node, :class:`NodePorts` for the services.
+
+    Every VM boots the image its plan pins (``lmrun:images``); the component looks nothing up.
+    """
 
     server: K3sServer
-    server_ami: pulumi.Output[str]
-    """Amazon Linux 2023 image of the main region (also used by other main-region VMs)."""
     nodes: dict[str, GpuNode]
     kubeconfig: pulumi.Output[str]
     api_endpoint: pulumi.Output[str]
@@ -111,13 +103,12 @@ class Cluster(pulumi.ComponentResource):
                     "statements": store.backup_statements(),
                 }
 
-        server_ami = self.server_ami = _ami(SERVER_AMI_PARAMETER, main_provider, self)
         server_args: K3sServerArgs = {
             "region": server_plan.region,
             "private_ip": server_plan.private_ip,
             "instance_type": server_plan.instance_type,
             "k3s_version": server_plan.k3s_version,
-            "ami_id": server_ami,
+            "ami_id": server_plan.image,
             "subnet_id": server_subnet.id,
             "availability_zone": server_subnet.availability_zone,
             "vpc_id": main_vpc.vpc_id,
@@ -143,7 +134,7 @@ class Cluster(pulumi.ComponentResource):
                     "volume_gb": phoenix.volume_gb,
                     "retention_days": phoenix.retention_days,
                     "backup_interval_minutes": phoenix.backup_interval_minutes,
-                    "ami_id": server_ami,
+                    "ami_id": server_plan.image,
                     "subnet_id": server_subnet.id,
                     "availability_zone": server_subnet.availability_zone,
                     "security_group_ids": [main_vpc.security_group_id],
@@ -201,10 +192,6 @@ class Cluster(pulumi.ComponentResource):
             )
 
         aws_nodes = [node for node in plan.nodes.values() if node.site is None]  # site nodes live in their site
-        gpu_amis = {
-            region: _ami(GPU_AMI_PARAMETER, args["providers"][region], self)
-            for region in sorted({node.region for node in aws_nodes})
-        }
         self.nodes = {}
         for node in aws_nodes:
             vpc = args["vpcs"][node.region]
@@ -217,7 +204,7 @@ class Cluster(pulumi.ComponentResource):
                     "instance_type": node.instance_type,
                     "spot": node.spot,
                     "disk_size_gb": node.disk_size_gb,
-                    "ami_id": gpu_amis[node.region],
+                    "ami_id": node.image,
                     "subnet_ids": [subnet.id for _, subnet in sorted(vpc.subnets.items())],
                     "security_group_ids": [vpc.security_group_id],
                     "user_data": self._user_data(

@@ -118,7 +118,6 @@ class Mesh(pulumi.ComponentResource):
                     "plan": plan.wireguard,
                     "main_vpc": self.vpcs[plan.main.name],
                     "main_subnet_az": plan.main.subnets[0].az_id,
-                    "ami_id": self.cluster.server_ami,
                     "parameter_prefix": SecretPaths.for_mesh(plan.mesh).prefix,
                     "k3s_token": self.cluster.server.token,
                     "k3s_server_ip": plan.cluster.server.private_ip,

@@ -29,8 +29,6 @@ class SitesArgs(TypedDict):
     """The main region's VPC (the hub lives in its first subnet)."""
     main_subnet_az: str
     """AZ id of the hub's subnet."""
-    ami_id: pulumi.Input[str]
-    """Amazon Linux 2023 image for the hub."""
     parameter_prefix: str
     """SSM path prefix of the mesh."""
     k3s_token: pulumi.Input[str]
@@ -114,7 +112,7 @@ class Sites(pulumi.ComponentResource):
                     "port": plan.hub.port,
                     "tunnel_address": plan.hub.tunnel_address,
                     "mtu": min(site.mtu for site in plan.sites.values()),
-                    "ami_id": args["ami_id"],
+                    "ami_id": plan.hub.image,
                     "subnet_id": subnet.id,
                     "vpc_id": vpc.vpc_id,
                     "mesh_security_group_id": vpc.security_group_id,

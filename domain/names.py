@@ -29,3 +29,10 @@ TAG_NODE = "lmrun:node"
 
 VLLM_MANAGED_FLAGS = ("--port", "--host", "--served-model-name", "--revision", "--otlp-traces-endpoint")
 """vLLM flags lmrun sets itself; a node's extra arguments may not repeat them."""
+
+IMAGE_SERVER = "server"
+"""Image role of the main region's Amazon Linux VMs: the K3s server, the Phoenix node, the WireGuard hub."""
+IMAGE_GPU = "gpu"
+"""Image role of GPU nodes (per AWS region with nodes, per site with nodes)."""
+IMAGE_GATEWAY = "gateway"
+"""Image role of a site cloud's WireGuard gateway VM."""

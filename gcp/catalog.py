@@ -1,4 +1,5 @@
-"""GCP GPU machines for nodes in GCP sites: gpu x count -> machine type, accelerator and hourly prices.
+"""GCP GPU machines for nodes in GCP sites (gpu x count -> machine type, accelerator and hourly prices), and
+the image families the images of GCP sites are pinned from.
 
 Snapshot: 2026-11, from the Compute Engine "GPU machine types" and "GPU pricing" pages (us-central1, Linux,
 on-demand and spot, GPU and machine together). Estimates for the plan's cost view, never for billing;
@@ -7,7 +8,10 @@ availability differs per zone, so a node's zone must offer the accelerator (chec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from lmrun.domain.names import IMAGE_GATEWAY, IMAGE_GPU
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,61 @@ def machines_for(gpu: str, count: int) -> tuple[GcpMachine, ...]:
         offered = sorted({(m.gpu, m.gpu_count) for m in MACHINES})
         raise ValueError(f"no GCP machine has {count}x {gpu}; offered: {', '.join(f'{c}x {g}' for g, c in offered)}")
     return tuple(sorted(matches, key=lambda m: m.on_demand_usd_hour))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images. A family names whatever image its project published last, so a template built from a family
+# changes whenever the project publishes: sites pin exact images in the stack config instead
+# (``lmrun:sites[].images``). The families below are documentation, never a fallback: they say where the
+# pinned images come from and how to find the current one.
+
+IMAGE_SELF_LINK = re.compile(
+    r"^(?:https://www\.googleapis\.com/compute/(?:v1|beta)/)?"
+    r"projects/(?P<project>[a-z][-a-z0-9.:]*[a-z0-9])/global/images/(?P<name>[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)$"
+)
+"""A pinned image: ``projects/<project>/global/images/<name>``, optionally as the full self-link URL."""
+
+
+@dataclass(frozen=True)
+class ImageFamily:
+    """Where the images of one VM role come from."""
+
+    project: str
+    family: str
+    description: str
+    seen: str
+    """An image of the family seen in public use (2026), to show the shape of a pin. Not verified here and
+    never used unless a stack pins it; the current one comes from :meth:`describe_command`."""
+
+    def describe_command(self) -> str:
+        """The gcloud command that prints the family's current image, in the form a pin takes."""
+        return (
+            f"gcloud compute images describe-from-family {self.family} --project {self.project} "
+            "--format='value(selfLink)'"
+        )
+
+
+IMAGE_FAMILIES: dict[str, ImageFamily] = {
+    IMAGE_GATEWAY: ImageFamily(
+        "ubuntu-os-cloud",
+        "ubuntu-2404-lts-amd64",
+        "Ubuntu 24.04 LTS (cloud-init, WireGuard in the kernel, iptables); the bootstrap installs wireguard-tools",
+        "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20260918",
+    ),
+    IMAGE_GPU: ImageFamily(
+        "deeplearning-platform-release",
+        "common-cu128-ubuntu-2204-nvidia-570",
+        "Deep Learning VM: Ubuntu 22.04 with the NVIDIA 570 driver and CUDA 12.8 preinstalled",
+        "projects/deeplearning-platform-release/global/images/common-cu128-ubuntu-2204-nvidia-570-v20260320",
+    ),
+}
+"""Image role of a GCP site -> the family its pinned image is taken from."""
+
+
+def image_issue(value: str) -> str | None:
+    """Why ``value`` cannot be a pinned GCP image (None when it can)."""
+    if "/family/" in value or value.startswith("family/"):
+        return f"{value!r} is an image family: it moves with every release; pin one image of it"
+    if not IMAGE_SELF_LINK.match(value):
+        return f"{value!r} is not a pinned image: give 'projects/<project>/global/images/<name>' or its self-link"
+    return None

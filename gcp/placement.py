@@ -10,11 +10,11 @@ from lmrun.spec.nodes import NodeSpec
 
 
 class GcpPlacement:
-    def place_node(self, node: NodeSpec, spec: MeshSpec) -> NodePlan:
+    def place_node(self, node: NodeSpec, spec: MeshSpec, *, image: str) -> NodePlan:
         site = next(s for s in spec.sites if s.name == node.site)
         machine = catalog.machines_for(node.gpu, node.gpu_count)[0]
         return NodePlan(
-            **workload(node),
+            **workload(node, image),
             region=site.region or "",
             gpu=machine.gpu,
             instance_type=machine.machine_type,

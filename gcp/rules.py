@@ -3,6 +3,7 @@ GPUs map to a GCP machine."""
 
 from __future__ import annotations
 
+from lmrun.domain.names import IMAGE_GATEWAY, IMAGE_GPU
 from lmrun.gcp import NAME, catalog
 from lmrun.spec.cloud_rules import CloudRules, ConfigLocation, NodeContext
 from lmrun.spec.errors import ConfigIssue, config_path
@@ -12,7 +13,7 @@ from lmrun.spec.sites import SiteSpec
 
 class GcpRules:
     label = "GCP"
-    site_fields: tuple[str, ...] = ("project", "region", "zone")
+    site_fields: tuple[str, ...] = ("project", "region", "zone", "images")
 
     def node_issues(self, node: NodeSpec, where: ConfigLocation, context: NodeContext) -> list[ConfigIssue]:
         if node.region is not None:
@@ -41,11 +42,27 @@ class GcpRules:
         return []
 
     def site_issues(self, site: SiteSpec, where: ConfigLocation) -> list[ConfigIssue]:
-        return [
+        issues = [
             ConfigIssue(config_path((*where, field)), "is required for a GCP site")
             for field in ("project", "region")
             if getattr(site, field) is None
         ]
+        for role in (IMAGE_GATEWAY, IMAGE_GPU):
+            value = getattr(site.images, role) if site.images is not None else None
+            problem = catalog.image_issue(value) if value is not None else None
+            if problem is not None:
+                issues.append(
+                    ConfigIssue(
+                        config_path((*where, "images", role)),
+                        f"{problem}; the current one: {catalog.IMAGE_FAMILIES[role].describe_command()}",
+                    )
+                )
+        return issues
+
+    def pin_hint(self, role: str, stack: str) -> str:
+        return (
+            f"pin it by hand (`lmrun images sync` cannot read GCP): {catalog.IMAGE_FAMILIES[role].describe_command()}"
+        )
 
 
 RULES: CloudRules = GcpRules()

@@ -22,11 +22,13 @@ re-reads it, so a key the stack re-delivers reaches vLLM without a new VM),
 each through a secret-level ``roles/secretmanager.secretAccessor`` binding (no project-level role at all:
 nothing here ships logs or metrics through an agent that would need ``roles/logging.logWriter``).
 
-Images: the gateway runs Ubuntu 24.04 LTS (``ubuntu-os-cloud/ubuntu-2404-lts-amd64``); GPU nodes run the
-Deep Learning VM family ``deeplearning-platform-release/common-cu128-ubuntu-2204-nvidia-570`` (Ubuntu 22.04,
-NVIDIA driver 570 and CUDA 12.8 preinstalled). Both are Ubuntu, so both take ``#cloud-config`` through
-the ``user-data`` metadata key (cloud-init's GCE datasource) — the very same K3s agent + vLLM bootstrap
-as AWS nodes, with the secret fetch switched to Secret Manager.
+Images: every VM boots an exact image pinned in the stack config (``lmrun:sites[].images``), never a family:
+a family moves with every release, and a new image would recreate the gateway (the site's tunnel down) and
+every node's template. The gateway runs Ubuntu 24.04 LTS, the GPU nodes the Deep Learning VM images with the
+NVIDIA 570 driver and CUDA 12.8 (Ubuntu 22.04); :data:`lmrun.gcp.catalog.IMAGE_FAMILIES` names the families
+the pins come from and the ``gcloud`` command that prints the current image. Both are Ubuntu, so both take
+``#cloud-config`` through the ``user-data`` metadata key (cloud-init's GCE datasource) — the very same K3s
+agent + vLLM bootstrap as AWS nodes, with the secret fetch switched to Secret Manager.
 
 Egress costs money, so note it: GPU nodes have no external IP, yet need the internet (apt, the K3s
 installer, pip for vLLM, model weights from Hugging Face). A site with nodes therefore gets a Cloud Router
@@ -70,7 +72,7 @@ import pulumi_gcp as gcp
 from lmrun.components.naming import slug
 from lmrun.components.site_cloud import SiteArgs, SiteCloud
 from lmrun.domain.tunnels import underlay_mtu
-from lmrun.gcp import NAME
+from lmrun.gcp import NAME, catalog
 from lmrun.gcp.secret_store import SecretManagerStore
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
@@ -81,10 +83,6 @@ from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 from lmrun.render.wireguard import render_wg_quick, site_config
 
-GATEWAY_IMAGE = "ubuntu-os-cloud/ubuntu-2404-lts-amd64"
-"""Ubuntu 24.04 LTS (cloud-init, WireGuard in the kernel, iptables); the bootstrap installs wireguard-tools."""
-GPU_IMAGE = "deeplearning-platform-release/common-cu128-ubuntu-2204-nvidia-570"
-"""Deep Learning VM image family: Ubuntu 22.04 with the NVIDIA 570 driver and CUDA 12.8 preinstalled."""
 GATEWAY_TAG = "lmrun-wireguard-gateway"
 """Network tag of the gateway: the only target of the WireGuard ingress rule."""
 NODE_TAG = "lmrun-gpu-node"
@@ -188,6 +186,16 @@ class GcpSiteArgs(TypedDict):
     """Phoenix's OTLP/gRPC node port (the nodes export to ``localhost:<port>``); required with the key."""
 
 
+def pinned_image(what: str, image: str | None) -> str:
+    """``image`` when it is one exact GCP image (never a family); ValueError naming ``what`` otherwise."""
+    if not image:
+        raise ValueError(f"{what}: no image pinned (a site's VMs boot pinned images only)")
+    problem = catalog.image_issue(image)
+    if problem is not None:
+        raise ValueError(f"{what}: {problem}")
+    return image
+
+
 def _check_args(args: GcpSiteArgs) -> SitePlan:
     site = args["site"]
     if site.kind != NAME:
@@ -205,11 +213,13 @@ def _check_args(args: GcpSiteArgs) -> SitePlan:
     names = [node.name for node in args["nodes"]]
     if len(names) != len(set(names)):
         raise ValueError(f"nodes: duplicate node names {sorted({n for n in names if names.count(n) > 1})}")
+    pinned_image("site.gateway_image", site.gateway_image)
     for node in args["nodes"]:
         if node.cloud != NAME:
             raise ValueError(f"nodes[{node.name}].cloud: {node.cloud!r} is not {NAME!r}")
         if node.site != site.name:
             raise ValueError(f"nodes[{node.name}].site: {node.site!r} is not this site ({site.name!r})")
+        pinned_image(f"nodes[{node.name}].image", node.image)
     if (args.get("phoenix_ingest_key") is None) != (args.get("phoenix_grpc_node_port") is None):
         raise ValueError("phoenix_grpc_node_port: give it together with phoenix_ingest_key (or neither)")
     return site
@@ -339,7 +349,7 @@ class GcpSite(pulumi.ComponentResource):
             boot_disk={
                 "auto_delete": True,
                 "initialize_params": {
-                    "image": GATEWAY_IMAGE,
+                    "image": pinned_image("site.gateway_image", site.gateway_image),
                     "size": GATEWAY_DISK_GB,
                     "type": "pd-balanced",
                     "labels": labels,
@@ -628,7 +638,7 @@ class GcpSite(pulumi.ComponentResource):
                 {
                     "boot": True,
                     "auto_delete": True,
-                    "source_image": GPU_IMAGE,
+                    "source_image": node.image,
                     "disk_size_gb": node.disk_size_gb,
                     "disk_type": "pd-balanced",
                     "labels": dict(labels),

@@ -1,6 +1,7 @@
 """The offline plan: run the project's real ``__main__.py`` under the recording mock engine, then run the
-policy pack (``lmrun.policy.rules``) over what it recorded, estimate the cost (``lmrun.cost``) and check
-every planned path against the recorded network (``lmrun.reachability``)."""
+policy pack (``lmrun.policy.rules``) over what it recorded, estimate the cost (``lmrun.cost``), check
+every planned path against the recorded network (``lmrun.reachability``) and every platform contract
+(``lmrun.contracts``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmrun.contracts import ContractError, ContractResult, check_contracts
 from lmrun.cost import CostEstimate, estimate_cost
 from lmrun.domain.errors import LmrunError
 from lmrun.mock_engine import Recording, RecordingMocks, mesh_mocks, redact, run_program
@@ -29,6 +31,8 @@ class PlanReport:
     """Every violation of an enabled rule of the policy pack, at its resolved level."""
     verdicts: tuple[PathVerdict, ...] = ()
     """For each entry of the ``reachability`` export, in order: whether the recorded resources carry it."""
+    contracts: tuple[ContractResult, ...] = ()
+    """Every platform contract's verdict on every resource it covers."""
 
     @property
     def regions(self) -> dict[str, dict[str, str]]:
@@ -108,6 +112,7 @@ class PlanReport:
             "sites": self.sites,
             "reachability": self.reachability,
             "violations": [v.to_json() for v in self.violations],
+            "contracts": [c.to_json() for c in self.contracts],
             "cost": self.cost.to_json(),
         }
 
@@ -157,7 +162,8 @@ def plan_stack(
     then the static reachability check of every planned path over the recorded network.
 
     ConfigError from the program propagates; :class:`ReachabilityMismatchError` is raised (unless
-    ``check_reachability`` is false) when a path's ``ok`` and the resources' verdict differ. ``mocks``
+    ``check_reachability`` is false) when a path's ``ok`` and the resources' verdict differ, and
+    :class:`lmrun.contracts.ContractError` when a resource breaks a platform contract. ``mocks``
     defaults to :func:`lmrun.mock_engine.mesh_mocks` (answers exactly the lookups the program makes).
     """
     program_path = project_dir / "__main__.py"
@@ -181,7 +187,11 @@ def plan_stack(
         recording=recording,
         violations=check_policies(recording, policy_config),
         verdicts=tuple(reachability_from_resources(recording, recording.outputs)),
+        contracts=tuple(check_contracts(recording.resources, recording.outputs)),
     )
     if check_reachability and report.reachability_mismatches:
         raise ReachabilityMismatchError(report)
+    broken = [result for result in report.contracts if not result.ok]
+    if broken:
+        raise ContractError(stack.stack, broken)
     return report

@@ -1,16 +1,16 @@
 """Mock answers for what the mesh program asks the cloud: computed outputs and its lookups.
 
 The mock engine echoes inputs; a few resources also have outputs a real provider computes that the
-program reads (a subnet's AZ name for EBS volumes, a random password's value, a command's stdout). And
-the program makes exactly the lookups listed in :data:`MESH_LOOKUPS` (AMI ids from SSM public
-parameters); any other lookup fails the run.
+program reads (a subnet's AZ name for EBS volumes, a random password's value, a command's stdout). The
+program makes no lookup at all (image ids are pinned in the stack config), so :data:`MESH_LOOKUPS` is
+empty and any lookup fails the run.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -22,23 +22,9 @@ def _digest(text: str, length: int = 17) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def _ssm_parameter(args: Mapping[str, Any]) -> dict[str, Any]:
-    name = str(args["name"])
-    return {
-        "id": name,
-        "name": name,
-        "arn": f"arn:aws:ssm:mock::parameter{name}",
-        "type": "String",
-        "value": f"ami-{_digest(name)}",
-        "insecureValue": f"ami-{_digest(name)}",
-        "version": 1,
-        "withDecryption": bool(args.get("withDecryption", True)),
-    }
-
-
-MESH_LOOKUPS: dict[str, CallHandler] = {
-    "aws:ssm/getParameter:getParameter": _ssm_parameter,
-}
+MESH_LOOKUPS: dict[str, CallHandler] = {}
+"""Lookups the mesh program makes: none. What decides a resource comes from config (images included), never
+from a lookup at run time: a lookup would make ``pulumi preview`` depend on the day it runs."""
 
 
 def _subnet(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from lmrun.clouds import HUB_CLOUD
-from lmrun.domain.names import PHOENIX_NODE, SERVER_NODE
+from lmrun.domain.names import IMAGE_GPU, IMAGE_SERVER, PHOENIX_NODE, SERVER_NODE
 from lmrun.domain.ports import PHOENIX_GRPC_PORT as GRPC_PORT
 from lmrun.domain.ports import PHOENIX_HTTP_PORT as HTTP_PORT
+from lmrun.plan.images import ImagePlan
 from lmrun.plan.placement import cloud_placement
 from lmrun.spec.model import MeshSpec
 
@@ -37,6 +38,8 @@ class ServerPlan:
     instance_type: str
     k3s_version: str
     operator_cidrs: tuple[str, ...]
+    image: str
+    """Pinned AMI of the main region's Amazon Linux VMs (the server, and the Phoenix node beside it)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class NodePlan:
     vllm_args: tuple[str, ...]
     app_port: int
     service: str
+    image: str
+    """Pinned image the node boots: its region's GPU AMI, or its site's GPU image."""
     cloud: str = HUB_CLOUD
     """The node's cloud (:mod:`lmrun.clouds`)."""
     site: str | None = None
@@ -123,7 +128,7 @@ class ClusterPlan:
         return round(sum(n.hourly_usd for n in self.nodes.values() if spot is None or n.spot == spot), 4)
 
 
-def plan_server(spec: MeshSpec, main: RegionPlan) -> ServerPlan:
+def plan_server(spec: MeshSpec, main: RegionPlan, images: ImagePlan) -> ServerPlan:
     subnet = main.subnets[0]
     ip = ipaddress.IPv4Network(subnet.cidr).network_address + SERVER_HOST_OFFSET
     return ServerPlan(
@@ -133,13 +138,18 @@ def plan_server(spec: MeshSpec, main: RegionPlan) -> ServerPlan:
         instance_type=spec.server_instance_type,
         k3s_version=spec.k3s_version,
         operator_cidrs=tuple(str(cidr) for cidr in spec.operator_cidrs),
+        image=images.region(main.name, IMAGE_SERVER),
     )
 
 
-def plan_nodes(spec: MeshSpec) -> dict[str, NodePlan]:
-    """Every GPU node by name, with the cheapest machine its cloud offers for its GPUs."""
+def plan_nodes(spec: MeshSpec, images: ImagePlan) -> dict[str, NodePlan]:
+    """Every GPU node by name, with the cheapest machine its cloud offers for its GPUs, on its pinned image."""
     return {
-        node.name: cloud_placement(node.cloud).place_node(node, spec)
+        node.name: cloud_placement(node.cloud).place_node(
+            node,
+            spec,
+            image=images.site(node.site, IMAGE_GPU) if node.site else images.region(node.region or "", IMAGE_GPU),
+        )
         for node in sorted(spec.nodes, key=lambda n: n.name)
     }
 
@@ -192,11 +202,11 @@ def plan_endpoints(spec: MeshSpec, phoenix: PhoenixPlan | None = None) -> dict[s
     return dict(sorted(endpoints.items()))
 
 
-def plan_cluster(spec: MeshSpec, main: RegionPlan) -> ClusterPlan:
+def plan_cluster(spec: MeshSpec, main: RegionPlan, images: ImagePlan) -> ClusterPlan:
     phoenix = plan_phoenix(spec)
     return ClusterPlan(
-        server=plan_server(spec, main),
-        nodes=plan_nodes(spec),
+        server=plan_server(spec, main, images),
+        nodes=plan_nodes(spec, images),
         endpoints=plan_endpoints(spec, phoenix),
         phoenix=phoenix,
     )

@@ -1,5 +1,5 @@
 """The plain (known before any resource exists) stack outputs of a plan: what `lmrun plan --json` and
-`pulumi stack output` show about regions, node ports, nodes, sites and reachability."""
+`pulumi stack output` show about regions, node ports, nodes, sites, pinned images and reachability."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
             s.name: {"cidr": s.cidr, "kind": s.kind, "mtu": s.mtu, "tunnel_address": s.tunnel_address}
             for s in plan.wireguard.sites.values()
         },
+        "images": plan.images.export(),
         "reachability": [
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}
             for p in plan.reachability

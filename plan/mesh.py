@@ -13,6 +13,7 @@ from typing import Literal
 from lmrun.aws.network.cidr_blocks import az_subnet_cidr, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
+from lmrun.plan.images import ImagePlan, plan_images
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
 from lmrun.spec.model import MeshSpec
@@ -54,6 +55,8 @@ class MeshPlan:
     spokes: tuple[RegionPlan, ...]
     cluster: ClusterPlan
     wireguard: WireGuardPlan
+    images: ImagePlan
+    """The pinned images the mesh boots (each VM's plan carries its own)."""
     reachability: tuple[Reachability, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -97,18 +100,22 @@ def mesh_tags(mesh: str, extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
-    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it."""
+    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it or
+    an image it boots is not pinned."""
     main = _region_plan(spec, spec.main_region, "main")
     spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
+    images, image_issues = plan_images(spec, stack=mesh)
     plan = MeshPlan(
         mesh=mesh,
         main=main,
         spokes=spokes,
-        cluster=plan_cluster(spec, main),
-        wireguard=plan_wireguard(spec, main.cidr, main.subnets[0].cidr),
+        cluster=plan_cluster(spec, main, images),
+        wireguard=plan_wireguard(spec, main.cidr, main.subnets[0].cidr, images),
+        images=images,
         tags=mesh_tags(mesh, spec.tags),
     )
     reachability, issues = check_paths(spec, plan)
+    issues.extend(image_issues)
     plan = replace(plan, reachability=tuple(reachability))
 
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 class CloudPlacement(Protocol):
-    def place_node(self, node: NodeSpec, spec: MeshSpec) -> NodePlan:
-        """The node's plan: the cheapest machine of this cloud carrying its GPUs where it lives."""
+    def place_node(self, node: NodeSpec, spec: MeshSpec, *, image: str) -> NodePlan:
+        """The node's plan: the cheapest machine of this cloud carrying its GPUs where it lives, booting
+        ``image`` (the node's pinned image, decided by :mod:`lmrun.plan.images`)."""
         ...
 
 
@@ -26,9 +27,10 @@ def cloud_placement(cloud: str) -> CloudPlacement:
     return cast(CloudPlacement, cloud_module(cloud, "placement").PLACER)
 
 
-def workload(node: NodeSpec) -> dict[str, Any]:
+def workload(node: NodeSpec, image: str) -> dict[str, Any]:
     """What a node runs, the same on every cloud (the cloud adds where and on which machine)."""
     return {
+        "image": image,
         "name": node.name,
         "gpu_count": node.gpu_count,
         "spot": node.use_spot,

@@ -12,8 +12,11 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
+from lmrun.clouds import SITE_CLOUDS
 from lmrun.domain.addresses import SITE_POOL, TUNNEL_POOL
+from lmrun.domain.names import IMAGE_GATEWAY, IMAGE_SERVER
 from lmrun.domain.tunnels import PERSISTENT_KEEPALIVE as DEFAULT_PERSISTENT_KEEPALIVE
+from lmrun.plan.images import ImagePlan
 from lmrun.spec.model import MeshSpec
 
 HUB_HOST_OFFSET = 11
@@ -41,6 +44,8 @@ class SitePlan:
     region: str | None
     zone: str | None
     gateway_machine_type: str
+    gateway_image: str | None
+    """Pinned image of the site's gateway VM (a site cloud's); None for an external site (no VM of ours)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class HubPlan:
     tunnel_address: str
     port: int
     instance_type: str
+    image: str
+    """Pinned AMI of the hub: the main region's Amazon Linux 2023 (the K3s server's)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def hub_tunnel_address() -> ipaddress.IPv4Address:
     return TUNNEL_POOL.network_address + 1
 
 
-def plan_wireguard(spec: MeshSpec, main_cidr: str, main_first_subnet: str) -> WireGuardPlan:
+def plan_wireguard(spec: MeshSpec, main_cidr: str, main_first_subnet: str, images: ImagePlan) -> WireGuardPlan:
     sites = {
         site.name: SitePlan(
             name=site.name,
@@ -89,6 +96,7 @@ def plan_wireguard(spec: MeshSpec, main_cidr: str, main_first_subnet: str) -> Wi
             region=site.region,
             zone=site.gateway_zone,
             gateway_machine_type=site.gateway_machine_type,
+            gateway_image=images.site(site.name, IMAGE_GATEWAY) if site.kind in SITE_CLOUDS else None,
         )
         for site in sorted(spec.sites, key=lambda s: s.name)
     }
@@ -100,6 +108,7 @@ def plan_wireguard(spec: MeshSpec, main_cidr: str, main_first_subnet: str) -> Wi
             tunnel_address=str(hub_tunnel_address()),
             port=spec.wireguard.port,
             instance_type=spec.wireguard.instance_type,
+            image=images.region(spec.main_region, IMAGE_SERVER),
         )
     return WireGuardPlan(hub=hub, sites=sites, aws_routes=(main_cidr, str(TUNNEL_POOL)))
 

@@ -44,6 +44,10 @@ class CloudRules(Protocol):
         """Problems with a site of this cloud (its cloud-specific fields)."""
         ...
 
+    def pin_hint(self, role: str, stack: str) -> str:
+        """How an operator pins this cloud's current image for VM ``role`` (said when a pin is missing)."""
+        ...
+
 
 def cloud_rules(cloud: str) -> CloudRules:
     return cast(CloudRules, cloud_module(cloud, "rules").RULES)

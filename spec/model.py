@@ -20,6 +20,7 @@ from lmrun.aws.region.catalog import REGIONS, az_number
 from lmrun.aws.region.selection import ROGUE_REGIONS
 from lmrun.domain.versions import K3S_VERSION
 from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.images import RegionImages
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues
 from lmrun.spec.paths import PathSpec
@@ -109,6 +110,13 @@ class MeshSpec(SpecModel):
     availability_zones: dict[Region, tuple[AzId, ...]] = Field(
         default_factory=dict,
         description="AZ ids per region, overriding the built-in catalog. Written by `lmrun regions sync`.",
+    )
+    images: dict[Region, RegionImages] = Field(
+        default_factory=dict,
+        description="Pinned AMI ids per AWS region and VM role, e.g. `us-east-1: {server: ami-..., gpu: ami-...}`: "
+        "the program looks no image up, so `pulumi preview` is deterministic and an image upgrade is a reviewed "
+        "config change. Written by `lmrun images sync`; the plan refuses a mesh missing a pin it needs and "
+        "ignores pins it does not use.",
     )
     tags: dict[TagKey, TagValue] = Field(
         default_factory=dict,

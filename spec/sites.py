@@ -15,6 +15,7 @@ from lmrun.domain.ports import WIREGUARD_PORT as DEFAULT_LISTEN_PORT
 from lmrun.domain.tunnels import MIN_TUNNEL_MTU, WIREGUARD_IPV4_OVERHEAD, tunnel_mtu
 from lmrun.spec.cloud_rules import cloud_rules
 from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.images import SiteImages
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import Name
 
@@ -75,6 +76,12 @@ class SiteSpec(SpecModel):
     behind_nat: bool = Field(default=True, description="The site's gateway sits behind NAT: send keepalives.")
     key_epoch: int = Field(default=0, ge=0, description="Bump to rotate this site's WireGuard keys (and nothing else).")
     gateway_machine_type: str = Field(default="e2-small", description="GCP machine type of the site gateway.")
+    images: SiteImages | None = Field(
+        default=None,
+        description="Pinned images of the site's VMs (kind `gcp`): exact images, "
+        "`projects/<project>/global/images/<name>` or its self-link, never a family. Pinned by hand: "
+        "`lmrun images sync` prints the gcloud command that finds the current ones.",
+    )
 
     @property
     def tunnel_mtu(self) -> int:

@@ -16,10 +16,11 @@ import pytest
 
 from lmrun.cli import EXIT_INVALID_CONFIG, EXIT_OK
 from tests.config_cases import Case, run_plan, write_stack
+from tests.conftest import pinned_images
 
 MAIN = {"mainRegion": "us-east-1"}
 KNOWN_KEYS = (
-    "known keys: availabilityZones, gpuInstanceTypes, huggingFaceToken, k3sVersion, mainRegion, maxPeerings, "
+    "known keys: availabilityZones, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, "
     "nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, tags, wireguard"
 )
 
@@ -214,7 +215,8 @@ def test_stack_file_that_is_not_a_mapping_is_refused(
 
 def test_valid_config_plans(project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The control: the same harness with a valid config exits 0, so the refusals above are the spec's."""
-    stack_file = write_stack(tmp_path / "Pulumi.ok.yaml", {**MAIN, "regions": ["us-west-2"], "maxPeerings": 1})
+    config = {**MAIN, "regions": ["us-west-2"], "maxPeerings": 1, "images": pinned_images("us-east-1")}
+    stack_file = write_stack(tmp_path / "Pulumi.ok.yaml", config)
 
     code, out, err = run_plan(project_dir, stack_file, capsys)
 

@@ -9,9 +9,14 @@ import pytest
 
 from lmrun.cli import EXIT_INVALID_CONFIG, EXIT_OK
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
+from tests.conftest import pinned_images
 
 QWEN_REVISION = "a09a35458c702b33eeacc393d103063234e8bc28"
-MESH = {"mainRegion": "us-east-1", "regions": ["us-east-2", "eu-west-1"]}
+MESH = {
+    "mainRegion": "us-east-1",
+    "regions": ["us-east-2", "eu-west-1"],
+    "images": pinned_images("us-east-1", "us-east-2", "eu-west-1"),
+}
 
 
 def node(name: str = "n1", **overrides: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from lmrun.domain.addresses import (
 )
 from lmrun.plan import plan_mesh
 from lmrun.spec import MeshSpec
+from tests.conftest import pinned_images
 
 Net = ipaddress.IPv4Network
 
@@ -178,11 +179,18 @@ def _subnets(spec: MeshSpec, region: str) -> dict[str, str]:
 
 def test_adding_or_reordering_az_ids_never_moves_another_subnet() -> None:
     before = _subnets(
-        MeshSpec(main_region="us-east-1", availability_zones={"us-east-1": ("use1-az2", "use1-az4")}), "us-east-1"
+        MeshSpec(
+            images=pinned_images("us-east-1"),
+            main_region="us-east-1",
+            availability_zones={"us-east-1": ("use1-az2", "use1-az4")},
+        ),
+        "us-east-1",
     )
     after = _subnets(
         MeshSpec(
-            main_region="us-east-1", availability_zones={"us-east-1": ("use1-az6", "use1-az4", "use1-az1", "use1-az2")}
+            images=pinned_images("us-east-1"),
+            main_region="us-east-1",
+            availability_zones={"us-east-1": ("use1-az6", "use1-az4", "use1-az1", "use1-az2")},
         ),
         "us-east-1",
     )
@@ -191,7 +199,7 @@ def test_adding_or_reordering_az_ids_never_moves_another_subnet() -> None:
 
 
 def test_catalog_azs_are_the_default_subnets() -> None:
-    assert _subnets(MeshSpec(main_region="us-east-1"), "us-east-1") == {
+    assert _subnets(MeshSpec(images=pinned_images("us-east-1"), main_region="us-east-1"), "us-east-1") == {
         "use1-az1": "10.64.16.0/20",
         "use1-az2": "10.64.32.0/20",
         "use1-az4": "10.64.64.0/20",
@@ -201,9 +209,16 @@ def test_catalog_azs_are_the_default_subnets() -> None:
 
 
 def test_adding_a_spoke_never_changes_another_region() -> None:
-    small = plan_mesh(MeshSpec(main_region="eu-west-1", regions=("us-west-2",)), mesh="t").regions
+    small = plan_mesh(
+        MeshSpec(images=pinned_images("eu-west-1"), main_region="eu-west-1", regions=("us-west-2",)), mesh="t"
+    ).regions
     big = plan_mesh(
-        MeshSpec(main_region="eu-west-1", regions=("ap-southeast-7", "us-west-2", "mx-central-1")), mesh="t"
+        MeshSpec(
+            images=pinned_images("eu-west-1"),
+            main_region="eu-west-1",
+            regions=("ap-southeast-7", "us-west-2", "mx-central-1"),
+        ),
+        mesh="t",
     )
     assert {name: big.regions[name] for name in small} == small
     assert [s.name for s in big.spokes] == ["ap-southeast-7", "mx-central-1", "us-west-2"]
@@ -228,7 +243,7 @@ def meshes(draw: st.DrawFn) -> MeshSpec:
     for region in draw(st.lists(st.sampled_from(chosen), unique=True, max_size=4)):
         numbers = draw(st.lists(st.integers(1, MAX_AZ_NUMBER), min_size=1, max_size=6, unique=True))
         overrides[region] = tuple(f"{az_prefix(region)}-az{n}" for n in numbers)
-    return MeshSpec(main_region=main, regions=tuple(spokes), availability_zones=overrides)
+    return MeshSpec(main_region=main, regions=tuple(spokes), availability_zones=overrides, images=pinned_images(main))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -262,7 +277,7 @@ def test_any_mesh_has_disjoint_vpcs_and_subnets_inside_them(spec: MeshSpec) -> N
 def test_every_usable_region_at_once() -> None:
     """The biggest mesh the catalog allows: 33 usable regions, all disjoint, every subnet in place."""
     main, *spokes = USABLE_REGIONS
-    plan = plan_mesh(MeshSpec(main_region=main, regions=tuple(spokes)), mesh="all")
+    plan = plan_mesh(MeshSpec(main_region=main, regions=tuple(spokes), images=pinned_images(main)), mesh="all")
     assert len(plan.regions) == len(USABLE_REGIONS) == 33
     nets = [(f"{r.name}/{s.az_id}", Net(s.cidr)) for r in plan.regions.values() for s in r.subnets]
     assert overlapping_pairs(nets) == []

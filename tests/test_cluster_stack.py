@@ -14,20 +14,16 @@ import yaml
 
 from lmrun.domain.versions import KUBERNETES_VERSION
 from lmrun.mock_engine import (
-    MESH_COMPUTED,
-    MESH_IDS,
-    MESH_LOOKUPS,
     RecordedResource,
     Recording,
-    RecordingMocks,
     Secret,
     plain_strings,
 )
-from lmrun.offline import PlanReport, plan_stack
+from lmrun.offline import PlanReport
 from lmrun.reachability import registered_labels, service_replicas
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.kubernetes import matching_services
-from tests.conftest import ROOT, plan, stack_config
+from tests.conftest import ROOT, plan, repinned, stack_images
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -140,46 +136,6 @@ def test_server_state_volume_is_protected_retained_and_attached_at_a_stable_devi
     assert server.inputs["privateIp"] == "10.64.16.10"
 
 
-def _mocks_with_other_amis() -> RecordingMocks:
-    def other_ami(args: dict[str, Any]) -> dict[str, Any]:
-        return {**MESH_LOOKUPS["aws:ssm/getParameter:getParameter"](args), "value": "ami-0ther0ther0ther00"}
-
-    return RecordingMocks(calls={"aws:ssm/getParameter:getParameter": other_ami}, computed=MESH_COMPUTED, ids=MESH_IDS)
-
-
-def _mocks_with_kubeconfig_version(version: int) -> RecordingMocks:
-    """The mesh's mocks, with the kubeconfig parameter at ``version`` (the server published it that often)."""
-
-    def get_parameter(args: dict[str, Any]) -> dict[str, Any]:
-        found = MESH_LOOKUPS["aws:ssm/getParameter:getParameter"](args)
-        return {**found, "version": version} if str(args["name"]).endswith("/k3s/kubeconfig") else found
-
-    return RecordingMocks(
-        calls={"aws:ssm/getParameter:getParameter": get_parameter}, computed=MESH_COMPUTED, ids=MESH_IDS
-    )
-
-
-def test_a_new_kubeconfig_version_reruns_the_gate_and_replaces_no_kubernetes_object() -> None:
-    """The credential in Pulumi's state is re-read whenever the server publishes a new one (the gate's triggers
-    hold the parameter's version, read on every run by a lookup with the main region's provider); the provider
-    keeps its cluster identity (the state volume), so no Service or DaemonSet is replaced for it."""
-    runs = {
-        version: plan_stack(ROOT, stack_config("dev"), preview=False, mocks=_mocks_with_kubeconfig_version(version))
-        for version in (2, 3)
-    }
-    gates = {version: report.recording.named("mesh-cluster-k3s-kubeconfig-gate") for version, report in runs.items()}
-    assert gates[2].inputs["triggers"][1] == "2" and gates[3].inputs["triggers"][1] == "3"
-    others = {
-        version: {r.urn: r.inputs for r in report.recording.resources if r.name != "mesh-cluster-k3s-kubeconfig-gate"}
-        for version, report in runs.items()
-    }
-    assert others[2] == others[3]  # a new credential changes nothing else
-    lookup = next(c for c in runs[2].recording.calls if c.args["name"] == "/lmrun/dev/k3s/kubeconfig")
-    assert lookup.provider.split("::")[-2] == "mesh-aws-us-east-1" and lookup.args["withDecryption"] is False
-    provider = runs[2].recording.named("mesh-cluster-ports-k8s")
-    assert provider.inputs["clusterIdentifier"] == f"vol-{hashlib.sha256(STATE_VOLUME.encode()).hexdigest()[:17]}"
-
-
 def test_pulumi_state_holds_the_deployer_kubeconfig_not_the_admin_one() -> None:
     """What the gate reads is what the server publishes: the lmrun-deployer token's kubeconfig (the admin
     kubeconfig, K3s's k3s.yaml with its 365-day client certificate, stays on the server)."""
@@ -196,8 +152,10 @@ def test_pulumi_state_holds_the_deployer_kubeconfig_not_the_admin_one() -> None:
 
 def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -> None:
     base = plan("global").recording
-    changed = plan_stack(
-        ROOT, stack_config("global", serverInstanceType="m7i.large"), preview=False, mocks=_mocks_with_other_amis()
+    changed = plan(
+        "global",
+        serverInstanceType="m7i.large",
+        images=repinned("global", "us-east-1", "server", "ami-0aaaaaaaaaaaaaaa2"),
     ).recording
     old_server, new_server = base.named(SERVER_INSTANCE), changed.named(SERVER_INSTANCE)
     assert (old_server.inputs["ami"], old_server.inputs["instanceType"]) != (
@@ -210,22 +168,20 @@ def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -
     assert not set(changed.named(STATE_VOLUME).dependencies) & {old_server.urn}
 
 
-def test_ami_lookups_use_the_output_form_with_the_region_provider() -> None:
+def test_every_vm_boots_the_image_pinned_for_its_role_and_region() -> None:
     recording = plan("global").recording
-    lookups = sorted(
-        (call.args["name"], call.provider.split("::")[-2])
-        for call in recording.calls
-        if call.args["name"].startswith("/aws/service/")
-    )
-    assert lookups == sorted(
-        [
-            ("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64", "mesh-aws-us-east-1"),
-            *(
-                ("/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id", p)
-                for p in ("mesh-aws-eu-west-1", "mesh-aws-us-east-2", "mesh-aws-us-west-2")
-            ),
-        ]
-    )
+    pins = stack_images("global")
+    server = pins["us-east-1"]["server"]
+    booted = {r.name: r.inputs["ami"] for r in recording.by_type(INSTANCE)}
+    booted |= {r.name: r.inputs["imageId"] for r in recording.by_type(LAUNCH_TEMPLATE)}
+    assert booted == {
+        SERVER_INSTANCE: server,
+        "mesh-cluster-phoenix-instance": server,
+        "mesh-sites-hub-instance": server,
+        "mesh-cluster-node-qwen-use2-lt": pins["us-east-2"]["gpu"],
+        "mesh-cluster-node-qwen-usw2-lt": pins["us-west-2"]["gpu"],
+        "mesh-cluster-node-phi-euw1-lt": pins["eu-west-1"]["gpu"],
+    }
 
 
 def test_gpu_nodes_are_spot_safe_groups_of_one_across_every_az() -> None:
@@ -438,7 +394,8 @@ def _global_nodes() -> list[dict[str, Any]]:
 def test_adding_a_node_only_adds_resources() -> None:
     nodes = _global_nodes()
     extra = {**nodes[0], "name": "qwen-euw2", "region": "eu-west-2"}
-    before, after = _state(plan("global")), _state(plan("global", nodes=[*nodes, extra]))
+    images = repinned("global", "eu-west-2", "gpu", "ami-0aaaaaaaaaaaaaaa3")  # a new region's GPU image
+    before, after = _state(plan("global")), _state(plan("global", nodes=[*nodes, extra], images=images))
     assert set(before) < set(after)
     assert all(before[urn] == after[urn] for urn in before)
     assert all("qwen-euw2" in urn or "eu-west-2" in urn for urn in set(after) - set(before))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 
+import pulumi
 import pulumi_aws as aws
 import pytest
 
-from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks
-from lmrun.offline import plan_stack
-from tests.conftest import ROOT, plan, stack_config
+from lmrun.aws.images import PUBLIC_IMAGES
+from lmrun.mock_engine import MESH_LOOKUPS, RecordedResource, Recording, UnmockedCallError, mesh_mocks, run_program
+from tests.conftest import plan
 
 PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
 ACCEPTER = "aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter"
@@ -330,18 +331,22 @@ def test_reordering_regions_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize("stack", ["dev", "global"])
-def test_program_looks_up_only_public_ssm_image_parameters(stack: str) -> None:
-    """...and the version of the mesh's own kubeconfig parameter (never its value), to re-read it when the
-    server publishes a new credential."""
-    calls = plan(stack).recording.calls
-    assert calls, "AMI ids come from lookups"
-    assert {call.token for call in calls} == {"aws:ssm/getParameter:getParameter"}
-    own = [call for call in calls if call.args["name"] == f"/lmrun/{stack}/k3s/kubeconfig"]
-    assert len(own) == 1 and own[0].args["withDecryption"] is False
-    assert all(call.args["name"].startswith("/aws/service/") for call in calls if call not in own)
+def test_program_makes_no_lookup_at_all(stack: str, preview: bool) -> None:
+    """Images are pinned in config (``lmrun:images``): what the program declares never depends on the day it
+    runs, so `pulumi preview` is deterministic and an image upgrade is a config change."""
+    assert plan(stack, preview=preview).recording.calls == []
+    assert MESH_LOOKUPS == {}
+
+
+def _program_with_a_lookup() -> None:
+    provider = aws.Provider("east", region=MAIN)
+    aws.ssm.get_parameter_output(
+        name=PUBLIC_IMAGES["server"].parameter, opts=pulumi.InvokeOutputOptions(provider=provider)
+    ).value.apply(str)
 
 
 def test_an_unmocked_lookup_fails_the_run() -> None:
-    """The harness never answers a lookup it was not told about (a silent default would hide one)."""
-    with pytest.raises(Exception, match="no mock for lookup 'aws:ssm/getParameter:getParameter'"):
-        plan_stack(ROOT, stack_config("dev"), preview=False, mocks=RecordingMocks())
+    """The harness never answers a lookup it was not told about (a silent default would hide one): a lookup
+    that creeps back into the program fails every plan under the mesh's own mocks."""
+    with pytest.raises(UnmockedCallError, match="no mock for lookup 'aws:ssm/getParameter:getParameter'"):
+        run_program(_program_with_a_lookup, mocks=mesh_mocks(), preview=False)

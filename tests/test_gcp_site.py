@@ -22,7 +22,6 @@ from lmrun.gcp.secret_store import GCP_SECRET_GET_SCRIPT, SecretManagerStore
 from lmrun.gcp.site import (
     ACCESSOR_ROLE,
     GATEWAY_TAG,
-    GPU_IMAGE,
     TEMPLATE_PREFIX_MAX,
     GcpSite,
     account_id,
@@ -37,6 +36,7 @@ from lmrun.render import gateways as render_gateways
 from lmrun.render import k3s, phoenix, vllm
 from lmrun.render.cloudinit import SCRIPT_DIR, shell_scripts, written_files
 from lmrun.render.wireguard import private_key_from_bytes, public_key
+from tests.conftest import TEST_GCP_IMAGES
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
 
 NETWORK = "gcp:compute/network:Network"
@@ -79,6 +79,7 @@ SITE = SitePlan(
     region="us-central1",
     zone="us-central1-a",
     gateway_machine_type="e2-small",
+    gateway_image=TEST_GCP_IMAGES["gateway"],
 )
 
 
@@ -98,6 +99,7 @@ def _node(name: str, *, gpu: str, machine: str, accelerator: str | None, spot: b
         vllm_args=("--max-model-len", "8192"),
         app_port=8000,
         service="qwen",
+        image=TEST_GCP_IMAGES["gpu"],
         cloud="gcp",
         site="gcp-a",
         zone="us-central1-a",
@@ -262,6 +264,7 @@ def test_gateway_forwards_from_a_fixed_address_with_a_static_external_ip() -> No
     assert gateway["metadata"]["enable-oslogin"] == "TRUE"
     assert gateway["tags"] == [GATEWAY_TAG]
     assert gateway["zone"] == "us-central1-a"
+    assert gateway["bootDisk"]["initializeParams"]["image"] == SITE.gateway_image  # the pin, never a family
 
 
 def test_a_route_per_aws_cidr_through_the_gateway(preview: bool) -> None:
@@ -466,7 +469,7 @@ def test_spot_node_template_has_its_accelerator_spot_scheduling_and_no_external_
     assert "accessConfigs" not in nic or not nic["accessConfigs"]
     [disk] = template["disks"]
     assert (disk["boot"], disk["autoDelete"]) == (True, True)
-    assert (disk["sourceImage"], disk["diskSizeGb"], disk["diskType"]) == (GPU_IMAGE, 200, "pd-balanced")
+    assert (disk["sourceImage"], disk["diskSizeGb"], disk["diskType"]) == (TEST_GCP_IMAGES["gpu"], 200, "pd-balanced")
     assert template["serviceAccount"]["email"].startswith(account_id("mesh-site-gcp-a", "nodes"))
     assert template["serviceAccount"]["scopes"] == ["https://www.googleapis.com/auth/cloud-platform"]
     assert template["labels"]["lmrun_node"] == "t4-spot"
@@ -613,6 +616,15 @@ def test_rotating_the_key_changes_only_the_config_secret_version() -> None:
         (SITE, (dataclasses.replace(T4_SPOT, site="other"),), "nodes[t4-spot].site"),
         (SITE, (dataclasses.replace(T4_SPOT, cloud="aws"),), "nodes[t4-spot].cloud"),
         (SITE, (T4_SPOT, T4_SPOT), "duplicate node names"),
+        (dataclasses.replace(SITE, gateway_image=None), (), "site.gateway_image: no image pinned"),
+        (
+            dataclasses.replace(
+                SITE, gateway_image="projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64"
+            ),
+            (),
+            "site.gateway_image: .* is an image family",
+        ),
+        (SITE, (dataclasses.replace(T4_SPOT, image="ubuntu-os-cloud/ubuntu-2404-lts-amd64"),), "nodes[t4-spot].image"),
     ],
 )
 def test_bad_arguments_are_refused_with_the_field(site: SitePlan, nodes: tuple[NodePlan, ...], message: str) -> None:

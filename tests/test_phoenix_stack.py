@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmrun.mock_engine import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, Recording, RecordingMocks, Secret
-from lmrun.offline import plan_stack
+from lmrun.mock_engine import Recording, Secret
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.readiness import ingest_key_gate_script
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
-from tests.conftest import ROOT, plan, stack_config
+from tests.conftest import pinned_images, plan, repinned, stack_config
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
 
 PHOENIX_INSTANCE = "mesh-cluster-phoenix-instance"
@@ -25,23 +24,15 @@ GATE = "mesh-cluster-phoenix-ingest-key-gate"
 GCP_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 
 
-def _other_amis() -> RecordingMocks:
-    def other(args: dict[str, object]) -> dict[str, object]:
-        return {**MESH_LOOKUPS["aws:ssm/getParameter:getParameter"](args), "value": "ami-0aaaaaaaaaaaaaaa1"}
-
-    return RecordingMocks(calls={"aws:ssm/getParameter:getParameter": other}, computed=MESH_COMPUTED, ids=MESH_IDS)
-
-
 def test_data_volume_is_protected_retained_and_survives_new_instance_type_or_ami() -> None:
     base = plan("global").recording
     volume = base.named(PHOENIX_VOLUME)
     assert volume.protect and volume.retain_on_delete
     assert volume.inputs["encrypted"] is True and volume.inputs["tags"]["lmrun:stateful"] == "true"
-    changed = plan_stack(
-        ROOT,
-        stack_config("global", phoenix={"instanceType": "m7i.large"}),
-        preview=False,
-        mocks=_other_amis(),
+    changed = plan(
+        "global",
+        phoenix={"instanceType": "m7i.large"},
+        images=repinned("global", "us-east-1", "server", "ami-0aaaaaaaaaaaaaaa1"),
     ).recording
     before, after = base.named(PHOENIX_INSTANCE).inputs, changed.named(PHOENIX_INSTANCE).inputs
     assert (before["ami"], before["instanceType"]) != (after["ami"], after["instanceType"])
@@ -256,7 +247,7 @@ def test_json_plan_describes_phoenix() -> None:
     assert plan("dev").to_json()["phoenix"] is None
 
 
-MESH = {"mainRegion": "us-east-1", "regions": ["us-east-2"]}
+MESH = {"mainRegion": "us-east-1", "regions": ["us-east-2"], "images": pinned_images("us-east-1", "us-east-2")}
 NODE = {
     "name": "qwen",
     "region": "us-east-2",

@@ -15,8 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,6 @@ import pytest
 import yaml
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
-from moto import mock_aws
 from rich.console import Console
 
 from lmrun.aws.region.catalog import REGIONS
@@ -37,6 +34,7 @@ from lmrun.cli.regions_sync import SyncResult, sync_stack_regions
 from lmrun.plan.mesh import plan_mesh
 from lmrun.spec import ConfigError, spec_from_config
 from lmrun.spec.stackfile import load_stack_config
+from tests.conftest import CallWatcher, moto_aws
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "regions_sync_stack.yaml"
@@ -61,20 +59,8 @@ def aws() -> Iterator[None]:
     One mock for the module: the tests only read EC2, and moto builds each region's backend once
     instead of once per test (~0.2 s a region).
     """
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SECURITY_TOKEN": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-        }.items():
-            env.setenv(name, value)
-        env.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield
+    with moto_aws():
+        yield
 
 
 @pytest.fixture
@@ -114,35 +100,17 @@ def written_config(project: Path) -> dict[str, Any]:
     return config
 
 
-class OfferingCalls:
+class OfferingCalls(CallWatcher):
     """Watches every DescribeInstanceTypeOfferings call made through a session (region, thread, overlap).
 
-    ``delay`` holds each call open so overlap is observable even though moto answers in milliseconds;
     ``fail`` maps a region to an EC2 error code it answers with instead of moto's data.
     """
 
     def __init__(self, session: boto3.Session, *, delay: float = 0.0, fail: dict[str, str] | None = None) -> None:
-        self.delay = delay
+        super().__init__(session, "ec2.DescribeInstanceTypeOfferings", delay=delay)
         self.fail = fail or {}
-        self.regions: list[str] = []
-        self.threads: set[str] = set()
-        self.in_flight = 0
-        self.peak = 0
-        self._lock = threading.Lock()
-        session.events.register("before-call.ec2.DescribeInstanceTypeOfferings", self._before)
 
-    def _before(self, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        region = str(context["client_region"])
-        with self._lock:
-            self.regions.append(region)
-            self.threads.add(threading.current_thread().name)
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-        try:
-            time.sleep(self.delay)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+    def answer(self, region: str) -> tuple[AWSResponse, dict[str, Any]] | None:
         if region in self.fail:
             code = self.fail[region]
             error = {"Error": {"Code": code, "Message": f"{region} refused the request"}, "ResponseMetadata": {}}
@@ -308,6 +276,7 @@ def test_comments_and_key_order_survive_the_rewrite(aws: None, project: Path) ->
         "lmrun:maxPeerings",
         "lmrun:regions",
         "lmrun:tags",
+        "lmrun:images",
         "lmrun:availabilityZones",
     ]
     assert after.splitlines()[-1] == "# end of the stack file"

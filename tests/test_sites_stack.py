@@ -17,7 +17,7 @@ from lmrun.mock_engine import Recording, Secret, plain_strings
 from lmrun.render.cloudinit import written_files
 from lmrun.render.wireguard import private_key_from_bytes
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
-from tests.conftest import ROOT, plan
+from tests.conftest import ROOT, TEST_GCP_IMAGES, pinned_images, plan
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 KEY = "random:index/randomBytes:RandomBytes"
@@ -213,8 +213,19 @@ def test_join_bundle_for_an_unknown_or_gcp_site_is_refused(tmp_path: Path, capsy
         )
 
 
-MESH = {"mainRegion": "us-east-1", "regions": ["us-east-2", "us-west-2"]}
-GCP = {"name": "gcp-a", "kind": "gcp", "cidr": "10.128.0.0/20", "project": "lmrun-demo-1", "region": "us-central1"}
+MESH = {
+    "mainRegion": "us-east-1",
+    "regions": ["us-east-2", "us-west-2"],
+    "images": pinned_images("us-east-1", "us-east-2", "us-west-2"),
+}
+GCP = {
+    "name": "gcp-a",
+    "kind": "gcp",
+    "cidr": "10.128.0.0/20",
+    "project": "lmrun-demo-1",
+    "region": "us-central1",
+    "images": TEST_GCP_IMAGES,
+}
 LAB = {"name": "lab", "kind": "external", "cidr": "10.129.0.0/24"}
 QWEN = {
     "name": "qwen-a",

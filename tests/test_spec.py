@@ -92,6 +92,7 @@ def test_camel_case_keys_are_the_config_keys() -> None:
         "availabilityZones",
         "gpuInstanceTypes",
         "huggingFaceToken",
+        "images",
         "k3sVersion",
         "mainRegion",
         "maxPeerings",
@@ -115,7 +116,7 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
         "lmrun:mainRegion: is required",
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
-        "gpuInstanceTypes, huggingFaceToken, k3sVersion, mainRegion, maxPeerings, nodes, operatorCidrs, paths, "
+        "gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, nodes, operatorCidrs, paths, "
         "phoenix, regions, serverInstanceType, services, sites, tags, wireguard",
     ]
 

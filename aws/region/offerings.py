@@ -196,7 +196,7 @@ def collect_offerings(
                 try:
                     offerings[region] = future.result()
                 except (ClientError, BotoCoreError) as exc:
-                    reason = _error_reason(exc)
+                    reason = error_reason(exc)
                     skipped[region] = f"query failed: {reason}"
                     log.warning("skipping %s: describe_instance_type_offerings failed: %s", region, reason)
                 progress.update(task, advance=1, description=region)
@@ -208,7 +208,7 @@ def collect_offerings(
     )
 
 
-def _error_reason(exc: ClientError | BotoCoreError) -> str:
+def error_reason(exc: ClientError | BotoCoreError) -> str:
     """A one-line reason: the AWS error code when there is one (AuthFailure, UnauthorizedOperation...)."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})

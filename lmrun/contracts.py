@@ -1,0 +1,112 @@
+"""Platform contracts, checked over every recorded resource at plan time: each a small function stating the
+rule and where it comes from, returning one verdict per resource it covers (``lmrun plan --json`` lists them
+under ``contracts``; the plan fails on any broken one, naming the resource and the rule).
+
+Contracts read only resource types, inputs and the stack's outputs, so the same functions run over a mock
+recording, a ``pulumi preview --json`` or a state export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lmrun.cost import PlannedResource
+from lmrun.domain.errors import LmrunError
+
+
+@dataclass(frozen=True)
+class ContractResult:
+    """One contract's verdict on one resource."""
+
+    resource: str
+    contract: str
+    value: Any
+    limit: Any
+    ok: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resource": self.resource,
+            "contract": self.contract,
+            "value": self.value,
+            "limit": self.limit,
+            "ok": self.ok,
+        }
+
+
+def _boot_disk_image(inputs: Mapping[str, Any]) -> list[Any]:
+    return [((inputs.get("bootDisk") or {}).get("initializeParams") or {}).get("image")]
+
+
+def _template_boot_images(inputs: Mapping[str, Any]) -> list[Any]:
+    return [disk.get("sourceImage") for disk in inputs.get("disks") or [] if disk.get("boot")]
+
+
+IMAGE_INPUTS: dict[str, Callable[[Mapping[str, Any]], list[Any]]] = {
+    "aws:ec2/instance:Instance": lambda inputs: [inputs.get("ami")],
+    "aws:ec2/launchTemplate:LaunchTemplate": lambda inputs: [inputs.get("imageId")],
+    "gcp:compute/instance:Instance": _boot_disk_image,
+    "gcp:compute/instanceTemplate:InstanceTemplate": _template_boot_images,
+}
+"""Every resource type that boots an image, and the image(s) it boots."""
+
+PINNED_IMAGES = "image-pinned-in-config"
+
+
+def pinned_images(outputs: Mapping[str, Any]) -> set[str]:
+    """Every image id the stack pins (the ``images`` output: ``{regions|sites: {where: {role: id}}}``)."""
+    exported = outputs.get("images") or {}
+    return {
+        image
+        for group in ("regions", "sites")
+        for roles in (exported.get(group) or {}).values()
+        for image in roles.values()
+    }
+
+
+def images_are_pinned(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
+    """Every VM and template boots an image pinned in the stack config (``lmrun:images``,
+    ``lmrun:sites[].images``): never a lookup's answer, a family or an id written into a component.
+
+    Why: an image that floats (an SSM ``.../latest`` parameter, a GCP image family) replaces the K3s server
+    and the WireGuard hub (delete-before-replace: the API and every tunnel down) and rolls every GPU node the
+    day its publisher releases one; a pinned id changes only with a reviewed config change.
+    """
+    pinned = pinned_images(outputs)
+    limit = "an image pinned in lmrun:images or lmrun:sites[].images"
+    return [
+        ContractResult(resource.name, PINNED_IMAGES, image, limit, isinstance(image, str) and image in pinned)
+        for resource in resources
+        if resource.type in IMAGE_INPUTS
+        for image in IMAGE_INPUTS[resource.type](resource.inputs)
+    ]
+
+
+CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[ContractResult]], ...] = (
+    images_are_pinned,
+)
+
+
+def check_contracts(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
+    """Every contract over ``resources``, by resource name (stable whatever order the engine registered in)."""
+    listed = sorted(resources, key=lambda resource: resource.name)
+    return [result for contract in CONTRACTS for result in contract(listed, outputs)]
+
+
+class ContractError(LmrunError):
+    """A resource breaks a platform contract: the program declared what the platform (or the mesh's own
+    rules) refuses. Not a config error: ``lmrun plan`` reports it and exits 1."""
+
+    label = "error: contract broken"
+
+    def __init__(self, stack: str, broken: Iterable[ContractResult]) -> None:
+        self.broken = tuple(broken)
+        super().__init__(f"stack {stack}: {len(self.broken)} resource(s) break a platform contract")
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.label}: {result.resource}: {result.contract}: {result.value!r} is not {result.limit}"
+            for result in self.broken
+        ]
