@@ -5,12 +5,11 @@
 - Cluster state on its own encrypted EBS volume, protected and retained, attached at a stable device:
   changing the AMI or instance type replaces the instance, never the volume.
 - The join token is a generated secret stored as an SSM SecureString; the instance reads it by name with
-  its role. Pulumi's kubeconfig comes back the same way, so nothing needs SSH: the server publishes the
-  kubeconfig of the ``lmrun-deployer`` ServiceAccount (a token that does not expire, allowed only the
-  Services and DaemonSets of the mesh's namespace; the admin kubeconfig never leaves the server), and a
-  readiness gate on the operator's machine waits for it. The gate reads the parameter again whenever its
-  version changes (a rotated token, a new API address), so the credential in Pulumi's state never goes
-  stale silently.
+  its role. Pulumi's credential comes back the same way, so nothing needs SSH, and it never expires silently:
+  the server publishes the token of the ``lmrun-deployer`` ServiceAccount (no expiry, allowed only the
+  Services and DaemonSets of the mesh's namespace; the admin kubeconfig never leaves the server) to one
+  parameter, and a kubeconfig whose exec plugin reads that parameter on every use to another; a readiness
+  gate on the operator's machine waits for the kubeconfig. Pulumi's state thus holds no token at all.
 - The API (6443) is open to the mesh through the mesh security group, and to ``operator_cidrs`` only
   through a security group of its own (none by default: closed to the internet).
 """
@@ -111,24 +110,38 @@ class K3sServer(pulumi.ComponentResource):
             tags=with_name(tags, f"{name}-token"),
             opts=child,
         )
+        # The server owns both values; Pulumi only creates (and deletes) the parameters.
+        published = pulumi.ResourceOptions(parent=self, ignore_changes=["value"])
         kubeconfig_parameter = aws.ssm.Parameter(
             f"{name}-kubeconfig-parameter",
             name=paths.kubeconfig,
             type="SecureString",
             tier="Intelligent-Tiering",
             value=PARAMETER_PLACEHOLDER,
-            description="kubeconfig of the lmrun-deployer ServiceAccount (Pulumi's), published by the K3s server",
+            description="Pulumi's kubeconfig (the API's address and CA, an exec plugin reading the deployer "
+            "credential), published by the K3s server",
             tags=with_name(tags, f"{name}-kubeconfig"),
-            # The server owns the value; Pulumi only creates (and deletes) the parameter.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+            opts=published,
+        )
+        credential_parameter = aws.ssm.Parameter(
+            f"{name}-deployer-credential-parameter",
+            name=paths.k3s_deployer_credential,
+            type="SecureString",
+            tier="Intelligent-Tiering",
+            value=PARAMETER_PLACEHOLDER,
+            description="Token of the lmrun-deployer ServiceAccount (Services and DaemonSets of namespace lmrun) "
+            "as an ExecCredential, published by the K3s server",
+            tags=with_name(tags, f"{name}-deployer-credential"),
+            opts=published,
         )
         addon = args.get("addon")
+        ours = [kubeconfig_parameter.arn, credential_parameter.arn]
         identity = InstanceRole(
             f"{name}-identity",
             args={
-                # The server reads the kubeconfig parameter to publish only when the kubeconfig changed.
-                "reads": [token_parameter.arn, kubeconfig_parameter.arn, *(addon["reads"] if addon else [])],
-                "writes": [kubeconfig_parameter.arn, *(addon["writes"] if addon else [])],
+                # The server reads what it publishes to write a new version only when the value changed.
+                "reads": [token_parameter.arn, *ours, *(addon["reads"] if addon else [])],
+                "writes": [*ours, *(addon["writes"] if addon else [])],
                 "statements": list(addon["statements"]) if addon else [],
                 "tags": tags,
             },
@@ -176,6 +189,7 @@ class K3sServer(pulumi.ComponentResource):
                 ssm_region=args["region"],
                 token_parameter=paths.k3s_token,
                 kubeconfig_parameter=paths.kubeconfig,
+                credential_parameter=paths.k3s_deployer_credential,
                 state_device_name=STATE_DEVICE,
                 state_volume_id=volume_id,
                 tls_sans=(tls_san,) if tls_san else (),
@@ -203,14 +217,6 @@ class K3sServer(pulumi.ComponentResource):
             )
 
         server_url = None if public_ip is None else public_ip.apply(lambda ip: f"https://{ip}:{API_PORT}")
-        # The parameter's current version, read on every run once the parameter exists (its ARN is unknown
-        # until then, which keeps the lookup from failing on the first preview). The server writes a new
-        # version only when the kubeconfig changes, and then the gate below runs again.
-        published = aws.ssm.get_parameter_output(
-            name=kubeconfig_parameter.arn.apply(lambda _: paths.kubeconfig),
-            with_decryption=False,
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        )
         gate = command.local.Command(
             f"{name}-kubeconfig-gate",
             create=pulumi.Output.from_input(server_url).apply(
@@ -218,10 +224,13 @@ class K3sServer(pulumi.ComponentResource):
             ),
             interpreter=["/bin/sh", "-c"],
             logging=command.local.Logging.NONE,
-            # A new server instance, or a new version of the parameter, means reading the kubeconfig again.
-            triggers=[instance.id, published.version.apply(str)],
+            # A new server instance may publish a new address; the token is not in the kubeconfig (its exec
+            # plugin reads the credential parameter on every use), so a rotated token needs no new read.
+            triggers=[instance.id],
             opts=pulumi.ResourceOptions(
-                parent=self, additional_secret_outputs=["stdout"], depends_on=[kubeconfig_parameter]
+                parent=self,
+                additional_secret_outputs=["stdout"],
+                depends_on=[kubeconfig_parameter, credential_parameter],
             ),
         )
 

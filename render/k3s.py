@@ -17,6 +17,7 @@ state all come back. The volume is formatted only when it carries no filesystem 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ STATE_MOUNT = "/var/lib/lmrun-state"
 K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
 TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
 """Where the fetched join token is kept (0600, root) for ``--token-file``."""
+VALUE_OPTIONS = ("--with-decryption", "--query", "Parameter.Value", "--output", "text")
+"""``aws ssm get-parameter`` options that print the decrypted value and nothing else."""
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 """The admin kubeconfig K3s writes (0600, root); it stays on the server."""
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
@@ -128,7 +131,10 @@ class K3sServerConfig:
     token_parameter: str
     """SecureString parameter holding the cluster join token."""
     kubeconfig_parameter: str
-    """SecureString parameter the server writes the deployer's kubeconfig to (for Pulumi)."""
+    """SecureString parameter the server writes Pulumi's kubeconfig to: the API's address and CA, and an exec
+    plugin that reads ``credential_parameter`` (it holds no token itself)."""
+    credential_parameter: str
+    """SecureString parameter the server writes the lmrun-deployer token to, as an ``ExecCredential``."""
     state_device_name: str = "/dev/sdf"
     """Device name the state volume is attached at."""
     state_volume_id: str | None = None
@@ -144,6 +150,7 @@ class K3sServerConfig:
         check_region("ssm_region", self.ssm_region)
         check_ssm_parameter_name("token_parameter", self.token_parameter)
         check_ssm_parameter_name("kubeconfig_parameter", self.kubeconfig_parameter)
+        check_ssm_parameter_name("credential_parameter", self.credential_parameter)
         _check(
             bool(_DEVICE.match(self.state_device_name)),
             "state_device_name",
@@ -240,12 +247,17 @@ MOUNT_VOLUME_SCRIPT = vm_script("mount-volume.sh")
 """``mount-volume.sh DEVICE_NAME VOLUME_ID|"" MOUNT_POINT LABEL``: find, format if blank, mount by UUID."""
 
 
+def exec_credential_argv(region: str, parameter: str) -> list[str]:
+    """What the kubeconfig's exec plugin runs wherever the kubeconfig is used (Pulumi, an operator's kubectl):
+    the AWS CLI printing the ``ExecCredential`` the server published, read fresh on every use."""
+    return ["aws", "ssm", "get-parameter", "--region", region, "--name", parameter]
+
+
 def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
-    parameter = ["--region", cfg.ssm_region, "--name", cfg.kubeconfig_parameter]
-    get = [*parameter, "--with-decryption", "--query", "Parameter.Value", "--output", "text"]
-    put = [*parameter, "--type", "SecureString", "--overwrite", "--tier", "Intelligent-Tiering"]
+    put = ["--type", "SecureString", "--overwrite", "--tier", "Intelligent-Tiering"]
     if cfg.kubeconfig_kms_key_id is not None:
         put += ["--key-id", cfg.kubeconfig_kms_key_id]
+    exec_argv = exec_credential_argv(cfg.ssm_region, cfg.credential_parameter)
     return vm_script(
         "publish-kubeconfig.sh",
         {
@@ -255,8 +267,13 @@ def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
             "ACCOUNT": DEPLOYER,
             "TOKEN_SECRET": DEPLOYER_TOKEN_SECRET,
             "API_ENDPOINT": cfg.api_endpoint,
-            "GET_PARAMETER": get,
-            "PUT_PARAMETER": put,
+            "REGION": cfg.ssm_region,
+            "KUBECONFIG_PARAMETER": cfg.kubeconfig_parameter,
+            "CREDENTIAL_PARAMETER": cfg.credential_parameter,
+            "EXEC_COMMAND": exec_argv[0],
+            # One line of YAML (a JSON list): the plugin's arguments, then the options that print the value.
+            "EXEC_ARGS": json.dumps([*exec_argv[1:], *VALUE_OPTIONS]),
+            "PUT_OPTIONS": put,
         },
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lmrun.contracts import NEVER_WAITS, NO_BLANKET_TOLERATION, TIMEOUT_SECONDS, check_contracts
 from lmrun.domain.versions import KUBERNETES_VERSION
 from lmrun.mock_engine import (
     RecordedResource,
@@ -136,18 +138,36 @@ def test_server_state_volume_is_protected_retained_and_attached_at_a_stable_devi
     assert server.inputs["privateIp"] == "10.64.16.10"
 
 
-def test_pulumi_state_holds_the_deployer_kubeconfig_not_the_admin_one() -> None:
-    """What the gate reads is what the server publishes: the lmrun-deployer token's kubeconfig (the admin
-    kubeconfig, K3s's k3s.yaml with its 365-day client certificate, stays on the server)."""
-    server = plan("dev").recording.named(SERVER_INSTANCE)
-    files = written_files(server.inputs["userData"])
+def test_pulumi_state_holds_no_kubernetes_credential_that_can_expire() -> None:
+    """What the gate reads is the kubeconfig the server publishes: the API's address and CA and an exec plugin
+    that reads the lmrun-deployer token from its own parameter on every use. The admin kubeconfig (K3s's
+    k3s.yaml, with a client certificate valid 365 days) stays on the server; a rotated token reaches Pulumi
+    without re-running anything, and the provider keeps its cluster identity (the state volume)."""
+    recording = plan("dev").recording
+    files = written_files(recording.named(SERVER_INSTANCE).inputs["userData"])
     publish = files["/usr/local/lib/lmrun/publish-kubeconfig.sh"]
     assert "/etc/rancher/k3s/k3s.yaml" not in publish
     assert "ACCOUNT=lmrun-deployer" in publish and "TOKEN_SECRET=lmrun-deployer-token" in publish
+    assert "KUBECONFIG_PARAMETER=/lmrun/dev/k3s/kubeconfig" in publish
+    assert "CREDENTIAL_PARAMETER=/lmrun/dev/k3s/deployer-credential" in publish
     deployer = json.loads(files["/usr/local/lib/lmrun/lmrun-deployer.json"])["items"]
     assert [item["kind"] for item in deployer] == ["Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"]
-    parameter = plan("dev").recording.named("mesh-cluster-k3s-kubeconfig-parameter")
-    assert "lmrun-deployer" in parameter.inputs["description"]
+    parameters = {p.inputs["name"]: p for p in recording.by_type("aws:ssm/parameter:Parameter")}
+    credential = parameters["/lmrun/dev/k3s/deployer-credential"]
+    assert credential.inputs["type"] == "SecureString" and "lmrun-deployer" in credential.inputs["description"]
+    server_policy = json.loads(recording.named("mesh-cluster-k3s-identity-parameters").inputs["policy"])
+    arns = {
+        f"arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-{name}-parameter"
+        for name in ("kubeconfig", "deployer-credential")
+    }
+    for sid in ("ReadParameters", "PublishParameters"):
+        statement = next(st for st in server_policy["Statement"] if st["Sid"] == sid)
+        assert arns <= set(statement["Resource"]), sid
+    gate = recording.named("mesh-cluster-k3s-kubeconfig-gate")
+    assert gate.inputs["triggers"] == ["mesh-cluster-k3s-instance-id"]
+    provider = recording.named("mesh-cluster-ports-k8s")
+    assert isinstance(provider.inputs["kubeconfig"], Secret)
+    assert provider.inputs["clusterIdentifier"] == f"vol-{hashlib.sha256(STATE_VOLUME.encode()).hexdigest()[:17]}"
 
 
 def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -> None:
@@ -320,21 +340,59 @@ def _objects(report: PlanReport) -> list[RecordedResource]:
 @pytest.mark.parametrize("stack", ["dev", "global"])
 def test_pulumi_up_waits_for_no_kubernetes_object(stack: str) -> None:
     """A Service waits for ready endpoints and a DaemonSet for ready pods, i.e. for the model to download and
-    load (far beyond the provider's 10-minute await): every object Pulumi creates carries skipAwait."""
-    objects = _objects(plan(stack))
+    load (far beyond the provider's 10-minute await): every object Pulumi creates carries skipAwait, and the
+    plan's contract covers every one of them."""
+    report = plan(stack)
+    objects = _objects(report)
     assert objects
     skip = "pulumi.com/skipAwait"
     waiting = [o.name for o in objects if (o.inputs["metadata"].get("annotations") or {}).get(skip) != "true"]
     assert not waiting, f"these objects make `pulumi up` wait on a workload: {waiting}"
-    assert not [o.name for o in objects if o.inputs.get("customTimeouts")]
+    verdicts = {c.resource: c for c in report.contracts if c.contract == NEVER_WAITS}
+    assert set(verdicts) == {o.name for o in objects} and all(c.ok for c in verdicts.values())
 
 
 @pytest.mark.parametrize("stack", ["dev", "global"])
 def test_no_object_tolerates_every_taint(stack: str) -> None:
-    for resource in _objects(plan(stack)):
-        pod = ((resource.inputs.get("spec") or {}).get("template") or {}).get("spec") or {}
-        blanket = [t for t in pod.get("tolerations") or [] if "key" not in t]
-        assert not blanket, (resource.name, blanket)
+    report = plan(stack, phoenix={"placement": "node"}) if stack == "global" else plan(stack)
+    workloads = [o for o in _objects(report) if "template" in (o.inputs.get("spec") or {})]
+    assert workloads
+    for resource in workloads:
+        pod = resource.inputs["spec"]["template"]["spec"]
+        assert all("key" in toleration for toleration in pod.get("tolerations") or []), resource.name
+    verdicts = {c.resource: c for c in report.contracts if c.contract == NO_BLANKET_TOLERATION}
+    assert set(verdicts) == {w.name for w in workloads} and all(c.ok for c in verdicts.values())
+
+
+def test_the_contracts_refuse_mains_readiness_proxies() -> None:
+    """What the stack declared before (a Deployment per replica tolerating every taint, a Service, neither
+    annotated) breaks both contracts; an explicit timeout keeps the first."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Fake:
+        type: str
+        name: str
+        inputs: dict[str, Any]
+        urn: str = ""
+        dependencies: tuple[str, ...] = ()
+
+    deployment = Fake(
+        "kubernetes:apps/v1:Deployment",
+        "ready-qwen-a",
+        {
+            "metadata": {"name": "lmrun-svc-qwen-a"},
+            "spec": {"template": {"spec": {"tolerations": [{"operator": "Exists"}], "containers": []}}},
+        },
+    )
+    service = Fake("kubernetes:core/v1:Service", "svc-qwen", {"metadata": {"name": "lmrun-svc-qwen"}, "spec": {}})
+    timed = Fake("kubernetes:core/v1:Service", "svc-timed", {"metadata": {"annotations": {TIMEOUT_SECONDS: "900"}}})
+    results = {(c.resource, c.contract): c.ok for c in check_contracts([deployment, service, timed], {})}
+    assert results == {
+        ("ready-qwen-a", NEVER_WAITS): False,
+        ("svc-qwen", NEVER_WAITS): False,
+        ("svc-timed", NEVER_WAITS): True,
+        ("ready-qwen-a", NO_BLANKET_TOLERATION): False,
+    }
 
 
 def test_every_replica_node_runs_the_proxies_of_its_services_and_no_others() -> None:

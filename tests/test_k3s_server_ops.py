@@ -5,8 +5,9 @@
   replacement, a VM gone for hours, a node briefly NotReady, a replacement still joining, a node that is not
   the mesh's, the server itself), its timestamps moved so that the recording happened just now;
 - the publisher of Pulumi's kubeconfig (``publish-kubeconfig.sh``) with the AWS CLI against moto's SSM: it
-  publishes the lmrun-deployer ServiceAccount's token (never the admin credential) and writes a new parameter
-  version only when the credential changed; the operator-side gate then reads it.
+  publishes the lmrun-deployer ServiceAccount's token (never the admin credential) to one parameter and a
+  kubeconfig without any token, whose exec plugin (run here as client-go runs it) reads that parameter, to
+  another, each only when it changed; the operator-side gate then prints the kubeconfig.
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ RECORDED_AT = datetime(2025, 11, 30, 12, 0, 0, tzinfo=UTC)
 """When tests/fixtures/k3s-nodes.json was taken (its timestamps are relative to this)."""
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 PARAMETER = "/lmrun/test/k3s/kubeconfig"
+CREDENTIAL = "/lmrun/test/k3s/deployer-credential"
 SERVER = k3s.K3sServerConfig(
-    node_ip="10.0.0.10", ssm_region=REGION, token_parameter="/lmrun/test/k3s/token", kubeconfig_parameter=PARAMETER
+    node_ip="10.0.0.10",
+    ssm_region=REGION,
+    token_parameter="/lmrun/test/k3s/token",
+    kubeconfig_parameter=PARAMETER,
+    credential_parameter=CREDENTIAL,
 )
 TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImxtcnVuIn0.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bG1ydW4ifQ.c2ln"
 CA = base64.b64encode(
@@ -170,12 +176,26 @@ def test_server_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 # --- Pulumi's credential -------------------------------------------------------------------------------------
 
 
-def _parameter(client: Any) -> tuple[str, int]:
-    found = client.get_parameter(Name=PARAMETER, WithDecryption=True)["Parameter"]
+def _parameter(client: Any, name: str) -> tuple[str, int]:
+    found = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]
     return str(found["Value"]), int(found["Version"])
 
 
-def test_the_server_publishes_the_deployer_token_once_per_credential_and_the_gate_reads_it(
+def _exec_plugin(kubeconfig: dict[str, Any], env: dict[str, str]) -> str:
+    """The token the kubeconfig's exec plugin yields, run the way client-go runs it (command, args, the
+    caller's environment; stdout is an ExecCredential)."""
+    plugin = kubeconfig["users"][0]["user"]["exec"]
+    assert plugin["apiVersion"] == "client.authentication.k8s.io/v1" and plugin["interactiveMode"] == "Never"
+    result = subprocess.run(
+        [plugin["command"], *plugin["args"]], env=env, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    credential = json.loads(result.stdout)
+    assert (credential["apiVersion"], credential["kind"]) == ("client.authentication.k8s.io/v1", "ExecCredential")
+    return str(credential["status"]["token"])
+
+
+def test_the_server_publishes_a_kubeconfig_without_a_token_and_the_token_once_per_credential(
     tmp_path: Path, server_bin: tuple[Path, dict[str, str]]
 ) -> None:
     state, extra = server_bin
@@ -191,35 +211,41 @@ def test_the_server_publishes_the_deployer_token_once_per_credential_and_the_gat
         client = boto3.client(
             "ssm", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="x"
         )
-        # As the stack creates it: a placeholder the server overwrites.
-        client.put_parameter(Name=PARAMETER, Value=readiness.PARAMETER_PLACEHOLDER, Type="SecureString")
+        for name in (PARAMETER, CREDENTIAL):  # as the stack creates them: a placeholder the server overwrites
+            client.put_parameter(Name=name, Value=readiness.PARAMETER_PLACEHOLDER, Type="SecureString")
         env = aws_env(endpoint, tmp_path, **extra)
         env["PATH"] = f"{tmp_path / 'fake'}:{env['PATH']}"
         ok(run_script(scripts["publish-kubeconfig.sh"], [], env, timeout=120))
-        value, version = _parameter(client)
+        value, version = _parameter(client, PARAMETER)
         kubeconfig = yaml.safe_load(value)
-        assert version == 2
-        assert kubeconfig["users"] == [{"name": "lmrun-deployer", "user": {"token": TOKEN}}]
+        assert version == 2 and _parameter(client, CREDENTIAL)[1] == 2
         cluster = kubeconfig["clusters"][0]["cluster"]
         assert cluster == {"server": "https://10.0.0.10:6443", "certificate-authority-data": CA}
-        assert kubeconfig["contexts"][0]["context"]["namespace"] == "lmrun"
-        assert "client-certificate-data" not in value and "client-key-data" not in value
+        assert kubeconfig["contexts"][0]["context"] == {
+            "cluster": "lmrun",
+            "user": "lmrun-deployer",
+            "namespace": "lmrun",
+        }
+        # No credential in the kubeconfig (what Pulumi's state keeps): no token, no client certificate.
+        assert TOKEN not in value and "client-certificate-data" not in value and "client-key-data" not in value
+        assert _exec_plugin(kubeconfig, env) == TOKEN
         calls = (state / "calls").read_text()
         assert "kubectl apply -f " in calls and k3s.KUBECONFIG_PATH not in calls
         # Applied until the token is there (twice: the token controller was late once).
         assert (state / "applied").read_text().splitlines() == ["Namespace ServiceAccount Secret Role RoleBinding"] * 2
-        # A reboot with the same credential writes nothing: the version (what the stack watches) stays.
+        # A reboot with the same credential writes nothing.
         ok(run_script(scripts["publish-kubeconfig.sh"], [], env, timeout=60))
-        assert _parameter(client) == (value, 2)
-        # The Secret was deleted (revoked) and recreated: a new token, a new version.
+        assert _parameter(client, PARAMETER) == (value, 2) and _parameter(client, CREDENTIAL)[1] == 2
+        # The Secret was deleted (revoked) and recreated: a new credential version, the same kubeconfig, and
+        # whoever holds the kubeconfig (Pulumi's state, an operator) gets the new token on its next use.
         (state / "token.b64").write_text(base64.b64encode(b"rotated-" + TOKEN.encode()).decode())
         ok(run_script(scripts["publish-kubeconfig.sh"], [], env, timeout=60))
-        rotated, version = _parameter(client)
-        assert version == 3 and yaml.safe_load(rotated)["users"][0]["user"]["token"] == "rotated-" + TOKEN
-        # The operator's gate (pulumi-command) prints it, pointed at the address the operator reaches.
+        assert _parameter(client, CREDENTIAL)[1] == 3 and _parameter(client, PARAMETER) == (value, 2)
+        assert _exec_plugin(kubeconfig, env) == "rotated-" + TOKEN
+        # The operator's gate (pulumi-command) prints the kubeconfig, pointed at the address the operator reaches.
         gate = readiness.kubeconfig_gate_script(
             region=REGION, parameter=PARAMETER, server_url="https://203.0.113.7:6443", timeout_seconds=30, interval=1
         )
         result = subprocess.run(["/bin/sh", "-c", gate], env=env, capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
-        assert result.stdout == rotated.replace("https://10.0.0.10:6443", "https://203.0.113.7:6443")
+        assert result.stdout == value.replace("https://10.0.0.10:6443", "https://203.0.113.7:6443")

@@ -37,9 +37,6 @@ VOLUME = "aws:ebs/volume:Volume"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 IAM_POLICY = "aws:iam/policy:Policy"
 GCP_INSTANCE = "gcp:compute/instance:Instance"
-SERVICE = "kubernetes:core/v1:Service"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 TAGS = {"lmrun:mesh": "dev", "lmrun:managed-by": "pulumi"}
 WG_KEY = base64.b64encode(bytes(range(32))).decode()  # 44 characters, like `wg genkey`
 
@@ -322,28 +319,6 @@ RESOURCE_CASES: list[tuple[str, str, dict[str, Any], bool]] = [
         {"instanceType": "m7i.large", "instanceMarketOptions": {"spotOptions": {"maxPrice": "9"}}},
         False,
     ),
-    # kubernetes-never-waits: what main's readiness Deployments and Services were (no annotation) fires
-    ("kubernetes-never-waits", DEPLOYMENT, {"metadata": {"name": "lmrun-svc-qwen-a"}, "spec": {}}, True),
-    ("kubernetes-never-waits", SERVICE, {"metadata": {"annotations": {"pulumi.com/skipAwait": "false"}}}, True),
-    ("kubernetes-never-waits", DAEMONSET, {"metadata": {"annotations": {"pulumi.com/skipAwait": "true"}}}, False),
-    ("kubernetes-never-waits", SERVICE, {"metadata": {"annotations": {"pulumi.com/timeoutSeconds": "300"}}}, False),
-    ("kubernetes-never-waits", SERVICE, {"metadata": UNKNOWN}, False),
-    ("kubernetes-never-waits", INSTANCE, {"metadata": {}}, False),
-    # no-blanket-tolerations
-    (  # main's readiness proxies
-        "no-blanket-tolerations",
-        DEPLOYMENT,
-        {"spec": {"template": {"spec": {"tolerations": [{"operator": "Exists"}]}}}},
-        True,
-    ),
-    ("no-blanket-tolerations", "kubernetes:core/v1:Pod", {"spec": {"tolerations": [{"effect": "NoExecute"}]}}, True),
-    (
-        "no-blanket-tolerations",
-        DAEMONSET,
-        {"spec": {"template": {"spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}}}},
-        False,
-    ),
-    ("no-blanket-tolerations", DAEMONSET, {"spec": {"template": {"spec": {"hostNetwork": True}}}}, False),
 ]
 
 

@@ -25,7 +25,8 @@ from lmrun.render import cloudinit, k3s, kubernetes, vllm
 from tests.validators import require_tool, run
 
 TOKEN_PARAM = "/lmrun/test/k3s/join-token"
-KUBECONFIG_PARAM = "/lmrun/test/k3s/admin-kubeconfig"
+KUBECONFIG_PARAM = "/lmrun/test/k3s/kubeconfig"
+CREDENTIAL_PARAM = "/lmrun/test/k3s/deployer-credential"
 HF_PARAM = "/lmrun/test/hf-token"
 SSM = SsmParameterStore("us-east-1")
 
@@ -34,12 +35,17 @@ SERVER = k3s.K3sServerConfig(
     ssm_region="us-east-1",
     token_parameter=TOKEN_PARAM,
     kubeconfig_parameter=KUBECONFIG_PARAM,
+    credential_parameter=CREDENTIAL_PARAM,
     state_volume_id="vol-0123456789abcdef0",
     tls_sans=("k3s.mesh.internal", "10.0.0.11"),
     kubeconfig_kms_key_id="alias/lmrun",
 )
 SERVER_MINIMAL = k3s.K3sServerConfig(
-    node_ip="10.0.0.10", ssm_region="us-east-1", token_parameter=TOKEN_PARAM, kubeconfig_parameter=KUBECONFIG_PARAM
+    node_ip="10.0.0.10",
+    ssm_region="us-east-1",
+    token_parameter=TOKEN_PARAM,
+    kubeconfig_parameter=KUBECONFIG_PARAM,
+    credential_parameter=CREDENTIAL_PARAM,
 )
 GPU_AGENT = k3s.K3sAgentConfig(
     server_ip="10.0.0.10", store=SSM, token_parameter=TOKEN_PARAM,
@@ -206,10 +212,24 @@ def test_server_flags_and_pins() -> None:
 def test_server_publishes_kubeconfig_to_ssm_without_secret_on_command_line() -> None:
     files = cloudinit.written_files(USER_DATA["server"])
     publish = files[f"{cloudinit.SCRIPT_DIR}/publish-kubeconfig.sh"]
-    assert f"--name {KUBECONFIG_PARAM} --type SecureString --overwrite" in publish
-    assert "--key-id alias/lmrun" in publish
-    assert '--value "file://$tmp"' in publish
+    assert (
+        f"KUBECONFIG_PARAMETER={KUBECONFIG_PARAM}" in publish and f"CREDENTIAL_PARAMETER={CREDENTIAL_PARAM}" in publish
+    )
+    assert "PUT_OPTIONS=(--type SecureString --overwrite --tier Intelligent-Tiering --key-id alias/lmrun)" in publish
+    assert '--value "file://$1"' in publish
     assert "API_ENDPOINT=https://10.0.0.10:6443" in publish
+    # The kubeconfig's exec plugin reads the credential parameter wherever the kubeconfig is used.
+    assert "EXEC_COMMAND=aws" in publish
+    exec_args = json.loads(re.search(r"^EXEC_ARGS='(.*)'$", publish, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert exec_args == [
+        "ssm",
+        "get-parameter",
+        "--region",
+        "us-east-1",
+        "--name",
+        CREDENTIAL_PARAM,
+        *k3s.VALUE_OPTIONS,
+    ]
     # The deployer's kubeconfig, never the admin one (which K3s writes to KUBECONFIG_PATH).
     assert k3s.KUBECONFIG_PATH not in publish and "ACCOUNT=lmrun-deployer" in publish
     manifest = files[k3s.DEPLOYER_MANIFEST]

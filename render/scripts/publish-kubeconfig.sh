@@ -1,17 +1,19 @@
 #!/bin/bash
 set -euo pipefail
-## Publishes the kubeconfig Pulumi uses to SSM (SecureString), so it is readable without SSH: not the admin
-## one (that stays on the server, 0600) but the lmrun-deployer ServiceAccount's, whose Role allows only the
-## Services and DaemonSets of the mesh's namespace. Applies MANIFEST (namespace, ServiceAccount, its token
-## Secret, Role, RoleBinding) once the API answers, waits for the token, and writes the parameter only when
-## the kubeconfig differs from the published one: the parameter's version changes exactly when the
-## credential does (a new token after the Secret was deleted, a new API address), which is when the
-## operator-side gate reads it again. Runs at every boot. The token goes through a 0600 temp file
-## (file://), never a command line.
+## Publishes what Pulumi needs to reach the K3s API to SSM (SecureString), readable without SSH, and never
+## the admin kubeconfig (it stays on the server, 0600). Applies MANIFEST (namespace, the lmrun-deployer
+## ServiceAccount, its token Secret, a Role allowing only the Services and DaemonSets of the mesh's namespace,
+## the RoleBinding) once the API answers, waits for the token, then writes two parameters, each only when its
+## value changed (so their versions move only with the credential):
+## - CREDENTIAL_PARAMETER: the token as an ExecCredential (what a kubectl exec plugin prints);
+## - KUBECONFIG_PARAMETER: the API's address and CA and an exec plugin running EXEC_COMMAND EXEC_ARGS (the AWS
+##   CLI reading CREDENTIAL_PARAMETER). It holds no token: whoever uses it reads the current one, so a
+##   rotated token needs no new kubeconfig anywhere.
+## Runs at every boot. Values go through 0600 temp files (file://), never a command line.
 ## Header: KUBECTL (argv of kubectl as root on the server), MANIFEST (the deployer's objects, a JSON List),
 ## NAMESPACE, ACCOUNT and TOKEN_SECRET (the deployer's names), API_ENDPOINT (the mesh's address of the API),
-## GET_PARAMETER (the options of `aws ssm get-parameter` that print the value), PUT_PARAMETER (the options
-## of `aws ssm put-parameter` but --value).
+## REGION, KUBECONFIG_PARAMETER, CREDENTIAL_PARAMETER, EXEC_COMMAND and EXEC_ARGS (a JSON list), PUT_OPTIONS
+## (the options of `aws ssm put-parameter` but --region, --name and --value).
 secret=("${KUBECTL[@]}" --namespace "${NAMESPACE:?}" get secret "${TOKEN_SECRET:?}" -o)
 token=""
 for _ in $(seq 1 150); do
@@ -27,9 +29,11 @@ if [ -z "$token" ]; then
 fi
 ca="$("${secret[@]}" 'jsonpath={.data.ca\.crt}')"
 umask 077
-tmp="$(mktemp)"
-trap 'rm -f "$tmp"' EXIT
-cat >"$tmp" <<EOF
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}\n' \
+    "$(printf '%s' "$token" | base64 -d)" >"$work/credential"
+cat >"$work/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -40,16 +44,27 @@ clusters:
 users:
 - name: ${ACCOUNT:?}
   user:
-    token: $(printf '%s' "$token" | base64 -d)
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: ${EXEC_COMMAND:?}
+      args: ${EXEC_ARGS:?}
+      interactiveMode: Never
 contexts:
 - name: lmrun
   context: {cluster: lmrun, user: $ACCOUNT, namespace: $NAMESPACE}
 current-context: lmrun
 EOF
-published="$(aws ssm get-parameter "${GET_PARAMETER[@]}" 2>/dev/null || true)"
-if [ "$published" = "$(cat "$tmp")" ]; then
-    echo "lmrun: kubeconfig unchanged" >&2
-    exit 0
-fi
-aws ssm put-parameter "${PUT_PARAMETER[@]}" --value "file://$tmp" >/dev/null
-echo "lmrun: deployer kubeconfig published" >&2
+publish() {
+    local where=(--region "${REGION:?}" --name "$2") published
+    published="$(aws ssm get-parameter "${where[@]}" --with-decryption --query Parameter.Value --output text \
+        2>/dev/null || true)"
+    if [ "$published" = "$(cat "$1")" ]; then
+        echo "lmrun: $2 unchanged" >&2
+    else
+        aws ssm put-parameter "${where[@]}" "${PUT_OPTIONS[@]}" --value "file://$1" >/dev/null
+        echo "lmrun: $2 published" >&2
+    fi
+}
+# The credential first: once the kubeconfig appears (what the operator's gate waits for), it works.
+publish "$work/credential" "${CREDENTIAL_PARAMETER:?}"
+publish "$work/kubeconfig" "${KUBECONFIG_PARAMETER:?}"
