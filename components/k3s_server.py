@@ -24,6 +24,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 import pulumi_random as random
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import slug, with_name
@@ -190,6 +191,9 @@ class K3sServer(pulumi.ComponentResource):
                 token_parameter=paths.k3s_token,
                 kubeconfig_parameter=paths.kubeconfig,
                 credential_parameter=paths.k3s_deployer_credential,
+                credential_exec=tuple(
+                    SsmParameterStore(args["region"]).client_read_argv(paths.k3s_deployer_credential)
+                ),
                 state_device_name=STATE_DEVICE,
                 state_volume_id=volume_id,
                 tls_sans=(tls_san,) if tls_san else (),

@@ -50,8 +50,6 @@ STATE_MOUNT = "/var/lib/lmrun-state"
 K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
 TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
 """Where the fetched join token is kept (0600, root) for ``--token-file``."""
-VALUE_OPTIONS = ("--with-decryption", "--query", "Parameter.Value", "--output", "text")
-"""``aws ssm get-parameter`` options that print the decrypted value and nothing else."""
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 """The admin kubeconfig K3s writes (0600, root); it stays on the server."""
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
@@ -135,6 +133,9 @@ class K3sServerConfig:
     plugin that reads ``credential_parameter`` (it holds no token itself)."""
     credential_parameter: str
     """SecureString parameter the server writes the lmrun-deployer token to, as an ``ExecCredential``."""
+    credential_exec: tuple[str, ...]
+    """The kubeconfig's exec plugin: a command printing ``credential_parameter``'s value, run by whoever uses
+    the kubeconfig with their own credentials (:meth:`lmrun.aws.secret_store.SsmParameterStore.client_read_argv`)."""
     state_device_name: str = "/dev/sdf"
     """Device name the state volume is attached at."""
     state_volume_id: str | None = None
@@ -151,6 +152,12 @@ class K3sServerConfig:
         check_ssm_parameter_name("token_parameter", self.token_parameter)
         check_ssm_parameter_name("kubeconfig_parameter", self.kubeconfig_parameter)
         check_ssm_parameter_name("credential_parameter", self.credential_parameter)
+        _check(
+            bool(self.credential_exec) and all(arg and "\n" not in arg for arg in self.credential_exec),
+            "credential_exec",
+            self.credential_exec,
+            "a command and its arguments",
+        )
         _check(
             bool(_DEVICE.match(self.state_device_name)),
             "state_device_name",
@@ -247,17 +254,10 @@ MOUNT_VOLUME_SCRIPT = vm_script("mount-volume.sh")
 """``mount-volume.sh DEVICE_NAME VOLUME_ID|"" MOUNT_POINT LABEL``: find, format if blank, mount by UUID."""
 
 
-def exec_credential_argv(region: str, parameter: str) -> list[str]:
-    """What the kubeconfig's exec plugin runs wherever the kubeconfig is used (Pulumi, an operator's kubectl):
-    the AWS CLI printing the ``ExecCredential`` the server published, read fresh on every use."""
-    return ["aws", "ssm", "get-parameter", "--region", region, "--name", parameter]
-
-
 def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
     put = ["--type", "SecureString", "--overwrite", "--tier", "Intelligent-Tiering"]
     if cfg.kubeconfig_kms_key_id is not None:
         put += ["--key-id", cfg.kubeconfig_kms_key_id]
-    exec_argv = exec_credential_argv(cfg.ssm_region, cfg.credential_parameter)
     return vm_script(
         "publish-kubeconfig.sh",
         {
@@ -270,9 +270,8 @@ def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
             "REGION": cfg.ssm_region,
             "KUBECONFIG_PARAMETER": cfg.kubeconfig_parameter,
             "CREDENTIAL_PARAMETER": cfg.credential_parameter,
-            "EXEC_COMMAND": exec_argv[0],
-            # One line of YAML (a JSON list): the plugin's arguments, then the options that print the value.
-            "EXEC_ARGS": json.dumps([*exec_argv[1:], *VALUE_OPTIONS]),
+            "EXEC_COMMAND": cfg.credential_exec[0],
+            "EXEC_ARGS": json.dumps(list(cfg.credential_exec[1:])),  # one line of YAML
             "PUT_OPTIONS": put,
         },
     )

@@ -27,6 +27,7 @@ import boto3
 import pytest
 import yaml
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.render import k3s, readiness
 from lmrun.render.cloudinit import WriteFile
 from tests.conftest import ROOT
@@ -44,6 +45,7 @@ SERVER = k3s.K3sServerConfig(
     token_parameter="/lmrun/test/k3s/token",
     kubeconfig_parameter=PARAMETER,
     credential_parameter=CREDENTIAL,
+    credential_exec=tuple(SsmParameterStore(REGION).client_read_argv(CREDENTIAL)),
 )
 TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImxtcnVuIn0.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bG1ydW4ifQ.c2ln"
 CA = base64.b64encode(

@@ -36,6 +36,7 @@ SERVER = k3s.K3sServerConfig(
     token_parameter=TOKEN_PARAM,
     kubeconfig_parameter=KUBECONFIG_PARAM,
     credential_parameter=CREDENTIAL_PARAM,
+    credential_exec=tuple(SSM.client_read_argv(CREDENTIAL_PARAM)),
     state_volume_id="vol-0123456789abcdef0",
     tls_sans=("k3s.mesh.internal", "10.0.0.11"),
     kubeconfig_kms_key_id="alias/lmrun",
@@ -46,6 +47,7 @@ SERVER_MINIMAL = k3s.K3sServerConfig(
     token_parameter=TOKEN_PARAM,
     kubeconfig_parameter=KUBECONFIG_PARAM,
     credential_parameter=CREDENTIAL_PARAM,
+    credential_exec=("read-credential",),
 )
 GPU_AGENT = k3s.K3sAgentConfig(
     server_ip="10.0.0.10", store=SSM, token_parameter=TOKEN_PARAM,
@@ -221,15 +223,10 @@ def test_server_publishes_kubeconfig_to_ssm_without_secret_on_command_line() -> 
     # The kubeconfig's exec plugin reads the credential parameter wherever the kubeconfig is used.
     assert "EXEC_COMMAND=aws" in publish
     exec_args = json.loads(re.search(r"^EXEC_ARGS='(.*)'$", publish, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    assert exec_args == [
-        "ssm",
-        "get-parameter",
-        "--region",
-        "us-east-1",
-        "--name",
-        CREDENTIAL_PARAM,
-        *k3s.VALUE_OPTIONS,
-    ]
+    value = ["--with-decryption", "--query", "Parameter.Value", "--output", "text"]
+    assert exec_args == ["ssm", "get-parameter", "--region", "us-east-1", "--name", CREDENTIAL_PARAM, *value]
+    with pytest.raises(ValueError, match=r"^credential_exec: "):
+        dataclasses.replace(SERVER, credential_exec=())
     # The deployer's kubeconfig, never the admin one (which K3s writes to KUBECONFIG_PATH).
     assert k3s.KUBECONFIG_PATH not in publish and "ACCOUNT=lmrun-deployer" in publish
     manifest = files[k3s.DEPLOYER_MANIFEST]
