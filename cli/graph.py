@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmrun.offline import PlanReport
+from lmrun.verify.offline import PlanReport
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 NODE_LABEL = "lmrun.io/node"

@@ -61,7 +61,7 @@ def _read_policy_config(path: Path | None) -> dict[str, Any] | None:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from lmrun.cli.plan_view import print_report
-    from lmrun.offline import plan_stack
+    from lmrun.verify.offline import plan_stack
 
     policy_config = _read_policy_config(args.policy_config)
     stack = load_stack_config(args.project_dir, stack=args.stack, config_file=args.config_file)

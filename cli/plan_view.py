@@ -10,9 +10,9 @@ from rich.table import Table
 
 from lmrun.aws import prices
 from lmrun.mock_engine import RecordedResource
-from lmrun.offline import PlanReport
+from lmrun.verify.offline import PlanReport
 from lmrun.policy.rules import MANDATORY
-from lmrun.reachability import NOT_MODELLED
+from lmrun.verify.reachability import NOT_MODELLED
 
 
 def _component_of(resource: RecordedResource, by_urn: dict[str, RecordedResource]) -> str:

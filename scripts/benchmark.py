@@ -4,7 +4,7 @@
 
 (`make bench` runs it with the defaults.) Three figures, each repeated and reported as median and min:
 
-- **plan**: ``lmrun.offline.plan_stack`` of the stack, in process: the real ``__main__.py`` (config -> spec ->
+- **plan**: ``lmrun.verify.offline.plan_stack`` of the stack, in process: the real ``__main__.py`` (config -> spec ->
   plan -> components -> resources) under the recording mock engine, as ``lmrun plan`` runs it.
 - **bare SDK**: the same mock engine registering the same number of resources of a minimal
   ``pulumi.CustomResource`` subclass (a few plain inputs, no parents, no providers). The difference is what
@@ -35,7 +35,7 @@ from typing import Any
 import pulumi
 
 from lmrun.mock_engine import Recording, run_program
-from lmrun.offline import plan_stack
+from lmrun.verify.offline import plan_stack
 from lmrun.spec.stackfile import load_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lmrun.offline import PlanReport, plan_stack
+from lmrun.verify.offline import PlanReport, plan_stack
 from lmrun.spec.stackfile import StackConfig, load_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent

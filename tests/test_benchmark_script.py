@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 
 from lmrun.mock_engine import run_program
-from lmrun.offline import plan_stack
+from lmrun.verify.offline import plan_stack
 from lmrun.spec.stackfile import load_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from lmrun.mock_engine import (
     Secret,
     plain_strings,
 )
-from lmrun.offline import PlanReport, plan_stack
+from lmrun.verify.offline import PlanReport, plan_stack
 from lmrun.render.cloudinit import shell_scripts
 from lmrun.render.k3s import KUBERNETES_VERSION
 from tests.conftest import ROOT, plan, stack_config

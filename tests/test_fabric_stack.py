@@ -9,7 +9,7 @@ import pulumi_aws as aws
 import pytest
 
 from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks
-from lmrun.offline import plan_stack
+from lmrun.verify.offline import plan_stack
 from tests.conftest import ROOT, plan, stack_config
 
 PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"

@@ -27,7 +27,7 @@ from lmrun.components.gcp_site import (
     gcp_labels,
     template_name_prefix,
 )
-from lmrun.cost import estimate_cost
+from lmrun.verify.cost import estimate_cost
 from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks, Secret, plain_strings, run_program
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan

@@ -9,7 +9,7 @@ import pytest
 
 from lmrun.aws import prices
 from lmrun.cli import main
-from lmrun.cost import estimate_cost
+from lmrun.verify.cost import estimate_cost
 from lmrun.mock_engine import RecordedResource, Secret
 from tests.conftest import ROOT, plan
 

@@ -1,6 +1,6 @@
 """The offline plan: run the project's real ``__main__.py`` under the recording mock engine, then run the
-policy pack (``lmrun.policy.rules``) over what it recorded, estimate the cost (``lmrun.cost``) and check
-every planned path against the recorded network (``lmrun.reachability``)."""
+policy pack (``lmrun.policy.rules``) over what it recorded, estimate the cost (``lmrun.verify.cost``) and check
+every planned path against the recorded network (``lmrun.verify.reachability``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmrun.cost import CostEstimate, estimate_cost
+from lmrun.verify.cost import CostEstimate, estimate_cost
 from lmrun.domain.errors import LmrunError
 from lmrun.mock_engine import Recording, RecordingMocks, mesh_mocks, redact, run_program
 from lmrun.policy.rules import MANDATORY, Resource, Violation, evaluate
-from lmrun.reachability import PathVerdict, reachability_from_resources
+from lmrun.verify.reachability import PathVerdict, reachability_from_resources
 from lmrun.spec.stackfile import StackConfig
 
 
