@@ -10,8 +10,8 @@ from rich.table import Table
 
 from lmrun.aws import prices
 from lmrun.mock_engine import RecordedResource
-from lmrun.verify.offline import PlanReport
 from lmrun.policy.rules import MANDATORY
+from lmrun.verify.offline import PlanReport
 from lmrun.verify.reachability import NOT_MODELLED
 
 

@@ -35,8 +35,8 @@ from typing import Any
 import pulumi
 
 from lmrun.mock_engine import Recording, run_program
-from lmrun.verify.offline import plan_stack
 from lmrun.spec.stackfile import load_stack_config
+from lmrun.verify.offline import plan_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

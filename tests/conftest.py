@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from lmrun.verify.offline import PlanReport, plan_stack
 from lmrun.spec.stackfile import StackConfig, load_stack_config
+from lmrun.verify.offline import PlanReport, plan_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ from types import ModuleType
 import pytest
 
 from lmrun.mock_engine import run_program
-from lmrun.verify.offline import plan_stack
 from lmrun.spec.stackfile import load_stack_config
+from lmrun.verify.offline import plan_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

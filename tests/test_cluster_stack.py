@@ -21,9 +21,9 @@ from lmrun.mock_engine import (
     Secret,
     plain_strings,
 )
-from lmrun.verify.offline import PlanReport, plan_stack
 from lmrun.render.cloudinit import shell_scripts
 from lmrun.render.k3s import KUBERNETES_VERSION
+from lmrun.verify.offline import PlanReport, plan_stack
 from tests.conftest import ROOT, plan, stack_config
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 

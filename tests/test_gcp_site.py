@@ -27,7 +27,6 @@ from lmrun.components.gcp_site import (
     gcp_labels,
     template_name_prefix,
 )
-from lmrun.verify.cost import estimate_cost
 from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks, Secret, plain_strings, run_program
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
@@ -36,6 +35,7 @@ from lmrun.render import gcp as render_gcp
 from lmrun.render import k3s, phoenix, vllm
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.wireguard import private_key_from_bytes, public_key
+from lmrun.verify.cost import estimate_cost
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
 
 NETWORK = "gcp:compute/network:Network"

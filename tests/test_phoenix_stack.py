@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from lmrun.mock_engine import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS, Recording, RecordingMocks, Secret
-from lmrun.verify.offline import plan_stack
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.readiness import ingest_key_gate_script
+from lmrun.verify.offline import plan_stack
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
 from tests.conftest import ROOT, plan, stack_config
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from lmrun.verify import offline
 from lmrun.cli import main
 from lmrun.mock_engine import Recording
+from lmrun.verify import offline
 from lmrun.verify.offline import PlanReport, ReachabilityMismatchError
 from lmrun.verify.reachability import Fabric, PathVerdict, check_path, reachability_from_resources
 from tests.conftest import ROOT, plan

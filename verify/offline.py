@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmrun.verify.cost import CostEstimate, estimate_cost
 from lmrun.domain.errors import LmrunError
 from lmrun.mock_engine import Recording, RecordingMocks, mesh_mocks, redact, run_program
 from lmrun.policy.rules import MANDATORY, Resource, Violation, evaluate
-from lmrun.verify.reachability import PathVerdict, reachability_from_resources
 from lmrun.spec.stackfile import StackConfig
+from lmrun.verify.cost import CostEstimate, estimate_cost
+from lmrun.verify.reachability import PathVerdict, reachability_from_resources
 
 
 @dataclass(frozen=True)
