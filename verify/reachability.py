@@ -1,26 +1,19 @@
-"""Static reachability from the recorded resources: do packets of each planned path actually flow?
+"""Static reachability from a stack's resources: do packets of each planned path actually flow?
 
 ``plan/sites.py`` answers reachability from the topology *model*; this module answers it from what the
-program declared (the offline plan's recording), by walking the network the way AWS and GCP forward IPv4:
+program declared (a mock recording, a preview or a state export: :mod:`lmrun.verify.sources`), by walking
+the network the way the clouds forward IPv4. The walk here is cloud-neutral; each cloud's forwarding lives
+in its folder behind :class:`lmrun.verify.network.NetworkModel`:
 
-- **AWS route tables**: the subnet's associated table (no association: the VPC's main table, which the
-  mesh never records, so only the implicit ``local`` route), longest prefix wins, the VPC's ``local`` route is
-  implicit. Targets: ``local``, VPC peering, an instance's network interface; an internet gateway never
-  carries private addresses; other targets (NAT, transit gateway, ...) are reported as not modelled.
-- **VPC peering** (inter-region needs its accepter): carries a packet only when its source lies in the VPC it
-  leaves and its destination in the peer VPC — so no transit to a third VPC or to a site.
-- **Security groups** (stateful): the sender's egress rules and the receiver's ingress rules must admit the
-  packet by IPv4 CIDR, protocol and port, on every network interface it crosses (a forwarding instance
-  included). Rules that name a security group or prefix list are not evaluated (none exist in the mesh).
-- **Forwarding instances** (the WireGuard hub, a GCP site gateway): source/dest check off (``canIpForward``
-  on GCP), then WireGuard cryptokey routing: the packet enters the tunnel of the peer whose ``AllowedIPs``
-  hold its destination, and the far end accepts it only when its source is in *its* peer's ``AllowedIPs``.
-  Configs come from the hub's SSM parameter, the GCP site's Secret Manager version and the external sites'
-  join bundles. The tunnel's underlay (UDP between public addresses) is taken as up.
-- **GCP**: subnetwork routes plus custom routes (longest prefix, then priority); a next hop given only by
-  zone (its self link is computed at deploy time) is the network's forwarding instance in that zone;
-  ingress firewall rules (stateful) by source range, protocol, port and target tags, the lowest priority
-  number deciding and deny winning ties; egress is GCP's implied allow (no egress rules are modelled).
+- **AWS** (``aws/network_model.py``): route tables (longest prefix; the VPC's ``local`` route implicit; a
+  subnet without association uses the VPC's main table), VPC peering (not transitive), security groups
+  (stateful; standalone rules and inline ``ingress``/``egress``), forwarding instances.
+- **GCP** (``gcp/network_model.py``): subnetwork and custom routes (longest prefix, then priority), ingress
+  firewalls (stateful; lowest priority number decides, deny wins ties), forwarding instances.
+- **WireGuard** (here): the hub puts a packet into the tunnel of the peer whose ``AllowedIPs`` hold its
+  destination; the far end accepts it only when its source is in *its* peer's ``AllowedIPs``. Configs come
+  from the clouds (the hub's SSM parameter, a GCP site's Secret Manager version) and from the external
+  sites' join bundles (a stack output). The tunnel's underlay (UDP between public addresses) is taken as up.
 - Replies (TCP): the same walk back from every replica, without security-group or firewall checks (they
   are stateful), but with routes, peering and WireGuard checks — asymmetric routing breaks TCP.
 
@@ -28,60 +21,74 @@ Not modelled (``NOT_MODELLED``, printed under the plan's reachability table): ne
 none: the default NACL allows all), an external site's own network and firewall (beyond its WireGuard config),
 OS firewalls on the VMs, and the underlay of the tunnels. Packets and hosts are address *ranges*: a host whose
 address is not fixed stands for every address of every subnet it can launch in.
+
+**Cost.** Every index is built once per stack. Hosts that share a cloud attachment and an address range
+(every GPU node of one subnet, say) take the same walk, so a path walks each pair of such classes once
+(memoized across paths), then walks one real pair again for the words of its verdict: linear in nodes and
+regions, where walking every client host against every replica was quadratic.
+
+**What a source cannot tell.** A preview has no ids for what it will create (references resolve through
+``propertyDependencies``) and shows secrets as ``[secret]``: WireGuard configs are secrets, so paths through
+a tunnel are *undecidable* from a preview (``ok`` is None, with the reason), as is a failing walk when
+some reference could not be resolved.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import functools
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from lmrun.mock_engine import RecordedResource, Recording, Secret
+from lmrun.mock_engine import Recording
+from lmrun.verify import tokens
+from lmrun.verify.network import (
+    EXTERNAL,
+    DroppedError,
+    Host,
+    Hub,
+    NetworkModel,
+    Packet,
+    UndecidableError,
+    WireGuardConfig,
+    net,
+    parse_wireguard,
+)
+from lmrun.verify.network_models import NETWORK_MODELS
+from lmrun.verify.resources import Resource, Snapshot, get, is_unknown, plain
+from lmrun.verify.sources import snapshot_of
 
-Net = ipaddress.IPv4Network
+__all__ = [
+    "NOT_MODELLED",
+    "DroppedError",
+    "Fabric",
+    "Host",
+    "PathVerdict",
+    "UndecidableError",
+    "check_path",
+    "parse_wireguard",
+    "reachability_from_resources",
+]
 
 NOT_MODELLED = (
     "not modelled: network ACLs (none are declared; the default NACL allows all), an external site's own "
     "network and firewall, OS firewalls, the tunnels' internet underlay"
 )
 K3S_API = "k3s-api"
-MAX_HOPS = 16
-
-VPC = "aws:ec2/vpc:Vpc"
-SUBNET = "aws:ec2/subnet:Subnet"
-ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
-ROUTE = "aws:ec2/route:Route"
-ASSOCIATION = "aws:ec2/routeTableAssociation:RouteTableAssociation"
-PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
-ACCEPTER = "aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter"
-SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
-INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
-EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
-INSTANCE = "aws:ec2/instance:Instance"
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
-ASG = "aws:autoscaling/group:Group"
-ENI = "aws:ec2/networkInterface:NetworkInterface"
-SSM_PARAMETER = "aws:ssm/parameter:Parameter"
-GCP_SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
-GCP_ROUTE = "gcp:compute/route:Route"
-GCP_FIREWALL = "gcp:compute/firewall:Firewall"
-GCP_INSTANCE = "gcp:compute/instance:Instance"
-GCP_SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
-K8S_SERVICE = "kubernetes:core/v1:Service"
-K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+K3S_SERVER_ROLE = "k3s-server"
 NODE_LABEL = "lmrun.io/node"
 
 
 @dataclass(frozen=True)
 class PathVerdict:
-    """Whether packets of one planned path flow through the recorded resources, and why (not)."""
+    """Whether packets of one planned path flow through the resources, and why (not)."""
 
     source: str
     target: str
     port: int
-    ok: bool
+    ok: bool | None
+    """None: the source (a preview) does not hold what the walk needs; the reason says what."""
     reason: str
     """On failure: the first blocking hop, in words. On success: the ways the packets take."""
     hops: tuple[str, ...] = ()
@@ -91,479 +98,144 @@ class PathVerdict:
         return {"from": self.source, "to": self.target, "port": self.port, "ok": self.ok, "reason": self.reason}
 
 
-class DroppedError(Exception):
-    """A hop drops the packet; the message says where and why."""
+class Fabric:
+    """A stack's network as the walk reads it: one model per cloud, the sites, and the hosts of every
+    location, node and service (each computed once)."""
 
-
-@dataclass(frozen=True)
-class Host:
-    """Where a packet starts or ends: an address range and what the cloud attaches to it."""
-
-    label: str
-    location: str
-    address: Net
-    cloud: str
-    """``aws``, ``gcp`` or ``external``."""
-    subnet: str | None = None
-    vpc: str | None = None
-    groups: tuple[str, ...] = ()
-    network: str | None = None
-    tags: tuple[str, ...] | None = None
-    """GCP network tags; None when unknown (then only rules without target tags count)."""
-    site: str | None = None
-    machine: str | None = None
-    """The resource (or node) the host is; two hosts of one machine talk over localhost."""
-
-
-@dataclass(frozen=True)
-class _Rule:
-    name: str
-    cidr: Net | None
-    protocol: str
-    from_port: int | None
-    to_port: int | None
-
-
-@dataclass(frozen=True)
-class _Route:
-    name: str
-    destination: Net
-    kind: str
-    """``local``, ``peering``, ``interface``, ``internet`` or ``other``."""
-    target: str
-
-
-@dataclass
-class _WireGuard:
-    """A parsed wg-quick config: its resource and its peers (name from ``# peer:``, AllowedIPs)."""
-
-    source: str
-    addresses: list[Net] = field(default_factory=list)
-    peers: list[tuple[str, list[Net]]] = field(default_factory=list)
-
-    def peer_for(self, address: Net) -> tuple[str, Net] | None:
-        """Cryptokey routing: the peer whose AllowedIPs hold ``address`` (most specific wins)."""
-        best: tuple[str, Net] | None = None
-        for name, allowed in self.peers:
-            for prefix in allowed:
-                if address.subnet_of(prefix) and (best is None or prefix.prefixlen > best[1].prefixlen):
-                    best = (name, prefix)
-        return best
-
-
-@dataclass
-class _Packet:
-    src: Net
-    dst: Net
-    port: int
-    reply: bool
-    hops: list[str] = field(default_factory=list)
+    def __init__(self, source: Snapshot | Recording | Sequence[Resource], exports: Mapping[str, Any] | None = None):
+        self.snapshot = snapshot_of(source, exports)
+        self.exports = {key: plain(value) for key, value in self.snapshot.outputs.items()}
+        self.sites: dict[str, dict[str, Any]] = _mapping(self.exports.get("sites"))
+        self.regions: dict[str, dict[str, Any]] = _mapping(self.exports.get("regions"))
+        self.nodes: dict[str, dict[str, Any]] = _mapping(self.exports.get("nodes"))
+        self.models: list[NetworkModel] = [model(self) for model in NETWORK_MODELS]
+        self.by_cloud = {model.cloud: model for model in self.models}
+        self._site_wireguard: dict[str, tuple[WireGuardConfig | None, str | None]] = {}
+        self.walks: dict[tuple[Hashable, Hashable, int], _Outcome] = {}
+        """Outcomes of the walks between two classes of hosts on a port, shared by every path."""
 
     @property
-    def text(self) -> str:
-        return f"{self.src} -> {self.dst} tcp/{self.port}" + (" (reply)" if self.reply else "")
+    def unresolved(self) -> list[str]:
+        return [ref for model in self.models for ref in model.unresolved]
 
+    # --- sites ------------------------------------------------------------------------------------------
+    def site_cidr(self, site: str) -> Any:
+        return net((self.sites.get(site) or {}).get("cidr"))
 
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, Secret) else value
+    @functools.cache  # noqa: B019 - one Fabric per check; the cache dies with it
+    def site_model(self, site: str) -> NetworkModel | None:
+        """The cloud model that holds the site's network (None: an external site)."""
+        return next((model for model in self.models if model.holds_site(site)), None)
 
+    def site_wireguard(self, site: str) -> WireGuardConfig | None:
+        """A site's own config: the one (from a cloud's secret, or the external site's join bundle) whose
+        interface address is the site's tunnel address. Raises :class:`UndecidableError` when the source
+        does not hold the configs (a preview shows secrets as ``[secret]``; it has no stack outputs)."""
+        if site not in self._site_wireguard:
+            self._site_wireguard[site] = self._find_site_wireguard(site)
+        config, undecidable = self._site_wireguard[site]
+        if undecidable:
+            raise UndecidableError(undecidable)
+        return config
 
-def _net(value: Any) -> Net | None:
-    try:
-        return ipaddress.IPv4Network(str(value), strict=False)
-    except ValueError:
-        return None
-
-
-def parse_wireguard(text: str, source: str) -> _WireGuard:
-    """The parts of a wg-quick config that decide forwarding: interface addresses and each peer's AllowedIPs."""
-    config = _WireGuard(source)
-    section, name = "", ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        match = re.match(r"#\s*peer:\s*(\S+)", line)
-        if match:
-            name = match.group(1)
-            continue
-        if line.startswith("["):
-            section = line.strip("[]").lower()
-            if section == "peer":
-                config.peers.append((name or f"peer {len(config.peers) + 1}", []))
-                name = ""
-            continue
-        key, _, value = line.partition("=")
-        nets = [n for n in (_net(v.strip()) for v in value.split(",")) if n is not None]
-        if section == "interface" and key.strip() == "Address":
-            config.addresses += nets
-        elif section == "peer" and key.strip() == "AllowedIPs":
-            config.peers[-1][1].extend(nets)
-    return config
-
-
-def _protocol_admits(protocol: str, port: int) -> bool:
-    return str(protocol).lower() in ("-1", "all", "tcp", "6")
-
-
-class Fabric:
-    """The recorded network, indexed by mock id (``<name>-id``)."""
-
-    def __init__(self, recording: Recording, exports: Mapping[str, Any]) -> None:
-        self.recording = recording
-        self.exports = {key: _plain(value) for key, value in exports.items()}
-        resources = recording.resources
-        self.by_id: dict[str, RecordedResource] = {f"{r.name}-id": r for r in resources}
-        self.by_urn = {r.urn: r for r in resources}
-        provider_region = {r.urn: str(r.inputs.get("region", "")) for r in resources if r.is_provider}
-
-        def of(type_: str) -> list[RecordedResource]:
-            return [r for r in resources if r.type == type_]
-
-        self.vpcs: dict[str, Net] = {}
-        self.region_vpc: dict[str, str] = {}
-        for vpc in of(VPC):
-            cidr = _net(vpc.inputs.get("cidrBlock"))
-            if cidr is not None:
-                self.vpcs[f"{vpc.name}-id"] = cidr
-                region = provider_region.get(vpc.provider_urn)
-                if region:
-                    self.region_vpc[region] = f"{vpc.name}-id"
-        self.subnets: dict[str, tuple[str, Net]] = {}
-        for subnet in of(SUBNET):
-            cidr = _net(subnet.inputs.get("cidrBlock"))
-            if cidr is not None:
-                self.subnets[f"{subnet.name}-id"] = (str(subnet.inputs.get("vpcId")), cidr)
-        self.subnet_table = {str(a.inputs.get("subnetId")): str(a.inputs.get("routeTableId")) for a in of(ASSOCIATION)}
-        self.tables = {f"{t.name}-id": t for t in of(ROUTE_TABLE)}
-        self.routes: dict[str, list[_Route]] = {}
-        for route in of(ROUTE):
-            destination = _net(route.inputs.get("destinationCidrBlock"))
-            if destination is None:
-                continue
-            self.routes.setdefault(str(route.inputs.get("routeTableId")), []).append(
-                self._aws_route(route, destination)
+    def _find_site_wireguard(self, site: str) -> tuple[WireGuardConfig | None, str | None]:
+        tunnel = net((self.sites.get(site) or {}).get("tunnel_address"))
+        candidates = [text for model in self.models for text in model.wireguard_texts()]
+        bundles = self.exports.get("joinBundles")
+        bundle = plain(bundles.get(site)) if isinstance(bundles, Mapping) else None
+        if isinstance(bundle, Mapping):
+            candidates.append((f"joinBundles[{site}]", plain(bundle.get("config"))))
+        unknown = []
+        for source, text in candidates:
+            if isinstance(text, str) and not is_unknown(text) and "[Interface]" in text:
+                config = parse_wireguard(text, source)
+                if tunnel is not None and tunnel in config.addresses:
+                    return config, None
+            elif text is None or is_unknown(text):
+                unknown.append(source)
+        if unknown:
+            return None, f"site {site}'s WireGuard config may be one of {', '.join(unknown)}, which this " + (
+                f"{self.snapshot.source} does not show (a secret)"
             )
-        accepted = {str(a.inputs.get("vpcPeeringConnectionId")) for a in of(ACCEPTER)}
-        self.peerings: dict[str, tuple[str, str, bool]] = {}
-        for peering in of(PEERING):
-            pid = f"{peering.name}-id"
-            ok = pid in accepted or (bool(peering.inputs.get("autoAccept")) and not peering.inputs.get("peerRegion"))
-            self.peerings[pid] = (str(peering.inputs.get("vpcId")), str(peering.inputs.get("peerVpcId")), ok)
-        self.ingress: dict[str, list[_Rule]] = {}
-        self.egress: dict[str, list[_Rule]] = {}
-        for type_, rules in ((INGRESS, self.ingress), (EGRESS, self.egress)):
-            for rule in of(type_):
-                rules.setdefault(str(rule.inputs.get("securityGroupId")), []).append(
-                    _Rule(
-                        rule.name,
-                        _net(rule.inputs["cidrIpv4"]) if "cidrIpv4" in rule.inputs else None,
-                        str(rule.inputs.get("ipProtocol", "-1")),
-                        rule.inputs.get("fromPort"),
-                        rule.inputs.get("toPort"),
-                    )
-                )
-        self.vpc_groups: dict[str, list[str]] = {}
-        for group in of(SECURITY_GROUP):
-            self.vpc_groups.setdefault(str(group.inputs.get("vpcId")), []).append(f"{group.name}-id")
-        self.instances = of(INSTANCE)
-        self.launch_templates = {f"{t.name}-id": t for t in of(LAUNCH_TEMPLATE)}
-        self.asgs = of(ASG)
-        self.parameters = of(SSM_PARAMETER)
-        # GCP
-        self.gcp_subnets: dict[str, tuple[str, Net]] = {}
-        for subnet in of(GCP_SUBNETWORK):
-            cidr = _net(subnet.inputs.get("ipCidrRange"))
-            if cidr is not None:
-                self.gcp_subnets[f"{subnet.name}-id"] = (str(subnet.inputs.get("network")), cidr)
-        self.gcp_routes: dict[str, list[RecordedResource]] = {}
-        for route in of(GCP_ROUTE):
-            self.gcp_routes.setdefault(str(route.inputs.get("network")), []).append(route)
-        self.firewalls: dict[str, list[RecordedResource]] = {}
-        for rule in of(GCP_FIREWALL):
-            self.firewalls.setdefault(str(rule.inputs.get("network")), []).append(rule)
-        self.gcp_instances = of(GCP_INSTANCE)
-        self.gcp_secret_versions = of(GCP_SECRET_VERSION)
-        self.sites: dict[str, dict[str, Any]] = dict(self.exports.get("sites") or {})
-        self.regions: dict[str, dict[str, Any]] = dict(self.exports.get("regions") or {})
-        self.nodes: dict[str, dict[str, Any]] = dict(self.exports.get("nodes") or {})
-        self._wireguard_cache: dict[str, _WireGuard | None] = {}
+        if self.site_model(site) is None and "joinBundles" not in self.exports:
+            return None, f"external site {site}'s WireGuard config is the joinBundles stack output, which this " + (
+                f"{self.snapshot.source} does not hold"
+            )
+        return None, None
 
-    # --- AWS ------------------------------------------------------------------------------------------
-    def _aws_route(self, route: RecordedResource, destination: Net) -> _Route:
-        inputs = route.inputs
-        if inputs.get("vpcPeeringConnectionId"):
-            return _Route(route.name, destination, "peering", str(inputs["vpcPeeringConnectionId"]))
-        if inputs.get("networkInterfaceId") or inputs.get("instanceId"):
-            return _Route(route.name, destination, "interface", self._interface_owner(route))
-        gateway = str(inputs.get("gatewayId") or "")
-        if gateway == "local":
-            return _Route(route.name, destination, "local", "local")
-        if gateway:
-            return _Route(route.name, destination, "internet", gateway)
-        target = next((f"{k}={v}" for k, v in inputs.items() if k.endswith("Id") and k != "routeTableId"), "?")
-        return _Route(route.name, destination, "other", target)
+    @functools.cached_property
+    def hubs(self) -> list[Hub]:
+        return [hub for model in self.models for hub in model.hubs()]
 
-    def _interface_owner(self, route: RecordedResource) -> str:
-        """The instance behind a route's network interface: the ENI's id is the instance's output, so the
-        route depends on it (or the ENI is a recorded NetworkInterface resource)."""
-        value = str(route.inputs.get("networkInterfaceId") or route.inputs.get("instanceId"))
-        owner = self.by_id.get(value)
-        if owner is not None and owner.type in (INSTANCE, ENI):
-            return f"{owner.name}-id"
-        for urn in route.dependencies:
-            dependency = self.by_urn.get(urn)
-            if dependency is not None and dependency.type == INSTANCE:
-                return f"{dependency.name}-id"
-        return value
-
-    def table_of(self, subnet: str) -> tuple[str | None, list[_Route]]:
-        vpc, _ = self.subnets[subnet]
-        local = [_Route("local", self.vpcs[vpc], "local", "local")] if vpc in self.vpcs else []
-        table = self.subnet_table.get(subnet)
-        if table is None:
-            return None, local
-        return table, local + self.routes.get(table, [])
-
-    def instance_subnet(self, instance: RecordedResource) -> str:
-        return str(instance.inputs.get("subnetId"))
-
-    def is_router(self, instance: RecordedResource) -> bool:
-        """An instance some route sends traffic to (the WireGuard hub): a forwarder, not a client."""
-        iid = f"{instance.name}-id"
-        return any(r.kind == "interface" and r.target == iid for routes in self.routes.values() for r in routes)
-
-    def wireguard_of_instance(self, instance: RecordedResource) -> _WireGuard | None:
-        """The hub's config: the SSM parameter the instance's user data fetches (its name appears there)."""
-        key = instance.name
-        if key not in self._wireguard_cache:
-            user_data = str(instance.inputs.get("userData") or "")
-            found = None
-            for parameter in self.parameters:
-                text = _plain(parameter.inputs.get("value"))
-                name = str(parameter.inputs.get("name") or "")
-                if isinstance(text, str) and "[Interface]" in text and name and name in user_data:
-                    found = parse_wireguard(text, parameter.name)
-                    break
-            self._wireguard_cache[key] = found
-        return self._wireguard_cache[key]
-
-    # --- sites ----------------------------------------------------------------------------------------
-    def site_cidr(self, site: str) -> Net | None:
-        return _net((self.sites.get(site) or {}).get("cidr"))
-
-    def site_network(self, site: str) -> str | None:
-        cidr = self.site_cidr(site)
-        for network, range_ in self.gcp_subnets.values():
-            if cidr is not None and range_.subnet_of(cidr):
-                return network
-        return None
-
-    def site_wireguard(self, site: str) -> _WireGuard | None:
-        """A site's own config: the GCP secret version or the external site's join bundle whose interface
-        address is the site's tunnel address."""
-        key = f"site:{site}"
-        if key not in self._wireguard_cache:
-            tunnel = _net((self.sites.get(site) or {}).get("tunnel_address"))
-            candidates: list[tuple[str, Any]] = [
-                (v.name, _plain(v.inputs.get("secretData"))) for v in self.gcp_secret_versions
-            ]
-            bundles = _plain(self.exports.get("joinBundles")) or {}
-            if isinstance(bundles, dict) and isinstance(bundles.get(site), dict):
-                candidates.append((f"joinBundles[{site}]", bundles[site].get("config")))
-            found = None
-            for source, text in candidates:
-                if isinstance(text, str) and "[Interface]" in text:
-                    config = parse_wireguard(text, source)
-                    if tunnel is not None and tunnel in config.addresses:
-                        found = config
-                        break
-            self._wireguard_cache[key] = found
-        return self._wireguard_cache[key]
-
-    def gcp_gateway(self, network: str, zone: str | None) -> RecordedResource | None:
-        forwarders = [
-            i
-            for i in self.gcp_instances
-            if i.inputs.get("canIpForward")
-            and self._gcp_network_of(i) == network
-            and (zone is None or i.inputs.get("zone") in (None, zone))
-        ]
-        return forwarders[0] if len(forwarders) == 1 else None
-
-    def _gcp_network_of(self, resource: RecordedResource) -> str | None:
-        for interface in resource.inputs.get("networkInterfaces") or []:
-            subnet = self.gcp_subnets.get(str(interface.get("subnetwork")))
-            if subnet is not None:
-                return subnet[0]
-            if interface.get("network"):
-                return str(interface["network"])
-        return None
-
-    def gcp_address(self, resource: RecordedResource) -> Net | None:
-        for interface in resource.inputs.get("networkInterfaces") or []:
-            ip = _net(interface.get("networkIp")) if interface.get("networkIp") else None
-            if ip is not None:
-                return ip
-            subnet = self.gcp_subnets.get(str(interface.get("subnetwork")))
-            if subnet is not None:
-                return subnet[1]
-        return None
-
-    # --- hosts ----------------------------------------------------------------------------------------
-    def _aws_instance_hosts(self, instance: RecordedResource, location: str, label: str) -> list[Host]:
-        subnet = self.instance_subnet(instance)
-        if subnet not in self.subnets:
-            return []
-        vpc, cidr = self.subnets[subnet]
-        address = _net(instance.inputs.get("privateIp")) or cidr  # no fixed (or a computed) IP: the subnet
-        groups = tuple(str(g) for g in instance.inputs.get("vpcSecurityGroupIds") or [])
-        return [Host(label, location, address, "aws", subnet, vpc, groups, machine=instance.name)]
-
-    def _asg_hosts(self, group: RecordedResource, location: str, label: str) -> list[Host]:
-        spec = (group.inputs.get("mixedInstancesPolicy") or {}).get("launchTemplate", {}).get(
-            "launchTemplateSpecification"
-        ) or {}
-        template_id = spec.get("launchTemplateId") or (group.inputs.get("launchTemplate") or {}).get("id")
-        template = self.launch_templates.get(str(template_id))
-        groups: list[str] = []
-        if template is not None:
-            groups = list(template.inputs.get("vpcSecurityGroupIds") or [])
-            for interface in template.inputs.get("networkInterfaces") or []:
-                groups += interface.get("securityGroups") or []
-        hosts = []
-        for subnet in group.inputs.get("vpcZoneIdentifiers") or []:
-            if subnet in self.subnets:
-                vpc, cidr = self.subnets[subnet]
-                subnet_name = subnet.removesuffix("-id")
-                hosts.append(
-                    Host(f"{label} in {subnet_name}", location, cidr, "aws", subnet, vpc, tuple(groups), machine=label)
-                )
-        return hosts
-
-    @staticmethod
-    def _tag(resource: RecordedResource, key: str) -> str | None:
-        tags = resource.inputs.get("tags")
-        if isinstance(tags, dict):
-            value = tags.get(key)
-            return str(value) if value is not None else None
-        if isinstance(tags, list):
-            for tag in tags:
-                if isinstance(tag, dict) and tag.get("key") == key:
-                    return str(tag.get("value"))
-        return None
-
-    def machine_hosts(self, node: str) -> list[Host]:
-        """Where a K3s node (``lmrun.io/node``) runs: by its ``lmrun:node`` tag (GPU nodes: auto scaling
-        group and launch template), its ``lmrun:role`` (Phoenix, the K3s server), or its GCP labels."""
-        info = self.nodes.get(node) or {}
-        if info.get("cloud") == "gcp" or info.get("site"):
-            return self._site_node_hosts(node, str(info.get("site")), str(info.get("cloud")))
-        location = str(info.get("region") or "")
-        hosts: list[Host] = []
-        for group in self.asgs:
-            if self._tag(group, "lmrun:node") == node:
-                hosts += self._asg_hosts(group, location or str(self._tag(group, "lmrun:region")), f"node {node}")
-        for instance in self.instances:
-            if node in (self._tag(instance, "lmrun:node"), self._tag(instance, "lmrun:role")):
-                region = location or str(self._tag(instance, "lmrun:region"))
-                hosts += self._aws_instance_hosts(instance, region, instance.name)
-        return hosts
-
-    def _site_node_hosts(self, node: str, site: str, cloud: str) -> list[Host]:
-        network = self.site_network(site)
-        if cloud == "gcp" and network is not None:
-            for resource in self.recording.resources:
-                labels = resource.inputs.get("labels") if resource.type.startswith("gcp:compute/instance") else None
-                if isinstance(labels, dict) and labels.get("lmrun_node") == node:
-                    address = self.gcp_address(resource)
-                    tags = tuple(str(t) for t in resource.inputs.get("tags") or [])
-                    if address is not None:
-                        return [
-                            Host(
-                                f"node {node}",
-                                site,
-                                address,
-                                "gcp",
-                                network=network,
-                                tags=tags,
-                                site=site,
-                                machine=node,
-                            )
-                        ]
-            return [
-                Host(f"node {node} in {range_}", site, range_, "gcp", network=network, site=site, machine=node)
-                for net_id, range_ in self.gcp_subnets.values()
-                if net_id == network
-            ]
-        cidr = self.site_cidr(site)
-        return [Host(f"node {node}", site, cidr, "external", site=site, machine=node)] if cidr else []
-
+    # --- hosts ------------------------------------------------------------------------------------------
+    @functools.cache  # noqa: B019
     def location_hosts(self, location: str) -> list[Host]:
         """Clients in a location: its machines (routers excluded); a location without any stands for a host
-        in each of its subnets carrying the VPC's security groups."""
+        in each of its subnets."""
         if location in self.sites:
-            network = self.site_network(location)
+            model = self.site_model(location)
+            if model is not None:
+                return model.location_hosts(location) or []
             cidr = self.site_cidr(location)
-            if network is not None:
-                return [
-                    Host(
-                        f"a host of {location} in {range_}",
-                        location,
-                        range_,
-                        "gcp",
-                        network=network,
-                        tags=(),
-                        site=location,
-                    )
-                    for net_id, range_ in self.gcp_subnets.values()
-                    if net_id == network
-                ]
-            return [Host(f"a host of {location}", location, cidr, "external", site=location)] if cidr else []
-        vpc = self.region_vpc.get(location)
-        if vpc is None:
-            return []
-        hosts: list[Host] = []
-        for instance in self.instances:
-            subnet = self.instance_subnet(instance)
-            if subnet in self.subnets and self.subnets[subnet][0] == vpc and not self.is_router(instance):
-                hosts += self._aws_instance_hosts(instance, location, instance.name)
-        for group in self.asgs:
-            node = self._tag(group, "lmrun:node") or group.name
-            for host in self._asg_hosts(group, location, f"node {node}"):
-                if host.vpc == vpc:
-                    hosts.append(host)
-        if hosts:
-            return hosts
-        groups = tuple(self.vpc_groups.get(vpc, []))
-        return [
-            Host(f"a host of {location} in {sid.removesuffix('-id')}", location, cidr, "aws", sid, vpc, groups)
-            for sid, (subnet_vpc, cidr) in self.subnets.items()
-            if subnet_vpc == vpc
-        ]
+            return [Host(f"a host of {location}", location, cidr, EXTERNAL, site=location)] if cidr else []
+        for model in self.models:
+            hosts = model.location_hosts(location)
+            if hosts is not None:
+                return hosts
+        return []
 
+    @functools.cache  # noqa: B019
+    def machine_hosts(self, node: str) -> list[Host]:
+        """Where a K3s node (``lmrun.io/node``) runs, asked of each cloud; a node of a site no cloud holds
+        runs somewhere in the external site."""
+        info = self.nodes.get(node) or {}
+        for model in self.models:
+            hosts = model.node_hosts(node, info)
+            if hosts is not None:
+                return hosts
+        site = info.get("site")
+        if not site:
+            return []
+        cidr = self.site_cidr(str(site))
+        return [Host(f"node {node}", str(site), cidr, EXTERNAL, site=str(site), machine=node)] if cidr else []
+
+    @functools.cached_property
+    def _services(self) -> dict[str, Resource]:
+        found: dict[str, Resource] = {}
+        for service in self.snapshot.of_type(tokens.K8S_SERVICE):
+            found.setdefault(str(get(service.inputs, "metadata", "name")), service)
+        return found
+
+    @functools.cached_property
+    def _deployments_by_label(self) -> dict[tuple[str, Any], list[tuple[int, str]]]:
+        """(label, value) -> (order, pinned node) of every Deployment whose pod template carries the label."""
+        found: dict[tuple[str, Any], list[tuple[int, str]]] = defaultdict(list)
+        for order, deployment in enumerate(self.snapshot.of_type(tokens.K8S_DEPLOYMENT)):
+            labels = get(deployment.inputs, "spec", "template", "metadata", "labels") or {}
+            node = get(deployment.inputs, "spec", "template", "spec", "nodeSelector", NODE_LABEL)
+            for item in labels.items() if isinstance(labels, Mapping) else ():
+                found[item].append((order, str(node) if node else ""))
+        return found
+
+    @functools.cache  # noqa: B019
     def replicas(self, service: str) -> list[Host] | str:
         """Every replica of a service (its readiness Deployments' nodes), or why none can be placed."""
         if service == K3S_API:
-            servers = [i for i in self.instances if self._tag(i, "lmrun:role") == "k3s-server"]
-            hosts = [h for s in servers for h in self._aws_instance_hosts(s, str(self._tag(s, "lmrun:region")), s.name)]
+            hosts = [host for model in self.models for host in model.role_hosts(K3S_SERVER_ROLE)]
             return hosts or "no K3s server instance (lmrun:role=k3s-server) is recorded"
-        services = [
-            s
-            for s in self.recording.resources
-            if s.type == K8S_SERVICE and (s.inputs.get("metadata") or {}).get("name") == f"lmrun-svc-{service}"
-        ]
-        if not services:
+        found = self._services.get(f"lmrun-svc-{service}")
+        if found is None:
             return f"no Kubernetes Service lmrun-svc-{service} is recorded"
-        selector = (services[0].inputs.get("spec") or {}).get("selector") or {}
+        selector = get(found.inputs, "spec", "selector") or {}
         nodes: list[str] = []
-        for deployment in self.recording.resources:
-            if deployment.type != K8S_DEPLOYMENT:
-                continue
-            template = ((deployment.inputs.get("spec") or {}).get("template")) or {}
-            labels = (template.get("metadata") or {}).get("labels") or {}
-            if selector and all(labels.get(k) == v for k, v in selector.items()):
-                node = ((template.get("spec") or {}).get("nodeSelector") or {}).get(NODE_LABEL)
-                if node:
-                    nodes.append(str(node))
+        if isinstance(selector, Mapping) and selector:
+            # Deployments carrying every selector label: start from the rarest label's list.
+            lists = [self._deployments_by_label.get(item, []) for item in selector.items()]
+            smallest = min(lists, key=len)
+            others = [set(other) for other in lists if other is not smallest]
+            nodes = [
+                node for entry in smallest if all(entry in other for other in others) for node in [entry[1]] if node
+            ]
         if not nodes:
             return f"no Deployment pinned to a node (nodeSelector {NODE_LABEL}) backs Service lmrun-svc-{service}"
         hosts = []
@@ -575,356 +247,126 @@ class Fabric:
         return hosts
 
 
-class _Walker:
-    """One packet's walk through the fabric; raises :class:`DroppedError` at the first hop that drops it."""
+def _mapping(value: Any) -> dict[str, Any]:
+    value = plain(value)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+class Walker:
+    """One packet's walk through the fabric; raises :class:`DroppedError` at the first hop that drops it.
+    The clouds' hops are their models'; the tunnels between the hub and the sites are walked here."""
 
     def __init__(self, fabric: Fabric) -> None:
         self.fabric = fabric
 
-    # --- checks ---------------------------------------------------------------------------------------
-    def _groups_admit(self, groups: Iterable[str], packet: _Packet, direction: str, where: str) -> None:
-        if packet.reply:
+    def send(self, source: Host, target: Host, packet: Packet) -> None:
+        if source.cloud != EXTERNAL:
+            self.fabric.by_cloud[source.cloud].send(self, source, packet, target)
             return
-        rules = self.fabric.ingress if direction == "ingress" else self.fabric.egress
-        peer = packet.src if direction == "ingress" else packet.dst
-        groups = list(groups)
-        for group in groups:
-            for rule in rules.get(group, []):
-                if (
-                    rule.cidr is None
-                    or not peer.subnet_of(rule.cidr)
-                    or not _protocol_admits(rule.protocol, packet.port)
-                ):
-                    continue
-                if str(rule.protocol) in ("-1", "all") or (
-                    rule.from_port is not None
-                    and rule.to_port is not None
-                    and rule.from_port <= packet.port <= rule.to_port
-                ):
-                    packet.hops.append(f"{direction} {rule.name} admits it at {where}")
-                    return
-        names = ", ".join(g.removesuffix("-id") for g in groups) or "none"
-        side = "from" if direction == "ingress" else "to"
-        raise DroppedError(
-            f"no {direction} rule of the security groups of {where} ({names}) admits tcp/{packet.port} {side} {peer}"
-        )
-
-    def _firewall_admits(self, network: str, tags: tuple[str, ...] | None, packet: _Packet, where: str) -> None:
-        if packet.reply:
-            return
-        matching: list[tuple[int, int, RecordedResource]] = []
-        for rule in self.fabric.firewalls.get(network, []):
-            inputs = rule.inputs
-            if str(inputs.get("direction", "INGRESS")).upper() != "INGRESS" or inputs.get("disabled"):
-                continue
-            targets = inputs.get("targetTags") or []
-            if targets and (tags is None or not set(targets) & set(tags)):
-                continue
-            if inputs.get("targetServiceAccounts"):
-                continue  # not modelled: only counts when nothing else admits
-            sources = [n for n in (_net(s) for s in inputs.get("sourceRanges") or []) if n is not None]
-            if not any(packet.src.subnet_of(s) for s in sources):
-                continue
-            for action, key in ((0, "denies"), (1, "allows")):
-                for entry in inputs.get(key) or []:
-                    if not _protocol_admits(str(entry.get("protocol", "")), packet.port):
-                        continue
-                    ports = entry.get("ports") or []
-                    if ports and not any(_port_in(p, packet.port) for p in ports):
-                        continue
-                    matching.append((int(inputs.get("priority", 1000)), action, rule))
-        if not matching:
-            raise DroppedError(
-                f"no GCP firewall rule of {network.removesuffix('-id')} admits tcp/{packet.port} from "
-                f"{packet.src} to {where}" + (" (its network tags are unknown)" if tags is None else "")
-            )
-        _priority, action, rule = min(matching, key=lambda m: (m[0], m[1]))
-        if action == 0:
-            raise DroppedError(f"GCP firewall rule {rule.name} denies tcp/{packet.port} from {packet.src} to {where}")
-        packet.hops.append(f"firewall {rule.name} admits it at {where}")
-
-    # --- AWS ------------------------------------------------------------------------------------------
-    def leave_aws(self, subnet: str, groups: Iterable[str], packet: _Packet, where: str, target: Host) -> None:
-        self._groups_admit(groups, packet, "egress", where)
-        self.route_aws(subnet, packet, target, depth=0)
-
-    def route_aws(self, subnet: str, packet: _Packet, target: Host, depth: int) -> None:
-        fabric = self.fabric
-        if depth > MAX_HOPS:
-            raise DroppedError(f"{packet.text}: forwarding loop")
-        vpc, _ = fabric.subnets[subnet]
-        table, routes = fabric.table_of(subnet)
-        table_name = table.removesuffix("-id") if table else f"the main route table of {vpc.removesuffix('-id')}"
-        covering = [r for r in routes if packet.dst.subnet_of(r.destination)]
-        route = max(covering, key=lambda r: r.destination.prefixlen) if covering else None
-        if route is None or route.kind == "internet":
-            default = (
-                f" (only {route.name} to the internet gateway, which does not carry private addresses)" if route else ""
-            )
-            raise DroppedError(
-                f"route table {table_name} has no route for {packet.dst}"
-                + default
-                + self._missing_route_hint(vpc, packet)
-            )
-        packet.hops.append(f"{table_name}: {route.destination} -> {route.kind} {route.target.removesuffix('-id')}")
-        if route.kind == "local":
-            self.deliver_aws(vpc, packet, target)
-        elif route.kind == "peering":
-            self.cross_peering(route, vpc, packet, target)
-        elif route.kind == "interface":
-            self.enter_aws_router(route.target, packet, target, depth)
-        else:
-            raise DroppedError(f"route {route.name} targets {route.target}: not modelled")
-
-    def _missing_route_hint(self, vpc: str, packet: _Packet) -> str:
-        """What a route could have used: a peering or a WireGuard hub of this VPC, and whether it would carry
-        the packet at all."""
-        fabric = self.fabric
-        would, could_not = [], []
-        for pid, (left, right, _) in sorted(fabric.peerings.items()):
-            if vpc in (left, right):
-                peer = right if vpc == left else left
-                there = fabric.vpcs.get(peer)
-                if there is not None and packet.dst.subnet_of(there):
-                    would.append(f"peering {pid.removesuffix('-id')} to {peer.removesuffix('-id')} ({there})")
-                else:
-                    could_not.append((pid.removesuffix("-id"), peer.removesuffix("-id"), there))
-        for instance in fabric.instances:
-            subnet = fabric.instance_subnet(instance)
-            config = fabric.wireguard_of_instance(instance) if instance.inputs.get("sourceDestCheck") is False else None
-            if subnet in fabric.subnets and fabric.subnets[subnet][0] == vpc and config is not None:
-                hub_peer = config.peer_for(packet.dst)
-                if hub_peer is not None:
-                    would.append(f"the WireGuard hub {instance.name} (peer {hub_peer[0]})")
-        if would:
-            return f"; {' and '.join(would)} would carry it, but no route sends it there"
-        if len(could_not) == 1:
-            name, peer, there = could_not[0]
-            return (
-                f"; peering {name} could not carry it either: {packet.dst} is outside the peer VPC {peer} "
-                f"({there}), and peering is not transitive"
-            )
-        if could_not:
-            return (
-                f"; none of its {len(could_not)} peerings could carry it either: {packet.dst} is outside every "
-                "peer VPC, and peering is not transitive"
-            )
-        return ""
-
-    def cross_peering(self, route: _Route, vpc: str, packet: _Packet, target: Host) -> None:
-        fabric = self.fabric
-        peering = fabric.peerings.get(route.target)
-        name = route.target.removesuffix("-id")
-        if peering is None:
-            raise DroppedError(f"route {route.name} names peering {name}, which is not recorded")
-        left, right, accepted = peering
-        if not accepted:
-            raise DroppedError(f"peering {name} is never accepted (no accepter in the peer region)")
-        if vpc not in (left, right):
-            raise DroppedError(f"peering {name} does not connect {vpc.removesuffix('-id')}")
-        peer = right if vpc == left else left
-        here, there = fabric.vpcs.get(vpc), fabric.vpcs.get(peer)
-        if here is None or not packet.src.subnet_of(here):
-            raise DroppedError(
-                f"peering {name} drops {packet.text}: its source is outside {vpc.removesuffix('-id')} "
-                f"({here}); a peering only carries traffic between its two VPCs (not transitive)"
-            )
-        if there is None or not packet.dst.subnet_of(there):
-            raise DroppedError(
-                f"peering {name} drops {packet.text}: its destination is outside the peer VPC "
-                f"{peer.removesuffix('-id')} ({there}); peering is not transitive"
-            )
-        packet.hops.append(f"peering {name} carries it into {peer.removesuffix('-id')}")
-        self.deliver_aws(peer, packet, target)
-
-    def deliver_aws(self, vpc: str, packet: _Packet, target: Host) -> None:
-        if target.vpc != vpc or not packet.dst.subnet_of(target.address):
-            raise DroppedError(
-                f"{packet.dst} is delivered inside {vpc.removesuffix('-id')}, where {target.label} is not"
-            )
-        self._groups_admit(target.groups, packet, "ingress", target.label)
-        packet.hops.append(f"delivered to {target.label}")
-
-    def enter_aws_router(self, instance_id: str, packet: _Packet, target: Host, depth: int) -> None:
-        fabric = self.fabric
-        router = fabric.by_id.get(instance_id)
-        if router is None or router.type != INSTANCE:
-            raise DroppedError(f"the route's network interface {instance_id} belongs to no recorded instance")
-        if router.inputs.get("sourceDestCheck", True) is not False:
-            raise DroppedError(f"{router.name} has source/dest check on: it drops packets not addressed to itself")
-        groups = [str(g) for g in router.inputs.get("vpcSecurityGroupIds") or []]
-        self._groups_admit(groups, packet, "ingress", router.name)
-        config = fabric.wireguard_of_instance(router)
+        site = str(source.site)
+        config = self.fabric.site_wireguard(site)
         if config is None:
-            raise DroppedError(
-                f"{router.name} forwards, but no WireGuard config of it is recorded (nothing routes "
-                f"{packet.dst} onwards)"
-            )
+            raise DroppedError(f"no WireGuard config of external site {site} is recorded")
         peer = config.peer_for(packet.dst)
         if peer is None:
             raise DroppedError(
-                f"{router.name} has no WireGuard peer whose AllowedIPs include {packet.dst} ({config.source})"
+                f"external site {site} routes nothing for {packet.dst} into its tunnel (no AllowedIPs "
+                f"of {config.source} include it)"
+            )
+        packet.hops.append(f"{site}: WireGuard peer {peer[0]} (AllowedIPs {peer[1]})")
+        self.to_hub(site, packet, target, 0)
+
+    def into_tunnel(self, router: str, config: WireGuardConfig, packet: Packet, target: Host, depth: int) -> None:
+        peer = config.peer_for(packet.dst)
+        if peer is None:
+            raise DroppedError(
+                f"{router} has no WireGuard peer whose AllowedIPs include {packet.dst} ({config.source})"
             )
         site = peer[0]
-        packet.hops.append(f"{router.name}: WireGuard peer {site} (AllowedIPs {peer[1]})")
-        self.arrive_at_site(site, router, packet, target, depth)
-
-    def arrive_at_site(self, site: str, hub: RecordedResource, packet: _Packet, target: Host, depth: int) -> None:
+        packet.hops.append(f"{router}: WireGuard peer {site} (AllowedIPs {peer[1]})")
         fabric = self.fabric
         if site not in fabric.sites:
             raise DroppedError(f"the hub's WireGuard peer {site} is not a site of the stack")
-        config = fabric.site_wireguard(site)
-        if config is None:
+        site_config = fabric.site_wireguard(site)
+        if site_config is None:
             raise DroppedError(f"no WireGuard config of site {site} is recorded")
-        accepted = config.peer_for(packet.src)
+        accepted = site_config.peer_for(packet.src)
         if accepted is None:
             raise DroppedError(
                 f"site {site} drops {packet.text} from the tunnel: its source is in no AllowedIPs of its "
-                f"peers ({config.source})"
+                f"peers ({site_config.source})"
             )
         packet.hops.append(f"site {site} accepts it from the tunnel (AllowedIPs {accepted[1]})")
-        network = fabric.site_network(site)
-        if network is None:  # external site: its own LAN is not modelled
-            cidr = fabric.site_cidr(site)
-            if cidr is None or not packet.dst.subnet_of(cidr) or target.site != site:
-                raise DroppedError(
-                    f"{packet.dst} is not inside external site {site} ({cidr}); it routes nothing onwards"
-                )
-            packet.hops.append(f"delivered to {target.label} (the external site's own network is not modelled)")
+        model = fabric.site_model(site)
+        if model is not None:
+            model.from_site_tunnel(self, site, packet, target, depth)
             return
-        gateway = fabric.gcp_gateway(network, None)
-        if gateway is None or not gateway.inputs.get("canIpForward"):
-            raise DroppedError(f"site {site} has no gateway with canIpForward to put tunnel traffic on its network")
-        self.route_gcp(network, packet, target, depth + 1, gateway.name)
+        cidr = fabric.site_cidr(site)  # external site: its own LAN is not modelled
+        if cidr is None or not packet.dst.subnet_of(cidr) or target.site != site:
+            raise DroppedError(f"{packet.dst} is not inside external site {site} ({cidr}); it routes nothing onwards")
+        packet.hops.append(f"delivered to {target.label} (the external site's own network is not modelled)")
 
-    # --- GCP ------------------------------------------------------------------------------------------
-    def route_gcp(self, network: str, packet: _Packet, target: Host, depth: int, where: str) -> None:
-        fabric = self.fabric
-        if depth > MAX_HOPS:
-            raise DroppedError(f"{packet.text}: forwarding loop")
-        net_name = network.removesuffix("-id")
-        candidates: list[tuple[int, int, str, RecordedResource | None]] = [
-            (range_.prefixlen, 0, "subnet", None)
-            for net_id, range_ in fabric.gcp_subnets.values()
-            if net_id == network and packet.dst.subnet_of(range_)
-        ]
-        for custom in fabric.gcp_routes.get(network, []):
-            destination = _net(custom.inputs.get("destRange"))
-            if destination is not None and packet.dst.subnet_of(destination):
-                candidates.append((destination.prefixlen, -int(custom.inputs.get("priority", 1000)), "route", custom))
-        if not candidates:
-            raise DroppedError(
-                f"GCP network {net_name} has no route for {packet.dst} (only the implied default route "
-                "to the internet, which does not carry private addresses)"
-            )
-        _, _, _kind, route = max(candidates, key=lambda c: (c[0], c[1]))
-        if route is None:
-            packet.hops.append(f"{net_name}: {packet.dst} is a local subnetwork (from {where})")
-            if target.network != network or not packet.dst.subnet_of(target.address):
-                raise DroppedError(f"{packet.dst} is delivered inside {net_name}, where {target.label} is not")
-            self._firewall_admits(network, target.tags, packet, target.label)
-            packet.hops.append(f"delivered to {target.label}")
-            return
-        gateway = self._gcp_next_hop(network, route)
-        packet.hops.append(f"{net_name}: route {route.name} -> {gateway.name}")
-        if not gateway.inputs.get("canIpForward"):
-            raise DroppedError(f"{gateway.name} is the next hop of {route.name} but has canIpForward off")
-        tags = tuple(str(t) for t in gateway.inputs.get("tags") or [])
-        self._firewall_admits(network, tags, packet, gateway.name)
-        site = next((s for s in fabric.sites if fabric.site_network(s) == network), None)
-        config = fabric.site_wireguard(site) if site else None
-        if site is None or config is None:
-            raise DroppedError(f"{gateway.name} forwards, but no WireGuard config of its site is recorded")
-        peer = config.peer_for(packet.dst)
-        if peer is None:
-            raise DroppedError(f"{gateway.name} has no WireGuard peer whose AllowedIPs include {packet.dst}")
-        packet.hops.append(f"{gateway.name}: WireGuard peer {peer[0]} (AllowedIPs {peer[1]})")
-        self.arrive_at_hub(site, packet, target, depth)
-
-    def _gcp_next_hop(self, network: str, route: RecordedResource) -> RecordedResource:
-        fabric = self.fabric
-        inputs = route.inputs
-        hop = inputs.get("nextHopInstance")
-        if hop and hop != "[unknown]":
-            for instance in fabric.gcp_instances:
-                if str(hop) in (f"{instance.name}-id", instance.name) or str(hop).endswith(f"/{instance.name}"):
-                    return instance
-            raise DroppedError(f"route {route.name}'s next hop {hop} is no recorded instance")
-        if inputs.get("nextHopIp"):
-            for instance in fabric.gcp_instances:
-                if fabric.gcp_address(instance) == _net(inputs["nextHopIp"]):
-                    return instance
-            raise DroppedError(f"route {route.name}'s next hop {inputs['nextHopIp']} is no recorded instance")
-        if inputs.get("nextHopInstanceZone") or hop == "[unknown]":
-            # The self link is computed at deploy time: the forwarding instance of this network in that zone.
-            gateway = fabric.gcp_gateway(network, inputs.get("nextHopInstanceZone"))
-            if gateway is not None:
-                return gateway
-            raise DroppedError(
-                f"route {route.name}: no single forwarding instance (canIpForward) in its network and zone"
-            )
-        raise DroppedError(
-            f"route {route.name}'s next hop ({', '.join(k for k in inputs if k.startswith('nextHop'))}) is "
-            "not modelled (only instances)"
-        )
-
-    # --- the hub, from a site -------------------------------------------------------------------------
-    def arrive_at_hub(self, site: str, packet: _Packet, target: Host, depth: int) -> None:
-        fabric = self.fabric
-        hubs = [i for i in fabric.instances if fabric.is_router(i) and fabric.wireguard_of_instance(i)]
+    def to_hub(self, site: str, packet: Packet, target: Host, depth: int) -> None:
+        hubs = self.fabric.hubs
         if not hubs:
             raise DroppedError("no WireGuard hub instance is recorded in the main region")
         hub = hubs[0]
-        config = fabric.wireguard_of_instance(hub)
-        assert config is not None
-        allowed = next((nets for name, nets in config.peers if name == site), None)
+        if hub.config is None:
+            raise UndecidableError(
+                f"the WireGuard hub {hub.name}'s config is not in this {self.fabric.snapshot.source} (a secret)"
+            )
+        allowed = next((nets for name, nets in hub.config.peers if name == site), None)
         if allowed is None:
-            raise DroppedError(f"the hub's WireGuard config ({config.source}) has no peer for site {site}")
+            raise DroppedError(f"the hub's WireGuard config ({hub.config.source}) has no peer for site {site}")
         if not any(packet.src.subnet_of(n) for n in allowed):
             raise DroppedError(
                 f"the hub drops {packet.text} from site {site}'s tunnel: the source is outside the "
                 f"site's AllowedIPs ({', '.join(map(str, allowed))})"
             )
         packet.hops.append(f"{hub.name} accepts it from {site}'s tunnel")
-        if hub.inputs.get("sourceDestCheck", True) is not False:
-            raise DroppedError(f"{hub.name} has source/dest check on: it cannot send packets with a site's source")
-        self._groups_admit([str(g) for g in hub.inputs.get("vpcSecurityGroupIds") or []], packet, "egress", hub.name)
-        self.route_aws(fabric.instance_subnet(hub), packet, target, depth + 1)
-
-    # --- a walk from a host ---------------------------------------------------------------------------
-    def send(self, source: Host, target: Host, packet: _Packet) -> None:
-        if source.cloud == "aws":
-            assert source.subnet is not None
-            self.leave_aws(source.subnet, source.groups, packet, source.label, target)
-        elif source.cloud == "gcp":
-            assert source.network is not None
-            self.route_gcp(source.network, packet, target, 0, source.label)
-        else:
-            site = str(source.site)
-            config = self.fabric.site_wireguard(site)
-            if config is None:
-                raise DroppedError(f"no WireGuard config of external site {site} is recorded")
-            peer = config.peer_for(packet.dst)
-            if peer is None:
-                raise DroppedError(
-                    f"external site {site} routes nothing for {packet.dst} into its tunnel (no AllowedIPs "
-                    f"of {config.source} include it)"
-                )
-            packet.hops.append(f"{site}: WireGuard peer {peer[0]} (AllowedIPs {peer[1]})")
-            self.arrive_at_hub(site, packet, target, 0)
+        hub.model.from_hub_tunnel(self, hub, packet, target, depth)
 
 
-def _port_in(spec: Any, port: int) -> bool:
-    text = str(spec)
-    low, _, high = text.partition("-")
-    try:
-        return int(low) <= port <= int(high or low)
-    except ValueError:
-        return False
+@dataclass(frozen=True)
+class _Outcome:
+    """One walk of a class pair, both ways: the first blocking hop (None: it flows) and the ways taken."""
+
+    blocked: str | None
+    undecidable: bool
+    ways: frozenset[str]
 
 
-def _same_machine(a: Host, b: Host) -> bool:
-    return a.machine is not None and a.machine == b.machine
+def _walk(fabric: Fabric, host: Host, replica: Host, port: int) -> tuple[_Outcome, tuple[str, ...]]:
+    """Packets from ``host`` to ``replica`` and back: the outcome and the hops of the deciding walk."""
+    walker = Walker(fabric)
+    ways: set[str] = set()
+    hops: tuple[str, ...] = ()
+    for forward in (True, False):
+        src, dst = (host, replica) if forward else (replica, host)
+        packet = Packet(src.address, dst.address, port, reply=not forward)
+        try:
+            walker.send(src, dst, packet)
+        except (DroppedError, UndecidableError) as blocked:
+            direction = "" if forward else "the reply "
+            undecidable = isinstance(blocked, UndecidableError)
+            return _Outcome(f"{direction}{blocked}", undecidable, frozenset(ways)), tuple(packet.hops)
+        ways.update(_ways(packet.hops))
+        hops = tuple(packet.hops)
+    return _Outcome(None, False, frozenset(ways)), hops
+
+
+class _Classes:
+    """Hosts grouped by :attr:`Host.key`, in order of first appearance, with the machines each class holds."""
+
+    def __init__(self, hosts: Sequence[Host]) -> None:
+        self.hosts = list(hosts)
+        self.members: dict[Hashable, list[int]] = defaultdict(list)
+        for index, host in enumerate(self.hosts):
+            self.members[host.key].append(index)
+
+    def machines(self, key: Hashable, side: str) -> set[Any]:
+        """The machines of a class; a host of no known machine is a machine of its own."""
+        return {self.hosts[i].machine or (side, i) for i in self.members[key]}
 
 
 def check_path(fabric: Fabric, source: str, target: str, port: int) -> PathVerdict:
@@ -937,34 +379,86 @@ def check_path(fabric: Fabric, source: str, target: str, port: int) -> PathVerdi
     replicas = fabric.replicas(target)
     if isinstance(replicas, str):
         return PathVerdict(source, target, port, False, replicas)
-    walker = _Walker(fabric)
+    clients, servers = _Classes(hosts), _Classes(replicas)
+    memo = fabric.walks
     ways: set[str] = set()
-    last: tuple[str, ...] = ()
-    for host in hosts:
-        for replica in replicas:
-            if _same_machine(host, replica):
-                ways.add("localhost")
-                continue
-            for forward in (True, False):
-                src, dst = (host, replica) if forward else (replica, host)
-                packet = _Packet(src.address, dst.address, port, reply=not forward)
-                try:
-                    walker.send(src, dst, packet)
-                except DroppedError as blocked:
-                    direction = "" if forward else "the reply "
-                    reason = f"{host.label} -> {replica.label}: {direction}{blocked}"
-                    return PathVerdict(source, target, port, False, reason, tuple(packet.hops))
-                ways.update(_ways(packet.hops))
-                last = tuple(packet.hops)
-    summary = ", ".join(sorted(ways)) or "inside the VPC"
+    failing: dict[Hashable, set[Hashable]] = defaultdict(set)
+    localhost = False
+    for client_key, client_members in clients.members.items():
+        client_machines = clients.machines(client_key, "client")
+        for server_key, server_members in servers.members.items():
+            server_machines = servers.machines(server_key, "server")
+            if client_machines & server_machines:
+                localhost = True
+            if len(client_machines) == 1 and client_machines == server_machines:
+                continue  # every pair is one machine talking to itself
+            cache_key = (client_key, server_key, port)
+            if cache_key not in memo:
+                memo[cache_key] = _walk(fabric, hosts[client_members[0]], replicas[server_members[0]], port)[0]
+            outcome = memo[cache_key]
+            if outcome.blocked is not None:
+                failing[client_key].add(server_key)
+            ways.update(outcome.ways)
+    if failing:
+        return _blocked(fabric, source, target, port, hosts, replicas, failing)
+    last = _last_pair(hosts, replicas)
+    hops = _walk(fabric, *last, port)[1] if last else ()
+    summary = ", ".join(sorted(ways | ({"localhost"} if localhost else set()))) or "inside the VPC"
     return PathVerdict(
         source,
         target,
         port,
         True,
         f"{len(hosts)} client host(s) x {len(replicas)} replica host(s), both ways: {summary}",
-        last,
+        hops,
     )
+
+
+def _same_machine(a: Host, b: Host) -> bool:
+    return a.machine is not None and a.machine == b.machine
+
+
+def _blocked(
+    fabric: Fabric,
+    source: str,
+    target: str,
+    port: int,
+    hosts: Sequence[Host],
+    replicas: Sequence[Host],
+    failing: Mapping[Hashable, set[Hashable]],
+) -> PathVerdict:
+    """The verdict of the first failing (client, replica) pair in client-major order, walked again so its
+    reason names the real hosts."""
+    for host in hosts:
+        bad = failing.get(host.key)
+        if not bad:
+            continue
+        for replica in replicas:
+            if replica.key in bad and not _same_machine(host, replica):
+                outcome, hops = _walk(fabric, host, replica, port)
+                assert outcome.blocked is not None
+                reason = f"{host.label} -> {replica.label}: {outcome.blocked}"
+                unresolved = fabric.unresolved
+                if outcome.undecidable:
+                    return PathVerdict(source, target, port, None, f"cannot tell: {reason}", hops)
+                if unresolved:
+                    shown = ", ".join(unresolved[:3]) + (", ..." if len(unresolved) > 3 else "")
+                    reason += (
+                        f" (but cannot tell: {len(unresolved)} reference(s) of this {fabric.snapshot.source} "
+                        f"could not be resolved: {shown})"
+                    )
+                    return PathVerdict(source, target, port, None, reason, hops)
+                return PathVerdict(source, target, port, False, reason, hops)
+    raise AssertionError("a failing class pair has no failing host pair")
+
+
+def _last_pair(hosts: Sequence[Host], replicas: Sequence[Host]) -> tuple[Host, Host] | None:
+    """The last (client, replica) pair in client-major order that is not one machine talking to itself."""
+    for host in reversed(hosts):
+        for replica in reversed(replicas):
+            if not _same_machine(host, replica):
+                return host, replica
+    return None
 
 
 def _ways(hops: Iterable[str]) -> set[str]:
@@ -979,9 +473,10 @@ def _ways(hops: Iterable[str]) -> set[str]:
     return ways
 
 
-def reachability_from_resources(recording: Recording, exports: Mapping[str, Any] | None = None) -> list[PathVerdict]:
+def reachability_from_resources(
+    source: Snapshot | Recording | Sequence[Resource], exports: Mapping[str, Any] | None = None
+) -> list[PathVerdict]:
     """A verdict for each path of the ``reachability`` export (``from``, ``to``, ``port``), from resources alone."""
-    exports = recording.outputs if exports is None else exports
-    fabric = Fabric(recording, exports)
-    paths = _plain(exports.get("reachability")) or []
+    fabric = Fabric(source, exports)
+    paths = plain(fabric.exports.get("reachability")) or []
     return [check_path(fabric, str(p["from"]), str(p["to"]), int(p["port"])) for p in paths]
