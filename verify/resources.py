@@ -25,7 +25,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from lmrun.mock_engine.engine import UNKNOWN as MOCK_UNKNOWN
 from lmrun.mock_engine.engine import RecordedResource, Secret
@@ -33,6 +33,7 @@ from lmrun.verify import tokens
 
 __all__ = [
     "UNKNOWN",
+    "UNKNOWN_TEXT",
     "Resource",
     "Secret",
     "Snapshot",
@@ -63,7 +64,10 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
-"""The reader's own unknown value (what adapters turn the sources' sentinels into, where they can)."""
+"""An unknown value as CrossGuard's adapter hands it (its proxies raise on unknowns)."""
+UNKNOWN_TEXT = MOCK_UNKNOWN
+"""An unknown value as the mock engine records it, and as the preview and state adapters decode the engine's
+sentinel: plain text, so a report prints it as it is."""
 
 UNKNOWN_STRINGS = frozenset(
     {
@@ -270,7 +274,7 @@ FORWARDING_DEPTH = 2
 """How many resources a reference may pass through (route -> peering accepter -> peering)."""
 
 
-class Snapshot:
+class Snapshot(Sequence[Resource]):
     """The resources of one stack (in registration or state order) and its outputs, indexed once.
 
     Every lookup a check makes is a dictionary access: by URN, by type, by id, by dependency (both ways).
@@ -296,6 +300,13 @@ class Snapshot:
 
     def __len__(self) -> int:
         return len(self.resources)
+
+    @overload
+    def __getitem__(self, index: int) -> Resource: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Resource]: ...
+    def __getitem__(self, index: int | slice) -> Resource | Sequence[Resource]:
+        return self.resources[index]
 
     @property
     def custom(self) -> list[Resource]:

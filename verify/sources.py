@@ -29,7 +29,7 @@ from typing import Any
 from lmrun.domain.errors import InputError
 from lmrun.mock_engine.engine import RecordedResource, Recording, Secret
 from lmrun.verify import tokens
-from lmrun.verify.resources import UNKNOWN, Resource, Snapshot, is_unknown
+from lmrun.verify.resources import UNKNOWN, UNKNOWN_TEXT, Resource, Snapshot, is_unknown
 
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 """``resource.SigKey``: the key that marks a special value (secret, asset, archive, resource reference)."""
@@ -69,8 +69,9 @@ def from_recording(recording: Recording, outputs: Mapping[str, Any] | None = Non
 
 def decode_value(value: Any) -> Any:
     """A property value as the CLI serializes it, as the reader's plain data: secrets marked (a secret whose
-    plaintext is not in the document is an unknown secret), unknown sentinels as :data:`UNKNOWN`, whole
-    numbers as ints (Pulumi numbers are doubles)."""
+    plaintext is not in the document is an unknown secret), unknown sentinels as the mock engine's
+    :data:`~lmrun.verify.resources.UNKNOWN_TEXT` (so every source prints unknowns alike), whole numbers as
+    ints (Pulumi numbers are doubles)."""
     if isinstance(value, Mapping):
         sig = value.get(SIG_KEY)
         if sig == SECRET_SIG:
@@ -79,9 +80,9 @@ def decode_value(value: Any) -> Any:
                     return Secret(decode_value(json.loads(str(value["plaintext"]))))
                 except json.JSONDecodeError:
                     return Secret(str(value["plaintext"]))
-            return Secret(UNKNOWN)
+            return Secret(UNKNOWN_TEXT)
         if sig == RESOURCE_REFERENCE_SIG:
-            return decode_value(value.get("id", UNKNOWN))
+            return decode_value(value.get("id", UNKNOWN_TEXT))
         return {str(key): decode_value(item) for key, item in value.items()}
     if isinstance(value, list):
         return [decode_value(item) for item in value]
@@ -89,9 +90,9 @@ def decode_value(value: Any) -> Any:
         return int(value)
     if isinstance(value, str):
         if value == BLINDED_SECRET:
-            return Secret(UNKNOWN)
+            return Secret(UNKNOWN_TEXT)
         if is_unknown(value):
-            return UNKNOWN
+            return UNKNOWN_TEXT
     return value
 
 
