@@ -288,6 +288,7 @@ class Snapshot(Sequence[Resource]):
         self.source = source
         """What recorded the resources, in words (``mock recording``, ``preview``, ``state``)."""
         self.by_urn: dict[str, Resource] = {r.urn: r for r in self.resources if r.urn}
+        self._position = {urn: index for index, urn in enumerate(self.by_urn)}
         self._by_type: dict[str, list[Resource]] = defaultdict(list)
         self._by_id: dict[str, list[Resource]] = defaultdict(list)
         for resource in self.resources:
@@ -411,4 +412,5 @@ class Snapshot(Sequence[Resource]):
                 found.append(dependency)
             elif depth > 0 and prop in dependency.inputs:
                 found += self._refs(dependency, (prop,), types, depth - 1)
-        return found
+        # Pulumi records a property's dependencies as a set: snapshot order makes the result deterministic.
+        return sorted(dict.fromkeys(found), key=lambda r: self._position.get(r.urn, -1))

@@ -10,7 +10,9 @@ Why: the checks must not care who recorded a stack. Four sources exist:
   Resources the update will create have no id yet, and values computed from them are the engine's unknown
   sentinel ``04da6b54-80e4-46f7-96ec-b56ff0331ba9``; the display replaces every secret with the string
   ``[secret]`` (pkg/backend/display/json.go, ``stateForJSONOutput``). The digest also holds the stack's
-  ``config`` (secrets blinded) but no stack outputs: the root stack's step is taken before they exist;
+  ``config`` (secrets blinded) but no stack outputs: the root stack's step is taken before they exist.
+  Unchanged resources appear only with ``--show-sames`` (``shouldShow``, pkg/backend/display), and the checks
+  need every resource: a digest whose ``changeSummary`` counts sames it does not show is refused;
 - ``pulumi stack export``: an ``UntypedDeployment`` (``{"version": 3, "deployment": DeploymentV3}``) whose
   ``deployment.resources[]`` are ResourceV3 with ids and outputs; the root ``pulumi:pulumi:Stack`` resource's
   outputs are the stack outputs. Secrets are ``{"4dabf18193072939515e22adb298388d":
@@ -154,6 +156,13 @@ def from_preview(document: Any) -> tuple[Snapshot, dict[str, str]]:
         if step.get("op") in DELETING_OPS or not isinstance(new_state, Mapping):
             continue
         states[step["urn"]] = new_state
+    summary = document.get("changeSummary")
+    unchanged = summary.get("same", 0) if isinstance(summary, Mapping) else 0
+    if unchanged and not any(isinstance(s, Mapping) and s.get("op") == "same" for s in document["steps"]):
+        raise DocumentError(
+            f"the preview leaves out its {unchanged} unchanged resource(s), which the checks need: "
+            "run `pulumi preview --json --show-sames`"
+        )
     records = [resource_from_state(state) for state in states.values()]
     config = document.get("config")
     flat = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (config or {}).items()}
@@ -168,7 +177,11 @@ def from_state(document: Any) -> Snapshot:
     Raises :class:`DocumentError` when the document is not a deployment.
     """
     deployment = document.get("deployment") if isinstance(document, Mapping) and "deployment" in document else document
-    if not isinstance(deployment, Mapping) or not isinstance(deployment.get("resources", []), list):
+    if (
+        not isinstance(deployment, Mapping)
+        or not ({"resources", "manifest"} & set(deployment))
+        or not isinstance(deployment.get("resources", []), list)
+    ):
         raise DocumentError('not a `pulumi stack export` document (no "deployment.resources" list)')
     records = []
     for index, state in enumerate(deployment.get("resources") or []):
