@@ -172,9 +172,9 @@ class AwsNetwork(NetworkModel):
         self.instances_of_vpc: dict[str, list[Resource]] = defaultdict(list)
         self.instances_by_tag: dict[str, list[Resource]] = defaultdict(list)
         for instance in self.instances:
-            subnet = self.subnets.get(self.instance_subnet[instance.urn])
-            if subnet is not None:
-                self.instances_of_vpc[subnet[0]].append(instance)
+            placed = self.subnets.get(self.instance_subnet[instance.urn])
+            if placed is not None:
+                self.instances_of_vpc[placed[0]].append(instance)
             for key in ("lmrun:node", "lmrun:role"):
                 value = _tag(instance, key)
                 if value is not None and instance not in self.instances_by_tag[value]:
@@ -209,12 +209,12 @@ class AwsNetwork(NetworkModel):
         self.asgs_by_node: dict[str, list[Resource]] = defaultdict(list)
         self.asgs_of_vpc: dict[str, list[Resource]] = defaultdict(list)
         self._asg_parts = {group.urn: self._asg_parts_of(group) for group in self.asgs}
-        for group in self.asgs:
-            node = _tag(group, "lmrun:node")
+        for asg in self.asgs:
+            node = _tag(asg, "lmrun:node")
             if node is not None:
-                self.asgs_by_node[node].append(group)
-            for vpc in dict.fromkeys(self.subnets[s][0] for s in self._asg_parts[group.urn][0] if s in self.subnets):
-                self.asgs_of_vpc[vpc].append(group)
+                self.asgs_by_node[node].append(asg)
+            for vpc_key in dict.fromkeys(self.subnets[s][0] for s in self._asg_parts[asg.urn][0] if s in self.subnets):
+                self.asgs_of_vpc[vpc_key].append(asg)
 
         self._parameters = [
             (str(get(p.inputs, "name") or ""), p.name, plain(p.inputs.get("value")))
@@ -335,11 +335,11 @@ class AwsNetwork(NetworkModel):
             if group and direction in ("ingress", "egress"):
                 rules = self.ingress if direction == "ingress" else self.egress
                 rules[group] += self._permission(rule.name, rule.inputs)
-        for group in snapshot.of_type(*GROUP_TYPES):
+        for owner in snapshot.of_type(*GROUP_TYPES):
             for key, rules in (("ingress", self.ingress), ("egress", self.egress)):
-                for index, entry in enumerate(items(group.inputs.get(key))):
+                for index, entry in enumerate(items(owner.inputs.get(key))):
                     if isinstance(entry, Mapping):
-                        rules[group.urn] += self._permission(f"{group.name}.{key}[{index}]", entry)
+                        rules[owner.urn] += self._permission(f"{owner.name}.{key}[{index}]", entry)
 
     def _group(self, rule: Resource) -> str | None:
         found = self.snapshot.ref(rule, ("securityGroupId",), (*GROUP_TYPES, tokens.VPC))
@@ -408,7 +408,11 @@ class AwsNetwork(NetworkModel):
                 hosts += self._instance_hosts(instance, location, instance.name)
         for group in self.asgs_of_vpc.get(vpc, ()):
             node = _tag(group, "lmrun:node") or group.name
-            hosts += [h for h in self._asg_hosts(group, location, f"node {node}") if h.where.vpc == vpc]  # type: ignore[union-attr]
+            hosts += [
+                h
+                for h in self._asg_hosts(group, location, f"node {node}")
+                if isinstance(h.where, Attachment) and h.where.vpc == vpc
+            ]
         if hosts:
             return hosts
         groups = tuple(self.groups_of_vpc.get(vpc, []))

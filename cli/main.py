@@ -98,9 +98,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     stack = None
     if args.stack or args.config_file:
         stack = load_stack_config(args.project_dir, stack=args.stack, config_file=args.config_file)
-    kind = "preview" if args.from_preview is not None else "state"
-    path = args.from_preview if args.from_preview is not None else args.from_state
-    report = check_document(path, kind, stack_config=stack, policy_config=policy_config)
+    if args.from_preview is not None:
+        report = check_document(args.from_preview, "preview", stack_config=stack, policy_config=policy_config)
+    else:
+        report = check_document(args.from_state, "state", stack_config=stack, policy_config=policy_config)
     return _show(report, args)
 
 

@@ -758,7 +758,7 @@ def _bucket_check(
             by_name[target].append(child)
     findings = []
     for bucket in snapshot.of_type(*tokens.S3_BUCKETS):
-        names = {bucket.props.get("bucket"), bucket.name} - {None}
+        names = {str(n) for n in (bucket.props.get("bucket"), bucket.name) if isinstance(n, str) and n}
         mine = [*(by_urn.get(bucket.urn, []) if bucket.urn else []), *(c for n in names for c in by_name.get(n, []))]
         if not mine:
             findings.append(Finding(bucket.label, missing))
