@@ -316,10 +316,23 @@ def _tree(checkout: Path, target: Path) -> Path:
 
 
 def _cli_plan_seconds(tree: Path, project: Path, stack_file: Path) -> float:
+    """Wall seconds of ``python -P -m lmrun plan --json`` with ``tree``'s lmrun first on the path. It runs in the
+    stack file's directory with ``-P``: from a checkout's root, ``import lmrun`` would find the checkout's own
+    ``lmrun/`` folder, and the editable install would fill in the rest from this repository."""
     env = {**_python_env(), "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-m", "lmrun", "plan", "--project-dir", str(project), "--config-file", str(stack_file)]
+    command = [
+        sys.executable,
+        "-P",
+        "-m",
+        "lmrun",
+        "plan",
+        "--project-dir",
+        str(project),
+        "--config-file",
+        str(stack_file),
+    ]
     start = time.perf_counter()
-    subprocess.run([*command, "--json"], check=True, env=env, cwd=project, stdout=subprocess.DEVNULL)
+    subprocess.run([*command, "--json"], check=True, env=env, cwd=stack_file.parent, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 

@@ -185,6 +185,16 @@ class Fabric:
         return []
 
     @functools.cache  # noqa: B019
+    def location_classes(self, location: str) -> _Classes:
+        """The location's client hosts grouped by walk (computed once, shared by every path from there)."""
+        return _Classes(self.location_hosts(location), "client")
+
+    @functools.cache  # noqa: B019
+    def replica_classes(self, service: str) -> _Classes:
+        replicas = self.replicas(service)
+        return _Classes(replicas if isinstance(replicas, list) else [], "server")
+
+    @functools.cache  # noqa: B019
     def machine_hosts(self, node: str) -> list[Host]:
         """Where a K3s node (``lmrun.io/node``) runs, asked of each cloud; a node of a site no cloud holds
         runs somewhere in the external site."""
@@ -356,17 +366,18 @@ def _walk(fabric: Fabric, host: Host, replica: Host, port: int) -> tuple[_Outcom
 
 
 class _Classes:
-    """Hosts grouped by :attr:`Host.key`, in order of first appearance, with the machines each class holds."""
+    """Hosts grouped by :attr:`Host.key`, in order of first appearance, with the machines each class holds
+    (a host of no known machine is a machine of its own, tagged with ``side`` so a client and a replica
+    never share one by accident)."""
 
-    def __init__(self, hosts: Sequence[Host]) -> None:
+    def __init__(self, hosts: Sequence[Host], side: str) -> None:
         self.hosts = list(hosts)
         self.members: dict[Hashable, list[int]] = defaultdict(list)
         for index, host in enumerate(self.hosts):
             self.members[host.key].append(index)
-
-    def machines(self, key: Hashable, side: str) -> set[Any]:
-        """The machines of a class; a host of no known machine is a machine of its own."""
-        return {self.hosts[i].machine or (side, i) for i in self.members[key]}
+        self.machines: dict[Hashable, frozenset[Any]] = {
+            key: frozenset(self.hosts[i].machine or (side, i) for i in members) for key, members in self.members.items()
+        }
 
 
 def check_path(fabric: Fabric, source: str, target: str, port: int) -> PathVerdict:
@@ -379,15 +390,15 @@ def check_path(fabric: Fabric, source: str, target: str, port: int) -> PathVerdi
     replicas = fabric.replicas(target)
     if isinstance(replicas, str):
         return PathVerdict(source, target, port, False, replicas)
-    clients, servers = _Classes(hosts), _Classes(replicas)
+    clients, servers = fabric.location_classes(source), fabric.replica_classes(target)
     memo = fabric.walks
     ways: set[str] = set()
     failing: dict[Hashable, set[Hashable]] = defaultdict(set)
     localhost = False
     for client_key, client_members in clients.members.items():
-        client_machines = clients.machines(client_key, "client")
+        client_machines = clients.machines[client_key]
         for server_key, server_members in servers.members.items():
-            server_machines = servers.machines(server_key, "server")
+            server_machines = servers.machines[server_key]
             if client_machines & server_machines:
                 localhost = True
             if len(client_machines) == 1 and client_machines == server_machines:
