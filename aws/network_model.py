@@ -109,7 +109,6 @@ class AwsNetwork(NetworkModel):
     def __init__(self, fabric: Fabric) -> None:
         super().__init__(fabric)
         snapshot = self.snapshot
-        self.name = snapshot.name_of
         provider_region = {r.urn: str(r.get("region") or "") for r in snapshot.resources if r.is_provider}
 
         self.vpcs: dict[str, Net] = {}

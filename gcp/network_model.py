@@ -35,6 +35,7 @@ from lmrun.verify.network import (
     net,
     port_in,
     protocol_admits_tcp,
+    tunnel_peer,
 )
 from lmrun.verify.resources import Resource, flag, get, integer, is_unknown, items, plain
 
@@ -63,7 +64,6 @@ class GcpNetwork(NetworkModel):
     def __init__(self, fabric: Fabric) -> None:
         super().__init__(fabric)
         snapshot = self.snapshot
-        self.name = snapshot.name_of
         self.subnets: dict[str, tuple[str, Net]] = {}
         self.subnets_of_network: dict[str, list[Net]] = defaultdict(list)
         for subnet in snapshot.of_type(tokens.GCP_SUBNETWORK):
@@ -244,10 +244,8 @@ class GcpNetwork(NetworkModel):
         config = walk.fabric.site_wireguard(site) if site else None
         if site is None or config is None:
             raise DroppedError(f"{gateway.name} forwards, but no WireGuard config of its site is recorded")
-        peer = config.peer_for(packet.dst)
-        if peer is None:
-            raise DroppedError(f"{gateway.name} has no WireGuard peer whose AllowedIPs include {packet.dst}")
-        packet.hops.append(f"{gateway.name}: WireGuard peer {peer[0]} (AllowedIPs {peer[1]})")
+        dropped = f"{gateway.name} has no WireGuard peer whose AllowedIPs include {packet.dst}"
+        tunnel_peer(config, packet, gateway.name, dropped)
         walk.to_hub(site, packet, target, depth)
 
     def _next_hop(self, network: str, route: Resource) -> Resource:

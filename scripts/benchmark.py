@@ -172,6 +172,7 @@ def machine() -> dict[str, Any]:
         "pulumi": _version("pulumi"),
         "pulumi_aws": _version("pulumi_aws"),
         "writes_bytecode": "PYTHONDONTWRITEBYTECODE" not in os.environ,
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
     }
 
 

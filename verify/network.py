@@ -128,6 +128,16 @@ def parse_wireguard(text: str, source: str) -> WireGuardConfig:
     return config
 
 
+def tunnel_peer(config: WireGuardConfig, packet: Packet, sender: str, dropped: str) -> str:
+    """The peer whose tunnel ``sender`` puts the packet into (cryptokey routing on its destination), as a hop;
+    raises :class:`DroppedError` with ``dropped`` when no peer's AllowedIPs hold it."""
+    peer = config.peer_for(packet.dst)
+    if peer is None:
+        raise DroppedError(dropped)
+    packet.hops.append(f"{sender}: WireGuard peer {peer[0]} (AllowedIPs {peer[1]})")
+    return peer[0]
+
+
 def protocol_admits_tcp(protocol: Any) -> bool:
     return str(protocol).lower() in ("-1", "all", "tcp", "6")
 
@@ -209,6 +219,8 @@ class NetworkModel(ABC):
     def __init__(self, fabric: Fabric) -> None:
         self.fabric = fabric
         self.snapshot: Snapshot = fabric.snapshot
+        self.name = fabric.snapshot.name_of
+        """A resource's name from its URN, for messages."""
         self.unresolved: list[str] = []
         """References this model could not resolve (``resource.property``): a walk that fails may be wrong."""
 

@@ -54,6 +54,7 @@ from lmrun.verify.network import (
     WireGuardConfig,
     net,
     parse_wireguard,
+    tunnel_peer,
 )
 from lmrun.verify.network_models import NETWORK_MODELS
 from lmrun.verify.resources import Resource, Snapshot, get, is_unknown, plain
@@ -277,23 +278,16 @@ class Walker:
         config = self.fabric.site_wireguard(site)
         if config is None:
             raise DroppedError(f"no WireGuard config of external site {site} is recorded")
-        peer = config.peer_for(packet.dst)
-        if peer is None:
-            raise DroppedError(
-                f"external site {site} routes nothing for {packet.dst} into its tunnel (no AllowedIPs "
-                f"of {config.source} include it)"
-            )
-        packet.hops.append(f"{site}: WireGuard peer {peer[0]} (AllowedIPs {peer[1]})")
+        dropped = (
+            f"external site {site} routes nothing for {packet.dst} into its tunnel (no AllowedIPs "
+            f"of {config.source} include it)"
+        )
+        tunnel_peer(config, packet, site, dropped)
         self.to_hub(site, packet, target, 0)
 
     def into_tunnel(self, router: str, config: WireGuardConfig, packet: Packet, target: Host, depth: int) -> None:
-        peer = config.peer_for(packet.dst)
-        if peer is None:
-            raise DroppedError(
-                f"{router} has no WireGuard peer whose AllowedIPs include {packet.dst} ({config.source})"
-            )
-        site = peer[0]
-        packet.hops.append(f"{router}: WireGuard peer {site} (AllowedIPs {peer[1]})")
+        dropped = f"{router} has no WireGuard peer whose AllowedIPs include {packet.dst} ({config.source})"
+        site = tunnel_peer(config, packet, router, dropped)
         fabric = self.fabric
         if site not in fabric.sites:
             raise DroppedError(f"the hub's WireGuard peer {site} is not a site of the stack")
