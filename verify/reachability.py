@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from lmrun.mock_engine import Recording
 from lmrun.verify import tokens
@@ -99,6 +99,24 @@ class PathVerdict:
         return {"from": self.source, "to": self.target, "port": self.port, "ok": self.ok, "reason": self.reason}
 
 
+Value = TypeVar("Value")
+
+
+def _memoized(method: Callable[[Fabric, str], Value]) -> Callable[[Fabric, str], Value]:
+    """A one-argument method computed once per argument and per instance (kept in the instance, so it goes
+    with it: ``functools.cache`` on a method would keep every Fabric alive)."""
+    slot = f"_memo_{method.__name__}"
+
+    @functools.wraps(method)
+    def memoized(self: Fabric, key: str) -> Value:
+        memo: dict[str, Value] = self.__dict__.setdefault(slot, {})
+        if key not in memo:
+            memo[key] = method(self, key)
+        return memo[key]
+
+    return memoized
+
+
 class Fabric:
     """A stack's network as the walk reads it: one model per cloud, the sites, and the hosts of every
     location, node and service (each computed once)."""
@@ -123,7 +141,7 @@ class Fabric:
     def site_cidr(self, site: str) -> Any:
         return net((self.sites.get(site) or {}).get("cidr"))
 
-    @functools.cache  # noqa: B019 - one Fabric per check; the cache dies with it
+    @_memoized
     def site_model(self, site: str) -> NetworkModel | None:
         """The cloud model that holds the site's network (None: an external site)."""
         return next((model for model in self.models if model.holds_site(site)), None)
@@ -169,7 +187,7 @@ class Fabric:
         return [hub for model in self.models for hub in model.hubs()]
 
     # --- hosts ------------------------------------------------------------------------------------------
-    @functools.cache  # noqa: B019
+    @_memoized
     def location_hosts(self, location: str) -> list[Host]:
         """Clients in a location: its machines (routers excluded); a location without any stands for a host
         in each of its subnets."""
@@ -185,17 +203,17 @@ class Fabric:
                 return hosts
         return []
 
-    @functools.cache  # noqa: B019
+    @_memoized
     def location_classes(self, location: str) -> _Classes:
         """The location's client hosts grouped by walk (computed once, shared by every path from there)."""
         return _Classes(self.location_hosts(location), "client")
 
-    @functools.cache  # noqa: B019
+    @_memoized
     def replica_classes(self, service: str) -> _Classes:
         replicas = self.replicas(service)
         return _Classes(replicas if isinstance(replicas, list) else [], "server")
 
-    @functools.cache  # noqa: B019
+    @_memoized
     def machine_hosts(self, node: str) -> list[Host]:
         """Where a K3s node (``lmrun.io/node``) runs, asked of each cloud; a node of a site no cloud holds
         runs somewhere in the external site."""
@@ -228,7 +246,7 @@ class Fabric:
                 found[item].append((order, str(node) if node else ""))
         return found
 
-    @functools.cache  # noqa: B019
+    @_memoized
     def replicas(self, service: str) -> list[Host] | str:
         """Every replica of a service (its readiness Deployments' nodes), or why none can be placed."""
         if service == K3S_API:
