@@ -83,3 +83,13 @@ def test_scale_stacks_place_one_service_per_node_where_a_gpu_is_offered(benchmar
     assert benchmark.parse_scales("200:main, 400:spread") == [(200, False), (400, True)]
     with pytest.raises(ValueError, match="NODES:main or NODES:spread"):
         benchmark.parse_scales("200:everywhere")
+
+
+@pytest.mark.slow
+def test_baseline_runs_the_other_checkouts_lmrun(benchmark: ModuleType, tmp_path: Path) -> None:
+    """With this very checkout as the baseline both sides plan the same stack; and the link tree the baseline
+    runs from holds the baseline's lmrun, not this editable install's."""
+    result = benchmark.bench_baseline(ROOT, 2, False, 1, tmp_path)
+    assert result["stack"] == "nodes-2-main" and len(result["before_s"]) == len(result["after_s"]) == 1
+    assert all(seconds > 0 for seconds in (*result["before_cpu_s"], *result["after_cpu_s"]))
+    assert (tmp_path / "before" / "lmrun" / "verify").resolve() == (ROOT / "verify").resolve()
