@@ -595,9 +595,9 @@ def _scripts(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, st
             if isinstance(props.get(key), str):
                 scripts.append((key, props[key]))
     elif resource_type in (
-        "gcp:compute/instance:Instance",
-        "gcp:compute/instanceTemplate:InstanceTemplate",
-        "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
+        tokens.GCP_INSTANCE,
+        tokens.GCP_INSTANCE_TEMPLATE,
+        tokens.GCP_REGION_INSTANCE_TEMPLATE,
     ):
         if isinstance(props.get("metadataStartupScript"), str):
             scripts.append(("metadataStartupScript", props["metadataStartupScript"]))
@@ -892,9 +892,9 @@ def node_ports_unique(resources: Sequence[Resource], config: Mapping[str, Any]) 
 
 
 _CIDR_SOURCES = {
-    "aws:ec2/vpc:Vpc": "cidrBlock",
-    "aws:ec2/vpcIpv4CidrBlockAssociation:VpcIpv4CidrBlockAssociation": "cidrBlock",
-    "gcp:compute/subnetwork:Subnetwork": "ipCidrRange",
+    tokens.VPC: "cidrBlock",
+    tokens.VPC_CIDR_ASSOCIATION: "cidrBlock",
+    tokens.GCP_SUBNETWORK: "ipCidrRange",
 }
 
 
