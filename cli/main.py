@@ -102,6 +102,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         report = check_document(args.from_preview, "preview", stack_config=stack, policy_config=policy_config)
     else:
         report = check_document(args.from_state, "state", stack_config=stack, policy_config=policy_config)
+    if "reachability" not in report.outputs:
+        print(
+            "note: the file holds neither the stack's outputs nor its config: no path is checked and the GPU fleet "
+            "is not priced (pass --stack or --config-file)",
+            file=sys.stderr,
+        )
     return _show(report, args)
 
 

@@ -197,3 +197,24 @@ def test_recording_round_trips_through_both_documents() -> None:
     state = from_state(state_document(recording))
     assert [r.id for r in state] == [r.id for r in recording.resources]
     assert state.outputs["mainRegion"] == "us-east-1"
+
+
+def test_a_file_without_outputs_or_config_says_what_it_cannot_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state export of a stack whose root resource lost its outputs: policy and fixed costs still run; the
+    paths come from --stack when given."""
+    document = state_document(planned("dev").recording)
+    document["deployment"]["resources"][0]["outputs"] = {}
+    path = _write(tmp_path, "state.json", document)
+    code, checked, err = _check(capsys, tmp_path, "--from-state", str(path))
+    assert code == 0 and checked["reachability"] == [] and checked["cost"]["gpu_hourly_usd"] == 0
+    assert err.startswith("note: the file holds neither the stack's outputs nor its config")
+    code, checked, err = _check(
+        capsys, tmp_path, "--from-state", str(path), "--project-dir", str(ROOT), "--stack", "dev"
+    )
+    assert code == 0 and err == ""
+    assert [(p["from"], p["to"], p["resources_ok"]) for p in checked["reachability"]] == [
+        ("us-east-1", "qwen-dev", True)
+    ]
+    assert checked["cost"]["gpu_hourly_usd"] > 0
