@@ -228,11 +228,6 @@ class Resource:
         """The input at ``path`` (see :func:`get`)."""
         return get(self.inputs, *path)
 
-    def get_any(self, *path: str | int) -> Any:
-        """The input at ``path``, else the output of that name (a value only the provider computes)."""
-        found = get(self.inputs, *path)
-        return found if found is not None else get(self.outputs, *path)
-
     @classmethod
     def from_recorded(cls, recorded: RecordedResource) -> Resource:
         """From the mock engine's :class:`lmrun.mock_engine.RecordedResource`."""
@@ -308,11 +303,6 @@ class Snapshot(Sequence[Resource]):
     def __getitem__(self, index: slice) -> Sequence[Resource]: ...
     def __getitem__(self, index: int | slice) -> Resource | Sequence[Resource]:
         return self.resources[index]
-
-    @property
-    def custom(self) -> list[Resource]:
-        """Cloud resources: custom resources that are not providers."""
-        return [r for r in self.resources if r.custom and not r.is_provider]
 
     def of_type(self, *types: str) -> list[Resource]:
         """Resources of the given types, in snapshot order within each type."""
