@@ -260,6 +260,9 @@ def _gpu_in(region: str) -> str | None:
     return "L4" if "L4" in offered else (offered[0] if offered else None)
 
 
+BENCH_AMI = "ami-0123456789abcdef0"
+
+
 def scale_config(nodes: int, spread: bool) -> StackConfig:
     """A stack of ``nodes`` GPU nodes, each its own service on its own node port: all in the main region, or
     spread round-robin over every region the mesh can plan that offers a GPU (every other one a spoke)."""
@@ -270,10 +273,15 @@ def scale_config(nodes: int, spread: bool) -> StackConfig:
         region = hosts[index % len(hosts)]
         name = f"n{index:03d}"
         declared.append({"name": name, "region": region, "gpu": _gpu_in(region), **MODEL, "nodePort": 30000 + index})
+    # Any well-formed AMI id: the plan only needs each image it boots pinned (nothing is launched).
+    images: dict[str, dict[str, str]] = {MAIN_REGION: {"server": BENCH_AMI}}
+    for region in hosts:
+        images.setdefault(region, {})["gpu"] = BENCH_AMI
     config = {
         "pulumi:disable-default-providers": json.dumps(["*"]),
         "lmrun:mainRegion": MAIN_REGION,
         "lmrun:regions": json.dumps(spokes),
+        "lmrun:images": json.dumps(images),
         "lmrun:nodes": json.dumps(declared),
         "lmrun:phoenix": json.dumps({"enabled": False}),
     }
