@@ -4,7 +4,7 @@ The main region sits in the middle (highlighted), spoke regions around it joined
 non-AWS sites joined by WireGuard tunnels to the hub gateway (dashed). Every location lists its CIDR and its
 machines with the services they serve and those services' mesh node ports. Everything comes from the
 report: the ``regions``, ``nodes``, ``nodePorts``, ``sites`` and ``phoenix`` exports and the machines each
-readiness DaemonSet selects (which machine serves which endpoint: :func:`lmrun.reachability.service_replicas`).
+readiness DaemonSet selects (which machine serves which endpoint: :class:`lmrun.verify.replicas.Replicas`).
 
 matplotlib renders without a display or a system binary (its wheel ships the fonts), so the picture
 renders the same on a laptop, in CI and in a fresh virtualenv. SVG keeps text as text (``svg.fonttype:
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmrun.offline import PlanReport
-from lmrun.reachability import service_replicas
+from lmrun.verify.checks import PlanReport
+from lmrun.verify.replicas import Replicas
 
 MAIN_COLOR = "#fde68a"
 MAIN_EDGE = "#b45309"
@@ -89,7 +89,7 @@ class MeshDrawing:
 def _service_placement(report: PlanReport) -> dict[str, list[str]]:
     """Machine name -> services it serves, from the machines the readiness DaemonSets select."""
     placement: dict[str, list[str]] = defaultdict(list)
-    for service, nodes in sorted(service_replicas(report.recording).items()):
+    for service, nodes in sorted(Replicas(report.snapshot).by_service().items()):
         for node in nodes:
             placement[node].append(service)
     return placement

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import yaml
 
 from lmrun.domain.names import LABEL_NODE, serves_label
-from lmrun.domain.ports import NODE_PORT_RANGE
+from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN, NODE_PORT_RANGE
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 """Pinned image of the readiness proxies (does nothing; ~300 kB)."""
@@ -95,7 +95,7 @@ class MeshService:
         if not 1 <= self.app_port <= 65535:
             raise ValueError(f"app_port: {self.app_port} is outside 1-65535")
         if self.node_port not in NODE_PORT_RANGE:
-            raise ValueError(f"node_port: {self.node_port} is outside 30000-32767")
+            raise ValueError(f"node_port: {self.node_port} is outside {NODE_PORT_MIN}-{NODE_PORT_MAX}")
         if len(set(self.pinned_nodes)) != len(self.pinned_nodes):
             raise ValueError(f"pinned_nodes: duplicate nodes in {list(self.pinned_nodes)}")
         for node in self.pinned_nodes:
@@ -258,25 +258,36 @@ def mesh_manifests(services: Sequence[MeshService], *, image: str = PAUSE_IMAGE)
     return out
 
 
+def term_selects(term: Any, node_labels: Mapping[str, str]) -> bool:
+    """Whether a node-affinity term (its ``matchExpressions``, ANDed; only ``In``, which the proxies use) selects
+    a node with ``node_labels``. An empty or malformed term selects nothing."""
+    expressions = term.get("matchExpressions") if isinstance(term, Mapping) else None
+    if not isinstance(expressions, list) or not expressions:
+        return False
+    return all(
+        isinstance(e, Mapping)
+        and e.get("operator") == "In"
+        and node_labels.get(str(e.get("key"))) in (e.get("values") or [])
+        for e in expressions
+    )
+
+
+def proxy_terms(manifest: Mapping[str, Any]) -> list[Any]:
+    """The node-affinity terms (ORed) of a readiness-proxy DaemonSet's pods; none where a step is missing."""
+    value: Any = manifest
+    path = ("spec", "template", "spec", "affinity", "nodeAffinity")
+    for step in (*path, "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"):
+        value = value.get(step) if isinstance(value, Mapping) else None
+    return value if isinstance(value, list) else []
+
+
 def matching_services(manifests: Iterable[Mapping[str, Any]], node_labels: Mapping[str, str]) -> list[str]:
-    """Names of the DaemonSets among ``manifests`` that would run a proxy on a node with ``node_labels``
-    (the ``In`` node-affinity terms the proxies use; for checks and tests)."""
-
-    def term_matches(term: Mapping[str, Any]) -> bool:
-        return all(
-            expression["operator"] == "In" and node_labels.get(expression["key"]) in expression["values"]
-            for expression in term.get("matchExpressions", [])
-        )
-
-    found = []
-    for manifest in manifests:
-        if manifest.get("kind") != "DaemonSet":
-            continue
-        affinity = manifest["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
-        terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-        if any(term_matches(term) for term in terms):
-            found.append(str(manifest["metadata"]["name"]))
-    return sorted(found)
+    """Names of the DaemonSets among ``manifests`` that would run a proxy on a node with ``node_labels``."""
+    return sorted(
+        str(manifest["metadata"]["name"])
+        for manifest in manifests
+        if manifest.get("kind") == "DaemonSet" and any(term_selects(t, node_labels) for t in proxy_terms(manifest))
+    )
 
 
 def deployer_manifests() -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import yaml
 
-from lmrun.contracts import NEVER_WAITS, NO_BLANKET_TOLERATION, TIMEOUT_SECONDS, check_contracts
 from lmrun.domain.versions import KUBERNETES_VERSION
 from lmrun.mock_engine import (
     RecordedResource,
@@ -21,10 +20,11 @@ from lmrun.mock_engine import (
     Secret,
     plain_strings,
 )
-from lmrun.offline import PlanReport
-from lmrun.reachability import registered_labels, service_replicas
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.kubernetes import matching_services
+from lmrun.verify.checks import PlanReport
+from lmrun.verify.contracts import NEVER_WAITS, NO_BLANKET_TOLERATION, TIMEOUT_SECONDS, check_contracts
+from lmrun.verify.replicas import Replicas, registered_labels
 from tests.conftest import ROOT, plan, repinned, stack_images
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
@@ -327,7 +327,7 @@ def test_two_replicas_share_one_node_port_and_only_ready_ones_get_traffic() -> N
     assert pod["spec"]["hostNetwork"] is True
     assert pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v1/models"
     # The replicas are the VMs that register serves.lmrun.io/qwen at join: both GPU nodes of the service.
-    assert service_replicas(recording)["qwen"] == ["qwen-use2", "qwen-usw2"]
+    assert Replicas(plan("global").snapshot).by_service()["qwen"] == ["qwen-use2", "qwen-usw2"]
     for node in ("qwen-use2", "qwen-usw2"):
         bootstrap = written_files(_user_data(recording.named(f"mesh-cluster-node-{node}-lt")))
         assert "--node-label serves.lmrun.io/qwen=true" in bootstrap["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
@@ -400,7 +400,7 @@ def test_every_replica_node_runs_the_proxies_of_its_services_and_no_others() -> 
     the services the plan puts on it; a machine claiming an undeclared service gets no proxy."""
     report = plan("global", phoenix={"placement": "node"})
     manifests = [r.inputs for r in _objects(report)]
-    registered = registered_labels(report.recording)
+    registered = registered_labels(report.snapshot)
     expected = {
         "qwen-use2": ["lmrun-svc-qwen"],
         "qwen-usw2": ["lmrun-svc-qwen"],
@@ -479,7 +479,8 @@ def test_a_new_replica_adds_its_label_and_changes_no_other_node_or_object() -> N
     bootstrap = template["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
     assert "--node-label lmrun.io/node=qwen-use2b" in bootstrap
     assert "--node-label serves.lmrun.io/qwen=true" in bootstrap
-    assert service_replicas(after)["qwen"] == ["qwen-use2", "qwen-use2b", "qwen-usw2"]
+    replicas = Replicas(plan("global", nodes=[*nodes, extra]).snapshot).by_service()
+    assert replicas["qwen"] == ["qwen-use2", "qwen-use2b", "qwen-usw2"]
 
 
 def test_removing_a_service_removes_only_its_service_and_daemonset() -> None:

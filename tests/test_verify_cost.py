@@ -9,8 +9,8 @@ import pytest
 
 from lmrun.aws import prices
 from lmrun.cli import main
-from lmrun.cost import estimate_cost
 from lmrun.mock_engine import RecordedResource, Secret
+from lmrun.verify.cost import estimate_cost
 from tests.conftest import ROOT, plan
 
 H = prices.HOURS_PER_MONTH

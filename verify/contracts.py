@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from lmrun.cost import PlannedResource
 from lmrun.domain.errors import LmrunError
+
+
+class PlannedResource(Protocol):
+    """What a contract reads of a resource (:class:`lmrun.verify.resources.Resource` fits)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,8 @@ def images_are_pinned(resources: Iterable[PlannedResource], outputs: Mapping[str
     and the WireGuard hub (delete-before-replace: the API and every tunnel down) and rolls every GPU node the
     day its publisher releases one; a pinned id changes only with a reviewed config change.
     """
+    if "images" not in outputs:
+        return []  # a file without the stack's outputs cannot say what the config pins (lmrun check notes it)
     pinned = pinned_images(outputs)
     limit = "an image pinned in lmrun:images or lmrun:sites[].images"
     return [
