@@ -111,29 +111,31 @@ class K3sServer(pulumi.ComponentResource):
             tags=with_name(tags, f"{name}-token"),
             opts=child,
         )
-        # The server owns both values; Pulumi only creates (and deletes) the parameters.
-        published = pulumi.ResourceOptions(parent=self, ignore_changes=["value"])
-        kubeconfig_parameter = aws.ssm.Parameter(
-            f"{name}-kubeconfig-parameter",
-            name=paths.kubeconfig,
-            type="SecureString",
-            tier="Intelligent-Tiering",
-            value=PARAMETER_PLACEHOLDER,
-            description="Pulumi's kubeconfig (the API's address and CA, an exec plugin reading the deployer "
-            "credential), published by the K3s server",
-            tags=with_name(tags, f"{name}-kubeconfig"),
-            opts=published,
+
+        def published(role: str, parameter_name: str, description: str) -> aws.ssm.Parameter:
+            """A parameter the server writes: Pulumi only creates (and deletes) it, with a placeholder."""
+            return aws.ssm.Parameter(
+                f"{name}-{role}-parameter",
+                name=parameter_name,
+                type="SecureString",
+                tier="Intelligent-Tiering",
+                value=PARAMETER_PLACEHOLDER,
+                description=description,
+                tags=with_name(tags, f"{name}-{role}"),
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+            )
+
+        kubeconfig_parameter = published(
+            "kubeconfig",
+            paths.kubeconfig,
+            "Pulumi's kubeconfig (the API's address and CA, an exec plugin reading the deployer credential), "
+            "published by the K3s server",
         )
-        credential_parameter = aws.ssm.Parameter(
-            f"{name}-deployer-credential-parameter",
-            name=paths.k3s_deployer_credential,
-            type="SecureString",
-            tier="Intelligent-Tiering",
-            value=PARAMETER_PLACEHOLDER,
-            description="Token of the lmrun-deployer ServiceAccount (Services and DaemonSets of namespace lmrun) "
-            "as an ExecCredential, published by the K3s server",
-            tags=with_name(tags, f"{name}-deployer-credential"),
-            opts=published,
+        credential_parameter = published(
+            "deployer-credential",
+            paths.k3s_deployer_credential,
+            "Token of the lmrun-deployer ServiceAccount (Services and DaemonSets of namespace lmrun) as an "
+            "ExecCredential, published by the K3s server",
         )
         addon = args.get("addon")
         ours = [kubeconfig_parameter.arn, credential_parameter.arn]

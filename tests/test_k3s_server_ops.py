@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Collection, Iterator
@@ -32,7 +31,7 @@ from lmrun.render import k3s, readiness
 from lmrun.render.cloudinit import WriteFile
 from tests.conftest import ROOT
 from tests.helpers_phoenix import REGION, aws_env, install_scripts, moto_server, ok, run_script
-from tests.validators import in_ci
+from tests.validators import require_tool
 
 RECORDED_AT = datetime(2025, 11, 30, 12, 0, 0, tzinfo=UTC)
 """When tests/fixtures/k3s-nodes.json was taken (its timestamps are relative to this)."""
@@ -142,12 +141,7 @@ def test_the_server_runs_the_reaper_from_a_timer() -> None:
 
 
 def test_server_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        reason = "systemd-analyze is not installed (Debian package systemd)"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    tool = require_tool("systemd-analyze")
     root, unit_dir = tmp_path / "root", tmp_path / "units"
     (root / k3s.SCRIPT_DIR.strip("/")).mkdir(parents=True)
     unit_dir.mkdir()
