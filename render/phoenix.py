@@ -34,9 +34,9 @@ current (a readiness gate waits for the node to publish the key).
 
 Backups: the SQLite snapshot uses Python's ``sqlite3`` backup API (the same online-backup API as the
 ``sqlite3`` CLI's ``.backup``). Stock Ubuntu and Amazon Linux images do not ship the ``sqlite3`` CLI, while
-Phoenix's own Python (the CPython the mesh provisions, :mod:`lmrun.render.runtime`) is always on the node; so the
-scripts never depend on the CLI
-(the Python steps are ``phoenix_sqlite.py`` and ``phoenix_key_request.py``, written next to the scripts).
+Phoenix's own Python (the CPython the mesh provisions, :mod:`lmrun.render.runtime`) is always on the node; so
+the scripts never depend on the CLI (the Python steps are ``phoenix_sqlite.py`` and ``phoenix_key_request.py``,
+written next to the scripts).
 
 The scripts and helpers are files under ``render/scripts/`` (:mod:`lmrun.render.script_files`).
 """
