@@ -140,6 +140,17 @@ class PinCheck:
         """``<runtime> on <image>`` (the ``resource`` of a contract row)."""
         return f"{self.runtime} on {self.image}"
 
+    def row(self) -> dict[str, str | bool | None]:
+        """The plan's ``contracts`` row: ``{resource, contract, value, limit, ok}`` (``reason`` when it fails)."""
+        row: dict[str, str | bool | None] = {
+            "resource": self.subject,
+            "contract": CONTRACT,
+            "value": f"{self.interpreter} Python {self.python}",
+            "limit": f"Requires-Python {self.requires_python}",
+            "ok": self.ok,
+        }
+        return {**row, "reason": self.reason} if self.reason else row
+
     def __str__(self) -> str:
         python = f"{self.interpreter} Python {self.python}"
         return f"{self.subject} ({python}, Requires-Python {self.requires_python}): {self.reason or 'ok'}"
@@ -170,7 +181,8 @@ def runtime_pin_checks(
     images: Mapping[str, Image] = IMAGES,
     provisioned_python: str = PYTHON_VERSION,
 ) -> list[PinCheck]:
-    """Every (runtime, image) pair checked, passing or not (rows of the plan's ``contracts``)."""
+    """Every (runtime, image) pair checked, passing or not: ``[c.row() for c in runtime_pin_checks()]`` are the
+    plan's ``contracts`` rows of this contract."""
     return [_check(runtime, key, images, provisioned_python) for runtime in runtimes for key in runtime.images]
 
 

@@ -43,6 +43,13 @@ def test_the_contract_accepts_the_mesh_as_pinned() -> None:
     helpers = [c for c in checks if c.interpreter == "system"]
     assert sorted(c.image for c in helpers) == sorted(IMAGES), "the system-Python helpers are checked on every image"
     assert all(c.ok and c.reason == "" for c in checks)
+    assert checks[0].row() == {
+        "resource": "vllm==0.33.0 on aws-dlami-ubuntu-22.04",
+        "contract": "runtime-python",
+        "value": f"provisioned Python {PYTHON_VERSION}",
+        "limit": "Requires-Python <3.15,>=3.11",
+        "ok": True,
+    }
 
 
 def test_the_contract_refuses_vllm_on_the_gpu_images_python() -> None:
@@ -52,6 +59,7 @@ def test_the_contract_refuses_vllm_on_the_gpu_images_python() -> None:
         ("aws-dlami-ubuntu-22.04", "3.10", False),
         ("gcp-dlvm-ubuntu-22.04", "3.10", False),
     ]
+    assert problems[0].row()["ok"] is False and "excludes" in str(problems[0].row()["reason"])
     assert str(problems[0]) == (
         "vllm==0.33.0 on aws-dlami-ubuntu-22.04 (system Python 3.10, Requires-Python <3.15,>=3.11): "
         "the image ships Python 3.10, which Requires-Python <3.15,>=3.11 excludes"
@@ -244,10 +252,21 @@ class Machine:
     def run(self, script: Path, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(script), *args], env=self.env, capture_output=True, text=True, check=False)
 
-    def uv_venv(self, **changes: script_files.HeaderValue) -> Path:
+    def uv_venv(self, rendered: str = runtime.UV_VENV_SCRIPT.content, **changes: script_files.HeaderValue) -> Path:
         """The rendered uv-venv.sh, writing under the test's directory, the fake wheel's checksum."""
         values: dict[str, script_files.HeaderValue] = {"UV_DIR": str(self.root / "uv"), "UV_SHA256": self.wheel_sha256}
-        return self.install("uv-venv.sh", _override(runtime.UV_VENV_SCRIPT.content, **{**values, **changes}))
+        return self.install("uv-venv.sh", _override(rendered, **{**values, **changes}))
+
+    def install_twice_builds_once(self, install: Path, venv: Path, pin: PythonPin) -> None:
+        """Runs an install script twice: one uv download, one venv on the provisioned Python, one install."""
+        for _ in range(2):
+            result = self.run(install)
+            assert result.returncode == 0, result.stderr
+        assert [c.split(" | ")[0] for c in self.calls("uv")] == [
+            f"uv venv --quiet --clear --managed-python --python {PYTHON_VERSION} {venv}",
+            f"uv pip install --quiet --python {venv}/bin/python {pin.requirement}",
+        ]
+        assert len(self.calls("curl")) == 1
 
 
 @pytest.fixture
@@ -319,29 +338,20 @@ def _script(files: dict[str, str], name: str) -> str:
 
 def test_rendered_vllm_install_builds_vllm_on_the_provisioned_python_once(machine: Machine) -> None:
     [files] = [f for n, f in _vm_scripts("dev").items() if n.endswith("-lt")]
-    uv_venv = machine.install("uv-venv.sh", _override(_script(files, "uv-venv.sh"), UV_DIR=str(machine.root / "uv"),
-                                                      UV_SHA256=machine.wheel_sha256))  # fmt: skip
+    uv_venv = machine.uv_venv(_script(files, "uv-venv.sh"))
     venv, hf_home = machine.root / "opt" / "vllm", machine.root / "hf"
     install = machine.install(
         "vllm-install.sh",
         _override(_script(files, "vllm-install.sh"), UV_VENV=str(uv_venv), VENV=str(venv), HF_HOME=str(hf_home)),
     )
-    for _ in range(2):
-        result = machine.run(install)
-        assert result.returncode == 0, result.stderr
-    assert [c.split(" | ")[0] for c in machine.calls("uv")] == [
-        f"uv venv --quiet --clear --managed-python --python {PYTHON_VERSION} {venv}",
-        f"uv pip install --quiet --python {venv}/bin/python {VLLM.requirement}",
-    ]
-    assert len(machine.calls("curl")) == 1
+    machine.install_twice_builds_once(install, venv, VLLM)
     assert machine.calls("systemctl") == ["systemctl daemon-reload", f"systemctl enable --now {vllm.UNIT_NAME}"] * 2
     assert hf_home.is_dir()
 
 
 def test_rendered_phoenix_install_builds_phoenix_on_the_provisioned_python_once(machine: Machine) -> None:
     files = _vm_scripts("global")["mesh-cluster-phoenix-instance"]
-    uv_venv = machine.install("uv-venv.sh", _override(_script(files, "uv-venv.sh"), UV_DIR=str(machine.root / "uv"),
-                                                      UV_SHA256=machine.wheel_sha256))  # fmt: skip
+    uv_venv = machine.uv_venv(_script(files, "uv-venv.sh"))
     venv, data = machine.root / "opt" / "phoenix", machine.root / "data"
     env_file = machine.install("phoenix-env.sh", RECORDER)
     install = machine.install(
@@ -354,14 +364,8 @@ def test_rendered_phoenix_install_builds_phoenix_on_the_provisioned_python_once(
             WRITE_ENV_FILE=[str(env_file), "eu-west-1"],
         ),
     )
-    for _ in range(2):
-        result = machine.run(install)
-        assert result.returncode == 0, result.stderr
-    assert [c.split(" | ")[0] for c in machine.calls("uv")] == [
-        f"uv venv --quiet --clear --managed-python --python {PYTHON_VERSION} {venv}",
-        f"uv pip install --quiet --python {venv}/bin/python {PHOENIX.requirement}",
-    ]
-    assert len(machine.calls("curl")) == 1 and len(machine.calls("phoenix-env.sh")) == 2
+    machine.install_twice_builds_once(install, venv, PHOENIX)
+    assert len(machine.calls("phoenix-env.sh")) == 2
     assert f"systemctl enable --now {phoenix.UNIT_NAME}" in machine.calls("systemctl")
     # The units run Phoenix and its helpers from the venv, i.e. on the provisioned Python.
     unit = files[f"/etc/systemd/system/{phoenix.UNIT_NAME}"]
