@@ -140,16 +140,15 @@ class PinCheck:
         """``<runtime> on <image>`` (the ``resource`` of a contract row)."""
         return f"{self.runtime} on {self.image}"
 
-    def row(self) -> dict[str, str | bool | None]:
-        """The plan's ``contracts`` row: ``{resource, contract, value, limit, ok}`` (``reason`` when it fails)."""
-        row: dict[str, str | bool | None] = {
-            "resource": self.subject,
-            "contract": CONTRACT,
-            "value": f"{self.interpreter} Python {self.python}",
-            "limit": f"Requires-Python {self.requires_python}",
-            "ok": self.ok,
-        }
-        return {**row, "reason": self.reason} if self.reason else row
+    def row(self) -> dict[str, str | bool]:
+        """The plan's ``contracts`` row, ``{resource, contract, value, limit, ok}`` (the fields of
+        ``lmrun.contracts.ContractResult``: ``[ContractResult(**c.row()) for c in runtime_pin_checks()]``)."""
+        if self.python is None:
+            value = f"image {self.image!r}, missing from the image catalog"
+        else:
+            value = f"{self.interpreter} Python {self.python}"
+        limit = f"a Python within Requires-Python {self.requires_python}"
+        return {"resource": self.subject, "contract": CONTRACT, "value": value, "limit": limit, "ok": self.ok}
 
     def __str__(self) -> str:
         python = f"{self.interpreter} Python {self.python}"
@@ -158,7 +157,7 @@ class PinCheck:
 
 def _check(runtime: Runtime, image_key: str, images: Mapping[str, Image], provisioned: str) -> PinCheck:
     image = images.get(image_key)
-    python = provisioned if runtime.interpreter == "provisioned" else (image.system_python if image else None)
+    python = None if image is None else provisioned if runtime.interpreter == "provisioned" else image.system_python
 
     def result(ok: bool, reason: str = "") -> PinCheck:
         return PinCheck(runtime.name, image_key, runtime.interpreter, python, runtime.requires_python, ok, reason)
@@ -181,8 +180,8 @@ def runtime_pin_checks(
     images: Mapping[str, Image] = IMAGES,
     provisioned_python: str = PYTHON_VERSION,
 ) -> list[PinCheck]:
-    """Every (runtime, image) pair checked, passing or not: ``[c.row() for c in runtime_pin_checks()]`` are the
-    plan's ``contracts`` rows of this contract."""
+    """Every (runtime, image) pair checked, passing or not (``[c.row() for c in runtime_pin_checks()]``: this
+    contract's rows in the plan's ``contracts``)."""
     return [_check(runtime, key, images, provisioned_python) for runtime in runtimes for key in runtime.images]
 
 
