@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 
 from lmrun.aws.images import PUBLIC_IMAGES
-from lmrun.contracts import ContractResult
 from lmrun.domain import pins, versions
 from lmrun.domain.pins import GPU_IMAGES, IMAGES, Runtime, check_runtime_pins, runtime_pin_checks
 from lmrun.domain.versions import PHOENIX, PYTHON_VERSION, UV, VLLM, PythonPin
 from lmrun.gcp.catalog import IMAGE_FAMILIES
 from lmrun.render import cloudinit, phoenix, runtime, script_files, vllm
 from lmrun.render.cloudinit import SCRIPT_DIR, written_files
+from lmrun.verify.contracts import ContractResult
 from tests.conftest import plan
 
 # --- the contract -----------------------------------------------------------------------------------------------
