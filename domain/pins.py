@@ -142,7 +142,7 @@ class PinCheck:
 
     def row(self) -> dict[str, str | bool]:
         """The plan's ``contracts`` row, ``{resource, contract, value, limit, ok}`` (the fields of
-        ``lmrun.contracts.ContractResult``: ``[ContractResult(**c.row()) for c in runtime_pin_checks()]``)."""
+        ``lmrun.verify.contracts.ContractResult``: ``[ContractResult(**c.row()) for c in runtime_pin_checks()]``)."""
         if self.python is None:
             value = f"image {self.image!r}, missing from the image catalog"
         else:

@@ -53,7 +53,7 @@ def test_the_contract_accepts_the_mesh_as_pinned() -> None:
         "limit": "a Python within Requires-Python <3.15,>=3.11",
         "ok": True,
     }
-    # The rows are lmrun.contracts' results (one line for the platform contracts module).
+    # The rows are lmrun.verify.contracts' results (one line for the platform contracts module).
     assert ContractResult(**checks[0].row()).ok
 
 
