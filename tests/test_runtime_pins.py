@@ -388,3 +388,14 @@ def test_every_vm_that_installs_a_runtime_gets_uv_venv_once() -> None:
         if installs:
             assert files[runtime.UV_VENV] == runtime.UV_VENV_SCRIPT.content
     assert cloudinit.WriteFile(runtime.UV_VENV, runtime.UV_VENV_SCRIPT.content, "0755") == runtime.UV_VENV_SCRIPT
+
+
+def test_the_offline_plan_lists_every_runtime_pin_as_a_contract() -> None:
+    """The runtime-python contract is one of the plan's platform contracts: ``lmrun plan --json`` lists a row
+    per runtime and image, every one ok for the example stacks."""
+    from lmrun.domain.pins import CONTRACT
+    from tests.conftest import plan
+
+    rows = [c for c in plan("dev").contracts if c.contract == CONTRACT]
+    assert rows and all(row.ok for row in rows)
+    assert {row.resource.split("==")[0] for row in rows} >= {"vllm", "arize-phoenix"}
