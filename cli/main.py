@@ -4,8 +4,9 @@ bundles, config reference).
 Exit codes:
 
 - 0 success;
-- 1 unexpected failure, quotas that could not be read, or a plan (or checked file) whose resources do not
-  carry a path the reachability model says they do (or carry one it refuses);
+- 1 unexpected failure, quotas that could not be read, a plan (or checked file) whose resources do not
+  carry a path the reachability model says they do (or carry one it refuses), or a pin that drifted from
+  PyPI (``lmrun pins check``);
 - 2 invalid input: the stack's config (one line per problem, with its config path), the policy pack config's
   (``--policy-config``), a file given to ``check`` that is not the document its option names (one line
   naming the option), or a join bundle that does not exist;
@@ -171,6 +172,14 @@ def _cmd_quotas(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status == "enough" else EXIT_FAILURE
 
 
+def _cmd_pins_check(args: argparse.Namespace) -> int:
+    from lmrun.cli.pins import PYPI, check_pins
+
+    rows = check_pins(index_url=args.index_url or PYPI)
+    print("\n".join(str(row) for row in rows))
+    return EXIT_OK if all(row.ok for row in rows) else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmrun", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -244,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_stack_arguments(quotas)
     quotas.set_defaults(handler=_cmd_quotas)
+
+    pins = commands.add_parser("pins", help="pinned VM runtimes").add_subparsers(dest="pins_command", required=True)
+    pins_check = pins.add_parser("check", help="compare each pin's recorded Requires-Python with PyPI (exit 1: drift)")
+    pins_check.add_argument("--index-url", help="a JSON API like PyPI's (default: https://pypi.org/pypi)")
+    pins_check.set_defaults(handler=_cmd_pins_check)
     return parser
 
 

@@ -1,6 +1,7 @@
 """GPU node bootstrap: join K3s as an agent and run vLLM as a systemd service on the VM itself.
 
-vLLM is installed pinned into its own virtualenv and run by a dedicated ``vllm`` user. The model is served
+vLLM is installed pinned into its own virtualenv, on the CPython the mesh provisions (:mod:`lmrun.render.runtime`:
+the image's ``python3`` is too old for it), and run by a dedicated ``vllm`` user. The model is served
 at a pinned revision under the name clients send as ``model``. A Hugging Face token, when configured, is
 read by *name* from the node's secret store (the K3s agent's, :mod:`lmrun.render.secret_store`) at boot into a
 root-only EnvironmentFile; it never appears in user data.
@@ -17,6 +18,7 @@ from lmrun.domain.versions import VLLM_VERSION
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
 from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd
 from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
+from lmrun.render.runtime import UV_VENV, UV_VENV_SCRIPT
 from lmrun.render.script_files import HeaderValue
 from lmrun.render.secret_store import SecretStore, check_same_store
 
@@ -125,8 +127,13 @@ def _hf_fetch_argv(cfg: VllmConfig) -> list[str] | None:
 
 
 def install_script(cfg: VllmConfig) -> WriteFile:
-    """``vllm-install.sh``: user, pinned venv, the Hugging Face token (if any), then the unit."""
-    values: dict[str, HeaderValue] = {"VENV": VENV, "VLLM_VERSION": cfg.vllm_version, "HF_HOME": HF_HOME}
+    """``vllm-install.sh``: user, pinned venv on the pinned CPython, the Hugging Face token (if any), the unit."""
+    values: dict[str, HeaderValue] = {
+        "UV_VENV": UV_VENV,
+        "VENV": VENV,
+        "VLLM_VERSION": cfg.vllm_version,
+        "HF_HOME": HF_HOME,
+    }
     fetch = _hf_fetch_argv(cfg)
     if fetch is not None:
         values.update({"ENV_FILE": ENV_FILE, "HF_TOKEN_FILE": HF_TOKEN_FILE, "HF_FETCH": fetch})
@@ -174,7 +181,7 @@ def unit_file(cfg: VllmConfig) -> WriteFile:
 
 
 def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
-    return [*agent_files(agent), serve_script(vllm), unit_file(vllm), install_script(vllm)]
+    return [*agent_files(agent), serve_script(vllm), unit_file(vllm), UV_VENV_SCRIPT, install_script(vllm)]
 
 
 def render_gpu_node_user_data(

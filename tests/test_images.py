@@ -306,7 +306,7 @@ def test_the_contract_reads_every_kind_of_vm() -> None:
         Fake("aws:ec2/vpc:Vpc", "e", {}),
     ]
     limit = "an image pinned in lmrun:images or lmrun:sites[].images"
-    assert check_contracts(resources, outputs) == [
+    assert [c for c in check_contracts(resources, outputs) if c.contract == PINNED_IMAGES] == [
         ContractResult("a", PINNED_IMAGES, TEST_AMI, limit, True),
         ContractResult("b", PINNED_IMAGES, None, limit, False),
         ContractResult("c", PINNED_IMAGES, FAMILY, limit, False),

@@ -335,7 +335,7 @@ def test_vllm_unit_and_install() -> None:
     assert "OTEL_EXPORTER_OTLP_TRACES_INSECURE=true" in unit
     assert "OTEL_" not in cloudinit.written_files(USER_DATA["gpu-minimal"])[f"/etc/systemd/system/{vllm.UNIT_NAME}"]
     install = files[f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]
-    assert f"VLLM_VERSION={vllm.VLLM_VERSION}" in install and '"vllm==$VLLM_VERSION"' in install
+    assert f"VLLM_VERSION={vllm.VLLM_VERSION}" in install and '"vllm==${VLLM_VERSION:?}"' in install
     assert f"ssm-get.sh us-east-1 {HF_PARAM} /run/lmrun/hf-token" in install
     assert f"VLLM_UNIT={vllm.UNIT_NAME}" in install and 'systemctl enable --now "${VLLM_UNIT:?}"' in install
     runcmd = yaml.safe_load(USER_DATA["gpu-full"])["runcmd"]

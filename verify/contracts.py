@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lmrun.domain.errors import LmrunError
+from lmrun.domain.pins import CONTRACT as PIN_CONTRACT
+from lmrun.domain.pins import runtime_pin_checks
 
 
 class PlannedResource(Protocol):
@@ -170,10 +172,25 @@ def no_blanket_tolerations(resources: Iterable[PlannedResource], outputs: Mappin
     return results
 
 
+def runtimes_install_on_their_python(
+    resources: Iterable[PlannedResource], outputs: Mapping[str, Any]
+) -> list[ContractResult]:
+    """Every pinned runtime (vLLM, Phoenix, the VM helpers) installs on the Python that runs it: the pin's
+    recorded ``Requires-Python`` (PyPI's, refreshed by ``lmrun pins check``) against the CPython the mesh
+    provisions or the image's own (:mod:`lmrun.domain.pins`). Why: vllm 0.33.0 needs Python >= 3.11 and the
+    GPU images ship 3.10; pip then finds no version and the node never serves."""
+    return [
+        ContractResult(check.subject, PIN_CONTRACT, str(row["value"]), str(row["limit"]), check.ok)
+        for check in runtime_pin_checks()
+        for row in [check.row()]
+    ]
+
+
 CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[ContractResult]], ...] = (
     images_are_pinned,
     kubernetes_objects_never_wait,
     no_blanket_tolerations,
+    runtimes_install_on_their_python,
 )
 
 

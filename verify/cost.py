@@ -249,5 +249,5 @@ def estimate_cost(
         gpu_hourly_usd_on_demand=on_demand,
         gpu_extras_hourly_usd=total("gpu_extras") / prices.HOURS_PER_MONTH,
         items=items,
-        unpriced=tuple(estimator.unpriced),
+        unpriced=tuple(sorted(estimator.unpriced)),  # stable whatever order the engine registered in
     )
