@@ -17,7 +17,7 @@ from lmrun.components.node_ports import NodePorts
 from lmrun.components.phoenix import PhoenixNode, PhoenixStore
 from lmrun.components.vpc import RegionalVpc
 from lmrun.domain.names import TAG_NODE, TAG_REGION, TAG_ROLE
-from lmrun.domain.secrets import SecretPaths
+from lmrun.domain.secrets import HF_TOKEN_UNSET, SecretPaths
 from lmrun.plan.cluster import ClusterPlan, NodePlan
 from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
 from lmrun.render.kubernetes import MeshService
@@ -179,19 +179,22 @@ class Cluster(pulumi.ComponentResource):
             )
             self.phoenix_ingest_key = pulumi.Output.secret(gate.stdout)
 
+        aws_nodes = [node for node in plan.nodes.values() if node.site is None]  # site nodes live in their site
         hf_parameter: aws.ssm.Parameter | None = None
-        if args["hugging_face_token"] is not None and plan.nodes:
+        if aws_nodes:
+            # Always there (HF_TOKEN_UNSET until a token is set) and read by every node at each vLLM start:
+            # setting or rotating the token changes this value only, never a node's user data or IAM policy.
+            token = args["hugging_face_token"]
             hf_parameter = aws.ssm.Parameter(
                 f"{name}-hf-token",
                 name=paths.huggingface_token,
                 type="SecureString",
-                value=pulumi.Output.secret(args["hugging_face_token"]),
-                description="Hugging Face token for gated models (read by GPU nodes)",
+                value=pulumi.Output.secret(token if token is not None else HF_TOKEN_UNSET),
+                description="Hugging Face token for gated models (read by GPU nodes at every vLLM start)",
                 tags=with_name({**tags, TAG_REGION: server_plan.region}, f"{name}-hf-token"),
                 opts=pulumi.ResourceOptions(parent=self, provider=main_provider),
             )
 
-        aws_nodes = [node for node in plan.nodes.values() if node.site is None]  # site nodes live in their site
         self.nodes = {}
         for node in aws_nodes:
             vpc = args["vpcs"][node.region]

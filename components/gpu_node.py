@@ -4,6 +4,14 @@ The group spans every subnet (AZ) of the region, so a reclaimed spot instance or
 is replaced automatically without a config change; ``capacity_rebalance`` starts the replacement on the
 rebalance signal, before the two-minute interruption notice. The group does not wait for capacity:
 ``pulumi up`` must not hang on a GPU shortage. Launch-template changes roll the node (instance refresh).
+
+Tags: the launch template carries only the node's identity tags (:func:`~lmrun.components.naming.identity_tags`,
+which never change), on itself and on the root volume it creates; every tag, ``lmrun:tags`` included, reaches
+the instance through the group (``propagate_at_launch``). So adding a tag updates the group in place and the
+next instance it launches, and rolls nothing (a launch-template change would refresh the instance). "Tags are
+not propagated to Amazon EBS volumes. To add tags to Amazon EBS volumes, specify the tags in a launch
+template" (EC2 Auto Scaling User Guide, "Tag Auto Scaling groups and instances"): the root volume keeps the
+identity tags, which name its mesh, node and role for cost allocation.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import pulumi_aws as aws
 
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import LAUNCH_TEMPLATE_IMDSV2_ONLY
-from lmrun.components.naming import with_name
+from lmrun.components.naming import identity_tags, with_name
 
 ROOT_DEVICE = "/dev/sda1"
 """Root device of the Ubuntu-based Deep Learning AMIs."""
@@ -43,7 +51,8 @@ class GpuNodeArgs(TypedDict):
     parameter_arns: Sequence[pulumi.Input[str]]
     """SSM parameters the node reads at boot (join token, Hugging Face token)."""
     tags: Mapping[str, str]
-    """Tags for every taggable resource and for the instances and volumes the group launches."""
+    """Tags for every taggable resource and for the instances the group launches (their identity tags also
+    on the launch template and the root volume)."""
 
 
 class GpuNode(pulumi.ComponentResource):
@@ -56,6 +65,7 @@ class GpuNode(pulumi.ComponentResource):
         super().__init__("lmrun:index:GpuNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = with_name(args["tags"], name)
+        fixed = identity_tags(tags)
 
         identity = InstanceRole(
             f"{name}-identity", args={"reads": list(args["parameter_arns"]), "writes": [], "tags": tags}, opts=child
@@ -82,11 +92,8 @@ class GpuNode(pulumi.ComponentResource):
                 lambda text: base64.b64encode(text.encode()).decode()
             ),
             update_default_version=True,
-            tag_specifications=[
-                {"resource_type": "instance", "tags": tags},
-                {"resource_type": "volume", "tags": tags},
-            ],
-            tags=tags,
+            tag_specifications=[{"resource_type": "volume", "tags": fixed}],
+            tags=fixed,
             opts=child,
         )
         template_ref = {"launch_template_id": template.id, "version": template.latest_version.apply(str)}
@@ -114,7 +121,7 @@ class GpuNode(pulumi.ComponentResource):
             health_check_type="EC2",
             wait_for_capacity_timeout="0",
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 0}},
-            tags=[{"key": key, "value": value, "propagate_at_launch": False} for key, value in sorted(tags.items())],
+            tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in sorted(tags.items())],
             opts=child,
             **capacity,
         )

@@ -2,8 +2,10 @@
 
 vLLM is installed pinned into its own virtualenv and run by a dedicated ``vllm`` user. The model is served
 at a pinned revision under the name clients send as ``model``. A Hugging Face token, when configured, is
-read by *name* from the node's secret store (the K3s agent's, :mod:`lmrun.render.secret_store`) at boot into a
-root-only EnvironmentFile; it never appears in user data.
+read by *name* from the node's secret store (the K3s agent's, :mod:`lmrun.render.secret_store`) into a
+root-only EnvironmentFile at every start of vLLM (``ExecStartPre``); it never appears in user data. The secret
+may hold :data:`~lmrun.domain.secrets.HF_TOKEN_UNSET` (no token configured yet): vLLM then runs without one,
+and a token stored later reaches it at its next start, without a new VM.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shlex
 from dataclasses import dataclass
 
 from lmrun.domain.names import VLLM_MANAGED_FLAGS
+from lmrun.domain.secrets import HF_TOKEN_UNSET
 from lmrun.domain.versions import VLLM_VERSION
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
 from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd
@@ -50,7 +53,8 @@ class VllmConfig:
     tensor_parallel_size: int = 1
     """GPUs to shard over; >1 adds ``--tensor-parallel-size`` unless ``extra_args`` already sets it."""
     hf_token_parameter: str | None = None
-    """Name of the secret with a Hugging Face token in ``store``; None for public models."""
+    """Name of the secret with a Hugging Face token in ``store``, read at every vLLM start (it may hold
+    :data:`~lmrun.domain.secrets.HF_TOKEN_UNSET`: no token); None: no secret is read at all."""
     store: SecretStore | None = None
     """Where ``hf_token_parameter`` lives (the K3s agent's store); required with it."""
     otlp_traces_endpoint: str | None = None
@@ -114,22 +118,35 @@ def serve_script(cfg: VllmConfig) -> WriteFile:
 
 
 HF_TOKEN_FILE = "/run/lmrun/hf-token"
-"""Where the install script fetches the Hugging Face token to (tmpfs) before it moves it into ``ENV_FILE``."""
+"""Where ``vllm-hf-token.sh`` fetches the Hugging Face token to (tmpfs) before it writes ``ENV_FILE``."""
+HF_TOKEN_SCRIPT = f"{SCRIPT_DIR}/vllm-hf-token.sh"
+"""vLLM's ``ExecStartPre``: the Hugging Face token into ``ENV_FILE`` at every start."""
 
 
 def _hf_fetch_argv(cfg: VllmConfig) -> list[str] | None:
-    """argv fetching the Hugging Face token into ``HF_TOKEN_FILE``; None without a token."""
+    """argv fetching the Hugging Face token into ``HF_TOKEN_FILE``; None when the node reads no token."""
     if cfg.hf_token_parameter is None or cfg.store is None:  # both or neither (__post_init__)
         return None
     return cfg.store.fetch_argv(cfg.hf_token_parameter, HF_TOKEN_FILE)
 
 
-def install_script(cfg: VllmConfig) -> WriteFile:
-    """``vllm-install.sh``: user, pinned venv, the Hugging Face token (if any), then the unit."""
-    values: dict[str, HeaderValue] = {"VENV": VENV, "VLLM_VERSION": cfg.vllm_version, "HF_HOME": HF_HOME}
+def hf_token_script(cfg: VllmConfig) -> WriteFile | None:
+    """``vllm-hf-token.sh`` (the token, or none while the secret holds ``HF_TOKEN_UNSET``); None without a secret."""
     fetch = _hf_fetch_argv(cfg)
-    if fetch is not None:
-        values.update({"ENV_FILE": ENV_FILE, "HF_TOKEN_FILE": HF_TOKEN_FILE, "HF_FETCH": fetch})
+    if fetch is None:
+        return None
+    values: dict[str, HeaderValue] = {
+        "ENV_FILE": ENV_FILE,
+        "HF_TOKEN_FILE": HF_TOKEN_FILE,
+        "UNSET": HF_TOKEN_UNSET,
+        "HF_FETCH": fetch,
+    }
+    return vm_script("vllm-hf-token.sh", values)
+
+
+def install_script(cfg: VllmConfig) -> WriteFile:
+    """``vllm-install.sh``: user, pinned venv, then the unit."""
+    values: dict[str, HeaderValue] = {"VENV": VENV, "VLLM_VERSION": cfg.vllm_version, "HF_HOME": HF_HOME}
     values["VLLM_UNIT"] = UNIT_NAME
     return vm_script("vllm-install.sh", values)
 
@@ -156,8 +173,12 @@ def unit_file(cfg: VllmConfig) -> WriteFile:
                 ("User", "vllm"),
                 ("Group", "vllm"),
                 *env,
-                # The leading '-' keeps the unit valid when no Hugging Face token is configured.
+                # The leading '-' keeps the unit valid when no Hugging Face token is read at all.
                 ("EnvironmentFile", f"-{ENV_FILE}"),
+                # '+': as root (the file is root-only); systemd reads EnvironmentFile= after ExecStartPre ran.
+                *([("ExecStartPre", f"+{HF_TOKEN_SCRIPT}")] if cfg.hf_token_parameter is not None else []),
+                # The token fetch retries while IAM or the secret lag the boot (~10 minutes).
+                *([("TimeoutStartSec", "15min")] if cfg.hf_token_parameter is not None else []),
                 *([("EnvironmentFile", f"-{cfg.otlp_env_file}")] if cfg.otlp_env_file else []),
                 ("ExecStart", f"{SCRIPT_DIR}/vllm-serve.sh"),
                 ("Restart", "on-failure"),
@@ -174,7 +195,8 @@ def unit_file(cfg: VllmConfig) -> WriteFile:
 
 
 def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
-    return [*agent_files(agent), serve_script(vllm), unit_file(vllm), install_script(vllm)]
+    token = hf_token_script(vllm)
+    return [*agent_files(agent), serve_script(vllm), unit_file(vllm), *([token] if token else []), install_script(vllm)]
 
 
 def render_gpu_node_user_data(

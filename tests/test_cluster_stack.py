@@ -200,6 +200,9 @@ def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
             "Effect": "Allow",
             "Action": ["ssm:GetParameter"],
             "Resource": [
+                # The Hugging Face token parameter always exists (no token set in `global`), so setting the
+                # token later changes no node's policy.
+                "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-hf-token",
                 "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-token-parameter",
                 "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-phoenix-store-ingest-key-parameter",
             ],
