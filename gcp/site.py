@@ -113,7 +113,8 @@ def gcp_labels(tags: Mapping[str, str]) -> dict[str, str]:
 
 
 NODE_LABEL_KEYS = frozenset({*gcp_labels(dict.fromkeys(IDENTITY_TAG_KEYS, "")), "lmrun_site"})
-"""The labels of a GPU node's instance template and boot disk: the mesh's identity tags (mesh, role, region,
+"""The labels of a GPU node's instance template and boot disk, and of the gateway's boot disk (its creation
+parameters): the mesh's identity tags (mesh, role, region,
 node, site), which never change. An instance template is immutable, and the group replaces the VM for any
 template change; ``lmrun:tags`` labels every other resource of the site but not these, so adding a tag replaces
 no GPU VM. (The group's all-instances configuration would not help: with the update policy's minimal action
@@ -367,7 +368,9 @@ class GcpSite(pulumi.ComponentResource):
                     "image": pinned_image("site.gateway_image", site.gateway_image),
                     "size": GATEWAY_DISK_GB,
                     "type": "pd-balanced",
-                    "labels": labels,
+                    # Creation-time parameters: providers before the fix in GoogleCloudPlatform/magic-modules#15081
+                    # replace the instance when they change (the tunnel down); identity labels never change.
+                    "labels": node_labels(labels),
                 },
             },
             network_interfaces=[
