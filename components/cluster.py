@@ -205,6 +205,7 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-node-{slug(node.name)}",
                 args={
                     "instance_type": node.instance_type,
+                    "alternative_instance_types": node.alternative_instance_types,
                     "spot": node.spot,
                     "disk_size_gb": node.disk_size_gb,
                     "ami_id": node.image,

@@ -1,8 +1,13 @@
 """GpuNode: one GPU VM running vLLM and joining K3s, kept alive by an auto-scaling group of one.
 
 The group spans every subnet (AZ) of the region, so a reclaimed spot instance or an AZ without capacity
-is replaced automatically without a config change; ``capacity_rebalance`` starts the replacement on the
-rebalance signal, before the two-minute interruption notice. The group does not wait for capacity:
+is replaced automatically without a config change. A spot group may launch the node's instance type or its
+alternatives (launch-template overrides, the plan's ``alternative_instance_types``: the same GPUs, each its
+own spot pool) and then rebalances: ``capacity_rebalance`` starts a replacement in a healthier pool on the
+rebalance signal, before the two-minute interruption notice. With a single type there is no other pool to move
+to, only the same type in another AZ, which price-capacity-optimized allocation already picks at each launch,
+so rebalancing stays off (it would trade a working instance for one in a pool no better). The group does not
+wait for capacity:
 ``pulumi up`` must not hang on a GPU shortage. Launch-template changes roll the node (instance refresh).
 
 Tags: the launch template carries only the node's identity tags (:func:`~lmrun.components.naming.identity_tags`,
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -36,6 +41,8 @@ class GpuNodeArgs(TypedDict):
 
     instance_type: str
     """EC2 instance type chosen by the plan."""
+    alternative_instance_types: NotRequired[Sequence[str]]
+    """More instance types a spot node may run on (the same GPUs); none: only ``instance_type``."""
     spot: bool
     """Spot capacity (price-capacity-optimized) instead of on-demand."""
     disk_size_gb: int
@@ -97,8 +104,12 @@ class GpuNode(pulumi.ComponentResource):
             opts=child,
         )
         template_ref = {"launch_template_id": template.id, "version": template.latest_version.apply(str)}
+        alternatives = [t for t in args.get("alternative_instance_types", ()) if t != args["instance_type"]]
         capacity: dict[str, Any]
         if args["spot"]:
+            launch: dict[str, Any] = {"launch_template_specification": template_ref}
+            if alternatives:
+                launch["overrides"] = [{"instance_type": t} for t in [args["instance_type"], *alternatives]]
             capacity = {
                 "mixed_instances_policy": {
                     "instances_distribution": {
@@ -106,9 +117,9 @@ class GpuNode(pulumi.ComponentResource):
                         "on_demand_percentage_above_base_capacity": 0,
                         "spot_allocation_strategy": "price-capacity-optimized",
                     },
-                    "launch_template": {"launch_template_specification": template_ref},
+                    "launch_template": launch,
                 },
-                "capacity_rebalance": True,
+                "capacity_rebalance": bool(alternatives),
             }
         else:
             capacity = {"launch_template": {"id": template.id, "version": template.latest_version.apply(str)}}

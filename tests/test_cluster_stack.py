@@ -173,13 +173,34 @@ def test_gpu_nodes_are_spot_safe_groups_of_one_across_every_az() -> None:
     groups = {g.name: g for g in recording.by_type(GROUP)}
     spot = groups["mesh-cluster-node-qwen-use2-asg"].inputs
     assert (spot["minSize"], spot["maxSize"], spot["desiredCapacity"]) == (1, 1, 1)
+    # Rebalancing needs somewhere to go: the L4 node may also run on g6.2xlarge (another spot pool, same GPU).
     assert spot["capacityRebalance"] is True
+    overrides = spot["mixedInstancesPolicy"]["launchTemplate"]["overrides"]
+    assert overrides == [{"instanceType": "g6.xlarge"}, {"instanceType": "g6.2xlarge"}]
     distribution = spot["mixedInstancesPolicy"]["instancesDistribution"]
     assert distribution["onDemandPercentageAboveBaseCapacity"] == 0
     assert distribution["spotAllocationStrategy"] == "price-capacity-optimized"
     assert len(spot["vpcZoneIdentifiers"]) == 3  # use2-az1..3
     on_demand = groups["mesh-cluster-node-phi-euw1-asg"].inputs
     assert "mixedInstancesPolicy" not in on_demand and "launchTemplate" in on_demand
+
+
+def test_a_spot_node_with_one_instance_type_does_not_rebalance() -> None:
+    """Defect: capacity rebalance on a spot group with one instance type has no other pool to move the node to
+    (the same type in another AZ is what the allocation strategy already picks at launch): with 8x L4 only
+    g6.48xlarge exists, so the group neither rebalances nor lists overrides."""
+    node = {
+        "name": "big",
+        "region": "us-east-2",
+        "gpu": "L4",
+        "gpuCount": 8,
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "modelRevision": "a09a35458c702b33eeacc393d103063234e8bc28",
+        "nodePort": 30090,
+    }
+    group = plan("global", nodes=[*_global_nodes(), node]).recording.named("mesh-cluster-node-big-asg").inputs
+    assert group["capacityRebalance"] is False
+    assert "overrides" not in group["mixedInstancesPolicy"]["launchTemplate"]
 
 
 def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
