@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 
+from lmrun.aws.network.mtu import PEERING_ROUTES
 from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.components.gpu_node import GpuNode
 from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
@@ -23,6 +24,7 @@ from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
 from lmrun.render.kubernetes import MeshService
 from lmrun.render.phoenix import PhoenixClientConfig, phoenix_files, phoenix_runcmd
 from lmrun.render.readiness import ingest_key_gate_script
+from lmrun.render.routes import RouteMtu
 from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 
@@ -309,4 +311,6 @@ class Cluster(pulumi.ComponentResource):
             otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
             otlp_env_file=tracing.env_file if tracing is not None else None,
         )
-        return render_gpu_node_user_data(agent, vllm, tracing)
+        # The inter-region peering carries 8,500-byte packets, not the instance's 9,001 (lmrun.aws.network.mtu).
+        routes = [RouteMtu(destination, mtu) for destination, mtu in PEERING_ROUTES]
+        return render_gpu_node_user_data(agent, vllm, tracing, routes)

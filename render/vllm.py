@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lmrun.domain.names import VLLM_MANAGED_FLAGS
@@ -20,6 +21,7 @@ from lmrun.domain.versions import VLLM_VERSION
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
 from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd
 from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
+from lmrun.render.routes import RouteMtu, route_mtu_files, route_mtu_runcmd
 from lmrun.render.script_files import HeaderValue
 from lmrun.render.secret_store import SecretStore, check_same_store
 
@@ -200,12 +202,16 @@ def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
 
 
 def render_gpu_node_user_data(
-    agent: K3sAgentConfig, vllm: VllmConfig, tracing: PhoenixClientConfig | None = None
+    agent: K3sAgentConfig,
+    vllm: VllmConfig,
+    tracing: PhoenixClientConfig | None = None,
+    routes: Sequence[RouteMtu] = (),
 ) -> str:
     """``#cloud-config`` for a GPU node: K3s agent with the node labels, then vLLM as a systemd service.
 
     With ``tracing``, the Phoenix client refresher keeps vLLM's exporter credentials current (and restarts
     vLLM when they change); vLLM itself must then export to ``tracing.endpoint`` with ``tracing.env_file``.
+    ``routes`` (paths narrower than the interface, :mod:`lmrun.render.routes`) are set before anything else.
     """
     if agent.gpu is None:
         raise ValueError("gpu: a GPU node's agent config must name its GPU (the lmrun.io/gpu label)")
@@ -218,8 +224,13 @@ def render_gpu_node_user_data(
         vllm.otlp_traces_endpoint != tracing.endpoint or vllm.otlp_env_file != tracing.env_file
     ):
         raise ValueError("tracing: vLLM must export to the tracing endpoint with its env file")
-    files = gpu_node_files(agent, vllm) + (client_files(tracing) if tracing is not None else [])
-    runcmd = [*agent_runcmd(), *(client_runcmd() if tracing is not None else []), [f"{SCRIPT_DIR}/vllm-install.sh"]]
+    files = [*route_mtu_files(routes), *gpu_node_files(agent, vllm), *(client_files(tracing) if tracing else [])]
+    runcmd = [
+        *route_mtu_runcmd(routes),
+        *agent_runcmd(),
+        *(client_runcmd() if tracing is not None else []),
+        [f"{SCRIPT_DIR}/vllm-install.sh"],
+    ]
     return cloud_config(write_files=files, runcmd=runcmd)
 
 

@@ -20,7 +20,7 @@ from lmrun.mock_engine import (
     plain_strings,
 )
 from lmrun.offline import PlanReport
-from lmrun.render.cloudinit import shell_scripts
+from lmrun.render.cloudinit import shell_scripts, written_files
 from tests.conftest import ROOT, plan, repinned, stack_images
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
@@ -290,6 +290,24 @@ def test_user_data_joins_k3s_with_labels_and_serves_the_pinned_model() -> None:
     ):
         assert needle in scripts, needle
     assert "Restart=on-failure" in text
+
+
+def test_every_aws_gpu_node_routes_the_other_regions_at_the_peerings_mtu_before_joining() -> None:
+    """The inter-region peering carries 8,500-byte packets, the instances send 9,001 with Don't Fragment: each
+    AWS GPU node routes the regions' pool at 8,500 (tests/test_route_mtu_netns.py shows it working), first
+    thing at boot; GCP nodes reach the mesh through the tunnel (its own MTU and MSS clamp) and set nothing."""
+    recording = plan("global").recording
+    templates = recording.by_type(LAUNCH_TEMPLATE)
+    assert len(templates) == 3
+    for template in templates:
+        text = _user_data(template)
+        unit = written_files(text)["/etc/systemd/system/lmrun-route-mtu.service"]
+        assert "ExecStart=/usr/local/lib/lmrun/route-mtu.sh 10.64.0.0/10 8500" in unit, template.name
+        runcmd = yaml.safe_load(text)["runcmd"]
+        assert runcmd[1] == ["systemctl", "start", "lmrun-route-mtu.service"], runcmd
+        assert runcmd.index(["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]) > 1
+    gcp = recording.named("mesh-sites-gcp-usc1-node-l4-gcp-template").inputs["metadata"]["user-data"]
+    assert "route-mtu" not in gcp
 
 
 def test_every_kubernetes_object_passes_kubernetes_validate_strict(tmp_path: Path) -> None:

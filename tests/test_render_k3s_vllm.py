@@ -22,6 +22,7 @@ from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.domain import versions
 from lmrun.domain.secrets import HF_TOKEN_UNSET
 from lmrun.render import cloudinit, k3s, kubernetes, vllm
+from lmrun.render.routes import ROUTE_MTU_UNIT, RouteMtu, route_mtu_command, route_mtu_files, route_mtu_runcmd
 from lmrun.render.script_files import render_script
 from tests.validators import assert_shellcheck_clean, require_tool, run
 
@@ -453,3 +454,15 @@ def test_duplicate_node_ports_are_refused() -> None:
 
 def test_yaml_round_trips() -> None:
     assert list(yaml.safe_load_all(kubernetes.to_yaml(MANIFESTS))) == MANIFESTS
+
+
+def test_route_mtus_are_checked_and_set_first() -> None:
+    route = RouteMtu("10.64.0.0/10", 8500)
+    assert route_mtu_command([route]) == ["/usr/local/lib/lmrun/route-mtu.sh", "10.64.0.0/10", "8500"]
+    for bad in (("10.64.0.0/33", 8500), ("not a cidr", 8500), ("10.64.0.0/10", 576), ("10.64.0.0/10", 9216)):
+        with pytest.raises(ValueError):
+            RouteMtu(*bad)
+    assert route_mtu_files([]) == [] and route_mtu_runcmd([]) == []
+    text = vllm.render_gpu_node_user_data(GPU_AGENT, VLLM_FULL, routes=[route])
+    runcmd = yaml.safe_load(text)["runcmd"]
+    assert runcmd[0] == ["systemctl", "daemon-reload"] and runcmd[1] == ["systemctl", "start", ROUTE_MTU_UNIT]
