@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from functools import partial
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -21,6 +22,7 @@ from lmrun.domain.names import TAG_NODE, TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import HF_TOKEN_UNSET, SecretPaths
 from lmrun.plan.cluster import ClusterPlan, NodePlan
 from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
+from lmrun.render.kubeconfig import with_api_server
 from lmrun.render.kubernetes import MeshService
 from lmrun.render.phoenix import PhoenixClientConfig, phoenix_files, phoenix_runcmd
 from lmrun.render.readiness import ingest_key_gate_script
@@ -44,6 +46,9 @@ class ClusterArgs(TypedDict):
     """The fabric's VPC per region."""
     hugging_face_token: pulumi.Input[str] | None
     """Hugging Face token (a secret), stored as an SSM SecureString for the nodes; None for public models."""
+    k3s_api_server: NotRequired[str | None]
+    """Where the Kubernetes provider reaches the API (``https://localhost:6443`` through a port forward), TLS
+    still checked against the published address; None or absent: the published address."""
     tags: Mapping[str, str]
     """Tags for every taggable resource."""
 
@@ -240,9 +245,19 @@ class Cluster(pulumi.ComponentResource):
             for e in plan.endpoints.values()
         ]
         if services:
+            provider_kubeconfig: pulumi.Output[str] = self.server.kubeconfig
+            server = args.get("k3s_api_server")
+            if server:
+                rewritten: pulumi.Output[str] = self.server.kubeconfig.apply(partial(with_api_server, server=server))
+                provider_kubeconfig = pulumi.Output.secret(rewritten)
             ports = NodePorts(
                 f"{name}-ports",
-                args={"services": services, "kubeconfig": self.server.kubeconfig},
+                args={
+                    "services": services,
+                    "kubeconfig": provider_kubeconfig,
+                    # The cluster lives on the server's state volume: a new kubeconfig is the same cluster.
+                    "cluster_identifier": self.server.state_volume_id,
+                },
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.node_ports = ports.node_ports

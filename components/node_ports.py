@@ -8,7 +8,7 @@ explicit provider built from the server's kubeconfig, which a readiness gate del
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -29,6 +29,9 @@ class NodePortsArgs(TypedDict):
     """Services with their node ports and replica nodes."""
     kubeconfig: pulumi.Input[str]
     """Admin kubeconfig of the cluster (a secret)."""
+    cluster_identifier: NotRequired[pulumi.Input[str]]
+    """What names the cluster (e.g. the server's state volume id): the Kubernetes provider, and every object
+    behind it, is replaced only when this changes, never because a new kubeconfig is being read."""
 
 
 def _resource(name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
@@ -53,6 +56,7 @@ class NodePorts(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=pulumi.Output.secret(args["kubeconfig"]),
             enable_server_side_apply=True,
+            cluster_identifier=args.get("cluster_identifier"),
             opts=pulumi.ResourceOptions(parent=self),
         )
         services = sorted(args["services"], key=lambda s: s.name)
