@@ -1,4 +1,4 @@
-"""List prices of the mesh's non-GPU pieces, for the offline plan's cost estimate (``lmrun.cost``).
+"""List prices of the mesh's non-GPU pieces, for the offline plan's cost estimate (``lmrun.verify.cost``).
 
 GPU instance prices live in :mod:`lmrun.aws.instances.catalog`; this table covers the rest: the CPU
 instances of the control plane (K3s server, Phoenix, WireGuard gateway, clients), EBS, public IPv4,

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmrun.offline import PlanReport
+from lmrun.verify import tokens
+from lmrun.verify.checks import PlanReport
 
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 NODE_LABEL = "lmrun.io/node"
 SERVICE_LABEL = "lmrun.io/service"
 
@@ -92,8 +92,8 @@ class MeshDrawing:
 def _service_placement(report: PlanReport) -> dict[str, list[str]]:
     """Machine name -> services it serves, from the readiness Deployments' labels."""
     placement: dict[str, list[str]] = defaultdict(list)
-    for resource in report.recording.resources:
-        if resource.type != DEPLOYMENT:
+    for resource in report.snapshot.resources:
+        if resource.type != tokens.K8S_DEPLOYMENT:
             continue
         labels = (resource.inputs.get("metadata") or {}).get("labels") or {}
         node, service = labels.get(NODE_LABEL), labels.get(SERVICE_LABEL)

@@ -1,13 +1,16 @@
-"""``lmrun``: the operator CLI (offline plan, region sync, quotas, join bundles, config reference).
+"""``lmrun``: the operator CLI (offline plan, checks of a preview or state file, region sync, quotas, join
+bundles, config reference).
 
 Exit codes:
 
 - 0 success;
-- 1 unexpected failure, quotas that could not be read, or a plan whose recorded resources do not carry a
-  path the reachability model says they do (or carry one it refuses);
-- 2 invalid config: the stack's (one line per problem, with its config path), the policy pack config's
-  (``plan --policy-config``), or a join bundle that does not exist;
-- 3 the plan violates a mandatory rule of the policy pack (``lmrun plan``; the violations are printed);
+- 1 unexpected failure, quotas that could not be read, a plan (or checked file) whose resources do not
+  carry a path the reachability model says they do (or carry one it refuses), or a pin that drifted from
+  PyPI (``lmrun pins check``);
+- 2 invalid input: the stack's config (one line per problem, with its config path), the policy pack config's
+  (``--policy-config``), a file given to ``check`` that is not the document its option names (one line
+  naming the option), or a join bundle that does not exist;
+- 3 the plan (or checked file) violates a mandatory rule of the policy pack (the violations are printed);
 - 4 a GPU vCPU quota is short (``lmrun quotas``).
 """
 
@@ -18,7 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -32,6 +35,9 @@ from lmrun.domain.errors import (
     LmrunError,
 )
 from lmrun.spec.stackfile import load_stack_config
+
+if TYPE_CHECKING:
+    from lmrun.verify.checks import PlanReport
 
 EXIT_INVALID_CONFIG = EXIT_INVALID_INPUT
 
@@ -60,8 +66,7 @@ def _read_policy_config(path: Path | None) -> dict[str, Any] | None:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from lmrun.cli.plan_view import print_report
-    from lmrun.offline import plan_stack
+    from lmrun.verify.offline import plan_stack
 
     policy_config = _read_policy_config(args.policy_config)
     stack = load_stack_config(args.project_dir, stack=args.stack, config_file=args.config_file)
@@ -70,14 +75,41 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         from lmrun.cli.graph import draw_mesh
 
         draw_mesh(report, args.graph)
+    return _show(report, args, note=f"mesh graph written to {args.graph}" if args.graph is not None else None)
+
+
+def _show(report: PlanReport, args: argparse.Namespace, note: str | None = None) -> int:
+    """Print a report as ``plan`` and ``check`` do (tables, or one JSON document); the exit code."""
+    from lmrun.cli.plan_view import print_report
+
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, sort_keys=False, default=str)
         sys.stdout.write("\n")
     else:
         print_report(report, Console())
-        if args.graph is not None:
-            print(f"mesh graph written to {args.graph}")
+        if note:
+            print(note)
     return EXIT_POLICY_VIOLATION if report.mandatory_violations else EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from lmrun.verify.documents import check_document
+
+    policy_config = _read_policy_config(args.policy_config)
+    stack = None
+    if args.stack or args.config_file:
+        stack = load_stack_config(args.project_dir, stack=args.stack, config_file=args.config_file)
+    if args.from_preview is not None:
+        report = check_document(args.from_preview, "preview", stack_config=stack, policy_config=policy_config)
+    else:
+        report = check_document(args.from_state, "state", stack_config=stack, policy_config=policy_config)
+    if "reachability" not in report.outputs:
+        print(
+            "note: the file holds neither the stack's outputs nor its config: no path is checked and the GPU fleet "
+            "is not priced (pass --stack or --config-file)",
+            file=sys.stderr,
+        )
+    return _show(report, args)
 
 
 def _graph_path(value: str) -> Path:
@@ -140,6 +172,14 @@ def _cmd_quotas(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status == "enough" else EXIT_FAILURE
 
 
+def _cmd_pins_check(args: argparse.Namespace) -> int:
+    from lmrun.cli.pins import PYPI, check_pins
+
+    rows = check_pins(index_url=args.index_url or PYPI)
+    print("\n".join(str(row) for row in rows))
+    return EXIT_OK if all(row.ok for row in rows) else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmrun", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--graph", type=_graph_path, metavar="FILE", help="also draw the mesh to FILE (.svg or .png)")
     plan.set_defaults(handler=_cmd_plan)
+
+    check = commands.add_parser(
+        "check",
+        help="run the plan's checks (policy, reachability, cost) on a `pulumi preview --json` or "
+        "`pulumi stack export` file",
+    )
+    document = check.add_mutually_exclusive_group(required=True)
+    document.add_argument("--from-preview", type=Path, metavar="FILE", help="the output of `pulumi preview --json`")
+    document.add_argument("--from-state", type=Path, metavar="FILE", help="the output of `pulumi stack export`")
+    check.add_argument("--project-dir", type=Path, default=Path.cwd(), help="directory holding Pulumi.yaml")
+    stack_file = check.add_mutually_exclusive_group()
+    stack_file.add_argument("--stack", help="plan the paths to check from stacks/Pulumi.NAME.yaml")
+    stack_file.add_argument("--config-file", type=Path, help="plan the paths to check from this stack file")
+    check.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    check.add_argument("--policy-config", type=Path, metavar="FILE", help="policy pack config (as for `plan`)")
+    check.set_defaults(handler=_cmd_check)
 
     reference = commands.add_parser(
         "config-reference", help="print the Markdown reference of every lmrun: config key (from the spec)"
@@ -197,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_stack_arguments(quotas)
     quotas.set_defaults(handler=_cmd_quotas)
+
+    pins = commands.add_parser("pins", help="pinned VM runtimes").add_subparsers(dest="pins_command", required=True)
+    pins_check = pins.add_parser("check", help="compare each pin's recorded Requires-Python with PyPI (exit 1: drift)")
+    pins_check.add_argument("--index-url", help="a JSON API like PyPI's (default: https://pypi.org/pypi)")
+    pins_check.set_defaults(handler=_cmd_pins_check)
     return parser
 
 

@@ -9,15 +9,15 @@ from rich.console import Console
 from rich.table import Table
 
 from lmrun.aws import prices
-from lmrun.mock_engine import RecordedResource
-from lmrun.offline import PlanReport
 from lmrun.policy.rules import MANDATORY
-from lmrun.reachability import NOT_MODELLED
+from lmrun.verify.checks import PlanReport
+from lmrun.verify.reachability import NOT_MODELLED
+from lmrun.verify.resources import Resource
 
 
-def _component_of(resource: RecordedResource, by_urn: dict[str, RecordedResource]) -> str:
+def _component_of(resource: Resource, by_urn: dict[str, Resource]) -> str:
     """Name of the nearest enclosing component (the resource itself if it is one)."""
-    current: RecordedResource | None = resource
+    current: Resource | None = resource
     while current is not None:
         if not current.custom:
             return current.name
@@ -26,9 +26,9 @@ def _component_of(resource: RecordedResource, by_urn: dict[str, RecordedResource
 
 
 def component_table(report: PlanReport) -> Table:
-    by_urn = {r.urn: r for r in report.recording.resources}
+    by_urn = report.snapshot.by_urn
     groups: dict[str, Counter[str]] = defaultdict(Counter)
-    for resource in report.recording.resources:
+    for resource in report.snapshot.resources:
         if resource.custom:
             groups[_component_of(resource, by_urn)][resource.type] += 1
     table = Table(title=f"Resources by component — stack {report.stack}")
@@ -186,7 +186,7 @@ def violation_table(report: PlanReport) -> Table:
 
 
 def count_table(report: PlanReport) -> Table:
-    resources = report.recording.resources
+    resources = report.snapshot.resources
     counts = Counter(r.type for r in resources if r.custom)
     table = Table(title="Counts")
     table.add_column("What")

@@ -13,11 +13,13 @@ role         module                  object      protocol                       
 ===========  ======================  ==========  ==============================================  ===========
 rules        ``<pkg>.rules``         ``RULES``   :class:`lmrun.spec.cloud_rules.CloudRules`      spec
 placement    ``<pkg>.placement``     ``PLACER``  :class:`lmrun.plan.placement.CloudPlacement`    plan
+secrets      ``<pkg>.secret_store``  a class     :class:`lmrun.render.secret_store.SecretStore`  render
 site         ``<pkg>.site``          ``SITES``   :class:`lmrun.components.site_cloud.SiteCloud`  components
+network      ``<pkg>.network_model`` ``MODEL``   :class:`lmrun.verify.network.NetworkModel`      checks
 ===========  ======================  ==========  ==============================================  ===========
 
-Site clouds implement every role; the hub cloud implements ``rules`` and ``placement`` (its hub
-components are the mesh's own, in ``lmrun.components``). docs/architecture.md says how to add a cloud.
+Site clouds implement every role; the hub cloud implements all but ``site`` (its hub components are the
+mesh's own, in ``lmrun.components``). docs/architecture.md says how to add a cloud.
 """
 
 from __future__ import annotations

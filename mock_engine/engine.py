@@ -63,6 +63,13 @@ class RecordedResource:
     custom: bool
     protect: bool
     retain_on_delete: bool
+    id: str | None = None
+    """The id the mocks gave it (None for components, which have none)."""
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    """Its state as the mocks answered it (inputs echoed, plus computed outputs), secrets wrapped."""
+    property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per input property, the URNs of the resources its value came from (Pulumi's ``propertyDependencies``):
+    how a reference is resolved when the id it holds is not known (a real preview)."""
 
     @property
     def provider_urn(self) -> str:
@@ -181,6 +188,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             inputs = unwrap_secrets(rpc.deserialize_properties(request.object, keep_unknowns=True))
+            outputs = unwrap_secrets(rpc.deserialize_properties(response.object, keep_unknowns=True))
             record = RecordedResource(
                 urn=response.urn,
                 type=request.type,
@@ -192,6 +200,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 custom=bool(request.custom),
                 protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete),
+                id=(response.id or None) if request.custom else None,
+                outputs=outputs,
+                property_dependencies={
+                    key: tuple(deps.urns) for key, deps in request.propertyDependencies.items() if deps.urns
+                },
             )
             with self._lock:
                 self.records.append(record)

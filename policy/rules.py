@@ -3,9 +3,11 @@
 Every rule is one function registered with its name, description, remediation hint, default enforcement
 level and config defaults (:data:`RULES`). Rules never touch the CrossGuard runtime: a **resource rule**
 takes ``(resource_type, props, name, config)`` with ``props`` as CrossGuard passes them (camelCase input
-keys, secrets already unwrapped) and returns violation messages; a **stack rule** takes a list of
-:class:`Resource` and returns :class:`Finding` s. So they run in unit tests, in the offline plan (feed it
-``Resource.from_recorded`` of the mock engine's resources) and, through :func:`build_policies`, inside
+keys, secrets already unwrapped) and returns violation messages; a **stack rule** takes the stack's
+resources as records of the one reader (:class:`lmrun.verify.resources.Resource`, re-exported here) and
+returns :class:`Finding` s. So they run in unit tests, in the offline plan and ``lmrun check`` (on a mock
+recording, a preview or a state export, all read by :mod:`lmrun.verify.sources`) and, through
+:func:`build_policies` (CrossGuard's ``PolicyResource`` adapted to the same record), inside
 ``pulumi preview --policy-pack policy``.
 
 Configuration uses the shape of ``pulumi preview --policy-pack-config FILE`` (see ``policy/README.md``)::
@@ -28,8 +30,8 @@ import ipaddress
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 from lmrun.aws.instances import catalog
@@ -37,6 +39,10 @@ from lmrun.domain.addresses import REGION_POOL, SITE_POOL, TUNNEL_POOL
 from lmrun.domain.errors import InputError
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
 from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
+from lmrun.verify import tokens
+from lmrun.verify.resources import UNKNOWN as UNKNOWN  # re-exported: rule tests and authors spell unknowns
+from lmrun.verify.resources import Resource, Snapshot, flag, get, integer, is_unknown, items, network
+from lmrun.verify.sources import from_policy_resource
 
 PACK_NAME = "lmrun-mesh"
 """The policy pack's name (``PulumiPolicy.yaml`` lives beside this module)."""
@@ -66,88 +72,7 @@ class PolicyConfigError(InputError):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Plain data
-
-
-class _Unknown:
-    """A value that is not known yet (preview): rules skip what they cannot see."""
-
-    _instance: _Unknown | None = None
-
-    def __new__(cls) -> _Unknown:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN: Any = _Unknown()
-# The engine's and CrossGuard's unknown sentinels, and the mock engine's placeholder.
-_UNKNOWN_STRINGS = frozenset(
-    {
-        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",
-        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",
-        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
-        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",
-        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",
-        "[unknown]",
-    }
-)
-
-
-def is_unknown(value: Any) -> bool:
-    """Whether ``value`` stands for something only known after the update."""
-    if value is UNKNOWN:
-        return True
-    if isinstance(value, str):
-        return value in _UNKNOWN_STRINGS
-    return type(value).__name__ == "Unknown" and type(value).__module__.startswith("pulumi")
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One resource as a stack rule sees it.
-
-    ``retain_on_delete`` is None where the source does not say (CrossGuard does not expose it).
-    """
-
-    type: str
-    props: Mapping[str, Any]
-    urn: str = ""
-    name: str = ""
-    protect: bool = False
-    retain_on_delete: bool | None = None
-    dependencies: tuple[str, ...] = ()
-    property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.urn or self.name or self.type
-
-    @classmethod
-    def from_recorded(cls, recorded: Any) -> Resource:
-        """From a ``lmrun.mock_engine.RecordedResource`` (secrets unwrapped, as CrossGuard delivers them)."""
-        return cls(
-            type=recorded.type,
-            props=_unwrap_secrets(recorded.inputs),
-            urn=recorded.urn,
-            name=recorded.name,
-            protect=bool(recorded.protect),
-            retain_on_delete=bool(recorded.retain_on_delete),
-            dependencies=tuple(recorded.dependencies),
-        )
-
-
-def _unwrap_secrets(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _unwrap_secrets(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_unwrap_secrets(item) for item in value]
-    if type(value).__name__ == "Secret" and hasattr(value, "value"):
-        return _unwrap_secrets(value.value)
-    return value
+# Plain data: the reader's record and accessors (lmrun.verify.resources), shared with cost and reachability
 
 
 @dataclass(frozen=True)
@@ -305,6 +230,7 @@ def rule_config(rule: Rule, pack_config: Mapping[str, Any] | None = None) -> dic
 def evaluate(resources: Sequence[Resource], pack_config: Mapping[str, Any] | None = None) -> list[Violation]:
     """Every violation of every enabled rule over ``resources``, with its resolved level."""
     violations: list[Violation] = []
+    resources = _snapshot(resources)
     for rule in RULES.values():
         level = enforcement_level(rule, pack_config)
         if level == DISABLED:
@@ -324,41 +250,8 @@ def evaluate(resources: Sequence[Resource], pack_config: Mapping[str, Any] | Non
 # Helpers over props
 
 
-def _get(props: Any, *path: str | int) -> Any:
-    """``props[path...]`` or None where a step is missing or unknown."""
-    current = props
-    for step in path:
-        if is_unknown(current) or current is None:
-            return None
-        if isinstance(step, int):
-            if not isinstance(current, Sequence) or isinstance(current, str) or step >= len(current):
-                return None
-        elif not isinstance(current, Mapping):
-            return None
-        try:
-            current = current[step]
-        except (KeyError, IndexError):
-            return None
-    return None if is_unknown(current) else current
-
-
-def _items(value: Any) -> list[Any]:
-    if value is None or is_unknown(value) or isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        return []
-    return [item for item in value if not is_unknown(item)]
-
-
 def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None or is_unknown(value):
-        return None
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
+    return flag(value) is True
 
 
 def _tags(props: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -371,19 +264,10 @@ def _tags(props: Mapping[str, Any]) -> dict[str, Any] | None:
     if isinstance(raw, Mapping):
         return {str(k): v for k, v in raw.items()}
     tags: dict[str, Any] = {}
-    for item in _items(raw):
+    for item in items(raw):
         if isinstance(item, Mapping) and isinstance(item.get("key"), str):
             tags[item["key"]] = item.get("value")
     return tags
-
-
-def _network(cidr: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    if not isinstance(cidr, str) or is_unknown(cidr):
-        return None
-    try:
-        return ipaddress.ip_network(cidr.strip(), strict=False)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -410,7 +294,7 @@ def _protocol(value: Any) -> str:
 def _aws_ports(protocol: str, from_port: Any, to_port: Any) -> tuple[int, int] | None:
     if protocol not in ("tcp", "udp"):
         return None
-    low, high = _int(from_port), _int(to_port)
+    low, high = integer(from_port), integer(to_port)
     if low is None or high is None or (low <= 0 and high >= 65535) or low < 0:
         return None
     return (low, high)
@@ -418,49 +302,49 @@ def _aws_ports(protocol: str, from_port: Any, to_port: Any) -> tuple[int, int] |
 
 def _ingress_rules(resource_type: str, props: Mapping[str, Any]) -> list[_Ingress]:
     rules: list[_Ingress] = []
-    if resource_type == "aws:ec2/securityGroup:SecurityGroup":
-        for index, item in enumerate(_items(props.get("ingress"))):
+    if resource_type in (tokens.SECURITY_GROUP, tokens.DEFAULT_SECURITY_GROUP):
+        for index, item in enumerate(items(props.get("ingress"))):
             if not isinstance(item, Mapping):
                 continue
             protocol = _protocol(item.get("protocol"))
-            sources = [*_items(item.get("cidrBlocks")), *_items(item.get("ipv6CidrBlocks"))]
-            if _items(item.get("securityGroups")) or _truthy(item.get("self")) or _items(item.get("prefixListIds")):
+            sources = [*items(item.get("cidrBlocks")), *items(item.get("ipv6CidrBlocks"))]
+            if items(item.get("securityGroups")) or _truthy(item.get("self")) or items(item.get("prefixListIds")):
                 sources.append("group:")
             ports = _aws_ports(protocol, item.get("fromPort"), item.get("toPort"))
             rules.append(_Ingress(f"ingress[{index}]", protocol, ports, tuple(map(str, sources))))
-    elif resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+    elif resource_type == tokens.SECURITY_GROUP_RULE:
         if str(props.get("type", "")).lower() == "ingress":
             protocol = _protocol(props.get("protocol"))
-            sources = [*_items(props.get("cidrBlocks")), *_items(props.get("ipv6CidrBlocks"))]
-            if props.get("sourceSecurityGroupId") or _truthy(props.get("self")) or _items(props.get("prefixListIds")):
+            sources = [*items(props.get("cidrBlocks")), *items(props.get("ipv6CidrBlocks"))]
+            if props.get("sourceSecurityGroupId") or _truthy(props.get("self")) or items(props.get("prefixListIds")):
                 sources.append("group:")
             ports = _aws_ports(protocol, props.get("fromPort"), props.get("toPort"))
             rules.append(_Ingress("rule", protocol, ports, tuple(map(str, sources))))
-    elif resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+    elif resource_type == tokens.SG_INGRESS_RULE:
         protocol = _protocol(props.get("ipProtocol"))
         sources = [str(cidr) for cidr in (props.get("cidrIpv4"), props.get("cidrIpv6")) if isinstance(cidr, str)]
         if props.get("referencedSecurityGroupId") or props.get("prefixListId"):
             sources.append("group:")
         ports = _aws_ports(protocol, props.get("fromPort"), props.get("toPort"))
         rules.append(_Ingress("rule", protocol, ports, tuple(sources)))
-    elif resource_type == "gcp:compute/firewall:Firewall":
+    elif resource_type == tokens.GCP_FIREWALL:
         if str(props.get("direction") or "INGRESS").upper() != "INGRESS" or _truthy(props.get("disabled")):
             return []
-        sources = [str(cidr) for cidr in _items(props.get("sourceRanges"))]
-        if _items(props.get("sourceTags")) or _items(props.get("sourceServiceAccounts")):
+        sources = [str(cidr) for cidr in items(props.get("sourceRanges"))]
+        if items(props.get("sourceTags")) or items(props.get("sourceServiceAccounts")):
             sources.append("group:")
         if not sources and "sourceRanges" not in props:
             sources = ["0.0.0.0/0"]  # GCP: an ingress rule with no source applies to 0.0.0.0/0
-        for index, allow in enumerate(_items(props.get("allows"))):
+        for index, allow in enumerate(items(props.get("allows"))):
             if not isinstance(allow, Mapping):
                 continue
             protocol = _protocol(allow.get("protocol"))
-            port_specs = [str(p) for p in _items(allow.get("ports"))]
+            port_specs = [str(p) for p in items(allow.get("ports"))]
             if not port_specs or protocol not in ("tcp", "udp"):
                 rules.append(_Ingress(f"allows[{index}]", protocol, None, tuple(sources)))
             for spec in port_specs:
                 low, _, high = spec.partition("-")
-                start, end = _int(low), _int(high or low)
+                start, end = integer(low), integer(high or low)
                 if start is None or end is None:
                     continue
                 ports = None if start <= 0 and end >= 65535 else (start, end)
@@ -469,8 +353,8 @@ def _ingress_rules(resource_type: str, props: Mapping[str, Any]) -> list[_Ingres
 
 
 def _is_everywhere(cidr: str) -> bool:
-    network = _network(cidr)
-    return network is not None and network.prefixlen == 0
+    found = network(cidr)
+    return found is not None and found.prefixlen == 0
 
 
 def _describe(rule: _Ingress) -> str:
@@ -482,7 +366,7 @@ def _describe(rule: _Ingress) -> str:
 # Resource rules
 
 _INGRESS_TYPES = (
-    "aws:ec2/securityGroup:SecurityGroup, aws:ec2/securityGroupRule:SecurityGroupRule, "
+    "aws:ec2/securityGroup:SecurityGroup (and defaultSecurityGroup), aws:ec2/securityGroupRule:SecurityGroupRule, "
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule, gcp:compute/firewall:Firewall"
 )
 
@@ -524,7 +408,7 @@ def no_ssh(resource_type: str, props: Mapping[str, Any], name: str, config: Mapp
     "all traffic from the mesh" rules) fires only when some source lies outside ``internalCidrs``."""
     if _truthy(config["allowSsh"]):
         return []
-    internal = [net for net in map(_network, config["internalCidrs"]) if net is not None]
+    internal = [net for net in map(network, config["internalCidrs"]) if net is not None]
     messages = []
     for rule in _ingress_rules(resource_type, props):
         if rule.protocol not in ("all", "tcp") or not rule.sources:
@@ -537,7 +421,7 @@ def no_ssh(resource_type: str, props: Mapping[str, Any], name: str, config: Mapp
             cidr
             for cidr in rule.sources
             if not cidr.startswith("group:")
-            and not any((net := _network(cidr)) is not None and _within(net, i) for i in internal)
+            and not any((net := network(cidr)) is not None and _within(net, i) for i in internal)
         ]
         if outside:
             messages.append(f"{_describe(rule)} opens port 22 (SSH) to {', '.join(outside)}")
@@ -548,8 +432,8 @@ def _within(net: ipaddress.IPv4Network | ipaddress.IPv6Network, outer: Any) -> b
     return net.version == outer.version and net.subnet_of(outer)
 
 
-_VM_TYPES = ("aws:ec2/instance:Instance", "aws:ec2/spotInstanceRequest:SpotInstanceRequest")
-_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+_VM_TYPES = (tokens.INSTANCE, tokens.SPOT_INSTANCE_REQUEST)
+_LAUNCH_TEMPLATE = tokens.LAUNCH_TEMPLATE
 
 
 @resource_rule(
@@ -564,7 +448,7 @@ def imdsv2_required(resource_type: str, props: Mapping[str, Any], name: str, con
         return []
     options = props.get("metadataOptions")
     tokens = _get_raw(options, "httpTokens")
-    if is_unknown(options) or is_unknown(tokens) or tokens == "required" or _get(options, "httpEndpoint") == "disabled":
+    if is_unknown(options) or is_unknown(tokens) or tokens == "required" or get(options, "httpEndpoint") == "disabled":
         return []
     return [f"metadataOptions.httpTokens is {tokens or 'not set'} (IMDSv1 allowed); it must be 'required'"]
 
@@ -588,7 +472,7 @@ def encrypted_volumes(resource_type: str, props: Mapping[str, Any], name: str, c
         if not is_unknown(value) and not _truthy(value):
             messages.append(f"{what} is not encrypted (encrypted: {value!r})")
 
-    if resource_type == "aws:ebs/volume:Volume":
+    if resource_type == tokens.EBS_VOLUME:
         require(props.get("encrypted"), "the volume")
     elif resource_type in _VM_TYPES:
         root = props.get("rootBlockDevice")
@@ -596,14 +480,14 @@ def encrypted_volumes(resource_type: str, props: Mapping[str, Any], name: str, c
             messages.append("rootBlockDevice is not declared, so the root volume's encryption is left to the AMI")
         elif isinstance(root, Mapping):
             require(root.get("encrypted"), "rootBlockDevice")
-        for index, device in enumerate(_items(props.get("ebsBlockDevices"))):
+        for index, device in enumerate(items(props.get("ebsBlockDevices"))):
             if isinstance(device, Mapping):
                 require(device.get("encrypted"), f"ebsBlockDevices[{index}] ({device.get('deviceName')})")
     elif resource_type == _LAUNCH_TEMPLATE:
         mappings = props.get("blockDeviceMappings")
         if is_unknown(mappings):
             return []
-        ebs_mappings = [(i, m) for i, m in enumerate(_items(mappings)) if isinstance(m, Mapping) and "ebs" in m]
+        ebs_mappings = [(i, m) for i, m in enumerate(items(mappings)) if isinstance(m, Mapping) and "ebs" in m]
         if not ebs_mappings:
             messages.append("no blockDeviceMappings[].ebs: the root volume's encryption is left to the AMI")
         for index, mapping in ebs_mappings:
@@ -613,12 +497,7 @@ def encrypted_volumes(resource_type: str, props: Mapping[str, Any], name: str, c
     return messages
 
 
-_IAM_POLICY_TYPES = (
-    "aws:iam/policy:Policy",
-    "aws:iam/rolePolicy:RolePolicy",
-    "aws:iam/userPolicy:UserPolicy",
-    "aws:iam/groupPolicy:GroupPolicy",
-)
+_IAM_POLICY_TYPES = tokens.IAM_POLICIES
 _READ_VERBS = ("Get", "List", "Describe", "Head", "Lookup", "Search", "Query", "Scan", "BatchGet", "Select", "View")
 
 
@@ -630,7 +509,7 @@ def _is_write(action: str) -> bool:
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
-    return [value] if isinstance(value, str) else _items(value)
+    return [value] if isinstance(value, str) else items(value)
 
 
 @resource_rule(
@@ -657,7 +536,7 @@ def iam_no_wildcards(resource_type: str, props: Mapping[str, Any], name: str, co
         return ["policy is not a JSON object"]
     allowed = set(config["allowedWildcardResourceActions"])
     statements = document.get("Statement")
-    statements = [statements] if isinstance(statements, Mapping) else _items(statements)
+    statements = [statements] if isinstance(statements, Mapping) else items(statements)
     messages = []
     for index, statement in enumerate(statements):
         if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
@@ -717,9 +596,9 @@ def _scripts(resource_type: str, props: Mapping[str, Any]) -> list[tuple[str, st
             if isinstance(props.get(key), str):
                 scripts.append((key, props[key]))
     elif resource_type in (
-        "gcp:compute/instance:Instance",
-        "gcp:compute/instanceTemplate:InstanceTemplate",
-        "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
+        tokens.GCP_INSTANCE,
+        tokens.GCP_INSTANCE_TEMPLATE,
+        tokens.GCP_REGION_INSTANCE_TEMPLATE,
     ):
         if isinstance(props.get("metadataStartupScript"), str):
             scripts.append(("metadataStartupScript", props["metadataStartupScript"]))
@@ -778,9 +657,9 @@ def _instance_types(resource_type: str, props: Mapping[str, Any]) -> list[tuple[
     found: list[tuple[str, str]] = []
     if resource_type in (*_VM_TYPES, _LAUNCH_TEMPLATE) and isinstance(props.get("instanceType"), str):
         found.append(("instanceType", props["instanceType"]))
-    if resource_type == "aws:autoscaling/group:Group":
-        overrides = _get(props, "mixedInstancesPolicy", "launchTemplate", "overrides")
-        for index, override in enumerate(_items(overrides)):
+    if resource_type == tokens.AUTOSCALING_GROUP:
+        overrides = get(props, "mixedInstancesPolicy", "launchTemplate", "overrides")
+        for index, override in enumerate(items(overrides)):
             if isinstance(override, Mapping) and isinstance(override.get("instanceType"), str):
                 found.append((f"mixedInstancesPolicy overrides[{index}]", override["instanceType"]))
     return [(where, t) for where, t in found if not is_unknown(t)]
@@ -840,13 +719,13 @@ def spot_max_price(resource_type: str, props: Mapping[str, Any], name: str, conf
     prices: Mapping[str, Any] = config["onDemandPrices"]
     checks: list[tuple[str, float, list[tuple[str, str]]]] = []
     if resource_type in (*_VM_TYPES, _LAUNCH_TEMPLATE):
-        cap = _price(_get(props, "instanceMarketOptions", "spotOptions", "maxPrice"))
-        if cap is None and resource_type == "aws:ec2/spotInstanceRequest:SpotInstanceRequest":
+        cap = _price(get(props, "instanceMarketOptions", "spotOptions", "maxPrice"))
+        if cap is None and resource_type == tokens.SPOT_INSTANCE_REQUEST:
             cap = _price(props.get("spotPrice"))
         if cap is not None:
             checks.append(("spot max price", cap, _instance_types(resource_type, props)))
-    elif resource_type == "aws:autoscaling/group:Group":
-        cap = _price(_get(props, "mixedInstancesPolicy", "instancesDistribution", "spotMaxPrice"))
+    elif resource_type == tokens.AUTOSCALING_GROUP:
+        cap = _price(get(props, "mixedInstancesPolicy", "instancesDistribution", "spotMaxPrice"))
         if cap is not None:
             checks.append(("spotMaxPrice", cap, _instance_types(resource_type, props)))
     messages = []
@@ -863,36 +742,35 @@ def spot_max_price(resource_type: str, props: Mapping[str, Any], name: str, conf
 # --------------------------------------------------------------------------------------------------------------
 # Stack rules
 
-_BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
-_PUBLIC_ACCESS_BLOCK = ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",)
-_VERSIONING = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
-_ENCRYPTION = (
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
-)
-
-
-def _configures(child: Resource, bucket: Resource) -> bool:
-    """Whether a bucket sub-resource targets ``bucket``: by its ``bucket`` input's dependency on the bucket's
-    URN (known at preview) or by equal bucket names."""
-    if bucket.urn and (bucket.urn in child.property_dependencies.get("bucket", ()) or bucket.urn in child.dependencies):
-        return True
-    target = child.props.get("bucket")
-    return isinstance(target, str) and not is_unknown(target) and target in (bucket.props.get("bucket"), bucket.name)
-
 
 def _bucket_check(
     resources: Sequence[Resource], types: Sequence[str], ok: Callable[[Resource], bool], missing: str, weak: str
 ) -> list[Finding]:
-    children = [r for r in resources if r.type in types]
+    """A bucket's sub-resources of ``types`` are those whose ``bucket`` input depends on the bucket's URN (known
+    at preview) or names the bucket; indexed once, by URN and by name."""
+    snapshot = _snapshot(resources)
+    by_urn: dict[str, list[Resource]] = defaultdict(list)
+    by_name: dict[str, list[Resource]] = defaultdict(list)
+    for child in snapshot.of_type(*types):
+        for urn in dict.fromkeys((*child.property_dependencies.get("bucket", ()), *child.dependencies)):
+            by_urn[urn].append(child)
+        target = child.props.get("bucket")
+        if isinstance(target, str) and not is_unknown(target):
+            by_name[target].append(child)
     findings = []
-    for bucket in (r for r in resources if r.type in _BUCKET_TYPES):
-        mine = [child for child in children if _configures(child, bucket)]
+    for bucket in snapshot.of_type(*tokens.S3_BUCKETS):
+        names = {str(n) for n in (bucket.props.get("bucket"), bucket.name) if isinstance(n, str) and n}
+        mine = [*(by_urn.get(bucket.urn, []) if bucket.urn else []), *(c for n in names for c in by_name.get(n, []))]
         if not mine:
             findings.append(Finding(bucket.label, missing))
         elif not any(ok(child) for child in mine):
             findings.append(Finding(bucket.label, weak))
     return findings
+
+
+def _snapshot(resources: Sequence[Resource]) -> Snapshot:
+    """The stack's resources indexed (``evaluate`` hands stack rules a :class:`Snapshot` already)."""
+    return resources if isinstance(resources, Snapshot) else Snapshot(resources)
 
 
 @stack_rule(
@@ -906,8 +784,8 @@ def s3_public_access_blocked(resources: Sequence[Resource], config: Mapping[str,
     flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     return _bucket_check(
         resources,
-        _PUBLIC_ACCESS_BLOCK,
-        lambda child: all(_truthy(child.props.get(flag)) or is_unknown(child.props.get(flag)) for flag in flags),
+        tokens.S3_PUBLIC_ACCESS_BLOCKS,
+        lambda child: all(_truthy(child.props.get(key)) or is_unknown(child.props.get(key)) for key in flags),
         "bucket has no BucketPublicAccessBlock",
         f"bucket's BucketPublicAccessBlock does not set all of {', '.join(flags)} to true",
     )
@@ -921,11 +799,15 @@ def s3_public_access_blocked(resources: Sequence[Resource], config: Mapping[str,
 )
 def s3_versioned(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
     def enabled(child: Resource) -> bool:
-        status = _get(child.props, "versioningConfiguration", "status")
+        status = get(child.props, "versioningConfiguration", "status")
         return status == "Enabled" or is_unknown(_get_raw(child.props.get("versioningConfiguration"), "status"))
 
     return _bucket_check(
-        resources, _VERSIONING, enabled, "bucket has no BucketVersioning", "bucket's versioning status is not Enabled"
+        resources,
+        tokens.S3_VERSIONINGS,
+        enabled,
+        "bucket has no BucketVersioning",
+        "bucket's versioning status is not Enabled",
     )
 
 
@@ -942,18 +824,18 @@ def s3_encrypted(resources: Sequence[Resource], config: Mapping[str, Any]) -> li
         rules = child.props.get("rules")
         if is_unknown(rules):
             return True
-        return any(_get(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm") for rule in _items(rules))
+        return any(get(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm") for rule in items(rules))
 
     return _bucket_check(
         resources,
-        _ENCRYPTION,
+        tokens.S3_ENCRYPTIONS,
         encrypts,
         "bucket has no BucketServerSideEncryptionConfiguration",
         "bucket's encryption configuration names no sseAlgorithm",
     )
 
 
-_SERVICE = "kubernetes:core/v1:Service"
+_SERVICE = tokens.K8S_SERVICE
 
 
 def _node_ports(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str, int, str]]:
@@ -962,11 +844,11 @@ def _node_ports(resources: Sequence[Resource]) -> Iterator[tuple[Resource, str, 
         if resource.type != _SERVICE:
             continue
         metadata = resource.props.get("metadata")
-        service = f"{_get(metadata, 'namespace') or 'default'}/{_get(metadata, 'name') or resource.name}"
-        for port in _items(_get(resource.props, "spec", "ports")):
-            number = _int(_get(port, "nodePort"))
+        service = f"{get(metadata, 'namespace') or 'default'}/{get(metadata, 'name') or resource.name}"
+        for port in items(get(resource.props, "spec", "ports")):
+            number = integer(get(port, "nodePort"))
             if number is not None:
-                yield resource, service, number, str(_get(port, "protocol") or "TCP")
+                yield resource, service, number, str(get(port, "protocol") or "TCP")
 
 
 @stack_rule(
@@ -1011,9 +893,9 @@ def node_ports_unique(resources: Sequence[Resource], config: Mapping[str, Any]) 
 
 
 _CIDR_SOURCES = {
-    "aws:ec2/vpc:Vpc": "cidrBlock",
-    "aws:ec2/vpcIpv4CidrBlockAssociation:VpcIpv4CidrBlockAssociation": "cidrBlock",
-    "gcp:compute/subnetwork:Subnetwork": "ipCidrRange",
+    tokens.VPC: "cidrBlock",
+    tokens.VPC_CIDR_ASSOCIATION: "cidrBlock",
+    tokens.GCP_SUBNETWORK: "ipCidrRange",
 }
 
 
@@ -1026,35 +908,40 @@ _CIDR_SOURCES = {
     level=MANDATORY,
 )
 def cidrs_disjoint(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
-    networks: list[tuple[Resource, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
-    findings = []
+    """Each overlap is reported on the later resource and names the earlier one. Found by one sweep over the
+    ranges sorted by start (n log n plus the overlaps), not by comparing every pair."""
+    declared: list[tuple[Resource, str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    found: list[tuple[int, int, Finding]] = []
     for resource in resources:
         key = _CIDR_SOURCES.get(resource.type)
         if key is None or resource.props.get(key) is None or is_unknown(resource.props.get(key)):
             continue
-        network = _network(resource.props[key])
-        if network is None:
-            findings.append(Finding(resource.label, f"{key} {resource.props[key]!r} is not a CIDR"))
+        cidr = network(resource.props[key])
+        if cidr is None:
+            found.append((len(declared), -1, Finding(resource.label, f"{key} {resource.props[key]!r} is not a CIDR")))
             continue
-        for other, other_network in networks:
-            if network.version == other_network.version and network.overlaps(other_network):
-                findings.append(
-                    Finding(resource.label, f"{key} {network} overlaps {other_network} of {other.name or other.urn}")
-                )
-        networks.append((resource, network))
-    return findings
+        declared.append((resource, key, cidr))
+    for earlier, later in _overlapping([cidr for _, _, cidr in declared]):
+        (resource, key, cidr), (other, _, other_cidr) = declared[later], declared[earlier]
+        message = f"{key} {cidr} overlaps {other_cidr} of {other.name or other.urn}"
+        found.append((later, earlier, Finding(resource.label, message)))
+    return [finding for _, _, finding in sorted(found, key=lambda f: (f[0], f[1]))]
 
 
-_VPC = "aws:ec2/vpc:Vpc"
-_PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"
-
-
-def _vpc_key(peering: Resource, prop: str, vpc_urns: set[str]) -> str | None:
-    value = peering.props.get(prop)
-    if isinstance(value, str) and not is_unknown(value):
-        return value
-    urns = [urn for urn in peering.property_dependencies.get(prop, ()) if urn in vpc_urns]
-    return urns[0] if urns else None
+def _overlapping(networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> Iterator[tuple[int, int]]:
+    """Every pair (earlier index, later index) of overlapping networks of one IP version."""
+    for version in (4, 6):
+        ranges = sorted(
+            (int(n.network_address), int(n.broadcast_address), index)
+            for index, n in enumerate(networks)
+            if n.version == version
+        )
+        active: list[tuple[int, int]] = []  # (last address, index) of ranges that may still overlap
+        for first, last, index in ranges:
+            active = [(end, other) for end, other in active if end >= first]
+            for _, other in active:
+                yield min(other, index), max(other, index)
+            active.append((last, index))
 
 
 @stack_rule(
@@ -1067,16 +954,21 @@ def _vpc_key(peering: Resource, prop: str, vpc_urns: set[str]) -> str | None:
     config={"maxPeerings": (DEFAULT_MAX_PEERINGS, {"type": "integer", "minimum": 1, "maximum": 125})},
 )
 def peerings_within_limit(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    """Each side of a peering resolves to its VPC by id, or (an id a preview cannot know) through the
+    ``vpcId``/``peerVpcId`` property dependencies; an id of a VPC outside the stack counts as itself."""
     limit = int(config["maxPeerings"])
-    vpcs = {r.urn: r for r in resources if r.type == _VPC and r.urn}
+    snapshot = _snapshot(resources)
     counts: dict[str, int] = defaultdict(int)
-    for peering in (r for r in resources if r.type == _PEERING):
+    for peering in snapshot.of_type(tokens.PEERING):
         for prop in ("vpcId", "peerVpcId"):
-            key = _vpc_key(peering, prop, set(vpcs))
+            key = snapshot.ref_key(peering, prop, (tokens.VPC,))
             if key is not None:
                 counts[key] += 1
     return [
-        Finding(vpcs[key].label if key in vpcs else key, f"VPC {key} has {count} peering connections (limit {limit})")
+        Finding(
+            snapshot.by_urn[key].label if key in snapshot.by_urn else key,
+            f"VPC {key} has {count} peering connections (limit {limit})",
+        )
         for key, count in sorted(counts.items())
         if count > limit
     ]
@@ -1093,7 +985,7 @@ def peerings_within_limit(resources: Sequence[Resource], config: Mapping[str, An
 def stateful_volumes_protected(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
     findings = []
     for resource in resources:
-        if resource.type != "aws:ebs/volume:Volume":
+        if resource.type != tokens.EBS_VOLUME:
             continue
         tags = _tags(resource.props) or {}
         if str(tags.get(config["statefulTag"], "")).lower() != "true":
@@ -1108,29 +1000,6 @@ def stateful_volumes_protected(resources: Sequence[Resource], config: Mapping[st
 
 # --------------------------------------------------------------------------------------------------------------
 # CrossGuard adapters
-
-
-def plain(value: Any) -> Any:
-    """CrossGuard's unknown-checking proxies as plain dicts/lists, unknown values as :data:`UNKNOWN`."""
-    from pulumi_policy.proxy import UnknownValueError
-
-    if isinstance(value, Mapping):
-        result: dict[str, Any] = {}
-        for key in value:
-            try:
-                result[key] = plain(value[key])
-            except UnknownValueError:
-                result[key] = UNKNOWN
-        return result
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        items: list[Any] = []
-        for index in range(len(value)):
-            try:
-                items.append(plain(value[index]))
-            except UnknownValueError:
-                items.append(UNKNOWN)
-        return items
-    return value
 
 
 def build_policy(rule: Rule) -> Any:
@@ -1152,26 +1021,14 @@ def build_policy(rule: Rule) -> Any:
     if rule.kind == "resource":
 
         def validate_resource(args: Any, report_violation: Any) -> None:
-            props = plain(args.props)
-            for message in rule.check(args.resource_type, props, args.name, own_config(args)):
+            resource = from_policy_resource(args)
+            for message in rule.check(resource.type, resource.props, resource.name, own_config(args)):
                 report_violation(message, None)
 
         return pulumi_policy.ResourceValidationPolicy(validate=validate_resource, **common)
 
     def validate_stack(args: Any, report_violation: Any) -> None:
-        resources = [
-            Resource(
-                type=r.resource_type,
-                props=plain(r.props),
-                urn=r.urn,
-                name=r.name,
-                protect=bool(r.opts.protect),
-                retain_on_delete=None,  # not in CrossGuard's PolicyResourceOptions
-                dependencies=tuple(d.urn for d in r.dependencies),
-                property_dependencies={k: tuple(d.urn for d in v) for k, v in r.property_dependencies.items()},
-            )
-            for r in args.resources
-        ]
+        resources = Snapshot(from_policy_resource(r) for r in args.resources)
         for finding in rule.check(resources, own_config(args)):
             report_violation(finding.message, finding.resource if finding.resource.startswith("urn:") else None)
 

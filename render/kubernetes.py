@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from lmrun.domain.names import LABEL_NODE
-from lmrun.domain.ports import NODE_PORT_RANGE
+from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN, NODE_PORT_RANGE
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 """Pinned image of the readiness proxies (does nothing; ~300 kB)."""
@@ -66,7 +66,7 @@ class MeshService:
         if not 1 <= self.app_port <= 65535:
             raise ValueError(f"app_port: {self.app_port} is outside 1-65535")
         if self.node_port not in NODE_PORT_RANGE:
-            raise ValueError(f"node_port: {self.node_port} is outside 30000-32767")
+            raise ValueError(f"node_port: {self.node_port} is outside {NODE_PORT_MIN}-{NODE_PORT_MAX}")
         if not self.nodes:
             raise ValueError("nodes: a service needs at least one replica node")
         if len(set(self.nodes)) != len(self.nodes):

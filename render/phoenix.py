@@ -34,8 +34,9 @@ current (a readiness gate waits for the node to publish the key).
 
 Backups: the SQLite snapshot uses Python's ``sqlite3`` backup API (the same online-backup API as the
 ``sqlite3`` CLI's ``.backup``). Stock Ubuntu and Amazon Linux images do not ship the ``sqlite3`` CLI, while
-Python >= 3.11 is always on the node because Phoenix itself needs it; so the scripts never depend on the CLI
-(the Python steps are ``phoenix_sqlite.py`` and ``phoenix_key_request.py``, written next to the scripts).
+Phoenix's own Python (the CPython the mesh provisions, :mod:`lmrun.render.runtime`) is always on the node; so
+the scripts never depend on the CLI (the Python steps are ``phoenix_sqlite.py`` and ``phoenix_key_request.py``,
+written next to the scripts).
 
 The scripts and helpers are files under ``render/scripts/`` (:mod:`lmrun.render.script_files`).
 """
@@ -65,6 +66,7 @@ from lmrun.render.k3s import (
     check_region,
     check_ssm_parameter_name,
 )
+from lmrun.render.runtime import UV_VENV, UV_VENV_SCRIPT
 from lmrun.render.secret_store import SecretStore
 
 HTTP_PORT = PHOENIX_HTTP_PORT
@@ -464,11 +466,12 @@ def ingest_key_units(cfg: PhoenixConfig) -> list[WriteFile]:
 
 
 def install_script(cfg: PhoenixConfig) -> WriteFile:
-    """``phoenix-install.sh``: user, data dir, pinned venv, secrets from SSM, then the units."""
+    """``phoenix-install.sh``: user, data dir, pinned venv on the pinned CPython, secrets from SSM, the units."""
     timers = [INGEST_KEY_TIMER] + ([BACKUP_TIMER] if cfg.backup is not None else [])
     return vm_script(
         "phoenix-install.sh",
         {
+            "UV_VENV": UV_VENV,
             "VENV": VENV,
             "PHOENIX_VERSION": cfg.phoenix_version,
             "DATA_DIR": cfg.data_dir,
@@ -486,7 +489,7 @@ def phoenix_files(cfg: PhoenixConfig) -> list[WriteFile]:
     files = [ENV_FILE_SCRIPT, INGEST_KEY_SCRIPT, INGEST_KEY_HELPER, unit_file(cfg), *ingest_key_units(cfg)]
     if cfg.backup is not None:
         files += [BACKUP_SCRIPT, RESTORE_SCRIPT, SQLITE_HELPER, *backup_units(cfg)]
-    return [*files, install_script(cfg)]
+    return [*files, UV_VENV_SCRIPT, install_script(cfg)]
 
 
 def phoenix_runcmd() -> list[list[str]]:

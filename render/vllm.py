@@ -1,6 +1,7 @@
 """GPU node bootstrap: join K3s as an agent and run vLLM as a systemd service on the VM itself.
 
-vLLM is installed pinned into its own virtualenv and run by a dedicated ``vllm`` user. The model is served
+vLLM is installed pinned into its own virtualenv, on the CPython the mesh provisions (:mod:`lmrun.render.runtime`:
+the image's ``python3`` is too old for it), and run by a dedicated ``vllm`` user. The model is served
 at a pinned revision under the name clients send as ``model``. A Hugging Face token, when configured, is
 read by *name* from the node's secret store (the K3s agent's, :mod:`lmrun.render.secret_store`) into a
 root-only EnvironmentFile at every start of vLLM (``ExecStartPre``); it never appears in user data. The secret
@@ -22,6 +23,7 @@ from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_
 from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd
 from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
 from lmrun.render.routes import RouteMtu, route_mtu_files, route_mtu_runcmd
+from lmrun.render.runtime import UV_VENV, UV_VENV_SCRIPT
 from lmrun.render.script_files import HeaderValue
 from lmrun.render.secret_store import SecretStore, check_same_store
 
@@ -147,8 +149,13 @@ def hf_token_script(cfg: VllmConfig) -> WriteFile | None:
 
 
 def install_script(cfg: VllmConfig) -> WriteFile:
-    """``vllm-install.sh``: user, pinned venv, then the unit."""
-    values: dict[str, HeaderValue] = {"VENV": VENV, "VLLM_VERSION": cfg.vllm_version, "HF_HOME": HF_HOME}
+    """``vllm-install.sh``: user, pinned venv on the pinned CPython, then the unit."""
+    values: dict[str, HeaderValue] = {
+        "UV_VENV": UV_VENV,
+        "VENV": VENV,
+        "VLLM_VERSION": cfg.vllm_version,
+        "HF_HOME": HF_HOME,
+    }
     values["VLLM_UNIT"] = UNIT_NAME
     return vm_script("vllm-install.sh", values)
 
@@ -198,7 +205,14 @@ def unit_file(cfg: VllmConfig) -> WriteFile:
 
 def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
     token = hf_token_script(vllm)
-    return [*agent_files(agent), serve_script(vllm), unit_file(vllm), *([token] if token else []), install_script(vllm)]
+    return [
+        *agent_files(agent),
+        serve_script(vllm),
+        unit_file(vllm),
+        *([token] if token else []),
+        UV_VENV_SCRIPT,
+        install_script(vllm),
+    ]
 
 
 def render_gpu_node_user_data(

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from lmrun.offline import PlanReport, plan_stack
 from lmrun.spec.stackfile import StackConfig, load_stack_config
+from lmrun.verify.offline import PlanReport, plan_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_AMI = "ami-0123456789abcdef0"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lmrun.offline import PlanReport, plan_stack
+from lmrun.verify.offline import PlanReport, plan_stack
 from tests.conftest import ROOT, plan, stack_config
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"

@@ -29,7 +29,7 @@ def test_json_plan_of_global(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_json_marks_secret_inputs(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     from lmrun.mock_engine import RecordedResource, Recording, Secret
-    from lmrun.offline import PlanReport
+    from lmrun.verify.offline import PlanReport
 
     resource = RecordedResource(
         "urn:x", "t:t:T", "n", {"token": Secret("s3cr3t"), "plain": 1}, "", (), "", True, False, False

@@ -19,8 +19,8 @@ from lmrun.mock_engine import (
     Secret,
     plain_strings,
 )
-from lmrun.offline import PlanReport
 from lmrun.render.cloudinit import shell_scripts, written_files
+from lmrun.verify.checks import PlanReport
 from tests.conftest import ROOT, plan, repinned, stack_images
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 

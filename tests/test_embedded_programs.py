@@ -42,6 +42,7 @@ from pathlib import Path
 
 import pytest
 
+from lmrun.domain.pins import oldest_system_python
 from lmrun.render import script_files
 from lmrun.render.cloudinit import SCRIPT_DIR
 
@@ -320,8 +321,9 @@ def test_shell_scripts_start_with_a_shebang_then_strict_mode(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCRIPTS.glob("*.py")))
 def test_python_helpers_are_python_3_9_and_stdlib_only(name: str) -> None:
-    """They run with the VM's own python3 (3.9 on the oldest images), with nothing installed."""
-    tree = ast.parse((SCRIPTS / name).read_text(), feature_version=(3, 9))
+    """They run with the VM's own python3 (3.9 on the oldest images: the image catalog), with nothing installed."""
+    assert oldest_system_python() == (3, 9)
+    tree = ast.parse((SCRIPTS / name).read_text(), feature_version=oldest_system_python())
     imported = {
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
@@ -362,6 +364,6 @@ def test_render_script_puts_the_note_and_header_right_after_the_shebang() -> Non
     # ``##`` lines document the file and stay out of user data; the usage line and ``#`` comments ship.
     source = script_files.script_text("vllm-install.sh")
     rendered = script_files.render_script("vllm-install.sh", note=None)
-    assert "\n## Header: VENV" in source and "##" not in rendered
+    assert "\n## Header: UV_VENV, VENV" in source and "##" not in rendered
     assert rendered.splitlines() == [line for line in source.splitlines() if not line.startswith("##")]
     assert "# Usage: ssm-get.sh REGION PARAMETER_NAME DEST\n" in text

@@ -10,7 +10,14 @@ import pulumi_aws as aws
 import pytest
 
 from lmrun.aws.images import PUBLIC_IMAGES
-from lmrun.mock_engine import MESH_LOOKUPS, RecordedResource, Recording, UnmockedCallError, mesh_mocks, run_program
+from lmrun.mock_engine import (
+    MESH_LOOKUPS,
+    RecordedResource,
+    Recording,
+    UnmockedCallError,
+    mesh_mocks,
+    run_program,
+)
 from tests.conftest import plan
 
 PEERING = "aws:ec2/vpcPeeringConnection:VpcPeeringConnection"

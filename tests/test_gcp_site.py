@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from lmrun.aws.secret_store import SsmParameterStore
-from lmrun.cost import estimate_cost
 from lmrun.domain.secrets import HF_TOKEN_UNSET
 from lmrun.gcp.secret_store import GCP_SECRET_GET_SCRIPT, SecretManagerStore
 from lmrun.gcp.site import (
@@ -37,6 +36,7 @@ from lmrun.render import gateways as render_gateways
 from lmrun.render import k3s, phoenix, vllm
 from lmrun.render.cloudinit import SCRIPT_DIR, shell_scripts, written_files
 from lmrun.render.wireguard import private_key_from_bytes, public_key
+from lmrun.verify.cost import estimate_cost
 from tests.conftest import TEST_GCP_IMAGES
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
 

@@ -10,7 +10,7 @@ import pytest
 from lmrun.cli import main
 from lmrun.cli.graph import draw_mesh, mesh_picture
 from lmrun.mock_engine import Recording
-from lmrun.offline import PlanReport
+from lmrun.verify.offline import PlanReport
 from tests.conftest import ROOT, plan
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

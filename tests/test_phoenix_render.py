@@ -159,7 +159,7 @@ def test_retention_none_keeps_traces_forever() -> None:
 
 def test_install_script_pins_phoenix_and_fetches_secrets_by_name() -> None:
     script = phoenix.install_script(CFG).content
-    assert "PHOENIX_VERSION=20.26.1" in script and '"arize-phoenix==$PHOENIX_VERSION"' in script
+    assert "PHOENIX_VERSION=20.26.1" in script and '"arize-phoenix==${PHOENIX_VERSION:?}"' in script
     assert (
         f"{SCRIPT_DIR}/phoenix-env.sh eu-west-1 /etc/lmrun/phoenix.env "
         "PHOENIX_SECRET=/lmrun/prod/phoenix/secret PHOENIX_ADMIN_SECRET=/lmrun/prod/phoenix/admin-secret"

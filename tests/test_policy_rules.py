@@ -652,8 +652,8 @@ def test_taggable_types_match_the_installed_provider() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("stack", ["dev", "global"])
 def test_example_stacks_raise_no_mandatory_violation(stack: str) -> None:
-    from lmrun.offline import plan_stack
     from lmrun.spec.stackfile import load_stack_config
+    from lmrun.verify.offline import plan_stack
 
     report = plan_stack(ROOT, load_stack_config(ROOT, stack=stack, config_file=None), preview=False)
     resources = [Resource.from_recorded(r) for r in report.recording.resources]

@@ -339,7 +339,7 @@ def test_vllm_unit_and_install() -> None:
     assert "OTEL_EXPORTER_OTLP_TRACES_INSECURE=true" in unit
     assert "OTEL_" not in cloudinit.written_files(USER_DATA["gpu-minimal"])[f"/etc/systemd/system/{vllm.UNIT_NAME}"]
     install = files[f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]
-    assert f"VLLM_VERSION={vllm.VLLM_VERSION}" in install and '"vllm==$VLLM_VERSION"' in install
+    assert f"VLLM_VERSION={vllm.VLLM_VERSION}" in install and '"vllm==${VLLM_VERSION:?}"' in install
     # The token is read at every vLLM start (ExecStartPre, as root), not once at install.
     assert "hf-token" not in install
     assert f"ExecStartPre=+{vllm.HF_TOKEN_SCRIPT}" in unit

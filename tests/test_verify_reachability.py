@@ -1,4 +1,4 @@
-"""The static reachability check over the recorded resources (lmrun/reachability.py) and its cross-check
+"""The static reachability check over the recorded resources (verify/reachability.py) and its cross-check
 with the topology model in the offline plan: exact verdicts, and the reason names the first blocking hop."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from lmrun import offline
 from lmrun.cli import main
 from lmrun.mock_engine import Recording
-from lmrun.offline import PlanReport, ReachabilityMismatchError
-from lmrun.reachability import Fabric, PathVerdict, check_path, reachability_from_resources
+from lmrun.verify import offline
+from lmrun.verify.offline import PlanReport, ReachabilityMismatchError
+from lmrun.verify.reachability import Fabric, PathVerdict, check_path, reachability_from_resources
 from tests.conftest import ROOT, plan
 
 MAIN = "us-east-1"

@@ -9,9 +9,9 @@ import pytest
 
 from lmrun.aws import prices
 from lmrun.cli import main
-from lmrun.cost import estimate_cost
 from lmrun.mock_engine import RecordedResource, Secret
 from lmrun.plan.backup import backup_copies, backup_storage, backup_storage_from_export
+from lmrun.verify.cost import estimate_cost
 from tests.conftest import ROOT, plan
 
 H = prices.HOURS_PER_MONTH

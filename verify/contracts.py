@@ -10,10 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from lmrun.cost import PlannedResource
 from lmrun.domain.errors import LmrunError
+from lmrun.domain.pins import CONTRACT as PIN_CONTRACT
+from lmrun.domain.pins import runtime_pin_checks
+
+
+class PlannedResource(Protocol):
+    """What a contract reads of a resource (:class:`lmrun.verify.resources.Resource` fits)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,8 @@ def images_are_pinned(resources: Iterable[PlannedResource], outputs: Mapping[str
     and the WireGuard hub (delete-before-replace: the API and every tunnel down) and rolls every GPU node the
     day its publisher releases one; a pinned id changes only with a reviewed config change.
     """
+    if "images" not in outputs:
+        return []  # a file without the stack's outputs cannot say what the config pins (lmrun check notes it)
     pinned = pinned_images(outputs)
     limit = "an image pinned in lmrun:images or lmrun:sites[].images"
     return [
@@ -84,8 +98,23 @@ def images_are_pinned(resources: Iterable[PlannedResource], outputs: Mapping[str
     ]
 
 
+def runtimes_install_on_their_python(
+    resources: Iterable[PlannedResource], outputs: Mapping[str, Any]
+) -> list[ContractResult]:
+    """Every pinned runtime (vLLM, Phoenix, the VM helpers) installs on the Python that runs it: the pin's
+    recorded ``Requires-Python`` (PyPI's, refreshed by ``lmrun pins check``) against the CPython the mesh
+    provisions or the image's own (:mod:`lmrun.domain.pins`). Why: vllm 0.33.0 needs Python >= 3.11 and the
+    GPU images ship 3.10; pip then finds no version and the node never serves."""
+    return [
+        ContractResult(check.subject, PIN_CONTRACT, str(row["value"]), str(row["limit"]), check.ok)
+        for check in runtime_pin_checks()
+        for row in [check.row()]
+    ]
+
+
 CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[ContractResult]], ...] = (
     images_are_pinned,
+    runtimes_install_on_their_python,
 )
 
 

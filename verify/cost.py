@@ -21,50 +21,19 @@ since their size is the database's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from lmrun.aws import prices
 from lmrun.aws.instances import catalog
+from lmrun.mock_engine.engine import RecordedResource
 from lmrun.plan.backup import BackupStorage, backup_storage_from_export
+from lmrun.verify import tokens
+from lmrun.verify.resources import Resource, Snapshot, flag, get, number, plain
+from lmrun.verify.sources import snapshot_of
 
 Category = Literal["fabric", "control_plane", "gpu_extras"]
-
-INSTANCE = "aws:ec2/instance:Instance"
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
-AUTOSCALING_GROUP = "aws:autoscaling/group:Group"
-VOLUME = "aws:ebs/volume:Volume"
-EIP = "aws:ec2/eip:Eip"
-EIP_ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation"
-SUBNET = "aws:ec2/subnet:Subnet"
-NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
-VPN_CONNECTION = "aws:ec2/vpnConnection:VpnConnection"
-VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
-TGW_ATTACHMENTS = frozenset(
-    {
-        "aws:ec2transitgateway/vpcAttachment:VpcAttachment",
-        "aws:ec2transitgateway/peeringAttachment:PeeringAttachment",
-        "aws:ec2transitgateway/connect:Connect",
-    }
-)
-UNPRICED_COMPUTE_PREFIXES = ("gcp:compute/instance:", "gcp:compute/instanceTemplate:", "gcp:compute/address:")
-"""Resources that cost money but have no price table here (GCP sites): listed as unpriced."""
-
-
-class PlannedResource(Protocol):
-    """What the estimate reads of a resource (``lmrun.mock_engine.RecordedResource`` fits)."""
-
-    @property
-    def urn(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def inputs(self) -> dict[str, Any]: ...
-    @property
-    def dependencies(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -123,47 +92,13 @@ class CostEstimate:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Reading inputs
-
-
-def _plain(value: Any) -> Any:
-    """``lmrun.mock_engine.Secret`` wrappers unwrapped (read by shape: this module imports no Pulumi)."""
-    while type(value).__name__ == "Secret" and hasattr(value, "value"):
-        value = value.value
-    return value
-
-
-def _get(inputs: Any, *path: str | int) -> Any:
-    current = _plain(inputs)
-    for step in path:
-        if isinstance(step, int):
-            if not isinstance(current, list | tuple) or step >= len(current):
-                return None
-            current = _plain(current[step])
-        else:
-            if not isinstance(current, Mapping):
-                return None
-            current = _plain(current.get(step))
-    return current
+# Reading inputs (the reader's accessors: secrets unwrapped, unknowns read as missing)
 
 
 def _number(value: Any, default: float = 0.0) -> float:
-    """A numeric input (the engine may hand ``"256"``); ``default`` when missing or unknown."""
-    if isinstance(value, bool) or value is None:
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _flag(value: Any) -> bool | None:
-    """A boolean input (``True`` or ``"true"``); None when missing or unknown."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return None
+    """A numeric input; ``default`` when missing or unknown."""
+    found = number(value)
+    return default if found is None else found
 
 
 def is_gpu_instance_type(instance_type: str) -> bool:
@@ -179,35 +114,28 @@ def _hourly_to_monthly(usd_hour: float) -> float:
 
 
 class _Estimator:
-    def __init__(self, resources: Sequence[PlannedResource]) -> None:
-        self.resources = resources
-        self.by_urn = {r.urn: r for r in resources}
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
         self.items: list[CostItem] = []
         self.unpriced: list[str] = []
 
-    def add(self, category: Category, resource: PlannedResource, what: str, monthly_usd: float) -> None:
+    def add(self, category: Category, resource: Resource, what: str, monthly_usd: float) -> None:
         self.items.append(CostItem(category, resource.name, what, monthly_usd))
 
-    def depends_on(self, resource: PlannedResource, type_: str) -> list[PlannedResource]:
-        found = (self.by_urn.get(urn) for urn in resource.dependencies)
-        return [r for r in found if r is not None and r.type == type_]
-
-    def dependents(self, target: PlannedResource, types: Iterable[str]) -> list[PlannedResource]:
-        wanted = set(types)
-        return [r for r in self.resources if r.type in wanted and target.urn in r.dependencies]
-
-    def public_ipv4(self, resource: PlannedResource, explicit: Any) -> bool:
+    def public_ipv4(self, resource: Resource, explicit: Any) -> bool:
         """Whether the machine gets an auto-assigned public IPv4: its own setting, else its subnets'."""
-        flag = _flag(explicit)
-        if flag is not None:
-            return flag
-        return any(_flag(_get(s.inputs, "mapPublicIpOnLaunch")) for s in self.depends_on(resource, SUBNET))
+        own = flag(explicit)
+        if own is not None:
+            return own
+        return any(
+            flag(get(s.inputs, "mapPublicIpOnLaunch")) for s in self.snapshot.depends_on(resource, tokens.SUBNET)
+        )
 
-    def volume(self, category: Category, resource: PlannedResource, spec: Any, what: str, count: int = 1) -> None:
-        volume_type = str(_get(spec, "volumeType") or _get(spec, "type") or prices.DEFAULT_VOLUME_TYPE)
-        size = _number(_get(spec, "volumeSize") or _get(spec, "size"), prices.DEFAULT_ROOT_VOLUME_GB)
+    def volume(self, category: Category, resource: Resource, spec: Any, what: str, count: int = 1) -> None:
+        volume_type = str(get(spec, "volumeType") or get(spec, "type") or prices.DEFAULT_VOLUME_TYPE)
+        size = _number(get(spec, "volumeSize") or get(spec, "size"), prices.DEFAULT_ROOT_VOLUME_GB)
         monthly = prices.ebs_usd_month(
-            volume_type, size, iops=_number(_get(spec, "iops")), throughput=_number(_get(spec, "throughput"))
+            volume_type, size, iops=_number(get(spec, "iops")), throughput=_number(get(spec, "throughput"))
         )
         if monthly is None:
             self.unpriced.append(f"{resource.name}: EBS volume type {volume_type!r}")
@@ -217,7 +145,7 @@ class _Estimator:
 
     def machine(
         self,
-        resource: PlannedResource,
+        resource: Resource,
         instance_type: str,
         volumes: list[tuple[Any, str]],
         public_ip: bool,
@@ -238,79 +166,81 @@ class _Estimator:
             monthly = _hourly_to_monthly(prices.PUBLIC_IPV4_USD_HOUR) * count
             self.add(category, resource, f"{times}public IPv4 address", monthly)
 
-    def instance(self, resource: PlannedResource) -> None:
+    def instance(self, resource: Resource) -> None:
         inputs = resource.inputs
-        instance_type = str(_get(inputs, "instanceType") or "")
-        volumes: list[tuple[Any, str]] = [(_get(inputs, "rootBlockDevice") or {}, "root volume")]
-        volumes += [(device, "EBS volume") for device in _get(inputs, "ebsBlockDevices") or []]
+        instance_type = str(get(inputs, "instanceType") or "")
+        volumes: list[tuple[Any, str]] = [(get(inputs, "rootBlockDevice") or {}, "root volume")]
+        volumes += [(device, "EBS volume") for device in get(inputs, "ebsBlockDevices") or []]
         # An Elastic IP on the instance replaces its auto-assigned address (and is priced as the Eip).
-        has_eip = bool(self.dependents(resource, (EIP, EIP_ASSOCIATION)))
-        public = not has_eip and self.public_ipv4(resource, _get(inputs, "associatePublicIpAddress"))
+        has_eip = bool(self.snapshot.dependents(resource, tokens.EIP, tokens.EIP_ASSOCIATION))
+        public = not has_eip and self.public_ipv4(resource, get(inputs, "associatePublicIpAddress"))
         self.machine(resource, instance_type, volumes, public)
 
-    def group(self, resource: PlannedResource) -> None:
-        templates = self.depends_on(resource, LAUNCH_TEMPLATE)
+    def group(self, resource: Resource) -> None:
+        templates = self.snapshot.depends_on(resource, tokens.LAUNCH_TEMPLATE)
         if not templates:
             self.unpriced.append(f"{resource.name}: auto scaling group without a launch template in the plan")
             return
         template = templates[0].inputs
-        count = int(_number(_get(resource.inputs, "desiredCapacity"), _number(_get(resource.inputs, "minSize"), 1.0)))
-        instance_type = str(_get(template, "instanceType") or "")
-        mappings = _get(template, "blockDeviceMappings") or []
-        volumes = [(_get(m, "ebs") or {}, "root volume" if i == 0 else "EBS volume") for i, m in enumerate(mappings)]
+        count = int(_number(get(resource.inputs, "desiredCapacity"), _number(get(resource.inputs, "minSize"), 1.0)))
+        instance_type = str(get(template, "instanceType") or "")
+        mappings = get(template, "blockDeviceMappings") or []
+        volumes = [(get(m, "ebs") or {}, "root volume" if i == 0 else "EBS volume") for i, m in enumerate(mappings)]
         volumes = volumes or [({}, "root volume")]  # the AMI's own root volume
-        explicit = _get(template, "networkInterfaces", 0, "associatePublicIpAddress")
+        explicit = get(template, "networkInterfaces", 0, "associatePublicIpAddress")
         self.machine(resource, instance_type, volumes, self.public_ipv4(resource, explicit), count)
 
     def run(self) -> None:
+        snapshot = self.snapshot
         nat_eips = {
-            urn
-            for nat in self.resources
-            if nat.type == NAT_GATEWAY
-            for urn in nat.dependencies
-            if urn in self.by_urn and self.by_urn[urn].type == EIP
+            eip.urn for nat in snapshot.of_type(tokens.NAT_GATEWAY) for eip in snapshot.depends_on(nat, tokens.EIP)
         }
-        for resource in self.resources:
+        for resource in snapshot.resources:
             type_ = resource.type
-            if type_ == INSTANCE:
+            if type_ == tokens.INSTANCE:
                 self.instance(resource)
-            elif type_ == AUTOSCALING_GROUP:
+            elif type_ == tokens.AUTOSCALING_GROUP:
                 self.group(resource)
-            elif type_ == VOLUME:
+            elif type_ == tokens.EBS_VOLUME:
                 self.volume("control_plane", resource, resource.inputs, "EBS volume")
-            elif type_ == EIP:
+            elif type_ == tokens.EIP:
                 category: Category = "fabric" if resource.urn in nat_eips else "control_plane"
                 self.add(category, resource, "Elastic IP", _hourly_to_monthly(prices.PUBLIC_IPV4_USD_HOUR))
-            elif type_ == NAT_GATEWAY:
+            elif type_ == tokens.NAT_GATEWAY:
                 self.add("fabric", resource, "NAT gateway", _hourly_to_monthly(prices.NAT_GATEWAY_USD_HOUR))
-            elif type_ in TGW_ATTACHMENTS:
+            elif type_ in tokens.TGW_ATTACHMENTS:
                 monthly = _hourly_to_monthly(prices.TRANSIT_GATEWAY_ATTACHMENT_USD_HOUR)
                 self.add("fabric", resource, "Transit Gateway attachment", monthly)
-            elif type_ == VPN_CONNECTION:
+            elif type_ == tokens.VPN_CONNECTION:
                 self.add("fabric", resource, "Site-to-Site VPN", _hourly_to_monthly(prices.VPN_CONNECTION_USD_HOUR))
-            elif type_ == VPC_ENDPOINT and str(_get(resource.inputs, "vpcEndpointType")) == "Interface":
-                azs = max(1, len(_get(resource.inputs, "subnetIds") or []))
+            elif type_ == tokens.VPC_ENDPOINT and str(get(resource.inputs, "vpcEndpointType")) == "Interface":
+                azs = max(1, len(get(resource.inputs, "subnetIds") or []))
                 monthly = _hourly_to_monthly(prices.INTERFACE_ENDPOINT_USD_HOUR) * azs
                 self.add("fabric", resource, f"interface VPC endpoint in {azs} AZ(s)", monthly)
-            elif type_.startswith(UNPRICED_COMPUTE_PREFIXES):
+            elif type_ in tokens.GCP_UNPRICED_COMPUTE:
                 self.unpriced.append(f"{resource.name}: {type_} (no GCP prices in lmrun.aws.prices)")
 
 
 def _gpu_hourly(nodes: Any) -> tuple[float, float]:
     spot = on_demand = 0.0
-    for node in (_plain(nodes) or {}).values():
-        node = _plain(node)
-        hourly = _number(_get(node, "hourly_usd"))
-        if _flag(_get(node, "spot")):
+    for node in (plain(nodes) or {}).values():
+        node = plain(node)
+        hourly = _number(get(node, "hourly_usd"))
+        if flag(get(node, "spot")):
             spot += hourly
         else:
             on_demand += hourly
     return spot, on_demand
 
 
-def estimate_cost(resources: Sequence[PlannedResource], outputs: Mapping[str, Any]) -> CostEstimate:
-    """The plan's cost estimate from its resources and exports (``nodes`` gives the GPU instance-hours)."""
-    estimator = _Estimator(resources)
+def estimate_cost(
+    resources: Snapshot | Sequence[Resource | RecordedResource], outputs: Mapping[str, Any] | None = None
+) -> CostEstimate:
+    """The plan's cost estimate from its resources and exports (``nodes`` gives the GPU instance-hours; the
+    snapshot's own outputs when ``outputs`` is None). Linear: dependencies are indexed both ways once."""
+    snapshot = snapshot_of(resources)
+    outputs = snapshot.outputs if outputs is None else outputs
+    estimator = _Estimator(snapshot)
     estimator.run()
     items = tuple(estimator.items)
 
@@ -325,6 +255,6 @@ def estimate_cost(resources: Sequence[PlannedResource], outputs: Mapping[str, An
         gpu_hourly_usd_on_demand=on_demand,
         gpu_extras_hourly_usd=total("gpu_extras") / prices.HOURS_PER_MONTH,
         items=items,
-        unpriced=tuple(estimator.unpriced),
+        unpriced=tuple(sorted(estimator.unpriced)),  # stable whatever order the engine registered in
         phoenix_backup=backup_storage_from_export(outputs.get("phoenix")),
     )
