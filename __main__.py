@@ -1,18 +1,26 @@
 """The lmrun-mesh Pulumi program: stack config -> spec -> plan -> Mesh component -> exports."""
 
+import os
+
 import pulumi
 
 from lmrun.components import Mesh
 from lmrun.plan import plan_mesh
 from lmrun.plan.exports import plan_exports
 from lmrun.spec import current_pulumi_config, current_secret_keys, spec_from_config
+from lmrun.spec.operator import k3s_api_server
 
 spec = spec_from_config(current_pulumi_config(), current_secret_keys())
 plan = plan_mesh(spec, mesh=pulumi.get_stack())
 token = spec.hugging_face_token
 mesh = Mesh(
     "mesh",
-    args={"plan": plan, "hugging_face_token": pulumi.Output.secret(token.get_secret_value()) if token else None},
+    args={
+        "plan": plan,
+        "hugging_face_token": pulumi.Output.secret(token.get_secret_value()) if token else None,
+        # How this machine reaches the K3s API (LMRUN_K3S_API_SERVER, e.g. an SSM port forward); None: as published.
+        "k3s_api_server": k3s_api_server(os.environ),
+    },
 )
 
 for name, value in plan_exports(plan).items():

@@ -63,15 +63,17 @@ def _node_types(spec: MeshSpec) -> Iterable[tuple[Any, catalog.InstanceType]]:
 
 
 def vcpu_needs(spec: MeshSpec) -> dict[str, tuple[int, int]]:
-    """region -> (on-demand vCPUs, spot vCPUs) the stack's G/VT nodes need, from the instance type the plan
-    picks for each node (one instance per node)."""
+    """region -> (on-demand vCPUs, spot vCPUs) the stack's G/VT nodes need, from the instance types the plan
+    allows each node (one instance per node; a spot node counts its largest alternative, which its group may
+    launch; a capacity rebalance briefly runs a second instance beside it)."""
     needs: dict[str, tuple[int, int]] = {}
     for node, instance_type in _node_types(spec):
         if not counts_against_g_vt(instance_type):
             continue
         on_demand, spot = needs.get(node.region, (0, 0))
         if node.use_spot:
-            spot += instance_type.vcpus
+            alternatives = catalog.alternative_instance_types(instance_type, node.region)
+            spot += max(t.vcpus for t in (instance_type, *alternatives))
         else:
             on_demand += instance_type.vcpus
         needs[node.region] = (on_demand, spot)

@@ -154,6 +154,16 @@ def cost_table(report: PlanReport) -> Table:
         style="bold",
     )
     table.add_row("GPU disks + IPs", f"{cost.gpu_extras_hourly_usd:.4f}", "hour", "root volumes, public IPv4")
+    backup = cost.phoenix_backup
+    if backup is not None:
+        table.add_row(
+            "Phoenix backups (S3)",
+            f"{backup.usd_month_per_gb:.2f}",
+            "month per GB",
+            f"{backup.copies} copies of the gzipped database (every {backup.interval_minutes} min, kept "
+            f"{backup.retention_days} d); ≤ {backup.usd_month_at_volume_size:.2f}/month if it filled its "
+            f"{backup.volume_gb} GB volume",
+        )
     return table
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from functools import partial
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 
+from lmrun.aws.network.mtu import PEERING_ROUTES
 from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.components.gpu_node import GpuNode
 from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
@@ -17,12 +19,14 @@ from lmrun.components.node_ports import NodePorts
 from lmrun.components.phoenix import PhoenixNode, PhoenixStore
 from lmrun.components.vpc import RegionalVpc
 from lmrun.domain.names import TAG_NODE, TAG_REGION, TAG_ROLE
-from lmrun.domain.secrets import SecretPaths
+from lmrun.domain.secrets import HF_TOKEN_UNSET, SecretPaths
 from lmrun.plan.cluster import ClusterPlan, NodePlan
 from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
+from lmrun.render.kubeconfig import with_api_server
 from lmrun.render.kubernetes import MeshService
 from lmrun.render.phoenix import PhoenixClientConfig, phoenix_files, phoenix_runcmd
 from lmrun.render.readiness import ingest_key_gate_script
+from lmrun.render.routes import RouteMtu
 from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 
@@ -42,6 +46,9 @@ class ClusterArgs(TypedDict):
     """The fabric's VPC per region."""
     hugging_face_token: pulumi.Input[str] | None
     """Hugging Face token (a secret), stored as an SSM SecureString for the nodes; None for public models."""
+    k3s_api_server: NotRequired[str | None]
+    """Where the Kubernetes provider reaches the API (``https://localhost:6443`` through a port forward), TLS
+    still checked against the published address; None or absent: the published address."""
     tags: Mapping[str, str]
     """Tags for every taggable resource."""
 
@@ -179,19 +186,22 @@ class Cluster(pulumi.ComponentResource):
             )
             self.phoenix_ingest_key = pulumi.Output.secret(gate.stdout)
 
+        aws_nodes = [node for node in plan.nodes.values() if node.site is None]  # site nodes live in their site
         hf_parameter: aws.ssm.Parameter | None = None
-        if args["hugging_face_token"] is not None and plan.nodes:
+        if aws_nodes:
+            # Always there (HF_TOKEN_UNSET until a token is set) and read by every node at each vLLM start:
+            # setting or rotating the token changes this value only, never a node's user data or IAM policy.
+            token = args["hugging_face_token"]
             hf_parameter = aws.ssm.Parameter(
                 f"{name}-hf-token",
                 name=paths.huggingface_token,
                 type="SecureString",
-                value=pulumi.Output.secret(args["hugging_face_token"]),
-                description="Hugging Face token for gated models (read by GPU nodes)",
+                value=pulumi.Output.secret(token if token is not None else HF_TOKEN_UNSET),
+                description="Hugging Face token for gated models (read by GPU nodes at every vLLM start)",
                 tags=with_name({**tags, TAG_REGION: server_plan.region}, f"{name}-hf-token"),
                 opts=pulumi.ResourceOptions(parent=self, provider=main_provider),
             )
 
-        aws_nodes = [node for node in plan.nodes.values() if node.site is None]  # site nodes live in their site
         self.nodes = {}
         for node in aws_nodes:
             vpc = args["vpcs"][node.region]
@@ -202,6 +212,7 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-node-{slug(node.name)}",
                 args={
                     "instance_type": node.instance_type,
+                    "alternative_instance_types": node.alternative_instance_types,
                     "spot": node.spot,
                     "disk_size_gb": node.disk_size_gb,
                     "ami_id": node.image,
@@ -235,11 +246,16 @@ class Cluster(pulumi.ComponentResource):
             for e in plan.endpoints.values()
         ]
         if services:
+            provider_kubeconfig: pulumi.Output[str] = self.server.kubeconfig
+            server = args.get("k3s_api_server")
+            if server:
+                rewritten: pulumi.Output[str] = self.server.kubeconfig.apply(partial(with_api_server, server=server))
+                provider_kubeconfig = pulumi.Output.secret(rewritten)
             ports = NodePorts(
                 f"{name}-ports",
                 args={
                     "services": services,
-                    "kubeconfig": self.server.kubeconfig,
+                    "kubeconfig": provider_kubeconfig,
                     # The cluster lives on the server's state volume: a new kubeconfig is the same cluster.
                     "cluster_identifier": self.server.state_volume_id,
                 },
@@ -260,6 +276,10 @@ class Cluster(pulumi.ComponentResource):
                     "storage": "sqlite",
                     "backup_bucket": bucket,
                     "retention_days": phoenix.retention_days,
+                    # What the cost estimate prices the backups' S3 storage from (lmrun.plan.backup).
+                    "backup_interval_minutes": phoenix.backup_interval_minutes,
+                    "backup_retention_days": phoenix.backup_retention_days,
+                    "volume_gb": phoenix.volume_gb,
                 }
             )
             if store is not None and phoenix is not None
@@ -308,4 +328,6 @@ class Cluster(pulumi.ComponentResource):
             otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
             otlp_env_file=tracing.env_file if tracing is not None else None,
         )
-        return render_gpu_node_user_data(agent, vllm, tracing)
+        # The inter-region peering carries 8,500-byte packets, not the instance's 9,001 (lmrun.aws.network.mtu).
+        routes = [RouteMtu(destination, mtu) for destination, mtu in PEERING_ROUTES]
+        return render_gpu_node_user_data(agent, vllm, tracing, routes)

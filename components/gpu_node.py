@@ -1,23 +1,36 @@
 """GpuNode: one GPU VM running vLLM and joining K3s, kept alive by an auto-scaling group of one.
 
 The group spans every subnet (AZ) of the region, so a reclaimed spot instance or an AZ without capacity
-is replaced automatically without a config change; ``capacity_rebalance`` starts the replacement on the
-rebalance signal, before the two-minute interruption notice. The group does not wait for capacity:
+is replaced automatically without a config change. A spot group may launch the node's instance type or its
+alternatives (launch-template overrides, the plan's ``alternative_instance_types``: the same GPUs, each its
+own spot pool) and then rebalances: ``capacity_rebalance`` starts a replacement in a healthier pool on the
+rebalance signal, before the two-minute interruption notice. With a single type there is no other pool to move
+to, only the same type in another AZ, which price-capacity-optimized allocation already picks at each launch,
+so rebalancing stays off (it would trade a working instance for one in a pool no better). The group does not
+wait for capacity:
 ``pulumi up`` must not hang on a GPU shortage. Launch-template changes roll the node (instance refresh).
+
+Tags: the launch template carries only the node's identity tags (:func:`~lmrun.components.naming.identity_tags`,
+which never change), on itself and on the root volume it creates; every tag, ``lmrun:tags`` included, reaches
+the instance through the group (``propagate_at_launch``). So adding a tag updates the group in place and the
+next instance it launches, and rolls nothing (a launch-template change would refresh the instance). "Tags are
+not propagated to Amazon EBS volumes. To add tags to Amazon EBS volumes, specify the tags in a launch
+template" (EC2 Auto Scaling User Guide, "Tag Auto Scaling groups and instances"): the root volume keeps the
+identity tags, which name its mesh, node and role for cost allocation.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import LAUNCH_TEMPLATE_IMDSV2_ONLY
-from lmrun.components.naming import with_name
+from lmrun.components.naming import identity_tags, with_name
 
 ROOT_DEVICE = "/dev/sda1"
 """Root device of the Ubuntu-based Deep Learning AMIs."""
@@ -28,6 +41,8 @@ class GpuNodeArgs(TypedDict):
 
     instance_type: str
     """EC2 instance type chosen by the plan."""
+    alternative_instance_types: NotRequired[Sequence[str]]
+    """More instance types a spot node may run on (the same GPUs); none: only ``instance_type``."""
     spot: bool
     """Spot capacity (price-capacity-optimized) instead of on-demand."""
     disk_size_gb: int
@@ -43,7 +58,8 @@ class GpuNodeArgs(TypedDict):
     parameter_arns: Sequence[pulumi.Input[str]]
     """SSM parameters the node reads at boot (join token, Hugging Face token)."""
     tags: Mapping[str, str]
-    """Tags for every taggable resource and for the instances and volumes the group launches."""
+    """Tags for every taggable resource and for the instances the group launches (their identity tags also
+    on the launch template and the root volume)."""
 
 
 class GpuNode(pulumi.ComponentResource):
@@ -56,6 +72,7 @@ class GpuNode(pulumi.ComponentResource):
         super().__init__("lmrun:index:GpuNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = with_name(args["tags"], name)
+        fixed = identity_tags(tags)
 
         identity = InstanceRole(
             f"{name}-identity", args={"reads": list(args["parameter_arns"]), "writes": [], "tags": tags}, opts=child
@@ -82,16 +99,17 @@ class GpuNode(pulumi.ComponentResource):
                 lambda text: base64.b64encode(text.encode()).decode()
             ),
             update_default_version=True,
-            tag_specifications=[
-                {"resource_type": "instance", "tags": tags},
-                {"resource_type": "volume", "tags": tags},
-            ],
-            tags=tags,
+            tag_specifications=[{"resource_type": "volume", "tags": fixed}],
+            tags=fixed,
             opts=child,
         )
         template_ref = {"launch_template_id": template.id, "version": template.latest_version.apply(str)}
+        alternatives = [t for t in args.get("alternative_instance_types", ()) if t != args["instance_type"]]
         capacity: dict[str, Any]
         if args["spot"]:
+            launch: dict[str, Any] = {"launch_template_specification": template_ref}
+            if alternatives:
+                launch["overrides"] = [{"instance_type": t} for t in [args["instance_type"], *alternatives]]
             capacity = {
                 "mixed_instances_policy": {
                     "instances_distribution": {
@@ -99,9 +117,9 @@ class GpuNode(pulumi.ComponentResource):
                         "on_demand_percentage_above_base_capacity": 0,
                         "spot_allocation_strategy": "price-capacity-optimized",
                     },
-                    "launch_template": {"launch_template_specification": template_ref},
+                    "launch_template": launch,
                 },
-                "capacity_rebalance": True,
+                "capacity_rebalance": bool(alternatives),
             }
         else:
             capacity = {"launch_template": {"id": template.id, "version": template.latest_version.apply(str)}}
@@ -114,7 +132,7 @@ class GpuNode(pulumi.ComponentResource):
             health_check_type="EC2",
             wait_for_capacity_timeout="0",
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 0}},
-            tags=[{"key": key, "value": value, "propagate_at_launch": False} for key, value in sorted(tags.items())],
+            tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in sorted(tags.items())],
             opts=child,
             **capacity,
         )

@@ -4,7 +4,7 @@ K3s cluster with GPU nodes, node ports and Phoenix, and the WireGuard sites."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -28,6 +28,9 @@ class MeshArgs(TypedDict):
     """The decided mesh (see :func:`lmrun.plan.plan_mesh`); the component adds no decisions of its own."""
     hugging_face_token: pulumi.Input[str] | None
     """Hugging Face token (secret) for gated models, or None."""
+    k3s_api_server: NotRequired[str | None]
+    """Where the machine running `pulumi up` reaches the K3s API (e.g. ``https://localhost:6443`` through an SSM
+    port forward), for the Kubernetes provider; None or absent: the address the server published."""
 
 
 class Mesh(pulumi.ComponentResource):
@@ -105,6 +108,7 @@ class Mesh(pulumi.ComponentResource):
                 "providers": self.providers,
                 "vpcs": self.vpcs,
                 "hugging_face_token": args["hugging_face_token"],
+                "k3s_api_server": args.get("k3s_api_server"),
                 "tags": plan.tags,
             },
             opts=pulumi.ResourceOptions(parent=self, providers=utility_providers),

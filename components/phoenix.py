@@ -2,10 +2,10 @@
 
 :class:`PhoenixStore` holds what must survive: the generated secrets (SSM SecureStrings the VMs read by
 name), the ingest-key parameter the node publishes for trace producers, and the S3 backup bucket (public
-access blocked, versioned, encrypted, expiring old snapshots). :class:`PhoenixNode` is the replaceable
-part: a small instance in the main region, joined to K3s, with Phoenix's SQLite database on its own
-encrypted, protected, retained EBS volume. On first boot with an empty volume the node restores the
-latest backup.
+access blocked, versioned, encrypted, expiring old snapshots and overwritten versions). :class:`PhoenixNode`
+is the replaceable part: a small instance in the main region, joined to K3s, with Phoenix's SQLite database
+on its own encrypted, protected, retained EBS volume. On first boot with an empty volume the node restores
+the latest backup.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import with_name
 from lmrun.domain.secrets import SecretPaths
+from lmrun.plan.backup import NONCURRENT_DAYS
 from lmrun.render.k3s import K3sAgentConfig
 from lmrun.render.phoenix import (
     DATA_DEVICE,
+    LATEST_KEY,
+    SNAPSHOTS_KEY,
     PhoenixBackup,
     PhoenixConfig,
     render_phoenix_node_user_data,
@@ -32,6 +35,38 @@ from lmrun.render.readiness import PARAMETER_PLACEHOLDER
 
 BACKUP_PREFIX = "phoenix"
 _SECRETS = {"secret": 64, "admin-secret": 64, "admin-password": 32}
+
+
+def backup_lifecycle_rules(
+    retention_days: int, prefix: str = BACKUP_PREFIX
+) -> list[aws.s3.BucketLifecycleConfigurationRuleArgsDict]:
+    """The backup bucket's lifecycle (the storage it leads to: :mod:`lmrun.plan.backup`).
+
+    - Snapshots expire ``retention_days`` after upload; the expired (noncurrent) version goes a day later, and
+      S3 then removes the expired object's delete marker itself (a rule with ``days`` does).
+    - ``latest.db.gz`` never expires (a node restoring after a long outage must still find it); each version
+      it overwrites goes a day later. Nothing reads a noncurrent version: every snapshot is also a current
+      object under ``snapshots/``.
+    """
+    snapshots = f"{prefix}/{SNAPSHOTS_KEY}"
+    latest = f"{prefix}/{LATEST_KEY}"
+    return [
+        {
+            "id": "expire-phoenix-snapshots",
+            "status": "Enabled",
+            "filter": {"prefix": snapshots},
+            "expiration": {"days": retention_days},
+            "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_DAYS},
+            "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
+        },
+        {
+            "id": "expire-superseded-latest",
+            "status": "Enabled",
+            "filter": {"prefix": latest},
+            "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_DAYS},
+            "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
+        },
+    ]
 
 
 class PhoenixStoreArgs(TypedDict):
@@ -63,7 +98,20 @@ class PhoenixStore(pulumi.ComponentResource):
         self.parameter_names = {key: paths.phoenix(key) for key in [*_SECRETS, "ingest-key"]}
         self.secret_parameter_arns = []
         for key, length in _SECRETS.items():
-            value = random.RandomPassword(f"{name}-{key}", length=length, special=False, opts=child)
+            # Phoenix refuses a secret without a digit and a lowercase letter (phoenix.auth
+            # REQUIREMENTS_FOR_PHOENIX_SECRET): without the minimums ~1 stack in 100,000 would never start. The
+            # minimums are ignored on existing stacks: pulumi-random replaces a password when any argument changes,
+            # and a new PHOENIX_SECRET would revoke every API key (a stack whose Phoenix started already has a
+            # compliant one; one that never started: `pulumi up --replace <URN>` of the password).
+            value = random.RandomPassword(
+                f"{name}-{key}",
+                length=length,
+                special=False,
+                min_numeric=1,
+                min_lower=1,
+                min_upper=1,
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["minNumeric", "minLower", "minUpper"]),
+            )
             parameter = aws.ssm.Parameter(
                 f"{name}-{key}-parameter",
                 name=self.parameter_names[key],
@@ -115,20 +163,10 @@ class PhoenixStore(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        days = args["backup_retention_days"]
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-backups-lifecycle",
             bucket=bucket.id,
-            rules=[
-                {
-                    "id": "expire-phoenix-snapshots",
-                    "status": "Enabled",
-                    "filter": {"prefix": f"{BACKUP_PREFIX}/"},
-                    "expiration": {"days": days},
-                    "noncurrent_version_expiration": {"noncurrent_days": days},
-                    "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
-                }
-            ],
+            rules=backup_lifecycle_rules(args["backup_retention_days"]),
             opts=child,
         )
         self.bucket_name = bucket.bucket

@@ -33,6 +33,9 @@ from lmrun.render.wireguard import (
     render_wg_quick,
 )
 
+HUB_CONFIG_TIER = "Intelligent-Tiering"
+"""SSM tier of the hub's config parameter: up to 8 KB (Advanced) once it outgrows Standard's 4 KB."""
+
 
 @dataclass(frozen=True)
 class WireGuardKey:
@@ -139,6 +142,10 @@ class WireGuardHub(pulumi.ComponentResource):
             f"{name}-config",
             name=config_name,
             type="SecureString",
+            # ~140 bytes per site: a Standard parameter (4,096 characters) is full at ~28 sites. Intelligent-
+            # Tiering stores it as Standard while it fits and as Advanced (8 KB) beyond, the ~48 sites the main
+            # route table allows (AWS Systems Manager User Guide, "Managing parameter tiers").
+            tier=HUB_CONFIG_TIER,
             value=secret_config,
             description="WireGuard hub config (private key, one peer per site); read by the hub at boot",
             tags=with_name(tags, f"{name}-config"),

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+HF_TOKEN_UNSET = "lmrun-no-hugging-face-token"
+"""The Hugging Face token secret's value while ``lmrun:huggingFaceToken`` is not set. The secret always exists and
+GPU nodes always read it (at every vLLM start), so setting the token changes that one value and no node's user
+data; a node reading this value runs without a token."""
+
 
 @dataclass(frozen=True)
 class SecretPaths:

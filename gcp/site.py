@@ -18,7 +18,8 @@ region only) whose values stay Pulumi secrets. VMs read them by secret id with a
 metadata server and ``curl`` (:mod:`lmrun.gcp.secret_store`); no secret is in instance metadata. Two service
 accounts keep the blast radius small: the gateway's may read only the WireGuard config, the nodes' only the
 K3s and Hugging Face tokens and the ingest key (which vLLM's OTLP exporter sends to Phoenix; a timer
-re-reads it, so a key the stack re-delivers reaches vLLM without a new VM),
+re-reads it, so a key the stack re-delivers reaches vLLM without a new VM; the Hugging Face token secret always
+exists and vLLM reads it at every start, so setting the token replaces no VM either),
 each through a secret-level ``roles/secretmanager.secretAccessor`` binding (no project-level role at all:
 nothing here ships logs or metrics through an agent that would need ``roles/logging.logWriter``).
 
@@ -69,8 +70,9 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_gcp as gcp
 
-from lmrun.components.naming import slug
+from lmrun.components.naming import IDENTITY_TAG_KEYS, slug
 from lmrun.components.site_cloud import SiteArgs, SiteCloud
+from lmrun.domain.secrets import HF_TOKEN_UNSET
 from lmrun.domain.tunnels import underlay_mtu
 from lmrun.gcp import NAME, catalog
 from lmrun.gcp.secret_store import SecretManagerStore
@@ -108,6 +110,20 @@ def gcp_labels(tags: Mapping[str, str]) -> dict[str, str]:
             k = f"l{k}"
         labels[k[:63]] = _LABEL_BAD.sub("_", value.lower())[:63]
     return labels
+
+
+NODE_LABEL_KEYS = frozenset({*gcp_labels(dict.fromkeys(IDENTITY_TAG_KEYS, "")), "lmrun_site"})
+"""The labels of a GPU node's instance template and boot disk, and of the gateway's boot disk (its creation
+parameters): the mesh's identity tags (mesh, role, region,
+node, site), which never change. An instance template is immutable, and the group replaces the VM for any
+template change; ``lmrun:tags`` labels every other resource of the site but not these, so adding a tag replaces
+no GPU VM. (The group's all-instances configuration would not help: with the update policy's minimal action
+REPLACE, which user-data changes need, the group applies a label change to it by replacing the VM too.)"""
+
+
+def node_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """The :data:`NODE_LABEL_KEYS` of ``labels``."""
+    return {key: value for key, value in labels.items() if key in NODE_LABEL_KEYS}
 
 
 def account_id(name: str, role: str) -> str:
@@ -352,7 +368,9 @@ class GcpSite(pulumi.ComponentResource):
                     "image": pinned_image("site.gateway_image", site.gateway_image),
                     "size": GATEWAY_DISK_GB,
                     "type": "pd-balanced",
-                    "labels": labels,
+                    # Creation-time parameters: providers before the fix in GoogleCloudPlatform/magic-modules#15081
+                    # replace the instance when they change (the tunnel down); identity labels never change.
+                    "labels": node_labels(labels),
                 },
             },
             network_interfaces=[
@@ -426,19 +444,20 @@ class GcpSite(pulumi.ComponentResource):
                 opts=child,
             )
             boot_deps: list[pulumi.Resource] = [token_version, *token_grants]
-            hf_secret: str | None = None
-            if args["hugging_face_token"] is not None:
-                hf_secret = f"{slug(name)}-hf-token"
-                hf_version, hf_grants = self._secret(
-                    f"{name}-hf-token",
-                    secret_id=hf_secret,
-                    data=args["hugging_face_token"],
-                    readers={"nodes": nodes_account},
-                    region=region,
-                    labels=labels,
-                    opts=child,
-                )
-                boot_deps += [hf_version, *hf_grants]
+            # Always there (HF_TOKEN_UNSET until a token is set) and read at every vLLM start: setting the
+            # token adds a secret version and changes no instance template.
+            hf_secret = f"{slug(name)}-hf-token"
+            token = args["hugging_face_token"]
+            hf_version, hf_grants = self._secret(
+                f"{name}-hf-token",
+                secret_id=hf_secret,
+                data=token if token is not None else HF_TOKEN_UNSET,
+                readers={"nodes": nodes_account},
+                region=region,
+                labels=labels,
+                opts=child,
+            )
+            boot_deps += [hf_version, *hf_grants]
             tracing: PhoenixClientConfig | None = None
             grpc_node_port = args.get("phoenix_grpc_node_port")
             if ingest_key is not None and grpc_node_port is not None:
@@ -470,7 +489,7 @@ class GcpSite(pulumi.ComponentResource):
                     token_secret=token_secret,
                     hf_secret=hf_secret,
                     tracing=tracing,
-                    labels=labels,
+                    labels=node_labels(labels),
                     opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=boot_deps),
                 )
 

@@ -70,6 +70,9 @@ class NodePlan:
     """Zone of a site node (the site cloud's)."""
     accelerator: str | None = None
     """Accelerator type the site cloud attaches to the machine (None when the machine has GPUs built in)."""
+    alternative_instance_types: tuple[str, ...] = ()
+    """Other machine types with the same GPUs the node may run on (a spot node's other capacity pools), cheapest
+    first; ``instance_type`` (the cheapest) prices the node."""
 
     @property
     def location(self) -> str:

@@ -159,8 +159,8 @@ class PhoenixBackup:
     """Key prefix the node's role may write; snapshots land under ``<prefix>/snapshots/``."""
     region: str
     """Region of the bucket."""
-    interval_minutes: int = 5
-    """Minutes between snapshots (>= 1, <= 1440)."""
+    interval_minutes: int = 60
+    """Minutes between snapshots (>= 1, <= 1440). Each is a full gzipped copy of the database."""
 
     def __post_init__(self) -> None:
         if not _BUCKET.match(self.bucket) or ".." in self.bucket:
@@ -312,6 +312,11 @@ INGEST_KEY_HELPER = vm_helper("phoenix_key_request.py")
 """The Python helper of ``phoenix-ingest-key.sh``: Phoenix's new key into a ``put-parameter`` request."""
 BACKUP_SCRIPT = vm_script("phoenix-backup.sh")
 """``phoenix-backup.sh DB_FILE S3_URI [WORK_DIR]``: a checked SQLite snapshot to S3."""
+SNAPSHOTS_KEY = "snapshots/"
+"""Where under the backup prefix ``phoenix-backup.sh`` puts each snapshot (expired by the stack's lifecycle)."""
+LATEST_KEY = "latest.db.gz"
+"""The object under the backup prefix that ``phoenix-backup.sh`` overwrites with every snapshot and
+``phoenix-restore.sh`` reads: never expired itself, only its overwritten (noncurrent) versions."""
 RESTORE_SCRIPT = vm_script("phoenix-restore.sh")
 """``phoenix-restore.sh DB_FILE S3_URI [OWNER]``: the latest snapshot onto an empty data volume."""
 SQLITE_HELPER = vm_helper("phoenix_sqlite.py")

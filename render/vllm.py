@@ -3,21 +3,26 @@
 vLLM is installed pinned into its own virtualenv, on the CPython the mesh provisions (:mod:`lmrun.render.runtime`:
 the image's ``python3`` is too old for it), and run by a dedicated ``vllm`` user. The model is served
 at a pinned revision under the name clients send as ``model``. A Hugging Face token, when configured, is
-read by *name* from the node's secret store (the K3s agent's, :mod:`lmrun.render.secret_store`) at boot into a
-root-only EnvironmentFile; it never appears in user data.
+read by *name* from the node's secret store (the K3s agent's, :mod:`lmrun.render.secret_store`) into a
+root-only EnvironmentFile at every start of vLLM (``ExecStartPre``); it never appears in user data. The secret
+may hold :data:`~lmrun.domain.secrets.HF_TOKEN_UNSET` (no token configured yet): vLLM then runs without one,
+and a token stored later reaches it at its next start, without a new VM.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lmrun.domain.names import VLLM_MANAGED_FLAGS
+from lmrun.domain.secrets import HF_TOKEN_UNSET
 from lmrun.domain.versions import VLLM_VERSION
 from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
 from lmrun.render.k3s import K3sAgentConfig, agent_files, agent_runcmd
 from lmrun.render.phoenix import PhoenixClientConfig, client_files, client_runcmd
+from lmrun.render.routes import RouteMtu, route_mtu_files, route_mtu_runcmd
 from lmrun.render.runtime import UV_VENV, UV_VENV_SCRIPT
 from lmrun.render.script_files import HeaderValue
 from lmrun.render.secret_store import SecretStore, check_same_store
@@ -52,7 +57,8 @@ class VllmConfig:
     tensor_parallel_size: int = 1
     """GPUs to shard over; >1 adds ``--tensor-parallel-size`` unless ``extra_args`` already sets it."""
     hf_token_parameter: str | None = None
-    """Name of the secret with a Hugging Face token in ``store``; None for public models."""
+    """Name of the secret with a Hugging Face token in ``store``, read at every vLLM start (it may hold
+    :data:`~lmrun.domain.secrets.HF_TOKEN_UNSET`: no token); None: no secret is read at all."""
     store: SecretStore | None = None
     """Where ``hf_token_parameter`` lives (the K3s agent's store); required with it."""
     otlp_traces_endpoint: str | None = None
@@ -116,27 +122,40 @@ def serve_script(cfg: VllmConfig) -> WriteFile:
 
 
 HF_TOKEN_FILE = "/run/lmrun/hf-token"
-"""Where the install script fetches the Hugging Face token to (tmpfs) before it moves it into ``ENV_FILE``."""
+"""Where ``vllm-hf-token.sh`` fetches the Hugging Face token to (tmpfs) before it writes ``ENV_FILE``."""
+HF_TOKEN_SCRIPT = f"{SCRIPT_DIR}/vllm-hf-token.sh"
+"""vLLM's ``ExecStartPre``: the Hugging Face token into ``ENV_FILE`` at every start."""
 
 
 def _hf_fetch_argv(cfg: VllmConfig) -> list[str] | None:
-    """argv fetching the Hugging Face token into ``HF_TOKEN_FILE``; None without a token."""
+    """argv fetching the Hugging Face token into ``HF_TOKEN_FILE``; None when the node reads no token."""
     if cfg.hf_token_parameter is None or cfg.store is None:  # both or neither (__post_init__)
         return None
     return cfg.store.fetch_argv(cfg.hf_token_parameter, HF_TOKEN_FILE)
 
 
+def hf_token_script(cfg: VllmConfig) -> WriteFile | None:
+    """``vllm-hf-token.sh`` (the token, or none while the secret holds ``HF_TOKEN_UNSET``); None without a secret."""
+    fetch = _hf_fetch_argv(cfg)
+    if fetch is None:
+        return None
+    values: dict[str, HeaderValue] = {
+        "ENV_FILE": ENV_FILE,
+        "HF_TOKEN_FILE": HF_TOKEN_FILE,
+        "UNSET": HF_TOKEN_UNSET,
+        "HF_FETCH": fetch,
+    }
+    return vm_script("vllm-hf-token.sh", values)
+
+
 def install_script(cfg: VllmConfig) -> WriteFile:
-    """``vllm-install.sh``: user, pinned venv on the pinned CPython, the Hugging Face token (if any), the unit."""
+    """``vllm-install.sh``: user, pinned venv on the pinned CPython, then the unit."""
     values: dict[str, HeaderValue] = {
         "UV_VENV": UV_VENV,
         "VENV": VENV,
         "VLLM_VERSION": cfg.vllm_version,
         "HF_HOME": HF_HOME,
     }
-    fetch = _hf_fetch_argv(cfg)
-    if fetch is not None:
-        values.update({"ENV_FILE": ENV_FILE, "HF_TOKEN_FILE": HF_TOKEN_FILE, "HF_FETCH": fetch})
     values["VLLM_UNIT"] = UNIT_NAME
     return vm_script("vllm-install.sh", values)
 
@@ -163,8 +182,12 @@ def unit_file(cfg: VllmConfig) -> WriteFile:
                 ("User", "vllm"),
                 ("Group", "vllm"),
                 *env,
-                # The leading '-' keeps the unit valid when no Hugging Face token is configured.
+                # The leading '-' keeps the unit valid when no Hugging Face token is read at all.
                 ("EnvironmentFile", f"-{ENV_FILE}"),
+                # '+': as root (the file is root-only); systemd reads EnvironmentFile= after ExecStartPre ran.
+                *([("ExecStartPre", f"+{HF_TOKEN_SCRIPT}")] if cfg.hf_token_parameter is not None else []),
+                # The token fetch retries while IAM or the secret lag the boot (~10 minutes).
+                *([("TimeoutStartSec", "15min")] if cfg.hf_token_parameter is not None else []),
                 *([("EnvironmentFile", f"-{cfg.otlp_env_file}")] if cfg.otlp_env_file else []),
                 ("ExecStart", f"{SCRIPT_DIR}/vllm-serve.sh"),
                 ("Restart", "on-failure"),
@@ -181,16 +204,28 @@ def unit_file(cfg: VllmConfig) -> WriteFile:
 
 
 def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
-    return [*agent_files(agent), serve_script(vllm), unit_file(vllm), UV_VENV_SCRIPT, install_script(vllm)]
+    token = hf_token_script(vllm)
+    return [
+        *agent_files(agent),
+        serve_script(vllm),
+        unit_file(vllm),
+        *([token] if token else []),
+        UV_VENV_SCRIPT,
+        install_script(vllm),
+    ]
 
 
 def render_gpu_node_user_data(
-    agent: K3sAgentConfig, vllm: VllmConfig, tracing: PhoenixClientConfig | None = None
+    agent: K3sAgentConfig,
+    vllm: VllmConfig,
+    tracing: PhoenixClientConfig | None = None,
+    routes: Sequence[RouteMtu] = (),
 ) -> str:
     """``#cloud-config`` for a GPU node: K3s agent with the node labels, then vLLM as a systemd service.
 
     With ``tracing``, the Phoenix client refresher keeps vLLM's exporter credentials current (and restarts
     vLLM when they change); vLLM itself must then export to ``tracing.endpoint`` with ``tracing.env_file``.
+    ``routes`` (paths narrower than the interface, :mod:`lmrun.render.routes`) are set before anything else.
     """
     if agent.gpu is None:
         raise ValueError("gpu: a GPU node's agent config must name its GPU (the lmrun.io/gpu label)")
@@ -203,8 +238,13 @@ def render_gpu_node_user_data(
         vllm.otlp_traces_endpoint != tracing.endpoint or vllm.otlp_env_file != tracing.env_file
     ):
         raise ValueError("tracing: vLLM must export to the tracing endpoint with its env file")
-    files = gpu_node_files(agent, vllm) + (client_files(tracing) if tracing is not None else [])
-    runcmd = [*agent_runcmd(), *(client_runcmd() if tracing is not None else []), [f"{SCRIPT_DIR}/vllm-install.sh"]]
+    files = [*route_mtu_files(routes), *gpu_node_files(agent, vllm), *(client_files(tracing) if tracing else [])]
+    runcmd = [
+        *route_mtu_runcmd(routes),
+        *agent_runcmd(),
+        *(client_runcmd() if tracing is not None else []),
+        [f"{SCRIPT_DIR}/vllm-install.sh"],
+    ]
     return cloud_config(write_files=files, runcmd=runcmd)
 
 

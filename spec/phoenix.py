@@ -30,11 +30,22 @@ class PhoenixSpec(SpecModel):
     )
     volume_size: int = Field(default=50, ge=10, le=16384, description="Data volume in GB (encrypted, retained).")
     retention_days: int = Field(default=30, ge=1, le=36500, description="Days Phoenix keeps traces.")
+    # Every snapshot is a full gzipped copy of the database: the defaults keep ~265 copies (hourly for 7 days,
+    # plus a day of overwritten `latest` versions), not the ~17,000 of a 5-minute/30-day schedule. Hourly bounds
+    # what a lost data volume costs (the volume itself is retained and protected; S3 is the last resort) to an
+    # hour of traces; 7 days leaves a week to notice a bad upgrade or a corrupted database and restore before it.
+    # See lmrun.plan.backup for the arithmetic and the plan's cost table for its price.
     backup_interval_minutes: int = Field(
-        default=5, ge=1, le=1440, description="Minutes between database snapshots to S3."
+        default=60,
+        ge=1,
+        le=1440,
+        description="Minutes between database snapshots to S3 (each is a full gzipped copy of the database).",
     )
     backup_retention_days: int = Field(
-        default=30, ge=1, le=3650, description="Days S3 keeps a snapshot (lifecycle expiry)."
+        default=7,
+        ge=1,
+        le=3650,
+        description="Days S3 keeps a snapshot (lifecycle expiry); overwritten `latest` copies go after a day.",
     )
     ui_node_port: NodePort = Field(default=UI_NODE_PORT, description="Node port of the UI and OTLP/HTTP (6006).")
     grpc_node_port: NodePort = Field(default=GRPC_NODE_PORT, description="Node port of OTLP/gRPC (4317).")

@@ -209,13 +209,34 @@ def test_gpu_nodes_are_spot_safe_groups_of_one_across_every_az() -> None:
     groups = {g.name: g for g in recording.by_type(GROUP)}
     spot = groups["mesh-cluster-node-qwen-use2-asg"].inputs
     assert (spot["minSize"], spot["maxSize"], spot["desiredCapacity"]) == (1, 1, 1)
+    # Rebalancing needs somewhere to go: the L4 node may also run on g6.2xlarge (another spot pool, same GPU).
     assert spot["capacityRebalance"] is True
+    overrides = spot["mixedInstancesPolicy"]["launchTemplate"]["overrides"]
+    assert overrides == [{"instanceType": "g6.xlarge"}, {"instanceType": "g6.2xlarge"}]
     distribution = spot["mixedInstancesPolicy"]["instancesDistribution"]
     assert distribution["onDemandPercentageAboveBaseCapacity"] == 0
     assert distribution["spotAllocationStrategy"] == "price-capacity-optimized"
     assert len(spot["vpcZoneIdentifiers"]) == 3  # use2-az1..3
     on_demand = groups["mesh-cluster-node-phi-euw1-asg"].inputs
     assert "mixedInstancesPolicy" not in on_demand and "launchTemplate" in on_demand
+
+
+def test_a_spot_node_with_one_instance_type_does_not_rebalance() -> None:
+    """Defect: capacity rebalance on a spot group with one instance type has no other pool to move the node to
+    (the same type in another AZ is what the allocation strategy already picks at launch): with 8x L4 only
+    g6.48xlarge exists, so the group neither rebalances nor lists overrides."""
+    node = {
+        "name": "big",
+        "region": "us-east-2",
+        "gpu": "L4",
+        "gpuCount": 8,
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "modelRevision": "a09a35458c702b33eeacc393d103063234e8bc28",
+        "nodePort": 30090,
+    }
+    group = plan("global", nodes=[*_global_nodes(), node]).recording.named("mesh-cluster-node-big-asg").inputs
+    assert group["capacityRebalance"] is False
+    assert "overrides" not in group["mixedInstancesPolicy"]["launchTemplate"]
 
 
 def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
@@ -236,6 +257,9 @@ def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
             "Effect": "Allow",
             "Action": ["ssm:GetParameter"],
             "Resource": [
+                # The Hugging Face token parameter always exists (no token set in `global`), so setting the
+                # token later changes no node's policy.
+                "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-hf-token",
                 "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-token-parameter",
                 "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-phoenix-store-ingest-key-parameter",
             ],
@@ -302,6 +326,24 @@ def test_user_data_joins_k3s_with_labels_and_serves_the_pinned_model() -> None:
     ):
         assert needle in scripts, needle
     assert "Restart=on-failure" in text
+
+
+def test_every_aws_gpu_node_routes_the_other_regions_at_the_peerings_mtu_before_joining() -> None:
+    """The inter-region peering carries 8,500-byte packets, the instances send 9,001 with Don't Fragment: each
+    AWS GPU node routes the regions' pool at 8,500 (tests/test_route_mtu_netns.py shows it working), first
+    thing at boot; GCP nodes reach the mesh through the tunnel (its own MTU and MSS clamp) and set nothing."""
+    recording = plan("global").recording
+    templates = recording.by_type(LAUNCH_TEMPLATE)
+    assert len(templates) == 3
+    for template in templates:
+        text = _user_data(template)
+        unit = written_files(text)["/etc/systemd/system/lmrun-route-mtu.service"]
+        assert "ExecStart=/usr/local/lib/lmrun/route-mtu.sh 10.64.0.0/10 8500" in unit, template.name
+        runcmd = yaml.safe_load(text)["runcmd"]
+        assert runcmd[1] == ["systemctl", "start", "lmrun-route-mtu.service"], runcmd
+        assert runcmd.index(["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]) > 1
+    gcp = recording.named("mesh-sites-gcp-usc1-node-l4-gcp-template").inputs["metadata"]["user-data"]
+    assert "route-mtu" not in gcp
 
 
 def test_every_kubernetes_object_passes_kubernetes_validate_strict(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from lmrun.aws.secret_store import SsmParameterStore
+from lmrun.domain.secrets import HF_TOKEN_UNSET
 from lmrun.gcp.secret_store import GCP_SECRET_GET_SCRIPT, SecretManagerStore
 from lmrun.gcp.site import (
     ACCESSOR_ROLE,
@@ -345,13 +346,16 @@ def test_iam_grants_are_per_secret_accessor_only() -> None:
     assert ingest_version.inputs["secretData"].value == INGEST_KEY
 
 
-def test_no_hugging_face_secret_without_a_token() -> None:
-    recording = _record(hf=False)
-    assert "mesh-site-gcp-a-hf-token" not in {r.inputs["secretId"] for r in recording.by_type(SECRET)}
-    templates = recording.by_type(TEMPLATE)
+def test_without_a_token_the_secret_holds_the_unset_marker_and_the_templates_are_the_same() -> None:
+    """The Hugging Face token secret always exists (nodes read it at every vLLM start): setting the token
+    replaces its version only, never an instance template (which would replace the GPU VM)."""
+    without, with_token = _record(hf=False), _record(hf=True)
+    assert "mesh-site-gcp-a-hf-token" in {r.inputs["secretId"] for r in without.by_type(SECRET)}
+    [version] = [r for r in without.by_type(VERSION) if r.name == "mesh-site-gcp-a-hf-token-version"]
+    assert isinstance(version.inputs["secretData"], Secret) and version.inputs["secretData"].value == HF_TOKEN_UNSET
+    templates = {r.name: r.inputs for r in without.by_type(TEMPLATE)}
     assert len(templates) == 2
-    for template in templates:
-        assert "hf-token" not in _user_data(template)
+    assert templates == {r.name: r.inputs for r in with_token.by_type(TEMPLATE)}
 
 
 # --- user data ------------------------------------------------------------------------------------------------
@@ -395,8 +399,8 @@ def test_nodes_join_k3s_through_the_tunnel_with_gcp_labels_and_secret_manager() 
     assert "https://10.0.0.10:6443" in bootstrap
     for label in ("lmrun.io/node=t4-spot", "lmrun.io/gpu=T4", "lmrun.io/region=us-central1"):
         assert label in bootstrap
-    install = files[f"{SCRIPT_DIR}/vllm-install.sh"]
-    assert "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-hf-token /run/lmrun/hf-token" in install
+    token = files[f"{SCRIPT_DIR}/vllm-hf-token.sh"]
+    assert "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-hf-token /run/lmrun/hf-token" in token
     assert not any("ssm-get" in content or "aws " in content for content in files.values())
     assert any("vllm-serve.sh" in path for path in files)
 

@@ -85,3 +85,21 @@ def test_offered_in() -> None:
     assert "us-west-2" in catalog.gpu_regions("h100")
     with pytest.raises(KeyError):
         catalog.offered_in("g7.xlarge", "us-east-1")
+
+
+def _alternatives(chosen: str, region: str) -> list[str]:
+    return [t.name for t in catalog.alternative_instance_types(catalog.instance_type(chosen), region)]
+
+
+def test_spot_alternatives_carry_the_same_gpus_and_cost_at_most_half_again() -> None:
+    assert _alternatives("g6.xlarge", "us-east-2") == ["g6.2xlarge"]  # g6.4xlarge is 1.64x the price
+    assert _alternatives("g4dn.xlarge", "us-east-1") == ["g4dn.2xlarge"]
+    assert _alternatives("g6.12xlarge", "us-east-2") == ["g6.24xlarge"]
+    assert _alternatives("g6.48xlarge", "us-east-2") == []  # 8x L4: one type, one pool per AZ
+    assert _alternatives("p5.48xlarge", "us-east-1") == []
+    for chosen in catalog.INSTANCE_TYPES.values():
+        for region in catalog.regions_offering(chosen.name):
+            for alternative in catalog.alternative_instance_types(chosen, region):
+                assert (alternative.gpu, alternative.gpu_count) == (chosen.gpu, chosen.gpu_count)
+                assert alternative.spot_usd_hour is not None and catalog.offered_in(alternative.name, region)
+                assert alternative.on_demand_usd_hour <= chosen.on_demand_usd_hour * catalog.MAX_ALTERNATIVE_PRICE_RATIO

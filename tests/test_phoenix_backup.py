@@ -11,13 +11,16 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
 from lmrun.aws.secret_store import SsmParameterStore
+from lmrun.components.phoenix import backup_lifecycle_rules
 from lmrun.render import phoenix
 from lmrun.render.cloudinit import WriteFile
 from tests.helpers_phoenix import (
@@ -164,6 +167,57 @@ def test_backup_without_database_is_a_no_op_and_upload_errors_fail(
     _make_db(db, rows=3).close()
     failed = run_script(scripts["phoenix-backup.sh"], [str(db), "s3://no-such-bucket-lmrun/x", str(tmp_path)], env)
     assert failed.returncode != 0
+
+
+def _s3_api(value: Any) -> Any:
+    """A Pulumi rule (``backup_lifecycle_rules``) in the S3 API's spelling (``noncurrent_days``: ``NoncurrentDays``)."""
+    if isinstance(value, dict):
+        return {
+            "ID" if key == "id" else "".join(part.title() for part in key.split("_")): _s3_api(item)
+            for key, item in value.items()
+        }
+    return value
+
+
+def test_every_backup_object_falls_under_one_lifecycle_rule_and_latest_never_expires(
+    tmp_path: Path, s3: tuple[dict[str, str], object]
+) -> None:
+    """The stack's lifecycle rules, applied to what the real script writes into a versioned bucket: each snapshot
+    expires after the retention, the restore's ``latest.db.gz`` never does, and the version of it each backup
+    overwrites (the ~8,600 forgotten copies a month at the former defaults) goes after a day."""
+    env, client = s3
+    client.put_bucket_versioning(  # type: ignore[attr-defined]
+        Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"}
+    )
+    rules = backup_lifecycle_rules(7, prefix=PREFIX)
+    client.put_bucket_lifecycle_configuration(  # type: ignore[attr-defined]
+        Bucket=BUCKET, LifecycleConfiguration={"Rules": [_s3_api(dict(rule)) for rule in rules]}
+    )
+    stored = client.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]  # type: ignore[attr-defined]
+    assert [rule["ID"] for rule in stored] == ["expire-phoenix-snapshots", "expire-superseded-latest"]
+    scripts = install_scripts(tmp_path, phoenix.phoenix_files(CFG))
+    db = tmp_path / "data" / phoenix.DB_FILENAME
+    _make_db(db, rows=10).close()
+    for _ in range(2):
+        ok(run_script(scripts["phoenix-backup.sh"], [str(db), URI, str(tmp_path)], env))
+        time.sleep(1.1)  # snapshot keys carry the second
+    versions = client.list_object_versions(Bucket=BUCKET, Prefix=PREFIX)["Versions"]  # type: ignore[attr-defined]
+    by_key: dict[str, list[bool]] = {}
+    for version in versions:
+        by_key.setdefault(str(version["Key"]), []).append(bool(version["IsLatest"]))
+    latest_key = f"{PREFIX}/{phoenix.LATEST_KEY}"
+    assert sorted(by_key[latest_key]) == [False, True], "each backup overwrites latest.db.gz: one noncurrent"
+    snapshot_keys = [key for key in by_key if key != latest_key]
+    assert len(snapshot_keys) == 2 and all(key.startswith(f"{PREFIX}/{phoenix.SNAPSHOTS_KEY}") for key in snapshot_keys)
+    for key in by_key:
+        matching = [rule for rule in rules if key.startswith(rule["filter"]["prefix"])]  # type: ignore[index]
+        assert len(matching) == 1, key
+        rule = matching[0]
+        assert rule["noncurrent_version_expiration"] == {"noncurrent_days": 1}  # type: ignore[typeddict-item]
+        if key == latest_key:
+            assert "expiration" not in rule, "the restore's source must never expire"
+        else:
+            assert rule["expiration"] == {"days": 7}  # type: ignore[typeddict-item]
 
 
 def test_every_rendered_phoenix_script_passes_shellcheck(tmp_path: Path) -> None:

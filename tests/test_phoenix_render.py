@@ -127,7 +127,7 @@ def test_backup_timer_interval_and_units() -> None:
     default_timer = {f.path: f.content for f in phoenix.phoenix_files(CFG)}[
         f"/etc/systemd/system/{phoenix.BACKUP_TIMER}"
     ]
-    assert "OnUnitActiveSec=5min" in default_timer
+    assert "OnUnitActiveSec=60min" in default_timer
     service = files[f"/etc/systemd/system/{phoenix.BACKUP_UNIT}"]
     assert "User=phoenix" in service
     assert "phoenix-backup.sh /var/lib/lmrun-phoenix/phoenix.db s3://lmrun-prod-backups/phoenix/prod" in service
@@ -178,7 +178,7 @@ def test_files_combine_with_the_agent_bootstrap_into_valid_cloud_config() -> Non
         "storage": "sqlite",
         "retention_days": 30,
         "backup_uri": "s3://lmrun-prod-backups/phoenix/prod",
-        "backup_interval_minutes": 5,
+        "backup_interval_minutes": 60,
     }
 
 

@@ -75,14 +75,15 @@ def test_advisory_violation_is_listed_but_exits_0(
     )
     code, document = _plan_json(capsys, "--config-file", str(t4_stack), "--policy-config", str(config))
     assert code == EXIT_OK
-    assert [v["level"] for v in document["violations"]] == ["advisory"]
+    # One per T4 type the node may launch: its launch template's, and both of its group's overrides.
+    assert [(v["policy"], v["level"]) for v in document["violations"]] == [("gpu-instance-allow-list", "advisory")] * 3
 
 
 def test_table_view_lists_violations(t4_stack: Path, g6_only: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["plan", "--project-dir", str(ROOT), "--config-file", str(t4_stack), "--policy-config", str(g6_only)])
     out = capsys.readouterr().out
     assert code == EXIT_POLICY_VIOLATION
-    assert "Policy pack: 1 violation(s), 1 mandatory" in out
+    assert "Policy pack: 3 violation(s), 3 mandatory" in out  # the template's type and the group's two overrides
     assert "gpu-instance-allow-list" in out and "exit 3" in out
 
 

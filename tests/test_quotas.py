@@ -178,8 +178,9 @@ def test_vcpu_needs_from_the_plan_instance_types(tmp_path: Path) -> None:
 
     raw = {k.removeprefix("lmrun:"): v for k, v in yaml.safe_load(NODES)["config"].items()}
     needs = vcpu_needs(parse_spec(raw))
-    # g6.xlarge (4 vCPUs) + g6.12xlarge (48) spot in us-east-2; g5.xlarge (4) on-demand in eu-west-1.
-    assert needs == {"eu-west-1": (4, 0), "us-east-2": (0, 52)}
+    # Spot in us-east-2: g6.xlarge (4 vCPUs) may also run as g6.2xlarge (8), g6.12xlarge (48) as g6.24xlarge (96):
+    # each spot group may launch its largest alternative. g5.xlarge (4) on-demand in eu-west-1 has none.
+    assert needs == {"eu-west-1": (4, 0), "us-east-2": (0, 8 + 96)}
 
 
 def test_report_table_names_verdict_and_link(tmp_path: Path, stubbed: StubbedRegions) -> None:
@@ -191,7 +192,7 @@ def test_report_table_names_verdict_and_link(tmp_path: Path, stubbed: StubbedReg
     print_quotas(report, console)
     text = console.export_text()
     assert report.status == "short"
-    assert "short by 36 vCPUs" in text
+    assert "short by 88 vCPUs" in text  # 104 (largest alternatives) - 16
     assert "Verdict: short" in text
     assert "https://us-east-2.console.aws.amazon.com/servicequotas/home/services/ec2/quotas/L-3819A6DF" in text
 
@@ -215,7 +216,7 @@ def test_cli_exit_code_0_when_enough(
     tmp_path: Path, stubbed: StubbedRegions, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stubbed.applied("eu-west-1", ON_DEMAND_G_VT, 8.0)
-    stubbed.applied("us-east-2", SPOT_G_VT, 52.0)
+    stubbed.applied("us-east-2", SPOT_G_VT, 104.0)
     _patch_clients(monkeypatch, stubbed)
     code = cli.main(["quotas", "--project-dir", str(ROOT), "--config-file", str(_stack_file(tmp_path))])
     assert code == 0

@@ -21,8 +21,11 @@ import yaml
 
 from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.domain import versions
+from lmrun.domain.secrets import HF_TOKEN_UNSET
 from lmrun.render import cloudinit, k3s, kubernetes, vllm
-from tests.validators import require_tool, run
+from lmrun.render.routes import ROUTE_MTU_UNIT, RouteMtu, route_mtu_command, route_mtu_files, route_mtu_runcmd
+from lmrun.render.script_files import render_script
+from tests.validators import assert_shellcheck_clean, require_tool, run
 
 TOKEN_PARAM = "/lmrun/test/k3s/join-token"
 KUBECONFIG_PARAM = "/lmrun/test/k3s/kubeconfig"
@@ -181,6 +184,36 @@ def test_hf_token_only_when_configured() -> None:
     assert "hf-token" not in USER_DATA["gpu-minimal"]
     unit = cloudinit.written_files(USER_DATA["gpu-minimal"])[f"/etc/systemd/system/{vllm.UNIT_NAME}"]
     assert f"EnvironmentFile=-{vllm.ENV_FILE}" in unit
+    assert "ExecStartPre" not in unit and vllm.HF_TOKEN_SCRIPT not in USER_DATA["gpu-minimal"]
+
+
+def _token_script(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """vllm-hf-token.sh with paths under tmp_path and a fake store fetch that copies ``store`` (fails without it)."""
+    store, env_file, token_file = tmp_path / "store", tmp_path / "etc" / "vllm.env", tmp_path / "run" / "hf-token"
+    fetch = tmp_path / "fetch.sh"
+    fetch.write_text(f'#!/bin/bash\nset -eu\n[ -f {store} ] || exit 3\ncp {store} "$1"\n')
+    fetch.chmod(0o755)
+    values = {"ENV_FILE": str(env_file), "HF_TOKEN_FILE": str(token_file), "UNSET": HF_TOKEN_UNSET}
+    script = tmp_path / "vllm-hf-token.sh"
+    script.write_text(render_script("vllm-hf-token.sh", {**values, "HF_FETCH": [str(fetch), str(token_file)]}))
+    return script, store, env_file
+
+
+def test_the_token_is_read_at_every_start_and_the_unset_marker_means_no_token(tmp_path: Path) -> None:
+    """What vLLM's ExecStartPre does, run for real: no token while the secret holds the unset marker, the token
+    once it is set (no new VM: the next start reads it), and a failed read keeps what vLLM had."""
+    script, store, env_file = _token_script(tmp_path)
+    assert_shellcheck_clean([script])
+    store.write_text(HF_TOKEN_UNSET + "\n")
+    assert run(["bash", str(script)]).returncode == 0
+    assert env_file.read_text() == "" and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    store.write_text("hf_SetLaterByTheOperator0123456789\n")
+    assert run(["bash", str(script)]).returncode == 0
+    assert env_file.read_text() == "HF_TOKEN=hf_SetLaterByTheOperator0123456789\n"
+    assert not (tmp_path / "run" / "hf-token").exists(), "the fetched token file is removed"
+    store.unlink()
+    assert run(["bash", str(script)]).returncode != 0
+    assert env_file.read_text().startswith("HF_TOKEN=hf_Set")
 
 
 # --- K3s server and agents --------------------------------------------------------------------------------------
@@ -336,7 +369,11 @@ def test_vllm_unit_and_install() -> None:
     assert "OTEL_" not in cloudinit.written_files(USER_DATA["gpu-minimal"])[f"/etc/systemd/system/{vllm.UNIT_NAME}"]
     install = files[f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]
     assert f"VLLM_VERSION={vllm.VLLM_VERSION}" in install and '"vllm==${VLLM_VERSION:?}"' in install
-    assert f"ssm-get.sh us-east-1 {HF_PARAM} /run/lmrun/hf-token" in install
+    # The token is read at every vLLM start (ExecStartPre, as root), not once at install.
+    assert "hf-token" not in install
+    assert f"ExecStartPre=+{vllm.HF_TOKEN_SCRIPT}" in unit
+    token = files[vllm.HF_TOKEN_SCRIPT]
+    assert f"ssm-get.sh us-east-1 {HF_PARAM} /run/lmrun/hf-token" in token and f"UNSET={HF_TOKEN_UNSET}" in token
     assert f"VLLM_UNIT={vllm.UNIT_NAME}" in install and 'systemctl enable --now "${VLLM_UNIT:?}"' in install
     runcmd = yaml.safe_load(USER_DATA["gpu-full"])["runcmd"]
     assert runcmd == [[f"{cloudinit.SCRIPT_DIR}/k3s-agent-bootstrap.sh"], [f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]]
@@ -491,3 +528,15 @@ def test_duplicate_node_ports_are_refused() -> None:
 
 def test_yaml_round_trips() -> None:
     assert list(yaml.safe_load_all(kubernetes.to_yaml(MANIFESTS))) == MANIFESTS
+
+
+def test_route_mtus_are_checked_and_set_first() -> None:
+    route = RouteMtu("10.64.0.0/10", 8500)
+    assert route_mtu_command([route]) == ["/usr/local/lib/lmrun/route-mtu.sh", "10.64.0.0/10", "8500"]
+    for bad in (("10.64.0.0/33", 8500), ("not a cidr", 8500), ("10.64.0.0/10", 576), ("10.64.0.0/10", 9216)):
+        with pytest.raises(ValueError):
+            RouteMtu(*bad)
+    assert route_mtu_files([]) == [] and route_mtu_runcmd([]) == []
+    text = vllm.render_gpu_node_user_data(GPU_AGENT, VLLM_FULL, routes=[route])
+    runcmd = yaml.safe_load(text)["runcmd"]
+    assert runcmd[0] == ["systemctl", "daemon-reload"] and runcmd[1] == ["systemctl", "start", ROUTE_MTU_UNIT]

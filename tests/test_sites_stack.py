@@ -14,10 +14,13 @@ import yaml
 
 from lmrun.cli import main
 from lmrun.mock_engine import Recording, Secret, plain_strings
+from lmrun.plan import plan_mesh
 from lmrun.render.cloudinit import written_files
 from lmrun.render.wireguard import private_key_from_bytes
+from lmrun.spec import spec_from_config
+from lmrun.spec.errors import PlanError
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
-from tests.conftest import ROOT, TEST_GCP_IMAGES, pinned_images, plan
+from tests.conftest import ROOT, TEST_GCP_IMAGES, pinned_images, plan, stack_config
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 KEY = "random:index/randomBytes:RandomBytes"
@@ -64,6 +67,30 @@ def test_the_hub_config_holds_its_key_and_one_peer_per_site() -> None:
         "lab-onprem": "10.129.0.0/24, 10.192.1.2/32",
     }.items():
         assert f"# peer: {site}" in text and f"AllowedIPs = {allowed}" in text
+
+
+# AWS Systems Manager User Guide, "Managing parameter tiers": a Standard parameter holds 4 KB (4,096 characters),
+# an Advanced one 8 KB; Intelligent-Tiering creates a Standard parameter while the value fits, Advanced beyond.
+SSM_VALUE_LIMIT = {"Standard": 4096, "Advanced": 8192, "Intelligent-Tiering": 8192}
+
+
+def _many_sites(count: int) -> list[dict[str, Any]]:
+    """External sites with names of the longest allowed length (32 characters): the largest peer entries."""
+    return [{"name": f"site-{i:02d}-" + "x" * 24, "kind": "external", "cidr": f"10.129.{i}.0/24"} for i in range(count)]
+
+
+@pytest.mark.parametrize("sites", [30, 48], ids=["30-sites", "most-the-route-table-allows"])
+def test_the_hub_config_parameter_has_a_tier_that_holds_it(sites: int) -> None:
+    """Defect: without a tier the parameter is Standard (4 KB), and the hub config is ~4.2 KB at 30 sites: the
+    `pulumi up` that adds the 29th site or so fails. 48 sites is the most the main route table allows (50 routes)."""
+    parameter = plan("dev", sites=_many_sites(sites)).recording.named(HUB_CONFIG).inputs
+    size = len(parameter["value"].value)
+    tier = parameter.get("tier", "Standard")
+    assert size <= SSM_VALUE_LIMIT[tier], f"{size} characters in a {tier} parameter"
+    if sites == 30:
+        assert size > SSM_VALUE_LIMIT["Standard"], "30 long-named sites outgrow a Standard parameter"
+    with pytest.raises(PlanError, match="route table"):
+        plan_mesh(spec_from_config(stack_config("dev", sites=_many_sites(49)).config), mesh="dev")
 
 
 def test_only_the_wireguard_port_is_open_to_the_world() -> None:

@@ -10,6 +10,7 @@ import pytest
 from lmrun.aws import prices
 from lmrun.cli import main
 from lmrun.mock_engine import RecordedResource, Secret
+from lmrun.plan.backup import backup_copies, backup_storage, backup_storage_from_export
 from lmrun.verify.cost import estimate_cost
 from tests.conftest import ROOT, plan
 
@@ -154,3 +155,26 @@ def test_json_and_table_show_the_estimate(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert "Estimated cost" in out and f"snapshot {prices.SNAPSHOT}" in out
     assert "GPU fleet, spot" in out and "control plane" in out
+    assert "Phoenix backups (S3)" in out and "265 copies" in out
+
+
+def test_backup_storage_arithmetic() -> None:
+    """Snapshots: retention + a noncurrent day + a day of lifecycle lag; overwritten latest versions: a noncurrent
+    day + a day of lag; plus the current latest."""
+    assert backup_copies(60, 7) == 24 * (7 + 1 + 1) + 24 * (1 + 1) + 1 == 265
+    assert backup_copies(1440, 1) == 1 * 3 + 1 * 2 + 1
+    storage = backup_storage(interval_minutes=60, retention_days=7, volume_gb=50)
+    assert storage.usd_month_per_gb == pytest.approx(265 * prices.S3_STANDARD_USD_GB_MONTH)
+    assert storage.usd_month_at_volume_size == pytest.approx(50 * storage.usd_month_per_gb)
+    with pytest.raises(ValueError):
+        backup_copies(0, 7)
+
+
+def test_the_estimate_reads_the_backup_schedule_from_the_phoenix_export() -> None:
+    export = {"placement": "node", "backup_interval_minutes": 30, "backup_retention_days": 3, "volume_gb": 20}
+    cost = estimate_cost([], {"phoenix": export})
+    assert cost.phoenix_backup == backup_storage(interval_minutes=30, retention_days=3, volume_gb=20)
+    assert cost.to_json()["phoenix_backup"]["copies"] == 48 * 5 + 48 * 2 + 1
+    assert estimate_cost([], {"phoenix": None}).phoenix_backup is None
+    assert estimate_cost([], {}).to_json()["phoenix_backup"] is None
+    assert backup_storage_from_export({"backup_interval_minutes": "x"}) is None

@@ -13,8 +13,10 @@ Three figures, as the plan's ``--json`` reports them under ``"cost"``:
   public IPv4 addresses are reported apart as ``gpu_extras_hourly_usd``.
 
 Prices: :mod:`lmrun.aws.prices` and :mod:`lmrun.aws.instances.catalog` (us-east-1 list-price snapshots;
-estimates). Usage-based charges (S3 storage, data transfer, NAT data processing) are not included; what
-the tables cannot price is listed under ``unpriced`` rather than counted as $0.
+estimates). Usage-based charges (S3 storage, data transfer, NAT data processing) are not in the totals; what
+the tables cannot price is listed under ``unpriced`` rather than counted as $0. Phoenix's S3 backups are
+estimated apart (``phoenix_backup``: copies kept and USD/month per GB of database, :mod:`lmrun.plan.backup`),
+since their size is the database's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Literal
 from lmrun.aws import prices
 from lmrun.aws.instances import catalog
 from lmrun.mock_engine.engine import RecordedResource
+from lmrun.plan.backup import BackupStorage, backup_storage_from_export
 from lmrun.verify import tokens
 from lmrun.verify.resources import Resource, Snapshot, flag, get, number, plain
 from lmrun.verify.sources import snapshot_of
@@ -62,6 +65,8 @@ class CostEstimate:
     gpu_extras_hourly_usd: float
     items: tuple[CostItem, ...] = ()
     unpriced: tuple[str, ...] = ()
+    phoenix_backup: BackupStorage | None = None
+    """Phoenix's S3 backups: copies kept and USD/month per GB of database (usage-based, not in the totals)."""
     snapshot: str = prices.SNAPSHOT
     price_region: str = prices.PRICE_REGION
 
@@ -82,6 +87,7 @@ class CostEstimate:
             "price_region": self.price_region,
             "items": [item.to_json() for item in self.items],
             "unpriced": list(self.unpriced),
+            "phoenix_backup": self.phoenix_backup.to_json() if self.phoenix_backup is not None else None,
         }
 
 
@@ -250,4 +256,5 @@ def estimate_cost(
         gpu_extras_hourly_usd=total("gpu_extras") / prices.HOURS_PER_MONTH,
         items=items,
         unpriced=tuple(sorted(estimator.unpriced)),  # stable whatever order the engine registered in
+        phoenix_backup=backup_storage_from_export(outputs.get("phoenix")),
     )

@@ -356,3 +356,27 @@ def choose_instance_type(gpu: str, count: int, region: str, *, spot: bool) -> In
         if offered_in(candidate.name, region) and (not spot or candidate.spot_usd_hour is not None):
             return candidate
     raise ValueError(f"no {count}x {gpu} instance type in {region}")
+
+
+MAX_ALTERNATIVE_PRICE_RATIO = 1.5
+"""How much more (on-demand list price) an alternative instance type of a spot node may cost than its chosen one."""
+
+
+def alternative_instance_types(chosen: InstanceType, region: str) -> tuple[InstanceType, ...]:
+    """Spot pools a spot node's group may also launch into: the other catalog types with exactly its GPUs (model
+    and count), offered in ``region`` and sold as spot, at most :data:`MAX_ALTERNATIVE_PRICE_RATIO` times its
+    on-demand price, cheapest first (e.g. ``g6.2xlarge`` beside ``g6.xlarge``; ``g6.4xlarge`` costs 1.64x).
+
+    Each type is its own spot capacity pool: capacity rebalancing ("configure your Auto Scaling group to use
+    multiple instance types and Availability Zones", EC2 Auto Scaling User Guide, Capacity Rebalancing) and
+    price-capacity-optimized allocation need more than one pool to move a node to when its pool runs dry.
+    """
+    cap = chosen.on_demand_usd_hour * MAX_ALTERNATIVE_PRICE_RATIO
+    return tuple(
+        candidate
+        for candidate in instance_types_for(chosen.gpu, chosen.gpu_count)
+        if candidate.name != chosen.name
+        and candidate.spot_usd_hour is not None
+        and candidate.on_demand_usd_hour <= cap
+        and offered_in(candidate.name, region)
+    )
