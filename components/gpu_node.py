@@ -8,7 +8,6 @@ rebalance signal, before the two-minute interruption notice. The group does not 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -18,6 +17,7 @@ import pulumi_aws as aws
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import LAUNCH_TEMPLATE_IMDSV2_ONLY
 from lmrun.components.naming import with_name
+from lmrun.render.cloudinit import gzip_base64_user_data
 
 ROOT_DEVICE = "/dev/sda1"
 """Root device of the Ubuntu-based Deep Learning AMIs."""
@@ -78,9 +78,8 @@ class GpuNode(pulumi.ComponentResource):
                     },
                 }
             ],
-            user_data=pulumi.Output.from_input(args["user_data"]).apply(
-                lambda text: base64.b64encode(text.encode()).decode()
-            ),
+            # A launch template takes base64; gzip first keeps it under EC2's 16 KB raw (cloud-init gunzips).
+            user_data=pulumi.Output.from_input(args["user_data"]).apply(gzip_base64_user_data),
             update_default_version=True,
             tag_specifications=[
                 {"resource_type": "instance", "tags": tags},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -21,6 +20,7 @@ from lmrun.mock_engine import (
 )
 from lmrun.render.cloudinit import shell_scripts
 from lmrun.verify.checks import PlanReport
+from lmrun.verify.user_data import user_data_text
 from tests.conftest import ROOT, plan, repinned, stack_images
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
@@ -50,8 +50,9 @@ def _secret_values(recording: Recording) -> dict[str, str]:
 
 
 def _user_data(resource: RecordedResource) -> str:
-    text = resource.inputs["userData"]
-    return base64.b64decode(text).decode() if resource.type == LAUNCH_TEMPLATE else text
+    text = user_data_text(resource)
+    assert text is not None, f"{resource.name} carries no user data"
+    return text
 
 
 @pytest.mark.parametrize("stack", ["dev", "global"])
