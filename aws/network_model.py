@@ -48,6 +48,7 @@ from lmrun.verify.network import (
     protocol_admits_tcp,
 )
 from lmrun.verify.resources import Resource, flag, get, integer, is_unknown, items, plain
+from lmrun.verify.user_data import user_data_text
 
 if TYPE_CHECKING:
     from lmrun.verify.reachability import Fabric
@@ -452,7 +453,7 @@ class AwsNetwork(NetworkModel):
         """The config of a forwarding instance: the SSM parameter its user data fetches. Raises
         :class:`UndecidableError` when that parameter's value is not in the source (a secret in a preview)."""
         if instance.urn not in self._wireguard:
-            user_data = str(get(instance.inputs, "userData") or "")
+            user_data = user_data_text(instance) or ""
             found: WireGuardConfig | None = None
             unknown = False
             for name, resource_name, text in self._parameters:

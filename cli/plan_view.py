@@ -11,6 +11,7 @@ from rich.table import Table
 from lmrun.aws import prices
 from lmrun.policy.rules import MANDATORY
 from lmrun.verify.checks import PlanReport
+from lmrun.verify.contracts import ContractResult
 from lmrun.verify.reachability import NOT_MODELLED
 from lmrun.verify.resources import Resource
 
@@ -185,6 +186,36 @@ def violation_table(report: PlanReport) -> Table:
     return table
 
 
+def _largest(results: list[ContractResult]) -> ContractResult:
+    """The row nearest its limit: the largest measured value (a count or a text when none is a number)."""
+    measured = [r for r in results if isinstance(r.value, int | float) and not isinstance(r.value, bool)]
+    return max(measured, key=lambda r: r.value) if measured else results[0]
+
+
+def contract_table(report: PlanReport) -> Table:
+    """Each platform contract: how many resources it covers, the largest value beside its limit (the largest
+    EC2 user data, the fullest SSM parameter...), then every broken row."""
+    by_contract: dict[str, list[ContractResult]] = defaultdict(list)
+    for result in report.contracts:
+        by_contract[result.contract].append(result)
+    broken = [r for r in report.contracts if not r.ok]
+    table = Table(
+        title=f"Platform contracts: {len(report.contracts)} checked, {len(broken)} broken"
+        + (" — the plan fails (exit 1)" if broken else "")
+    )
+    table.add_column("Contract", no_wrap=True)
+    table.add_column("Checked", justify="right")
+    table.add_column("Largest / broken", overflow="fold")
+    table.add_column("Value", justify="right", overflow="fold")
+    table.add_column("Limit", overflow="fold")
+    for contract, results in sorted(by_contract.items()):
+        top = _largest(results)
+        table.add_row(contract, str(len(results)), top.resource, str(top.value), str(top.limit))
+    for result in broken:
+        table.add_row(result.contract, "", result.resource, str(result.value), str(result.limit), style="bold red")
+    return table
+
+
 def count_table(report: PlanReport) -> Table:
     resources = report.snapshot.resources
     counts = Counter(r.type for r in resources if r.custom)
@@ -211,6 +242,8 @@ def print_report(report: PlanReport, console: Console) -> None:
     console.print(cost_items_table(report))
     console.print(cost_table(report))
     console.print(count_table(report))
+    if report.contracts:
+        console.print(contract_table(report))
     if report.violations:
         console.print(violation_table(report))
     else:

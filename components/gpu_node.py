@@ -21,7 +21,6 @@ identity tags, which name its mesh, node and role for cost allocation.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
@@ -31,6 +30,7 @@ import pulumi_aws as aws
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import LAUNCH_TEMPLATE_IMDSV2_ONLY
 from lmrun.components.naming import identity_tags, with_name
+from lmrun.render.cloudinit import gzip_base64_user_data
 
 ROOT_DEVICE = "/dev/sda1"
 """Root device of the Ubuntu-based Deep Learning AMIs."""
@@ -95,9 +95,8 @@ class GpuNode(pulumi.ComponentResource):
                     },
                 }
             ],
-            user_data=pulumi.Output.from_input(args["user_data"]).apply(
-                lambda text: base64.b64encode(text.encode()).decode()
-            ),
+            # A launch template takes base64; gzip first keeps it under EC2's 16 KB raw (cloud-init gunzips).
+            user_data=pulumi.Output.from_input(args["user_data"]).apply(gzip_base64_user_data),
             update_default_version=True,
             tag_specifications=[{"resource_type": "volume", "tags": fixed}],
             tags=fixed,

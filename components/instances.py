@@ -2,7 +2,8 @@
 
 Every VM requires IMDSv2 (no token-less metadata calls, one network hop so containers cannot reach it),
 boots from an encrypted gp3 volume and is replaced when its user data changes (bootstrap is cloud-init,
-which runs once). Stateful data lives on separate encrypted volumes that are protected, retained on
+which runs once). User data goes gzip-compressed (``user_data_base64``): EC2 caps it at 16 KB raw and
+cloud-init decompresses it first. Stateful data lives on separate encrypted volumes that are protected, retained on
 delete and tagged ``lmrun:stateful`` so the policy pack can check them.
 """
 
@@ -14,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from lmrun.components.naming import with_name
+from lmrun.render.cloudinit import gzip_base64_user_data
 
 IMDSV2_ONLY: aws.ec2.InstanceMetadataOptionsArgsDict = {
     "http_tokens": "required",
@@ -44,7 +46,11 @@ def mesh_instance(
     source_dest_check: bool = True,
 ) -> aws.ec2.Instance:
     """An instance with the mesh's defaults. A fixed ``private_ip`` implies ``delete_before_replace``:
-    AWS gives the address to the new instance only once the old one is gone."""
+    AWS gives the address to the new instance only once the old one is gone.
+
+    ``user_data`` is the rendered text; the instance gets it gzip-compressed through ``user_data_base64``
+    (pulumi-aws: "gzip-encoded user data must be base64-encoded and passed via this argument";
+    ``user_data_replace_on_change`` applies to it as to ``user_data``)."""
     if private_ip is not None:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
     root: aws.ec2.InstanceRootBlockDeviceArgsDict = {
@@ -64,7 +70,7 @@ def mesh_instance(
         iam_instance_profile=instance_profile,
         metadata_options=IMDSV2_ONLY,
         root_block_device=root,
-        user_data=user_data,
+        user_data_base64=pulumi.Output.from_input(user_data).apply(gzip_base64_user_data),
         user_data_replace_on_change=True,
         tags=with_name(tags, name),
         opts=opts,

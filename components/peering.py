@@ -75,14 +75,14 @@ class PeeringHub(pulumi.ComponentResource):
                 peer_vpc_id=main["vpc_id"],
                 peer_region=main["region"],
                 auto_accept=False,  # cross-region: only the accepter in the peer region can accept
-                tags=with_name(tags, f"{spoke['region']} <-> {main['region']}"),
+                tags=with_name(tags, f"{spoke['region']} to {main['region']}"),
                 opts=pulumi.ResourceOptions(parent=self, provider=spoke["provider"]),
             )
             accept = aws.ec2.VpcPeeringConnectionAccepter(
                 f"{base}-accept",
                 vpc_peering_connection_id=request.id,
                 auto_accept=True,
-                tags=with_name(tags, f"{spoke['region']} <-> {main['region']}"),
+                tags=with_name(tags, f"{spoke['region']} to {main['region']}"),
                 opts=on_main,
             )
             # Routes take the id from the accepter so they wait until the peering is active.

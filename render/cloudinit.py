@@ -9,6 +9,8 @@ that is nothing but command lines, each an argv quoted with :func:`sh_join`, is 
 
 from __future__ import annotations
 
+import base64
+import gzip
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +107,36 @@ def cloud_config(
     doc["runcmd"] = [list(cmd) for cmd in runcmd]
     body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
     return "#cloud-config\n" + body
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gzip_user_data(text: str) -> bytes:
+    """``text`` gzip-compressed, byte for byte the same on every run (``mtime=0``: no timestamp in the
+    header), so a preview of an unchanged program shows no change.
+
+    Why: EC2 caps user data at 16 KB raw ("User data is limited to 16 KB, in raw form, before it is
+    base64-encoded", AWS EC2 User Guide, "Run commands when you launch an EC2 instance with user data input");
+    cloud-init decompresses gzip user data before anything else ("Gzip compressed content: content found to
+    be gzip compressed will be uncompressed ... useful because user-data is limited to ~16384 bytes",
+    cloud-init docs, "User-data formats"), and a cloud-config compresses to about a quarter.
+    """
+    return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+
+
+def gzip_base64_user_data(text: str) -> str:
+    """base64(gzip(``text``)): what EC2's ``user_data_base64`` (an instance) and ``user_data`` (a launch
+    template, which always takes base64) carry; EC2 decodes the base64 and hands cloud-init the gzip."""
+    return base64.b64encode(gzip_user_data(text)).decode("ascii")
+
+
+def user_data_text(payload: bytes) -> str:
+    """The text cloud-init processes from ``payload`` as EC2 or GCP hands it over: gunzipped when it is gzip
+    (cloud-init's ``convert_string`` does the same), UTF-8."""
+    if payload[:2] == GZIP_MAGIC:
+        payload = gzip.decompress(payload)
+    return payload.decode("utf-8")
 
 
 def written_files(user_data: str) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
@@ -25,6 +24,7 @@ from lmrun.render.kubernetes import matching_services
 from lmrun.verify.checks import PlanReport
 from lmrun.verify.contracts import NEVER_WAITS, NO_BLANKET_TOLERATION, TIMEOUT_SECONDS, check_contracts
 from lmrun.verify.replicas import Replicas, registered_labels
+from lmrun.verify.user_data import user_data_text
 from tests.conftest import ROOT, plan, repinned, stack_images
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
@@ -54,8 +54,9 @@ def _secret_values(recording: Recording) -> dict[str, str]:
 
 
 def _user_data(resource: RecordedResource) -> str:
-    text = resource.inputs["userData"]
-    return base64.b64decode(text).decode() if resource.type == LAUNCH_TEMPLATE else text
+    text = user_data_text(resource)
+    assert text is not None, f"{resource.name} carries no user data"
+    return text
 
 
 @pytest.mark.parametrize("stack", ["dev", "global"])
@@ -144,7 +145,7 @@ def test_pulumi_state_holds_no_kubernetes_credential_that_can_expire() -> None:
     k3s.yaml, with a client certificate valid 365 days) stays on the server; a rotated token reaches Pulumi
     without re-running anything, and the provider keeps its cluster identity (the state volume)."""
     recording = plan("dev").recording
-    files = written_files(recording.named(SERVER_INSTANCE).inputs["userData"])
+    files = written_files(_user_data(recording.named(SERVER_INSTANCE)))
     publish = files["/usr/local/lib/lmrun/publish-kubeconfig.sh"]
     assert "/etc/rancher/k3s/k3s.yaml" not in publish
     assert "ACCOUNT=lmrun-deployer" in publish and "TOKEN_SECRET=lmrun-deployer-token" in publish

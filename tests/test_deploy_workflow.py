@@ -20,6 +20,7 @@ from lmrun.render.kubeconfig import with_api_server
 from lmrun.spec import ConfigError
 from lmrun.spec.operator import K3S_API_SERVER_ENV, k3s_api_server
 from lmrun.verify.offline import plan_stack
+from lmrun.verify.user_data import user_data_text
 from tests.conftest import ROOT, plan, stack_config
 
 DEPLOY = ROOT / ".github" / "workflows" / "deploy.yml"
@@ -151,7 +152,7 @@ def test_with_the_override_the_provider_reaches_localhost_and_checks_tls_against
     # (the server's state volume: mock ids of volumes look like real ones, and the server's user data names it)
     volume = provider["clusterIdentifier"]
     assert re.fullmatch(r"vol-[0-9a-f]{17}", volume)
-    assert volume in report.recording.named("mesh-cluster-k3s-instance").inputs["userData"]
+    assert volume in (user_data_text(report.recording.named("mesh-cluster-k3s-instance")) or "")
     # The stack's kubeconfig output stays what the server published.
     assert f"server: https://{SERVER_IP}:6443" in report.recording.outputs["kubeconfig"].value
     monkeypatch.delenv(K3S_API_SERVER_ENV)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import yaml
 from lmrun.mock_engine import Recording, Secret
 from lmrun.render.cloudinit import shell_scripts, written_files
 from lmrun.render.readiness import ingest_key_gate_script
+from lmrun.verify.user_data import user_data_text
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
 from tests.conftest import pinned_images, plan, repinned, stack_config
 from tests.validators import assert_cloud_init_valid, assert_shellcheck_clean
@@ -138,7 +138,8 @@ def test_no_phoenix_port_is_reachable_beyond_the_mesh() -> None:
 
 
 def _phoenix_user_data(recording: Recording, name: str = PHOENIX_INSTANCE) -> str:
-    text: str = recording.named(name).inputs["userData"]
+    text = user_data_text(recording.named(name))
+    assert text is not None
     return text
 
 
@@ -166,10 +167,7 @@ def test_phoenix_node_joins_k3s_mounts_its_volume_and_runs_phoenix_with_auth(tmp
 
 def _gpu_node_user_data(recording: Recording) -> dict[str, str]:
     """Every GPU node's user data: AWS launch templates and GCP instance templates."""
-    texts = {
-        t.name: base64.b64decode(t.inputs["userData"]).decode()
-        for t in recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")
-    }
+    texts = {t.name: user_data_text(t) or "" for t in recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")}
     texts.update({t.name: t.inputs["metadata"]["user-data"] for t in recording.by_type(GCP_TEMPLATE)})
     return texts
 
@@ -253,7 +251,7 @@ def test_no_gate_without_gcp_nodes_or_without_phoenix() -> None:
 
 def test_without_phoenix_nodes_do_not_export_traces() -> None:
     recording = plan("dev", phoenix={"enabled": False}).recording
-    text = base64.b64decode(recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")[0].inputs["userData"]).decode()
+    text = user_data_text(recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")[0]) or ""
     assert "--otlp-traces-endpoint" not in written_files(text)["/usr/local/lib/lmrun/vllm-serve.sh"]
     assert not [r for r in recording.resources if "phoenix" in r.name]
 

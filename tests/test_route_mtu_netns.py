@@ -14,7 +14,6 @@ on the wire, as between two instances.
 
 from __future__ import annotations
 
-import base64
 import shlex
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from lmrun.aws.network.mtu import INSTANCE_MTU, INTER_REGION_PEERING_MTU
 from lmrun.render.cloudinit import written_files
 from lmrun.render.routes import ROUTE_MTU_UNIT
+from lmrun.verify.user_data import user_data_text
 from tests.conftest import plan
 from tests.helpers_netns import NetnsLab, missing_prerequisites, require
 
@@ -131,7 +131,7 @@ def test_the_gpu_nodes_route_lets_tcp_cross_a_peering_that_drops_big_packets_sil
     assert stalled.returncode != 0, "the emulated peering must black-hole 9,001-byte packets"
 
     template = plan("global").recording.named("mesh-cluster-node-qwen-use2-lt")
-    script, args = _route_command(base64.b64decode(template.inputs["userData"]).decode())
+    script, args = _route_command(user_data_text(template) or "")
     assert args == ["10.64.0.0/10", str(INTER_REGION_PEERING_MTU)]
     for _ in range(2):  # idempotent: the timer re-runs it
         lab.exec(spoke, ["bash", "-c", script, "route-mtu.sh", *args])

@@ -8,9 +8,7 @@ rendered scripts run here for real against a fake ``curl`` and a fake ``uv`` tha
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import gzip
 import hashlib
 import io
 import os
@@ -30,6 +28,7 @@ from lmrun.gcp.catalog import IMAGE_FAMILIES
 from lmrun.render import cloudinit, phoenix, runtime, script_files, vllm
 from lmrun.render.cloudinit import SCRIPT_DIR, written_files
 from lmrun.verify.contracts import ContractResult
+from lmrun.verify.user_data import user_data_text
 from tests.conftest import plan
 
 # --- the contract -----------------------------------------------------------------------------------------------
@@ -125,27 +124,11 @@ def test_pins_record_a_requires_python_that_packaging_reads() -> None:
 # --- the rendered user data uses the provisioned interpreter --------------------------------------------------
 
 
-def _user_data(inputs: dict[str, object]) -> str | None:
-    """A VM's user data as cloud-init reads it (launch templates base64, gzip if compressed), else None."""
-    raw = inputs.get("userData")
-    metadata = inputs.get("metadata")
-    if raw is None and isinstance(metadata, dict):
-        raw = metadata.get("user-data")
-    if not isinstance(raw, str):
-        return None
-    data = raw.encode()
-    if not raw.startswith(("#cloud-config", "#!")):
-        data = base64.b64decode(raw)
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return data.decode()
-
-
 def _vm_scripts(stack: str, **overrides: object) -> dict[str, dict[str, str]]:
     """``resource name -> {path: content}`` of every VM of a planned stack."""
     found = {}
     for resource in plan(stack, **overrides).recording.resources:
-        text = _user_data(resource.inputs)
+        text = user_data_text(resource)
         if text is not None and text.startswith("#cloud-config"):
             found[resource.name] = written_files(text)
     return found

@@ -19,6 +19,7 @@ from lmrun.render.cloudinit import written_files
 from lmrun.render.wireguard import private_key_from_bytes
 from lmrun.spec import spec_from_config
 from lmrun.spec.errors import PlanError
+from lmrun.verify.user_data import user_data_text
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
 from tests.conftest import ROOT, TEST_GCP_IMAGES, pinned_images, plan, stack_config
 
@@ -110,9 +111,11 @@ def test_the_hub_forwards_and_the_main_vpc_routes_every_site_to_it() -> None:
     assert hub["sourceDestCheck"] is False
     assert hub["privateIp"] == "10.64.16.11"
     assert hub["metadataOptions"]["httpTokens"] == "required"
-    files = written_files(hub["userData"])
+    hub_user_data = user_data_text(recording.named("mesh-sites-hub-instance"))
+    assert hub_user_data is not None
+    files = written_files(hub_user_data)
     assert "/lmrun/global/wireguard/hub" in files["/usr/local/lib/lmrun/wireguard-refresh.sh"]
-    assert "PrivateKey" not in hub["userData"]
+    assert "PrivateKey" not in hub_user_data
     routes = {
         r.inputs["destinationCidrBlock"]: r.inputs
         for r in recording.by_type("aws:ec2/route:Route")
@@ -375,5 +378,5 @@ def test_user_data_of_the_hub_passes_cloud_init(tmp_path: Path) -> None:
     from tests.validators import assert_cloud_init_valid
 
     path = tmp_path / "hub.yaml"
-    path.write_text(plan("global").recording.named("mesh-sites-hub-instance").inputs["userData"])
+    path.write_text(user_data_text(plan("global").recording.named("mesh-sites-hub-instance")) or "")
     assert_cloud_init_valid(path)

@@ -10,8 +10,6 @@ stands for a machine whose user data is not readable (a preview does not know th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import re
 from collections.abc import Mapping
@@ -20,6 +18,7 @@ from typing import Any
 from lmrun.render.kubernetes import proxy_terms, term_selects
 from lmrun.verify import tokens
 from lmrun.verify.resources import Resource, Snapshot, get, is_unknown
+from lmrun.verify.user_data import user_data_text
 
 NODE_LABEL = "lmrun.io/node"
 SERVICE_LABEL = "lmrun.io/service"
@@ -27,17 +26,8 @@ _NODE_LABEL_FLAG = re.compile(r"--node-label '?([A-Za-z0-9./_-]+)=([A-Za-z0-9._-
 
 
 def _user_data(resource: Resource) -> str:
-    if resource.type == tokens.INSTANCE:
-        value = get(resource.inputs, "userData")
-    elif resource.type == tokens.LAUNCH_TEMPLATE:
-        encoded = get(resource.inputs, "userData")
-        try:
-            value = base64.b64decode(str(encoded)).decode() if isinstance(encoded, str) else None
-        except (binascii.Error, UnicodeDecodeError):
-            value = None
-    else:
-        value = get(resource.inputs, "metadata", "user-data")
-    return value if isinstance(value, str) and not is_unknown(value) else ""
+    value = user_data_text(resource)
+    return value if value is not None and not is_unknown(value) else ""
 
 
 def registered_labels(snapshot: Snapshot) -> dict[str, dict[str, str]]:

@@ -52,8 +52,11 @@ LAUNCH_TEMPLATE: Final = "aws:ec2/launchTemplate:LaunchTemplate"
 AUTOSCALING_GROUP: Final = "aws:autoscaling/group:Group"
 EBS_VOLUME: Final = "aws:ebs/volume:Volume"
 SSM_PARAMETER: Final = "aws:ssm/parameter:Parameter"
+AWS_SECRET_VERSION: Final = "aws:secretsmanager/secretVersion:SecretVersion"
 
 # --- AWS: IAM and S3 ------------------------------------------------------------------------------------------
+IAM_ROLE: Final = "aws:iam/role:Role"
+IAM_INSTANCE_PROFILE: Final = "aws:iam/instanceProfile:InstanceProfile"
 IAM_POLICIES: Final = (
     "aws:iam/policy:Policy",
     "aws:iam/rolePolicy:RolePolicy",
@@ -78,6 +81,9 @@ GCP_INSTANCE_TEMPLATE: Final = "gcp:compute/instanceTemplate:InstanceTemplate"
 GCP_REGION_INSTANCE_TEMPLATE: Final = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
 GCP_ADDRESS: Final = "gcp:compute/address:Address"
 GCP_SECRET_VERSION: Final = "gcp:secretmanager/secretVersion:SecretVersion"
+GCP_SERVICE_ACCOUNT: Final = "gcp:serviceaccount/account:Account"
+GCP_INSTANCE_GROUP_MANAGER: Final = "gcp:compute/instanceGroupManager:InstanceGroupManager"
+GCP_REGION_INSTANCE_GROUP_MANAGER: Final = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 GCP_UNPRICED_COMPUTE: Final = (GCP_INSTANCE, GCP_INSTANCE_TEMPLATE, GCP_ADDRESS)
 """GCP resources that cost money but have no price table in lmrun (listed as unpriced by the estimate)."""
 
