@@ -34,4 +34,14 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}
             for p in plan.reachability
         ],
+        # What the cost estimate prices Phoenix's S3 backups from (lmrun.plan.backup); None without Phoenix.
+        "phoenixBackup": (
+            {
+                "backup_interval_minutes": phoenix.backup_interval_minutes,
+                "backup_retention_days": phoenix.backup_retention_days,
+                "volume_gb": phoenix.volume_gb,
+            }
+            if (phoenix := plan.cluster.phoenix) is not None
+            else None
+        ),
     }

@@ -15,11 +15,11 @@ import yaml
 from lmrun.cli import main
 from lmrun.mock_engine import RecordedResource, Recording, RecordingMocks, Secret
 from lmrun.mock_engine.aws_mocks import MESH_COMPUTED, MESH_IDS, MESH_LOOKUPS
-from lmrun.verify.offline import plan_stack
 from lmrun.render.k3s import API_PORT
 from lmrun.render.kubeconfig import with_api_server
 from lmrun.spec import ConfigError
 from lmrun.spec.operator import K3S_API_SERVER_ENV, k3s_api_server
+from lmrun.verify.offline import plan_stack
 from tests.conftest import ROOT, plan, stack_config
 
 DEPLOY = ROOT / ".github" / "workflows" / "deploy.yml"
