@@ -40,3 +40,10 @@ class SsmParameterStore:
 
     def check_name(self, field_name: str, name: str) -> None:
         check_ssm_parameter_name(field_name, name)
+
+    def client_read_argv(self, name: str) -> list[str]:
+        """The AWS CLI command that prints the decrypted value of parameter ``name`` and nothing else, for a
+        client outside the mesh's VMs, with its own credentials (a kubeconfig's exec plugin)."""
+        check_ssm_parameter_name("name", name)
+        value = ["--with-decryption", "--query", "Parameter.Value", "--output", "text"]
+        return ["aws", "ssm", "get-parameter", "--region", self.region, "--name", name, *value]

@@ -3,8 +3,8 @@
 The main region sits in the middle (highlighted), spoke regions around it joined by their VPC peerings,
 non-AWS sites joined by WireGuard tunnels to the hub gateway (dashed). Every location lists its CIDR and its
 machines with the services they serve and those services' mesh node ports. Everything comes from the
-report: the ``regions``, ``nodes``, ``nodePorts``, ``sites`` and ``phoenix`` exports and the readiness
-Deployments' ``lmrun.io/node`` / ``lmrun.io/service`` labels (which machine serves which endpoint).
+report: the ``regions``, ``nodes``, ``nodePorts``, ``sites`` and ``phoenix`` exports and the machines each
+readiness DaemonSet selects (which machine serves which endpoint: :class:`lmrun.verify.replicas.Replicas`).
 
 matplotlib renders without a display or a system binary (its wheel ships the fonts), so the picture
 renders the same on a laptop, in CI and in a fresh virtualenv. SVG keeps text as text (``svg.fonttype:
@@ -20,11 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmrun.verify import tokens
 from lmrun.verify.checks import PlanReport
-
-NODE_LABEL = "lmrun.io/node"
-SERVICE_LABEL = "lmrun.io/service"
+from lmrun.verify.replicas import Replicas
 
 MAIN_COLOR = "#fde68a"
 MAIN_EDGE = "#b45309"
@@ -90,14 +87,10 @@ class MeshDrawing:
 
 
 def _service_placement(report: PlanReport) -> dict[str, list[str]]:
-    """Machine name -> services it serves, from the readiness Deployments' labels."""
+    """Machine name -> services it serves, from the machines the readiness DaemonSets select."""
     placement: dict[str, list[str]] = defaultdict(list)
-    for resource in report.snapshot.resources:
-        if resource.type != tokens.K8S_DEPLOYMENT:
-            continue
-        labels = (resource.inputs.get("metadata") or {}).get("labels") or {}
-        node, service = labels.get(NODE_LABEL), labels.get(SERVICE_LABEL)
-        if isinstance(node, str) and isinstance(service, str) and service not in placement[node]:
+    for service, nodes in sorted(Replicas(report.snapshot).by_service().items()):
+        for node in nodes:
             placement[node].append(service)
     return placement
 

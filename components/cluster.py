@@ -238,7 +238,8 @@ class Cluster(pulumi.ComponentResource):
                 name=e.name,
                 app_port=e.app_port,
                 node_port=e.node_port,
-                nodes=e.replicas,
+                # Labelled replicas are found by their serves.lmrun.io label, the others by their node name.
+                pinned_nodes=() if e.labelled else e.replicas,
                 probe=e.probe,
                 probe_path=e.probe_path,
             )
@@ -308,6 +309,7 @@ class Cluster(pulumi.ComponentResource):
             node_name=node.name,
             region=node.region,
             gpu=node.gpu,
+            serves=(node.service,),
             k3s_version=k3s_version,
         )
         vllm = VllmConfig(

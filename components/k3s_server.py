@@ -5,8 +5,11 @@
 - Cluster state on its own encrypted EBS volume, protected and retained, attached at a stable device:
   changing the AMI or instance type replaces the instance, never the volume.
 - The join token is a generated secret stored as an SSM SecureString; the instance reads it by name with
-  its role. The admin kubeconfig comes back the same way (the server publishes it; a readiness gate on the
-  operator's machine waits for it), so nothing needs SSH.
+  its role. Pulumi's credential comes back the same way, so nothing needs SSH, and it never expires silently:
+  the server publishes the token of the ``lmrun-deployer`` ServiceAccount (no expiry, allowed only the
+  Services and DaemonSets of the mesh's namespace; the admin kubeconfig never leaves the server) to one
+  parameter, and a kubeconfig whose exec plugin reads that parameter on every use to another; a readiness
+  gate on the operator's machine waits for the kubeconfig. Pulumi's state thus holds no token at all.
 - The API (6443) is open to the mesh through the mesh security group, and to ``operator_cidrs`` only
   through a security group of its own (none by default: closed to the internet).
 """
@@ -21,6 +24,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 import pulumi_random as random
 
+from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import slug, with_name
@@ -107,23 +111,40 @@ class K3sServer(pulumi.ComponentResource):
             tags=with_name(tags, f"{name}-token"),
             opts=child,
         )
-        kubeconfig_parameter = aws.ssm.Parameter(
-            f"{name}-kubeconfig-parameter",
-            name=paths.kubeconfig,
-            type="SecureString",
-            tier="Intelligent-Tiering",
-            value=PARAMETER_PLACEHOLDER,
-            description="K3s admin kubeconfig, published by the server at every boot",
-            tags=with_name(tags, f"{name}-kubeconfig"),
-            # The server owns the value; Pulumi only creates (and deletes) the parameter.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+
+        def published(role: str, parameter_name: str, description: str) -> aws.ssm.Parameter:
+            """A parameter the server writes: Pulumi only creates (and deletes) it, with a placeholder."""
+            return aws.ssm.Parameter(
+                f"{name}-{role}-parameter",
+                name=parameter_name,
+                type="SecureString",
+                tier="Intelligent-Tiering",
+                value=PARAMETER_PLACEHOLDER,
+                description=description,
+                tags=with_name(tags, f"{name}-{role}"),
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+            )
+
+        kubeconfig_parameter = published(
+            "kubeconfig",
+            paths.kubeconfig,
+            "Pulumi's kubeconfig (the API's address and CA, an exec plugin reading the deployer credential), "
+            "published by the K3s server",
+        )
+        credential_parameter = published(
+            "deployer-credential",
+            paths.k3s_deployer_credential,
+            "Token of the lmrun-deployer ServiceAccount (Services and DaemonSets of namespace lmrun) as an "
+            "ExecCredential, published by the K3s server",
         )
         addon = args.get("addon")
+        ours = [kubeconfig_parameter.arn, credential_parameter.arn]
         identity = InstanceRole(
             f"{name}-identity",
             args={
-                "reads": [token_parameter.arn, *(addon["reads"] if addon else [])],
-                "writes": [kubeconfig_parameter.arn, *(addon["writes"] if addon else [])],
+                # The server reads what it publishes to write a new version only when the value changed.
+                "reads": [token_parameter.arn, *ours, *(addon["reads"] if addon else [])],
+                "writes": [*ours, *(addon["writes"] if addon else [])],
                 "statements": list(addon["statements"]) if addon else [],
                 "tags": tags,
             },
@@ -171,6 +192,10 @@ class K3sServer(pulumi.ComponentResource):
                 ssm_region=args["region"],
                 token_parameter=paths.k3s_token,
                 kubeconfig_parameter=paths.kubeconfig,
+                credential_parameter=paths.k3s_deployer_credential,
+                credential_exec=tuple(
+                    SsmParameterStore(args["region"]).client_read_argv(paths.k3s_deployer_credential)
+                ),
                 state_device_name=STATE_DEVICE,
                 state_volume_id=volume_id,
                 tls_sans=(tls_san,) if tls_san else (),
@@ -205,10 +230,13 @@ class K3sServer(pulumi.ComponentResource):
             ),
             interpreter=["/bin/sh", "-c"],
             logging=command.local.Logging.NONE,
-            # A new instance publishes a new kubeconfig (fresh client certificates on its first boot).
+            # A new server instance may publish a new address; the token is not in the kubeconfig (its exec
+            # plugin reads the credential parameter on every use), so a rotated token needs no new read.
             triggers=[instance.id],
             opts=pulumi.ResourceOptions(
-                parent=self, additional_secret_outputs=["stdout"], depends_on=[kubeconfig_parameter]
+                parent=self,
+                additional_secret_outputs=["stdout"],
+                depends_on=[kubeconfig_parameter, credential_parameter],
             ),
         )
 

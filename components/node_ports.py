@@ -1,8 +1,10 @@
 """NodePorts: publishes VM processes on mesh-wide node ports through the K3s API.
 
-The manifests come from :mod:`lmrun.render.kubernetes` (a NodePort Service per service, a hostNetwork
-readiness proxy per replica node); this component only turns them into Kubernetes resources behind an
-explicit provider built from the server's kubeconfig, which a readiness gate delivers once the API serves.
+The manifests come from :mod:`lmrun.render.kubernetes` (per service a NodePort Service and a DaemonSet of
+hostNetwork readiness proxies on its replica nodes); this component only turns them into Kubernetes
+resources behind an explicit provider built from the **deployer** kubeconfig the K3s server publishes (a
+ServiceAccount that may only manage Services and DaemonSets in the mesh's namespace, which the server
+creates). Every object carries ``pulumi.com/skipAwait``: ``pulumi up`` never waits for a model to load.
 """
 
 from __future__ import annotations
@@ -13,22 +15,16 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from lmrun.render.kubernetes import (
-    MeshService,
-    check_node_ports,
-    namespace_manifest,
-    readiness_proxy_manifest,
-    service_manifest,
-)
+from lmrun.render.kubernetes import MeshService, check_node_ports, readiness_proxy_manifest, service_manifest
 
 
 class NodePortsArgs(TypedDict):
     """Inputs of :class:`NodePorts`."""
 
     services: Sequence[MeshService]
-    """Services with their node ports and replica nodes."""
+    """Services with their node ports and replicas."""
     kubeconfig: pulumi.Input[str]
-    """Admin kubeconfig of the cluster (a secret)."""
+    """The deployer's kubeconfig (a secret)."""
     cluster_identifier: NotRequired[pulumi.Input[str]]
     """What names the cluster (e.g. the server's state volume id): the Kubernetes provider, and every object
     behind it, is replaced only when this changes, never because a new kubeconfig is being read."""
@@ -36,17 +32,15 @@ class NodePortsArgs(TypedDict):
 
 def _resource(name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     kind = manifest["kind"]
-    if kind == "Namespace":
-        return k8s.core.v1.Namespace(name, metadata=manifest["metadata"], opts=opts)
     if kind == "Service":
         return k8s.core.v1.Service(name, metadata=manifest["metadata"], spec=manifest["spec"], opts=opts)
-    if kind == "Deployment":
-        return k8s.apps.v1.Deployment(name, metadata=manifest["metadata"], spec=manifest["spec"], opts=opts)
+    if kind == "DaemonSet":
+        return k8s.apps.v1.DaemonSet(name, metadata=manifest["metadata"], spec=manifest["spec"], opts=opts)
     raise ValueError(f"no resource mapping for kind {kind!r}")
 
 
 class NodePorts(pulumi.ComponentResource):
-    """Namespace, Services and readiness proxies, named after their Kubernetes names (stable keys)."""
+    """A Service and a readiness-proxy DaemonSet per service, named after the service (a stable key)."""
 
     node_ports: pulumi.Output[dict[str, int]]
 
@@ -61,21 +55,10 @@ class NodePorts(pulumi.ComponentResource):
         )
         services = sorted(args["services"], key=lambda s: s.name)
         check_node_ports(services)
-        namespaces = {
-            namespace: _resource(
-                f"{name}-ns-{namespace}",
-                namespace_manifest(namespace),
-                pulumi.ResourceOptions(parent=self, provider=provider),
-            )
-            for namespace in sorted({s.namespace for s in services})
-        }
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=provider)
         for service in services:
-            in_namespace = pulumi.ResourceOptions(
-                parent=self, provider=provider, depends_on=[namespaces[service.namespace]]
-            )
-            _resource(f"{name}-svc-{service.name}", service_manifest(service), in_namespace)
-            for node in sorted(service.nodes):
-                _resource(f"{name}-ready-{service.name}-{node}", readiness_proxy_manifest(service, node), in_namespace)
+            _resource(f"{name}-svc-{service.name}", service_manifest(service), on_cluster)
+            _resource(f"{name}-proxy-{service.name}", readiness_proxy_manifest(service), on_cluster)
 
         self.node_ports = pulumi.Output.from_input({svc.name: svc.node_port for svc in args["services"]})
         self.register_outputs({"node_ports": self.node_ports})

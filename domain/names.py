@@ -6,6 +6,17 @@ LABEL_NODE = "lmrun.io/node"
 """Every mesh VM registers with this label: the name services select their replicas by."""
 LABEL_GPU = "lmrun.io/gpu"
 LABEL_REGION = "lmrun.io/region"
+SERVES_LABEL_PREFIX = "serves.lmrun.io/"
+"""A node registering ``serves.lmrun.io/<service>=true`` is a replica of the declared service ``<service>``: the
+service's readiness proxy (a DaemonSet) runs there. A label naming no declared service selects nothing."""
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+"""Set by K3s on the server's own Node."""
+
+
+def serves_label(service: str) -> str:
+    """The node label key that makes a node a replica of ``service``."""
+    return SERVES_LABEL_PREFIX + service
+
 
 SERVER_NODE = "k3s-server"
 """The ``lmrun.io/node`` label of the K3s server."""

@@ -33,6 +33,11 @@ class SecretPaths:
         return f"{self.prefix}/k3s/kubeconfig"
 
     @property
+    def k3s_deployer_credential(self) -> str:
+        """The lmrun-deployer ServiceAccount's token, as the ExecCredential the kubeconfig's exec plugin prints."""
+        return f"{self.prefix}/k3s/deployer-credential"
+
+    @property
     def huggingface_token(self) -> str:
         return f"{self.prefix}/huggingface/token"
 

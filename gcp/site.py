@@ -609,6 +609,7 @@ class GcpSite(pulumi.ComponentResource):
             node_name=node.name,
             region=region,
             gpu=node.gpu,
+            serves=(node.service,),
             k3s_version=args["k3s_version"],
         )
         vllm = VllmConfig(

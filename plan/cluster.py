@@ -7,7 +7,7 @@ gets, what it costs per hour, which port a service lands on) is known here, befo
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from lmrun.clouds import HUB_CLOUD
@@ -91,6 +91,10 @@ class EndpointPlan:
     """Node names (the ``lmrun.io/node`` label) running the process, sorted."""
     probe: ProbeKind
     probe_path: str
+    labelled: bool = False
+    """True when the replicas register the service's ``serves.lmrun.io/<name>`` label at join (vLLM nodes, whose
+    service is part of what they are); False when the service is declared on existing nodes (``lmrun:services``,
+    Phoenix) and its proxies find them by ``lmrun.io/node`` name, so adding it changes no node's user data."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,7 @@ def plan_endpoints(spec: MeshSpec, phoenix: PhoenixPlan | None = None) -> dict[s
         replicas.setdefault(node.service_name, []).append(node.name)
         first.setdefault(
             node.service_name,
-            EndpointPlan(node.service_name, node.node_port, node.app_port, (), "vllm", "/v1/models"),
+            EndpointPlan(node.service_name, node.node_port, node.app_port, (), "vllm", "/v1/models", labelled=True),
         )
     for service in spec.services:
         replicas.setdefault(service.name, []).append(service.node)
@@ -196,10 +200,7 @@ def plan_endpoints(spec: MeshSpec, phoenix: PhoenixPlan | None = None) -> dict[s
             service.name,
             EndpointPlan(service.name, service.node_port, service.app_port, (), service.health, service.health_path),
         )
-    endpoints = {
-        name: EndpointPlan(e.name, e.node_port, e.app_port, tuple(sorted(replicas[name])), e.probe, e.probe_path)
-        for name, e in first.items()
-    }
+    endpoints = {name: replace(e, replicas=tuple(sorted(replicas[name]))) for name, e in first.items()}
     endpoints.update(_phoenix_endpoints(phoenix))
     return dict(sorted(endpoints.items()))
 

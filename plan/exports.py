@@ -10,8 +10,20 @@ from lmrun.plan.mesh import MeshPlan
 
 def plan_exports(plan: MeshPlan) -> dict[str, Any]:
     """Stack output name -> plain value."""
+    phoenix = plan.cluster.phoenix
     return {
         "mainRegion": plan.main.name,
+        # What the cost estimate prices the backups' S3 storage from (lmrun.plan.backup); plain, so `lmrun
+        # check` on a first preview re-plans it from the config like the other plain exports.
+        "phoenixBackup": (
+            {
+                "backup_interval_minutes": phoenix.backup_interval_minutes,
+                "backup_retention_days": phoenix.backup_retention_days,
+                "volume_gb": phoenix.volume_gb,
+            }
+            if phoenix is not None
+            else None
+        ),
         "regions": {name: {"cidr": r.cidr, "role": r.role} for name, r in plan.regions.items()},
         "nodePorts": plan.cluster.node_ports,
         "nodes": {
@@ -34,14 +46,4 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}
             for p in plan.reachability
         ],
-        # What the cost estimate prices Phoenix's S3 backups from (lmrun.plan.backup); None without Phoenix.
-        "phoenixBackup": (
-            {
-                "backup_interval_minutes": phoenix.backup_interval_minutes,
-                "backup_retention_days": phoenix.backup_retention_days,
-                "volume_gb": phoenix.volume_gb,
-            }
-            if (phoenix := plan.cluster.phoenix) is not None
-            else None
-        ),
     }

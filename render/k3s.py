@@ -1,10 +1,13 @@
 """K3s bootstrap as cloud-init: the server in the main region and the agents on every other VM.
 
 No secret ever appears in the rendered text. The server (in the main region, AWS by design) reads the join
-token from SSM Parameter Store (SecureString) by parameter *name* with its instance role at boot, and writes
-the admin kubeconfig back to a parameter so Pulumi can read it without SSH. An agent reads the token by name
-from the secret store its config is given (:class:`lmrun.render.secret_store.SecretStore`: SSM for AWS VMs,
-Secret Manager for VMs in GCP sites), whose fetch helper it installs.
+token from SSM Parameter Store (SecureString) by parameter *name* with its instance role at boot, and writes a
+kubeconfig back to a parameter so Pulumi can read it without SSH: the ``lmrun-deployer`` ServiceAccount's (a
+token that does not expire, allowed only the Services and DaemonSets of the mesh's namespace,
+:func:`lmrun.render.kubernetes.deployer_manifests`); the admin kubeconfig never leaves the server. An agent
+reads the token by name from the secret store its config is given
+(:class:`lmrun.render.secret_store.SecretStore`: SSM for AWS VMs, Secret Manager for VMs in GCP sites), whose
+fetch helper it installs.
 
 Server state (datastore, certificates, and the node password) lives on a separate EBS volume mounted at
 ``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the token and the
@@ -14,14 +17,31 @@ state all come back. The volume is formatted only when it carries no filesystem 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lmrun.domain.names import LABEL_GPU, LABEL_NODE, LABEL_REGION, SERVER_NODE
+from lmrun.domain.names import (
+    LABEL_GPU,
+    LABEL_NODE,
+    LABEL_REGION,
+    SERVER_NODE,
+    SERVES_LABEL_PREFIX,
+    serves_label,
+)
 from lmrun.domain.ports import K3S_API_PORT
 from lmrun.domain.versions import K3S_VERSION
-from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, cloud_config, command_script, systemd_unit, vm_script
+from lmrun.render.cloudinit import (
+    SCRIPT_DIR,
+    WriteFile,
+    cloud_config,
+    command_script,
+    systemd_unit,
+    vm_helper,
+    vm_script,
+)
+from lmrun.render.kubernetes import DEPLOYER, DEPLOYER_TOKEN_SECRET, NAMESPACE, deployer_manifests, to_json_list
 from lmrun.render.secret_store import SecretStore
 
 API_PORT = K3S_API_PORT
@@ -31,7 +51,20 @@ K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
 TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
 """Where the fetched join token is kept (0600, root) for ``--token-file``."""
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
+"""The admin kubeconfig K3s writes (0600, root); it stays on the server."""
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
+DEPLOYER_MANIFEST = f"{SCRIPT_DIR}/lmrun-deployer.json"
+"""The deployer's namespace, ServiceAccount, token Secret, Role and RoleBinding, applied at every boot."""
+SERVER_KUBECTL = ("k3s", "kubectl")
+"""kubectl on the server, as root (it reads the admin kubeconfig)."""
+NODE_REAPER_UNIT = "lmrun-node-reaper.service"
+NODE_REAPER_TIMER = "lmrun-node-reaper.timer"
+NODE_REAPER_EVERY = "2min"
+"""How often the server removes the Nodes of VMs that are gone."""
+NODE_NOT_READY_LIMIT_SECONDS = 6 * 3600
+"""A node NotReady this long is removed even when no replacement rejoined (a VM removed from the stack, a
+replacement that never found capacity). Long on purpose: a kubelet re-registers only when it restarts, so a
+VM cut off by a longer outage rejoins only after a reboot or a ``systemctl restart k3s-agent``."""
 
 _SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -96,7 +129,13 @@ class K3sServerConfig:
     token_parameter: str
     """SecureString parameter holding the cluster join token."""
     kubeconfig_parameter: str
-    """SecureString parameter the server writes its admin kubeconfig to."""
+    """SecureString parameter the server writes Pulumi's kubeconfig to: the API's address and CA, and an exec
+    plugin that reads ``credential_parameter`` (it holds no token itself)."""
+    credential_parameter: str
+    """SecureString parameter the server writes the lmrun-deployer token to, as an ``ExecCredential``."""
+    credential_exec: tuple[str, ...]
+    """The kubeconfig's exec plugin: a command printing ``credential_parameter``'s value, run by whoever uses
+    the kubeconfig with their own credentials (:meth:`lmrun.aws.secret_store.SsmParameterStore.client_read_argv`)."""
     state_device_name: str = "/dev/sdf"
     """Device name the state volume is attached at."""
     state_volume_id: str | None = None
@@ -112,6 +151,13 @@ class K3sServerConfig:
         check_region("ssm_region", self.ssm_region)
         check_ssm_parameter_name("token_parameter", self.token_parameter)
         check_ssm_parameter_name("kubeconfig_parameter", self.kubeconfig_parameter)
+        check_ssm_parameter_name("credential_parameter", self.credential_parameter)
+        _check(
+            bool(self.credential_exec) and all(arg and "\n" not in arg for arg in self.credential_exec),
+            "credential_exec",
+            self.credential_exec,
+            "a command and its arguments",
+        )
         _check(
             bool(_DEVICE.match(self.state_device_name)),
             "state_device_name",
@@ -163,6 +209,9 @@ class K3sAgentConfig:
     node_ip: str | None = None
     """Pin the node IP K3s advertises; None lets K3s pick the primary interface's address."""
     extra_labels: tuple[tuple[str, str], ...] = field(default=())
+    serves: tuple[str, ...] = ()
+    """Services this VM is a replica of: it registers ``serves.lmrun.io/<service>=true`` for each, which is what
+    the services' readiness proxies select (:mod:`lmrun.render.kubernetes`)."""
     k3s_version: str = K3S_VERSION
 
     def __post_init__(self) -> None:
@@ -177,8 +226,10 @@ class K3sAgentConfig:
         for key, value in self.extra_labels:
             _check(bool(_LABEL_KEY.match(key)), "extra_labels", key, "a Kubernetes label key")
             check_label_value("extra_labels", value)
-            if key in (LABEL_NODE, LABEL_GPU, LABEL_REGION):
+            if key in (LABEL_NODE, LABEL_GPU, LABEL_REGION) or key.startswith(SERVES_LABEL_PREFIX):
                 raise ValueError(f"extra_labels: {key!r} is set by lmrun itself")
+        for service in self.serves:
+            _check(bool(_LABEL_KEY.match(serves_label(service))), "serves", service, "a service name")
         _check_version(self.k3s_version)
 
     @property
@@ -187,6 +238,7 @@ class K3sAgentConfig:
         if self.gpu is not None:
             labels[LABEL_GPU] = self.gpu
         labels.update(dict(self.extra_labels))
+        labels.update({serves_label(service): "true" for service in sorted(self.serves)})
         return labels
 
 
@@ -203,26 +255,24 @@ MOUNT_VOLUME_SCRIPT = vm_script("mount-volume.sh")
 
 
 def _publish_kubeconfig_script(cfg: K3sServerConfig) -> WriteFile:
-    put = [
-        "--region",
-        cfg.ssm_region,
-        "--name",
-        cfg.kubeconfig_parameter,
-        "--type",
-        "SecureString",
-        "--overwrite",
-        "--tier",
-        "Intelligent-Tiering",
-    ]
+    put = ["--type", "SecureString", "--overwrite", "--tier", "Intelligent-Tiering"]
     if cfg.kubeconfig_kms_key_id is not None:
         put += ["--key-id", cfg.kubeconfig_kms_key_id]
     return vm_script(
         "publish-kubeconfig.sh",
         {
-            "KUBECONFIG_PATH": KUBECONFIG_PATH,
-            "API_PORT": API_PORT,
+            "KUBECTL": SERVER_KUBECTL,
+            "MANIFEST": DEPLOYER_MANIFEST,
+            "NAMESPACE": NAMESPACE,
+            "ACCOUNT": DEPLOYER,
+            "TOKEN_SECRET": DEPLOYER_TOKEN_SECRET,
             "API_ENDPOINT": cfg.api_endpoint,
-            "PUT_PARAMETER": put,
+            "REGION": cfg.ssm_region,
+            "KUBECONFIG_PARAMETER": cfg.kubeconfig_parameter,
+            "CREDENTIAL_PARAMETER": cfg.credential_parameter,
+            "EXEC_COMMAND": cfg.credential_exec[0],
+            "EXEC_ARGS": json.dumps(list(cfg.credential_exec[1:])),  # one line of YAML
+            "PUT_OPTIONS": put,
         },
     )
 
@@ -231,7 +281,7 @@ def publish_kubeconfig_unit() -> WriteFile:
     unit = systemd_unit(
         {
             "Unit": [
-                ("Description", "Publish the K3s admin kubeconfig to SSM Parameter Store"),
+                ("Description", "Publish the lmrun-deployer kubeconfig to SSM Parameter Store"),
                 ("After", "k3s.service network-online.target"),
                 ("Wants", "network-online.target"),
                 ("Requires", "k3s.service"),
@@ -246,6 +296,35 @@ def publish_kubeconfig_unit() -> WriteFile:
         }
     )
     return WriteFile(f"/etc/systemd/system/{PUBLISH_KUBECONFIG_UNIT}", unit)
+
+
+def node_reaper_files(not_ready_limit_seconds: int = NODE_NOT_READY_LIMIT_SECONDS) -> list[WriteFile]:
+    """``node-reaper.sh``, its helper, and the service and timer that run it on the server."""
+    if not_ready_limit_seconds <= 0:
+        raise ValueError(f"not_ready_limit_seconds: {not_ready_limit_seconds} must be positive")
+    script = vm_script(
+        "node-reaper.sh",
+        {"KUBECTL": SERVER_KUBECTL, "LABEL": LABEL_NODE, "MAX_NOT_READY": not_ready_limit_seconds},
+    )
+    service = systemd_unit(
+        {
+            "Unit": [("Description", "Remove the K3s Nodes of mesh VMs that are gone"), ("Requires", "k3s.service")],
+            "Service": [("Type", "oneshot"), ("ExecStart", f"{SCRIPT_DIR}/node-reaper.sh")],
+        }
+    )
+    timer = systemd_unit(
+        {
+            "Unit": [("Description", f"Remove gone mesh Nodes every {NODE_REAPER_EVERY}")],
+            "Timer": [("OnBootSec", "5min"), ("OnUnitActiveSec", NODE_REAPER_EVERY), ("Unit", NODE_REAPER_UNIT)],
+            "Install": [("WantedBy", "timers.target")],
+        }
+    )
+    return [
+        script,
+        vm_helper("node_reaper.py"),
+        WriteFile(f"/etc/systemd/system/{NODE_REAPER_UNIT}", service),
+        WriteFile(f"/etc/systemd/system/{NODE_REAPER_TIMER}", timer),
+    ]
 
 
 def server_flags(cfg: K3sServerConfig) -> list[str]:
@@ -273,7 +352,10 @@ def server_flags(cfg: K3sServerConfig) -> list[str]:
 
 def agent_flags(cfg: K3sAgentConfig) -> list[str]:
     """``k3s agent`` flags, in order."""
-    flags = ["--server", f"https://{cfg.server_ip}:{API_PORT}", "--token-file", TOKEN_FILE]
+    # --with-node-id: a new VM (a fresh disk) registers under a new node name even where the cloud reuses the
+    # hostname (a GCP group recreating its instance, a fixed private IP), so K3s never rejects it as a duplicate
+    # and the node reaper removes the Node it replaced; a reboot keeps the id (/etc/rancher/node/id).
+    flags = ["--server", f"https://{cfg.server_ip}:{API_PORT}", "--token-file", TOKEN_FILE, "--with-node-id"]
     if cfg.node_ip is not None:
         flags += ["--node-ip", cfg.node_ip]
     for key, value in cfg.labels.items():
@@ -290,15 +372,17 @@ def server_files(cfg: K3sServerConfig) -> list[WriteFile]:
             "MOUNT_STATE": [f"{SCRIPT_DIR}/mount-volume.sh", *mount],
             "FETCH_TOKEN": [f"{SCRIPT_DIR}/ssm-get.sh", cfg.ssm_region, cfg.token_parameter, TOKEN_FILE],
             "INSTALL_K3S": [f"{SCRIPT_DIR}/k3s-install.sh", cfg.k3s_version, "server", *server_flags(cfg)],
-            "PUBLISH_UNIT": PUBLISH_KUBECONFIG_UNIT,
+            "UNITS": [PUBLISH_KUBECONFIG_UNIT, NODE_REAPER_TIMER],
         },
     )
     return [
         SSM_GET_SCRIPT,
         MOUNT_VOLUME_SCRIPT,
         K3S_INSTALL_SCRIPT,
+        WriteFile(DEPLOYER_MANIFEST, to_json_list(deployer_manifests())),
         _publish_kubeconfig_script(cfg),
         publish_kubeconfig_unit(),
+        *node_reaper_files(),
         bootstrap,
     ]
 

@@ -1,22 +1,39 @@
 """Kubernetes manifests that publish a VM process on a mesh-wide node port.
 
 A mesh service is a process on the VMs themselves (vLLM, Phoenix, anything listening on ``app_port``), not
-a pod. To publish it on a NodePort, and to send traffic only to replicas whose process is ready, each
-replica node gets a tiny **readiness proxy**: a ``pause`` pod with ``hostNetwork: true``, pinned to the node
-by ``lmrun.io/node``, whose readinessProbe checks the VM process (``GET /v1/models`` for vLLM, which only
-answers once the model is loaded; a TCP connect for generic services).
+a pod. To publish it on a NodePort, and to send traffic only to replicas whose process is ready, every
+replica node runs a tiny **readiness proxy**: a ``pause`` pod with ``hostNetwork: true`` whose readinessProbe
+checks the VM process (``GET /v1/models`` for vLLM, which only answers once the model is loaded; an HTTP GET
+or a TCP connect for generic services).
+
+The proxies of a service are **one DaemonSet** selecting its replica nodes by label, so a proxy follows its
+node: a replaced spot VM rejoins (new hostname, same labels) and gets its own proxy, while the proxy of the
+dead Node turns NotReady with it (the node controller marks its pods not ready) and leaves the endpoints. A
+node is a replica of service ``s`` when it registers ``serves.lmrun.io/s=true`` at join (vLLM replicas do,
+and so can a VM joining later) or when its ``lmrun.io/node`` name is among the service's ``pinned_nodes``
+(services declared on an existing node: generic services, Phoenix; so adding one never changes a node's
+user data). A label naming a service that is not declared selects no DaemonSet and publishes nothing.
+The pods carry no toleration at all: the DaemonSet controller adds the standard ones for not-ready,
+unreachable and cordoned nodes itself.
 
 Why this routes to the VM process directly: a hostNetwork pod's IP *is* its node's IP. The Service selects
-these pods, so the EndpointSlice holds ``<nodeIP>:<targetPort>`` = ``<nodeIP>:<app_port>``, i.e. the VM
+the proxy pods, so the EndpointSlice holds ``<nodeIP>:<targetPort>`` = ``<nodeIP>:<app_port>``, i.e. the VM
 process itself; kube-proxy DNATs the node port there, on every node (``externalTrafficPolicy: Cluster``),
 including ``localhost:<nodePort>``. Only ready pods are endpoints, so a replica whose vLLM is down or still
 loading drops out of rotation, and comes back when it answers. The pause container serves nothing itself.
 It is plain L4 (TCP), so gRPC passes. Consequence for security groups: every node must reach
 ``app_port`` on every replica node (DNATed traffic arrives there from the forwarding node's IP).
+
+``pulumi up`` never waits on these objects: each carries ``pulumi.com/skipAwait: "true"`` (a Service's
+endpoints and a DaemonSet's pods only become ready once the model is downloaded and loaded, which can take
+far longer than the provider's 10-minute await). Pulumi writes them with the **deployer** credential
+(:func:`deployer_manifests`): a ServiceAccount that may only manage Services and DaemonSets in the mesh's
+namespace, which the K3s server creates and publishes a kubeconfig for.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,14 +41,25 @@ from typing import Any, Literal
 
 import yaml
 
-from lmrun.domain.names import LABEL_NODE
+from lmrun.domain.names import LABEL_NODE, serves_label
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN, NODE_PORT_RANGE
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 """Pinned image of the readiness proxies (does nothing; ~300 kB)."""
 
 NAMESPACE = "lmrun"
+"""The mesh's namespace: created by the K3s server with the deployer's RBAC, never by Pulumi."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "lmrun"}
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+"""pulumi-kubernetes' annotation that makes ``pulumi up`` return once the API accepted the object, without
+waiting for a Service's endpoints or a DaemonSet's ready pods."""
+DEPLOYER = "lmrun-deployer"
+"""ServiceAccount (and Role, RoleBinding) whose token Pulumi's Kubernetes provider uses."""
+DEPLOYER_TOKEN_SECRET = f"{DEPLOYER}-token"
+"""The ``kubernetes.io/service-account-token`` Secret holding the deployer's long-lived token."""
+DEPLOYER_RULES: tuple[tuple[str, str], ...] = (("", "services"), ("apps", "daemonsets"))
+"""(API group, resource) the deployer may manage in :data:`NAMESPACE`, and nothing else."""
+_DEPLOYER_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9\-]*[a-z0-9])?$")
 _DNS_1035 = re.compile(r"^[a-z]([a-z0-9\-]*[a-z0-9])?$")
@@ -43,19 +71,20 @@ class MeshService:
     """One VM process published on a mesh-wide node port."""
 
     name: str
-    """Stable service key (DNS label); the Service is ``lmrun-svc-<name>``."""
+    """Stable service key (DNS label); the Service and the DaemonSet are ``lmrun-svc-<name>``."""
     app_port: int
     """Port the process listens on, on each replica VM."""
     node_port: int
     """Mesh-wide node port (30000-32767)."""
-    nodes: tuple[str, ...]
-    """Replica node names (``lmrun.io/node`` values)."""
+    pinned_nodes: tuple[str, ...] = ()
+    """Nodes (``lmrun.io/node`` names) that are replicas without registering the service's label: services
+    declared on an existing node (generic services, Phoenix). Every node registering
+    ``serves.lmrun.io/<name>=true`` is a replica too."""
     probe: Literal["vllm", "http", "tcp"] = "vllm"
     """``vllm``: ready when ``GET /v1/models`` succeeds (the model is loaded); ``http``: when ``GET probe_path``
     succeeds; ``tcp``: when the port accepts connections."""
     probe_path: str = "/"
     """Path of the ``http`` probe."""
-    namespace: str = NAMESPACE
 
     def __post_init__(self) -> None:
         if not _DNS_1035.match(self.name) or len(_SERVICE_PREFIX + self.name) > 63:
@@ -67,44 +96,41 @@ class MeshService:
             raise ValueError(f"app_port: {self.app_port} is outside 1-65535")
         if self.node_port not in NODE_PORT_RANGE:
             raise ValueError(f"node_port: {self.node_port} is outside {NODE_PORT_MIN}-{NODE_PORT_MAX}")
-        if not self.nodes:
-            raise ValueError("nodes: a service needs at least one replica node")
-        if len(set(self.nodes)) != len(self.nodes):
-            raise ValueError(f"nodes: duplicate replica nodes in {list(self.nodes)}")
-        for node in self.nodes:
-            if not _DNS_LABEL.match(node) or len(proxy_name(self.name, node)) > 253:
-                raise ValueError(f"nodes: {node!r} must be a lowercase DNS label")
+        if len(set(self.pinned_nodes)) != len(self.pinned_nodes):
+            raise ValueError(f"pinned_nodes: duplicate nodes in {list(self.pinned_nodes)}")
+        for node in self.pinned_nodes:
+            if not _DNS_LABEL.match(node) or len(node) > 63:
+                raise ValueError(f"pinned_nodes: {node!r} must be a lowercase DNS label")
         if self.probe not in ("vllm", "http", "tcp"):
             raise ValueError(f"probe: {self.probe!r} is not 'vllm', 'http' or 'tcp'")
         if not self.probe_path.startswith("/"):
             raise ValueError(f"probe_path: {self.probe_path!r} must start with '/'")
-        if not _DNS_LABEL.match(self.namespace) or len(self.namespace) > 63:
-            raise ValueError(f"namespace: {self.namespace!r} is not a DNS label")
 
     @property
     def service_name(self) -> str:
         return _SERVICE_PREFIX + self.name
 
+    @property
+    def label(self) -> str:
+        """The node label (value ``"true"``) that makes a node a replica: ``serves.lmrun.io/<name>``."""
+        return serves_label(self.name)
 
-def proxy_name(service: str, node: str) -> str:
-    """Name of the readiness proxy of ``service`` on ``node`` (stable: keyed by names, not positions)."""
-    return f"{_SERVICE_PREFIX}{service}-{node}"
+
+def _metadata(name: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": NAMESPACE, "labels": dict(labels)}
 
 
-def namespace_manifest(namespace: str = NAMESPACE) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": dict(MANAGED_BY)}}
+def namespace_manifest() -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": dict(MANAGED_BY)}}
 
 
 def service_manifest(svc: MeshService) -> dict[str, Any]:
     """The NodePort Service selecting the service's readiness proxies."""
+    metadata = _metadata(svc.service_name, {**MANAGED_BY, "lmrun.io/service": svc.name})
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": svc.service_name,
-            "namespace": svc.namespace,
-            "labels": {**MANAGED_BY, "lmrun.io/service": svc.name},
-        },
+        "metadata": {**metadata, "annotations": dict(SKIP_AWAIT)},
         "spec": {
             "type": "NodePort",
             "selector": {"app": svc.service_name},
@@ -136,30 +162,39 @@ def _probe(svc: MeshService) -> dict[str, Any]:
     return {**check, "periodSeconds": 5, "timeoutSeconds": 3, "successThreshold": 1, "failureThreshold": 2}
 
 
-def readiness_proxy_manifest(svc: MeshService, node: str, *, image: str = PAUSE_IMAGE) -> dict[str, Any]:
-    """A one-replica Deployment of a hostNetwork pause pod pinned to ``node``, ready iff the VM process is."""
-    pod_labels = {"app": svc.service_name, LABEL_NODE: node, **MANAGED_BY}
+def node_selector_terms(svc: MeshService) -> list[dict[str, Any]]:
+    """The replica nodes, as node-affinity terms (ORed): the service's label, then the pinned node names."""
+    terms: list[dict[str, Any]] = [{"matchExpressions": [{"key": svc.label, "operator": "In", "values": ["true"]}]}]
+    if svc.pinned_nodes:
+        pinned = sorted(svc.pinned_nodes)
+        terms.append({"matchExpressions": [{"key": LABEL_NODE, "operator": "In", "values": pinned}]})
+    return terms
+
+
+def readiness_proxy_manifest(svc: MeshService, *, image: str = PAUSE_IMAGE) -> dict[str, Any]:
+    """A DaemonSet of hostNetwork pause pods on every replica node, each ready iff its node's VM process is."""
+    pod_labels = {"app": svc.service_name, **MANAGED_BY}
+    metadata = _metadata(svc.service_name, {**MANAGED_BY, "lmrun.io/service": svc.name})
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": proxy_name(svc.name, node),
-            "namespace": svc.namespace,
-            "labels": {**MANAGED_BY, "lmrun.io/service": svc.name, LABEL_NODE: node},
-        },
+        "kind": "DaemonSet",
+        "metadata": {**metadata, "annotations": dict(SKIP_AWAIT)},
         "spec": {
-            "replicas": 1,
-            # Recreate: never two proxies on one node; nothing to drain, the VM process keeps serving.
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": {"app": svc.service_name, LABEL_NODE: node}},
+            "selector": {"matchLabels": {"app": svc.service_name}},
+            # A new proxy is ready before the old one on the same node goes (hostNetwork, no host port).
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {
                     "hostNetwork": True,
                     "dnsPolicy": "ClusterFirstWithHostNet",
-                    "nodeSelector": {LABEL_NODE: node},
-                    # Reflect the VM process whatever taints the node carries (like a DaemonSet would).
-                    "tolerations": [{"operator": "Exists"}],
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": node_selector_terms(svc)
+                            }
+                        }
+                    },
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 0,
@@ -195,8 +230,8 @@ def readiness_proxy_manifest(svc: MeshService, node: str, *, image: str = PAUSE_
 
 
 def mesh_service_manifests(svc: MeshService, *, image: str = PAUSE_IMAGE) -> list[dict[str, Any]]:
-    """The Service plus one readiness proxy per replica node, in node-name order (stable)."""
-    return [service_manifest(svc), *(readiness_proxy_manifest(svc, n, image=image) for n in sorted(svc.nodes))]
+    """The Service and its readiness-proxy DaemonSet."""
+    return [service_manifest(svc), readiness_proxy_manifest(svc, image=image)]
 
 
 def check_node_ports(services: Iterable[MeshService]) -> None:
@@ -214,13 +249,87 @@ def check_node_ports(services: Iterable[MeshService]) -> None:
 
 
 def mesh_manifests(services: Sequence[MeshService], *, image: str = PAUSE_IMAGE) -> list[dict[str, Any]]:
-    """Namespace(s) first, then every service's objects, services in name order."""
+    """The namespace first, then every service's objects, services in name order (for a standalone apply;
+    ``pulumi up`` leaves the namespace to the server)."""
     check_node_ports(services)
-    namespaces = sorted({s.namespace for s in services})
-    out: list[dict[str, Any]] = [namespace_manifest(ns) for ns in namespaces]
+    out: list[dict[str, Any]] = [namespace_manifest()]
     for svc in sorted(services, key=lambda s: s.name):
         out.extend(mesh_service_manifests(svc, image=image))
     return out
+
+
+def term_selects(term: Any, node_labels: Mapping[str, str]) -> bool:
+    """Whether a node-affinity term (its ``matchExpressions``, ANDed; only ``In``, which the proxies use) selects
+    a node with ``node_labels``. An empty or malformed term selects nothing."""
+    expressions = term.get("matchExpressions") if isinstance(term, Mapping) else None
+    if not isinstance(expressions, list) or not expressions:
+        return False
+    return all(
+        isinstance(e, Mapping)
+        and e.get("operator") == "In"
+        and node_labels.get(str(e.get("key"))) in (e.get("values") or [])
+        for e in expressions
+    )
+
+
+def proxy_terms(manifest: Mapping[str, Any]) -> list[Any]:
+    """The node-affinity terms (ORed) of a readiness-proxy DaemonSet's pods; none where a step is missing."""
+    value: Any = manifest
+    path = ("spec", "template", "spec", "affinity", "nodeAffinity")
+    for step in (*path, "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"):
+        value = value.get(step) if isinstance(value, Mapping) else None
+    return value if isinstance(value, list) else []
+
+
+def matching_services(manifests: Iterable[Mapping[str, Any]], node_labels: Mapping[str, str]) -> list[str]:
+    """Names of the DaemonSets among ``manifests`` that would run a proxy on a node with ``node_labels``."""
+    return sorted(
+        str(manifest["metadata"]["name"])
+        for manifest in manifests
+        if manifest.get("kind") == "DaemonSet" and any(term_selects(t, node_labels) for t in proxy_terms(manifest))
+    )
+
+
+def deployer_manifests() -> list[dict[str, Any]]:
+    """What the K3s server applies at boot so Pulumi never needs the admin credential: the mesh namespace,
+    the ``lmrun-deployer`` ServiceAccount, its long-lived token Secret, and a Role (bound to it) allowing
+    exactly the objects the stack manages (Services and DaemonSets) in that namespace."""
+    rules = [
+        {"apiGroups": [group], "resources": [resource], "verbs": list(_DEPLOYER_VERBS)}
+        for group, resource in DEPLOYER_RULES
+    ]
+    rbac = "rbac.authorization.k8s.io"
+    named = {"name": DEPLOYER, "namespace": NAMESPACE}
+    return [
+        namespace_manifest(),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": named, "automountServiceAccountToken": False},
+        {
+            # Created by hand (the ServiceAccount does not list it), so the legacy-token cleaner leaves it alone:
+            # the token never expires; deleting the Secret revokes it.
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": DEPLOYER_TOKEN_SECRET,
+                "namespace": NAMESPACE,
+                "annotations": {"kubernetes.io/service-account.name": DEPLOYER},
+            },
+            "type": "kubernetes.io/service-account-token",
+        },
+        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": named, "rules": rules},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "RoleBinding",
+            "metadata": named,
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": DEPLOYER},
+            "subjects": [{"kind": "ServiceAccount", "name": DEPLOYER, "namespace": NAMESPACE}],
+        },
+    ]
+
+
+def to_json_list(manifests: Sequence[Mapping[str, Any]]) -> str:
+    """One compact ``v1/List`` JSON document (``kubectl apply -f`` takes it; every byte of user data counts)."""
+    document = {"apiVersion": "v1", "kind": "List", "items": [dict(m) for m in manifests]}
+    return json.dumps(document, separators=(",", ":")) + "\n"
 
 
 def to_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:

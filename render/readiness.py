@@ -1,10 +1,11 @@
 """Readiness gates run on the operator's machine by ``pulumi-command`` during ``pulumi up``.
 
-The K3s server publishes its admin kubeconfig to an SSM SecureString parameter once the API serves. The
-gate polls that parameter (bounded) and prints the kubeconfig, so the Kubernetes provider and every
-Kubernetes object wait for a live API instead of failing on the first ``pulumi up``. The Phoenix node
-publishes its ingest key the same way; a second gate hands it to producers that cannot read SSM (GPU nodes
-in GCP sites). Both are :func:`parameter_gate_script`.
+The K3s server publishes Pulumi's kubeconfig (the ``lmrun-deployer`` account's; its exec plugin reads the
+token from a parameter of its own on every use) to an SSM SecureString parameter once the API serves and the
+deployer's namespace and token exist. The gate polls that parameter (bounded) and prints the kubeconfig, so
+the Kubernetes provider and every Kubernetes object wait for a live API instead of failing on the first
+``pulumi up``. The Phoenix node publishes its ingest key the same way; a second gate hands it to producers
+that cannot read SSM (GPU nodes in GCP sites). Both are :func:`parameter_gate_script`.
 """
 
 from __future__ import annotations

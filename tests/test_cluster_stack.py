@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -20,7 +21,10 @@ from lmrun.mock_engine import (
     plain_strings,
 )
 from lmrun.render.cloudinit import shell_scripts, written_files
+from lmrun.render.kubernetes import matching_services
 from lmrun.verify.checks import PlanReport
+from lmrun.verify.contracts import NEVER_WAITS, NO_BLANKET_TOLERATION, TIMEOUT_SECONDS, check_contracts
+from lmrun.verify.replicas import Replicas, registered_labels
 from tests.conftest import ROOT, plan, repinned, stack_images
 from tests.validators import assert_cloud_init_valid, assert_kubernetes_valid, assert_shellcheck_clean
 
@@ -132,6 +136,38 @@ def test_server_state_volume_is_protected_retained_and_attached_at_a_stable_devi
     assert attachment.inputs["volumeId"] == f"vol-{hashlib.sha256(STATE_VOLUME.encode()).hexdigest()[:17]}"
     server = recording.named(SERVER_INSTANCE)
     assert server.inputs["privateIp"] == "10.64.16.10"
+
+
+def test_pulumi_state_holds_no_kubernetes_credential_that_can_expire() -> None:
+    """What the gate reads is the kubeconfig the server publishes: the API's address and CA and an exec plugin
+    that reads the lmrun-deployer token from its own parameter on every use. The admin kubeconfig (K3s's
+    k3s.yaml, with a client certificate valid 365 days) stays on the server; a rotated token reaches Pulumi
+    without re-running anything, and the provider keeps its cluster identity (the state volume)."""
+    recording = plan("dev").recording
+    files = written_files(recording.named(SERVER_INSTANCE).inputs["userData"])
+    publish = files["/usr/local/lib/lmrun/publish-kubeconfig.sh"]
+    assert "/etc/rancher/k3s/k3s.yaml" not in publish
+    assert "ACCOUNT=lmrun-deployer" in publish and "TOKEN_SECRET=lmrun-deployer-token" in publish
+    assert "KUBECONFIG_PARAMETER=/lmrun/dev/k3s/kubeconfig" in publish
+    assert "CREDENTIAL_PARAMETER=/lmrun/dev/k3s/deployer-credential" in publish
+    deployer = json.loads(files["/usr/local/lib/lmrun/lmrun-deployer.json"])["items"]
+    assert [item["kind"] for item in deployer] == ["Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"]
+    parameters = {p.inputs["name"]: p for p in recording.by_type("aws:ssm/parameter:Parameter")}
+    credential = parameters["/lmrun/dev/k3s/deployer-credential"]
+    assert credential.inputs["type"] == "SecureString" and "lmrun-deployer" in credential.inputs["description"]
+    server_policy = json.loads(recording.named("mesh-cluster-k3s-identity-parameters").inputs["policy"])
+    arns = {
+        f"arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-{name}-parameter"
+        for name in ("kubeconfig", "deployer-credential")
+    }
+    for sid in ("ReadParameters", "PublishParameters"):
+        statement = next(st for st in server_policy["Statement"] if st["Sid"] == sid)
+        assert arns <= set(statement["Resource"]), sid
+    gate = recording.named("mesh-cluster-k3s-kubeconfig-gate")
+    assert gate.inputs["triggers"] == ["mesh-cluster-k3s-instance-id"]
+    provider = recording.named("mesh-cluster-ports-k8s")
+    assert isinstance(provider.inputs["kubeconfig"], Secret)
+    assert provider.inputs["clusterIdentifier"] == f"vol-{hashlib.sha256(STATE_VOLUME.encode()).hexdigest()[:17]}"
 
 
 def test_new_ami_or_instance_type_replaces_the_server_never_its_state_volume() -> None:
@@ -314,7 +350,7 @@ def test_every_kubernetes_object_passes_kubernetes_validate_strict(tmp_path: Pat
     objects = [
         r.inputs for r in plan("global").recording.resources if r.type.startswith("kubernetes:") and not r.is_provider
     ]
-    assert {o["kind"] for o in objects} == {"Namespace", "Service", "Deployment"}
+    assert {o["kind"] for o in objects} == {"Service", "DaemonSet"}  # the namespace is the server's
     path = tmp_path / "objects.yaml"
     path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
     result = assert_kubernetes_valid(path, KUBERNETES_VERSION)
@@ -326,17 +362,105 @@ def test_two_replicas_share_one_node_port_and_only_ready_ones_get_traffic() -> N
     service = recording.named("mesh-cluster-ports-svc-qwen").inputs
     assert service["spec"]["ports"][0]["nodePort"] == 30080
     assert service["spec"]["externalTrafficPolicy"] == "Cluster"
-    proxies = [r for r in recording.resources if r.name.startswith("mesh-cluster-ports-ready-qwen-qwen-")]
-    assert sorted(p.name for p in proxies) == [
-        "mesh-cluster-ports-ready-qwen-qwen-use2",
-        "mesh-cluster-ports-ready-qwen-qwen-usw2",
+    proxies = [r for r in recording.by_type("kubernetes:apps/v1:DaemonSet") if r.name.endswith("-qwen")]
+    assert [p.name for p in proxies] == ["mesh-cluster-ports-proxy-qwen"]  # one for every replica
+    pod = proxies[0].inputs["spec"]["template"]
+    assert pod["metadata"]["labels"]["app"] == service["spec"]["selector"]["app"]
+    assert pod["spec"]["hostNetwork"] is True
+    assert pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v1/models"
+    # The replicas are the VMs that register serves.lmrun.io/qwen at join: both GPU nodes of the service.
+    assert Replicas(plan("global").snapshot).by_service()["qwen"] == ["qwen-use2", "qwen-usw2"]
+    for node in ("qwen-use2", "qwen-usw2"):
+        bootstrap = written_files(_user_data(recording.named(f"mesh-cluster-node-{node}-lt")))
+        assert "--node-label serves.lmrun.io/qwen=true" in bootstrap["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
+
+
+def _objects(report: PlanReport) -> list[RecordedResource]:
+    return [r for r in report.recording.resources if r.type.startswith("kubernetes:") and not r.is_provider]
+
+
+@pytest.mark.parametrize("stack", ["dev", "global"])
+def test_pulumi_up_waits_for_no_kubernetes_object(stack: str) -> None:
+    """A Service waits for ready endpoints and a DaemonSet for ready pods, i.e. for the model to download and
+    load (far beyond the provider's 10-minute await): every object Pulumi creates carries skipAwait, and the
+    plan's contract covers every one of them."""
+    report = plan(stack)
+    objects = _objects(report)
+    assert objects
+    skip = "pulumi.com/skipAwait"
+    waiting = [o.name for o in objects if (o.inputs["metadata"].get("annotations") or {}).get(skip) != "true"]
+    assert not waiting, f"these objects make `pulumi up` wait on a workload: {waiting}"
+    verdicts = {c.resource: c for c in report.contracts if c.contract == NEVER_WAITS}
+    assert set(verdicts) == {o.name for o in objects} and all(c.ok for c in verdicts.values())
+
+
+@pytest.mark.parametrize("stack", ["dev", "global"])
+def test_no_object_tolerates_every_taint(stack: str) -> None:
+    report = plan(stack, phoenix={"placement": "node"}) if stack == "global" else plan(stack)
+    workloads = [o for o in _objects(report) if "template" in (o.inputs.get("spec") or {})]
+    assert workloads
+    for resource in workloads:
+        pod = resource.inputs["spec"]["template"]["spec"]
+        assert all("key" in toleration for toleration in pod.get("tolerations") or []), resource.name
+    verdicts = {c.resource: c for c in report.contracts if c.contract == NO_BLANKET_TOLERATION}
+    assert set(verdicts) == {w.name for w in workloads} and all(c.ok for c in verdicts.values())
+
+
+def test_the_contracts_refuse_mains_readiness_proxies() -> None:
+    """What the stack declared before (a Deployment per replica tolerating every taint, a Service, neither
+    annotated) breaks both contracts; an explicit timeout keeps the first."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Fake:
+        type: str
+        name: str
+        inputs: dict[str, Any]
+        urn: str = ""
+        dependencies: tuple[str, ...] = ()
+
+    deployment = Fake(
+        "kubernetes:apps/v1:Deployment",
+        "ready-qwen-a",
+        {
+            "metadata": {"name": "lmrun-svc-qwen-a"},
+            "spec": {"template": {"spec": {"tolerations": [{"operator": "Exists"}], "containers": []}}},
+        },
+    )
+    service = Fake("kubernetes:core/v1:Service", "svc-qwen", {"metadata": {"name": "lmrun-svc-qwen"}, "spec": {}})
+    timed = Fake("kubernetes:core/v1:Service", "svc-timed", {"metadata": {"annotations": {TIMEOUT_SECONDS: "900"}}})
+    ours = (NEVER_WAITS, NO_BLANKET_TOLERATION)
+    checked = check_contracts([deployment, service, timed], {})
+    results = {(c.resource, c.contract): c.ok for c in checked if c.contract in ours}
+    assert results == {
+        ("ready-qwen-a", NEVER_WAITS): False,
+        ("svc-qwen", NEVER_WAITS): False,
+        ("svc-timed", NEVER_WAITS): True,
+        ("ready-qwen-a", NO_BLANKET_TOLERATION): False,
+    }
+
+
+def test_every_replica_node_runs_the_proxies_of_its_services_and_no_others() -> None:
+    """What each recorded machine registers (its rendered --node-label flags) selects exactly the DaemonSets of
+    the services the plan puts on it; a machine claiming an undeclared service gets no proxy."""
+    report = plan("global", phoenix={"placement": "node"})
+    manifests = [r.inputs for r in _objects(report)]
+    registered = registered_labels(report.snapshot)
+    expected = {
+        "qwen-use2": ["lmrun-svc-qwen"],
+        "qwen-usw2": ["lmrun-svc-qwen"],
+        "phi-euw1": ["lmrun-svc-phi-euw1"],
+        "l4-gcp": ["lmrun-svc-qwen-gcp"],
+        "phoenix": ["lmrun-svc-phoenix-grpc", "lmrun-svc-phoenix-ui"],
+        "k3s-server": [],
+    }
+    assert {node: matching_services(manifests, labels) for node, labels in registered.items()} == expected
+    assert matching_services(manifests, {**registered["qwen-use2"], "serves.lmrun.io/ghost": "true"}) == [
+        "lmrun-svc-qwen"
     ]
-    for proxy in proxies:
-        pod = proxy.inputs["spec"]["template"]["spec"]
-        assert pod["hostNetwork"] is True
-        assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v1/models"
-    metrics = recording.named("mesh-cluster-ports-ready-gpu-metrics-qwen-use2").inputs["spec"]["template"]["spec"]
-    assert metrics["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": 9100, "scheme": "HTTP"}
+    assert matching_services(manifests, {"lmrun.io/node": "sky-1", "serves.lmrun.io/ghost": "true"}) == []
+    assert matching_services(manifests, {"lmrun.io/node": "sky-1", "serves.lmrun.io/qwen": "true"}) == [
+        "lmrun-svc-qwen"
+    ]
 
 
 def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
@@ -344,7 +468,6 @@ def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
     assert document["node_ports"] == {
         "qwen": 30080,
         "phi-euw1": 30081,
-        "gpu-metrics": 30300,
         "phoenix-ui": 30200,
         "phoenix-grpc": 30201,
         "qwen-gcp": 30082,
@@ -381,12 +504,35 @@ def test_adding_a_node_only_adds_resources() -> None:
 
 
 def test_adding_a_service_only_adds_resources() -> None:
-    services = yaml.safe_load((ROOT / "stacks" / "Pulumi.global.yaml").read_text())["config"]["lmrun:services"]
+    services = yaml.safe_load((ROOT / "stacks" / "Pulumi.global.yaml").read_text())["config"].get("lmrun:services", [])
     extra = {"name": "dcgm", "node": "phi-euw1", "appPort": 9400, "nodePort": 30301}
     before, after = _state(plan("global")), _state(plan("global", services=[*services, extra]))
     assert set(before) < set(after)
     assert all(before[urn] == after[urn] for urn in before)
     assert all("dcgm" in urn for urn in set(after) - set(before))
+
+
+def test_a_new_replica_adds_its_label_and_changes_no_other_node_or_object() -> None:
+    nodes = _global_nodes()
+    extra = {**nodes[0], "name": "qwen-use2b", "region": "us-east-2"}
+    before, after = plan("global").recording, plan("global", nodes=[*nodes, extra]).recording
+    added = {r.name for r in after.resources} - {r.name for r in before.resources}
+    assert added and all("qwen-use2b" in name for name in added), sorted(added)
+    assert all(after.named(r.name).inputs == r.inputs for r in before.resources)
+    template = written_files(_user_data(after.named("mesh-cluster-node-qwen-use2b-lt")))
+    bootstrap = template["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
+    assert "--node-label lmrun.io/node=qwen-use2b" in bootstrap
+    assert "--node-label serves.lmrun.io/qwen=true" in bootstrap
+    replicas = Replicas(plan("global", nodes=[*nodes, extra]).snapshot).by_service()
+    assert replicas["qwen"] == ["qwen-use2", "qwen-use2b", "qwen-usw2"]
+
+
+def test_removing_a_service_removes_only_its_service_and_daemonset() -> None:
+    extra = {"name": "dcgm", "node": "phi-euw1", "appPort": 9400, "nodePort": 30301}
+    with_it, without = plan("global", services=[extra]).recording, plan("global").recording
+    removed = {r.name for r in with_it.resources} - {r.name for r in without.resources}
+    assert removed == {"mesh-cluster-ports-svc-dcgm", "mesh-cluster-ports-proxy-dcgm"}
+    assert all(with_it.named(r.name).inputs == r.inputs for r in without.resources)
 
 
 def test_reordering_nodes_changes_nothing() -> None:

@@ -114,3 +114,16 @@ def test_cli_writes_the_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["plan", "--project-dir", str(ROOT), "--stack", "dev", "--graph", str(path)]) == 0
     assert f"mesh graph written to {path}" in capsys.readouterr().out
     assert "us-east-1" in svg_text(path)
+
+
+def test_machines_list_the_services_whose_proxies_they_run() -> None:
+    """Which machine serves what comes from the readiness DaemonSets: the replicas that register a service's
+    label and the machines a service is pinned to."""
+    picture = mesh_picture(plan("global", phoenix={"placement": "node"}))
+    assert picture.replicas == {
+        "qwen": ["qwen-use2", "qwen-usw2"],
+        "qwen-gcp": ["l4-gcp"],
+        "phi-euw1": ["phi-euw1"],
+        "phoenix-grpc": ["phoenix"],
+        "phoenix-ui": ["phoenix"],
+    }

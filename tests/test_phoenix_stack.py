@@ -274,8 +274,10 @@ def test_placement_on_the_server_puts_phoenix_on_the_state_volume(tmp_path: Path
     assert_cloud_init_valid(path)
     unit = written_files(text)["/etc/systemd/system/lmrun-phoenix.service"]
     assert "PHOENIX_WORKING_DIR=/var/lib/lmrun-state/phoenix" in unit
-    proxy = recording.named("mesh-cluster-ports-ready-phoenix-ui-k3s-server").inputs
-    assert proxy["spec"]["template"]["spec"]["nodeSelector"] == {"lmrun.io/node": "k3s-server"}
+    proxy = recording.named("mesh-cluster-ports-proxy-phoenix-ui").inputs
+    affinity = proxy["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    pinned = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][1]
+    assert pinned == {"matchExpressions": [{"key": "lmrun.io/node", "operator": "In", "values": ["k3s-server"]}]}
 
 
 def test_json_plan_describes_phoenix() -> None:

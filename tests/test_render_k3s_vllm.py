@@ -8,6 +8,7 @@ validator the test skips on a laptop and fails under ``CI=true``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import stat
@@ -27,7 +28,8 @@ from lmrun.render.script_files import render_script
 from tests.validators import assert_shellcheck_clean, require_tool, run
 
 TOKEN_PARAM = "/lmrun/test/k3s/join-token"
-KUBECONFIG_PARAM = "/lmrun/test/k3s/admin-kubeconfig"
+KUBECONFIG_PARAM = "/lmrun/test/k3s/kubeconfig"
+CREDENTIAL_PARAM = "/lmrun/test/k3s/deployer-credential"
 HF_PARAM = "/lmrun/test/hf-token"
 SSM = SsmParameterStore("us-east-1")
 
@@ -36,16 +38,23 @@ SERVER = k3s.K3sServerConfig(
     ssm_region="us-east-1",
     token_parameter=TOKEN_PARAM,
     kubeconfig_parameter=KUBECONFIG_PARAM,
+    credential_parameter=CREDENTIAL_PARAM,
+    credential_exec=tuple(SSM.client_read_argv(CREDENTIAL_PARAM)),
     state_volume_id="vol-0123456789abcdef0",
     tls_sans=("k3s.mesh.internal", "10.0.0.11"),
     kubeconfig_kms_key_id="alias/lmrun",
 )
 SERVER_MINIMAL = k3s.K3sServerConfig(
-    node_ip="10.0.0.10", ssm_region="us-east-1", token_parameter=TOKEN_PARAM, kubeconfig_parameter=KUBECONFIG_PARAM
+    node_ip="10.0.0.10",
+    ssm_region="us-east-1",
+    token_parameter=TOKEN_PARAM,
+    kubeconfig_parameter=KUBECONFIG_PARAM,
+    credential_parameter=CREDENTIAL_PARAM,
+    credential_exec=("read-credential",),
 )
 GPU_AGENT = k3s.K3sAgentConfig(
     server_ip="10.0.0.10", store=SSM, token_parameter=TOKEN_PARAM,
-    node_name="l4-west", region="us-west-2", gpu="L4",
+    node_name="l4-west", region="us-west-2", gpu="L4", serves=("qwen",),
 )  # fmt: skip
 CPU_AGENT = k3s.K3sAgentConfig(
     server_ip="10.0.0.10", store=SSM, token_parameter=TOKEN_PARAM,
@@ -71,11 +80,12 @@ USER_DATA = {
     "gpu-full": vllm.render_gpu_node_user_data(GPU_AGENT, VLLM_FULL),
     "gpu-minimal": vllm.render_gpu_node_user_data(GPU_AGENT, VLLM_MINIMAL),
 }
-QWEN = kubernetes.MeshService(name="qwen", app_port=8000, node_port=30080, nodes=("l4-west", "l4-east"))
+QWEN = kubernetes.MeshService(name="qwen", app_port=8000, node_port=30080)
 PHOENIX_GRPC = kubernetes.MeshService(
-    name="phoenix-grpc", app_port=4317, node_port=30201, nodes=("phoenix",), probe="tcp"
+    name="phoenix-grpc", app_port=4317, node_port=30201, pinned_nodes=("phoenix",), probe="tcp"
 )
 MANIFESTS = kubernetes.mesh_manifests([QWEN, PHOENIX_GRPC])
+DEPLOYER = kubernetes.deployer_manifests()
 
 
 # --- real validators ------------------------------------------------------------------------------------------
@@ -115,7 +125,7 @@ def test_every_rendered_script_passes_shellcheck(tmp_path: Path) -> None:
 def test_every_manifest_passes_kubernetes_validate_strict(tmp_path: Path) -> None:
     tool = require_tool("kubernetes-validate")
     good = tmp_path / "mesh.yaml"
-    good.write_text(kubernetes.to_yaml(MANIFESTS))
+    good.write_text(kubernetes.to_yaml([*MANIFESTS, *DEPLOYER]))
     bad_manifest = kubernetes.service_manifest(QWEN)
     bad_manifest["spec"]["externalTrafficPolicies"] = "Cluster"  # misspelt: only --strict rejects it
     bad = tmp_path / "bad.yaml"
@@ -123,7 +133,7 @@ def test_every_manifest_passes_kubernetes_validate_strict(tmp_path: Path) -> Non
     version = versions.KUBERNETES_VERSION
     result = run([tool, "--strict", "--kubernetes-version", version, str(good)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("passed") == len(MANIFESTS), result.stdout
+    assert result.stdout.count("passed") == len(MANIFESTS) + len(DEPLOYER), result.stdout
     assert f"against version {version.rsplit('.', 1)[0]}" in result.stdout, result.stdout
     rejected = run([tool, "--strict", "--kubernetes-version", version, str(bad)])
     assert rejected.returncode != 0, "kubernetes-validate --strict accepts unknown fields"
@@ -141,7 +151,9 @@ SECRET_LOOKING = [
     re.compile(r"K10[0-9a-f]{20,}"),  # K3s secure token
     re.compile(r"hf_[A-Za-z0-9]{20,}"),  # Hugging Face token
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    re.compile(r"(client-key-data|client-certificate-data|certificate-authority-data)"),
+    # kubeconfig data with a value (the deployer kubeconfig's template fills it from a variable on the VM)
+    re.compile(r"(client-key-data|client-certificate-data|certificate-authority-data): *[A-Za-z0-9+/]"),
+    re.compile(r"^ +token: +[A-Za-z0-9._-]{20,}", re.MULTILINE),  # a kubeconfig's bearer token
     re.compile(r"AKIA[0-9A-Z]{16}"),
     re.compile(r"--token[ =](?!-)", re.IGNORECASE),  # a literal --token VALUE (only --token-file is allowed)
     re.compile(r"K3S_TOKEN="),
@@ -235,10 +247,23 @@ def test_server_flags_and_pins() -> None:
 def test_server_publishes_kubeconfig_to_ssm_without_secret_on_command_line() -> None:
     files = cloudinit.written_files(USER_DATA["server"])
     publish = files[f"{cloudinit.SCRIPT_DIR}/publish-kubeconfig.sh"]
-    assert f"--name {KUBECONFIG_PARAM} --type SecureString --overwrite" in publish
-    assert "--key-id alias/lmrun" in publish
-    assert '--value "file://$tmp"' in publish
+    assert (
+        f"KUBECONFIG_PARAMETER={KUBECONFIG_PARAM}" in publish and f"CREDENTIAL_PARAMETER={CREDENTIAL_PARAM}" in publish
+    )
+    assert "PUT_OPTIONS=(--type SecureString --overwrite --tier Intelligent-Tiering --key-id alias/lmrun)" in publish
+    assert '--value "file://$1"' in publish
     assert "API_ENDPOINT=https://10.0.0.10:6443" in publish
+    # The kubeconfig's exec plugin reads the credential parameter wherever the kubeconfig is used.
+    assert "EXEC_COMMAND=aws" in publish
+    exec_args = json.loads(re.search(r"^EXEC_ARGS='(.*)'$", publish, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    value = ["--with-decryption", "--query", "Parameter.Value", "--output", "text"]
+    assert exec_args == ["ssm", "get-parameter", "--region", "us-east-1", "--name", CREDENTIAL_PARAM, *value]
+    with pytest.raises(ValueError, match=r"^credential_exec: "):
+        dataclasses.replace(SERVER, credential_exec=())
+    # The deployer's kubeconfig, never the admin one (which K3s writes to KUBECONFIG_PATH).
+    assert k3s.KUBECONFIG_PATH not in publish and "ACCOUNT=lmrun-deployer" in publish
+    manifest = files[k3s.DEPLOYER_MANIFEST]
+    assert json.loads(manifest)["items"] == kubernetes.deployer_manifests()
     unit = files[f"/etc/systemd/system/{k3s.PUBLISH_KUBECONFIG_UNIT}"]
     assert "Requires=k3s.service" in unit and "WantedBy=multi-user.target" in unit
     assert "--key-id" not in _bootstrap(USER_DATA["server-minimal"], "publish-kubeconfig.sh")
@@ -246,13 +271,17 @@ def test_server_publishes_kubeconfig_to_ssm_without_secret_on_command_line() -> 
 
 def test_agent_labels() -> None:
     gpu = _bootstrap(USER_DATA["gpu-full"], "k3s-agent-bootstrap.sh")
-    for label in ("lmrun.io/node=l4-west", "lmrun.io/gpu=L4", "lmrun.io/region=us-west-2"):
+    for label in ("lmrun.io/node=l4-west", "lmrun.io/gpu=L4", "lmrun.io/region=us-west-2", "serves.lmrun.io/qwen=true"):
         assert f"--node-label {label}" in gpu
     assert "--server https://10.0.0.10:6443" in gpu and f"--token-file {k3s.TOKEN_FILE}" in gpu
+    # A replacement VM is a new Node (the reaper removes the old one), whatever its hostname.
+    assert "--with-node-id" in gpu and "--with-node-id" not in k3s.server_flags(SERVER)
     cpu = _bootstrap(USER_DATA["cpu-agent"], "k3s-agent-bootstrap.sh")
     assert "lmrun.io/gpu" not in cpu
     assert "--node-label lmrun.io/role=phoenix" in cpu and "--node-ip 10.0.1.5" in cpu
     assert CPU_AGENT.labels == {"lmrun.io/node": "phoenix", "lmrun.io/region": "us-east-1", "lmrun.io/role": "phoenix"}
+    with pytest.raises(ValueError, match=r"^extra_labels: 'serves\.lmrun\.io/qwen' is set by lmrun itself"):
+        dataclasses.replace(GPU_AGENT, extra_labels=(("serves.lmrun.io/qwen", "true"),))
 
 
 def test_ssm_get_script_really_writes_a_private_file(tmp_path: Path) -> None:
@@ -390,21 +419,70 @@ def test_service_is_a_cluster_nodeport_selecting_the_proxies() -> None:
     assert spec["ports"] == [{"name": "app", "protocol": "TCP", "port": 8000, "targetPort": 8000, "nodePort": 30080}]
 
 
-def test_readiness_proxies_are_pinned_hostnetwork_pods_probing_the_vm_port() -> None:
-    proxies = [m for m in kubernetes.mesh_service_manifests(QWEN) if m["kind"] == "Deployment"]
-    assert [p["metadata"]["name"] for p in proxies] == ["lmrun-svc-qwen-l4-east", "lmrun-svc-qwen-l4-west"]
-    for proxy, node in zip(proxies, ("l4-east", "l4-west"), strict=True):
-        pod = proxy["spec"]["template"]
-        assert pod["metadata"]["labels"]["app"] == "lmrun-svc-qwen"
-        assert pod["spec"]["hostNetwork"] is True
-        assert pod["spec"]["nodeSelector"] == {"lmrun.io/node": node}
-        container = pod["spec"]["containers"][0]
-        assert container["image"] == kubernetes.PAUSE_IMAGE
-        assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": 8000, "scheme": "HTTP"}
-        assert "ports" not in container
-    tcp = kubernetes.readiness_proxy_manifest(PHOENIX_GRPC, "phoenix")
-    probe = tcp["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+def test_readiness_proxies_are_one_daemonset_per_service_on_its_labelled_or_pinned_nodes() -> None:
+    qwen = kubernetes.readiness_proxy_manifest(QWEN)
+    assert (qwen["kind"], qwen["metadata"]["name"]) == ("DaemonSet", "lmrun-svc-qwen")
+    pod = qwen["spec"]["template"]
+    assert pod["metadata"]["labels"]["app"] == "lmrun-svc-qwen" == qwen["spec"]["selector"]["matchLabels"]["app"]
+    assert pod["spec"]["hostNetwork"] is True
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == kubernetes.PAUSE_IMAGE
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": 8000, "scheme": "HTTP"}
+    assert "ports" not in container
+    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"] == [
+        {"matchExpressions": [{"key": "serves.lmrun.io/qwen", "operator": "In", "values": ["true"]}]}
+    ]
+    grpc = kubernetes.readiness_proxy_manifest(PHOENIX_GRPC)
+    probe = grpc["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert probe["tcpSocket"] == {"port": 4317} and "httpGet" not in probe
+    assert kubernetes.node_selector_terms(PHOENIX_GRPC)[1] == {
+        "matchExpressions": [{"key": "lmrun.io/node", "operator": "In", "values": ["phoenix"]}]
+    }
+
+
+def test_a_node_runs_the_proxies_of_exactly_the_declared_services_it_claims() -> None:
+    """A VM becomes a replica by its labels alone; a label naming an undeclared service publishes nothing."""
+
+    def on(**labels: str) -> list[str]:
+        return kubernetes.matching_services(
+            MANIFESTS, {k.replace("__", "/").replace("_", "."): v for k, v in labels.items()}
+        )
+
+    assert on(serves_lmrun_io__qwen="true") == ["lmrun-svc-qwen"]
+    assert on(lmrun_io__node="phoenix") == ["lmrun-svc-phoenix-grpc"]
+    assert on(lmrun_io__node="l4-west", serves_lmrun_io__qwen="true") == ["lmrun-svc-qwen"]
+    assert on(serves_lmrun_io__ghost="true") == []
+    assert on(serves_lmrun_io__qwen="false") == []
+    assert on(lmrun_io__node="qwen") == []
+
+
+def test_no_object_tolerates_every_taint_or_waits_for_a_model() -> None:
+    """No toleration without a key (the DaemonSet controller adds the node-lifecycle ones itself); every object
+    Pulumi creates returns at once (``pulumi.com/skipAwait``): a proxy is ready only once the model loaded."""
+    for manifest in MANIFESTS:
+        if manifest["kind"] == "Namespace":
+            continue
+        assert manifest["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}, manifest["metadata"]
+        pod = manifest["spec"].get("template", {}).get("spec", {})
+        assert all("key" in toleration for toleration in pod.get("tolerations", [])), pod
+
+
+def test_the_deployer_may_manage_only_services_and_daemonsets_in_the_mesh_namespace() -> None:
+    by_kind = {m["kind"]: m for m in DEPLOYER}
+    assert list(by_kind) == ["Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"]
+    assert "ClusterRole" not in by_kind and "ClusterRoleBinding" not in by_kind
+    rules = by_kind["Role"]["rules"]
+    assert [(r["apiGroups"], r["resources"]) for r in rules] == [([""], ["services"]), (["apps"], ["daemonsets"])]
+    assert all("*" not in r["verbs"] and "escalate" not in r["verbs"] for r in rules)
+    assert {m["metadata"].get("namespace") for m in DEPLOYER[1:]} == {kubernetes.NAMESPACE}
+    secret = by_kind["Secret"]
+    assert secret["type"] == "kubernetes.io/service-account-token"
+    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "lmrun-deployer"}
+    assert "secrets" not in by_kind["ServiceAccount"]  # hand-made token: the legacy-token cleaner leaves it
+    binding = by_kind["RoleBinding"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "lmrun-deployer"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "lmrun-deployer", "namespace": "lmrun"}]
 
 
 def test_adding_a_replica_or_service_only_adds_objects() -> None:
@@ -412,18 +490,15 @@ def test_adding_a_replica_or_service_only_adds_objects() -> None:
         return {(m["kind"], m["metadata"]["name"]): m for m in manifests}  # type: ignore[index]
 
     before = keyed(kubernetes.mesh_manifests([QWEN, PHOENIX_GRPC]))
-    grown = dataclasses.replace(QWEN, nodes=(*QWEN.nodes, "l4-tokyo"))
-    extra = kubernetes.MeshService(name="embed", app_port=8001, node_port=30081, nodes=("l4-west",))
-    after = keyed(kubernetes.mesh_manifests([extra, PHOENIX_GRPC, grown]))
+    # A new vLLM replica registers serves.lmrun.io/qwen: no object changes at all.
+    extra = kubernetes.MeshService(name="embed", app_port=8001, node_port=30081, pinned_nodes=("l4-west",))
+    after = keyed(kubernetes.mesh_manifests([extra, PHOENIX_GRPC, QWEN]))
     assert set(before) <= set(after)
     assert all(after[k] == v for k, v in before.items())
-    assert set(after) - set(before) == {
-        ("Deployment", "lmrun-svc-qwen-l4-tokyo"),
-        ("Service", "lmrun-svc-embed"),
-        ("Deployment", "lmrun-svc-embed-l4-west"),
-    }
-    reordered = dataclasses.replace(QWEN, nodes=tuple(reversed(QWEN.nodes)))
-    assert kubernetes.mesh_manifests([reordered]) == kubernetes.mesh_manifests([QWEN])
+    assert set(after) - set(before) == {("Service", "lmrun-svc-embed"), ("DaemonSet", "lmrun-svc-embed")}
+    grown = dataclasses.replace(PHOENIX_GRPC, pinned_nodes=("phoenix", "k3s-server"))
+    reordered = dataclasses.replace(grown, pinned_nodes=tuple(reversed(grown.pinned_nodes)))
+    assert kubernetes.mesh_manifests([reordered]) == kubernetes.mesh_manifests([grown])
 
 
 @pytest.mark.parametrize(
@@ -433,9 +508,8 @@ def test_adding_a_replica_or_service_only_adds_objects() -> None:
         ({"node_port": 32768}, "node_port"),
         ({"name": "Qwen"}, "name"),
         ({"name": "a" * 54}, "name"),
-        ({"nodes": ()}, "nodes"),
-        ({"nodes": ("a", "a")}, "nodes"),
-        ({"nodes": ("Node_1",)}, "nodes"),
+        ({"pinned_nodes": ("a", "a")}, "pinned_nodes"),
+        ({"pinned_nodes": ("Node_1",)}, "pinned_nodes"),
         ({"app_port": 0}, "app_port"),
     ],
 )
@@ -445,7 +519,7 @@ def test_mesh_service_errors_name_the_field(kwargs: dict[str, Any], field: str) 
 
 
 def test_duplicate_node_ports_are_refused() -> None:
-    clash = kubernetes.MeshService(name="other", app_port=9000, node_port=30080, nodes=("x",))
+    clash = kubernetes.MeshService(name="other", app_port=9000, node_port=30080, pinned_nodes=("x",))
     with pytest.raises(ValueError, match=r"^services\.other\.node_port: 30080 is already used by 'qwen'"):
         kubernetes.mesh_manifests([QWEN, clash])
     with pytest.raises(ValueError, match="duplicate service name"):

@@ -120,7 +120,7 @@ def test_a_preview_without_a_route_is_a_reachability_mismatch(
     document["steps"] = [s for s in document["steps"] if not s["urn"].endswith("::mesh-peering-us-east-2-route-main")]
     code, _, err = _check(capsys, tmp_path, "--from-preview", str(_write(tmp_path, "broken.json", document)))
     assert code == 1
-    assert err.startswith("error: reachability mismatch: stack global: 3 path(s)")
+    assert err.startswith("error: reachability mismatch: stack global: 2 path(s)")
     assert "us-east-1 -> qwen tcp/8000: the program declares it reachable, but its resources say it does not" in err
     assert "route table mesh-us-east-1-rt has no route for 10.65." in err
 

@@ -180,7 +180,7 @@ def test_without_an_inline_route_main_cannot_reach_the_spoke() -> None:
             FORMS[form](_global()), "mesh-us-east-1-rt", "routes", lambda e: e["cidrBlock"] == "10.65.0.0/16"
         )
         failing = {key: reason for key, (ok, reason) in _verdicts(broken).items() if not ok}
-        assert set(failing) == {(MAIN, "qwen"), (MAIN, "gpu-metrics"), ("us-east-2", "k3s-api")}, form
+        assert set(failing) == {(MAIN, "qwen"), ("us-east-2", "k3s-api")}, form
         assert "route table mesh-us-east-1-rt has no route for 10.65." in failing[(MAIN, "qwen")]
         assert (
             "peering mesh-peering-us-east-2 to mesh-us-east-2-vpc (10.65.0.0/16) would carry it"
@@ -193,7 +193,7 @@ def test_without_an_inline_ingress_entry_main_cannot_reach_the_spokes_services()
         inline_security_groups(_global()), "mesh-us-east-2-sg", "ingress", lambda e: e["cidrBlocks"] == ["10.64.0.0/16"]
     )
     verdicts = _verdicts(broken)
-    assert {key for key, (ok, _) in verdicts.items() if not ok} == {(MAIN, "qwen"), (MAIN, "gpu-metrics")}
+    assert {key for key, (ok, _) in verdicts.items() if not ok} == {(MAIN, "qwen")}
     reason = verdicts[(MAIN, "qwen")][1]
     assert "no ingress rule of the security groups of node qwen-use2 in mesh-us-east-2-use2-" in reason
     assert "(mesh-us-east-2-sg) admits tcp/8000 from 10.64." in reason

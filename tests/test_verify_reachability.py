@@ -80,8 +80,8 @@ def test_every_implied_path_is_ok_by_the_model_and_by_the_resources(stack: str, 
 def test_without_the_main_to_spoke_peering_route_main_cannot_reach_the_spokes_services() -> None:
     recording = _without(plan("global").recording, "mesh-peering-us-east-2-route-main")
     failing = _failing(recording)
-    # qwen has a replica in us-east-2; gpu-metrics runs there; the spoke's K3s traffic loses its replies.
-    assert set(failing) == {(MAIN, "qwen"), (MAIN, "gpu-metrics"), ("us-east-2", "k3s-api")}
+    # qwen has a replica in us-east-2; the spoke's K3s traffic loses its replies.
+    assert set(failing) == {(MAIN, "qwen"), ("us-east-2", "k3s-api")}
     reason = failing[(MAIN, "qwen")]
     assert "-> node qwen-use2 in mesh-us-east-2-use2-" in reason
     assert "route table mesh-us-east-1-rt has no route for 10.65." in reason
@@ -99,7 +99,7 @@ def test_without_the_spokes_inline_route_to_main_the_spoke_loses_the_main_region
     kept = [route for route in table.inputs["routes"] if route["cidrBlock"] != "10.64.0.0/16"]
     assert len(kept) == len(table.inputs["routes"]) - 1
     failing = _failing(_with_inputs(recording, table.name, routes=kept))
-    assert set(failing) == {(MAIN, "qwen"), (MAIN, "gpu-metrics"), ("us-east-2", "k3s-api")}
+    assert set(failing) == {(MAIN, "qwen"), ("us-east-2", "k3s-api")}
     assert "route table mesh-us-east-2-rt has no route for 10.64.16.10/32" in failing[("us-east-2", "k3s-api")]
     assert "the reply route table mesh-us-east-2-rt has no route for 10.64." in failing[(MAIN, "qwen")]
 
@@ -130,7 +130,7 @@ def test_without_the_spokes_security_group_rule_main_cannot_reach_its_services()
     recording = _with_inputs(recording, group.name, ingress=kept)
     verdicts = _verdicts(recording)
     failing = {key for key, v in verdicts.items() if not v.ok}
-    assert failing == {(MAIN, "qwen"), (MAIN, "gpu-metrics")}
+    assert failing == {(MAIN, "qwen")}
     reason = verdicts[(MAIN, "qwen")].reason
     assert "no ingress rule of the security groups of node qwen-use2 in mesh-us-east-2-use2-" in reason
     assert "(mesh-us-east-2-sg) admits tcp/8000 from 10.64." in reason

@@ -98,6 +98,80 @@ def images_are_pinned(resources: Iterable[PlannedResource], outputs: Mapping[str
     ]
 
 
+NEVER_WAITS = "kubernetes-object-never-waits"
+SKIP_AWAIT = "pulumi.com/skipAwait"
+TIMEOUT_SECONDS = "pulumi.com/timeoutSeconds"
+
+
+def _kubernetes_objects(resources: Iterable[PlannedResource]) -> list[PlannedResource]:
+    """The objects a Kubernetes provider creates (``kubernetes:*``; the provider itself is ``pulumi:providers``)."""
+    return [resource for resource in resources if resource.type.startswith("kubernetes:")]
+
+
+def _annotations(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = inputs.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return annotations if isinstance(annotations, Mapping) else {}
+
+
+def kubernetes_objects_never_wait(
+    resources: Iterable[PlannedResource], outputs: Mapping[str, Any]
+) -> list[ContractResult]:
+    """Every Kubernetes object ``pulumi up`` creates either cannot block on a workload (``pulumi.com/skipAwait:
+    "true"``: the update moves on once the API accepted it) or has an explicit timeout
+    (``pulumi.com/timeoutSeconds``, documented where it is set).
+
+    Why: pulumi-kubernetes' await logic waits for a Service's endpoints and for a Deployment's or DaemonSet's
+    ready pods, 10 minutes by default (its await-logic docs; the annotation since pulumi-kubernetes #417), and a
+    mesh replica is ready only once spot capacity was found, vLLM installed and a ~15 GB model downloaded and
+    loaded: `pulumi up` would fail while the mesh is fine.
+    """
+    limit = f'{SKIP_AWAIT}: "true" or a {TIMEOUT_SECONDS}'
+    results = []
+    for resource in _kubernetes_objects(resources):
+        annotations = _annotations(resource.inputs)
+        skip, timeout = annotations.get(SKIP_AWAIT), annotations.get(TIMEOUT_SECONDS)
+        ok = str(skip).lower() == "true" or (str(timeout).isdigit() and int(str(timeout)) > 0)
+        value = {key: annotations[key] for key in (SKIP_AWAIT, TIMEOUT_SECONDS) if key in annotations}
+        results.append(ContractResult(resource.name, NEVER_WAITS, value or None, limit, ok))
+    return results
+
+
+NO_BLANKET_TOLERATION = "no-blanket-toleration"
+
+
+def _pod_specs(inputs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The pod specs of a Pod, of a workload's template, or of a CronJob's job template."""
+    found = []
+    for path in (("spec",), ("spec", "template", "spec"), ("spec", "jobTemplate", "spec", "template", "spec")):
+        value: Any = inputs
+        for step in path:
+            value = value.get(step) if isinstance(value, Mapping) else None
+        if isinstance(value, Mapping) and ("containers" in value or "tolerations" in value):
+            found.append(value)
+    return found
+
+
+def no_blanket_tolerations(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
+    """No pod tolerates a taint without naming its key.
+
+    Why: a toleration without a key (``operator: Exists``) matches every taint, including the
+    ``node.kubernetes.io/unreachable:NoExecute`` taint the node controller puts on a dead Node, so the pod is
+    never evicted from it (Kubernetes, "Taints and Tolerations": an empty key with operator Exists matches all
+    keys, values and effects): a readiness proxy stays on a reclaimed spot VM forever. DaemonSet pods get the
+    node-lifecycle tolerations they need from the DaemonSet controller itself.
+    """
+    limit = "every toleration names a taint key"
+    results = []
+    for resource in _kubernetes_objects(resources):
+        specs = _pod_specs(resource.inputs)
+        if specs:
+            tolerations = [t for spec in specs for t in spec.get("tolerations") or [] if isinstance(t, Mapping)]
+            blanket = [dict(t) for t in tolerations if not t.get("key")]
+            results.append(ContractResult(resource.name, NO_BLANKET_TOLERATION, blanket, limit, not blanket))
+    return results
+
+
 def runtimes_install_on_their_python(
     resources: Iterable[PlannedResource], outputs: Mapping[str, Any]
 ) -> list[ContractResult]:
@@ -114,6 +188,8 @@ def runtimes_install_on_their_python(
 
 CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[ContractResult]], ...] = (
     images_are_pinned,
+    kubernetes_objects_never_wait,
+    no_blanket_tolerations,
     runtimes_install_on_their_python,
 )
 

@@ -57,6 +57,7 @@ from lmrun.verify.network import (
     tunnel_peer,
 )
 from lmrun.verify.network_models import network_models
+from lmrun.verify.replicas import Replicas
 from lmrun.verify.resources import Resource, Snapshot, get, is_unknown, plain
 from lmrun.verify.sources import snapshot_of
 
@@ -78,7 +79,6 @@ NOT_MODELLED = (
 )
 K3S_API = "k3s-api"
 K3S_SERVER_ROLE = "k3s-server"
-NODE_LABEL = "lmrun.io/node"
 
 
 @dataclass(frozen=True)
@@ -236,37 +236,22 @@ class Fabric:
         return found
 
     @functools.cached_property
-    def _deployments_by_label(self) -> dict[tuple[str, Any], list[tuple[int, str]]]:
-        """(label, value) -> (order, pinned node) of every Deployment whose pod template carries the label."""
-        found: dict[tuple[str, Any], list[tuple[int, str]]] = defaultdict(list)
-        for order, deployment in enumerate(self.snapshot.of_type(tokens.K8S_DEPLOYMENT)):
-            labels = get(deployment.inputs, "spec", "template", "metadata", "labels") or {}
-            node = get(deployment.inputs, "spec", "template", "spec", "nodeSelector", NODE_LABEL)
-            for item in labels.items() if isinstance(labels, Mapping) else ():
-                found[item].append((order, str(node) if node else ""))
-        return found
+    def _replicas(self) -> Replicas:
+        return Replicas(self.snapshot)
 
     @_memoized
     def replicas(self, service: str) -> list[Host] | str:
-        """Every replica of a service (its readiness Deployments' nodes), or why none can be placed."""
+        """Every replica of a service (the machines its readiness DaemonSet selects), or why none can be placed."""
         if service == K3S_API:
             hosts = [host for model in self.models for host in model.role_hosts(K3S_SERVER_ROLE)]
             return hosts or "no K3s server instance (lmrun:role=k3s-server) is recorded"
         found = self._services.get(f"lmrun-svc-{service}")
         if found is None:
             return f"no Kubernetes Service lmrun-svc-{service} is recorded"
-        selector = get(found.inputs, "spec", "selector") or {}
-        nodes: list[str] = []
-        if isinstance(selector, Mapping) and selector:
-            # Deployments carrying every selector label: start from the rarest label's list.
-            lists = [self._deployments_by_label.get(item, []) for item in selector.items()]
-            smallest = min(lists, key=len)
-            others = [set(other) for other in lists if other is not smallest]
-            nodes = [
-                node for entry in smallest if all(entry in other for other in others) for node in [entry[1]] if node
-            ]
+        selector = get(found.inputs, "spec", "selector")
+        nodes = self._replicas.nodes(selector if isinstance(selector, Mapping) else {})
         if not nodes:
-            return f"no Deployment pinned to a node (nodeSelector {NODE_LABEL}) backs Service lmrun-svc-{service}"
+            return f"no readiness DaemonSet of Service lmrun-svc-{service} selects a recorded machine"
         hosts = []
         for node in sorted(set(nodes)):
             placed = self.machine_hosts(node)

@@ -83,4 +83,4 @@ GCP_UNPRICED_COMPUTE: Final = (GCP_INSTANCE, GCP_INSTANCE_TEMPLATE, GCP_ADDRESS)
 
 # --- Kubernetes -----------------------------------------------------------------------------------------------
 K8S_SERVICE: Final = "kubernetes:core/v1:Service"
-K8S_DEPLOYMENT: Final = "kubernetes:apps/v1:Deployment"
+K8S_DAEMONSET: Final = "kubernetes:apps/v1:DaemonSet"

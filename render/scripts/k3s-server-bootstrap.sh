@@ -1,9 +1,9 @@
 #!/bin/bash
 set -euo pipefail
 ## Bootstraps the K3s server: mounts the state volume, keeps the node password on it, fetches the join
-## token, installs K3s and starts publishing the kubeconfig.
+## token, installs K3s and starts its units (the deployer kubeconfig's publisher, the node reaper's timer).
 ## Header: STATE_MOUNT, MOUNT_STATE (mount-volume.sh argv), FETCH_TOKEN (ssm-get.sh argv), INSTALL_K3S
-## (k3s-install.sh argv), PUBLISH_UNIT (the kubeconfig publisher's systemd unit).
+## (k3s-install.sh argv), UNITS (systemd units to enable and start).
 "${MOUNT_STATE[@]}"
 # The node password K3s checks on re-join lives in /etc/rancher/node: keep it on the state volume so a
 # replacement instance (same IP, same hostname) is accepted as the same node.
@@ -15,4 +15,4 @@ fi
 "${FETCH_TOKEN[@]}"
 "${INSTALL_K3S[@]}"
 systemctl daemon-reload
-systemctl enable --now "${PUBLISH_UNIT:?}"
+systemctl enable --now "${UNITS[@]}"
