@@ -276,10 +276,6 @@ class Cluster(pulumi.ComponentResource):
                     "storage": "sqlite",
                     "backup_bucket": bucket,
                     "retention_days": phoenix.retention_days,
-                    # What the cost estimate prices the backups' S3 storage from (lmrun.plan.backup).
-                    "backup_interval_minutes": phoenix.backup_interval_minutes,
-                    "backup_retention_days": phoenix.backup_retention_days,
-                    "volume_gb": phoenix.volume_gb,
                 }
             )
             if store is not None and phoenix is not None

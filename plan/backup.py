@@ -95,8 +95,8 @@ def backup_storage(*, interval_minutes: int, retention_days: int, volume_gb: int
 
 
 def backup_storage_from_export(phoenix: Mapping[str, Any] | None) -> BackupStorage | None:
-    """The same from the stack's ``phoenix`` export (what the cost estimate reads); None without Phoenix or
-    without backups."""
+    """The same from the stack's ``phoenixBackup`` export (plain values of the plan, known before any resource
+    exists; what the cost estimate reads); None without Phoenix."""
     if not isinstance(phoenix, Mapping):
         return None
     keys = ("backup_interval_minutes", "backup_retention_days", "volume_gb")

@@ -82,8 +82,8 @@ def test_backup_defaults_keep_hundreds_of_copies_not_thousands_and_the_plan_pric
     is ~17,000 copies (~17 TB, ~$390/month for a 1 GB database). Hourly for 7 days with overwritten versions
     gone after a day: 265 copies, ~$6/month per GB; the plan's cost estimate says so."""
     report = plan("global")
-    phoenix = report.to_json()["phoenix"]
-    assert (phoenix["backup_interval_minutes"], phoenix["backup_retention_days"]) == (60, 7)
+    schedule = report.recording.outputs["phoenixBackup"]
+    assert schedule == {"backup_interval_minutes": 60, "backup_retention_days": 7, "volume_gb": 50}
     backup = report.to_json()["cost"]["phoenix_backup"]
     assert backup == {
         "interval_minutes": 60,
@@ -287,9 +287,6 @@ def test_json_plan_describes_phoenix() -> None:
         "storage": "sqlite",
         "backup_bucket": document["phoenix"]["backup_bucket"],
         "retention_days": 30,
-        "backup_interval_minutes": 60,
-        "backup_retention_days": 7,
-        "volume_gb": 50,
     }
     assert document["phoenix"]["backup_bucket"].startswith(BUCKET[:40])
     assert plan("dev").to_json()["phoenix"] is None

@@ -170,11 +170,11 @@ def test_backup_storage_arithmetic() -> None:
         backup_copies(0, 7)
 
 
-def test_the_estimate_reads_the_backup_schedule_from_the_phoenix_export() -> None:
-    export = {"placement": "node", "backup_interval_minutes": 30, "backup_retention_days": 3, "volume_gb": 20}
-    cost = estimate_cost([], {"phoenix": export})
+def test_the_estimate_reads_the_backup_schedule_from_the_plans_export() -> None:
+    export = {"backup_interval_minutes": 30, "backup_retention_days": 3, "volume_gb": 20}
+    cost = estimate_cost([], {"phoenixBackup": export})
     assert cost.phoenix_backup == backup_storage(interval_minutes=30, retention_days=3, volume_gb=20)
     assert cost.to_json()["phoenix_backup"]["copies"] == 48 * 5 + 48 * 2 + 1
-    assert estimate_cost([], {"phoenix": None}).phoenix_backup is None
+    assert estimate_cost([], {"phoenixBackup": None}).phoenix_backup is None
     assert estimate_cost([], {}).to_json()["phoenix_backup"] is None
     assert backup_storage_from_export({"backup_interval_minutes": "x"}) is None

@@ -256,5 +256,5 @@ def estimate_cost(
         gpu_extras_hourly_usd=total("gpu_extras") / prices.HOURS_PER_MONTH,
         items=items,
         unpriced=tuple(sorted(estimator.unpriced)),  # stable whatever order the engine registered in
-        phoenix_backup=backup_storage_from_export(outputs.get("phoenixBackup") or outputs.get("phoenix")),
+        phoenix_backup=backup_storage_from_export(outputs.get("phoenixBackup")),
     )
