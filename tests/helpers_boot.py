@@ -77,7 +77,7 @@ def machine_lock() -> contextlib.AbstractContextManager[None]:
     return _flock(CACHE / "machine.lock")
 
 
-_BUILD = 1
+_BUILD = 2
 """Bumped when :func:`rootfs` builds differently (a new cache entry)."""
 
 
@@ -124,12 +124,24 @@ def rootfs() -> tuple[Path, float]:
                 timeout=900,
             )
             _install_aws_cli(building)
+            # Cloud images generate en_US.UTF-8, the locale cloud-init sets by default.
+            locale_gen = building / "etc/locale.gen"
+            locale_gen.write_text(locale_gen.read_text() + "en_US.UTF-8 UTF-8\n")
+            _checked(["chroot", str(building), "locale-gen"], timeout=120)
             building.rename(cached)
     return cached, time.monotonic() - start
 
 
-def copy_tree(source: Path, dest: Path) -> None:
-    _checked(["cp", "-a", "--reflink=auto", str(source), str(dest)], timeout=600)
+def machine_root(base: Path, dest: Path) -> None:
+    """A copy of the cached rootfs to boot, trusting the CAs the host trusts besides the distribution's (a
+    TLS-inspecting proxy's, say: the machine downloads through the host's network)."""
+    _checked(["cp", "-a", "--reflink=auto", str(base), str(dest)], timeout=600)
+    local = Path("/usr/local/share/ca-certificates")
+    extra = sorted(local.rglob("*.crt")) if local.is_dir() else []
+    for cert in extra:
+        shutil.copy(cert, dest / "usr/local/share/ca-certificates" / cert.name)
+    if extra:
+        _checked(["chroot", str(dest), "update-ca-certificates"], timeout=120)
 
 
 def seed_nocloud(root: Path, user_data: bytes, meta_data: Mapping[str, str], cloud_cfg: str) -> None:
@@ -150,10 +162,8 @@ def default_environment(root: Path, env: Mapping[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def loop_device(image: Path, size: int) -> Iterator[str]:
-    """A blank block device (a sparse file behind a loop device), detached afterwards."""
-    with image.open("wb") as f:
-        f.truncate(size)
+def loop_device(image: Path) -> Iterator[str]:
+    """A block device backed by ``image`` (a loop device), detached afterwards."""
     device = _checked(["losetup", "--find", "--show", str(image)], timeout=30).strip()
     try:
         yield device

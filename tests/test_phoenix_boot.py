@@ -22,31 +22,37 @@ curl; the network is the host's (cloud-init's network config is disabled); AWS i
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
+import struct
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import yaml
 
 from lmrun.domain.ports import PHOENIX_GRPC_PORT, PHOENIX_HTTP_PORT
 from lmrun.domain.versions import K3S_VERSION, PHOENIX_VERSION
+from lmrun.render.cloudinit import runcmd_argvs
 from lmrun.render.readiness import PARAMETER_PLACEHOLDER
 from tests.conftest import plan
 from tests.helpers_boot import (
     CACHE,
+    Machine,
     booted,
-    copy_tree,
     default_environment,
     loop_device,
     machine_lock,
+    machine_root,
     rootfs,
     seed_nocloud,
     wait_for,
@@ -58,6 +64,7 @@ from tests.validators import require_tool
 pytestmark = pytest.mark.slow
 
 INSTANCE = "mesh-cluster-phoenix-instance"
+INSTANCE_ID = "i-0b007b007b007b007"
 DATA_DIR = "/var/lib/lmrun-phoenix"
 BOOT_TIMEOUT = 20 * 60.0
 """cloud-init's whole run, installing Phoenix from the package index included (~2-4 min)."""
@@ -135,114 +142,187 @@ def _snapshot_tables(blob: bytes, tmp: Path) -> set[str]:
         con.close()
 
 
-def test_phoenix_node_boots_its_rendered_user_data_and_serves_with_auth_and_backs_up(tmp_path: Path) -> None:
+@dataclass
+class _Node:
+    machine: Machine
+    root: Path
+    user_data: str
+    """The user data's cloud-config (decompressed)."""
+    parameters: dict[str, str]
+    ssm: Any
+    s3: Any
+    bucket: str
+    booted_after: float
+    """Seconds from starting the machine to cloud-init's final stage finished."""
+
+    def parameter(self, suffix: str) -> str:
+        return next(name for name in self.parameters if name.endswith(suffix))
+
+
+@contextlib.contextmanager
+def _phoenix_node(tmp_path: Path, volume: Callable[[Path], None] = lambda image: None) -> Iterator[_Node]:
+    """The Phoenix node of ``global`` booted until cloud-init's final stage ended; ``volume`` may write to the
+    blank data volume's image first. Its rootfs copy is removed afterwards (the logs stay in ``tmp_path``)."""
     _require_prerequisites()
     user_data, text = _user_data()
-    config = yaml.safe_load(text)
-    [mount] = [c for c in config["runcmd"] if Path(c[0]).name == "mount-volume.sh"]
-    volume_serial = mount[2].replace("-", "")
+    [mount] = [argv for argv in runcmd_argvs(text) if Path(argv[0]).name == "mount-volume.sh"]
     [bucket] = set(re.findall(r"s3://([a-z0-9.-]+)/", text))
     parameters = _parameters(text)
     assert len(parameters) == 5, parameters  # Phoenix's three secrets, its ingest key, the K3s token
-    admin_secret = next(v for k, v in parameters.items() if k.endswith("/admin-secret"))
-    token = next(v for k, v in parameters.items() if k.endswith("/k3s/token"))
-    ingest_parameter = next(k for k in parameters if k.endswith("/ingest-key"))
 
-    start = time.monotonic()
-    base, timings = rootfs()
+    base, rootfs_seconds = rootfs()
+    print(f"rootfs ready in {rootfs_seconds:.0f}s")
     root = tmp_path / "root"
-    copy_tree(base, root)
+    machine_root(base, root)
     seed_nocloud(
         root,
         user_data,
-        {"instance-id": "i-0b007b007b007b007", "local-hostname": "phoenix"},
+        {"instance-id": INSTANCE_ID, "local-hostname": "phoenix"},
         # The machine shares the host's network namespace: cloud-init must leave its interfaces alone.
         "datasource_list: [NoCloud]\nnetwork: {config: disabled}\n",
     )
     fake_curl = root / "usr/local/bin/curl"
     fake_curl.write_text(FAKE_CURL)
     fake_curl.chmod(0o755)
+    # udev's EBS rule (amazon-ec2-utils) names a Nitro instance's volume by its id; no udev runs in a container.
     by_id = tmp_path / "by-id"
     by_id.mkdir()
-    (by_id / f"nvme-Amazon_Elastic_Block_Store_{volume_serial}").symlink_to("../../nvme1n1")
+    (by_id / f"nvme-Amazon_Elastic_Block_Store_{mount[2].replace('-', '')}").symlink_to("../../nvme1n1")
     downloads = CACHE / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
+    image = tmp_path / "ebs.img"
+    with image.open("wb") as f:
+        f.truncate(VOLUME_BYTES)
+    volume(image)
 
-    with machine_lock(), moto_server() as endpoint:
-        busy = [p for p in (PHOENIX_HTTP_PORT, PHOENIX_GRPC_PORT) if _port_in_use(p)]
-        assert not busy, f"ports {busy} are taken on this host; the machine's Phoenix needs them"
-        aws: dict[str, Any] = {
-            "region_name": REGION,
-            "endpoint_url": endpoint,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
-        ssm, s3 = boto3.client("ssm", **aws), boto3.client("s3", **aws)
-        for name, value in parameters.items():
-            ssm.put_parameter(Name=name, Value=value, Type="SecureString")
-        s3.create_bucket(Bucket=bucket)
-        # No credentials on the machine: the AWS CLI takes the instance role's from the metadata service.
-        default_environment(root, {"AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{endpoint}/"})
+    try:
+        with machine_lock(), moto_server() as endpoint:
+            busy = [p for p in (PHOENIX_HTTP_PORT, PHOENIX_GRPC_PORT) if _port_in_use(p)]
+            assert not busy, f"ports {busy} are taken on this host; the machine's Phoenix needs them"
+            aws: dict[str, Any] = {
+                "region_name": REGION,
+                "endpoint_url": endpoint,
+                "aws_access_key_id": "testing",
+                "aws_secret_access_key": "testing",
+            }
+            ssm, s3 = boto3.client("ssm", **aws), boto3.client("s3", **aws)
+            for name, value in parameters.items():
+                ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+            s3.create_bucket(Bucket=bucket)
+            # No credentials on the machine: the AWS CLI takes the instance role's from the metadata service.
+            default_environment(
+                root, {"AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{endpoint}/"}
+            )
+            with loop_device(image) as device:
+                binds = {device: "/dev/nvme1n1", str(by_id): "/dev/disk/by-id", str(downloads): "/root/.cache"}
+                with booted(root, tmp_path / "console.log", binds) as machine:
+                    try:
+                        result = root / "var/lib/cloud/data/result.json"
+                        wait_for(
+                            "cloud-init's final stage", lambda: machine.alive() and result.exists(), BOOT_TIMEOUT, 2
+                        )
+                        booted_after = time.monotonic() - machine.started
+                        print(f"cloud-init finished {booted_after:.0f}s after the machine started")
+                        yield _Node(machine, root, text, parameters, ssm, s3, bucket, booted_after)
+                    except AssertionError as err:
+                        raise AssertionError(f"{err}\n{machine.diagnostics()}") from err
+    finally:
+        for log in ("cloud-init.log", "cloud-init-output.log"):
+            if (root / "var/log" / log).exists():
+                shutil.copy(root / "var/log" / log, tmp_path / log)
+        shutil.rmtree(root, ignore_errors=True)
 
-        with loop_device(tmp_path / "ebs.img", VOLUME_BYTES) as device:
-            binds = {device: "/dev/nvme1n1", str(by_id): "/dev/disk/by-id", str(downloads): "/root/.cache"}
-            with booted(root, tmp_path / "console.log", binds) as machine:
-                try:
-                    # 1. cloud-init ran every stage of the rendered user data, without an error.
-                    result = root / "var/lib/cloud/data/result.json"
-                    wait_for("cloud-init's final stage", lambda: machine.alive() and result.exists(), BOOT_TIMEOUT, 2)
-                    booted_after = time.monotonic() - machine.started
-                    status = machine.run(["cloud-init", "status", "--long"])
-                    assert status.returncode == 0 and "status: done" in status.stdout, status.stdout + status.stderr
-                    assert json.loads(result.read_text())["v1"]["errors"] == []
-                    runcmd = (root / "var/lib/cloud/instance/scripts/runcmd").read_text()
-                    assert [Path(line.split()[0].strip("'")).name for line in runcmd.splitlines()[1:]] == [
-                        Path(c[0]).name for c in config["runcmd"]
-                    ]
 
-                    # 2. The blank volume got a filesystem and is mounted where Phoenix keeps its database.
-                    mounted = machine.run(["findmnt", "--noheadings", "--output", "SOURCE,FSTYPE", DATA_DIR])
-                    assert mounted.stdout.split() == ["/dev/nvme1n1", "ext4"], mounted
-                    assert f" {DATA_DIR} ext4 " in (root / "etc/fstab").read_text()
+def _cloud_init_status(node: _Node) -> tuple[str, list[str]]:
+    """``cloud-init status``'s word and result.json's errors."""
+    status = node.machine.run(["cloud-init", "status", "--long"])
+    word = re.search(r"^status: (\w+)", status.stdout, re.MULTILINE)
+    assert word, status.stdout + status.stderr
+    errors: list[str] = json.loads((node.root / "var/lib/cloud/data/result.json").read_text())["v1"]["errors"]
+    return word.group(1), errors
 
-                    # 3. The K3s join ran with the token read from SSM and the node's labels.
-                    args = (root / RECORD.lstrip("/") / "k3s-install.args").read_text().splitlines()
-                    assert args[:2] == [f"INSTALL_K3S_VERSION={K3S_VERSION}", "agent"], args
-                    token_file = args[args.index("--token-file") + 1]
-                    assert (root / token_file.lstrip("/")).read_text().strip() == token
-                    assert "lmrun.io/node=phoenix" in args
 
-                    # 4. Phoenix (installed from the package index) answers with auth on.
-                    phoenix = f"http://127.0.0.1:{PHOENIX_HTTP_PORT}"
-                    wait_for("Phoenix /healthz", lambda: _answers(f"{phoenix}/healthz"), 180, 2)
-                    assert http_request(f"{phoenix}/arize_phoenix_version") == (200, PHOENIX_VERSION)
-                    assert http_request(f"{phoenix}/v1/projects")[0] == 401
-                    assert http_request(f"{phoenix}/v1/projects", admin_secret)[0] == 200
+def test_phoenix_node_boots_its_rendered_user_data_and_serves_with_auth_and_backs_up(tmp_path: Path) -> None:
+    start = time.monotonic()
+    with _phoenix_node(tmp_path) as node:
+        machine, root = node.machine, node.root
+        # 1. cloud-init ran every stage of the rendered user data, without an error, the runcmd steps in order.
+        assert _cloud_init_status(node) == ("done", [])
+        runcmd = (root / f"var/lib/cloud/instances/{INSTANCE_ID}/scripts/runcmd").read_text()
+        steps = [Path(line.split()[0].strip("'")).name for line in runcmd.splitlines()[1:] if line.startswith("'")]
+        assert steps == [Path(argv[0]).name for argv in runcmd_argvs(node.user_data)], runcmd
 
-                    # 5. The node minted an ingest key and published it to SSM; Phoenix accepts it.
-                    def published() -> str | None:
-                        value = str(ssm.get_parameter(Name=ingest_parameter, WithDecryption=True)["Parameter"]["Value"])
-                        return None if value == PARAMETER_PLACEHOLDER else value
+        # 2. The blank volume got a filesystem and is mounted where Phoenix keeps its database.
+        mounted = machine.run(["findmnt", "--noheadings", "--output", "SOURCE,FSTYPE", DATA_DIR])
+        assert mounted.stdout.split() == ["/dev/nvme1n1", "ext4"], mounted
+        assert f" {DATA_DIR} ext4 " in (root / "etc/fstab").read_text()
 
-                    key = wait_for("the ingest key in SSM", published, 300, 3)
-                    assert key not in parameters.values()
-                    assert http_request(f"{phoenix}/v1/projects", key)[0] == 200
+        # 3. The K3s join ran with the token read from SSM and the node's labels.
+        args = (root / RECORD.lstrip("/") / "k3s-install.args").read_text().splitlines()
+        assert args[:2] == [f"INSTALL_K3S_VERSION={K3S_VERSION}", "agent"], args
+        token_file = args[args.index("--token-file") + 1]
+        assert (root / token_file.lstrip("/")).read_text().strip() == node.parameters[node.parameter("/k3s/token")]
+        assert "lmrun.io/node=phoenix" in args
 
-                    # 6. The backup timer's service writes a snapshot (run once instead of waiting 5 minutes).
-                    timers = machine.run(["systemctl", "is-active", "lmrun-phoenix-backup.timer"])
-                    assert timers.stdout.split() == ["active"], timers
-                    backup = machine.run(["systemctl", "start", "lmrun-phoenix-backup.service"], timeout=300)
-                    assert backup.returncode == 0, backup.stdout + backup.stderr
-                    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-                    assert "phoenix/latest.db.gz" in keys, keys
-                    assert any(re.fullmatch(r"phoenix/snapshots/phoenix-\d{8}T\d{6}Z\.db\.gz", k) for k in keys), keys
-                    latest = s3.get_object(Bucket=bucket, Key="phoenix/latest.db.gz")["Body"].read()
-                    assert {"projects", "spans"} <= _snapshot_tables(latest, tmp_path)
+        # 4. Phoenix (installed from the package index) answers with auth on.
+        phoenix = f"http://127.0.0.1:{PHOENIX_HTTP_PORT}"
+        admin_secret = node.parameters[node.parameter("/phoenix/admin-secret")]
+        wait_for("Phoenix /healthz", lambda: _answers(f"{phoenix}/healthz"), 180, 2)
+        assert http_request(f"{phoenix}/arize_phoenix_version") == (200, PHOENIX_VERSION)
+        assert http_request(f"{phoenix}/v1/projects")[0] == 401
+        assert http_request(f"{phoenix}/v1/projects", admin_secret)[0] == 200
 
-                    # 7. Nothing failed on the way.
-                    failed = machine.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend"])
-                    assert failed.stdout.strip() == "", failed.stdout
-                except AssertionError as err:
-                    raise AssertionError(f"{err}\n{machine.diagnostics()}") from err
-    total = time.monotonic() - start
-    print(f"rootfs {timings:.0f}s, cloud-init done {booted_after:.0f}s after boot, whole test {total:.0f}s")
+        # 5. The node minted an ingest key and published it to SSM; Phoenix accepts it.
+        ingest_parameter = node.parameter("/phoenix/ingest-key")
+
+        def published() -> str | None:
+            value = str(node.ssm.get_parameter(Name=ingest_parameter, WithDecryption=True)["Parameter"]["Value"])
+            return None if value == PARAMETER_PLACEHOLDER else value
+
+        key = wait_for("the ingest key in SSM", published, 300, 3)
+        assert key not in node.parameters.values()
+        assert http_request(f"{phoenix}/v1/projects", key)[0] == 200
+
+        # 6. The backup timer's service writes a snapshot (run once instead of waiting for the timer).
+        timer = machine.run(["systemctl", "is-active", "lmrun-phoenix-backup.timer"])
+        assert timer.stdout.split() == ["active"], timer
+        backup = machine.run(["systemctl", "start", "lmrun-phoenix-backup.service"], timeout=300)
+        assert backup.returncode == 0, backup.stdout + backup.stderr
+        keys = [o["Key"] for o in node.s3.list_objects_v2(Bucket=node.bucket).get("Contents", [])]
+        assert "phoenix/latest.db.gz" in keys, keys
+        assert any(re.fullmatch(r"phoenix/snapshots/phoenix-\d{8}T\d{6}Z\.db\.gz", k) for k in keys), keys
+        latest = node.s3.get_object(Bucket=node.bucket, Key="phoenix/latest.db.gz")["Body"].read()
+        assert {"projects", "spans"} <= _snapshot_tables(latest, tmp_path)
+
+        # 7. Nothing failed on the way.
+        failed = machine.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend"])
+        assert failed.stdout.strip() == "", failed.stdout
+    print(f"whole test {time.monotonic() - start:.0f}s")
+
+
+def _partition_table(image: Path) -> None:
+    """An MBR with one partition: a volume that is not blank (blkid finds a signature) and has no filesystem."""
+    with image.open("r+b") as f:
+        f.seek(446)
+        f.write(struct.pack("<B3sB3sII", 0, b"\0\0\0", 0x83, b"\0\0\0", 2048, VOLUME_BYTES // 512 - 2048))
+        f.seek(510)
+        f.write(b"\x55\xaa")
+
+
+def test_a_volume_that_cannot_be_mounted_stops_the_boot_before_phoenix_and_cloud_init_reports_it(
+    tmp_path: Path,
+) -> None:
+    """mount-volume.sh refuses a volume it must not format; nothing after it runs, and the boot is an error.
+
+    Otherwise Phoenix would start on the root disk (no fstab entry, so ``RequiresMountsFor`` has no mount to
+    wait for) while ``cloud-init status`` said done, and the next instance would find the stale volume."""
+    with _phoenix_node(tmp_path, _partition_table) as node:
+        status, errors = _cloud_init_status(node)
+        assert status == "error" and any("scripts-user" in e for e in errors), (status, errors)
+        assert not (node.root / RECORD.lstrip("/") / "k3s-install.args").exists(), "the K3s join ran anyway"
+        assert not (node.root / "opt/lmrun/phoenix").exists(), "Phoenix was installed anyway"
+        phoenix = node.machine.run(["systemctl", "is-active", "lmrun-phoenix.service"])
+        assert phoenix.stdout.strip() != "active"
+        assert (
+            "has no filesystem UUID; refusing to mount it" in (node.root / "var/log/cloud-init-output.log").read_text()
+        )

@@ -376,7 +376,11 @@ def test_vllm_unit_and_install() -> None:
     assert f"ssm-get.sh us-east-1 {HF_PARAM} /run/lmrun/hf-token" in token and f"UNSET={HF_TOKEN_UNSET}" in token
     assert f"VLLM_UNIT={vllm.UNIT_NAME}" in install and 'systemctl enable --now "${VLLM_UNIT:?}"' in install
     runcmd = yaml.safe_load(USER_DATA["gpu-full"])["runcmd"]
-    assert runcmd == [[f"{cloudinit.SCRIPT_DIR}/k3s-agent-bootstrap.sh"], [f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]]
+    assert runcmd == [
+        cloudinit.STOP_AT_FIRST_FAILURE,
+        [f"{cloudinit.SCRIPT_DIR}/k3s-agent-bootstrap.sh"],
+        [f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"],
+    ]
 
 
 @pytest.mark.parametrize(
