@@ -37,6 +37,15 @@ PACKAGES = (
     "locales",
 )
 """What the image brings besides Debian's required packages (cloud images have them all)."""
+MIRRORS = (
+    f"deb http://deb.debian.org/debian {SUITE} main",
+    f"deb http://deb.debian.org/debian {SUITE}-updates main",
+    f"deb http://security.debian.org/debian-security {SUITE}-security main",
+)
+"""The machine's apt sources, as on a Debian cloud image (the same on any host: mmdebstrap's defaults are not)."""
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+"""Debian's archive keyring (package debian-archive-keyring): what mmdebstrap verifies the archive with, on an
+Ubuntu host too."""
 AWS_CLI = ("awscli", importlib.metadata.version("awscli"))
 """The image's AWS CLI: the venv's pinned awscli (v1 >= 1.29 honours ``AWS_ENDPOINT_URL``), installed from
 PyPI into ``/opt/aws-cli`` with a ``/usr/local/bin/aws`` wrapper (EC2 images ship one; Debian's awscli
@@ -82,7 +91,9 @@ _BUILD = 2
 
 
 def _rootfs_key() -> str:
-    return hashlib.sha256(repr((_BUILD, SUITE, PACKAGES, AWS_CLI, platform.machine())).encode()).hexdigest()[:16]
+    return hashlib.sha256(repr((_BUILD, SUITE, MIRRORS, PACKAGES, AWS_CLI, platform.machine())).encode()).hexdigest()[
+        :16
+    ]
 
 
 def _install_aws_cli(root: Path) -> None:
@@ -120,7 +131,16 @@ def rootfs() -> tuple[Path, float]:
             building = cached.with_name(f"{cached.name}.building")
             shutil.rmtree(building, ignore_errors=True)
             _checked(
-                ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(building)],
+                [
+                    "mmdebstrap",
+                    "--quiet",
+                    "--variant=minbase",
+                    f"--keyring={KEYRING}",
+                    f"--include={','.join(PACKAGES)}",
+                    SUITE,
+                    str(building),
+                    *MIRRORS,
+                ],
                 timeout=900,
             )
             _install_aws_cli(building)

@@ -47,6 +47,7 @@ from lmrun.render.readiness import PARAMETER_PLACEHOLDER
 from tests.conftest import plan
 from tests.helpers_boot import (
     CACHE,
+    KEYRING,
     Machine,
     booted,
     default_environment,
@@ -128,7 +129,10 @@ def _require_prerequisites() -> None:
         require_tool("losetup"),
     ):
         assert command
-    require([] if os.geteuid() == 0 else ["needs root (mmdebstrap, systemd-nspawn, loop devices)"], "booting a VM")
+    reasons = [] if os.geteuid() == 0 else ["needs root (mmdebstrap, systemd-nspawn, loop devices)"]
+    if not KEYRING.exists():
+        reasons.append(f"{KEYRING} is missing (package debian-archive-keyring)")
+    require(reasons, "booting a VM")
 
 
 def _snapshot_tables(blob: bytes, tmp: Path) -> set[str]:
