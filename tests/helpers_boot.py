@@ -91,9 +91,8 @@ _BUILD = 2
 
 
 def _rootfs_key() -> str:
-    return hashlib.sha256(repr((_BUILD, SUITE, MIRRORS, PACKAGES, AWS_CLI, platform.machine())).encode()).hexdigest()[
-        :16
-    ]
+    inputs = (_BUILD, SUITE, MIRRORS, PACKAGES, AWS_CLI, platform.machine())
+    return hashlib.sha256(repr(inputs).encode()).hexdigest()[:16]
 
 
 def _install_aws_cli(root: Path) -> None:
@@ -232,7 +231,12 @@ class Machine:
         with console.open("wb") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         self.started = time.monotonic()
-        self.init_pid = wait_for("the machine's PID 1", self._init, timeout=60, interval=0.2)
+        self.init_pid = 0
+        try:
+            self.init_pid = wait_for("the machine's PID 1", self._init, timeout=60, interval=0.2)
+        except BaseException:
+            self.stop()
+            raise
 
     def alive(self) -> bool:
         """True while the machine runs (AssertionError with its console once nspawn has exited)."""
@@ -268,14 +272,24 @@ class Machine:
         return _run([*enter, *argv], timeout, env={"PATH": CONTAINER_PATH, "LANG": "C.UTF-8"})
 
     def stop(self, timeout: float = 90) -> None:
-        """Power off (nspawn turns SIGTERM into the container's shutdown signal); kill what lingers."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        """Power off (nspawn turns SIGTERM into the container's shutdown signal); if that hangs, kill the
+        machine's PID 1, which takes every process of its PID namespace with it (killing nspawn alone would
+        leave them running)."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.init_pid or self.proc.pid, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,12 @@ Stand-ins, exactly: the EBS volume is a loop device (1 GiB) shown at ``/dev/nvme
 ``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_<volume>`` (udev does not run in a container); the K3s
 installer (GitHub is unreachable from the tests and there is no K3s server to join) is a fake ``curl`` on
 PATH that answers that one URL with an installer recording its arguments, every other call being the real
-curl; the network is the host's (cloud-init's network config is disabled); AWS is moto.
+curl; the network is the host's (cloud-init's network config is disabled); AWS is moto. Around them, the
+machine is an image like any other: the host's extra CAs are trusted (a TLS-inspecting proxy's), and the
+download cache of ``/root/.cache`` is shared between runs (pip still resolves against the index).
+
+A second boot gives the volume a partition table (not blank, no filesystem): ``mount-volume.sh`` refuses it,
+and nothing after it runs; cloud-init reports the error.
 """
 
 from __future__ import annotations
@@ -122,13 +127,10 @@ def _port_in_use(port: int) -> bool:
 
 
 def _require_prerequisites() -> None:
-    for command in (
-        require_tool("mmdebstrap"),
-        require_tool("systemd-nspawn"),
-        require_tool("nsenter"),
-        require_tool("losetup"),
-    ):
-        assert command
+    require_tool("mmdebstrap")
+    require_tool("systemd-nspawn")
+    require_tool("nsenter")
+    require_tool("losetup")
     reasons = [] if os.geteuid() == 0 else ["needs root (mmdebstrap, systemd-nspawn, loop devices)"]
     if not KEYRING.exists():
         reasons.append(f"{KEYRING} is missing (package debian-archive-keyring)")
