@@ -63,7 +63,7 @@ def _run(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = No
     )
 
 
-def _checked(argv: Sequence[str], timeout: float) -> str:
+def checked(argv: Sequence[str], timeout: float) -> str:
     result = _run(argv, timeout)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -98,7 +98,7 @@ def _rootfs_key() -> str:
 def _install_aws_cli(root: Path) -> None:
     python = os.readlink(root / "usr/bin/python3")  # "python3.11"
     version = python.removeprefix("python3.")
-    _checked(
+    checked(
         [
             sys.executable,
             "-m",
@@ -129,7 +129,7 @@ def rootfs() -> tuple[Path, float]:
         if not cached.is_dir():
             building = cached.with_name(f"{cached.name}.building")
             shutil.rmtree(building, ignore_errors=True)
-            _checked(
+            checked(
                 [
                     "mmdebstrap",
                     "--quiet",
@@ -146,7 +146,7 @@ def rootfs() -> tuple[Path, float]:
             # Cloud images generate en_US.UTF-8, the locale cloud-init sets by default.
             locale_gen = building / "etc/locale.gen"
             locale_gen.write_text(locale_gen.read_text() + "en_US.UTF-8 UTF-8\n")
-            _checked(["chroot", str(building), "locale-gen"], timeout=120)
+            checked(["chroot", str(building), "locale-gen"], timeout=120)
             building.rename(cached)
     return cached, time.monotonic() - start
 
@@ -154,13 +154,13 @@ def rootfs() -> tuple[Path, float]:
 def machine_root(base: Path, dest: Path) -> None:
     """A copy of the cached rootfs to boot, trusting the CAs the host trusts besides the distribution's (a
     TLS-inspecting proxy's, say: the machine downloads through the host's network)."""
-    _checked(["cp", "-a", "--reflink=auto", str(base), str(dest)], timeout=600)
+    checked(["cp", "-a", "--reflink=auto", str(base), str(dest)], timeout=600)
     local = Path("/usr/local/share/ca-certificates")
     extra = sorted(local.rglob("*.crt")) if local.is_dir() else []
     for cert in extra:
         shutil.copy(cert, dest / "usr/local/share/ca-certificates" / cert.name)
     if extra:
-        _checked(["chroot", str(dest), "update-ca-certificates"], timeout=120)
+        checked(["chroot", str(dest), "update-ca-certificates"], timeout=120)
 
 
 def seed_nocloud(root: Path, user_data: bytes, meta_data: Mapping[str, str], cloud_cfg: str) -> None:
@@ -183,7 +183,7 @@ def default_environment(root: Path, env: Mapping[str, str]) -> None:
 @contextlib.contextmanager
 def loop_device(image: Path) -> Iterator[str]:
     """A block device backed by ``image`` (a loop device), detached afterwards."""
-    device = _checked(["losetup", "--find", "--show", str(image)], timeout=30).strip()
+    device = checked(["losetup", "--find", "--show", str(image)], timeout=30).strip()
     try:
         yield device
     finally:

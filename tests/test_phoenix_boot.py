@@ -31,6 +31,7 @@ import contextlib
 import gzip
 import json
 import os
+import platform
 import re
 import shutil
 import socket
@@ -46,8 +47,8 @@ import boto3
 import pytest
 
 from lmrun.domain.ports import PHOENIX_GRPC_PORT, PHOENIX_HTTP_PORT
-from lmrun.domain.versions import K3S_VERSION, PHOENIX_VERSION
-from lmrun.render.cloudinit import runcmd_argvs
+from lmrun.domain.versions import K3S_VERSION, PHOENIX_VERSION, UV
+from lmrun.render.cloudinit import SCRIPT_DIR, runcmd_argvs, written_files
 from lmrun.render.readiness import PARAMETER_PLACEHOLDER
 from tests.conftest import plan
 from tests.helpers_boot import (
@@ -55,6 +56,7 @@ from tests.helpers_boot import (
     KEYRING,
     Machine,
     booted,
+    checked,
     default_environment,
     loop_device,
     machine_lock,
@@ -102,6 +104,33 @@ def _user_data() -> tuple[bytes, str]:
     inputs = plan("global").recording.named(INSTANCE).inputs
     raw = base64.b64decode(inputs["userDataBase64"]) if "userDataBase64" in inputs else str(inputs["userData"]).encode()
     return raw, (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+
+
+def _header_value(text: str, script: str, name: str) -> str:
+    """``NAME=value`` of a rendered script's header, from the user data."""
+    [value] = re.findall(rf"^{name}=(\S+)$", written_files(text)[f"{SCRIPT_DIR}/{script}"], re.MULTILINE)
+    return value
+
+
+def _stand_in_python(root: Path, user_data: bytes, text: str) -> tuple[bytes, str]:
+    """The one download the tests cannot make: uv fetches the pinned CPython from GitHub. The machine's own
+    python3, relocated, is installed where uv keeps its managed Pythons (``UV_DIR/python``, a build's layout)
+    and ``uv-venv.sh``'s PYTHON_VERSION names its version: uv finds it and downloads nothing. The user data
+    changes in that one header line; returns it (compressed as it came) and the stand-in's version."""
+    version = checked(["chroot", str(root), "python3", "-c", "import platform; print(platform.python_version())"], 60)
+    version = version.strip()
+    short = ".".join(version.split(".")[:2])
+    install = root / _header_value(text, "uv-venv.sh", "UV_DIR").lstrip("/") / "python"
+    home = install / f"cpython-{version}-linux-{platform.machine()}-gnu"
+    (home / "bin").mkdir(parents=True)
+    shutil.copy2(root / f"usr/bin/python{short}", home / "bin" / f"python{short}")
+    for link in ("python3", "python"):
+        (home / "bin" / link).symlink_to(f"python{short}")
+    shutil.copytree(root / f"usr/lib/python{short}", home / "lib" / f"python{short}", symlinks=True)
+    pinned = f"\nPYTHON_VERSION={_header_value(text, 'uv-venv.sh', 'PYTHON_VERSION')}\n"
+    assert text.count(pinned) == 1, pinned
+    changed = text.replace(pinned, f"\nPYTHON_VERSION={version}\n").encode()
+    return (gzip.compress(changed) if user_data[:2] == b"\x1f\x8b" else changed), version
 
 
 def _parameters(text: str) -> dict[str, str]:
@@ -160,6 +189,8 @@ class _Node:
     bucket: str
     booted_after: float
     """Seconds from starting the machine to cloud-init's final stage finished."""
+    python_version: str
+    """The stand-in for the pinned CPython (see :func:`_stand_in_python`)."""
 
     def parameter(self, suffix: str) -> str:
         return next(name for name in self.parameters if name.endswith(suffix))
@@ -180,6 +211,7 @@ def _phoenix_node(tmp_path: Path, volume: Callable[[Path], None] = lambda image:
     print(f"rootfs ready in {rootfs_seconds:.0f}s")
     root = tmp_path / "root"
     machine_root(base, root)
+    user_data, python_version = _stand_in_python(root, user_data, text)
     seed_nocloud(
         root,
         user_data,
@@ -194,8 +226,10 @@ def _phoenix_node(tmp_path: Path, volume: Callable[[Path], None] = lambda image:
     by_id = tmp_path / "by-id"
     by_id.mkdir()
     (by_id / f"nvme-Amazon_Elastic_Block_Store_{mount[2].replace('-', '')}").symlink_to("../../nvme1n1")
-    downloads = CACHE / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
+    # uv's download cache is kept between runs (uv still resolves every pin against the index).
+    uv_cache = CACHE / "uv-cache"
+    uv_cache.mkdir(parents=True, exist_ok=True)
+    uv_dir = _header_value(text, "uv-venv.sh", "UV_DIR")
     image = tmp_path / "ebs.img"
     with image.open("wb") as f:
         f.truncate(VOLUME_BYTES)
@@ -220,7 +254,7 @@ def _phoenix_node(tmp_path: Path, volume: Callable[[Path], None] = lambda image:
                 root, {"AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{endpoint}/"}
             )
             with loop_device(image) as device:
-                binds = {device: "/dev/nvme1n1", str(by_id): "/dev/disk/by-id", str(downloads): "/root/.cache"}
+                binds = {device: "/dev/nvme1n1", str(by_id): "/dev/disk/by-id", str(uv_cache): f"{uv_dir}/cache"}
                 with booted(root, tmp_path / "console.log", binds) as machine:
                     try:
                         result = root / "var/lib/cloud/data/result.json"
@@ -229,7 +263,7 @@ def _phoenix_node(tmp_path: Path, volume: Callable[[Path], None] = lambda image:
                         )
                         booted_after = time.monotonic() - machine.started
                         print(f"cloud-init finished {booted_after:.0f}s after the machine started")
-                        yield _Node(machine, root, text, parameters, ssm, s3, bucket, booted_after)
+                        yield _Node(machine, root, text, parameters, ssm, s3, bucket, booted_after, python_version)
                     except AssertionError as err:
                         raise AssertionError(f"{err}\n{machine.diagnostics()}") from err
     finally:
@@ -270,7 +304,11 @@ def test_phoenix_node_boots_its_rendered_user_data_and_serves_with_auth_and_back
         assert (root / token_file.lstrip("/")).read_text().strip() == node.parameters[node.parameter("/k3s/token")]
         assert "lmrun.io/node=phoenix" in args
 
-        # 4. Phoenix (installed from the package index) answers with auth on.
+        # 4. uv (its wheel from PyPI, checked) built Phoenix's venv; Phoenix (from PyPI) answers with auth on.
+        pins = (root / "opt/lmrun/phoenix/.lmrun-pins").read_text().split()
+        assert pins == [f"python=={node.python_version}", f"arize-phoenix=={PHOENIX_VERSION}"], pins
+        uv = node.machine.run([f"{_header_value(node.user_data, 'uv-venv.sh', 'UV_DIR')}/{UV.version}/uv", "--version"])
+        assert uv.stdout.split()[:2] == ["uv", UV.version], uv
         phoenix = f"http://127.0.0.1:{PHOENIX_HTTP_PORT}"
         admin_secret = node.parameters[node.parameter("/phoenix/admin-secret")]
         wait_for("Phoenix /healthz", lambda: _answers(f"{phoenix}/healthz"), 180, 2)
