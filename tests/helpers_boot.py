@@ -151,16 +151,19 @@ def rootfs() -> tuple[Path, float]:
     return cached, time.monotonic() - start
 
 
-def machine_root(base: Path, dest: Path) -> None:
+def machine_root(base: Path, dest: Path) -> dict[str, str]:
     """A copy of the cached rootfs to boot, trusting the CAs the host trusts besides the distribution's (a
-    TLS-inspecting proxy's, say: the machine downloads through the host's network)."""
+    TLS-inspecting proxy's, say: the machine downloads through the host's network). Returns the environment
+    its units need for that: tools with a root list of their own (uv) pointed at the system's bundle."""
     checked(["cp", "-a", "--reflink=auto", str(base), str(dest)], timeout=600)
     local = Path("/usr/local/share/ca-certificates")
     extra = sorted(local.rglob("*.crt")) if local.is_dir() else []
     for cert in extra:
         shutil.copy(cert, dest / "usr/local/share/ca-certificates" / cert.name)
-    if extra:
-        checked(["chroot", str(dest), "update-ca-certificates"], timeout=120)
+    if not extra:
+        return {}
+    checked(["chroot", str(dest), "update-ca-certificates"], timeout=120)
+    return {"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"}
 
 
 def seed_nocloud(root: Path, user_data: bytes, meta_data: Mapping[str, str], cloud_cfg: str) -> None:

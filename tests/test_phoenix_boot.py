@@ -16,9 +16,12 @@ Stand-ins, exactly: the EBS volume is a loop device (1 GiB) shown at ``/dev/nvme
 ``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_<volume>`` (udev does not run in a container); the K3s
 installer (GitHub is unreachable from the tests and there is no K3s server to join) is a fake ``curl`` on
 PATH that answers that one URL with an installer recording its arguments, every other call being the real
-curl; the network is the host's (cloud-init's network config is disabled); AWS is moto. Around them, the
-machine is an image like any other: the host's extra CAs are trusted (a TLS-inspecting proxy's), and the
-download cache of ``/root/.cache`` is shared between runs (pip still resolves against the index).
+curl; the pinned CPython that ``uv-venv.sh`` has uv download (from GitHub, unreachable from the tests) is the
+machine's own python3 relocated into uv's managed Pythons, with the header's PYTHON_VERSION set to its
+version (the one line of the user data that changes; uv's wheel still comes from PyPI and is checked); the
+network is the host's (cloud-init's network config is disabled); AWS is moto. Around them, the machine is an
+image like any other: the host's extra CAs are trusted (a TLS-inspecting proxy's; ``SSL_CERT_FILE`` points
+uv at them), and uv's download cache is kept between runs (uv still resolves every pin against the index).
 
 A second boot gives the volume a partition table (not blank, no filesystem): ``mount-volume.sh`` refuses it,
 and nothing after it runs; cloud-init reports the error.
@@ -75,7 +78,7 @@ INSTANCE = "mesh-cluster-phoenix-instance"
 INSTANCE_ID = "i-0b007b007b007b007"
 DATA_DIR = "/var/lib/lmrun-phoenix"
 BOOT_TIMEOUT = 20 * 60.0
-"""cloud-init's whole run, installing Phoenix from the package index included (~2-4 min)."""
+"""cloud-init's whole run, installing Phoenix from the package index included (~0.5-2 min)."""
 VOLUME_BYTES = 1 << 30
 RECORD = "/var/lib/lmrun-boot-test"
 FAKE_CURL = r"""#!/bin/sh
@@ -127,10 +130,11 @@ def _stand_in_python(root: Path, user_data: bytes, text: str) -> tuple[bytes, st
     for link in ("python3", "python"):
         (home / "bin" / link).symlink_to(f"python{short}")
     shutil.copytree(root / f"usr/lib/python{short}", home / "lib" / f"python{short}", symlinks=True)
-    pinned = f"\nPYTHON_VERSION={_header_value(text, 'uv-venv.sh', 'PYTHON_VERSION')}\n"
-    assert text.count(pinned) == 1, pinned
-    changed = text.replace(pinned, f"\nPYTHON_VERSION={version}\n").encode()
-    return (gzip.compress(changed) if user_data[:2] == b"\x1f\x8b" else changed), version
+    pinned = re.escape(_header_value(text, "uv-venv.sh", "PYTHON_VERSION"))
+    changed, count = re.subn(rf"^(\s*)PYTHON_VERSION={pinned}$", rf"\g<1>PYTHON_VERSION={version}", text, flags=re.M)
+    assert count == 1, count
+    data = changed.encode()
+    return (gzip.compress(data) if user_data[:2] == b"\x1f\x8b" else data), version
 
 
 def _parameters(text: str) -> dict[str, str]:
@@ -210,7 +214,7 @@ def _phoenix_node(tmp_path: Path, volume: Callable[[Path], None] = lambda image:
     base, rootfs_seconds = rootfs()
     print(f"rootfs ready in {rootfs_seconds:.0f}s")
     root = tmp_path / "root"
-    machine_root(base, root)
+    trust = machine_root(base, root)
     user_data, python_version = _stand_in_python(root, user_data, text)
     seed_nocloud(
         root,
@@ -251,7 +255,7 @@ def _phoenix_node(tmp_path: Path, volume: Callable[[Path], None] = lambda image:
             s3.create_bucket(Bucket=bucket)
             # No credentials on the machine: the AWS CLI takes the instance role's from the metadata service.
             default_environment(
-                root, {"AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{endpoint}/"}
+                root, {"AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"{endpoint}/", **trust}
             )
             with loop_device(image) as device:
                 binds = {device: "/dev/nvme1n1", str(by_id): "/dev/disk/by-id", str(uv_cache): f"{uv_dir}/cache"}
