@@ -542,5 +542,5 @@ def test_route_mtus_are_checked_and_set_first() -> None:
             RouteMtu(*bad)
     assert route_mtu_files([]) == [] and route_mtu_runcmd([]) == []
     text = vllm.render_gpu_node_user_data(GPU_AGENT, VLLM_FULL, routes=[route])
-    runcmd = yaml.safe_load(text)["runcmd"]
+    runcmd = cloudinit.runcmd_argvs(text)
     assert runcmd[0] == ["systemctl", "daemon-reload"] and runcmd[1] == ["systemctl", "start", ROUTE_MTU_UNIT]
