@@ -90,13 +90,23 @@ def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str_representer)
 
 
+STOP_AT_FIRST_FAILURE = "set -e"
+"""The shell line heading ``runcmd``. cloud-init joins the entries into one ``sh`` script without ``set -e``:
+a failed step did not stop the next ones and only the last step's status reached ``cloud-init status``
+(booting the Phoenix node showed it: a volume that could not be mounted, then Phoenix installed on the
+root disk and the boot reported done; tests/test_phoenix_boot.py)."""
+
+
 def cloud_config(
     *,
     write_files: Sequence[WriteFile],
     runcmd: Sequence[Sequence[str]],
     extra: Mapping[str, Any] | None = None,
+    stop_at_first_failure: bool = True,
 ) -> str:
-    """A ``#cloud-config`` document. ``runcmd`` entries are argv lists (no shell parsing by cloud-init)."""
+    """A ``#cloud-config`` document. ``runcmd`` entries are argv lists (no shell parsing by cloud-init); the
+    first that fails ends the boot, which cloud-init reports as an error, unless ``stop_at_first_failure`` is
+    false (later steps that must run anyway, such as enabling a timer that retries a failed first step)."""
     paths = [f.path for f in write_files]
     if len(paths) != len(set(paths)):
         raise ValueError(f"write_files has duplicate paths: {sorted(p for p in paths if paths.count(p) > 1)}")
@@ -104,7 +114,7 @@ def cloud_config(
     doc["write_files"] = [
         {"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.permissions} for f in write_files
     ]
-    doc["runcmd"] = [list(cmd) for cmd in runcmd]
+    doc["runcmd"] = [*([STOP_AT_FIRST_FAILURE] if stop_at_first_failure else []), *(list(cmd) for cmd in runcmd)]
     body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
     return "#cloud-config\n" + body
 
@@ -145,6 +155,12 @@ def written_files(user_data: str) -> dict[str, str]:
         raise ValueError("not a #cloud-config document")
     doc = yaml.safe_load(user_data)
     return {str(f["path"]): str(f["content"]) for f in doc.get("write_files", [])}
+
+
+def runcmd_argvs(user_data: str) -> list[list[str]]:
+    """The argv entries of a rendered cloud-config's ``runcmd``, in order (shell lines left out)."""
+    doc = yaml.safe_load(user_data)
+    return [[str(arg) for arg in entry] for entry in doc.get("runcmd", []) if isinstance(entry, list)]
 
 
 def shell_scripts(user_data: str) -> dict[str, str]:

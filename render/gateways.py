@@ -61,4 +61,6 @@ def render_gateway_user_data(
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", REFRESH_TIMER],
         ],
+        # A first fetch that fails (the secret not written yet) is retried by the timer: enable it regardless.
+        stop_at_first_failure=False,
     )

@@ -6,14 +6,19 @@ points every call at moto, and the credentials are moto's dummies, so nothing ca
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import socket
+import string
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from moto.server import ThreadedMotoServer
 
@@ -92,3 +97,26 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
     """``result``, asserting exit 0 and showing the script's output otherwise."""
     assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
     return result
+
+
+def phoenix_secret() -> str:
+    """Meets Phoenix's rules (>= 32 chars, a digit and a lowercase letter) by construction."""
+    alphabet = string.ascii_letters + string.digits
+    return "a1" + "".join(secrets.choice(alphabet) for _ in range(40))
+
+
+def http_request(
+    url: str, token: str | None = None, method: str = "GET", body: Any = None, timeout: float = 10
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            text = response.read().decode()
+            return response.status, json.loads(text) if text.startswith(("{", "[")) else text
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()

@@ -19,7 +19,7 @@ from lmrun.mock_engine import (
     Secret,
     plain_strings,
 )
-from lmrun.render.cloudinit import shell_scripts, written_files
+from lmrun.render.cloudinit import runcmd_argvs, shell_scripts, written_files
 from lmrun.render.kubernetes import matching_services
 from lmrun.verify.checks import PlanReport
 from lmrun.verify.contracts import NEVER_WAITS, NO_BLANKET_TOLERATION, TIMEOUT_SECONDS, check_contracts
@@ -340,7 +340,7 @@ def test_every_aws_gpu_node_routes_the_other_regions_at_the_peerings_mtu_before_
         text = _user_data(template)
         unit = written_files(text)["/etc/systemd/system/lmrun-route-mtu.service"]
         assert "ExecStart=/usr/local/lib/lmrun/route-mtu.sh 10.64.0.0/10 8500" in unit, template.name
-        runcmd = yaml.safe_load(text)["runcmd"]
+        runcmd = runcmd_argvs(text)
         assert runcmd[1] == ["systemctl", "start", "lmrun-route-mtu.service"], runcmd
         assert runcmd.index(["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]) > 1
     gcp = recording.named("mesh-sites-gcp-usc1-node-l4-gcp-template").inputs["metadata"]["user-data"]

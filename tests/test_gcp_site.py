@@ -14,7 +14,6 @@ from typing import Any
 
 import pulumi
 import pytest
-import yaml
 
 from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.domain.secrets import HF_TOKEN_UNSET
@@ -34,7 +33,7 @@ from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render import gateways as render_gateways
 from lmrun.render import k3s, phoenix, vllm
-from lmrun.render.cloudinit import SCRIPT_DIR, shell_scripts, written_files
+from lmrun.render.cloudinit import SCRIPT_DIR, runcmd_argvs, shell_scripts, written_files
 from lmrun.render.wireguard import private_key_from_bytes, public_key
 from lmrun.verify.cost import estimate_cost
 from tests.conftest import TEST_GCP_IMAGES
@@ -427,7 +426,7 @@ def test_nodes_export_traces_to_phoenix_with_the_ingest_key_from_secret_manager(
     # Never SSM: a GCP VM has neither the AWS CLI nor credentials for it.
     assert not any("ssm" in content.lower() or "aws " in content for content in files.values())
     assert not any("ssm" in path for path in files)
-    runcmd = [command[-1] for command in yaml.safe_load(text)["runcmd"]]
+    runcmd = [command[-1] for command in runcmd_argvs(text)]
     assert phoenix.CLIENT_ENV_TIMER in runcmd
 
 

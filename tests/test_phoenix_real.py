@@ -17,20 +17,14 @@ Never skipped: arize-phoenix, the OpenTelemetry exporter, moto and awscli are pi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import secrets
 import signal
-import string
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import grpc
@@ -44,36 +38,23 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.render import phoenix
-from tests.helpers_phoenix import REGION, aws_env, free_port, install_scripts, moto_server, ok, run_script
+from tests.helpers_phoenix import (
+    REGION,
+    aws_env,
+    free_port,
+    http_request,
+    install_scripts,
+    moto_server,
+    ok,
+    phoenix_secret,
+    run_script,
+)
 
 pytestmark = pytest.mark.slow
 
 PROJECT = "lmrun-proof"
 READY_TIMEOUT = 90.0
 SPAN_TIMEOUT = 30.0
-
-
-def _secret() -> str:
-    """Meets Phoenix's rules (>= 32 chars, a digit and a lowercase letter) by construction."""
-    alphabet = string.ascii_letters + string.digits
-    return "a1" + "".join(secrets.choice(alphabet) for _ in range(40))
-
-
-def _http(
-    url: str, token: str | None = None, method: str = "GET", body: Any = None, timeout: float = 10
-) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read().decode()
-            return response.status, json.loads(text) if text.startswith(("{", "[")) else text
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def _spans(span_name: str) -> list[ReadableSpan]:
@@ -89,7 +70,7 @@ def _spans(span_name: str) -> list[ReadableSpan]:
 
 
 def _span_names(base: str, token: str) -> set[str]:
-    status, body = _http(f"{base}/v1/projects/{PROJECT}/spans?limit=1000", token)
+    status, body = http_request(f"{base}/v1/projects/{PROJECT}/spans?limit=1000", token)
     if status == 404:  # the project appears with its first span
         return set()
     assert status == 200, (status, body)
@@ -183,7 +164,7 @@ def _wait_ready(server: _Phoenix) -> float:
         if server.proc.poll() is not None:
             raise AssertionError(f"Phoenix exited with {server.proc.returncode}:\n{server.tail()}")
         try:
-            if _http(f"{server.base}/healthz", timeout=2)[0] == 200:
+            if http_request(f"{server.base}/healthz", timeout=2)[0] == 200:
                 return time.monotonic() - start
         except OSError:
             pass
@@ -195,7 +176,7 @@ def test_span_over_otlp_grpc_with_rendered_auth_is_stored_and_unauthenticated_is
     tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Secrets made here; they reach Phoenix only through SSM and the rendered env script.
-    secret, admin_secret = _secret(), _secret()
+    secret, admin_secret = phoenix_secret(), phoenix_secret()
     params = {"secret": "/lmrun/test/phoenix/secret", "admin": "/lmrun/test/phoenix/admin-secret"}
     ingest_param = "/lmrun/test/phoenix/ingest-key"
     ssm = boto3.client(
@@ -244,10 +225,10 @@ def test_span_over_otlp_grpc_with_rendered_auth_is_stored_and_unauthenticated_is
     try:
         ready_after = _wait_ready(server)
         print(f"Phoenix {phoenix.PHOENIX_VERSION} ready after {ready_after:.1f}s")
-        status, version = _http(f"{server.base}/arize_phoenix_version")
+        status, version = http_request(f"{server.base}/arize_phoenix_version")
         assert (status, version) == (200, phoenix.PHOENIX_VERSION)
         # Auth is really on: the API refuses anonymous callers.
-        assert _http(f"{server.base}/v1/projects")[0] == 401
+        assert http_request(f"{server.base}/v1/projects")[0] == 401
 
         # 2. The Phoenix node mints the ingest key and publishes it to SSM.
         ingest = [*phoenix.ingest_key_command(cfg)[1:4], str(env_file)]
@@ -275,7 +256,7 @@ def test_span_over_otlp_grpc_with_rendered_auth_is_stored_and_unauthenticated_is
         names = _wait_for_span(server.base, admin_secret, "authorized-span")
         # Readable with the ingest key too (a system key reads and writes, but cannot mint keys).
         assert "authorized-span" in _span_names(server.base, key["Value"])
-        status, _ = _http(f"{server.base}/v1/system/api_keys", key["Value"], "POST", {"data": {"name": "x"}})
+        status, _ = http_request(f"{server.base}/v1/system/api_keys", key["Value"], "POST", {"data": {"name": "x"}})
         assert status == 403
 
         # 4. Without the header: refused, both by the SDK exporter and as a raw gRPC call.

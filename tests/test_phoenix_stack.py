@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lmrun.mock_engine import Recording, Secret
-from lmrun.render.cloudinit import shell_scripts, written_files
+from lmrun.render.cloudinit import STOP_AT_FIRST_FAILURE, runcmd_argvs, shell_scripts, written_files
 from lmrun.render.readiness import ingest_key_gate_script
 from lmrun.verify.user_data import user_data_text
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
@@ -161,7 +161,8 @@ def test_phoenix_node_joins_k3s_mounts_its_volume_and_runs_phoenix_with_auth(tmp
     assert "phoenix-restore.sh" in unit, "an empty volume is restored from the latest backup first"
     assert "lmrun.io/node=phoenix" in files["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
     assert "OnUnitActiveSec=60min" in files["/etc/systemd/system/lmrun-phoenix-backup.timer"]
-    runcmd = [Path(command[0]).name for command in yaml.safe_load(text)["runcmd"]]
+    assert yaml.safe_load(text)["runcmd"][0] == STOP_AT_FIRST_FAILURE, "no step may run after a failed one"
+    runcmd = [Path(command[0]).name for command in runcmd_argvs(text)]
     assert runcmd == ["mount-volume.sh", "k3s-agent-bootstrap.sh", "phoenix-install.sh"]
 
 

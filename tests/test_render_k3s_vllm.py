@@ -376,7 +376,11 @@ def test_vllm_unit_and_install() -> None:
     assert f"ssm-get.sh us-east-1 {HF_PARAM} /run/lmrun/hf-token" in token and f"UNSET={HF_TOKEN_UNSET}" in token
     assert f"VLLM_UNIT={vllm.UNIT_NAME}" in install and 'systemctl enable --now "${VLLM_UNIT:?}"' in install
     runcmd = yaml.safe_load(USER_DATA["gpu-full"])["runcmd"]
-    assert runcmd == [[f"{cloudinit.SCRIPT_DIR}/k3s-agent-bootstrap.sh"], [f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"]]
+    assert runcmd == [
+        cloudinit.STOP_AT_FIRST_FAILURE,
+        [f"{cloudinit.SCRIPT_DIR}/k3s-agent-bootstrap.sh"],
+        [f"{cloudinit.SCRIPT_DIR}/vllm-install.sh"],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -538,5 +542,5 @@ def test_route_mtus_are_checked_and_set_first() -> None:
             RouteMtu(*bad)
     assert route_mtu_files([]) == [] and route_mtu_runcmd([]) == []
     text = vllm.render_gpu_node_user_data(GPU_AGENT, VLLM_FULL, routes=[route])
-    runcmd = yaml.safe_load(text)["runcmd"]
+    runcmd = cloudinit.runcmd_argvs(text)
     assert runcmd[0] == ["systemctl", "daemon-reload"] and runcmd[1] == ["systemctl", "start", ROUTE_MTU_UNIT]

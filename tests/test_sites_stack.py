@@ -15,7 +15,7 @@ import yaml
 from lmrun.cli import main
 from lmrun.mock_engine import Recording, Secret, plain_strings
 from lmrun.plan import plan_mesh
-from lmrun.render.cloudinit import written_files
+from lmrun.render.cloudinit import STOP_AT_FIRST_FAILURE, written_files
 from lmrun.render.wireguard import private_key_from_bytes
 from lmrun.spec import spec_from_config
 from lmrun.spec.errors import PlanError
@@ -116,6 +116,10 @@ def test_the_hub_forwards_and_the_main_vpc_routes_every_site_to_it() -> None:
     files = written_files(hub_user_data)
     assert "/lmrun/global/wireguard/hub" in files["/usr/local/lib/lmrun/wireguard-refresh.sh"]
     assert "PrivateKey" not in hub_user_data
+    # A failed first fetch (the secret not written yet) must not keep the timer that retries it from starting.
+    runcmd = yaml.safe_load(hub_user_data)["runcmd"]
+    assert runcmd[-1] == ["systemctl", "enable", "--now", "lmrun-wireguard-refresh.timer"]
+    assert STOP_AT_FIRST_FAILURE not in runcmd
     routes = {
         r.inputs["destinationCidrBlock"]: r.inputs
         for r in recording.by_type("aws:ec2/route:Route")

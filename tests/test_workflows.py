@@ -116,14 +116,18 @@ SYSTEM_PACKAGES = ROOT / ".ci" / "system-packages"
 INSTALLER = ".ci/install-system-packages"
 
 
+def _system_packages() -> dict[str, list[str]]:
+    """Debian package -> the commands the tests call from it, from the one list."""
+    return {
+        line.split()[0]: line.split()[1:]
+        for line in SYSTEM_PACKAGES.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+
+
 def _system_commands() -> dict[str, str]:
     """command -> Debian package, from the one list."""
-    provided: dict[str, str] = {}
-    for line in SYSTEM_PACKAGES.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            package, *commands = line.split()
-            provided.update(dict.fromkeys(commands, package))
-    return provided
+    return {command: package for package, commands in _system_packages().items() for command in commands}
 
 
 def _commands_the_tests_require() -> set[str]:
@@ -180,4 +184,4 @@ def test_the_installer_installs_exactly_the_listed_packages(tmp_path: Path) -> N
     assert calls[0] == "update -qq"
     installed = calls[1].split()[4:]
     assert calls[1].startswith("install -y -qq --no-install-recommends")
-    assert sorted(installed) == sorted(set(_system_commands().values()))
+    assert sorted(installed) == sorted(_system_packages())
