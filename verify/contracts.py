@@ -417,29 +417,54 @@ def aws_tag_problem(key: str, value: Any) -> str | None:
     return None
 
 
+def _key_values_keep_rules(
+    resources: Iterable[PlannedResource],
+    *,
+    type_prefix: str,
+    sets: Callable[[PlannedResource], Iterator[tuple[str, Mapping[str, Any]]]],
+    problem: Callable[[str, Any], str | None],
+    per_resource: int,
+    contract: str,
+    rule: str,
+    noun: str,
+) -> list[ContractResult]:
+    """For each resource of ``type_prefix`` declaring key/value sets: one row (its largest count of ``noun``),
+    or one failing row per refused pair and per set over ``per_resource``."""
+    results = []
+    for resource in resources:
+        if not resource.type.startswith(type_prefix):
+            continue
+        found = list(sets(resource))
+        if not found:
+            continue
+        problems = [
+            f"{where}: {why}"
+            for where, pairs in found
+            for key, value in pairs.items()
+            if (why := problem(key, value)) is not None
+        ]
+        problems += [f"{where}: {len(pairs)} {noun}s" for where, pairs in found if len(pairs) > per_resource]
+        if problems:
+            results += [ContractResult(resource.name, contract, why, rule, False) for why in problems]
+        else:
+            count = max(len(pairs) for _, pairs in found)
+            results.append(ContractResult(resource.name, contract, f"{count} {noun}(s)", rule, True))
+    return results
+
+
 def aws_tags_are_valid(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
     """Every tag of every AWS resource keeps AWS's naming rules (:data:`AWS_TAG_RULE`): one row per resource
     with tags (its tag count), plus one failing row per refused tag."""
-    results = []
-    for resource in resources:
-        if not resource.type.startswith("aws:"):
-            continue
-        sets = list(_aws_tag_sets(resource))
-        if not sets:
-            continue
-        problems = [
-            f"{where}: {problem}"
-            for where, tags in sets
-            for key, value in tags.items()
-            if (problem := aws_tag_problem(key, value)) is not None
-        ]
-        problems += [f"{where}: {len(tags)} tags" for where, tags in sets if len(tags) > AWS_TAGS_PER_RESOURCE]
-        if problems:
-            results += [ContractResult(resource.name, AWS_TAGS, problem, AWS_TAG_RULE, False) for problem in problems]
-        else:
-            count = max(len(tags) for _, tags in sets)
-            results.append(ContractResult(resource.name, AWS_TAGS, f"{count} tag(s)", AWS_TAG_RULE, True))
-    return results
+    return _key_values_keep_rules(
+        resources,
+        type_prefix="aws:",
+        sets=_aws_tag_sets,
+        problem=aws_tag_problem,
+        per_resource=AWS_TAGS_PER_RESOURCE,
+        contract=AWS_TAGS,
+        rule=AWS_TAG_RULE,
+        noun="tag",
+    )
 
 
 GCP_LABELS = "gcp-labels"
@@ -481,30 +506,16 @@ def gcp_label_problem(key: str, value: Any) -> str | None:
 
 def gcp_labels_are_valid(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
     """Every label of every GCP resource keeps GCP's rules (:data:`GCP_LABEL_RULE`)."""
-    results = []
-    for resource in resources:
-        if not resource.type.startswith("gcp:"):
-            continue
-        sets = list(_gcp_label_sets(resource))
-        if not sets:
-            continue
-        problems = [
-            f"{where}: {problem}"
-            for where, labels in sets
-            for key, value in labels.items()
-            if (problem := gcp_label_problem(key, value)) is not None
-        ]
-        problems += [
-            f"{where}: {len(labels)} labels" for where, labels in sets if len(labels) > GCP_LABELS_PER_RESOURCE
-        ]
-        if problems:
-            results += [
-                ContractResult(resource.name, GCP_LABELS, problem, GCP_LABEL_RULE, False) for problem in problems
-            ]
-        else:
-            count = max(len(labels) for _, labels in sets)
-            results.append(ContractResult(resource.name, GCP_LABELS, f"{count} label(s)", GCP_LABEL_RULE, True))
-    return results
+    return _key_values_keep_rules(
+        resources,
+        type_prefix="gcp:",
+        sets=_gcp_label_sets,
+        problem=gcp_label_problem,
+        per_resource=GCP_LABELS_PER_RESOURCE,
+        contract=GCP_LABELS,
+        rule=GCP_LABEL_RULE,
+        noun="label",
+    )
 
 
 # --- names ----------------------------------------------------------------------------------------------------
