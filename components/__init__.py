@@ -5,6 +5,7 @@ stack from a plan; the others are its parts and can be used on their own.
 """
 
 from lmrun.components.cluster import Cluster, ClusterArgs
+from lmrun.components.flow_logs import FlowLogs, FlowLogsArgs, FlowLogVpc
 from lmrun.components.gpu_node import GpuNode, GpuNodeArgs
 from lmrun.components.instance_role import InstanceRole, InstanceRoleArgs
 from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
@@ -20,6 +21,9 @@ from lmrun.components.wireguard_hub import HubSite, WireGuardHub, WireGuardHubAr
 __all__ = [
     "Cluster",
     "ClusterArgs",
+    "FlowLogVpc",
+    "FlowLogs",
+    "FlowLogsArgs",
     "GpuNode",
     "GpuNodeArgs",
     "HubSite",
