@@ -289,11 +289,9 @@ class _Estimator:
                 found[urn] = found.get(urn, 0) + 1
         for group in snapshot.of_type(tokens.GCP_INSTANCE_GROUP_MANAGER, tokens.GCP_REGION_INSTANCE_GROUP_MANAGER):
             size = int(_number(get(group.inputs, "targetSize"), 1.0))
-            templates = snapshot.refs(
-                group,
-                ("versions", 0, "instanceTemplate"),
-                (tokens.GCP_INSTANCE_TEMPLATE, tokens.GCP_REGION_INSTANCE_TEMPLATE),
-            )
+            # The whole ``versions`` input: a template's self link is no id; it resolves through the dependencies.
+            template_types = (tokens.GCP_INSTANCE_TEMPLATE, tokens.GCP_REGION_INSTANCE_TEMPLATE)
+            templates = snapshot.refs(group, "versions", template_types)
             for urn in {u for template in templates for u in subnets(template)}:
                 found[urn] = found.get(urn, 0) + size
         return found
