@@ -26,13 +26,13 @@ of what happened before is still there, and each file still expires ``retention_
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
+from lmrun.components.bucket_policy import bucket_policy_document
 from lmrun.components.naming import slug, with_name
 from lmrun.plan.flow_logs import FlowLogsPlan
 
@@ -74,36 +74,25 @@ def bucket_policy(bucket_arn: str, account_id: str) -> str:
         "ArnLike": {"aws:SourceArn": f"arn:{partition}:logs:*:{account_id}:*"},
     }
     write = {**sources, "StringEquals": {**sources["StringEquals"], "s3:x-amz-acl": "bucket-owner-full-control"}}
-    document: dict[str, Any] = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AWSLogDeliveryWrite",
-                "Effect": "Allow",
-                "Principal": {"Service": "delivery.logs.amazonaws.com"},
-                "Action": "s3:PutObject",
-                "Resource": f"{bucket_arn}/{LOG_PREFIX}{account_id}/*",
-                "Condition": write,
-            },
-            {
-                "Sid": "AWSLogDeliveryAclCheck",
-                "Effect": "Allow",
-                "Principal": {"Service": "delivery.logs.amazonaws.com"},
-                "Action": ["s3:GetBucketAcl", "s3:ListBucket"],
-                "Resource": bucket_arn,
-                "Condition": sources,
-            },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
-        ],
-    }
-    return json.dumps(document)
+    return bucket_policy_document(
+        bucket_arn,
+        {
+            "Sid": "AWSLogDeliveryWrite",
+            "Effect": "Allow",
+            "Principal": {"Service": "delivery.logs.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": f"{bucket_arn}/{LOG_PREFIX}{account_id}/*",
+            "Condition": write,
+        },
+        {
+            "Sid": "AWSLogDeliveryAclCheck",
+            "Effect": "Allow",
+            "Principal": {"Service": "delivery.logs.amazonaws.com"},
+            "Action": ["s3:GetBucketAcl", "s3:ListBucket"],
+            "Resource": bucket_arn,
+            "Condition": sources,
+        },
+    )
 
 
 class FlowLogs(pulumi.ComponentResource):

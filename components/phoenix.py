@@ -2,10 +2,10 @@
 
 :class:`PhoenixStore` holds what must survive: the generated secrets (SSM SecureStrings the VMs read by
 name), the ingest-key parameter the node publishes for trace producers, and the S3 backup bucket (public
-access blocked, versioned, encrypted, expiring old snapshots and overwritten versions). :class:`PhoenixNode`
-is the replaceable part: a small instance in the main region, joined to K3s, with Phoenix's SQLite database
-on its own encrypted, protected, retained EBS volume. On first boot with an empty volume the node restores
-the latest backup.
+access blocked, TLS only, versioned, encrypted, expiring old snapshots and overwritten versions).
+:class:`PhoenixNode` is the replaceable part: a small instance in the main region, joined to K3s, with
+Phoenix's SQLite database on its own encrypted, protected, retained EBS volume. On first boot with an empty
+volume the node restores the latest backup.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from lmrun.components.bucket_policy import bucket_policy_document
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import with_name
@@ -167,6 +168,12 @@ class PhoenixStore(pulumi.ComponentResource):
             f"{name}-backups-lifecycle",
             bucket=bucket.id,
             rules=backup_lifecycle_rules(args["backup_retention_days"]),
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-backups-policy",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(bucket_policy_document),
             opts=child,
         )
         self.bucket_name = bucket.bucket

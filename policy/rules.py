@@ -835,6 +835,49 @@ def s3_encrypted(resources: Sequence[Resource], config: Mapping[str, Any]) -> li
     )
 
 
+def _denies_plain_http(policy: Any) -> bool:
+    """Whether a bucket policy (JSON text or a parsed document) denies every request without TLS, on the bucket
+    and its objects; an unknown policy (a preview) passes."""
+    if is_unknown(policy):
+        return True
+    if isinstance(policy, str):
+        try:
+            policy = json.loads(policy)
+        except ValueError:
+            return False
+    for statement in items(get(policy, "Statement")):
+        condition = get(statement, "Condition", "Bool", "aws:SecureTransport")
+        actions = {str(a) for a in items(get(statement, "Action"))} or {str(get(statement, "Action"))}
+        resources = [str(r) for r in items(get(statement, "Resource"))] or [str(get(statement, "Resource"))]
+        if (
+            get(statement, "Effect") == "Deny"
+            and str(condition).lower() == "false"
+            and actions & {"s3:*", "*"}
+            and any(r.endswith("/*") for r in resources)
+            and any(not r.endswith("*") for r in resources)
+        ):
+            return True
+    return False
+
+
+@stack_rule(
+    name="s3-tls-only",
+    description="Every S3 bucket's policy denies every request made without TLS, on the bucket and its objects "
+    "(AWS Foundational Security Best Practices S3.5).",
+    remediation="Add an aws.s3.BucketPolicy with the statement of lmrun.components.bucket_policy."
+    "deny_insecure_transport (Effect Deny, Principal *, Action s3:*, Condition Bool aws:SecureTransport false).",
+    level=MANDATORY,
+)
+def s3_tls_only(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    return _bucket_check(
+        resources,
+        (tokens.S3_BUCKET_POLICY,),
+        lambda child: _denies_plain_http(child.props.get("policy")),
+        "bucket has no BucketPolicy (plain HTTP requests are not refused)",
+        "bucket's policy does not deny requests without TLS (aws:SecureTransport false) on the bucket and objects",
+    )
+
+
 @stack_rule(
     name="default-security-group-closed",
     description="Every VPC's default security group is adopted (aws.ec2.DefaultSecurityGroup) with no inbound "

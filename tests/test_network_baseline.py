@@ -19,6 +19,7 @@ from lmrun.policy.rules import (
     default_security_group_closed,
     evaluate,
     flow_logs_cover_every_network,
+    s3_tls_only,
 )
 from lmrun.spec import ConfigError, parse_spec
 from lmrun.verify import tokens
@@ -325,3 +326,21 @@ def test_flow_logs_to_another_destination_are_listed_as_unpriced() -> None:
     cost = estimate_cost(Snapshot(resources, report.outputs))
     assert "mesh-flow-logs-us-east-2: flow logs to cloud-watch-logs (priced for S3 only)" in cost.unpriced
     assert "mesh-flow-logs-us-east-2" not in {i.resource for i in cost.items}
+
+
+def test_a_bucket_that_accepts_plain_http_fails_the_policy() -> None:
+    """FSBP S3.5: both buckets of `global` deny requests without TLS; without the policy, or with one that
+    denies on the objects only, the rule names the bucket."""
+    report = plan("global")
+    assert s3_tls_only(report.snapshot) == []
+    backups = report.recording.named("mesh-cluster-phoenix-store-backups").urn
+    assert s3_tls_only(_without(report, "mesh-cluster-phoenix-store-backups-policy")) == [
+        Finding(backups, "bucket has no BucketPolicy (plain HTTP requests are not refused)")
+    ]
+    policy = report.snapshot.by_urn[report.recording.named("mesh-cluster-phoenix-store-backups-policy").urn]
+    document = json.loads(policy.inputs["policy"])
+    document["Statement"][0]["Resource"] = [r for r in document["Statement"][0]["Resource"] if r.endswith("/*")]
+    weak = dataclasses.replace(policy, inputs={**policy.inputs, "policy": json.dumps(document)})
+    findings = s3_tls_only(Snapshot([weak if r is policy else r for r in report.snapshot.resources]))
+    assert [f.resource for f in findings] == [backups]
+    assert "does not deny requests without TLS" in findings[0].message
