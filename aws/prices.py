@@ -6,10 +6,10 @@ NAT gateways, Transit Gateway attachments, Site-to-Site VPN, S3 and the delivery
 
 Snapshot: 2026-11. Sources: AWS's published on-demand list prices for ``us-east-1`` (Linux, no
 reservations or savings plans) on the EC2 On-Demand, EBS, VPC (NAT gateway, public IPv4 address),
-Transit Gateway, Site-to-Site VPN, S3 and CloudWatch (vended logs) pricing pages. These figures have not moved since the public IPv4
-charge started (2024-02-01); they were written down from those pages, not fetched by code, so refresh
-them with the AWS Price List API (``pricing:GetProducts``) before trusting them for a budget. Other regions
-usually cost 5-40 % more. **Estimates** for the plan's cost view, never for billing.
+Transit Gateway, Site-to-Site VPN, S3 and CloudWatch (vended logs) pricing pages. These figures have not
+moved since the public IPv4 charge started (2024-02-01); they were written down from those pages, not
+fetched by code, so refresh them with the AWS Price List API (``pricing:GetProducts``) before trusting them
+for a budget. Other regions usually cost 5-40 % more. **Estimates** for the plan's cost view, never for billing.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ import pulumi
 
 from lmrun.mock_engine.engine import CallHandler, ComputedOutputs, RecordingMocks
 
-
 MOCK_ACCOUNT_ID = "123456789012"
 """The account the mocks answer for (AWS's documentation account id)."""
 

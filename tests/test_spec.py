@@ -117,8 +117,8 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
         "lmrun:mainRegion: is required",
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
-        "flowLogs, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, nodes, operatorCidrs, paths, "
-        "phoenix, regions, serverInstanceType, services, sites, tags, wireguard",
+        "flowLogs, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, nodes, "
+        "operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, tags, wireguard",
     ]
 
 
