@@ -32,7 +32,7 @@ from typing import TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from lmrun.components.bucket_policy import bucket_policy_document
+from lmrun.components.buckets import Statement, private_bucket
 from lmrun.components.naming import slug, with_name
 from lmrun.plan.flow_logs import FlowLogsPlan
 
@@ -66,16 +66,16 @@ class FlowLogsArgs(TypedDict):
     """Tags for the bucket."""
 
 
-def bucket_policy(bucket_arn: str, account_id: str) -> str:
-    """The bucket policy: flow-log deliveries from ``account_id`` in any region, nothing without TLS."""
+def delivery_statements(bucket_arn: str, account_id: str) -> list[Statement]:
+    """What the bucket policy grants: flow-log deliveries from ``account_id``, in any region (the TLS-only deny
+    comes with every mesh bucket)."""
     partition = bucket_arn.split(":")[1]
     sources = {
         "StringEquals": {"aws:SourceAccount": account_id},
         "ArnLike": {"aws:SourceArn": f"arn:{partition}:logs:*:{account_id}:*"},
     }
     write = {**sources, "StringEquals": {**sources["StringEquals"], "s3:x-amz-acl": "bucket-owner-full-control"}}
-    return bucket_policy_document(
-        bucket_arn,
+    return [
         {
             "Sid": "AWSLogDeliveryWrite",
             "Effect": "Allow",
@@ -92,7 +92,7 @@ def bucket_policy(bucket_arn: str, account_id: str) -> str:
             "Resource": bucket_arn,
             "Condition": sources,
         },
-    )
+    ]
 
 
 class FlowLogs(pulumi.ComponentResource):
@@ -105,35 +105,12 @@ class FlowLogs(pulumi.ComponentResource):
         super().__init__("lmrun:index:FlowLogs", name, None, opts)
         plan = args["plan"]
         tags = args["tags"]
-        # The bucket and what guards it stay when the stack goes: the logs are the evidence of what happened.
-        kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
-
-        bucket = aws.s3.Bucket(f"{name}-bucket", tags=with_name(tags, f"{name}-bucket"), opts=kept)
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-bucket-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=kept,
-        )
-        aws.s3.BucketVersioning(
-            f"{name}-bucket-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            opts=kept,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-bucket-encryption",
-            bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=kept,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-bucket-lifecycle",
-            bucket=bucket.id,
-            rules=[
+        # The bucket and its configuration stay when the stack goes: the logs are the evidence of what happened.
+        store = private_bucket(
+            f"{name}-bucket",
+            tags=tags,
+            encryption={"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}},
+            lifecycle=[
                 {
                     "id": "expire-flow-logs",
                     "status": "Enabled",
@@ -143,14 +120,13 @@ class FlowLogs(pulumi.ComponentResource):
                     "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
                 }
             ],
-            opts=kept,
+            parent=self,
+            statements=lambda arn: pulumi.Output.from_input(args["account_id"]).apply(
+                lambda account: delivery_statements(arn, account)
+            ),
+            retain_configuration=True,
         )
-        policy = aws.s3.BucketPolicy(
-            f"{name}-bucket-policy",
-            bucket=bucket.id,
-            policy=pulumi.Output.all(bucket.arn, args["account_id"]).apply(lambda v: bucket_policy(v[0], v[1])),
-            opts=kept,
-        )
+        bucket, policy = store.bucket, store.policy
 
         for region, vpc in sorted(args["vpcs"].items()):
             aws.ec2.FlowLog(

@@ -864,7 +864,7 @@ def _denies_plain_http(policy: Any) -> bool:
     name="s3-tls-only",
     description="Every S3 bucket's policy denies every request made without TLS, on the bucket and its objects "
     "(AWS Foundational Security Best Practices S3.5).",
-    remediation="Add an aws.s3.BucketPolicy with the statement of lmrun.components.bucket_policy."
+    remediation="Add an aws.s3.BucketPolicy with the statement of lmrun.components.buckets."
     "deny_insecure_transport (Effect Deny, Principal *, Action s3:*, Condition Bool aws:SecureTransport false).",
     level=MANDATORY,
 )

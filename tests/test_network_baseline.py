@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from lmrun.aws import prices
-from lmrun.components.flow_logs import bucket_policy
+from lmrun.components.buckets import bucket_policy_document
+from lmrun.components.flow_logs import delivery_statements
 from lmrun.gcp import catalog as gcp_catalog
 from lmrun.mock_engine.aws_mocks import MOCK_ACCOUNT_ID
 from lmrun.policy.rules import (
@@ -139,6 +140,10 @@ def test_the_bucket_is_private_encrypted_versioned_expiring_and_outlives_the_sta
     assert plan("global", flowLogs={"enabled": True, "retentionDays": 400}).recording.named(
         "mesh-flow-logs-bucket-lifecycle"
     ).inputs["rules"][0]["expiration"] == {"days": 400}
+
+
+def bucket_policy(arn: str, account: str) -> str:
+    return bucket_policy_document(arn, *delivery_statements(arn, account))
 
 
 def test_the_bucket_policy_admits_flow_log_delivery_from_this_account_only_and_never_plain_http() -> None:
