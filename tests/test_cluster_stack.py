@@ -152,7 +152,8 @@ def test_pulumi_state_holds_no_kubernetes_credential_that_can_expire() -> None:
     assert "KUBECONFIG_PARAMETER=/lmrun/dev/k3s/kubeconfig" in publish
     assert "CREDENTIAL_PARAMETER=/lmrun/dev/k3s/deployer-credential" in publish
     deployer = json.loads(files["/usr/local/lib/lmrun/lmrun-deployer.json"])["items"]
-    assert [item["kind"] for item in deployer] == ["Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"]
+    kinds = ["Namespace", "NetworkPolicy", "ServiceAccount", "Secret", "Role", "RoleBinding"]
+    assert [item["kind"] for item in deployer] == kinds
     parameters = {p.inputs["name"]: p for p in recording.by_type("aws:ssm/parameter:Parameter")}
     credential = parameters["/lmrun/dev/k3s/deployer-credential"]
     assert credential.inputs["type"] == "SecureString" and "lmrun-deployer" in credential.inputs["description"]
