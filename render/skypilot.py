@@ -30,7 +30,10 @@ import yaml
 from lmrun.domain.names import LABEL_NODE, LABEL_REGION, SERVES_LABEL_PREFIX
 from lmrun.domain.ports import K3S_API_PORT
 from lmrun.domain.skypilot import CHECKPOINT_PREFIX, LABEL_LAUNCHER, SKY_NODE_PREFIX, SKYPILOT_ROLE
+
+# cloud-init's dumper: multi-line strings (setup, run) as literal blocks, the way task files are written.
 from lmrun.render.cloudinit import SCRIPT_DIR
+from lmrun.render.cloudinit import _Dumper as LiteralDumper
 from lmrun.render.k3s import K3S_INSTALL_SCRIPT, SSM_GET_SCRIPT, TOKEN_FILE
 from lmrun.render.phoenix import CLIENT_ENV_FILE, otlp_endpoint
 from lmrun.render.runtime import UV_VENV_SCRIPT
@@ -268,9 +271,10 @@ def job_run_lines(
         f'{checkpoint} restore "$job" "$dir"',
         f'{checkpoint} every "$CHECKPOINT_EVERY" "$job" "$dir" &',
         "syncer=$!",
+        """trap 'kill "$syncer" 2>/dev/null || true' EXIT""",
         *_tracing_lines(mesh),
         f'{python} ~/{BUNDLE}/batch_job.py --dir "$dir" --steps "$STEPS" --port "$NODE_PORT" --model "$MODEL"',
-        'kill "$syncer"',
+        'kill "$syncer" && wait "$syncer" || true',
         f'{checkpoint} sync "$job" "$dir"',
     ]
 
@@ -305,7 +309,7 @@ def tasks(mesh: SkyPilotMesh) -> dict[str, dict[str, Any]]:
 
 
 def to_yaml(document: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False, width=120)
+    return yaml.dump(dict(document), Dumper=LiteralDumper, sort_keys=False, default_flow_style=False, width=120)
 
 
 def rendered_files(mesh: SkyPilotMesh) -> dict[str, str]:
