@@ -273,7 +273,8 @@ def job_run_lines(
         "syncer=$!",
         """trap 'kill "$syncer" 2>/dev/null || true' EXIT""",
         *_tracing_lines(mesh),
-        f'{python} ~/{BUNDLE}/batch_job.py --dir "$dir" --steps "$STEPS" --port "$NODE_PORT" --model "$MODEL"',
+        f'{python} ~/{BUNDLE}/batch_job.py --dir "$dir" --steps "$STEPS" --port "$NODE_PORT" --model "$MODEL"'
+        ' --step-seconds "$STEP_SECONDS"',
         'kill "$syncer" && wait "$syncer" || true',
         f'{checkpoint} sync "$job" "$dir"',
     ]
@@ -291,6 +292,7 @@ def job_task(mesh: SkyPilotMesh) -> dict[str, Any]:
             "MODEL": model,
             "NODE_PORT": str(port),
             "STEPS": "200",
+            "STEP_SECONDS": "0",
             "CHECKPOINT_EVERY": str(CHECKPOINT_EVERY_SECONDS),
             "OTEL_SERVICE_NAME": "mesh-batch",
         },

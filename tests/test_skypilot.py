@@ -81,7 +81,9 @@ def test_config_names_the_stacks_resources(rendered: Path) -> None:
     assert aws["vpc_names"] == list(mesh.vpc_names.values()) and len(aws["vpc_names"]) == 18
     assert aws["use_ssm"] is True and aws["disk_encrypted"] is True
     assert aws["labels"]["lmrun:mesh"] == "global"
-    vpc_tags = {r.inputs["tags"]["lmrun:region"]: r.inputs["tags"]["Name"] for r in report.recording.by_type(tokens.VPC)}
+    vpc_tags = {
+        r.inputs["tags"]["lmrun:region"]: r.inputs["tags"]["Name"] for r in report.recording.by_type(tokens.VPC)
+    }
     assert mesh.vpc_names == vpc_tags
 
 
@@ -193,8 +195,16 @@ def test_spec_refuses_ssh_without_operator_cidrs_and_sky_node_names() -> None:
         plan(
             "dev",
             skypilot={"enabled": True, "useSsm": False},
-            nodes=[{"name": "sky-a", "region": "us-east-1", "gpu": "L4", "model": "Qwen/Qwen2.5-7B-Instruct",
-                    "modelRevision": "a" * 40, "nodePort": 30080}],  # fmt: skip
+            nodes=[
+                {
+                    "name": "sky-a",
+                    "region": "us-east-1",
+                    "gpu": "L4",
+                    "model": "Qwen/Qwen2.5-7B-Instruct",
+                    "modelRevision": "a" * 40,
+                    "nodePort": 30080,
+                }
+            ],
         )
     paths = [issue.path for issue in caught.value.issues]
     assert "lmrun:skypilot.useSsm" in paths and "lmrun:nodes[0].name" in paths
