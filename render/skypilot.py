@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from lmrun.clouds import HUB_CLOUD
 from lmrun.domain.names import LABEL_NODE, LABEL_REGION, SERVES_LABEL_PREFIX
 from lmrun.domain.ports import K3S_API_PORT
 from lmrun.domain.skypilot import CHECKPOINT_PREFIX, LABEL_LAUNCHER, SKY_NODE_PREFIX, SKYPILOT_ROLE
@@ -117,8 +118,8 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
     if mesh.use_ssm:
         aws["use_ssm"] = True
     return {
-        "allowed_clouds": ["aws"],
-        "aws": aws,
+        "allowed_clouds": [HUB_CLOUD],
+        HUB_CLOUD: aws,
         "jobs": {"controller": {"consolidation_mode": True}},
     }
 
@@ -217,7 +218,7 @@ def serve_task(mesh: SkyPilotMesh, service: SkyService) -> dict[str, Any]:
     return {
         "name": f"{service.name}-replica",
         "resources": {
-            "infra": "aws",
+            "infra": HUB_CLOUD,
             "accelerators": f"{service.gpu}:{service.gpu_count}",
             "use_spot": True,
             "disk_size": service.disk_size_gb,
@@ -241,7 +242,7 @@ def client_task(mesh: SkyPilotMesh) -> dict[str, Any]:
     model, port = _default_service(mesh)
     return {
         "name": "mesh-client",
-        "resources": {"infra": f"aws/{mesh.main_region}", "cpus": "2+"},
+        "resources": {"infra": f"{HUB_CLOUD}/{mesh.main_region}", "cpus": "2+"},
         "envs": {"MODEL": model, "NODE_PORT": str(port)},
         "file_mounts": dict(_MOUNTS),
         "setup": "\n".join(["set -euo pipefail", _JOIN]) + "\n",
@@ -287,7 +288,7 @@ def job_task(mesh: SkyPilotMesh) -> dict[str, Any]:
     install = f"sudo {SCRIPT_DIR}/uv-venv.sh {JOB_VENV} {' '.join(JOB_REQUIREMENTS)}"
     return {
         "name": "mesh-batch",
-        "resources": {"infra": f"aws/{mesh.main_region}", "cpus": "2+", "use_spot": True},
+        "resources": {"infra": f"{HUB_CLOUD}/{mesh.main_region}", "cpus": "2+", "use_spot": True},
         "envs": {
             "MODEL": model,
             "NODE_PORT": str(port),

@@ -49,7 +49,7 @@ def _admits(group: PlannedResource, port: int, source: ipaddress.IPv4Network) ->
         else:
             ports_ok = False
         cidrs = [network(c) for c in get(rule, "cidrBlocks") or []]
-        if ports_ok and any(c is not None and c.version == 4 and source.subnet_of(c) for c in cidrs):  # type: ignore[arg-type]
+        if ports_ok and any(c is not None and c.version == 4 and source.subnet_of(c) for c in cidrs):
             return True
     return False
 
