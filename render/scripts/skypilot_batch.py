@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -54,18 +55,22 @@ def tracer() -> Callable[[str], contextlib.AbstractContextManager[Any]]:
     """A span factory exporting to Phoenix when the SDK and the endpoint are there, else a no-op."""
     if not os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         return lambda name: contextlib.nullcontext()
+    # Optional, so the batch runs on any python3's stdlib alone: the job's venv (uv-venv.sh) adds the SDK.
     try:
-        from opentelemetry import trace
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        trace = importlib.import_module("opentelemetry.trace")
+        exporter = importlib.import_module("opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
+        sdk = importlib.import_module("opentelemetry.sdk.trace")
+        export = importlib.import_module("opentelemetry.sdk.trace.export")
     except ImportError:
         print("lmrun: OpenTelemetry is not installed; no spans", file=sys.stderr)
         return lambda name: contextlib.nullcontext()
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # reads OTEL_EXPORTER_OTLP_TRACES_*
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(export.BatchSpanProcessor(exporter.OTLPSpanExporter()))  # OTEL_EXPORTER_OTLP_*
     trace.set_tracer_provider(provider)
-    return trace.get_tracer("lmrun.batch").start_as_current_span
+    span: Callable[[str], contextlib.AbstractContextManager[Any]] = trace.get_tracer(
+        "lmrun.batch"
+    ).start_as_current_span
+    return span
 
 
 def run(args: argparse.Namespace) -> int:
