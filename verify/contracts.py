@@ -712,6 +712,13 @@ def names_are_valid(resources: Iterable[PlannedResource], outputs: Mapping[str, 
     return results
 
 
+def skypilot_config_names(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
+    """The SkyPilot config's names and ingress against the resources (:mod:`lmrun.verify.skypilot`)."""
+    from lmrun.verify.skypilot import skypilot_names_exist  # it builds on this module's result types
+
+    return skypilot_names_exist(resources, outputs)
+
+
 CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[ContractResult]], ...] = (
     images_are_pinned,
     kubernetes_objects_never_wait,
@@ -727,6 +734,7 @@ CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[C
     aws_tags_are_valid,
     gcp_labels_are_valid,
     names_are_valid,
+    skypilot_config_names,
 )
 
 
