@@ -109,8 +109,8 @@ class FlowLogs(pulumi.ComponentResource):
         store = private_bucket(
             f"{name}-bucket",
             tags=tags,
-            encryption={"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}},
-            lifecycle=[
+            parent=self,
+            lifecycle_rules=[
                 {
                     "id": "expire-flow-logs",
                     "status": "Enabled",
@@ -120,7 +120,9 @@ class FlowLogs(pulumi.ComponentResource):
                     "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
                 }
             ],
-            parent=self,
+            versioned=True,
+            retain_on_delete=True,
+            sse_algorithm="AES256",
             statements=lambda arn: pulumi.Output.from_input(args["account_id"]).apply(
                 lambda account: delivery_statements(arn, account)
             ),

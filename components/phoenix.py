@@ -135,16 +135,14 @@ class PhoenixStore(pulumi.ComponentResource):
         )
         self.ingest_key_parameter_arn = ingest_key.arn
 
-        # Backups are the data of last resort: `pulumi destroy` leaves the bucket behind.
         bucket = private_bucket(
             f"{name}-backups",
             tags=tags,
-            encryption={
-                "apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"},
-                "bucket_key_enabled": True,
-            },
-            lifecycle=backup_lifecycle_rules(args["backup_retention_days"]),
             parent=self,
+            lifecycle_rules=backup_lifecycle_rules(args["backup_retention_days"]),
+            versioned=True,
+            # Backups are the data of last resort: `pulumi destroy` leaves the bucket behind.
+            retain_on_delete=True,
         ).bucket
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn

@@ -16,6 +16,7 @@ from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.plan.flow_logs import FlowLogsPlan, plan_flow_logs
 from lmrun.plan.images import ImagePlan, plan_images
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
+from lmrun.plan.skypilot import SkyPilotPlan, plan_skypilot
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
 from lmrun.spec.model import MeshSpec
 
@@ -62,6 +63,8 @@ class MeshPlan:
     tags: Mapping[str, str] = field(default_factory=dict)
     flow_logs: FlowLogsPlan | None = None
     """Flow logs of every VPC (and, through each site's plan, every site subnet); None: off."""
+    skypilot: SkyPilotPlan | None = None
+    """What the stack creates for SkyPilot (``lmrun:skypilot``), or None."""
 
     @property
     def regions(self) -> dict[str, RegionPlan]:
@@ -120,7 +123,9 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     )
     reachability, issues = check_paths(spec, plan)
     issues.extend(image_issues)
-    plan = replace(plan, reachability=tuple(reachability))
+    skypilot, skypilot_issues = plan_skypilot(spec, plan)
+    issues.extend(skypilot_issues)
+    plan = replace(plan, reachability=tuple(reachability), skypilot=skypilot)
 
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:
         issues.append(
@@ -128,6 +133,16 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
                 config_path(("regions",)),
                 f"the main security group would need {plan.main_inbound_rules} inbound rules, more than the "
                 f"AWS default of {SECURITY_GROUP_INBOUND_RULE_LIMIT}; declare fewer spokes or sites",
+            )
+        )
+    if skypilot is not None and len(skypilot.ingress[main.name]) + len(skypilot.ssh_cidrs) > (
+        SECURITY_GROUP_INBOUND_RULE_LIMIT
+    ):
+        issues.append(
+            ConfigIssue(
+                config_path(("skypilot",)),
+                f"the SkyPilot security group of {main.name} would need more than {SECURITY_GROUP_INBOUND_RULE_LIMIT} "
+                "inbound rules (every mesh range, and lmrun:operatorCidrs without useSsm); declare fewer",
             )
         )
     if plan.main_routes > ROUTES_PER_ROUTE_TABLE_LIMIT:

@@ -21,7 +21,8 @@ from tests.conftest import pinned_images
 MAIN = {"mainRegion": "us-east-1"}
 KNOWN_KEYS = (
     "known keys: availabilityZones, flowLogs, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, "
-    "maxPeerings, nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, tags, wireguard"
+    "maxPeerings, nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, skypilot, tags, "
+    "wireguard"
 )
 
 CASES: dict[str, Case] = {

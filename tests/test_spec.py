@@ -105,6 +105,7 @@ def test_camel_case_keys_are_the_config_keys() -> None:
         "serverInstanceType",
         "services",
         "sites",
+        "skypilot",
         "tags",
         "wireguard",
     ]
@@ -118,7 +119,7 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
         "lmrun:mainRegion: is required",
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
         "flowLogs, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, nodes, "
-        "operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, tags, wireguard",
+        "operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, skypilot, tags, wireguard",
     ]
 
 
