@@ -179,7 +179,9 @@ class Mesh(pulumi.ComponentResource):
                     "reads": arns,
                     "tags": plan.tags,
                 },
-                opts=pulumi.ResourceOptions(parent=self),
+                # The main region's provider for whatever names none (the checkpoint bucket and its settings):
+                # stacks disable default providers.
+                opts=pulumi.ResourceOptions(parent=self, provider=self.providers[plan.main.name]),
             )
             self.skypilot = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()}).to_json()
         self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})

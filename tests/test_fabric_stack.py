@@ -224,9 +224,10 @@ def _resources_of_spoke(spoke: str) -> Counter[str]:
 
 
 @pytest.mark.parametrize(("spoke", "azs"), [("eu-west-2", 3), ("ap-northeast-2", 4)])
-def test_a_spoke_costs_eleven_resources_plus_one_per_az(spoke: str, azs: int) -> None:
-    """Ten for the fabric, the adopted default security group (closed) and, with `lmrun:flowLogs` on as in
-    `global`, the VPC's flow log: 14 for a spoke of 3 AZs, 15 with 4."""
+def test_a_spoke_costs_twelve_resources_plus_one_per_az(spoke: str, azs: int) -> None:
+    """Ten for the fabric, the adopted default security group (closed) and, with `lmrun:flowLogs` and
+    `lmrun:skypilot` on as in `global`, the VPC's flow log and SkyPilot's security group: 15 for a spoke of 3
+    AZs, 16 with 4."""
     removed = _resources_of_spoke(spoke)
     components = {t: n for t, n in removed.items() if t.startswith("lmrun:index:")}
     resources = {t: n for t, n in removed.items() if not t.startswith("lmrun:index:")}
@@ -237,7 +238,7 @@ def test_a_spoke_costs_eleven_resources_plus_one_per_az(spoke: str, azs: int) ->
         "aws:ec2/internetGateway:InternetGateway": 1,
         "aws:ec2/subnet:Subnet": azs,
         DEFAULT_ROUTE_TABLE: 1,  # internet and main region inline
-        SECURITY_GROUP: 1,  # its VPC and the main region in, everything out: inline
+        SECURITY_GROUP: 2,  # the mesh's (its VPC and the main region in, everything out: inline), SkyPilot's
         PEERING: 1,
         ACCEPTER: 1,
         ROUTE: 1,  # the main side's route to the spoke
@@ -245,7 +246,7 @@ def test_a_spoke_costs_eleven_resources_plus_one_per_az(spoke: str, azs: int) ->
         DEFAULT_SECURITY_GROUP: 1,  # adopted with no rule (FSBP EC2.2)
         FLOW_LOG: 1,  # into the one bucket in the main region
     }
-    assert sum(resources.values()) == 11 + azs <= 15
+    assert sum(resources.values()) == 12 + azs <= 16
 
 
 def _tags(resource: RecordedResource) -> dict[str, str]:
