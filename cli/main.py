@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from lmrun.cli.models import add_models_command
 from lmrun.domain.errors import (
     EXIT_FAILURE,
     EXIT_INVALID_INPUT,
@@ -253,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_stack_arguments(quotas)
     quotas.set_defaults(handler=_cmd_quotas)
+
+    add_models_command(commands, _add_stack_arguments)
 
     pins = commands.add_parser("pins", help="pinned VM runtimes").add_subparsers(dest="pins_command", required=True)
     pins_check = pins.add_parser("check", help="compare each pin's recorded Requires-Python with PyPI (exit 1: drift)")
