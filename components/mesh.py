@@ -49,6 +49,8 @@ class Mesh(pulumi.ComponentResource):
     join_bundles: pulumi.Output[dict[str, dict[str, str]]]
 
     def __init__(self, name: str, *, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the whole mesh from ``args`` (:class:`MeshArgs`: the plan); it creates every provider it
+        needs, so ``opts`` needs none."""
         super().__init__("lmrun:index:Mesh", name, None, opts)
         plan = args["plan"]
         self.providers = {
