@@ -35,8 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import IO, Any
+from urllib.parse import quote, urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -62,31 +62,26 @@ ACCESS_FIELD = "modelAccess"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
-class ModelPinError(InputError):
+class _PinProblemsError(LmrunError):
+    """Every node (or request) that could not be pinned, one line each: nothing was written."""
+
+    label = "error: models not pinned"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+    def lines(self) -> list[str]:
+        """One line per problem, each starting with its config path or URL."""
+        return [f"{self.label}: {problem}" for problem in self.problems]
+
+
+class ModelPinError(_PinProblemsError, InputError):
     """The Hub does not know a model or revision the stack names (or the token cannot read it): exit 2."""
 
-    label = "error: models not pinned"
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("; ".join(self.problems))
-
-    def lines(self) -> list[str]:
-        """One line per node (or request) that failed, each starting with its config path or URL."""
-        return [f"{self.label}: {problem}" for problem in self.problems]
-
-
-class HubUnavailableError(LmrunError):
-    """The Hub could not answer (rate limit, server error, no network): exit 1, nothing written."""
-
-    label = "error: models not pinned"
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("; ".join(self.problems))
-
-    def lines(self) -> list[str]:
-        return [f"{self.label}: {problem}" for problem in self.problems]
+class HubUnavailableError(_PinProblemsError):
+    """The Hub could not answer (rate limit, server error, no network): exit 1."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +97,33 @@ Transport = Callable[[str, Mapping[str, str]], HubAnswer]
 """``(url, request headers) -> answer``; raises ``OSError`` (``URLError``, timeouts) when there is none."""
 
 
+class _SameHostAuthorization(urllib.request.HTTPRedirectHandler):
+    """Follows redirects (a renamed repo answers from its new name) but never carries the token to another
+    host, as requests does: only the Hub the operator named sees it."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urlsplit(newurl).netloc != urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameHostAuthorization)
+
+
 def urllib_transport(url: str, headers: Mapping[str, str], timeout: float = 30.0) -> HubAnswer:
-    """GET ``url`` with urllib (redirects followed: a renamed repo answers from its new name)."""
+    """GET ``url`` with urllib (redirects followed, the token kept on the Hub's host)."""
     request = urllib.request.Request(url, headers=dict(headers))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return HubAnswer(response.status, _lower(response.headers), response.read())
     except urllib.error.HTTPError as exc:
         return HubAnswer(exc.code, _lower(exc.headers), exc.read())
@@ -174,6 +191,8 @@ class ModelPinResult:
     pins: tuple[ModelPin, ...]
     diff: str
     written: bool
+    token_set: bool
+    """Whether the stack sets ``lmrun:huggingFaceToken`` (gated and private models need it)."""
 
     @property
     def changed(self) -> bool:
@@ -230,7 +249,7 @@ class HubClient:
         self.token = token
         self.transport: Transport = transport or urllib_transport
         self.requests: list[str] = []
-        self._answers: dict[tuple[str, str], ResolvedModel] = {}
+        self._answers: dict[str, HubAnswer] = {}
 
     def url(self, model: str, ref: str) -> str:
         # As huggingface_hub's model_info: the ref is one path segment ("refs/pr/1" is quoted whole).
@@ -242,22 +261,18 @@ class HubClient:
         Raises :class:`ModelPinError` (one line naming the config field) when the Hub does not know the model
         or the revision, :class:`HubUnavailableError` when it cannot answer.
         """
-        key = (target.model, ref)
-        if key in self._answers:
-            return self._answers[key]
         url = self.url(target.model, ref)
-        headers = {"Accept": "application/json", "User-Agent": "lmrun-models-pin"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        self.requests.append(url)
-        try:
-            answer = self.transport(url, headers)
-        except OSError as exc:  # URLError, timeouts, refused connections
-            reason = getattr(exc, "reason", None) or exc
-            raise HubUnavailableError([f"{url}: cannot reach the Hugging Face Hub: {reason}"]) from None
-        resolved = self._read(target, ref, url, answer)
-        self._answers[key] = resolved
-        return resolved
+        if url not in self._answers:
+            headers = {"Accept": "application/json", "User-Agent": "lmrun-models-pin"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            self.requests.append(url)
+            try:
+                self._answers[url] = self.transport(url, headers)
+            except OSError as exc:  # URLError, timeouts, refused connections
+                reason = getattr(exc, "reason", None) or exc
+                raise HubUnavailableError([f"{url}: cannot reach the Hugging Face Hub: {reason}"]) from None
+        return self._read(target, ref, url, self._answers[url])
 
     def _read(self, target: ModelTarget, ref: str, url: str, answer: HubAnswer) -> ResolvedModel:
         code = answer.headers.get("x-error-code", "")
@@ -279,15 +294,11 @@ class HubClient:
         if answer.status in (401, 403, 404):
             # The Hub answers 401 (no token) or 404 for a repository it does not have and for a private one the
             # caller cannot read: it does not say which (huggingface_hub's RepositoryNotFoundError).
-            how = (
-                f"{TOKEN_VARIABLE} cannot read it"
-                if self.token
-                else f"private and {TOKEN_VARIABLE} is not set (a token that can read it)"
-            )
+            how = f"{TOKEN_VARIABLE} cannot read it" if self.token else f"{TOKEN_VARIABLE} is not set"
             raise ModelPinError(
                 [
-                    f"{target.path('model')}: {target.model} is not on the Hugging Face Hub, or is {how} "
-                    f"(HTTP {answer.status})"
+                    f"{target.path('model')}: {target.model} is not on the Hugging Face Hub, or is private and "
+                    f"{how} (HTTP {answer.status})"
                 ]
             )
         if answer.status == 429:
@@ -338,7 +349,8 @@ def pin_stack_models(
 
     stack_config = load_stack_config(project_dir, stack=stack, config_file=config_file)
     path = stack_config.source
-    targets, problems = model_targets(namespaced(stack_config.config))
+    raw = namespaced(stack_config.config)
+    targets, problems = model_targets(raw)
     if problems:
         raise ModelPinError(problems)
     if client is None:
@@ -354,7 +366,13 @@ def pin_stack_models(
     diff = stack_diff(path, new_text) if new_text else ""
     if diff and not dry_run:
         write_stack_text(path, new_text)
-    result = ModelPinResult(path=path, pins=tuple(pins), diff=diff, written=bool(diff) and not dry_run)
+    result = ModelPinResult(
+        path=path,
+        pins=tuple(pins),
+        diff=diff,
+        written=bool(diff) and not dry_run,
+        token_set=bool(raw.get("huggingFaceToken")),
+    )
     print_pins(result, console or Console())
     return result
 
@@ -376,11 +394,11 @@ def print_pins(result: ModelPinResult, console: Console) -> None:
             pin.access,
         )
     console.print(table)
-    gated = [pin for pin in result.pins if pin.access != "public"]
-    if gated:
+    needing = [f"{pin.target.name} ({pin.access})" for pin in result.pins if pin.access != "public"]
+    if needing and not result.token_set:
         console.print(
-            f"{len(gated)} model(s) need lmrun:huggingFaceToken (a token whose account may download them): "
-            "pulumi config set --secret huggingFaceToken hf_...",
+            f"lmrun:huggingFaceToken is not set and {', '.join(needing)} need{'s' if len(needing) == 1 else ''} "
+            "it (the plan refuses the stack until then): pulumi config set --secret huggingFaceToken hf_...",
             markup=False,
             highlight=False,
         )

@@ -58,6 +58,8 @@ class Hub:
     """(path, Authorization header) per request."""
     fail: tuple[int, dict[str, str], bytes] | None = None
     """Answer every request with this (status, headers, body) instead."""
+    moved: dict[str, str] = field(default_factory=dict)
+    """Model -> the URL prefix (scheme and host) and model its requests are redirected to (a renamed repo)."""
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
@@ -73,6 +75,8 @@ def _answer(hub: Hub, path: str, authorization: str | None) -> tuple[int, dict[s
     if match is None:
         return 404, {}, b"Not Found"
     model, ref = unquote(match["model"]), unquote(match["ref"])
+    if model in hub.moved:
+        return 307, {"Location": f"{hub.moved[model]}/revision/{match['ref']}"}, b""
     refs = hub.answers.get(model)
     may_read = refs is not None and (
         not any(info.get("private") for info in refs.values()) or authorization == f"Bearer {TOKEN}"
@@ -163,7 +167,7 @@ def test_pin_resolves_each_node_and_records_who_may_download_it(project: Path, h
         ("llama", LLAMA, "gated"),  # gated: "manual" on the Hub
     ]
     assert result.written and "wrote:" in out
-    assert "1 model(s) need lmrun:huggingFaceToken" in out
+    assert "lmrun:huggingFaceToken is not set and llama (gated) needs it (the plan refuses" in out
     # One request per model and ref: the two Qwen nodes share main; the pinned Phi is asked by its commit.
     assert hub.paths() == [
         "/api/models/Qwen/Qwen2.5-7B-Instruct/revision/main",
@@ -319,16 +323,25 @@ def test_unknown_models_and_revisions_are_one_line_each_exit_2_and_nothing_writt
     text = stack_file(project).read_text()
     text = text.replace("model: microsoft/Phi-3.5-mini-instruct", "model: microsoft/Phi-9-nonexistent")
     text = text.replace("modelRevision: main  #", "modelRevision: v9.9  #")
+    text = text.replace("  # no revision yet", "\n      modelRevision: v9.9")
     stack_file(project).write_text(text)
 
     assert main(cli(project, hub)) == 2
     out, err = capsys.readouterr()
     assert stack_file(project).read_text() == text and out == ""
     assert err.splitlines() == [
-        "error: models not pinned: lmrun:nodes[1].modelRevision: Qwen/Qwen2.5-7B-Instruct has no branch, tag or "
-        "commit 'v9.9' on the Hub",
+        f"error: models not pinned: lmrun:nodes[{index}].modelRevision: Qwen/Qwen2.5-7B-Instruct has no branch, tag "
+        "or commit 'v9.9' on the Hub"
+        for index in (0, 1)
+    ] + [
         "error: models not pinned: lmrun:nodes[2].model: microsoft/Phi-9-nonexistent is not on the Hugging Face "
-        "Hub, or is private and HF_TOKEN is not set (a token that can read it) (HTTP 401)",
+        "Hub, or is private and HF_TOKEN is not set (HTTP 401)",
+    ]
+    # Every node is reported, each question asked once (the two Qwen nodes share one answer).
+    assert hub.paths() == [
+        "/api/models/Qwen/Qwen2.5-7B-Instruct/revision/v9.9",
+        f"/api/models/microsoft/Phi-9-nonexistent/revision/{PHI_PINNED}",
+        "/api/models/meta-llama/Llama-3.1-8B-Instruct/revision/main",
     ]
 
 
@@ -345,7 +358,7 @@ def test_a_private_model_needs_hf_token_which_is_sent_as_a_bearer_token(
 
     monkeypatch.setenv("HF_TOKEN", "hf_WrongToken")
     assert main(cli(project, hub)) == 2
-    assert "or is HF_TOKEN cannot read it (HTTP 404)" in capsys.readouterr().err
+    assert "or is private and HF_TOKEN cannot read it (HTTP 404)" in capsys.readouterr().err
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     hub.requests.clear()
@@ -417,3 +430,22 @@ def test_a_malformed_model_id_is_refused_before_the_hub_is_asked(
 def test_refs_are_quoted_as_one_path_segment(hub: Hub) -> None:
     client = HubClient(hub.url + "/")
     assert client.url("org/m", "refs/pr/1") == f"{hub.url}/api/models/org/m/revision/refs%2Fpr%2F1"
+
+
+@pytest.mark.parametrize("same_host", [True, False], ids=["same-host", "other-host"])
+def test_a_renamed_repo_is_followed_and_the_token_stays_on_the_hubs_host(
+    project: Path, hub: Hub, same_host: bool
+) -> None:
+    text = stack_file(project).read_text().replace("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Old")
+    stack_file(project).write_text(text)
+    # 127.0.0.1 and localhost are the same server under two host names.
+    host = hub.url if same_host else hub.url.replace("127.0.0.1", "localhost")
+    hub.moved["meta-llama/Llama-3.1-8B-Old"] = f"{host}/api/models/meta-llama/Llama-3.1-8B-Instruct"
+    pin(project, hub, token=TOKEN)
+    assert nodes(project)[3]["modelRevision"] == LLAMA
+    old, new = hub.requests[-2:]
+    assert old == ("/api/models/meta-llama/Llama-3.1-8B-Old/revision/main", f"Bearer {TOKEN}")
+    assert new == (
+        "/api/models/meta-llama/Llama-3.1-8B-Instruct/revision/main",
+        f"Bearer {TOKEN}" if same_host else None,
+    )
