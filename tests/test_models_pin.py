@@ -449,3 +449,19 @@ def test_a_renamed_repo_is_followed_and_the_token_stays_on_the_hubs_host(
         "/api/models/meta-llama/Llama-3.1-8B-Instruct/revision/main",
         f"Bearer {TOKEN}" if same_host else None,
     )
+
+
+@pytest.mark.parametrize("stack", ["dev", "global"])
+def test_the_example_stacks_pins_are_what_the_hub_says(stack: str, tmp_path: Path, hub: Hub) -> None:
+    """Pinning the embedded stacks (whose commits the replayed answers hold) keeps every revision and inserts
+    only each node's access, next to its revision, in the real files' layout."""
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(ROOT / "stacks" / f"Pulumi.{stack}.yaml", tmp_path / "stacks" / f"Pulumi.{stack}.yaml")
+    result = pin_stack_models(
+        tmp_path, stack=stack, client=HubClient(hub.url), dry_run=True, console=Console(file=io.StringIO())
+    )
+    assert result.pins and all(pin.sha == pin.target.revision for pin in result.pins)
+    changes = [line for line in result.diff.splitlines()[2:] if line[:1] in "+-"]
+    assert changes == ["+      modelAccess: public"] * len(result.pins)
