@@ -53,6 +53,8 @@ class Mesh(pulumi.ComponentResource):
     """What ``lmrun sky render`` needs (:class:`lmrun.render.skypilot.SkyPilotMesh`, plain), or None."""
 
     def __init__(self, name: str, *, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the whole mesh from ``args`` (:class:`MeshArgs`: the plan); it creates every provider it
+        needs, so ``opts`` needs none."""
         super().__init__("lmrun:index:Mesh", name, None, opts)
         plan = args["plan"]
         self.providers = {

@@ -14,6 +14,7 @@ from lmrun.aws.network.cidr_blocks import az_subnet_cidr, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.plan.images import ImagePlan, plan_images
+from lmrun.plan.models import model_access_issues
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
 from lmrun.plan.skypilot import SkyPilotPlan, plan_skypilot
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
@@ -103,8 +104,8 @@ def mesh_tags(mesh: str, extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
-    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it or
-    an image it boots is not pinned."""
+    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it, an
+    image it boots is not pinned or a model it serves needs a Hugging Face token the stack does not set."""
     main = _region_plan(spec, spec.main_region, "main")
     spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
     images, image_issues = plan_images(spec, stack=mesh)
@@ -121,6 +122,7 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     issues.extend(image_issues)
     skypilot, skypilot_issues = plan_skypilot(spec, plan)
     issues.extend(skypilot_issues)
+    issues.extend(model_access_issues(spec))
     plan = replace(plan, reachability=tuple(reachability), skypilot=skypilot)
 
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:
