@@ -160,6 +160,9 @@ class SkyPilotInfra(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: SkyPilotInfraArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the SkyPilot role, profile, per-VPC security groups and checkpoint bucket from ``args``
+        (:class:`SkyPilotInfraArgs`: the plan's names, the main region's provider and the mesh's VPCs); ``reads``
+        must be exactly the role's intended reads."""
         super().__init__("lmrun:index:SkyPilotInfra", name, None, opts)
         plan = args["plan"]
         main = args["main_region"]
