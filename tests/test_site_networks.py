@@ -27,9 +27,12 @@ from lmrun.domain.addresses import (
     site_tunnel_address,
 )
 from lmrun.mock_engine import Recording
+from lmrun.plan import plan_mesh
+from lmrun.spec import spec_from_config
+from lmrun.spec.errors import PlanError
 from lmrun.verify.reachability import reachability_from_resources
 from tests.config_cases import Case, assert_refused, run_plan, write_stack
-from tests.conftest import ROOT, plan
+from tests.conftest import ROOT, plan, stack_config
 from tests.test_sites_stack import GCP, GCP_NODE, LAB, MESH
 
 Net = ipaddress.IPv4Network
@@ -324,3 +327,18 @@ def test_a_gcp_site_on_its_own_range_gets_its_subnet_firewall_gateway_and_routes
     assert "WireGuard mesh-sites-hub-instance -> gcp-usc1" in next(
         p["resources_reason"] for p in document["reachability"] if (p["from"], p["to"]) == (MAIN, "qwen-gcp")
     )
+
+
+def test_sites_on_their_own_ranges_count_against_the_main_route_table_quota() -> None:
+    """Every site is one route in the main route table (no aggregate covers sites outside one range): `dev`
+    (no spoke) has the internet route and the tunnel range, so 48 sites fill the default 50 routes, and the plan
+    refuses the 49th before anything is created (Amazon VPC quotas: 50 routes per route table)."""
+
+    def sites(count: int) -> list[dict[str, Any]]:
+        ranges = ("192.168.{}.0/24", "172.20.{}.0/24", "100.64.{}.0/24")
+        return [{"name": f"lab-{i}", "kind": "external", "cidr": ranges[i % 3].format(i)} for i in range(count)]
+
+    full = plan_mesh(spec_from_config(stack_config("dev", sites=sites(48)).config), mesh="dev")
+    assert full.main_routes == 50
+    with pytest.raises(PlanError, match="the main route table would need 51 routes, more than the AWS default of 50"):
+        plan_mesh(spec_from_config(stack_config("dev", sites=sites(49)).config), mesh="dev")
