@@ -156,6 +156,25 @@ def _mesh_range_issues(site: SiteSpec, where: tuple[str | int, ...], raw: Mappin
     return issues
 
 
+def _tunnel_issues(
+    index: int, site: SiteSpec, taken: dict[ipaddress.IPv4Address, tuple[int, SiteSpec]]
+) -> list[ConfigIssue]:
+    """A site whose tunnel address an earlier site already has (only where the slots wrap around:
+    :func:`lmrun.domain.addresses.site_tunnel_address`); records the site's address in ``taken``."""
+    tunnel = site_tunnel_address(site.cidr)
+    other_index, other = taken.setdefault(tunnel, (index, site))
+    if other_index == index or site.cidr.overlaps(other.cidr):  # overlapping sites are reported as such
+        return []
+    return [
+        ConfigIssue(
+            config_path(("sites", index, "cidr")),
+            f"{site.cidr} would share the tunnel address {tunnel} with lmrun:sites[{other_index}] ({other.name}, "
+            f"{other.cidr}): the tunnel range has fewer addresses than the private ranges have /24s; give one of "
+            "the two sites another range",
+        )
+    ]
+
+
 def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     """Rules across sites and between sites, regions and nodes."""
     issues: list[ConfigIssue] = []
@@ -184,18 +203,7 @@ def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
         range_issues = _mesh_range_issues(site, where, raw)
         issues.extend(range_issues)
         if not range_issues:
-            tunnel = site_tunnel_address(site.cidr)
-            if tunnel in tunnels and not site.cidr.overlaps(tunnels[tunnel][1].cidr):
-                other_index, other = tunnels[tunnel]
-                issues.append(
-                    ConfigIssue(
-                        config_path((*where, "cidr")),
-                        f"{site.cidr} would share the tunnel address {tunnel} with lmrun:sites[{other_index}] "
-                        f"({other.name}, {other.cidr}): the tunnel range has fewer addresses than the private "
-                        "ranges have /24s; give one of the two sites another range",
-                    )
-                )
-            tunnels.setdefault(tunnel, (index, site))
+            issues.extend(_tunnel_issues(index, site, tunnels))
         issues.extend(_cloud_issues(site, where))
         if site.tunnel_mtu < MIN_TUNNEL_MTU:
             field = "mtu" if site.mtu is not None else "underlayMtu"
