@@ -20,7 +20,10 @@ from lmrun.plan.skypilot import SkyPilotPlan, plan_skypilot
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
 from lmrun.spec.model import MeshSpec
 
-# AWS default quotas the plan must stay within (both can be raised; the plan assumes the defaults).
+# AWS default quotas the plan must stay within (Amazon VPC User Guide, "Amazon VPC quotas": "Inbound or outbound
+# rules per security group" 60 and "Routes per route table (non-propagated routes)" 50; both can be raised, the
+# plan assumes the defaults). Every site is one route and one rule in the main VPC (its own CIDR, whatever
+# private range it is), so sites count against both.
 SECURITY_GROUP_INBOUND_RULE_LIMIT = 60
 ROUTES_PER_ROUTE_TABLE_LIMIT = 50
 
