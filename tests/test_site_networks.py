@@ -299,7 +299,12 @@ def test_adding_a_site_on_its_own_lan_only_adds_resources_and_the_hubs_peer_entr
     changed = sorted(urn.rsplit("::", 1)[-1] for urn in before if before[urn] != after[urn])
     assert changed == ["mesh-sites-hub-config"]
     added = sorted(urn.rsplit("::", 1)[-1] for urn in set(after) - set(before))
-    assert added == ["mesh-sites-hub-from-lab-home", "mesh-sites-hub-route-lab-home", "mesh-sites-lab-home-key"]
+    assert added == [
+        "mesh-sites-hub-from-lab-home",
+        "mesh-sites-hub-route-lab-home",
+        "mesh-sites-lab-home-key",
+        "mesh-skypilot-us-east-1-from-site-lab-home",  # SkyPilot's main group admits the site (lmrun:skypilot)
+    ]
 
 
 def test_a_gcp_site_on_its_own_range_gets_its_subnet_firewall_gateway_and_routes() -> None:
