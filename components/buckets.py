@@ -59,20 +59,24 @@ def private_bucket(
     sse_algorithm: Literal["aws:kms", "AES256"] = "aws:kms",
     statements: Callable[[str], pulumi.Input[Sequence[Statement]]] = _grants_nothing,
     retain_configuration: bool = False,
+    provider: pulumi.ProviderResource | None = None,
 ) -> PrivateBucket:
     """The bucket ``name`` and its settings (``<name>-public-access``, ``-versioning``, ``-encryption``,
-    ``-lifecycle``, ``-policy``); ``bucket_name`` is its exact S3 name (default: Pulumi's auto-name).
+    ``-lifecycle``, ``-policy``); ``bucket_name`` is its exact S3 name (default: Pulumi's auto-name);
+    ``provider`` the region's AWS provider (default: the parent's).
 
     ``sse_algorithm``: the account's S3 KMS key with a bucket key, or S3-managed keys (what a bucket an AWS
     service delivers logs into needs: the AWS managed key cannot admit the delivery service). ``statements``
     maps the bucket's ARN to what its policy grants beside the TLS-only deny. ``retain_configuration`` keeps
     the settings with a retained bucket (still private, still expiring, after ``pulumi destroy``)."""
-    child = pulumi.ResourceOptions(parent=parent, retain_on_delete=True if retain_configuration else None)
+    child = pulumi.ResourceOptions(
+        parent=parent, provider=provider, retain_on_delete=True if retain_configuration else None
+    )
     bucket = aws.s3.Bucket(
         name,
         bucket=bucket_name,
         tags=with_name(tags, name),
-        opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=retain_on_delete),
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider, retain_on_delete=retain_on_delete),
     )
     aws.s3.BucketPublicAccessBlock(
         f"{name}-public-access",

@@ -72,6 +72,8 @@ class InstanceRole(pulumi.ComponentResource):
     instance_profile_arn: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: InstanceRoleArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the role, its inline policy for ``args`` (:class:`InstanceRoleArgs`) and the instance profile;
+        IAM is global, so any AWS provider of the account (in ``opts``) does."""
         super().__init__("lmrun:index:InstanceRole", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]

@@ -54,6 +54,8 @@ class Mesh(pulumi.ComponentResource):
     """What ``lmrun sky render`` needs (:class:`lmrun.render.skypilot.SkyPilotMesh`, plain), or None."""
 
     def __init__(self, name: str, *, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the whole mesh from ``args`` (:class:`MeshArgs`: the plan); it creates every provider it
+        needs, so ``opts`` needs none."""
         super().__init__("lmrun:index:Mesh", name, None, opts)
         plan = args["plan"]
         self.providers = {
@@ -179,9 +181,7 @@ class Mesh(pulumi.ComponentResource):
                     "reads": arns,
                     "tags": plan.tags,
                 },
-                # The main region's provider for whatever names none (the checkpoint bucket and its settings):
-                # stacks disable default providers.
-                opts=pulumi.ResourceOptions(parent=self, provider=self.providers[plan.main.name]),
+                opts=pulumi.ResourceOptions(parent=self),
             )
             self.skypilot = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()}).to_json()
         self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})

@@ -92,6 +92,8 @@ class PhoenixStore(pulumi.ComponentResource):
     bucket_arn: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: PhoenixStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the secrets, the ingest-key parameter and the backup bucket from ``args``
+        (:class:`PhoenixStoreArgs`); ``opts`` carries the main region's AWS provider and the random provider."""
         super().__init__("lmrun:index:PhoenixStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]
@@ -224,6 +226,8 @@ class PhoenixNode(pulumi.ComponentResource):
     data_volume_id: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: PhoenixNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the Phoenix VM beside its ``args["store"]`` (:class:`PhoenixNodeArgs`); ``opts.provider`` is
+        the main region's AWS provider."""
         super().__init__("lmrun:index:PhoenixNode", name, None, opts)
         store = args["store"]
         tags = args["tags"]
