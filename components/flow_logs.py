@@ -102,6 +102,8 @@ class FlowLogs(pulumi.ComponentResource):
     bucket_arn: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: FlowLogsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the bucket and a flow log for each VPC of ``args`` (:class:`FlowLogsArgs`); ``opts.provider``
+        is the main region's AWS provider (the bucket's), each flow log uses its VPC's."""
         super().__init__("lmrun:index:FlowLogs", name, None, opts)
         plan = args["plan"]
         tags = args["tags"]

@@ -81,8 +81,8 @@ class RegionalVpc(pulumi.ComponentResource):
     """The VPC's ``Name`` tag (what SkyPilot's ``aws.vpc_names`` finds it by)."""
 
     def __init__(self, name: str, *, args: RegionalVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare the VPC, its subnets and security group from ``args`` (:class:`RegionalVpcArgs`);
-        ``opts.provider`` is the region's AWS provider."""
+        """Declare the VPC, its subnets, security group and closed default group from ``args``
+        (:class:`RegionalVpcArgs`); ``opts.provider`` is the region's AWS provider."""
         super().__init__("lmrun:index:RegionalVpc", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]
