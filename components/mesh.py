@@ -123,7 +123,7 @@ class Mesh(pulumi.ComponentResource):
                     "main_vpc": self.vpcs[plan.main.name],
                     "main_subnet_az": plan.main.subnets[0].az_id,
                     "parameter_prefix": SecretPaths.for_mesh(plan.mesh).prefix,
-                    "k3s_token": self.cluster.server.token,
+                    "k3s_agent_token": self.cluster.server.agent_token,
                     "k3s_server_ip": plan.cluster.server.private_ip,
                     "k3s_version": plan.cluster.server.k3s_version,
                     "nodes": [node for node in plan.cluster.nodes.values() if node.site is not None],

@@ -72,6 +72,30 @@ def _bucket(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     return {"bucket": f"{args.name[:46]}-{_digest(args.name, 8)}"}
 
 
+MOCK_ACCOUNT = "123456789012"
+"""The account id of the ARNs the mocks compute (AWS's documentation account)."""
+
+
+class _ParameterArns:
+    """SSM parameters get their real ARN shape, ``arn:aws:ssm:<region>:<account>:parameter/<name>``, in the region
+    of their provider: the access check matches IAM resource patterns (``parameter/lmrun/*``) against it."""
+
+    def __init__(self) -> None:
+        self.regions: dict[str, str] = {}
+
+    def provider(self, args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        self.regions[args.name] = str(args.inputs.get("region", ""))
+        return {}
+
+    def parameter(self, args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        # A resource names its provider as "<urn>::<id>", the URN ending in the provider's name.
+        provider_name = (args.provider or "").rsplit("::", 1)[0].rsplit("::", 1)[-1]
+        name = str(args.inputs.get("name") or args.name)
+        path = name if name.startswith("/") else f"/{name}"
+        region = self.regions.get(provider_name) or "us-east-1"
+        return {"arn": f"arn:aws:ssm:{region}:{MOCK_ACCOUNT}:parameter{path}"}
+
+
 MESH_COMPUTED: dict[str, ComputedOutputs] = {
     "aws:s3/bucket:Bucket": _bucket,
     "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
@@ -93,4 +117,6 @@ MESH_IDS: dict[str, Callable[[pulumi.runtime.MockResourceArgs], str]] = {
 
 def mesh_mocks() -> RecordingMocks:
     """Mocks that answer everything the lmrun mesh program asks, and nothing more."""
-    return RecordingMocks(calls=MESH_LOOKUPS, computed=MESH_COMPUTED, ids=MESH_IDS)
+    arns = _ParameterArns()
+    computed = {**MESH_COMPUTED, "pulumi:providers:aws": arns.provider, "aws:ssm/parameter:Parameter": arns.parameter}
+    return RecordingMocks(calls=MESH_LOOKUPS, computed=computed, ids=MESH_IDS)

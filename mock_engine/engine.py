@@ -161,10 +161,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         make_id = self.ids.get(args.typ)
         resource_id = args.resource_id or (make_id(args) if make_id else f"{args.name}-id")
-        state.setdefault("arn", f"arn:mock:{args.typ}:{args.name}")
         if args.typ in self.computed:
             for key, value in self.computed[args.typ](args).items():
                 state.setdefault(key, value)
+        state.setdefault("arn", f"arn:mock:{args.typ}:{args.name}")
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
