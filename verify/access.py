@@ -253,6 +253,19 @@ def access_table(snapshot: Snapshot) -> AccessTable:
     return AccessTable(tuple(principals), tuple(sorted(rows, key=lambda r: (r.scope != MESH, r.name))))
 
 
+def markdown(table: AccessTable) -> str:
+    """The table as Markdown (the README's "who can read what", generated from ``global``'s plan)."""
+    lines = ["| secret | holds | store | read by | written by |", "|---|---|---|---|---|"]
+    for row in table.rows:
+        line = intended(row.scope, row.key)
+        listed = row.to_json()
+        lines.append(
+            f"| `{row.name}` | {line.holds if line else '(not in the matrix)'} | {row.store} | "
+            f"{', '.join(listed['readers'])} | {', '.join(listed['writers'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 class AccessMismatchError(LmrunError):
     """The computed access to some secret differs from the intended matrix (a grant too broad or missing).
 
