@@ -70,6 +70,9 @@ class RecordedResource:
     property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Per input property, the URNs of the resources its value came from (Pulumi's ``propertyDependencies``):
     how a reference is resolved when the id it holds is not known (a real preview)."""
+    aliases: tuple[str, ...] = ()
+    """Earlier names the resource answers to (its ``aliases`` option: a URN, or the alias's name), so an upgrade
+    adopts the old resource instead of replacing it."""
 
     @property
     def provider_urn(self) -> str:
@@ -205,6 +208,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 property_dependencies={
                     key: tuple(deps.urns) for key, deps in request.propertyDependencies.items() if deps.urns
                 },
+                aliases=tuple(alias.urn or alias.spec.name for alias in request.aliases),
             )
             with self._lock:
                 self.records.append(record)
