@@ -207,7 +207,7 @@ class K3sAgentConfig:
     server_ip: str
     """Private IP of the K3s server."""
     store: SecretStore
-    """Where the VM reads its secrets (the join token here); its fetch helper is installed on the VM."""
+    """Where the VM reads its secrets (the agent token here); its fetch helper is installed on the VM."""
     token_parameter: str
     """Name of the agent token in ``store`` (never the server token: that one is cluster admin)."""
     node_name: str

@@ -323,3 +323,22 @@ def test_check_from_state_and_preview_give_the_plans_table(tmp_path: Path, capsy
     assert code == 1
     assert err.startswith("error: secret access mismatch: stack global: ")
     assert f"k3s/server-token: {NODE} reads it: {CORE} (Statement[0])" in err
+
+
+def test_an_external_sites_key_outside_pulumis_state_is_named() -> None:
+    """The join bundle's private key must stay in the `joinBundles` output: in a parameter it is read by that
+    parameter's readers, anywhere else by whoever reads that resource."""
+    snapshot = _global().snapshot
+    config = snapshot.outputs["joinBundles"].value["lab-onprem"]["config"]
+    key = next(line.split("=", 1)[1].strip() for line in config.splitlines() if line.startswith("PrivateKey"))
+
+    def leak(resource: Resource) -> Resource:
+        return dataclasses.replace(resource, inputs={**resource.inputs, "description": f"backup of {key}"})
+
+    assert _failure(_replace(snapshot, "mesh-sites-hub-config", leak)) == [
+        "lab-onprem/join-bundle: wireguard-hub reads it: mesh-sites-hub-identity-parameters (ReadParameters); "
+        "AmazonSSMManagedInstanceCore v2 (attached by mesh-sites-hub-identity-session-manager) (Statement[0])"
+    ]
+    assert _failure(_replace(snapshot, "mesh-us-east-1-vpc", leak)) == [
+        "lab-onprem/join-bundle: anyone reading mesh-us-east-1-vpc reads it"
+    ]
