@@ -31,7 +31,7 @@ from lmrun.domain.secrets import mesh_secret_key
 from lmrun.render.readiness import PARAMETER_PLACEHOLDER
 from lmrun.verify import tokens
 from lmrun.verify.access import OPERATOR_WRITES, Principal, SecretRow
-from lmrun.verify.iam import ALLOW, Policy, Statement, Verdict, evaluate, evaluate_any
+from lmrun.verify.iam import ALLOW, Policy, Statement, Verdict, evaluate_any
 from lmrun.verify.resources import Resource, Snapshot, get, is_unknown, items, plain
 
 CLOUD: Final = "aws"
@@ -176,18 +176,28 @@ class AwsAccess:
             return _everything(f"{arn} (attached by {attachment})")
         return Policy.of(managed.document, f"{managed.label} (attached by {attachment})")
 
-    def policies_of(self, label: str) -> list[Policy]:
-        """Every policy that applies to a principal's requests (all its machines' roles)."""
-        policies: list[Policy] = []
-        for role in self._identities.get(label, ()):
-            if role is None:
-                policies.append(Policy(label, unknown=f"the role {label} runs as is not known"))
-            else:
-                policies += self._policies.get(role, [])
-        return policies
+    def _roles_policies(self, label: str) -> list[list[Policy]]:
+        """The policies of each role a principal's machines run as (one role per machine in the mesh)."""
+        return [
+            self._policies.get(role, [])
+            if role is not None
+            else [Policy(label, unknown=f"the role {label} runs as is not known")]
+            for role in dict.fromkeys(self._identities.get(label, ()))
+        ]
 
     def verdict(self, label: str, action: str, resource: str | None) -> Verdict:
-        return evaluate(self.policies_of(label), action, resource)
+        """May the principal make the request: with any of its machines' roles (one in the mesh)."""
+        return self._any_role(label, [(action, resource)])
+
+    def _any_role(self, label: str, requests: Sequence[tuple[str, str | None]]) -> Verdict:
+        verdicts = [evaluate_any(policies, requests) for policies in self._roles_policies(label)]
+        for verdict in verdicts:
+            if verdict.allowed:
+                return verdict
+        undecided = [v for v in verdicts if v.allowed is None]
+        if undecided or not verdicts:
+            return undecided[0] if undecided else Verdict(None, reason=f"{label} runs as no role")
+        return verdicts[0]
 
     # --- parameters ------------------------------------------------------------------------------------------
     def _exact_arns(self) -> set[str]:
@@ -239,7 +249,7 @@ class AwsAccess:
         for parameter in self._parameters():
             key = mesh_secret_key(parameter.name) or parameter.name
             requests = self._read_requests(parameter)
-            reads = {p.label: evaluate_any(self.policies_of(p.label), requests) for p in self._principals}
+            reads = {p.label: self._any_role(p.label, requests) for p in self._principals}
             writes = {p.label: self.verdict(p.label, WRITE_ACTION, parameter.arn) for p in self._principals}
             writes[OPERATOR] = self._operator(parameter)
             yield SecretRow(
