@@ -3,7 +3,7 @@
 No secret ever appears in the rendered text. The server (in the main region, AWS by design) reads its two tokens
 from SSM Parameter Store (SecureStrings) by parameter *name* with its instance role at boot — the server token
 (``--token-file``: cluster admin, read by the server alone) and the agent token (``--agent-token-file``: joins agents,
-never servers) — and writes a
+never servers; K3s docs, "k3s server": ``--agent-token-file``, "File containing the agent secret") — and writes a
 kubeconfig back to a parameter so Pulumi can read it without SSH: the ``lmrun-deployer`` ServiceAccount's (a
 token that does not expire, allowed only the Services and DaemonSets of the mesh's namespace,
 :func:`lmrun.render.kubernetes.deployer_manifests`); the admin kubeconfig never leaves the server. An agent
@@ -11,8 +11,13 @@ reads the agent token (never the server token) by name from the secret store its
 (:class:`lmrun.render.secret_store.SecretStore`: SSM for AWS VMs, Secret Manager for VMs in GCP sites), whose
 fetch helper it installs.
 
+Both tokens are generated passwords in K3s's *short* format: the first server of a cluster can only start with
+one ("k3s token": the cluster CA hash of the secure format "cannot be known until after the server has generated
+the self-signed cluster CA certificates"), and an agent given a short token trusts the CA the server presents on
+its first connection (the mesh reaches the server over its private network or the WireGuard tunnel only).
+
 Server state (datastore, certificates, and the node password) lives on a separate EBS volume mounted at
-``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the token and the
+``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the tokens and the
 state all come back. The volume is formatted only when it carries no filesystem signature at all.
 """
 
