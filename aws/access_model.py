@@ -30,7 +30,7 @@ from lmrun.domain.names import TAG_HOSTS, TAG_NODE, TAG_ROLE
 from lmrun.domain.secrets import mesh_secret_key
 from lmrun.render.readiness import PARAMETER_PLACEHOLDER
 from lmrun.verify import tokens
-from lmrun.verify.access import OPERATOR_WRITES, Principal, SecretRow
+from lmrun.verify.access import OPERATOR_WRITES, Principal, SecretRow, gather_principals
 from lmrun.verify.iam import ALLOW, Policy, Statement, Verdict, evaluate_any
 from lmrun.verify.resources import Resource, Snapshot, get, is_unknown, items, plain
 
@@ -73,19 +73,9 @@ class AwsAccess:
         self.snapshot = snapshot
         self._policies: dict[str, list[Policy]] = defaultdict(list)
         self._index_policies()
-        identities: dict[str, list[str | None]] = defaultdict(list)
-        found: dict[str, Principal] = {}
-        for machine in snapshot.of_type(*MACHINE_TYPES):
-            principal = self._principal_of(machine)
-            known = found.get(principal.label)
-            if known is not None:
-                principal = Principal(
-                    known.label, known.roles | principal.roles, CLOUD, None, (*known.machines, machine.name)
-                )
-            found[principal.label] = principal
-            identities[principal.label].append(self._role_of(machine))
-        self._principals = tuple(found.values())
-        self._identities = dict(identities)
+        self._principals, self._identities = gather_principals(
+            snapshot.of_type(*MACHINE_TYPES), self._principal_of, self._role_of
+        )
 
     # --- principals ------------------------------------------------------------------------------------------
     @property

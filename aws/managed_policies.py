@@ -113,4 +113,5 @@ SESSION_MANAGER_ACTIONS: Final = (
 )
 """What an instance's role must allow for Session Manager (AWS Systems Manager User Guide, "Reference: ec2messages,
 ssmmessages, and other API operations": the agent's registration and its message and session channels; all on
-``*``, as AmazonSSMManagedInstanceCore grants them)."""
+``*``, as AmazonSSMManagedInstanceCore grants them). Written out from that guide, not derived from the pinned
+document, so a test can hold the roles (the document, the Deny beside it) to what Session Manager needs."""

@@ -105,33 +105,41 @@ class K3sServer(pulumi.ComponentResource):
         tags = args["tags"]
         paths = SecretPaths(args["parameter_prefix"])
 
+        def token(
+            role: str, parameter_name: str, description: str, *, was: str | None = None
+        ) -> tuple[random.RandomPassword, aws.ssm.Parameter]:
+            """A generated token and the SecureString parameter holding it (``was``: the token's earlier name)."""
+            aliases = [pulumi.Alias(name=was)] if was else None
+            value = random.RandomPassword(
+                f"{name}-{role}",
+                length=64,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
+            )
+            parameter = aws.ssm.Parameter(
+                f"{name}-{role}-parameter",
+                name=parameter_name,
+                type="SecureString",
+                value=value.result,
+                description=description,
+                tags=with_name(tags, f"{name}-{role}"),
+                opts=child,
+            )
+            return value, parameter
+
         # The server token keeps the logical name of the one join token earlier releases had: its value is the
         # passphrase of the cluster's bootstrap data on the state volume, so it must never change (K3s docs, "k3s
         # token": the server token "cannot be changed" once the cluster exists, short of `k3s token rotate`).
-        server_token = random.RandomPassword(
-            f"{name}-server-token",
-            length=64,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-token")]),
+        _, server_token_parameter = token(
+            "server-token",
+            paths.k3s_server_token,
+            "K3s server token (cluster admin; read by the K3s server only)",
+            was=f"{name}-token",
         )
-        server_token_parameter = aws.ssm.Parameter(
-            f"{name}-server-token-parameter",
-            name=paths.k3s_server_token,
-            type="SecureString",
-            value=server_token.result,
-            description="K3s server token (cluster admin; read by the K3s server only)",
-            tags=with_name(tags, f"{name}-server-token"),
-            opts=child,
-        )
-        agent_token = random.RandomPassword(f"{name}-agent-token", length=64, special=False, opts=child)
-        agent_token_parameter = aws.ssm.Parameter(
-            f"{name}-agent-token-parameter",
-            name=paths.k3s_agent_token,
-            type="SecureString",
-            value=agent_token.result,
-            description="K3s agent token (joins agents, never servers; read by the server and the mesh's agents)",
-            tags=with_name(tags, f"{name}-agent-token"),
-            opts=child,
+        agent_token, agent_token_parameter = token(
+            "agent-token",
+            paths.k3s_agent_token,
+            "K3s agent token (joins agents, never servers; read by the server and the mesh's agents)",
         )
 
         def published(role: str, parameter_name: str, description: str) -> aws.ssm.Parameter:

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -24,7 +23,7 @@ from typing import Any, Final
 from lmrun.domain.access import OPERATOR, SITE, principal_label
 from lmrun.domain.secrets import site_secret_kind
 from lmrun.verify import tokens
-from lmrun.verify.access import OPERATOR_WRITES, Principal, SecretRow
+from lmrun.verify.access import OPERATOR_WRITES, Principal, SecretRow, gather_principals
 from lmrun.verify.iam import ALLOW, Statement, Verdict
 from lmrun.verify.resources import Resource, Snapshot, get, is_unknown, items, plain
 
@@ -94,19 +93,11 @@ class GcpAccess:
             for account in snapshot.of_type(tokens.GCP_SERVICE_ACCOUNT)
             if (email := _known(account.outputs.get("email")))
         }
-        identities: dict[str, set[str | None]] = defaultdict(set)
-        found: dict[str, Principal] = {}
-        for machine in snapshot.of_type(*MACHINE_TYPES):
-            principal = self._principal_of(machine)
-            known = found.get(principal.label)
-            if known is not None:
-                principal = Principal(
-                    known.label, known.roles | principal.roles, CLOUD, known.site, (*known.machines, machine.name)
-                )
-            found[principal.label] = principal
-            identities[principal.label].add(self._identity(machine, ("serviceAccount", "email")))
-        self._principals = tuple(found.values())
-        self._identities = dict(identities)
+        self._principals, self._identities = gather_principals(
+            snapshot.of_type(*MACHINE_TYPES),
+            self._principal_of,
+            lambda m: self._identity(m, ("serviceAccount", "email")),
+        )
         self._secrets = {secret.urn: secret for secret in snapshot.of_type(tokens.GCP_SECRET)}
         self._bindings = self._index_bindings()
 
@@ -205,7 +196,7 @@ class GcpAccess:
 
     def _verdict(self, label: str, secret: Resource, project: str | None, kind: int) -> Verdict:
         """May a principal read (``kind`` 0) or write (1) a secret, and by which bindings."""
-        identities = self._identities.get(label, {None})
+        identities = set(self._identities.get(label, [None]))
         granting, doubts = [], []
         for binding in self._bindings:
             on_it = binding.secret == secret.urn or (binding.project is not None and binding.project == project)

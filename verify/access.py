@@ -16,8 +16,10 @@ know the policies, built from ARNs, nor a secret's value) is ``?``, never a disa
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -81,6 +83,27 @@ class SecretRow:
             return self.allowed(kind) + ([UNDECIDED] if self.undecided(kind) else [])
 
         return {"store": self.store, "path": self.path, "readers": listed("read"), "writers": listed("write")}
+
+
+def gather_principals(
+    machines: Iterable[Resource],
+    principal_of: Callable[[Resource], Principal],
+    identity_of: Callable[[Resource], str | None],
+) -> tuple[tuple[Principal, ...], dict[str, list[str | None]]]:
+    """A cloud's principals by label (machines with one label merge their roles and resources), and the identities
+    each label's machines run as (None where a machine's cannot be known)."""
+    found: dict[str, Principal] = {}
+    identities: dict[str, list[str | None]] = defaultdict(list)
+    for machine in machines:
+        principal = principal_of(machine)
+        known = found.get(principal.label)
+        if known is not None:
+            principal = dataclasses.replace(
+                known, roles=known.roles | principal.roles, machines=(*known.machines, *principal.machines)
+            )
+        found[principal.label] = principal
+        identities[principal.label].append(identity_of(machine))
+    return tuple(found.values()), dict(identities)
 
 
 class AccessModel(Protocol):
