@@ -127,7 +127,12 @@ def access_view(report: PlanReport) -> Table:
     return table
 
 
-_COST_LABELS = {"fabric": "fabric", "control_plane": "control plane", "gpu_extras": "GPU disks + IPs"}
+_COST_LABELS = {
+    "fabric": "fabric",
+    "control_plane": "control plane",
+    "gpu_extras": "GPU disks + IPs",
+    "flow_logs": "flow logs",
+}
 
 
 def cost_items_table(report: PlanReport) -> Table:
@@ -183,6 +188,15 @@ def cost_table(report: PlanReport) -> Table:
             f"{backup.copies} copies of the gzipped database (every {backup.interval_minutes} min, kept "
             f"{backup.retention_days} d); ≤ {backup.usd_month_at_volume_size:.2f}/month if it filled its "
             f"{backup.volume_gb} GB volume",
+        )
+    flow_logs = cost.flow_logs
+    if flow_logs is not None:
+        table.add_row(
+            "flow logs",
+            f"{cost.flow_logs_monthly_usd:.2f}",
+            "month",
+            f"{flow_logs.networks} networks, {flow_logs.vms} VMs x {flow_logs.monthly_gb_per_vm:g} GB/month assumed "
+            f"({flow_logs.source}); S3 delivery + {flow_logs.retention_days} d storage, Cloud Logging ingestion",
         )
     return table
 

@@ -12,6 +12,7 @@ import pulumi_command as command
 import pulumi_random as random
 
 from lmrun.components.cluster import Cluster
+from lmrun.components.flow_logs import FlowLogs
 from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, SpokeVpc
 from lmrun.components.sites import Sites
@@ -100,6 +101,24 @@ class Mesh(pulumi.ComponentResource):
         )
         for spoke_name, (_, resolve) in peering_ids.items():
             resolve(hub.connection_ids[spoke_name])
+        if plan.flow_logs is not None:
+            FlowLogs(
+                f"{name}-flow-logs",
+                args={
+                    "plan": plan.flow_logs,
+                    "vpcs": {
+                        region.name: {
+                            "vpc_id": self.vpcs[region.name].vpc_id,
+                            "provider": self.providers[region.name],
+                            "tags": {**plan.tags, TAG_REGION: region.name, TAG_ROLE: "flow-logs"},
+                        }
+                        for region in plan.regions.values()
+                    },
+                    "account_id": main_vpc.account_id,
+                    "tags": {**plan.tags, TAG_REGION: plan.main.name, TAG_ROLE: "flow-logs"},
+                },
+                opts=pulumi.ResourceOptions(parent=self, provider=self.providers[plan.main.name]),
+            )
 
         # Explicit providers for the non-cloud packages too: stacks disable every default provider.
         utility_providers: list[pulumi.ProviderResource] = [

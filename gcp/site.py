@@ -86,6 +86,7 @@ from lmrun.domain.tunnels import underlay_mtu
 from lmrun.gcp import NAME, catalog
 from lmrun.gcp.secret_store import SecretManagerStore
 from lmrun.plan.cluster import NodePlan
+from lmrun.plan.flow_logs import FlowLogsPlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render.gateways import render_gateway_user_data
 from lmrun.render.k3s import K3sAgentConfig
@@ -211,6 +212,24 @@ class GcpSiteArgs(TypedDict):
     """Phoenix's OTLP/gRPC node port (the nodes export to ``localhost:<port>``); required with the key."""
 
 
+FLOW_LOG_INTERVALS = {60: "INTERVAL_1_MIN", 600: "INTERVAL_10_MIN"}
+"""The mesh's aggregation intervals as GCP names them (``log_config.aggregation_interval``)."""
+
+
+def flow_log_config(flow_logs: FlowLogsPlan | None) -> gcp.compute.SubnetworkLogConfigArgsDict | None:
+    """The subnetwork's ``log_config`` (None: no flow logs). Flow logs go to Cloud Logging, priced by volume;
+    all metadata (VM names, zones) is kept so a record names its VM without a second lookup. The block's
+    presence switches logging on (GoogleCloudPlatform/magic-modules#2597) and any change to it updates the
+    subnetwork in place (hashicorp/terraform-provider-google#4179): no VM in the site is touched."""
+    if flow_logs is None:
+        return None
+    return {
+        "aggregation_interval": FLOW_LOG_INTERVALS[flow_logs.aggregation_interval_seconds],
+        "flow_sampling": flow_logs.sampling,
+        "metadata": "INCLUDE_ALL_METADATA",
+    }
+
+
 def pinned_image(what: str, image: str | None) -> str:
     """``image`` when it is one exact GCP image (never a family); ValueError naming ``what`` otherwise."""
     if not image:
@@ -295,6 +314,7 @@ class GcpSite(pulumi.ComponentResource):
             region=region,
             ip_cidr_range=site.cidr,
             private_ip_google_access=True,
+            log_config=flow_log_config(site.flow_logs),
             description=f"lmrun site {site.name}",
             opts=child,
         )

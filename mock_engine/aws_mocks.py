@@ -17,6 +17,9 @@ import pulumi
 
 from lmrun.mock_engine.engine import CallHandler, ComputedOutputs, RecordingMocks
 
+MOCK_ACCOUNT_ID = "123456789012"
+"""The account the mocks answer for (AWS's documentation account id)."""
+
 
 def _digest(text: str, length: int = 17) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
@@ -63,8 +66,12 @@ def _launch_template(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
 
 
 def _vpc(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
-    # AWS creates a main route table and a default security group with every VPC.
-    return {"defaultRouteTableId": f"rtb-{_digest(args.name)}", "defaultSecurityGroupId": f"sg-{_digest(args.name)}"}
+    # AWS creates a main route table and a default security group with every VPC; the owner is the account.
+    return {
+        "defaultRouteTableId": f"rtb-{_digest(args.name)}",
+        "defaultSecurityGroupId": f"sg-{_digest(args.name)}",
+        "ownerId": MOCK_ACCOUNT_ID,
+    }
 
 
 def _bucket(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:

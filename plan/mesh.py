@@ -13,6 +13,7 @@ from typing import Literal
 from lmrun.aws.network.cidr_blocks import az_subnet_cidr, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
+from lmrun.plan.flow_logs import FlowLogsPlan, plan_flow_logs
 from lmrun.plan.images import ImagePlan, plan_images
 from lmrun.plan.models import model_access_issues
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
@@ -64,6 +65,8 @@ class MeshPlan:
     """The pinned images the mesh boots (each VM's plan carries its own)."""
     reachability: tuple[Reachability, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    flow_logs: FlowLogsPlan | None = None
+    """Flow logs of every VPC (and, through each site's plan, every site subnet); None: off."""
     skypilot: SkyPilotPlan | None = None
     """What the stack creates for SkyPilot (``lmrun:skypilot``), or None."""
 
@@ -120,6 +123,7 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
         wireguard=plan_wireguard(spec, main.cidr, main.subnets[0].cidr, images),
         images=images,
         tags=mesh_tags(mesh, spec.tags),
+        flow_logs=plan_flow_logs(spec),
     )
     reachability, issues = check_paths(spec, plan)
     issues.extend(image_issues)

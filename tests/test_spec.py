@@ -90,6 +90,7 @@ def test_broken_json_list_is_reported_as_not_a_list() -> None:
 def test_camel_case_keys_are_the_config_keys() -> None:
     assert known_keys() == [
         "availabilityZones",
+        "flowLogs",
         "gpuInstanceTypes",
         "huggingFaceToken",
         "images",
@@ -117,8 +118,8 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
         "lmrun:mainRegion: is required",
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
-        "gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, nodes, operatorCidrs, paths, "
-        "phoenix, regions, serverInstanceType, services, sites, skypilot, tags, wireguard",
+        "flowLogs, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, nodes, "
+        "operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, skypilot, tags, wireguard",
     ]
 
 

@@ -34,6 +34,7 @@ INTERNET_GATEWAY: Final = "aws:ec2/internetGateway:InternetGateway"
 NAT_GATEWAY: Final = "aws:ec2/natGateway:NatGateway"
 VPN_CONNECTION: Final = "aws:ec2/vpnConnection:VpnConnection"
 VPC_ENDPOINT: Final = "aws:ec2/vpcEndpoint:VpcEndpoint"
+FLOW_LOG: Final = "aws:ec2/flowLog:FlowLog"
 TGW_ATTACHMENTS: Final = frozenset(
     {
         "aws:ec2transitgateway/vpcAttachment:VpcAttachment",
@@ -68,6 +69,7 @@ IAM_POLICIES: Final = (
     "aws:iam/groupPolicy:GroupPolicy",
 )
 S3_BUCKETS: Final = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+S3_BUCKET_POLICY: Final = "aws:s3/bucketPolicy:BucketPolicy"
 S3_PUBLIC_ACCESS_BLOCKS: Final = ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",)
 S3_VERSIONINGS: Final = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
 S3_ENCRYPTIONS: Final = (
