@@ -1,5 +1,6 @@
 """The human view of an offline plan: rich tables of components, the CIDR plan, node ports, the GPU fleet,
-the cost estimate, the reachability of every planned path (model and resources), policy violations and counts."""
+the cost estimate, the reachability of every planned path (model and resources), who can read each secret,
+policy violations and counts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from lmrun.aws import prices
 from lmrun.policy.rules import MANDATORY
+from lmrun.verify.access import UNDECIDED
 from lmrun.verify.checks import PlanReport
 from lmrun.verify.contracts import ContractResult
 from lmrun.verify.reachability import NOT_MODELLED
@@ -105,6 +107,23 @@ def reachability_table(report: PlanReport) -> Table:
             str(path.get("resources_reason", "")),
             style=style,
         )
+    return table
+
+
+def access_view(report: PlanReport) -> Table:
+    """Who can read and write each secret, computed from the resources (``?``: the source cannot tell)."""
+    table = Table(
+        title="Who can read what: each secret's readers and writers, from the recorded IAM policies and bindings "
+        "(checked against lmrun.domain.access)"
+    )
+    table.add_column("Secret", no_wrap=True)
+    table.add_column("Store")
+    table.add_column("Readers", overflow="fold")
+    table.add_column("Writers", overflow="fold")
+    for row in report.access.rows:
+        listed = row.to_json()
+        style = "yellow" if UNDECIDED in listed["readers"] + listed["writers"] else None
+        table.add_row(row.name, row.store, ", ".join(listed["readers"]), ", ".join(listed["writers"]), style=style)
     return table
 
 
@@ -253,6 +272,8 @@ def print_report(report: PlanReport, console: Console) -> None:
     if report.reachability:
         console.print(reachability_table(report))
         console.print(f"Reachability check, {NOT_MODELLED}.")
+    if report.access.rows:
+        console.print(access_view(report))
     console.print(cost_items_table(report))
     console.print(cost_table(report))
     console.print(count_table(report))

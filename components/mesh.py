@@ -148,7 +148,7 @@ class Mesh(pulumi.ComponentResource):
                     "main_vpc": self.vpcs[plan.main.name],
                     "main_subnet_az": plan.main.subnets[0].az_id,
                     "parameter_prefix": SecretPaths.for_mesh(plan.mesh).prefix,
-                    "k3s_token": self.cluster.server.token,
+                    "k3s_agent_token": self.cluster.server.agent_token,
                     "k3s_server_ip": plan.cluster.server.private_ip,
                     "k3s_version": plan.cluster.server.k3s_version,
                     "nodes": [node for node in plan.cluster.nodes.values() if node.site is not None],
@@ -168,7 +168,7 @@ class Mesh(pulumi.ComponentResource):
         self.skypilot = None
         if plan.skypilot is not None:
             paths = SecretPaths.for_mesh(plan.mesh)
-            arns = {joining_credential_path(paths): self.cluster.server.token_parameter_arn}
+            arns = {joining_credential_path(paths): self.cluster.server.agent_token_parameter_arn}
             if self.cluster.ingest_key_parameter_arn is not None:
                 arns[paths.phoenix("ingest-key")] = self.cluster.ingest_key_parameter_arn
             SkyPilotInfra(

@@ -215,7 +215,7 @@ class PhoenixNodeArgs(TypedDict):
     agent: K3sAgentConfig
     """How the node joins K3s (labels: ``lmrun.io/node=phoenix``)."""
     token_parameter_arn: pulumi.Input[str]
-    """ARN of the K3s join-token parameter."""
+    """ARN of the K3s agent-token parameter (the node joins as an agent)."""
     tags: Mapping[str, str]
     """Tags for every taggable resource."""
 

@@ -108,6 +108,19 @@ def test_a_k3s_version_bump_changes_exactly_every_k3s_machine() -> None:
     }
 
 
+def test_the_token_split_keeps_the_clusters_server_token() -> None:
+    """The one-time migration from one join token to a server and an agent token: the server token answers to the
+    old token's name with the same arguments, so Pulumi adopts it with its value (pulumi-random replaces a
+    password only when an argument changes): the cluster's bootstrap data on the state volume, encrypted with it,
+    stays readable. The agent token is new; what else the upgrade replaces is listed in the README."""
+    recording = plan("global").recording
+    server_token = recording.named("mesh-cluster-k3s-server-token")
+    assert server_token.aliases == ("mesh-cluster-k3s-token",)
+    assert server_token.inputs == {"length": 64, "special": False}
+    agent_token = recording.named("mesh-cluster-k3s-agent-token")
+    assert agent_token.aliases == () and agent_token.inputs == server_token.inputs
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
