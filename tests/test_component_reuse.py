@@ -190,7 +190,11 @@ def test_a_gpu_node_builds_alone_from_another_project(tmp_path: Path) -> None:
     assert "--max-model-len 8192" in serve
     # Alone: no K3s agent, no token helper (no token parameter given), nothing it may not read.
     assert not any("k3s" in path or "ssm-get" in path for path in files)
-    assert "aws:iam/rolePolicy:RolePolicy" not in by_type
+    # Its only inline policy denies every parameter's value (Session Manager's managed policy would allow them).
+    policy = json.loads(by_type["aws:iam/rolePolicy:RolePolicy"]["inputs"]["policy"])
+    assert policy["Statement"] == [
+        {"Sid": "DenyOtherParameters", "Effect": "Deny", "Action": ["ssm:GetParameter*"], "Resource": "*"}
+    ]
 
 
 def test_a_gpu_node_that_joins_a_mesh_gets_the_user_data_the_mesh_gives_its_own() -> None:
