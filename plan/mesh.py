@@ -13,6 +13,7 @@ from typing import Literal
 from lmrun.aws.network.cidr_blocks import az_subnet_cidr, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
+from lmrun.plan.groups import GroupPlan, place_groups
 from lmrun.plan.images import ImagePlan, plan_images
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
@@ -59,6 +60,8 @@ class MeshPlan:
     """The pinned images the mesh boots (each VM's plan carries its own)."""
     reachability: tuple[Reachability, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    groups: tuple[GroupPlan, ...] = ()
+    """Replica groups as placed (their replicas are among the cluster's nodes)."""
 
     @property
     def regions(self) -> dict[str, RegionPlan]:
@@ -102,6 +105,9 @@ def mesh_tags(mesh: str, extra: Mapping[str, str]) -> dict[str, str]:
 def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it or
     an image it boots is not pinned."""
+    # Replica groups become nodes first: from here on, the plan builds them like lmrun:nodes.
+    groups = place_groups(spec)
+    spec = spec.model_copy(update={"nodes": (*spec.nodes, *groups.nodes)})
     main = _region_plan(spec, spec.main_region, "main")
     spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
     images, image_issues = plan_images(spec, stack=mesh)
@@ -113,8 +119,10 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
         wireguard=plan_wireguard(spec, main.cidr, main.subnets[0].cidr, images),
         images=images,
         tags=mesh_tags(mesh, spec.tags),
+        groups=groups.groups,
     )
     reachability, issues = check_paths(spec, plan)
+    issues.extend(groups.issues)
     issues.extend(image_issues)
     plan = replace(plan, reachability=tuple(reachability))
 
