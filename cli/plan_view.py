@@ -67,14 +67,14 @@ def fleet_table(report: PlanReport) -> Table:
     table.add_column("Region")
     table.add_column("Instance type")
     table.add_column("Capacity")
-    table.add_column("Offered per")
+    table.add_column("Offerings")
     table.add_column("USD/hour", justify="right")
     totals = {True: 0.0, False: 0.0}
     for name, node in sorted(report.nodes.items()):
         totals[bool(node["spot"])] += float(node["hourly_usd"])
         capacity = "spot" if node["spot"] else "on-demand"
-        # Older recordings (a state exported before offerings were recorded) carry no source.
-        source = _OFFERING_SOURCES.get(str(node.get("offerings")), "?")
+        # `recorded` (lmrun:offerings) or `catalog`; a state exported before this was recorded carries none.
+        source = str(node.get("offerings", "?"))
         table.add_row(name, node["region"], node["instance_type"], capacity, source, f"{node['hourly_usd']:.4f}")
     table.add_row("spot total", "", "", "", "", f"{totals[True]:.4f}", style="bold")
     table.add_row("on-demand total", "", "", "", "", f"{totals[False]:.4f}", style="bold")
@@ -82,12 +82,10 @@ def fleet_table(report: PlanReport) -> Table:
     return table
 
 
-_OFFERING_SOURCES = {"recorded": "recorded (lmrun:offerings)", "catalog": "catalog"}
-
-
 def group_table(report: PlanReport) -> Table:
-    """Each replica group's replicas: where its policy put them and why; a group's other tried locations after."""
-    table = Table(title="Replica groups (placed at plan time)")
+    """Each replica group's replicas (where its policy put them and why), then every location it tried with its
+    room (the quota arithmetic, or why it cannot run the group), then the decision."""
+    table = Table(title="Replica groups (placed at plan time; room: replicas a location can still take)")
     table.add_column("Group")
     table.add_column("Policy")
     table.add_column("Replica")
@@ -107,11 +105,10 @@ def group_table(report: PlanReport) -> Table:
             )
             first = False
         for tried in group.get("tried") or []:
-            if tried["location"] in used:
-                continue
             bound = "unbounded" if tried["room"] is None else tried["room"]
-            room = "cannot run it" if not tried["usable"] else f"room {bound}, not used"
-            table.add_row(name if first else "", "", "-", tried["location"], f"{room}: {tried['reason']}")
+            room = "cannot run it" if not tried["usable"] else f"room {bound}"
+            unused = "" if tried["location"] in used else ", not used"
+            table.add_row(name if first else "", "", "(tried)", tried["location"], f"{room}{unused}: {tried['reason']}")
             first = False
         table.add_row("", "", "", "", f"decision: {group.get('decision')}", style="bold")
     return table

@@ -50,6 +50,12 @@ class Room:
     reason: str
     """Why: what refuses the group there, or the arithmetic of its room."""
 
+    def short(self) -> str:
+        """``room 2``, ``room unbounded`` or ``cannot run it``."""
+        if not self.usable:
+            return "cannot run it"
+        return f"room {'unbounded' if self.replicas is None else self.replicas}"
+
     def describe(self) -> str:
         if not self.usable:
             return f"{self.location} (cannot run it: {self.reason})"
@@ -176,20 +182,28 @@ def _assign(
     if group.policy == "priority":
         for index, room in enumerate(rooms):
             if room.usable and (room.replicas is None or room.replicas >= total):
-                passed = [r.describe() for r in rooms[:index]]
-                why = f"first location with room for all {total}" + (f"; passed {', '.join(passed)}" if passed else "")
-                return [(room.location, why)] * total, f"all {total} in {room.location}", []
+                passed = ", ".join(f"{r.location} ({r.short()})" for r in rooms[:index])
+                why = f"priority: all {total} here, the first location with room for all ({room.short()})"
+                return (
+                    [(room.location, why + (f"; passed {passed}" if passed else ""))] * total,
+                    (f"all {total} in {room.location}"),
+                    [],
+                )
         return [], "refused", [ConfigIssue(config_path((*where, "replicas")), _shortfall(group, rooms, total))]
     if group.policy == "fill-and-spill":
         if any(r.replicas is None for r in usable) or sum(r.replicas or 0 for r in usable) >= total:
             placed: list[tuple[str, str]] = []
-            filled: list[str] = []
-            for room in usable:
-                take = total - len(placed) if room.replicas is None else min(room.replicas, total - len(placed))
-                spilled = f"; spilled: {', '.join(filled)} full" if filled else ""
-                placed += [(room.location, f"fills {room.describe()}{spilled}")] * take
+            before: list[str] = []
+            for room in rooms:
+                take = 0
+                if room.usable:
+                    left = total - len(placed)
+                    take = left if room.replicas is None else min(room.replicas, left)
                 if take:
-                    filled.append(room.location)
+                    verb = f"spilled to {room.location}" if before else f"fills {room.location}"
+                    passed = f"; {', '.join(before)}" if before else ""
+                    placed += [(room.location, f"fill-and-spill: {verb} ({room.short()}){passed}")] * take
+                before.append(f"{room.location} {'full' if room.usable else 'cannot run it'}")
                 if len(placed) == total:
                     break
             counts = Counter(location for location, _ in placed)
@@ -200,14 +214,20 @@ def _assign(
         names = [r.location for r in rooms]
         weights = group.percent or dict.fromkeys(names, 1)
         sequence = spread_sequence(names, weights, total)
-        share = "percent " + ", ".join(f"{n} {weights[n]}%" for n in names) if group.percent else "equal shares"
         wanted = Counter(sequence)
-        reasons = {n: f"spread over {', '.join(names)} ({share}): {wanted[n]} of {total} here" for n in names}
-        placed = [(n, reasons[n]) for n in sequence]
+
+        def share(name: str) -> str:
+            return f"{weights[name]}% here" if group.percent else f"equal shares over {len(names)} locations"
+
+        placed = [(n, f"spread: {wanted[n]} of {total} here ({share(n)})") for n in sequence]
         key = "replicas"
     else:  # specified
         wanted = Counter(group.counts)
-        placed = [(n, f"specified: {c} here") for n, c in sorted(group.counts.items()) for _ in range(c)]
+        placed = [
+            (n, f"specified: {c} here ({by_name[n].short()})")
+            for n, c in sorted(group.counts.items())
+            for _ in range(c)
+        ]
         key = "counts"
     issues = []
     for name, count in sorted(wanted.items()):
