@@ -166,7 +166,9 @@ def spread_sequence(locations: Sequence[str], weights: Mapping[str, int], count:
 
 
 def _shortfall(group: GroupSpec, rooms: Sequence[Room], wanted: int) -> str:
-    available = sum(r.replicas or 0 for r in rooms if r.usable)
+    usable = [r.replicas or 0 for r in rooms if r.usable]
+    # priority uses one location: only the roomiest counts; fill-and-spill adds them up
+    available = max(usable, default=0) if group.policy == "priority" else sum(usable)
     return (
         f"group {group.name!r} ({group.policy}) cannot place all {wanted} replicas and places none: short by "
         f"{wanted - available}; tried {', '.join(r.describe() for r in rooms)}"

@@ -313,13 +313,16 @@ def _offering_issues(
     """A location listed for a ``spread`` or ``specified`` group must run its replicas; an ordered policy skips
     those that cannot, and needs at least one that can."""
     usable = [name for name in chosen if name in locations]
-    found = {name: offer_issues(group, locations[name], context, where) for name in usable}
-    if group.policy in ORDERED_POLICIES:
-        if usable and all(found.values()):
-            reasons = "; ".join(f"{name}: {found[name][0].message}" for name in usable)
-            return [ConfigIssue(config_path((*where, "gpu")), f"none of the group's locations can run it: {reasons}")]
+    found = {name: offer_issues(group, locations[name], context, where)[:1] for name in usable}
+    if group.policy in ORDERED_POLICIES and not (usable and all(found.values())):
         return []
-    return [ConfigIssue(issue.path, f"{name}: {issue.message}") for name in usable for issue in found[name][:1]]
+    messages = {issue.message for issues in found.values() for issue in issues}
+    if len(messages) == 1 and all(found.values()):  # the same everywhere (an unknown GPU): said once
+        return next(iter(found.values()))
+    if group.policy in ORDERED_POLICIES:
+        reasons = "; ".join(f"{name}: {found[name][0].message}" for name in usable)
+        return [ConfigIssue(config_path((*where, "gpu")), f"none of the group's locations can run it: {reasons}")]
+    return [ConfigIssue(issue.path, f"{name}: {issue.message}") for name in usable for issue in found[name]]
 
 
 def group_issues(
