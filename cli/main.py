@@ -224,13 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_arguments(sync)
     sync.add_argument("--dry-run", action="store_true", help="query and print the result; leave the file alone")
     sync.add_argument("--max-workers", type=int, default=8, help="regions queried concurrently (default 8)")
-    sync.add_argument(
+    candidates = sync.add_mutually_exclusive_group()
+    candidates.add_argument(
         "--region",
         action="append",
         metavar="REGION",
         help="consider only this spoke candidate (repeatable; default: every region the mesh knows)",
     )
-    sync.add_argument(
+    candidates.add_argument(
         "--keep-regions",
         action="store_true",
         help="record the offerings of the stack's own regions (lmrun:offerings) and leave lmrun:regions and "

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.clouds import HUB_CLOUD, SITE_CLOUDS
@@ -37,7 +37,10 @@ from lmrun.spec.capacity import recorded_offerings
 from lmrun.spec.cloud_rules import ConfigLocation, NodeContext, cloud_rules
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.nodes import RESERVED_NODE_NAMES, Name, NodeSpec, ServiceSpec, VllmWorkload
-from lmrun.spec.sites import SiteSpec
+from lmrun.spec.sites import (
+    SiteSpec,
+    _pattern,  # the one "value matches a pattern" validator of the spec
+)
 
 Policy = Literal["spread", "priority", "fill-and-spill", "specified"]
 ORDERED_POLICIES: frozenset[str] = frozenset({"priority", "fill-and-spill"})
@@ -51,17 +54,8 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 
 
-def _label(regex: re.Pattern[str], what: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not regex.match(value):
-            raise ValueError(f"{value!r} is not a label {what}: 1-63 letters, digits, '.', '_' or '-' (keys also '/')")
-        return value
-
-    return AfterValidator(check)
-
-
-LabelKey = Annotated[str, _label(_LABEL_KEY, "key")]
-LabelValue = Annotated[str, _label(_LABEL_VALUE, "value")]
+LabelKey = Annotated[str, _pattern(_LABEL_KEY, "a label key: 1-63 letters, digits, '.', '_', '-' or '/'")]
+LabelValue = Annotated[str, _pattern(_LABEL_VALUE, "a label value: 1-63 letters, digits, '.', '_' or '-'")]
 Labels = dict[LabelKey, LabelValue]
 Percent = Annotated[int, Field(ge=1, le=100)]
 ReplicaCount = Annotated[int, Field(ge=1, le=MAX_REPLICAS)]

@@ -75,6 +75,12 @@ class RecordedQuotas:
             stubber.assert_no_pending_responses()
 
 
+def _cut(path: Path, start: str, end: str) -> None:
+    """Remove the stack file's lines from the one starting with ``start`` up to the one starting with ``end``."""
+    text = path.read_text()
+    path.write_text(text[: text.index(start)] + text[text.index(end) :])
+
+
 def _answers() -> list[dict[str, Any]]:
     answers: list[dict[str, Any]] = json.loads(QUOTA_ANSWERS.read_text())
     return answers
@@ -122,10 +128,7 @@ def test_the_fleet_quotas_are_what_quotas_write_records() -> None:
 def test_keep_regions_records_offerings_and_leaves_the_regions_alone(aws: None, tmp_path: Path) -> None:
     project = _project(tmp_path, "fleet")
     path = project / "stacks" / "Pulumi.fleet.yaml"
-    text = path.read_text()
-    start = text.index("  # What each region offers")
-    end = text.index("  # The account's EC2 vCPU quotas")
-    path.write_text(text[:start] + text[end:])
+    _cut(path, "  # What each region offers", "  # The account's EC2 vCPU quotas")
     result = _sync(project, "fleet")
     assert result.written
     config = _config(project, "fleet")
@@ -144,10 +147,7 @@ def test_keep_regions_records_offerings_and_leaves_the_regions_alone(aws: None, 
 def test_quotas_write_records_every_mesh_region_keeping_the_files_comments(tmp_path: Path) -> None:
     project = _project(tmp_path, "fleet")
     path = project / "stacks" / "Pulumi.fleet.yaml"
-    text = path.read_text()
-    start = text.index("  # The account's EC2 vCPU quotas")
-    end = text.index("  # Groups choose")
-    path.write_text(text[:start] + text[end:])
+    _cut(path, "  # The account's EC2 vCPU quotas", "  # Groups choose")
     before = path.read_text()
     report = check_stack_quotas(project, stack="fleet", client_factory=RecordedQuotas(_answers()).factory, write=True)
     assert report.written == path
