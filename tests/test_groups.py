@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from lmrun.plan import plan_mesh
@@ -434,3 +434,51 @@ def test_every_group_problem_arrives_in_one_run() -> None:
         "lmrun:groups[3].nodePort",
         "lmrun:groups[3].policy",
     ]
+
+
+_LOCATIONS = st.sampled_from(["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-west-2", "nowhere-1", "gcp-x"])
+_GROUP_FIELDS = st.fixed_dictionaries(
+    {
+        "policy": st.sampled_from(["spread", "priority", "fill-and-spill", "fill-and-spill", "specified", "random"]),
+        "replicas": st.one_of(st.integers(min_value=1, max_value=8), st.sampled_from([0, "three"])),
+        "regions": st.one_of(
+            st.lists(st.sampled_from(["us-east-2", "us-west-2", "eu-west-2"]), min_size=1, max_size=3),
+            st.lists(_LOCATIONS, max_size=3),
+        ),
+    },
+    optional={
+        "select": st.dictionaries(st.sampled_from(["class", "tier"]), st.sampled_from(["prod", "dev"]), max_size=2),
+        "maxPerRegion": st.integers(min_value=0, max_value=4),
+        "percent": st.dictionaries(_LOCATIONS, st.sampled_from([0, 25, 50, 75, 100]), max_size=2),
+        "counts": st.dictionaries(_LOCATIONS, st.integers(min_value=0, max_value=3), max_size=2),
+        "gpu": st.sampled_from(["L4", "A10G", "H100", "RTX9090"]),
+        "useSpot": st.booleans(),
+    },
+)
+
+
+@given(
+    fields=st.lists(_GROUP_FIELDS, min_size=1, max_size=2),
+    quotas=st.dictionaries(
+        st.sampled_from(["us-east-2", "us-west-2", "eu-west-2"]),
+        st.fixed_dictionaries({SPOT: st.integers(min_value=0, max_value=40), ON_DEMAND: st.integers(0, 40)}),
+    ),
+    labels=st.dictionaries(
+        st.sampled_from(["us-east-2", "us-west-2", "eu-west-2", "mars-1"]), st.just({"class": "prod"})
+    ),
+)
+def test_any_group_config_plans_or_is_refused_by_config_path(
+    fields: list[dict[str, Any]], quotas: dict[str, Any], labels: dict[str, Any]
+) -> None:
+    """Whatever the groups say, the outcome is a plan or a ConfigError (PlanError included) whose every line
+    starts with a config path: never another exception."""
+    groups = [{**group(f"g{i}", nodePort=30080 + i), **extra} for i, extra in enumerate(fields)]
+    try:
+        plan = planned(*groups, quotas=quotas, labels=labels)
+    except ConfigError as error:
+        assert error.issues and all(issue.path.startswith("lmrun:") for issue in error.issues)
+        event("refused" if not isinstance(error, PlanError) else "refused by the plan")
+        return
+    event("planned")
+    names = [r.name for g in plan.groups for r in g.replicas]
+    assert len(names) == len(set(names)) and set(names) <= set(plan.cluster.nodes)
