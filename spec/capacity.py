@@ -81,6 +81,8 @@ def capacity_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
         asked = offerings.get("instanceTypes")
         asked_set = {t for t in asked if isinstance(t, str)} if isinstance(asked, list) else set()
         for region, types in offerings["regions"].items():
+            if not isinstance(region, str):
+                continue  # the whole-spec validation reports it
             where = ("offerings", "regions", region)
             if region not in REGIONS:
                 issues.append(ConfigIssue(config_path(where), f"{region!r} is not an AWS region this mesh knows"))
