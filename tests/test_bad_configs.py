@@ -20,8 +20,9 @@ from tests.conftest import pinned_images
 
 MAIN = {"mainRegion": "us-east-1"}
 KNOWN_KEYS = (
-    "known keys: availabilityZones, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, "
-    "nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, tags, wireguard"
+    "known keys: availabilityZones, gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, labels, "
+    "mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, serverInstanceType, "
+    "services, sites, tags, wireguard"
 )
 
 CASES: dict[str, Case] = {
