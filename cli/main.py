@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from lmrun.cli.models import add_models_command
+from lmrun.cli.sky import register as register_sky
 from lmrun.domain.errors import (
     EXIT_FAILURE,
     EXIT_INVALID_INPUT,
@@ -267,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
         "places replica groups within them",
     )
     quotas.set_defaults(handler=_cmd_quotas)
+
+    register_sky(commands)
+    add_models_command(commands, _add_stack_arguments)
 
     pins = commands.add_parser("pins", help="pinned VM runtimes").add_subparsers(dest="pins_command", required=True)
     pins_check = pins.add_parser("check", help="compare each pin's recorded Requires-Python with PyPI (exit 1: drift)")

@@ -67,10 +67,15 @@ class Cluster(pulumi.ComponentResource):
     phoenix: pulumi.Output[dict[str, Any] | None]
     """Phoenix facts for the plan (node ports, storage, backup bucket, retention), or None when disabled."""
     phoenix_ingest_key: pulumi.Output[str] | None
+    ingest_key_parameter_arn: pulumi.Output[str] | None
+    """ARN of the Phoenix ingest-key parameter (trace producers read it); None without Phoenix."""
     """The ingest key the Phoenix node published (a secret), for trace producers that cannot read SSM (GPU
     nodes in GCP sites); None unless Phoenix is enabled and the plan has such nodes (no gate otherwise)."""
 
     def __init__(self, name: str, *, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the K3s server, the GPU nodes and the node-port services from ``args`` (:class:`ClusterArgs`:
+        the plan, the fabric's VPCs and one AWS provider per region); ``opts`` must carry the random and command
+        providers (the stacks disable default providers)."""
         super().__init__("lmrun:index:Cluster", name, None, opts)
         plan = args["plan"]
         server_plan = plan.server
@@ -168,6 +173,7 @@ class Cluster(pulumi.ComponentResource):
             if store is not None and phoenix is not None
             else None
         )
+        self.ingest_key_parameter_arn = store.ingest_key_parameter_arn if store is not None else None
         self.phoenix_ingest_key = None
         if store is not None and any(node.site is not None for node in plan.nodes.values()):
             # The key lives in Phoenix's database: a new data volume (or server state volume) may mean a new key.

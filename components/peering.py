@@ -61,6 +61,8 @@ class PeeringHub(pulumi.ComponentResource):
     what a spoke's route into the peering should use."""
 
     def __init__(self, name: str, *, args: PeeringHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare a peering per spoke of ``args`` (:class:`PeeringHubArgs`), each VPC on the provider that
+        comes with it."""
         super().__init__("lmrun:index:PeeringHub", name, None, opts)
         main = args["main"]
         tags = args["tags"]

@@ -15,11 +15,16 @@ from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.plan.groups import GroupPlan, place_groups
 from lmrun.plan.images import ImagePlan, plan_images
+from lmrun.plan.models import model_access_issues
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
+from lmrun.plan.skypilot import SkyPilotPlan, plan_skypilot
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
 from lmrun.spec.model import MeshSpec
 
-# AWS default quotas the plan must stay within (both can be raised; the plan assumes the defaults).
+# AWS default quotas the plan must stay within (Amazon VPC User Guide, "Amazon VPC quotas": "Inbound or outbound
+# rules per security group" 60 and "Routes per route table (non-propagated routes)" 50; both can be raised, the
+# plan assumes the defaults). Every site is one route and one rule in the main VPC (its own CIDR, whatever
+# private range it is), so sites count against both.
 SECURITY_GROUP_INBOUND_RULE_LIMIT = 60
 ROUTES_PER_ROUTE_TABLE_LIMIT = 50
 
@@ -62,6 +67,8 @@ class MeshPlan:
     tags: Mapping[str, str] = field(default_factory=dict)
     groups: tuple[GroupPlan, ...] = ()
     """Replica groups as placed (their replicas are among the cluster's nodes)."""
+    skypilot: SkyPilotPlan | None = None
+    """What the stack creates for SkyPilot (``lmrun:skypilot``), or None."""
 
     @property
     def regions(self) -> dict[str, RegionPlan]:
@@ -103,8 +110,10 @@ def mesh_tags(mesh: str, extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
-    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it or
-    an image it boots is not pinned."""
+    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it, an
+    image it boots is not pinned, a replica group cannot be placed or a model it serves needs a Hugging Face token
+    the stack does not set."""
+    declared = spec
     # Replica groups become nodes first: from here on, the plan builds them like lmrun:nodes.
     groups = place_groups(spec)
     spec = spec.model_copy(update={"nodes": (*spec.nodes, *groups.nodes)})
@@ -124,7 +133,10 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     reachability, issues = check_paths(spec, plan)
     issues.extend(groups.issues)
     issues.extend(image_issues)
-    plan = replace(plan, reachability=tuple(reachability))
+    skypilot, skypilot_issues = plan_skypilot(spec, plan)
+    issues.extend(skypilot_issues)
+    issues.extend(model_access_issues(declared))  # by config path: a group's, not each replica's
+    plan = replace(plan, reachability=tuple(reachability), skypilot=skypilot)
 
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:
         issues.append(
@@ -132,6 +144,16 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
                 config_path(("regions",)),
                 f"the main security group would need {plan.main_inbound_rules} inbound rules, more than the "
                 f"AWS default of {SECURITY_GROUP_INBOUND_RULE_LIMIT}; declare fewer spokes or sites",
+            )
+        )
+    if skypilot is not None and len(skypilot.ingress[main.name]) + len(skypilot.ssh_cidrs) > (
+        SECURITY_GROUP_INBOUND_RULE_LIMIT
+    ):
+        issues.append(
+            ConfigIssue(
+                config_path(("skypilot",)),
+                f"the SkyPilot security group of {main.name} would need more than {SECURITY_GROUP_INBOUND_RULE_LIMIT} "
+                "inbound rules (every mesh range, and lmrun:operatorCidrs without useSsm); declare fewer",
             )
         )
     if plan.main_routes > ROUTES_PER_ROUTE_TABLE_LIMIT:

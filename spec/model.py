@@ -28,6 +28,7 @@ from lmrun.spec.nodes import Name, NodeSpec, ServiceSpec, node_issues
 from lmrun.spec.paths import PathSpec
 from lmrun.spec.phoenix import PhoenixSpec, phoenix_issues, reserved_node_ports
 from lmrun.spec.sites import SiteSpec, WireGuardSpec, site_issues, site_names
+from lmrun.spec.skypilot import SkyPilotSpec, skypilot_issues
 
 DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
 DEFAULT_MAX_PEERINGS = 50
@@ -177,6 +178,9 @@ class MeshSpec(SpecModel):
     paths: tuple[PathSpec, ...] = Field(
         default=(), description="Client-to-service paths the mesh must carry, checked against the topology."
     )
+    skypilot: SkyPilotSpec = Field(
+        default_factory=SkyPilotSpec, description="The mesh as SkyPilot infrastructure (off unless `enabled`)."
+    )
 
 
 def _as_int(value: Any) -> int | None:
@@ -258,6 +262,7 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                     issues.append(ConfigIssue(config_path(("availabilityZones", region)), "needs at least one AZ id"))
     issues.extend(phoenix_issues(raw))
     issues.extend(site_issues(raw))
+    issues.extend(skypilot_issues(raw))
     issues.extend(node_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
     issues.extend(capacity_issues(raw))
     issues.extend(group_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))

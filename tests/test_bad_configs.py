@@ -22,7 +22,7 @@ MAIN = {"mainRegion": "us-east-1"}
 KNOWN_KEYS = (
     "known keys: availabilityZones, gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, labels, "
     "mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, serverInstanceType, "
-    "services, sites, tags, wireguard"
+    "services, sites, skypilot, tags, wireguard"
 )
 
 CASES: dict[str, Case] = {

@@ -482,3 +482,13 @@ def test_any_group_config_plans_or_is_refused_by_config_path(
     event("planned")
     names = [r.name for g in plan.groups for r in g.replicas]
     assert len(names) == len(set(names)) and set(names) <= set(plan.cluster.nodes)
+
+
+def test_a_gated_model_without_a_token_is_refused_once_for_the_group() -> None:
+    """The replicas are the group's: the refusal names the group's config path, not one line per replica."""
+    lines = refusal(group(policy="spread", replicas=3, regions=["us-east-2", "us-west-2"], modelAccess="gated"))
+    assert lines == [
+        "lmrun:groups[0].modelAccess: group 'qwen' serves Qwen/Qwen2.5-7B-Instruct, which is gated on the Hugging "
+        "Face Hub, and lmrun:huggingFaceToken is not set: pulumi config set --secret huggingFaceToken hf_... (a token "
+        "whose account may download it)"
+    ]

@@ -108,6 +108,7 @@ def test_camel_case_keys_are_the_config_keys() -> None:
         "serverInstanceType",
         "services",
         "sites",
+        "skypilot",
         "tags",
         "wireguard",
     ]
@@ -121,8 +122,8 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
         "lmrun:mainRegion: is required",
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
         "gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, labels, mainRegion, maxPeerings, nodes, "
-        "offerings, operatorCidrs, paths, phoenix, quotas, regions, serverInstanceType, services, sites, tags, "
-        "wireguard",
+        "offerings, operatorCidrs, paths, phoenix, quotas, regions, serverInstanceType, services, sites, skypilot, "
+        "tags, wireguard",
     ]
 
 
