@@ -1,13 +1,10 @@
-"""GPU vCPU quotas: read them with boto3 Service Quotas and compare them with what a stack's nodes need.
+"""GPU vCPU quotas: read them with boto3 Service Quotas, compare them with what a stack's nodes need, and record
+them in the stack (``lmrun quotas --write``) for the plan to place replica groups within.
 
-EC2 limits running instances per region by **vCPUs** per instance-family group, separately for on-demand
-and spot. The mesh's G instances (g4dn, g5, g6, g6e) count against:
-
-- ``L-DB2E81BA`` Running On-Demand G and VT instances,
-- ``L-3819A6DF`` All G and VT Spot Instance Requests.
-
-P instances (p4d, p5, ...) have quotas of their own (``L-417A185B`` / ``L-7212CCBC``) that this module does
-not read; :func:`unchecked_nodes` names the nodes that would need them.
+Which quotas a node draws on, and how many vCPUs, is :mod:`lmrun.aws.instances.gpu_quotas` (the G and VT quotas
+``L-DB2E81BA`` on-demand and ``L-3819A6DF`` spot; P instances draw on P quotas this module does not read:
+:func:`unchecked_nodes` names their nodes). The needs come from the plan's own placement, replica groups
+included, so ``lmrun quotas`` judges the fleet ``pulumi up`` would launch.
 
 Reading (boto3) and judging (:func:`compare`, pure) are apart so the verdicts are tested without AWS.
 """
@@ -22,17 +19,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from lmrun.aws import NAME
-from lmrun.aws.instances import catalog
+from lmrun.aws.instances.gpu_quotas import ON_DEMAND_G_VT, QUOTA_NAMES, SPOT_G_VT, quota_draw
+from lmrun.plan.groups import place_groups
+from lmrun.plan.placement import cloud_placement
+from lmrun.spec.errors import PlanError
 
 if TYPE_CHECKING:
+    from lmrun.plan.cluster import NodePlan
     from lmrun.spec import MeshSpec
 
+__all__ = ["ON_DEMAND_G_VT", "QUOTA_NAMES", "SPOT_G_VT"]
+
 SERVICE_CODE = "ec2"
-ON_DEMAND_G_VT = "L-DB2E81BA"
-"""Running On-Demand G and VT instances (vCPUs)."""
-SPOT_G_VT = "L-3819A6DF"
-"""All G and VT Spot Instance Requests (vCPUs)."""
-QUOTA_NAMES = {ON_DEMAND_G_VT: "On-Demand G and VT vCPUs", SPOT_G_VT: "Spot G and VT vCPUs"}
 DEFAULT_MAX_WORKERS = 8
 
 Market = Literal["on-demand", "spot"]
@@ -47,42 +45,48 @@ def request_url(region: str, code: str) -> str:
     return f"https://{region}.console.aws.amazon.com/servicequotas/home/services/ec2/quotas/{code}"
 
 
-def counts_against_g_vt(instance_type: catalog.InstanceType) -> bool:
-    """Whether the instance type's vCPUs count against the G and VT quotas."""
-    return instance_type.family.startswith(("g", "vt"))
-
-
 # ---- needs (pure) --------------------------------------------------------------------------------------------
 
 
-def _node_types(spec: MeshSpec) -> Iterable[tuple[Any, catalog.InstanceType]]:
-    for node in spec.nodes:
-        if node.cloud != NAME or node.region is None:
-            continue  # nodes of site clouds count against their own cloud's quotas, not these
-        yield node, catalog.choose_instance_type(node.gpu, node.gpu_count, node.region, spot=node.use_spot)
+def placed_nodes(spec: MeshSpec) -> list[NodePlan]:
+    """The AWS nodes the plan would launch, replica groups included, each on the instance type it gets (raises
+    :class:`PlanError` when a group cannot be placed). Nodes of site clouds count against their own cloud's
+    quotas, not these."""
+    groups = place_groups(spec)
+    if groups.issues:
+        raise PlanError(groups.issues)
+    placer = cloud_placement(NAME)
+    return [
+        placer.place_node(node, spec, image="")
+        for node in (*spec.nodes, *groups.nodes)
+        if node.cloud == NAME and node.region is not None
+    ]
 
 
 def vcpu_needs(spec: MeshSpec) -> dict[str, tuple[int, int]]:
     """region -> (on-demand vCPUs, spot vCPUs) the stack's G/VT nodes need, from the instance types the plan
-    allows each node (one instance per node; a spot node counts its largest alternative, which its group may
-    launch; a capacity rebalance briefly runs a second instance beside it)."""
+    allows each node (:func:`lmrun.aws.instances.gpu_quotas.quota_draw`)."""
     needs: dict[str, tuple[int, int]] = {}
-    for node, instance_type in _node_types(spec):
-        if not counts_against_g_vt(instance_type):
+    for node in placed_nodes(spec):
+        draw = quota_draw(node.instance_type, node.alternative_instance_types, spot=node.spot)
+        if draw is None:
             continue
         on_demand, spot = needs.get(node.region, (0, 0))
-        if node.use_spot:
-            alternatives = catalog.alternative_instance_types(instance_type, node.region)
-            spot += max(t.vcpus for t in (instance_type, *alternatives))
+        if draw.code == SPOT_G_VT:
+            spot += draw.vcpus
         else:
-            on_demand += instance_type.vcpus
+            on_demand += draw.vcpus
         needs[node.region] = (on_demand, spot)
     return dict(sorted(needs.items()))
 
 
 def unchecked_nodes(spec: MeshSpec) -> dict[str, str]:
     """node name -> instance type, for nodes whose family the G and VT quotas do not cover (P instances)."""
-    return {node.name: t.name for node, t in _node_types(spec) if not counts_against_g_vt(t)}
+    return {
+        node.name: node.instance_type
+        for node in placed_nodes(spec)
+        if quota_draw(node.instance_type, (), spot=node.spot) is None
+    }
 
 
 # ---- reading (boto3) -----------------------------------------------------------------------------------------
@@ -143,11 +147,28 @@ def read_quotas(
 ) -> dict[str, dict[str, QuotaReading]]:
     """region -> quota code -> reading, for each quota with a need in ``needs`` (region -> (on-demand vCPUs,
     spot vCPUs)); regions are read concurrently."""
-    factory = client_factory or default_client_factory
     wanted = {
         region: [code for code, need in ((ON_DEMAND_G_VT, on_demand), (SPOT_G_VT, spot)) if need > 0]
         for region, (on_demand, spot) in sorted(needs.items())
     }
+    return _read(wanted, client_factory=client_factory, max_workers=max_workers)
+
+
+def read_every_quota(
+    regions: Iterable[str], *, client_factory: ClientFactory | None = None, max_workers: int = DEFAULT_MAX_WORKERS
+) -> dict[str, dict[str, QuotaReading]]:
+    """Every quota lmrun records (:data:`QUOTA_NAMES`) in each of ``regions``, concurrently (``--write``)."""
+    return _read(
+        {region: list(QUOTA_NAMES) for region in sorted(set(regions))},
+        client_factory=client_factory,
+        max_workers=max_workers,
+    )
+
+
+def _read(
+    wanted: Mapping[str, list[str]], *, client_factory: ClientFactory | None, max_workers: int
+) -> dict[str, dict[str, QuotaReading]]:
+    factory = client_factory or default_client_factory
     wanted = {region: codes for region, codes in wanted.items() if codes}
 
     def one(region: str) -> tuple[str, dict[str, QuotaReading]]:
@@ -224,6 +245,19 @@ def compare(needs: Mapping[str, tuple[int, int]], readings: Mapping[str, Mapping
             status: Status = "enough" if needed <= reading.value else "short"
             verdicts.append(Verdict(region, market, code, needed, reading.value, status, reading.source or ""))
     return verdicts
+
+
+def recorded_values(readings: Mapping[str, Mapping[str, QuotaReading]]) -> dict[str, dict[str, int]]:
+    """``lmrun:quotas`` from readings: region -> code -> vCPUs (Service Quotas answers a float; vCPUs are whole)."""
+    return {
+        region: {code: int(reading.value) for code, reading in sorted(codes.items()) if reading.value is not None}
+        for region, codes in sorted(readings.items())
+    }
+
+
+def unreadable(readings: Mapping[str, Mapping[str, QuotaReading]]) -> list[QuotaReading]:
+    """The readings that have no value (each with its error)."""
+    return [r for codes in readings.values() for r in codes.values() if r.value is None]
 
 
 def overall(verdicts: Iterable[Verdict]) -> Status:

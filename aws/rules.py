@@ -1,10 +1,11 @@
 """Config checks of AWS, the hub cloud: a node lives in one of the mesh's AWS regions, and its GPUs must be
-offered there (per the instance catalog)."""
+offered there (per the offerings the stack records, else the instance catalog)."""
 
 from __future__ import annotations
 
 from lmrun.aws.images import PUBLIC_IMAGES
 from lmrun.aws.instances import catalog
+from lmrun.aws.instances.availability import SOURCE_LABELS
 from lmrun.spec.cloud_rules import CloudRules, ConfigLocation, NodeContext
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.nodes import NodeSpec
@@ -42,7 +43,8 @@ class AwsRules:
             ]
         except ValueError as exc:
             return [ConfigIssue(config_path((*where, "gpuCount")), str(exc))]
-        offered = [t for t in candidates if catalog.offered_in(t.name, node.region)]
+        offerings = context.offerings
+        offered = [t for t in candidates if offerings.offers(t.name, node.region)]
         if offered and node.use_spot and all(t.spot_usd_hour is None for t in offered):
             return [
                 ConfigIssue(
@@ -51,13 +53,14 @@ class AwsRules:
                 )
             ]
         if not offered:
-            offering = sorted(catalog.gpu_regions(node.gpu) & context.mesh_regions)
+            sources = {SOURCE_LABELS[offerings.source(t.name, node.region)] for t in candidates}
+            offering = offerings.gpu_regions(node.gpu, context.mesh_regions)
             hint = f"; mesh regions offering it: {', '.join(offering)}" if offering else ""
             return [
                 ConfigIssue(
                     config_path((*where, "gpu")),
                     f"{node.gpu_count}x {catalog.canonical_gpu(node.gpu)} is not offered in {node.region} "
-                    f"per the instance catalog{hint}",
+                    f"per {' and '.join(sorted(sources))}{hint}",
                 )
             ]
         return []

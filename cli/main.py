@@ -139,6 +139,7 @@ def _cmd_regions_sync(args: argparse.Namespace) -> int:
         regions=args.region or None,
         max_workers=args.max_workers,
         dry_run=args.dry_run,
+        keep_regions=args.keep_regions,
         show_progress=not args.no_progress,
     )
     return EXIT_OK
@@ -168,7 +169,7 @@ def _cmd_join_bundle(args: argparse.Namespace) -> int:
 def _cmd_quotas(args: argparse.Namespace) -> int:
     from lmrun.cli.quotas_view import check_stack_quotas, print_quotas
 
-    report = check_stack_quotas(args.project_dir, stack=args.stack, config_file=args.config_file)
+    report = check_stack_quotas(args.project_dir, stack=args.stack, config_file=args.config_file, write=args.write)
     print_quotas(report, Console())
     if report.status == "short":
         return EXIT_QUOTA_SHORT
@@ -226,11 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_arguments(sync)
     sync.add_argument("--dry-run", action="store_true", help="query and print the result; leave the file alone")
     sync.add_argument("--max-workers", type=int, default=8, help="regions queried concurrently (default 8)")
-    sync.add_argument(
+    candidates = sync.add_mutually_exclusive_group()
+    candidates.add_argument(
         "--region",
         action="append",
         metavar="REGION",
         help="consider only this spoke candidate (repeatable; default: every region the mesh knows)",
+    )
+    candidates.add_argument(
+        "--keep-regions",
+        action="store_true",
+        help="record the offerings of the stack's own regions (lmrun:offerings) and leave lmrun:regions and "
+        "lmrun:availabilityZones alone",
     )
     sync.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sync.set_defaults(handler=_cmd_regions_sync)
@@ -255,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         "quotas", help="compare the stack's GPU vCPU needs with the G and VT quotas (boto3; exit 4 when short)"
     )
     _add_stack_arguments(quotas)
+    quotas.add_argument(
+        "--write",
+        action="store_true",
+        help="also record the G and VT quotas of every mesh region in the stack file (lmrun:quotas), where the plan "
+        "places replica groups within them",
+    )
     quotas.set_defaults(handler=_cmd_quotas)
 
     register_sky(commands)

@@ -69,15 +69,50 @@ def fleet_table(report: PlanReport) -> Table:
     table.add_column("Region")
     table.add_column("Instance type")
     table.add_column("Capacity")
+    table.add_column("Offerings")
     table.add_column("USD/hour", justify="right")
     totals = {True: 0.0, False: 0.0}
     for name, node in sorted(report.nodes.items()):
         totals[bool(node["spot"])] += float(node["hourly_usd"])
         capacity = "spot" if node["spot"] else "on-demand"
-        table.add_row(name, node["region"], node["instance_type"], capacity, f"{node['hourly_usd']:.4f}")
-    table.add_row("spot total", "", "", "", f"{totals[True]:.4f}", style="bold")
-    table.add_row("on-demand total", "", "", "", f"{totals[False]:.4f}", style="bold")
-    table.add_row("fleet total", "", "", "", f"{totals[True] + totals[False]:.4f}", style="bold")
+        # `recorded` (lmrun:offerings) or `catalog`; a state exported before this was recorded carries none.
+        source = str(node.get("offerings", "?"))
+        table.add_row(name, node["region"], node["instance_type"], capacity, source, f"{node['hourly_usd']:.4f}")
+    table.add_row("spot total", "", "", "", "", f"{totals[True]:.4f}", style="bold")
+    table.add_row("on-demand total", "", "", "", "", f"{totals[False]:.4f}", style="bold")
+    table.add_row("fleet total", "", "", "", "", f"{totals[True] + totals[False]:.4f}", style="bold")
+    return table
+
+
+def group_table(report: PlanReport) -> Table:
+    """Each replica group's replicas (where its policy put them and why), then every location it tried with its
+    room (the quota arithmetic, or why it cannot run the group), then the decision."""
+    table = Table(title="Replica groups (placed at plan time; room: replicas a location can still take)")
+    table.add_column("Group")
+    table.add_column("Policy")
+    table.add_column("Replica")
+    table.add_column("Location")
+    table.add_column("Why", overflow="fold")
+    for name, group in sorted(report.groups.items()):
+        replicas = group.get("replicas") or []
+        used = {replica["location"] for replica in replicas}
+        first = True
+        for replica in replicas:
+            table.add_row(
+                name if first else "",
+                str(group.get("policy")) if first else "",
+                replica["name"],
+                replica["location"],
+                replica["reason"],
+            )
+            first = False
+        for tried in group.get("tried") or []:
+            bound = "unbounded" if tried["room"] is None else tried["room"]
+            room = "cannot run it" if not tried["usable"] else f"room {bound}"
+            unused = "" if tried["location"] in used else ", not used"
+            table.add_row(name if first else "", "", "(tried)", tried["location"], f"{room}{unused}: {tried['reason']}")
+            first = False
+        table.add_row("", "", "", "", f"decision: {group.get('decision')}", style="bold")
     return table
 
 
@@ -269,6 +304,8 @@ def print_report(report: PlanReport, console: Console) -> None:
         console.print(port_table(report))
     if report.nodes:
         console.print(fleet_table(report))
+    if report.groups:
+        console.print(group_table(report))
     if report.reachability:
         console.print(reachability_table(report))
         console.print(f"Reachability check, {NOT_MODELLED}.")

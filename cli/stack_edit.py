@@ -166,15 +166,20 @@ def _guess_indent(text: str) -> tuple[int, int, int]:
     return mapping, offset + 2, offset
 
 
+class FlowList(list[Any]):
+    """A list written on one line (``[a, b]``): for long records of short items, one line per key."""
+
+
 def _to_node(value: Any) -> Any:
-    """Plain lists/dicts as ruamel nodes; empty ones in flow style (``[]``, ``{}``) as a person writes them."""
+    """Plain lists/dicts as ruamel nodes; empty ones and :class:`FlowList` in flow style (``[]``, ``{}``, ``[a, b]``)
+    as a person writes them."""
     if isinstance(value, Mapping):
         node: CommentedMap | CommentedSeq = CommentedMap((k, _to_node(v)) for k, v in value.items())
     elif isinstance(value, Sequence) and not isinstance(value, str):
         node = CommentedSeq(_to_node(v) for v in value)
     else:
         return value
-    if not node:
+    if not node or isinstance(value, FlowList):
         node.fa.set_flow_style()
     return node
 
@@ -230,6 +235,8 @@ def _insert_after(parent: CommentedMap, anchor: str | None, key: str, value: Any
 def _tail_location(parent: CommentedMap, key: Any) -> _Location:
     """Where ruamel keeps the comment that follows ``parent[key]``: on its deepest last leaf."""
     value = parent[key]
+    if isinstance(value, CommentedMap | CommentedSeq) and value.fa.flow_style():
+        return (parent, key, _MAP_SLOT)  # one line: the comment after it belongs to its key, not inside the brackets
     if isinstance(value, CommentedMap) and value:
         return _tail_location(value, list(value)[-1])
     if isinstance(value, CommentedSeq) and value:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lmrun.gcp import NAME, catalog
 from lmrun.plan.cluster import NodePlan
-from lmrun.plan.placement import CloudPlacement, workload
+from lmrun.plan.placement import CloudPlacement, QuotaUse, workload
 from lmrun.spec.model import MeshSpec
 from lmrun.spec.nodes import NodeSpec
 
@@ -25,6 +25,9 @@ class GcpPlacement:
             zone=site.gateway_zone,
             accelerator=machine.accelerator_type if machine.attaches_accelerator else None,
         )
+
+    def quota_use(self, node: NodePlan, spec: MeshSpec) -> QuotaUse:
+        return QuotaUse(None, "GCP quotas, which lmrun does not record")
 
 
 PLACER: CloudPlacement = GcpPlacement()

@@ -73,6 +73,9 @@ class NodePlan:
     alternative_instance_types: tuple[str, ...] = ()
     """Other machine types with the same GPUs the node may run on (a spot node's other capacity pools), cheapest
     first; ``instance_type`` (the cheapest) prices the node."""
+    offering_source: str = "catalog"
+    """What decided that the node's location offers its machine: ``recorded`` (the account's offerings recorded in
+    the stack, ``lmrun:offerings``) or ``catalog`` (the cloud's built-in catalog)."""
 
     @property
     def location(self) -> str:

@@ -36,6 +36,8 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
                 "hourly_usd": n.hourly_usd,
                 "cloud": n.cloud,
                 "site": n.site,
+                "service": n.service,
+                "offerings": n.offering_source,
             }
             for n in plan.cluster.nodes.values()
         },
@@ -44,6 +46,8 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
             for s in plan.wireguard.sites.values()
         },
         "images": plan.images.export(),
+        # Replica groups: each replica's location and why the group's policy put it there.
+        "groups": {group.name: group.export() for group in plan.groups},
         "reachability": [
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}
             for p in plan.reachability

@@ -14,6 +14,7 @@ from lmrun.aws.network.cidr_blocks import az_subnet_cidr, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.plan.flow_logs import FlowLogsPlan, plan_flow_logs
+from lmrun.plan.groups import GroupPlan, place_groups
 from lmrun.plan.images import ImagePlan, plan_images
 from lmrun.plan.models import model_access_issues
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
@@ -67,6 +68,8 @@ class MeshPlan:
     tags: Mapping[str, str] = field(default_factory=dict)
     flow_logs: FlowLogsPlan | None = None
     """Flow logs of every VPC (and, through each site's plan, every site subnet); None: off."""
+    groups: tuple[GroupPlan, ...] = ()
+    """Replica groups as placed (their replicas are among the cluster's nodes)."""
     skypilot: SkyPilotPlan | None = None
     """What the stack creates for SkyPilot (``lmrun:skypilot``), or None."""
 
@@ -111,7 +114,12 @@ def mesh_tags(mesh: str, extra: Mapping[str, str]) -> dict[str, str]:
 
 def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it, an
-    image it boots is not pinned or a model it serves needs a Hugging Face token the stack does not set."""
+    image it boots is not pinned, a replica group cannot be placed or a model it serves needs a Hugging Face token
+    the stack does not set."""
+    declared = spec
+    # Replica groups become nodes first: from here on, the plan builds them like lmrun:nodes.
+    groups = place_groups(spec)
+    spec = spec.model_copy(update={"nodes": (*spec.nodes, *groups.nodes)})
     main = _region_plan(spec, spec.main_region, "main")
     spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
     images, image_issues = plan_images(spec, stack=mesh)
@@ -124,12 +132,14 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
         images=images,
         tags=mesh_tags(mesh, spec.tags),
         flow_logs=plan_flow_logs(spec),
+        groups=groups.groups,
     )
     reachability, issues = check_paths(spec, plan)
+    issues.extend(groups.issues)
     issues.extend(image_issues)
     skypilot, skypilot_issues = plan_skypilot(spec, plan)
     issues.extend(skypilot_issues)
-    issues.extend(model_access_issues(spec))
+    issues.extend(model_access_issues(declared))  # by config path: a group's, not each replica's
     plan = replace(plan, reachability=tuple(reachability), skypilot=skypilot)
 
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model import MeshSpec
+from lmrun.spec.nodes import VllmWorkload
 
 NEEDS_TOKEN = frozenset({"gated", "private"})
 """``modelAccess`` values whose downloads need a Hugging Face token."""
 
 
 def model_access_issues(spec: MeshSpec) -> list[ConfigIssue]:
-    """One issue per node whose model needs a token while ``lmrun:huggingFaceToken`` is not set."""
+    """One issue per node, and per replica group, whose model needs a token while ``lmrun:huggingFaceToken`` is not
+    set (``spec`` as declared: a group is reported once, not once per replica)."""
     if spec.hugging_face_token is not None:
         return []
+    declared: list[tuple[str, int, str, VllmWorkload]] = [
+        ("nodes", index, "node", n) for index, n in enumerate(spec.nodes)
+    ]
+    declared += [("groups", index, "group", g) for index, g in enumerate(spec.groups)]
     return [
         ConfigIssue(
-            config_path(("nodes", index, "modelAccess")),
-            f"node {node.name!r} serves {node.model}, which is {node.model_access} on the Hugging Face Hub, and "
-            "lmrun:huggingFaceToken is not set: pulumi config set --secret huggingFaceToken hf_... (a token whose "
-            "account may download it)",
+            config_path((key, index, "modelAccess")),
+            f"{kind} {workload.name!r} serves {workload.model}, which is {workload.model_access} on the Hugging Face "
+            "Hub, and lmrun:huggingFaceToken is not set: pulumi config set --secret huggingFaceToken hf_... (a token "
+            "whose account may download it)",
         )
-        for index, node in enumerate(spec.nodes)
-        if node.model_access in NEEDS_TOKEN
+        for key, index, kind, workload in declared
+        if workload.model_access in NEEDS_TOKEN
     ]

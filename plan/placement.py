@@ -1,4 +1,4 @@
-"""What the plan asks of a cloud: the machine a node gets there and its price.
+"""What the plan asks of a cloud: the machine a node gets there and its price, and the quota it draws on.
 
 Each cloud's ``<pkg>.placement`` module exposes ``PLACER`` implementing :class:`CloudPlacement`; the plan
 reaches it by the node's cloud name through :func:`lmrun.clouds.cloud_module`.
@@ -6,6 +6,7 @@ reaches it by the node's cloud name through :func:`lmrun.clouds.cloud_module`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from lmrun.clouds import cloud_module
@@ -16,10 +17,31 @@ if TYPE_CHECKING:
     from lmrun.spec.nodes import NodeSpec
 
 
+@dataclass(frozen=True)
+class QuotaUse:
+    """What one node takes from a quota the stack records (``lmrun:quotas``), and that quota's recorded value
+    where the node runs."""
+
+    quota: str | None
+    """The quota's key (a Service Quotas code on AWS); None when the node draws on no quota the stack records."""
+    about: str
+    """The quota in words (``Spot G and VT vCPUs (L-3819A6DF)``), or why none applies."""
+    amount: int = 0
+    """How much of it one node needs (vCPUs on AWS)."""
+    amount_reason: str = ""
+    """Why that much (``g6.2xlarge, the largest type it may launch``)."""
+    limit: int | None = None
+    """The recorded value in the node's location; None when none is recorded there."""
+
+
 class CloudPlacement(Protocol):
     def place_node(self, node: NodeSpec, spec: MeshSpec, *, image: str) -> NodePlan:
         """The node's plan: the cheapest machine of this cloud carrying its GPUs where it lives, booting
         ``image`` (the node's pinned image, decided by :mod:`lmrun.plan.images`)."""
+        ...
+
+    def quota_use(self, node: NodePlan, spec: MeshSpec) -> QuotaUse:
+        """What the placed ``node`` takes from the quotas the stack records for its location."""
         ...
 
 

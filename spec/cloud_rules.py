@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
+from lmrun.aws.instances.availability import CATALOG_ONLY, Availability
 from lmrun.clouds import cloud_module
 from lmrun.spec.errors import ConfigIssue
 
@@ -22,10 +23,12 @@ ConfigLocation = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class NodeContext:
-    """What a node's checks may look at besides the node: the mesh's AWS regions and its valid sites."""
+    """What a node's checks may look at besides the node: the mesh's AWS regions, its valid sites, and the hub
+    cloud's instance offerings as the stack records them (``lmrun:offerings``; the catalog where it records none)."""
 
     mesh_regions: frozenset[str]
     sites: Mapping[str, SiteSpec]
+    offerings: Availability = CATALOG_ONLY
 
 
 class CloudRules(Protocol):

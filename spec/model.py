@@ -19,11 +19,13 @@ from lmrun.aws.network.cidr_blocks import MAX_AZ_NUMBER
 from lmrun.aws.region.catalog import REGIONS, az_number
 from lmrun.aws.region.selection import ROGUE_REGIONS
 from lmrun.domain.versions import K3S_VERSION
+from lmrun.spec.capacity import OfferingsSpec, RegionQuotas, capacity_issues
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.flow_logs import FlowLogsSpec
+from lmrun.spec.groups import GroupSpec, Labels, group_issues
 from lmrun.spec.images import RegionImages
 from lmrun.spec.model_base import SpecModel
-from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues
+from lmrun.spec.nodes import Name, NodeSpec, ServiceSpec, node_issues
 from lmrun.spec.paths import PathSpec
 from lmrun.spec.phoenix import PhoenixSpec, phoenix_issues, reserved_node_ports
 from lmrun.spec.sites import SiteSpec, WireGuardSpec, site_issues, site_names
@@ -113,6 +115,17 @@ class MeshSpec(SpecModel):
         default_factory=dict,
         description="AZ ids per region, overriding the built-in catalog. Written by `lmrun regions sync`.",
     )
+    offerings: OfferingsSpec = Field(
+        default_factory=OfferingsSpec,
+        description="The GPU instance types each region offers this account, recorded by `lmrun regions sync`: they "
+        "decide where a GPU is offered (the built-in catalog decides what they do not cover); the plan says which "
+        "source decided each node.",
+    )
+    quotas: dict[Region, RegionQuotas] = Field(
+        default_factory=dict,
+        description="EC2 vCPU quotas per region, by Service Quotas code (`L-DB2E81BA` on-demand and `L-3819A6DF` "
+        "spot G and VT instances), recorded by `lmrun quotas --write`: a replica group's room in a region.",
+    )
     images: dict[Region, RegionImages] = Field(
         default_factory=dict,
         description="Pinned AMI ids per AWS region and VM role, e.g. `us-east-1: {server: ami-..., gpu: ami-...}`: "
@@ -142,6 +155,16 @@ class MeshSpec(SpecModel):
     nodes: tuple[NodeSpec, ...] = Field(default=(), description="GPU nodes running vLLM, one VM each.")
     services: tuple[ServiceSpec, ...] = Field(
         default=(), description="Generic VM processes published on mesh-wide node ports."
+    )
+    groups: tuple[GroupSpec, ...] = Field(
+        default=(),
+        description="Replica groups: N GPU nodes of one model behind one node port, placed over the mesh's regions "
+        "and sites by a policy at plan time.",
+    )
+    labels: dict[Name, Labels] = Field(
+        default_factory=dict,
+        description="Labels of the mesh's locations (AWS regions and sites), e.g. `eu-west-2: {class: prod}`, "
+        "for groups that select locations by label.",
     )
     phoenix: PhoenixSpec = Field(
         default_factory=PhoenixSpec, description="Phoenix observability node (traces from every vLLM node)."
@@ -246,4 +269,6 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     issues.extend(site_issues(raw))
     issues.extend(skypilot_issues(raw))
     issues.extend(node_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
+    issues.extend(capacity_issues(raw))
+    issues.extend(group_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
     return issues

@@ -17,6 +17,7 @@ from lmrun.clouds import CLOUD_NAMES, HUB_CLOUD
 from lmrun.domain.names import PHOENIX_NODE, SERVER_NODE
 from lmrun.domain.names import VLLM_MANAGED_FLAGS as MANAGED_FLAGS
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
+from lmrun.spec.capacity import recorded_offerings
 from lmrun.spec.cloud_rules import NodeContext, cloud_rules
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
@@ -85,17 +86,11 @@ def _node_port(value: int) -> int:
 NodePort = Annotated[int, AfterValidator(_node_port)]
 
 
-class NodeSpec(SpecModel):
-    """One GPU VM running vLLM as a service and joining K3s as an agent."""
+class VllmWorkload(SpecModel):
+    """What a GPU VM runs, shared by a node (``lmrun:nodes``) and the replicas of a group (``lmrun:groups``): its
+    GPUs and capacity market, the model vLLM serves, and the ports it is reached on."""
 
-    name: Name = Field(description="Unique node name; resources are named after it.")
-    cloud: CloudName = Field(
-        default=HUB_CLOUD, description=f"Cloud of the node: {' or '.join(f'`{c}`' for c in CLOUD_NAMES)}."
-    )
-    region: str | None = Field(
-        default=None, description="AWS region of the node (cloud `aws`): lmrun:mainRegion or one of lmrun:regions."
-    )
-    site: Name | None = Field(default=None, description="GCP site of the node (cloud `gcp`), from lmrun:sites.")
+    name: Name = Field(description="Unique name; resources are named after it.")
     gpu: str = Field(description="GPU model: A10G, L4, L40S, T4, A100, H100, ...")
     gpu_count: int = Field(default=1, ge=1, le=16, description="GPUs on the node.")
     model: ModelId = Field(description="Hugging Face model id served by vLLM.")
@@ -116,6 +111,19 @@ class NodeSpec(SpecModel):
     )
     app_port: Port = Field(default=8000, description="Port vLLM listens on, on the VM.")
     node_port: NodePort = Field(description="Mesh-wide node port (30000-32767) of the node's service.")
+
+
+class NodeSpec(VllmWorkload):
+    """One GPU VM running vLLM as a service and joining K3s as an agent."""
+
+    name: Name = Field(description="Unique node name; resources are named after it.")
+    cloud: CloudName = Field(
+        default=HUB_CLOUD, description=f"Cloud of the node: {' or '.join(f'`{c}`' for c in CLOUD_NAMES)}."
+    )
+    region: str | None = Field(
+        default=None, description="AWS region of the node (cloud `aws`): lmrun:mainRegion or one of lmrun:regions."
+    )
+    site: Name | None = Field(default=None, description="GCP site of the node (cloud `gcp`), from lmrun:sites.")
     service: Name | None = Field(
         default=None, description="Service (endpoint) name; nodes sharing it are replicas. Default: node name."
     )
@@ -166,7 +174,7 @@ def node_issues(
     main = raw.get("mainRegion")
     spokes = raw.get("regions")
     mesh_regions = {r for r in [main, *(spokes if isinstance(spokes, list) else [])] if isinstance(r, str)}
-    context = NodeContext(frozenset(mesh_regions), sites)
+    context = NodeContext(frozenset(mesh_regions), sites, recorded_offerings(raw))
     nodes = _valid_items(raw.get("nodes"), NodeSpec)
     services = _valid_items(raw.get("services"), ServiceSpec)
 

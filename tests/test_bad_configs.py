@@ -20,9 +20,9 @@ from tests.conftest import pinned_images
 
 MAIN = {"mainRegion": "us-east-1"}
 KNOWN_KEYS = (
-    "known keys: availabilityZones, flowLogs, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, "
-    "maxPeerings, nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, skypilot, tags, "
-    "wireguard"
+    "known keys: availabilityZones, flowLogs, gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, labels, "
+    "mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, serverInstanceType, "
+    "services, sites, skypilot, tags, wireguard"
 )
 
 CASES: dict[str, Case] = {

@@ -503,6 +503,8 @@ def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
         "hourly_usd": pytest.approx(0.3783),
         "cloud": "aws",
         "site": None,
+        "service": "qwen",
+        "offerings": "recorded",
     }
     assert document["nodes"]["l4-gcp"]["site"] == "gcp-usc1"
     assert document["nodes"]["phi-euw1"]["spot"] is False

@@ -27,9 +27,14 @@ def test_doc_matches_the_spec() -> None:
 def _nested_models(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
     """Top-level fields whose type holds a spec model (any container), found independently of the module."""
     found = []
+    models: list[type[SpecModel]] = []
+    pending = list(SpecModel.__subclasses__())
+    while pending:  # every subclass, at any depth (NodeSpec derives from VllmWorkload)
+        models.append(pending.pop())
+        pending.extend(models[-1].__subclasses__())
     for name, field in model.model_fields.items():
         text = repr(field.annotation)
-        for candidate in SpecModel.__subclasses__():
+        for candidate in models:
             if candidate is not model and candidate.__name__ in text:
                 found.append((field.alias or name, candidate))
     return found

@@ -261,7 +261,7 @@ def test_comments_and_key_order_survive_the_rewrite(aws: None, project: Path) ->
     run_sync(project)
     after = stack_path(project).read_text()
 
-    owned = ("lmrun:regions", "lmrun:availabilityZones")
+    owned = ("lmrun:regions", "lmrun:availabilityZones", "lmrun:offerings")
     assert after != before
     assert _without_keys(after, owned) == _without_keys(before, owned)
     # Every comment line of the original is still there, once.
@@ -278,6 +278,7 @@ def test_comments_and_key_order_survive_the_rewrite(aws: None, project: Path) ->
         "lmrun:tags",
         "lmrun:images",
         "lmrun:availabilityZones",
+        "lmrun:offerings",
     ]
     assert after.splitlines()[-1] == "# end of the stack file"
     assert "  lmrun:regions:\n    - eu-west-2\n    - us-east-2\n    - us-west-2\n  # Tags put" in after

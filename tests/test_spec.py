@@ -92,15 +92,19 @@ def test_camel_case_keys_are_the_config_keys() -> None:
         "availabilityZones",
         "flowLogs",
         "gpuInstanceTypes",
+        "groups",
         "huggingFaceToken",
         "images",
         "k3sVersion",
+        "labels",
         "mainRegion",
         "maxPeerings",
         "nodes",
+        "offerings",
         "operatorCidrs",
         "paths",
         "phoenix",
+        "quotas",
         "regions",
         "serverInstanceType",
         "services",
@@ -118,8 +122,9 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
         "lmrun:mainRegion: is required",
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
-        "flowLogs, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, nodes, "
-        "operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, skypilot, tags, wireguard",
+        "flowLogs, gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, labels, mainRegion, maxPeerings, "
+        "nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, serverInstanceType, services, sites, "
+        "skypilot, tags, wireguard",
     ]
 
 

@@ -86,6 +86,13 @@ class PlanReport:
         return nodes
 
     @property
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """The ``groups`` export: each replica group's policy, decision, replicas (name, location, reason) and the
+        locations it tried; empty when the stack has none."""
+        groups: dict[str, dict[str, Any]] = self.outputs.get("groups") or {}
+        return groups
+
+    @property
     def phoenix(self) -> Any:
         """The ``phoenix`` export as the program gives it (None when the stack has no Phoenix)."""
         return redact(self.outputs.get("phoenix"))
@@ -139,6 +146,7 @@ class PlanReport:
             "regions": self.regions,
             "node_ports": self.node_ports,
             "nodes": self.nodes,
+            "groups": self.groups,
             "phoenix": self.phoenix,
             "sites": self.sites,
             "reachability": self.reachability,

@@ -20,6 +20,7 @@ AWS Price List API (``pricing:GetProducts``) and ``ec2:DescribeSpotPriceHistory`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 SNAPSHOT = "2026-11"
@@ -349,11 +350,18 @@ def gpu_regions(gpu: str) -> frozenset[str]:
     return frozenset().union(*(FAMILY_REGIONS[f] for f in info.families))
 
 
-def choose_instance_type(gpu: str, count: int, region: str, *, spot: bool) -> InstanceType:
+Offered = Callable[[str, str], bool]
+"""(instance type, region) -> whether the region offers it: :func:`offered_in`, or an account's recorded offerings
+(:mod:`lmrun.aws.instances.availability`)."""
+
+
+def choose_instance_type(
+    gpu: str, count: int, region: str, *, spot: bool, offered: Offered = offered_in
+) -> InstanceType:
     """The cheapest catalog instance type with ``count`` x ``gpu`` offered in ``region`` (and sold as spot
     when ``spot``). The spec has already refused combinations with no such type."""
     for candidate in instance_types_for(gpu, count):
-        if offered_in(candidate.name, region) and (not spot or candidate.spot_usd_hour is not None):
+        if offered(candidate.name, region) and (not spot or candidate.spot_usd_hour is not None):
             return candidate
     raise ValueError(f"no {count}x {gpu} instance type in {region}")
 
@@ -362,7 +370,9 @@ MAX_ALTERNATIVE_PRICE_RATIO = 1.5
 """How much more (on-demand list price) an alternative instance type of a spot node may cost than its chosen one."""
 
 
-def alternative_instance_types(chosen: InstanceType, region: str) -> tuple[InstanceType, ...]:
+def alternative_instance_types(
+    chosen: InstanceType, region: str, *, offered: Offered = offered_in
+) -> tuple[InstanceType, ...]:
     """Spot pools a spot node's group may also launch into: the other catalog types with exactly its GPUs (model
     and count), offered in ``region`` and sold as spot, at most :data:`MAX_ALTERNATIVE_PRICE_RATIO` times its
     on-demand price, cheapest first (e.g. ``g6.2xlarge`` beside ``g6.xlarge``; ``g6.4xlarge`` costs 1.64x).
@@ -378,5 +388,5 @@ def alternative_instance_types(chosen: InstanceType, region: str) -> tuple[Insta
         if candidate.name != chosen.name
         and candidate.spot_usd_hour is not None
         and candidate.on_demand_usd_hour <= cap
-        and offered_in(candidate.name, region)
+        and offered(candidate.name, region)
     )
