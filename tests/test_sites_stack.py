@@ -287,7 +287,7 @@ BAD: dict[str, Case] = {
     ),
     "unknown-site-kind": Case(
         {**MESH, "sites": [{**LAB, "kind": "azure"}]},
-        (("lmrun:sites[0].kind", "Input should be 'gcp' or 'external' (got 'azure')"),),
+        (("lmrun:sites[0].kind", "should be one of 'gcp' or 'external' (got 'azure')"),),
     ),
     "gcp-node-refers-to-a-missing-site": Case(
         {**MESH, "sites": [GCP], "nodes": [{**GCP_NODE, "site": "gcp-z"}]},
@@ -323,7 +323,7 @@ BAD: dict[str, Case] = {
     ),
     "wireguard-port-privileged": Case(
         {**MESH, "sites": [LAB], "wireguard": {"port": 500}},
-        (("lmrun:wireguard.port", "greater than or equal to 1024"),),
+        (("lmrun:wireguard.port", "should be at least 1024"),),
     ),
     "gcp-node-with-a-region": Case(
         {**MESH, "sites": [GCP], "nodes": [{**GCP_NODE, "region": "us-east-2"}]},
