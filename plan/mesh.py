@@ -188,7 +188,8 @@ def check_paths(spec: MeshSpec, plan: MeshPlan) -> tuple[list[Reachability], lis
             )
             continue
         result = path(declared.source, declared.to)
-        results.append(result)
+        if not any((r.source, r.target) == (result.source, result.target) for r in results):
+            results.append(result)  # a declared path the mesh implies anyway (or declared twice) is listed once
         if not result.ok:
             issues.append(ConfigIssue(config_path(("paths", index)), f"cannot reach {declared.to}: {result.reason}"))
     return results, issues
