@@ -23,9 +23,6 @@ class ArgumentError(InputError):
         self.option = option
         super().__init__(f"{option} {value}: {problem}")
 
-    def lines(self) -> list[str]:
-        return [f"error: argument {self}"]  # as argparse words its own refusals
-
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, refusing with one line (the option and the problem) and exit 2 instead of a usage block."""

@@ -69,6 +69,9 @@ class GpuNode(pulumi.ComponentResource):
     group_name: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare one GPU node: its instance role, launch template and one-instance auto-scaling group.
+        ``name`` prefixes the children; ``args`` is its machine, image, network and rendered user data
+        (:class:`GpuNodeArgs`); ``opts`` must carry the AWS provider of the node's region."""
         super().__init__("lmrun:index:GpuNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = with_name(args["tags"], name)

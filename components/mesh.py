@@ -49,6 +49,9 @@ class Mesh(pulumi.ComponentResource):
     join_bundles: pulumi.Output[dict[str, dict[str, str]]]
 
     def __init__(self, name: str, *, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the whole mesh from its plan: providers, VPCs, peerings, the cluster and the sites. ``name``
+        prefixes every resource's name; ``args``: :class:`MeshArgs` (the plan from
+        :func:`lmrun.plan.plan_mesh`); ``opts`` as for any Pulumi component."""
         super().__init__("lmrun:index:Mesh", name, None, opts)
         plan = args["plan"]
         self.providers = {

@@ -61,6 +61,9 @@ class PeeringHub(pulumi.ComponentResource):
     what a spoke's route into the peering should use."""
 
     def __init__(self, name: str, *, args: PeeringHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare a peering from each spoke VPC to the main VPC, with the main side's routes and rules.
+        ``name`` prefixes the children; ``args``: :class:`PeeringHubArgs` (the VPCs and their providers);
+        ``opts`` as for any Pulumi component."""
         super().__init__("lmrun:index:PeeringHub", name, None, opts)
         main = args["main"]
         tags = args["tags"]

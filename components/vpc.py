@@ -72,6 +72,8 @@ class RegionalVpc(pulumi.ComponentResource):
     """Subnets by AZ id, for components that need one subnet's attributes (its AZ name, say)."""
 
     def __init__(self, name: str, *, args: RegionalVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare one region's VPC, subnets, route table and security group. ``name`` prefixes the children;
+        ``args``: :class:`RegionalVpcArgs`; ``opts`` must carry the AWS provider of the region."""
         super().__init__("lmrun:index:RegionalVpc", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]

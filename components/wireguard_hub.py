@@ -112,6 +112,9 @@ class WireGuardHub(pulumi.ComponentResource):
     config_parameter_name: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: WireGuardHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the hub gateway: instance, Elastic IP, its config in SSM, routes and rules for the sites.
+        ``name`` prefixes the children; ``args``: :class:`WireGuardHubArgs`; ``opts`` carries the main region's
+        AWS provider."""
         super().__init__("lmrun:index:WireGuardHub", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]

@@ -16,7 +16,7 @@ from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.plan.images import ImagePlan, plan_images
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
-from lmrun.spec.model import MeshSpec
+from lmrun.spec.model import DEFAULT_MAX_PEERINGS, MeshSpec
 
 # AWS default quotas the plan must stay within (both can be raised; the plan assumes the defaults).
 SECURITY_GROUP_INBOUND_RULE_LIMIT = 60
@@ -59,6 +59,8 @@ class MeshPlan:
     """The pinned images the mesh boots (each VM's plan carries its own)."""
     reachability: tuple[Reachability, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    max_peerings: int = DEFAULT_MAX_PEERINGS
+    """Active peerings the main VPC may hold (``lmrun:maxPeerings``: the account's raised quota)."""
 
     @property
     def regions(self) -> dict[str, RegionPlan]:
@@ -113,6 +115,7 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
         wireguard=plan_wireguard(spec, main.cidr, main.subnets[0].cidr, images),
         images=images,
         tags=mesh_tags(mesh, spec.tags),
+        max_peerings=spec.max_peerings,
     )
     reachability, issues = check_paths(spec, plan)
     issues.extend(image_issues)

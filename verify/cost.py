@@ -223,7 +223,7 @@ class _Estimator:
                 machine = get(resource.inputs, "machineType")
                 if machine in self.fleet_machines:  # a site's GPU node: one price, in one table
                     self.unpriced.append(
-                        f"{resource.name}: its disks (the {machine} machine is priced in the GPU fleet)"
+                        f"{resource.name}: {type_} disks (its {machine} machine is priced in the GPU fleet)"
                     )
                 else:
                     self.unpriced.append(f"{resource.name}: {type_} (no GCP prices in lmrun.aws.prices)")
