@@ -111,11 +111,17 @@ def bounded(line: str) -> str:
     return f"{line[:MAX_LINE]}... ({len(line) - MAX_LINE} more characters)"
 
 
+def _natural(issue: ConfigIssue) -> tuple[tuple[tuple[int, int | str], ...], str]:
+    """Sort key of an issue: its path with list indexes as numbers (``nodes[2]`` before ``nodes[10]``)."""
+    parts = re.split(r"(\d+)", issue.path)
+    return tuple((1, int(part)) if part.isdigit() else (0, part) for part in parts), issue.message
+
+
 class ConfigError(InputError):
     """The stack config is invalid; ``issues`` lists every problem found, sorted by path."""
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:
-        self.issues: tuple[ConfigIssue, ...] = tuple(sorted(set(issues)))
+        self.issues: tuple[ConfigIssue, ...] = tuple(sorted(set(issues), key=_natural))
         super().__init__("invalid stack config:\n" + "\n".join(f"  {line}" for line in self.lines()))
 
     def lines(self) -> list[str]:

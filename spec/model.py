@@ -27,7 +27,7 @@ from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues
 from lmrun.spec.paths import PathSpec
 from lmrun.spec.phoenix import PhoenixSpec, phoenix_issues, reserved_node_ports
 from lmrun.spec.sites import SiteSpec, WireGuardSpec, site_issues, site_names, unsettled_sites
-from lmrun.spec.values import InstanceType
+from lmrun.spec.values import InstanceType, NetworkText
 
 DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
 DEFAULT_MAX_PEERINGS = 50
@@ -92,7 +92,7 @@ AzId = Annotated[str, AfterValidator(_az_id)]
 TagKey = Annotated[str, AfterValidator(_tag_key)]
 TagValue = Annotated[str, Field(max_length=256)]
 K3sVersion = Annotated[str, AfterValidator(_k3s_version)]
-OperatorCidr = Annotated[IPv4Network, AfterValidator(_operator_cidr)]
+OperatorCidr = Annotated[IPv4Network, NetworkText, AfterValidator(_operator_cidr)]
 
 
 class MeshSpec(SpecModel):
@@ -260,6 +260,8 @@ def _operator_cidr_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     sites = site_names(raw)
     issues: list[ConfigIssue] = []
     for index, value in enumerate(cidrs if isinstance(cidrs, list) else []):
+        if not isinstance(value, str):
+            continue  # reported by the field's validator
         try:
             network = IPv4Network(value)
         except (TypeError, ValueError):

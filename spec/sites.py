@@ -19,7 +19,7 @@ from lmrun.spec.images import SiteImages
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import Name
 from lmrun.spec.partial import Entry, entries
-from lmrun.spec.values import InstanceType
+from lmrun.spec.values import InstanceType, NetworkText
 
 if TYPE_CHECKING:
     SiteKind = str
@@ -51,7 +51,7 @@ def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-SiteCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_site_cidr)]
+SiteCidr = Annotated[ipaddress.IPv4Network, NetworkText, AfterValidator(_site_cidr)]
 GcpProject = Annotated[str, _pattern(_GCP_PROJECT, "a GCP project id like 'my-project-123'")]
 GcpRegion = Annotated[str, _pattern(_GCP_REGION, "a GCP region like 'us-central1'")]
 GcpZone = Annotated[str, _pattern(_GCP_ZONE, "a GCP zone like 'us-central1-a'")]

@@ -112,18 +112,20 @@ def usable_config(
         gone.setdefault(key, []).extend(items[i] for i in range(len(items)) if i not in keep)
         kept[key], positions[key] = [items[i] for i in keep], tuple(indexes[i] for i in keep)
 
+    def gone_names(key: str, *fields: str) -> set[str]:
+        """Names the removed entries of ``key`` held that no kept entry holds (a duplicate's name lives on)."""
+        names = set().union(*(_names(gone.get(key, []), field) for field in fields))
+        return names - set().union(*(_names(kept.get(key, []), field) for field in fields))
+
     gone_regions = {r for r in gone.get("regions", []) if isinstance(r, str)}
-    gone_sites = _names(gone.get("sites", []), "name")
+    gone_regions -= {r for r in kept.get("regions", []) if isinstance(r, str)}
+    gone_sites = gone_names("sites", "name")
     if isinstance(kept.get("nodes"), list):
         drop("nodes", lambda n: n.get("region") in gone_regions or n.get("site") in gone_sites)
-    gone_nodes = _names(gone.get("nodes", []), "name")
+    gone_nodes = gone_names("nodes", "name")
     if isinstance(kept.get("services"), list):
         drop("services", lambda s: s.get("node") in gone_nodes and s.get("node") != SERVER_NODE)
-    gone_services = (
-        (_names(gone.get("nodes", []), "service") | gone_nodes | _names(gone.get("services", []), "name"))
-        - _names(kept.get("nodes", []), "service")
-        - _names(kept.get("nodes", []), "name")
-    )
+    gone_services = gone_names("nodes", "service", "name") | gone_names("services", "name")
     if isinstance(kept.get("paths"), list):
         drop("paths", lambda p: p.get("from") in gone_regions | gone_sites or p.get("to") in gone_services)
     zones = kept.get("availabilityZones")
