@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -131,3 +132,27 @@ def test_mutations_end_in_a_plan_a_refusal_or_a_policy_verdict(project_dir: Path
     assert outcomes.get(EXIT_INVALID_INPUT, 0) > EXAMPLES // 2, outcomes  # the mutations do break things
     assert outcomes.get(EXIT_OK, 0) > 0, outcomes  # and some leave a stack that plans
     assert cpu_seconds < 60, f"{EXAMPLES} mutations took {cpu_seconds:.1f} s of CPU"
+
+
+# The raw exceptions the 400 mutations of `global` ended in (exit 1), each reproduced in its stack.
+CRASHES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "unhashable-dict-in-regions": (
+        "global",
+        {"lmrun:regions": [{"us-east-2": None}, "us-west-2"]},
+        "lmrun:regions[0]: should be a string",
+    ),
+    "mapping-as-main-region": ("dev", {"lmrun:mainRegion": {"us-east-1": 1}}, "lmrun:mainRegion: should be a string"),
+    "non-string-key": ("dev", {7: "x"}, "7: has no namespace"),
+    "yaml-on-key": ("dev", {"on": "x"}, "on: has no namespace"),
+    "list-as-node": ("global", {"lmrun:nodes": [["qwen-use2"]]}, "lmrun:nodes[0]: should be a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", CRASHES.values(), ids=CRASHES.keys())
+def test_reported_crashes_are_refusals(case: tuple[str, dict[Any, Any], str], project_dir: Path) -> None:
+    name, changes, line = case
+    document = copy.deepcopy(STACKS[name])
+    document["config"].update(changes)
+    code, out, err = _run(project_dir, document)
+    assert (code, out) == (EXIT_INVALID_INPUT, ""), err
+    assert any(reported.startswith(line) for reported in err.splitlines()), err
