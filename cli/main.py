@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmrun.cli.arguments import OneLineParser, check_arguments
+from lmrun.cli.sky import register as register_sky
 from lmrun.domain.errors import (
     EXIT_FAILURE,
     EXIT_INVALID_INPUT,
@@ -265,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_stack_arguments(quotas)
     quotas.set_defaults(handler=_cmd_quotas)
+
+    register_sky(commands)
 
     pins = commands.add_parser("pins", help="pinned VM runtimes").add_subparsers(dest="pins_command", required=True)
     pins_check = pins.add_parser("check", help="compare each pin's recorded Requires-Python with PyPI (exit 1: drift)")

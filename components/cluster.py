@@ -67,6 +67,8 @@ class Cluster(pulumi.ComponentResource):
     phoenix: pulumi.Output[dict[str, Any] | None]
     """Phoenix facts for the plan (node ports, storage, backup bucket, retention), or None when disabled."""
     phoenix_ingest_key: pulumi.Output[str] | None
+    ingest_key_parameter_arn: pulumi.Output[str] | None
+    """ARN of the Phoenix ingest-key parameter (trace producers read it); None without Phoenix."""
     """The ingest key the Phoenix node published (a secret), for trace producers that cannot read SSM (GPU
     nodes in GCP sites); None unless Phoenix is enabled and the plan has such nodes (no gate otherwise)."""
 
@@ -171,6 +173,7 @@ class Cluster(pulumi.ComponentResource):
             if store is not None and phoenix is not None
             else None
         )
+        self.ingest_key_parameter_arn = store.ingest_key_parameter_arn if store is not None else None
         self.phoenix_ingest_key = None
         if store is not None and any(node.site is not None for node in plan.nodes.values()):
             # The key lives in Phoenix's database: a new data volume (or server state volume) may mean a new key.

@@ -37,6 +37,11 @@ class InstanceRoleArgs(TypedDict):
     """Tags for the role and the instance profile."""
     statements: NotRequired[Sequence[pulumi.Input[Mapping[str, Any]]]]
     """More IAM statements (e.g. S3 access to one prefix); each must name its actions and resources."""
+    fixed_name: NotRequired[str]
+    """The role's and the instance profile's exact name, for identities found by name (SkyPilot's
+    ``remote_identity``); absent: Pulumi's auto-names."""
+    session_manager: NotRequired[bool]
+    """Attach AmazonSSMManagedInstanceCore (default true: operators reach mesh VMs through Session Manager)."""
 
 
 def parameter_policy(reads: Sequence[str], writes: Sequence[str], extra: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -74,8 +79,13 @@ class InstanceRole(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]
 
+        fixed_name = args.get("fixed_name")
         role = aws.iam.Role(
-            f"{name}-role", assume_role_policy=_ASSUME_EC2, tags=with_name(tags, f"{name}-role"), opts=child
+            f"{name}-role",
+            name=fixed_name,
+            assume_role_policy=_ASSUME_EC2,
+            tags=with_name(tags, fixed_name or f"{name}-role"),
+            opts=child,
         )
         extra = list(args.get("statements", ()))
         if args["reads"] or args["writes"] or extra:
@@ -90,11 +100,16 @@ class InstanceRole(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-session-manager", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE, opts=child
-        )
+        if args.get("session_manager", True):
+            aws.iam.RolePolicyAttachment(
+                f"{name}-session-manager", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE, opts=child
+            )
         profile = aws.iam.InstanceProfile(
-            f"{name}-profile", role=role.name, tags=with_name(tags, f"{name}-profile"), opts=child
+            f"{name}-profile",
+            name=fixed_name,
+            role=role.name,
+            tags=with_name(tags, fixed_name or f"{name}-profile"),
+            opts=child,
         )
 
         self.role_name = role.name

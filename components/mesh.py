@@ -4,7 +4,7 @@ K3s cluster with GPU nodes, node ports and Phoenix, and the WireGuard sites."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -15,9 +15,11 @@ from lmrun.components.cluster import Cluster
 from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, SpokeVpc
 from lmrun.components.sites import Sites
+from lmrun.components.skypilot import SkyPilotInfra, sky_facts
 from lmrun.components.vpc import RegionalVpc, RegionalVpcArgs
 from lmrun.domain.names import TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import SecretPaths
+from lmrun.domain.skypilot import joining_credential_path
 from lmrun.plan.mesh import MeshPlan, RegionPlan
 
 
@@ -47,6 +49,8 @@ class Mesh(pulumi.ComponentResource):
     node_ports: pulumi.Output[dict[str, int]]
     sites: Sites | None
     join_bundles: pulumi.Output[dict[str, dict[str, str]]]
+    skypilot: dict[str, Any] | None
+    """What ``lmrun sky render`` needs (:class:`lmrun.render.skypilot.SkyPilotMesh`, plain), or None."""
 
     def __init__(self, name: str, *, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare the whole mesh from its plan: providers, VPCs, peerings, the cluster and the sites. ``name``
@@ -143,6 +147,25 @@ class Mesh(pulumi.ComponentResource):
                     parent=self, providers=[self.providers[plan.main.name], *utility_providers]
                 ),
             )
+        self.skypilot = None
+        if plan.skypilot is not None:
+            paths = SecretPaths.for_mesh(plan.mesh)
+            arns = {joining_credential_path(paths): self.cluster.server.token_parameter_arn}
+            if self.cluster.ingest_key_parameter_arn is not None:
+                arns[paths.phoenix("ingest-key")] = self.cluster.ingest_key_parameter_arn
+            SkyPilotInfra(
+                f"{name}-skypilot",
+                args={
+                    "plan": plan.skypilot,
+                    "main_region": plan.main.name,
+                    "vpc_ids": {region: vpc.vpc_id for region, vpc in self.vpcs.items()},
+                    "providers": self.providers,
+                    "reads": arns,
+                    "tags": plan.tags,
+                },
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.skypilot = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()}).to_json()
         self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})
 
         self.vpc_ids = pulumi.Output.all(**{region: vpc.vpc_id for region, vpc in self.vpcs.items()})

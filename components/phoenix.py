@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from lmrun.components.buckets import private_bucket
 from lmrun.components.instance_role import InstanceRole
 from lmrun.components.instances import attach_volume, mesh_instance, stateful_volume
 from lmrun.components.naming import with_name
@@ -136,40 +137,14 @@ class PhoenixStore(pulumi.ComponentResource):
         )
         self.ingest_key_parameter_arn = ingest_key.arn
 
-        bucket = aws.s3.Bucket(
+        bucket = private_bucket(
             f"{name}-backups",
-            tags=with_name(tags, f"{name}-backups"),
+            tags=tags,
+            parent=self,
+            lifecycle_rules=backup_lifecycle_rules(args["backup_retention_days"]),
+            versioned=True,
             # Backups are the data of last resort: `pulumi destroy` leaves the bucket behind.
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-        )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-backups-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketVersioning(
-            f"{name}-backups-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-backups-encryption",
-            bucket=bucket.id,
-            rules=[
-                {"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"}, "bucket_key_enabled": True}
-            ],
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-backups-lifecycle",
-            bucket=bucket.id,
-            rules=backup_lifecycle_rules(args["backup_retention_days"]),
-            opts=child,
+            retain_on_delete=True,
         )
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn

@@ -70,6 +70,8 @@ class RegionalVpc(pulumi.ComponentResource):
     subnet_ids: pulumi.Output[dict[str, str]]
     subnets: dict[str, aws.ec2.Subnet]
     """Subnets by AZ id, for components that need one subnet's attributes (its AZ name, say)."""
+    name_tag: str
+    """The VPC's ``Name`` tag (what SkyPilot's ``aws.vpc_names`` finds it by)."""
 
     def __init__(self, name: str, *, args: RegionalVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare one region's VPC, subnets, route table and security group. ``name`` prefixes the children;
@@ -80,12 +82,13 @@ class RegionalVpc(pulumi.ComponentResource):
         cidr = args["cidr_block"]
         peer = args.get("peer")
 
+        self.name_tag = f"{name}-vpc"
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=cidr,
             enable_dns_support=True,
             enable_dns_hostnames=True,
-            tags=with_name(tags, f"{name}-vpc"),
+            tags=with_name(tags, self.name_tag),
             opts=child,
         )
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=with_name(tags, f"{name}-igw"), opts=child)

@@ -15,6 +15,7 @@ from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.plan.images import ImagePlan, plan_images
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
+from lmrun.plan.skypilot import SkyPilotPlan, plan_skypilot
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
 from lmrun.spec.model import DEFAULT_MAX_PEERINGS, MeshSpec
 
@@ -61,6 +62,8 @@ class MeshPlan:
     tags: Mapping[str, str] = field(default_factory=dict)
     max_peerings: int = DEFAULT_MAX_PEERINGS
     """Active peerings the main VPC may hold (``lmrun:maxPeerings``: the account's raised quota)."""
+    skypilot: SkyPilotPlan | None = None
+    """What the stack creates for SkyPilot (``lmrun:skypilot``), or None."""
 
     @property
     def regions(self) -> dict[str, RegionPlan]:
@@ -119,7 +122,9 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     )
     reachability, issues = check_paths(spec, plan)
     issues.extend(image_issues)
-    plan = replace(plan, reachability=tuple(reachability))
+    skypilot, skypilot_issues = plan_skypilot(spec, plan)
+    issues.extend(skypilot_issues)
+    plan = replace(plan, reachability=tuple(reachability), skypilot=skypilot)
 
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:
         issues.append(
@@ -127,6 +132,16 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
                 config_path(("regions",)),
                 f"the main security group would need {plan.main_inbound_rules} inbound rules, more than the "
                 f"AWS default of {SECURITY_GROUP_INBOUND_RULE_LIMIT}; declare fewer spokes or sites",
+            )
+        )
+    if skypilot is not None and len(skypilot.ingress[main.name]) + len(skypilot.ssh_cidrs) > (
+        SECURITY_GROUP_INBOUND_RULE_LIMIT
+    ):
+        issues.append(
+            ConfigIssue(
+                config_path(("skypilot",)),
+                f"the SkyPilot security group of {main.name} would need more than {SECURITY_GROUP_INBOUND_RULE_LIMIT} "
+                "inbound rules (every mesh range, and lmrun:operatorCidrs without useSsm); declare fewer",
             )
         )
     if plan.main_routes > ROUTES_PER_ROUTE_TABLE_LIMIT:

@@ -41,6 +41,14 @@ from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
 from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
 from lmrun.policy.stack_settings import STACK_DECIDED, current_stack_settings, stack_defaults
 from lmrun.verify import tokens
+from lmrun.verify.kubernetes_objects import (
+    containers,
+    image_pinned,
+    kubernetes_objects,
+    missing_resources,
+    namespace_verdicts,
+    user_data_hidden,
+)
 from lmrun.verify.resources import UNKNOWN as UNKNOWN  # re-exported: rule tests and authors spell unknowns
 from lmrun.verify.resources import Resource, Snapshot, flag, get, integer, is_unknown, items, network
 from lmrun.verify.sources import from_policy_resource
@@ -908,6 +916,71 @@ def node_ports_unique(resources: Sequence[Resource], config: Mapping[str, Any]) 
         elif len(pairs) != len(set(pairs)):
             findings.append(Finding(entries[0][0].label, f"service {services[0]} lists nodePort {port} twice"))
     return findings
+
+
+def _containers(resource_type: str, props: Mapping[str, Any], name: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(what, container)`` of every container of the Kubernetes objects a resource creates: itself, or those
+    its user data applies at boot (:mod:`lmrun.verify.kubernetes_objects`)."""
+    for obj in kubernetes_objects(resource_type, props, name):
+        where = f"{obj.namespace}/{obj.name}" if obj.namespace else obj.name
+        for container, spec in containers(obj):
+            yield f"{obj.kind} {where} {container}", spec
+
+
+@resource_rule(
+    name="kubernetes-images-by-digest",
+    description="Every container image of a Kubernetes workload the stack creates (through Pulumi, or applied "
+    "at boot from a VM's user data) is pinned by digest (…@sha256:<64 hex>).",
+    remediation="Pin the image as name:tag@sha256:<digest of its multi-arch index> (e.g. `crane digest IMAGE`).",
+    level=MANDATORY,
+)
+def kubernetes_images_by_digest(
+    resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]
+) -> list[str]:
+    return [
+        f"{what} runs image {spec.get('image')!r}, not pinned by digest"
+        for what, spec in _containers(resource_type, props, name)
+        if image_pinned(spec.get("image")) is False
+    ]
+
+
+@resource_rule(
+    name="kubernetes-container-resources",
+    description="Every container of a Kubernetes workload the stack creates sets CPU and memory requests and limits.",
+    remediation="Set resources.requests and resources.limits (cpu and memory) on every container.",
+    level=MANDATORY,
+)
+def kubernetes_container_resources(
+    resource_type: str, props: Mapping[str, Any], name: str, config: Mapping[str, Any]
+) -> list[str]:
+    return [
+        f"{what} sets no {', '.join(missing)}"
+        for what, spec in _containers(resource_type, props, name)
+        if (missing := missing_resources(spec))
+    ]
+
+
+@stack_rule(
+    name="namespaces-deny-by-default",
+    description="Every Kubernetes namespace the stack creates or puts objects in holds a NetworkPolicy "
+    "denying all ingress and egress to all its pods (empty podSelector, both policyTypes, no rule).",
+    remediation="Create the namespace with a default-deny NetworkPolicy "
+    "(lmrun.render.kubernetes.default_deny_manifest) and allow only what its pods need.",
+    level=MANDATORY,
+)
+def namespaces_deny_by_default(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    if any(user_data_hidden(resource.type, resource.props) for resource in resources):
+        return []  # a VM whose user data is not shown may apply the policy at boot: cannot tell
+    labels = {resource.name: resource.label for resource in resources}
+    objects = [obj for r in resources for obj in kubernetes_objects(r.type, r.props, r.name)]
+    return [
+        Finding(
+            labels.get(verdict.creator.creator, verdict.creator.creator),
+            f"namespace {verdict.namespace} (of {verdict.creator.label}) has no default-deny NetworkPolicy",
+        )
+        for verdict in namespace_verdicts(objects)
+        if verdict.policy is None
+    ]
 
 
 _CIDR_SOURCES = {

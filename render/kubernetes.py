@@ -14,7 +14,8 @@ and so can a VM joining later) or when its ``lmrun.io/node`` name is among the s
 (services declared on an existing node: generic services, Phoenix; so adding one never changes a node's
 user data). A label naming a service that is not declared selects no DaemonSet and publishes nothing.
 The pods carry no toleration at all: the DaemonSet controller adds the standard ones for not-ready,
-unreachable and cordoned nodes itself.
+unreachable and cordoned nodes itself. Their image is pinned by digest, and each container's requests equal
+its limits (:data:`PROXY_RESOURCES`).
 
 Why this routes to the VM process directly: a hostNetwork pod's IP *is* its node's IP. The Service selects
 the proxy pods, so the EndpointSlice holds ``<nodeIP>:<targetPort>`` = ``<nodeIP>:<app_port>``, i.e. the VM
@@ -29,6 +30,17 @@ endpoints and a DaemonSet's pods only become ready once the model is downloaded 
 far longer than the provider's 10-minute await). Pulumi writes them with the **deployer** credential
 (:func:`deployer_manifests`): a ServiceAccount that may only manage Services and DaemonSets in the mesh's
 namespace, which the K3s server creates and publishes a kubeconfig for.
+
+**Default deny.** The server creates the namespace together with a NetworkPolicy denying all ingress and
+egress to every pod in it (:func:`default_deny_manifest`), applied by the admin credential, so the
+deployer can neither lift nor edit it. K3s enforces NetworkPolicies with its embedded kube-router
+controller (K3s docs, "Networking Services", Network Policy Controller). The mesh needs no allow rule:
+the readiness proxies are hostNetwork pods, which no policy governs (Kubernetes docs, "Network Policies":
+"NetworkPolicy behaviour for hostNetwork pods is undefined"; kube-router's controller skips them,
+``isNetPolActionable``); the kubelet probes a pod from its own node, which a policy never blocks ("traffic
+to and from the node where a Pod is running is always allowed"); and pause resolves no name (no DNS). So
+the policy changes nothing for the mesh today: it makes any pod a later change (or a hand-applied
+manifest) puts in the namespace start isolated, until an allow names what it needs.
 """
 
 from __future__ import annotations
@@ -44,8 +56,17 @@ import yaml
 from lmrun.domain.names import LABEL_NODE, serves_label
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN, NODE_PORT_RANGE
 
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
-"""Pinned image of the readiness proxies (does nothing; ~300 kB)."""
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"
+"""Image of the readiness proxies (does nothing; ~300 kB), pinned by the digest of its multi-arch index (so
+amd64 and arm64 nodes each pull their own platform's image): a tag can be re-pushed, a digest cannot, and the
+runtime refuses content that does not match it. The tag stays for readers; the digest decides."""
+PROXY_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}}
+"""A readiness proxy's requests and limits, equal so the pod is of the Guaranteed QoS class: the kubelet evicts
+it last under node pressure, and evicting it would take a healthy replica out of its Service. pause sleeps in
+``pause(2)`` with well under 1 MiB resident; 16 MiB leaves room for the runtime's ``runc init``, which runs in
+the container's cgroup before it execs pause. 10m CPU is the smallest limit the kernel enforces as written:
+the kubelet turns a limit into a CFS quota of at least 1 ms per 100 ms period (``MinQuotaPeriod``), i.e. 10m.
+The kubelet runs the readiness probe itself, outside the container's cgroup, so the limits never slow it."""
 
 NAMESPACE = "lmrun"
 """The mesh's namespace: created by the K3s server with the deployer's RBAC, never by Pulumi."""
@@ -122,6 +143,22 @@ def _metadata(name: str, labels: Mapping[str, str]) -> dict[str, Any]:
 
 def namespace_manifest() -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": dict(MANAGED_BY)}}
+
+
+DEFAULT_DENY = "default-deny"
+"""The NetworkPolicy in every namespace the mesh creates that isolates all its pods in both directions."""
+
+
+def default_deny_manifest(namespace: str = NAMESPACE) -> dict[str, Any]:
+    """A NetworkPolicy selecting every pod of ``namespace`` (empty ``podSelector``) for ingress and egress with
+    no rule: nothing in or out but what another policy allows (see the module's docstring for why the mesh
+    needs no allow)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": DEFAULT_DENY, "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
 
 
 def service_manifest(svc: MeshService) -> dict[str, Any]:
@@ -212,10 +249,7 @@ def readiness_proxy_manifest(svc: MeshService, *, image: str = PAUSE_IMAGE) -> d
                             # No `ports`: declaring one on a hostNetwork pod reserves the host port and
                             # would clash with the VM process; the Service's numeric targetPort suffices.
                             "readinessProbe": _probe(svc),
-                            "resources": {
-                                "requests": {"cpu": "1m", "memory": "8Mi"},
-                                "limits": {"memory": "16Mi"},
-                            },
+                            "resources": {kind: dict(values) for kind, values in PROXY_RESOURCES.items()},
                             "securityContext": {
                                 "allowPrivilegeEscalation": False,
                                 "readOnlyRootFilesystem": True,
@@ -249,10 +283,10 @@ def check_node_ports(services: Iterable[MeshService]) -> None:
 
 
 def mesh_manifests(services: Sequence[MeshService], *, image: str = PAUSE_IMAGE) -> list[dict[str, Any]]:
-    """The namespace first, then every service's objects, services in name order (for a standalone apply;
-    ``pulumi up`` leaves the namespace to the server)."""
+    """The namespace and its default-deny policy first, then every service's objects, services in name order
+    (for a standalone apply; ``pulumi up`` leaves the namespace and its policy to the server)."""
     check_node_ports(services)
-    out: list[dict[str, Any]] = [namespace_manifest()]
+    out: list[dict[str, Any]] = [namespace_manifest(), default_deny_manifest()]
     for svc in sorted(services, key=lambda s: s.name):
         out.extend(mesh_service_manifests(svc, image=image))
     return out
@@ -291,9 +325,10 @@ def matching_services(manifests: Iterable[Mapping[str, Any]], node_labels: Mappi
 
 
 def deployer_manifests() -> list[dict[str, Any]]:
-    """What the K3s server applies at boot so Pulumi never needs the admin credential: the mesh namespace,
-    the ``lmrun-deployer`` ServiceAccount, its long-lived token Secret, and a Role (bound to it) allowing
-    exactly the objects the stack manages (Services and DaemonSets) in that namespace."""
+    """What the K3s server applies at boot so Pulumi never needs the admin credential: the mesh namespace with
+    its default-deny NetworkPolicy (created with the namespace, before any pod, and out of the deployer's
+    reach), the ``lmrun-deployer`` ServiceAccount, its long-lived token Secret, and a Role (bound to it)
+    allowing exactly the objects the stack manages (Services and DaemonSets) in that namespace."""
     rules = [
         {"apiGroups": [group], "resources": [resource], "verbs": list(_DEPLOYER_VERBS)}
         for group, resource in DEPLOYER_RULES
@@ -302,6 +337,7 @@ def deployer_manifests() -> list[dict[str, Any]]:
     named = {"name": DEPLOYER, "namespace": NAMESPACE}
     return [
         namespace_manifest(),
+        default_deny_manifest(),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": named, "automountServiceAccountToken": False},
         {
             # Created by hand (the ServiceAccount does not list it), so the legacy-token cleaner leaves it alone:

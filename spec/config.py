@@ -127,6 +127,8 @@ def _message(error: Mapping[str, Any]) -> str:
     elif kind == "too_short":
         minimum = int(ctx.get("min_length", 1))
         return f"needs at least {minimum} entr{'y' if minimum == 1 else 'ies'}"
+    elif kind == "string_pattern_mismatch":
+        message = "does not have the form this setting takes (see docs/config-reference.md)"
     elif kind == "literal_error":
         message = f"should be one of {ctx.get('expected', 'the listed values')}"
     else:  # a type pydantic may add one day: still the project's words, never the library's

@@ -27,6 +27,7 @@ from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues
 from lmrun.spec.paths import PathSpec
 from lmrun.spec.phoenix import PhoenixSpec, phoenix_issues, reserved_node_ports
 from lmrun.spec.sites import SiteSpec, WireGuardSpec, site_issues, site_names, unsettled_sites
+from lmrun.spec.skypilot import SkyPilotSpec, skypilot_issues
 from lmrun.spec.values import InstanceType, NetworkText
 
 DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
@@ -164,6 +165,9 @@ class MeshSpec(SpecModel):
     paths: tuple[PathSpec, ...] = Field(
         default=(), description="Client-to-service paths the mesh must carry, checked against the topology."
     )
+    skypilot: SkyPilotSpec = Field(
+        default_factory=SkyPilotSpec, description="The mesh as SkyPilot infrastructure (off unless `enabled`)."
+    )
 
 
 def _as_int(value: Any) -> int | None:
@@ -246,6 +250,7 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     issues.extend(_operator_cidr_issues(raw))
     issues.extend(phoenix_issues(raw))
     issues.extend(site_issues(raw))
+    issues.extend(skypilot_issues(raw))
     issues.extend(
         node_issues(
             raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw), unsettled_sites=unsettled_sites(raw)

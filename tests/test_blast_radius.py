@@ -94,8 +94,8 @@ def test_a_k3s_version_bump_changes_exactly_every_k3s_machine() -> None:
     template); nothing else changes: no volume, no gateway, no parameter."""
     changes = _changes(plan("global"), plan("global", k3sVersion="v1.33.7+k3s1"))
     assert changes == {
-        "mesh-cluster-k3s-instance": {"userData"},
-        "mesh-cluster-phoenix-instance": {"userData"},
+        "mesh-cluster-k3s-instance": {"userDataBase64"},
+        "mesh-cluster-phoenix-instance": {"userDataBase64"},
         "mesh-cluster-node-qwen-use2-lt": {"userData"},
         "mesh-cluster-node-qwen-usw2-lt": {"userData"},
         "mesh-cluster-node-phi-euw1-lt": {"userData"},
@@ -109,8 +109,8 @@ def test_a_k3s_version_bump_changes_exactly_every_k3s_machine() -> None:
         ({"backupRetentionDays": 14}, {"mesh-cluster-phoenix-store-backups-lifecycle": {"rules"}}),
         # Trace retention and the backup schedule are Phoenix's own settings: its node is replaced (the data
         # volume, protected and retained, is attached to the new one), nothing else.
-        ({"retentionDays": 14}, {"mesh-cluster-phoenix-instance": {"userData"}}),
-        ({"backupIntervalMinutes": 30}, {"mesh-cluster-phoenix-instance": {"userData"}}),
+        ({"retentionDays": 14}, {"mesh-cluster-phoenix-instance": {"userDataBase64"}}),
+        ({"backupIntervalMinutes": 30}, {"mesh-cluster-phoenix-instance": {"userDataBase64"}}),
     ],
     ids=["backup-retention", "trace-retention", "backup-interval"],
 )

@@ -152,7 +152,8 @@ def test_pulumi_state_holds_no_kubernetes_credential_that_can_expire() -> None:
     assert "KUBECONFIG_PARAMETER=/lmrun/dev/k3s/kubeconfig" in publish
     assert "CREDENTIAL_PARAMETER=/lmrun/dev/k3s/deployer-credential" in publish
     deployer = json.loads(files["/usr/local/lib/lmrun/lmrun-deployer.json"])["items"]
-    assert [item["kind"] for item in deployer] == ["Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"]
+    kinds = ["Namespace", "NetworkPolicy", "ServiceAccount", "Secret", "Role", "RoleBinding"]
+    assert [item["kind"] for item in deployer] == kinds
     parameters = {p.inputs["name"]: p for p in recording.by_type("aws:ssm/parameter:Parameter")}
     credential = parameters["/lmrun/dev/k3s/deployer-credential"]
     assert credential.inputs["type"] == "SecureString" and "lmrun-deployer" in credential.inputs["description"]
@@ -243,14 +244,17 @@ def test_a_spot_node_with_one_instance_type_does_not_rebalance() -> None:
 def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
     recording = plan("global").recording
     policies = recording.by_type("aws:iam/rolePolicy:RolePolicy")
-    assert len(policies) == 6  # server, Phoenix node, WireGuard hub, three GPU nodes
+    assert len(policies) == 7  # server, Phoenix node, WireGuard hub, three GPU nodes, the SkyPilot role
     for policy in policies:
         document = json.loads(policy.inputs["policy"])
         for statement in document["Statement"]:
             assert all("*" not in action for action in statement["Action"]), policy.name
             for resource in statement["Resource"]:
                 # Only S3 object keys under one prefix may end in a wildcard.
-                assert "*" not in resource or resource.endswith("/phoenix/*"), (policy.name, resource)
+                assert "*" not in resource or resource.endswith(("/phoenix/*", "/checkpoints/*")), (
+                    policy.name,
+                    resource,
+                )
     node_policy = json.loads(recording.named("mesh-cluster-node-qwen-use2-identity-parameters").inputs["policy"])
     assert node_policy["Statement"] == [
         {

@@ -228,7 +228,8 @@ def test_the_server_publishes_a_kubeconfig_without_a_token_and_the_token_once_pe
         calls = (state / "calls").read_text()
         assert "kubectl apply -f " in calls and k3s.KUBECONFIG_PATH not in calls
         # Applied until the token is there (twice: the token controller was late once).
-        assert (state / "applied").read_text().splitlines() == ["Namespace ServiceAccount Secret Role RoleBinding"] * 2
+        applied = ["Namespace NetworkPolicy ServiceAccount Secret Role RoleBinding"] * 2
+        assert (state / "applied").read_text().splitlines() == applied
         # A reboot with the same credential writes nothing.
         ok(run_script(scripts["publish-kubeconfig.sh"], [], env, timeout=60))
         assert _parameter(client, PARAMETER) == (value, 2) and _parameter(client, CREDENTIAL)[1] == 2

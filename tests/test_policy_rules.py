@@ -24,6 +24,8 @@ from lmrun.policy.rules import (
     rule_config,
 )
 from lmrun.policy.stack_settings import STACK_DECIDED
+from lmrun.render.cloudinit import WriteFile, cloud_config
+from lmrun.render.kubernetes import default_deny_manifest, to_json_list
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +54,24 @@ def _b64(text: str) -> str:
 
 def _root(encrypted: Any = True) -> dict[str, Any]:
     return {"volumeSize": 30, "encrypted": encrypted}
+
+
+DAEMONSET = "kubernetes:apps/v1:DaemonSet"
+PINNED = "registry.k8s.io/pause:3.10@sha256:" + "ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"
+SIZED = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}}
+
+
+def _workload(image: Any = PINNED, resources: Any = SIZED, field: str = "containers") -> dict[str, Any]:
+    container = {"name": "c", "image": image, "resources": resources}
+    pod = {"containers": [{"name": "main", "image": PINNED, "resources": SIZED}]}
+    pod[field] = [container, *pod.get(field, [])] if field == "containers" else [container]
+    return {"metadata": {"name": "w", "namespace": "lmrun"}, "spec": {"template": {"spec": pod}}}
+
+
+def _boot_user_data(*manifests: dict[str, Any]) -> str:
+    """A cloud-config that writes the manifests as one JSON v1/List (as the K3s server applies its own)."""
+    listed = to_json_list(list(manifests))
+    return cloud_config(write_files=[WriteFile("/usr/local/lib/lmrun/boot.json", listed)], runcmd=[])
 
 
 # (rule, resource type, props, fires?)
@@ -320,6 +340,36 @@ RESOURCE_CASES: list[tuple[str, str, dict[str, Any], bool]] = [
         {"instanceType": "m7i.large", "instanceMarketOptions": {"spotOptions": {"maxPrice": "9"}}},
         False,
     ),
+    # kubernetes-images-by-digest: Pulumi's workloads and those a VM applies at boot
+    ("kubernetes-images-by-digest", DAEMONSET, _workload("registry.k8s.io/pause:3.10"), True),
+    ("kubernetes-images-by-digest", DAEMONSET, _workload(PINNED.replace("ee65", "EE65")), True),  # hex is lowercase
+    ("kubernetes-images-by-digest", DAEMONSET, _workload(PINNED[:-1]), True),  # 63 hex digits
+    ("kubernetes-images-by-digest", DAEMONSET, _workload("busybox:1", field="initContainers"), True),
+    (
+        "kubernetes-images-by-digest",
+        INSTANCE,
+        {"userData": _boot_user_data({"kind": "DaemonSet", **_workload("pause:3.10")})},
+        True,
+    ),
+    ("kubernetes-images-by-digest", DAEMONSET, _workload(), False),
+    ("kubernetes-images-by-digest", DAEMONSET, _workload(UNKNOWN), False),  # a preview cannot tell
+    (
+        "kubernetes-images-by-digest",
+        INSTANCE,
+        {"userData": _boot_user_data({"kind": "DaemonSet", **_workload()})},
+        False,
+    ),
+    # kubernetes-container-resources
+    ("kubernetes-container-resources", DAEMONSET, _workload(resources={"requests": SIZED["requests"]}), True),
+    (
+        "kubernetes-container-resources",
+        DAEMONSET,
+        _workload(resources={**SIZED, "limits": {"memory": "16Mi"}}, field="initContainers"),
+        True,
+    ),
+    ("kubernetes-container-resources", DAEMONSET, _workload(resources=None), True),
+    ("kubernetes-container-resources", DAEMONSET, _workload(), False),
+    ("kubernetes-container-resources", "kubernetes:core/v1:Service", {"spec": {"type": "NodePort"}}, False),
 ]
 
 
@@ -396,6 +446,24 @@ def _volume(*, stateful: bool, protect: bool, retain: bool | None) -> Resource:
     return Resource(VOLUME, {"encrypted": True, "tags": tags}, urn="urn:vol", protect=protect, retain_on_delete=retain)
 
 
+def _netpol(manifest: dict[str, Any]) -> Resource:
+    return Resource("kubernetes:networking.k8s.io/v1:NetworkPolicy", manifest, urn="urn:np", name="np")
+
+
+def _opened(key: str, value: Any) -> dict[str, Any]:
+    """The default-deny policy with one spec field changed."""
+    manifest = default_deny_manifest()
+    return {**manifest, "spec": {**manifest["spec"], key: value}}
+
+
+def _namespace() -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lmrun"}}
+
+
+def _vm(user_data: Any) -> Resource:
+    return Resource(INSTANCE, {"userData": user_data}, urn="urn:vm:server", name="server")
+
+
 STACK_CASES: list[tuple[str, list[Resource], bool]] = [
     ("s3-public-access-blocked", [_bucket()], True),
     ("s3-public-access-blocked", [_bucket(), _child(PAB, {**ALL_BLOCKED, "restrictPublicBuckets": False})], True),
@@ -451,6 +519,23 @@ STACK_CASES: list[tuple[str, list[Resource], bool]] = [
     ("stateful-volumes-protected", [_volume(stateful=True, protect=True, retain=True)], False),
     ("stateful-volumes-protected", [_volume(stateful=True, protect=True, retain=None)], False),  # CrossGuard: unknown
     ("stateful-volumes-protected", [_volume(stateful=False, protect=False, retain=False)], False),
+    ("namespaces-deny-by-default", [_service("a", 30100)], True),
+    ("namespaces-deny-by-default", [_service("a", 30100), _netpol(default_deny_manifest())], False),
+    ("namespaces-deny-by-default", [_service("a", 30100), _netpol(default_deny_manifest("other"))], True),
+    ("namespaces-deny-by-default", [_service("a", 30100), _netpol(_opened("ingress", [{}]))], True),
+    ("namespaces-deny-by-default", [_service("a", 30100), _netpol(_opened("policyTypes", ["Ingress"]))], True),
+    (
+        "namespaces-deny-by-default",
+        [_service("a", 30100), _netpol(_opened("podSelector", {"matchLabels": {"a": "b"}}))],
+        True,
+    ),
+    (
+        "namespaces-deny-by-default",  # the server creates the namespace and its policy at boot
+        [_service("a", 30100), _vm(_boot_user_data(_namespace(), default_deny_manifest()))],
+        False,
+    ),
+    ("namespaces-deny-by-default", [_vm(_boot_user_data(_namespace()))], True),
+    ("namespaces-deny-by-default", [_service("a", 30100), _vm(UNKNOWN)], False),  # a preview cannot tell
 ]
 
 

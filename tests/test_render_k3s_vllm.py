@@ -463,10 +463,11 @@ def test_a_node_runs_the_proxies_of_exactly_the_declared_services_it_claims() ->
 
 def test_no_object_tolerates_every_taint_or_waits_for_a_model() -> None:
     """No toleration without a key (the DaemonSet controller adds the node-lifecycle ones itself); every object
-    Pulumi creates returns at once (``pulumi.com/skipAwait``): a proxy is ready only once the model loaded."""
-    for manifest in MANIFESTS:
-        if manifest["kind"] == "Namespace":
-            continue
+    Pulumi creates returns at once (``pulumi.com/skipAwait``): a proxy is ready only once the model loaded.
+    (The namespace and its policy are the server's: ``kubectl apply`` at boot, no Pulumi await.)"""
+    created_by_pulumi = [m for svc in (QWEN, PHOENIX_GRPC) for m in kubernetes.mesh_service_manifests(svc)]
+    assert [m["kind"] for m in created_by_pulumi] == ["Service", "DaemonSet"] * 2
+    for manifest in created_by_pulumi:
         assert manifest["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}, manifest["metadata"]
         pod = manifest["spec"].get("template", {}).get("spec", {})
         assert all("key" in toleration for toleration in pod.get("tolerations", [])), pod
@@ -474,7 +475,7 @@ def test_no_object_tolerates_every_taint_or_waits_for_a_model() -> None:
 
 def test_the_deployer_may_manage_only_services_and_daemonsets_in_the_mesh_namespace() -> None:
     by_kind = {m["kind"]: m for m in DEPLOYER}
-    assert list(by_kind) == ["Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding"]
+    assert list(by_kind) == ["Namespace", "NetworkPolicy", "ServiceAccount", "Secret", "Role", "RoleBinding"]
     assert "ClusterRole" not in by_kind and "ClusterRoleBinding" not in by_kind
     rules = by_kind["Role"]["rules"]
     assert [(r["apiGroups"], r["resources"]) for r in rules] == [([""], ["services"]), (["apps"], ["daemonsets"])]

@@ -111,6 +111,7 @@ def test_camel_case_keys_are_the_config_keys() -> None:
         "serverInstanceType",
         "services",
         "sites",
+        "skypilot",
         "tags",
         "wireguard",
     ]
@@ -124,7 +125,7 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? (lmrun:mainRegion is required) known keys: "
         "availabilityZones, "
         "gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, nodes, operatorCidrs, paths, "
-        "phoenix, regions, serverInstanceType, services, sites, tags, wireguard",
+        "phoenix, regions, serverInstanceType, services, sites, skypilot, tags, wireguard",
     ]
 
 

@@ -24,6 +24,19 @@ from lmrun.domain.errors import LmrunError
 from lmrun.domain.pins import CONTRACT as PIN_CONTRACT
 from lmrun.domain.pins import runtime_pin_checks
 from lmrun.verify import tokens
+from lmrun.verify.kubernetes_objects import (
+    DENY_RULE,
+    IMAGE_RULE,
+    RESOURCES_RULE,
+    KubeObject,
+    containers,
+    image_pinned,
+    kubernetes_objects,
+    missing_resources,
+    namespace_verdicts,
+    pod_specs,
+    user_data_hidden,
+)
 from lmrun.verify.resources import get, is_unknown, plain
 from lmrun.verify.user_data import EC2_USER_DATA_TYPES, user_data_payload
 
@@ -154,18 +167,6 @@ def kubernetes_objects_never_wait(
 NO_BLANKET_TOLERATION = "no-blanket-toleration"
 
 
-def _pod_specs(inputs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The pod specs of a Pod, of a workload's template, or of a CronJob's job template."""
-    found = []
-    for path in (("spec",), ("spec", "template", "spec"), ("spec", "jobTemplate", "spec", "template", "spec")):
-        value: Any = inputs
-        for step in path:
-            value = value.get(step) if isinstance(value, Mapping) else None
-        if isinstance(value, Mapping) and ("containers" in value or "tolerations" in value):
-            found.append(value)
-    return found
-
-
 def no_blanket_tolerations(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
     """No pod tolerates a taint without naming its key.
 
@@ -178,11 +179,95 @@ def no_blanket_tolerations(resources: Iterable[PlannedResource], outputs: Mappin
     limit = "every toleration names a taint key"
     results = []
     for resource in _kubernetes_objects(resources):
-        specs = _pod_specs(resource.inputs)
+        specs = pod_specs(resource.inputs)
         if specs:
             tolerations = [t for spec in specs for t in spec.get("tolerations") or [] if isinstance(t, Mapping)]
             blanket = [dict(t) for t in tolerations if not t.get("key")]
             results.append(ContractResult(resource.name, NO_BLANKET_TOLERATION, blanket, limit, not blanket))
+    return results
+
+
+# --- the cluster's own objects -------------------------------------------------------------------------------
+IMAGE_BY_DIGEST = "container-image-by-digest"
+CONTAINER_RESOURCES = "container-requests-and-limits"
+NAMESPACE_DEFAULT_DENY = "namespace-default-deny"
+
+
+def _stack_objects(resources: Iterable[PlannedResource]) -> list[KubeObject]:
+    """Every Kubernetes object the resources create, through Pulumi or at boot
+    (:mod:`lmrun.verify.kubernetes_objects`)."""
+    return [obj for resource in resources for obj in kubernetes_objects(resource.type, resource.inputs, resource.name)]
+
+
+def container_images_by_digest(
+    resources: Iterable[PlannedResource], outputs: Mapping[str, Any]
+) -> list[ContractResult]:
+    """Every container of every Kubernetes workload the stack creates runs an image pinned by digest
+    (``…@sha256:<64 hex>``), one row per container.
+
+    Why: a tag is a pointer its publisher (or whoever took over the registry account) can move; every node that
+    pulls later runs whatever it points to then, unreviewed. A digest names the content: the runtime checks
+    what it pulled against it and refuses anything else (OCI distribution spec, "Pulling manifests").
+    """
+    results = []
+    for obj in _stack_objects(resources):
+        for where, container in containers(obj):
+            image = container.get("image")
+            pinned = image_pinned(image)
+            value = CANNOT_TELL if pinned is None else f"{where}: {image}"
+            results.append(ContractResult(obj.label, IMAGE_BY_DIGEST, value, IMAGE_RULE, pinned is not False))
+    return results
+
+
+def container_resources_are_set(
+    resources: Iterable[PlannedResource], outputs: Mapping[str, Any]
+) -> list[ContractResult]:
+    """Every container of every Kubernetes workload the stack creates sets CPU and memory requests and
+    limits, one row per container.
+
+    Why: the mesh's pods share their VMs with the processes the mesh exists for (vLLM, Phoenix, the K3s agent):
+    a container without limits can take a node's CPU or memory from them, and one without requests is
+    scheduled and evicted as if it needed nothing (Kubernetes, "Resource Management for Pods and Containers").
+    """
+    results = []
+    for obj in _stack_objects(resources):
+        for where, container in containers(obj):
+            missing = missing_resources(container)
+            if missing:
+                value = f"{where}: no {', '.join(missing)}"
+            else:
+                value = f"{where}: " + ", ".join(
+                    f"{section} cpu={values['cpu']} memory={values['memory']}"
+                    for section, values in container["resources"].items()
+                    if section in ("requests", "limits")
+                )
+            results.append(ContractResult(obj.label, CONTAINER_RESOURCES, value, RESOURCES_RULE, not missing))
+    return results
+
+
+def namespaces_deny_by_default(
+    resources: Iterable[PlannedResource], outputs: Mapping[str, Any]
+) -> list[ContractResult]:
+    """Every namespace the stack creates or puts objects in holds a default-deny NetworkPolicy (all pods,
+    Ingress and Egress, no rule), one row per namespace; "cannot tell" when it has none among the objects
+    seen but some VM's user data (which may apply it at boot) is not shown.
+
+    Why: Kubernetes admits every connection to and from a pod that no policy selects ("Network Policies": by
+    default a pod is non-isolated); K3s enforces policies (its embedded kube-router controller), so a
+    namespace's default-deny makes every later pod in it start isolated until an allow names what it needs.
+    """
+    listed = list(resources)
+    hidden = any(user_data_hidden(resource.type, resource.inputs) for resource in listed)
+    results = []
+    for verdict in namespace_verdicts(_stack_objects(listed)):
+        subject = f"namespace/{verdict.namespace}"
+        if verdict.policy is not None:
+            results.append(ContractResult(subject, NAMESPACE_DEFAULT_DENY, verdict.policy.label, DENY_RULE, True))
+        elif hidden:
+            results.append(ContractResult(subject, NAMESPACE_DEFAULT_DENY, CANNOT_TELL, DENY_RULE, True))
+        else:
+            value = f"no default-deny policy (namespace of {verdict.creator.label})"
+            results.append(ContractResult(subject, NAMESPACE_DEFAULT_DENY, value, DENY_RULE, False))
     return results
 
 
@@ -417,29 +502,54 @@ def aws_tag_problem(key: str, value: Any) -> str | None:
     return None
 
 
+def _key_values_keep_rules(
+    resources: Iterable[PlannedResource],
+    *,
+    type_prefix: str,
+    sets: Callable[[PlannedResource], Iterator[tuple[str, Mapping[str, Any]]]],
+    problem: Callable[[str, Any], str | None],
+    per_resource: int,
+    contract: str,
+    rule: str,
+    noun: str,
+) -> list[ContractResult]:
+    """For each resource of ``type_prefix`` declaring key/value sets: one row (its largest count of ``noun``),
+    or one failing row per refused pair and per set over ``per_resource``."""
+    results = []
+    for resource in resources:
+        if not resource.type.startswith(type_prefix):
+            continue
+        found = list(sets(resource))
+        if not found:
+            continue
+        problems = [
+            f"{where}: {why}"
+            for where, pairs in found
+            for key, value in pairs.items()
+            if (why := problem(key, value)) is not None
+        ]
+        problems += [f"{where}: {len(pairs)} {noun}s" for where, pairs in found if len(pairs) > per_resource]
+        if problems:
+            results += [ContractResult(resource.name, contract, why, rule, False) for why in problems]
+        else:
+            count = max(len(pairs) for _, pairs in found)
+            results.append(ContractResult(resource.name, contract, f"{count} {noun}(s)", rule, True))
+    return results
+
+
 def aws_tags_are_valid(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
     """Every tag of every AWS resource keeps AWS's naming rules (:data:`AWS_TAG_RULE`): one row per resource
     with tags (its tag count), plus one failing row per refused tag."""
-    results = []
-    for resource in resources:
-        if not resource.type.startswith("aws:"):
-            continue
-        sets = list(_aws_tag_sets(resource))
-        if not sets:
-            continue
-        problems = [
-            f"{where}: {problem}"
-            for where, tags in sets
-            for key, value in tags.items()
-            if (problem := aws_tag_problem(key, value)) is not None
-        ]
-        problems += [f"{where}: {len(tags)} tags" for where, tags in sets if len(tags) > AWS_TAGS_PER_RESOURCE]
-        if problems:
-            results += [ContractResult(resource.name, AWS_TAGS, problem, AWS_TAG_RULE, False) for problem in problems]
-        else:
-            count = max(len(tags) for _, tags in sets)
-            results.append(ContractResult(resource.name, AWS_TAGS, f"{count} tag(s)", AWS_TAG_RULE, True))
-    return results
+    return _key_values_keep_rules(
+        resources,
+        type_prefix="aws:",
+        sets=_aws_tag_sets,
+        problem=aws_tag_problem,
+        per_resource=AWS_TAGS_PER_RESOURCE,
+        contract=AWS_TAGS,
+        rule=AWS_TAG_RULE,
+        noun="tag",
+    )
 
 
 GCP_LABELS = "gcp-labels"
@@ -481,30 +591,16 @@ def gcp_label_problem(key: str, value: Any) -> str | None:
 
 def gcp_labels_are_valid(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
     """Every label of every GCP resource keeps GCP's rules (:data:`GCP_LABEL_RULE`)."""
-    results = []
-    for resource in resources:
-        if not resource.type.startswith("gcp:"):
-            continue
-        sets = list(_gcp_label_sets(resource))
-        if not sets:
-            continue
-        problems = [
-            f"{where}: {problem}"
-            for where, labels in sets
-            for key, value in labels.items()
-            if (problem := gcp_label_problem(key, value)) is not None
-        ]
-        problems += [
-            f"{where}: {len(labels)} labels" for where, labels in sets if len(labels) > GCP_LABELS_PER_RESOURCE
-        ]
-        if problems:
-            results += [
-                ContractResult(resource.name, GCP_LABELS, problem, GCP_LABEL_RULE, False) for problem in problems
-            ]
-        else:
-            count = max(len(labels) for _, labels in sets)
-            results.append(ContractResult(resource.name, GCP_LABELS, f"{count} label(s)", GCP_LABEL_RULE, True))
-    return results
+    return _key_values_keep_rules(
+        resources,
+        type_prefix="gcp:",
+        sets=_gcp_label_sets,
+        problem=gcp_label_problem,
+        per_resource=GCP_LABELS_PER_RESOURCE,
+        contract=GCP_LABELS,
+        rule=GCP_LABEL_RULE,
+        noun="label",
+    )
 
 
 # --- names ----------------------------------------------------------------------------------------------------
@@ -616,10 +712,20 @@ def names_are_valid(resources: Iterable[PlannedResource], outputs: Mapping[str, 
     return results
 
 
+def skypilot_config_names(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
+    """The SkyPilot config's names and ingress against the resources (:mod:`lmrun.verify.skypilot`)."""
+    from lmrun.verify.skypilot import skypilot_names_exist  # it builds on this module's result types
+
+    return skypilot_names_exist(resources, outputs)
+
+
 CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[ContractResult]], ...] = (
     images_are_pinned,
     kubernetes_objects_never_wait,
     no_blanket_tolerations,
+    container_images_by_digest,
+    container_resources_are_set,
+    namespaces_deny_by_default,
     runtimes_install_on_their_python,
     ec2_user_data_fits,
     gcp_metadata_fits,
@@ -628,6 +734,7 @@ CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[C
     aws_tags_are_valid,
     gcp_labels_are_valid,
     names_are_valid,
+    skypilot_config_names,
 )
 
 

@@ -1,9 +1,9 @@
 #!/bin/bash
 set -euo pipefail
 ## Publishes what Pulumi needs to reach the K3s API to SSM (SecureString), readable without SSH, and never
-## the admin kubeconfig (it stays on the server, 0600). Applies MANIFEST (namespace, the lmrun-deployer
-## ServiceAccount, its token Secret, a Role allowing only the Services and DaemonSets of the mesh's namespace,
-## the RoleBinding) once the API answers, waits for the token, then writes two parameters, each only when its
+## the admin kubeconfig (it stays on the server, 0600). Applies MANIFEST (namespace, its default-deny
+## NetworkPolicy, the lmrun-deployer ServiceAccount, its token Secret, a Role allowing only the Services and
+## DaemonSets of the mesh's namespace, the RoleBinding) once the API answers, waits for the token, then writes two parameters, each only when its
 ## value changed (so their versions move only with the credential):
 ## - CREDENTIAL_PARAMETER: the token as an ExecCredential (what a kubectl exec plugin prints);
 ## - KUBECONFIG_PARAMETER: the API's address and CA and an exec plugin running EXEC_COMMAND EXEC_ARGS (the AWS

@@ -1,0 +1,36 @@
+"""What a SkyPilot VM of the mesh is and may read: its node-name prefix, its labels, and the secrets of its role.
+
+SkyPilot clusters launched into the mesh (``lmrun:skypilot``) run with one fixed-name instance profile. They
+join K3s as agents with the **agent** credential only (no Kubernetes API credential ever reaches them) and
+become replicas of a declared service by the ``serves.lmrun.io/<service>`` label they register with.
+"""
+
+from __future__ import annotations
+
+from lmrun.domain.secrets import SecretPaths
+
+SKYPILOT_ROLE = "skypilot"
+"""The role of the SkyPilot VMs' identity (the ``lmrun:role`` tag of its resources, the access matrix's row)."""
+SKY_NODE_PREFIX = "sky-"
+"""``lmrun.io/node`` names of SkyPilot VMs start with it (``sky-<cluster>[-<rank>]``); stack nodes may not, so a
+SkyPilot VM never shares a node name with a declared VM (the node reaper pairs Nodes by that name)."""
+LABEL_LAUNCHER = "lmrun.io/launcher"
+"""Label of the VMs that joined through the SkyPilot join script (value :data:`SKYPILOT_ROLE`)."""
+CHECKPOINT_PREFIX = "checkpoints"
+"""Key prefix of the managed jobs' checkpoints in the SkyPilot bucket; the role may touch nothing else there."""
+
+
+def joining_credential_path(paths: SecretPaths) -> str:
+    """The SSM parameter a joining VM reads to register as a K3s agent."""
+    # TODO(access-merge): `paths.k3s_agent_token` once the server/agent token split lands (the agent token
+    # cannot join a server; the SkyPilot role must never read the server token).
+    return paths.k3s_token
+
+
+def skypilot_role_reads(paths: SecretPaths, *, phoenix: bool) -> tuple[str, ...]:
+    """The SSM parameters the SkyPilot role may read, and nothing else: the joining credential and, with
+    Phoenix, its ingest key (trace producers send it). The intended row of the access matrix."""
+    reads = [joining_credential_path(paths)]
+    if phoenix:
+        reads.append(paths.phoenix("ingest-key"))
+    return tuple(reads)

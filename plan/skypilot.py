@@ -1,0 +1,96 @@
+"""Spec -> SkyPilot plan: the fixed names SkyPilot's config refers to and what the mesh admits from its VMs.
+
+SkyPilot finds the mesh's resources **by name**: the instance profile (``aws.remote_identity``), the security
+group (``aws.security_group_name``, looked up in the VPC it launches into) and the VPCs (``aws.vpc_names``, by
+their ``Name`` tag). So these names are decided here, from the stack's name, and the plan's contract
+(:mod:`lmrun.verify.skypilot`) proves each one exists among the resources with exactly that name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lmrun.domain.addresses import TUNNEL_POOL
+from lmrun.domain.secrets import SecretPaths
+from lmrun.domain.skypilot import skypilot_role_reads
+from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.model import MeshSpec
+
+if TYPE_CHECKING:
+    from lmrun.plan.mesh import MeshPlan
+
+IAM_ROLE_NAME_MAX = 64
+"""IAM role names: at most 64 characters of ``[\\w+=,.@-]`` (IAM User Guide, "IAM object quotas"); the
+instance profile (128) and the security group (255) share the role's name."""
+BUCKET_NAME_MAX = 63
+_NAME_CHARACTERS = re.compile(r"[^a-z0-9-]+")
+
+
+@dataclass(frozen=True)
+class SkyPilotPlan:
+    """What the stack creates for SkyPilot, by the names SkyPilot's config uses."""
+
+    name: str
+    """The IAM role, its instance profile and the security group in every mesh VPC: ``lmrun-<stack>-skypilot``."""
+    bucket: str
+    """The checkpoint bucket (an explicit name: the tasks and the config refer to it)."""
+    checkpoint_retention_days: int
+    use_ssm: bool
+    """SkyPilot reaches its VMs through Session Manager: no SSH ingress, the role gets Session Manager."""
+    ssh_cidrs: tuple[str, ...]
+    """Where SSH (22) is admitted from: lmrun:operatorCidrs when ``use_ssm`` is false, else nothing."""
+    ingress: dict[str, tuple[str, ...]]
+    """Region -> the mesh ranges its SkyPilot security group admits (all traffic, like the mesh's own groups):
+    the main region admits every region, site and the tunnel range; a spoke admits itself and the main region
+    (peering is hub-and-spoke only)."""
+    reads: tuple[str, ...]
+    """SSM parameters the role may read (:func:`lmrun.domain.skypilot.skypilot_role_reads`)."""
+
+
+def _stack_slug(mesh: str) -> str:
+    return _NAME_CHARACTERS.sub("-", mesh.lower()).strip("-") or "mesh"
+
+
+def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, list[ConfigIssue]]:
+    """The SkyPilot plan when ``lmrun:skypilot.enabled``; issues when a derived name breaks a limit."""
+    sky = spec.skypilot
+    if not sky.enabled:
+        return None, []
+    issues: list[ConfigIssue] = []
+    name = f"lmrun-{_stack_slug(plan.mesh)}-skypilot"
+    if len(name) > IAM_ROLE_NAME_MAX:
+        issues.append(
+            ConfigIssue(
+                config_path(("skypilot",)),
+                f"the role name {name!r} derived from the stack name is longer than IAM's {IAM_ROLE_NAME_MAX} "
+                "characters; use a shorter stack name",
+            )
+        )
+    bucket = sky.bucket or name
+    if len(bucket) > BUCKET_NAME_MAX:
+        issues.append(
+            ConfigIssue(
+                config_path(("skypilot", "bucket")),
+                f"the default bucket name {bucket!r} is longer than S3's {BUCKET_NAME_MAX} characters; set one",
+            )
+        )
+    sites = [site.cidr for site in plan.wireguard.sites.values()]
+    main_ingress = (
+        plan.main.cidr,
+        *(spoke.cidr for spoke in plan.spokes),
+        *sites,
+        *([str(TUNNEL_POOL)] if sites else []),
+    )
+    ingress = {plan.main.name: main_ingress, **{s.name: (s.cidr, plan.main.cidr) for s in plan.spokes}}
+    result = SkyPilotPlan(
+        name=name,
+        bucket=bucket,
+        checkpoint_retention_days=sky.checkpoint_retention_days,
+        use_ssm=sky.use_ssm,
+        ssh_cidrs=() if sky.use_ssm else tuple(str(cidr) for cidr in spec.operator_cidrs),
+        ingress=ingress,
+        reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=plan.cluster.phoenix is not None),
+    )
+    return result, issues

@@ -1,0 +1,249 @@
+"""The mesh as SkyPilot infrastructure: spec, resources, the plan's check of the config's names, and the rendered
+config and tasks validated by SkyPilot's own code (the pinned ``skypilot`` of requirements-dev.txt)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lmrun.cli.main import main
+from lmrun.cli.sky import render_stack
+from lmrun.components.instance_role import SSM_MANAGED_INSTANCE_CORE
+from lmrun.domain.secrets import SecretPaths
+from lmrun.domain.skypilot import skypilot_role_reads
+from lmrun.render.skypilot import SkyPilotMesh, bundle, sky_config
+from lmrun.spec.errors import ConfigError
+from lmrun.verify import tokens
+from lmrun.verify.skypilot import skypilot_names_exist
+from tests.conftest import ROOT, plan
+from tests.validators import assert_shellcheck_clean
+
+SKY = "mesh-skypilot"
+
+
+def _resources(report: Any, prefix: str = SKY) -> list[Any]:
+    return [r for r in report.recording.resources if r.name.startswith(prefix)]
+
+
+def _mesh(report: Any) -> SkyPilotMesh:
+    return SkyPilotMesh.from_json(report.outputs["skypilot"])
+
+
+@pytest.fixture(autouse=True)
+def _traceback_limit_kept() -> Iterator[None]:
+    """SkyPilot sets ``sys.tracebacklimit = 0`` while it raises a user-facing error and leaves it there; Pulumi's
+    SDK then finds no stack to attribute a resource to. Each test gets the process as it found it."""
+    had, before = hasattr(sys, "tracebacklimit"), getattr(sys, "tracebacklimit", None)
+    yield
+    if had:
+        sys.tracebacklimit = before  # type: ignore[assignment]
+    elif hasattr(sys, "tracebacklimit"):
+        del sys.tracebacklimit
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sky")
+    assert main(["sky", "render", "--project-dir", str(ROOT), "--stack", "global", "--out", str(out)]) == 0
+    return out
+
+
+def test_render_writes_the_config_and_three_task_kinds(rendered: Path) -> None:
+    names = {p.name for p in rendered.iterdir()}
+    assert {"config.yaml", "client.yaml", "job.yaml", "serve-qwen.yaml", "lmrun"} <= names
+    assert os.stat(rendered / "lmrun" / "join.sh").st_mode & 0o777 == 0o755
+    assert os.stat(rendered / "config.yaml").st_mode & 0o777 == 0o644
+
+
+def test_config_passes_skypilots_schema_and_a_typo_does_not(rendered: Path) -> None:
+    from sky.utils import common_utils, schemas
+
+    config = yaml.safe_load((rendered / "config.yaml").read_text())
+    common_utils.validate_schema(config, schemas.get_config_schema(), "Invalid config YAML: ")
+    config["aws"]["vpc_nmae"] = config["aws"].pop("vpc_names")
+    with pytest.raises(ValueError, match="vpc_nmae"):
+        common_utils.validate_schema(config, schemas.get_config_schema(), "Invalid config YAML: ")
+
+
+def test_config_names_the_stacks_resources(rendered: Path) -> None:
+    report = plan("global")
+    mesh = _mesh(report)
+    aws = yaml.safe_load((rendered / "config.yaml").read_text())["aws"]
+    assert aws["security_group_name"] == aws["remote_identity"] == mesh.name == "lmrun-global-skypilot"
+    assert aws["vpc_names"] == list(mesh.vpc_names.values()) and len(aws["vpc_names"]) == 18
+    assert aws["use_ssm"] is True and aws["disk_encrypted"] is True
+    assert aws["labels"]["lmrun:mesh"] == "global"
+    vpc_tags = {
+        r.inputs["tags"]["lmrun:region"]: r.inputs["tags"]["Name"] for r in report.recording.by_type(tokens.VPC)
+    }
+    assert mesh.vpc_names == vpc_tags
+
+
+@pytest.fixture
+def in_rendered(rendered: Path) -> Iterator[Path]:
+    # SkyPilot resolves a relative file_mounts source from the current directory (the README says: run from DIR).
+    before = Path.cwd()
+    os.chdir(rendered)
+    try:
+        yield rendered
+    finally:
+        os.chdir(before)
+
+
+@pytest.mark.parametrize("name", ["serve-qwen.yaml", "serve-phi-euw1.yaml", "client.yaml", "job.yaml"])
+def test_tasks_parse_as_skypilot_tasks(in_rendered: Path, name: str) -> None:
+    import sky
+
+    task = sky.Task.from_yaml(str(in_rendered / name))
+    task.expand_and_validate_file_mounts()
+    assert task.file_mounts == {"~/lmrun": str(in_rendered / "lmrun")}
+    [resources] = list(task.resources)
+    assert str(resources.cloud) == "AWS"
+    assert "join.sh" in (task.setup or "")
+
+
+def test_serve_task_replicates_the_declared_service(rendered: Path) -> None:
+    task = yaml.safe_load((rendered / "serve-qwen.yaml").read_text())
+    assert task["envs"]["SERVICE"] == "qwen" and task["envs"]["NODE_PORT"] == "30080"
+    assert 'join.sh "$SERVICE"' in task["setup"]
+    run = task["run"]
+    for piece in ("Qwen/Qwen2.5-7B-Instruct", "--revision a09a35458c702b33eeacc393d103063234e8bc28",
+                  "--served-model-name qwen", "--port 8000", "--host 0.0.0.0", "--max-model-len 8192"):  # fmt: skip
+        assert piece in run
+    assert task["resources"]["accelerators"] == "L4:1"
+
+
+def test_job_checkpoints_every_minute_and_exports_to_phoenix(rendered: Path) -> None:
+    task = yaml.safe_load((rendered / "job.yaml").read_text())
+    assert task["envs"]["CHECKPOINT_EVERY"] == "60"
+    assert "checkpoint.sh restore" in task["run"] and "checkpoint.sh every" in task["run"]
+    assert "phoenix-client.env" in task["run"]
+    env_script = (rendered / "lmrun" / "phoenix-client-env.sh").read_text()
+    assert "/lmrun/global/phoenix/ingest-key" in env_script
+    assert "http://localhost:30201" in (rendered / "lmrun" / "join.sh").read_text()
+
+
+def test_bundle_scripts_pass_shellcheck(rendered: Path) -> None:
+    assert_shellcheck_clean(sorted((rendered / "lmrun").glob("*.sh")))
+
+
+def test_role_reads_only_the_agent_credential_and_the_ingest_key() -> None:
+    report = plan("global")
+    recorded = report.recording
+    [policy] = [r for r in _resources(report) if r.type == "aws:iam/rolePolicy:RolePolicy"]
+    document = json.loads(policy.inputs["policy"])
+    [reads] = [s for s in document["Statement"] if s["Sid"] == "ReadParameters"]
+    by_name = {r.inputs["name"]: r for r in recorded.by_type("aws:ssm/parameter:Parameter")}
+    intended = skypilot_role_reads(SecretPaths.for_mesh("global"), phoenix=True)
+    assert sorted(reads["Resource"]) == sorted(by_name[name].outputs["arn"] for name in intended)
+    assert {a for s in document["Statement"] for a in s["Action"]} == {"ssm:GetParameter", "s3:GetObject",
+                                                                        "s3:PutObject", "s3:ListBucket"}  # fmt: skip
+    objects = next(s for s in document["Statement"] if s["Sid"] == "CheckpointObjects")
+    assert objects["Resource"] == ["arn:aws:s3:::lmrun-global-skypilot/checkpoints/*"]
+    assert objects["Condition"] == {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}
+    [profile] = [r for r in _resources(report) if r.type == tokens.IAM_INSTANCE_PROFILE]
+    assert profile.inputs["name"] == "lmrun-global-skypilot"
+    attached = [r.inputs["policyArn"] for r in _resources(report) if r.type.endswith("RolePolicyAttachment")]
+    assert attached == [SSM_MANAGED_INSTANCE_CORE]
+
+
+def test_one_group_per_mesh_vpc_admitting_the_mesh_and_no_ssh() -> None:
+    report = plan("global")
+    groups = [r for r in _resources(report) if r.type == tokens.SECURITY_GROUP]
+    assert len(groups) == 18 and {g.inputs["name"] for g in groups} == {"lmrun-global-skypilot"}
+    by_region = {g.inputs["tags"]["lmrun:region"]: g for g in groups}
+    sources = [rule["cidrBlocks"] for rule in by_region["us-east-2"].inputs["ingress"]]
+    assert sources == [["10.65.0.0/16"], ["10.64.0.0/16"]]
+    main_sources = {c for rule in by_region["us-east-1"].inputs["ingress"] for c in rule["cidrBlocks"]}
+    assert {"10.128.0.0/20", "10.129.0.0/24", "10.192.0.0/16", "10.64.0.0/16"} <= main_sources
+    assert all(rule["protocol"] == "-1" for g in groups for rule in g.inputs["ingress"])
+    assert not report.violations
+
+
+def test_bucket_is_private_versioned_encrypted_and_expires_checkpoints() -> None:
+    report = plan("global")
+    types = {r.type: r for r in _resources(report, f"{SKY}-checkpoints")}
+    assert types["aws:s3/bucket:Bucket"].inputs["bucket"] == "lmrun-global-skypilot"
+    [rule] = types["aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"].inputs["rules"]
+    assert rule["filter"] == {"prefix": "checkpoints/"} and rule["expiration"] == {"days": 30}
+    assert "aws:s3/bucketVersioning:BucketVersioning" in types
+    assert "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock" in types
+
+
+def test_ssh_mode_admits_ssh_from_operator_cidrs_only_and_drops_session_manager() -> None:
+    report = plan("global", skypilot={"enabled": True, "useSsm": False}, operatorCidrs=["203.0.113.0/24"])
+    groups = [r for r in _resources(report) if r.type == tokens.SECURITY_GROUP]
+    ssh = [rule for g in groups for rule in g.inputs["ingress"] if rule["protocol"] == "tcp"]
+    assert len(ssh) == 18 and {(r["fromPort"], r["toPort"], tuple(r["cidrBlocks"])) for r in ssh} == {
+        (22, 22, ("203.0.113.0/24",))
+    }
+    assert not [r for r in _resources(report) if r.type.endswith("RolePolicyAttachment")]
+    assert "use_ssm" not in sky_config(_mesh(report))["aws"]
+    assert [v.policy for v in report.violations] == ["no-ssh"] * 18
+
+
+def test_spec_refuses_ssh_without_operator_cidrs_and_sky_node_names() -> None:
+    with pytest.raises(ConfigError) as caught:
+        plan(
+            "dev",
+            skypilot={"enabled": True, "useSsm": False},
+            nodes=[
+                {
+                    "name": "sky-a",
+                    "region": "us-east-1",
+                    "gpu": "L4",
+                    "model": "Qwen/Qwen2.5-7B-Instruct",
+                    "modelRevision": "a" * 40,
+                    "nodePort": 30080,
+                }
+            ],
+        )
+    paths = [issue.path for issue in caught.value.issues]
+    assert "lmrun:skypilot.useSsm" in paths and "lmrun:nodes[0].name" in paths
+
+
+def test_disabled_adds_nothing() -> None:
+    report = plan("dev")
+    assert not _resources(report) and report.outputs.get("skypilot") is None
+    with pytest.raises(Exception, match="enabled: true"):
+        render_stack(ROOT, stack="dev", config_file=None)
+
+
+@dataclass(frozen=True)
+class _Resource:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+
+
+def test_the_check_catches_a_name_or_a_rule_the_config_uses_but_the_resources_lack() -> None:
+    report = plan("global")
+    resources = [_Resource(r.type, r.name, dict(r.inputs)) for r in report.recording.resources]
+    outputs = dict(report.outputs)
+    assert all(r.ok for r in skypilot_names_exist(resources, outputs))
+
+    renamed = replace(_mesh(report), vpc_names={**_mesh(report).vpc_names, "us-east-2": "lmrun"})
+    broken = [r for r in skypilot_names_exist(resources, {**outputs, "skypilot": renamed.to_json()}) if not r.ok]
+    assert [(r.resource, r.value) for r in broken] == [("skypilot:vpc:us-east-2", "lmrun")]
+
+    group = next(r for r in resources if r.name == f"{SKY}-us-east-2-sg")
+    narrowed = [{**rule, "protocol": "tcp", "fromPort": 8000, "toPort": 8000} for rule in group.inputs["ingress"]]
+    resources[resources.index(group)] = replace(group, inputs={**group.inputs, "ingress": narrowed})
+    broken = [r for r in skypilot_names_exist(resources, outputs) if not r.ok]
+    assert [r.resource for r in broken] == ["skypilot:security-group:us-east-2"]
+    assert "tcp/30080 from 10.65.0.0/16" in broken[0].value
+
+
+def test_bundle_without_phoenix_writes_no_key_fetch() -> None:
+    mesh = replace(_mesh(plan("global")), ingest_key_parameter=None, phoenix_grpc_node_port=None)
+    files = bundle(mesh)
+    assert "phoenix-client-env.sh" not in files
+    assert "PHOENIX_ENV=()" in files["join.sh"]

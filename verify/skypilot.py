@@ -1,0 +1,126 @@
+"""The SkyPilot config against the resources: every name it uses exists with exactly that name, and each
+security group admits the declared services from the mesh.
+
+SkyPilot looks everything up by name when it launches (the VPC per region by its ``Name`` tag, the security
+group by name inside that VPC, the instance profile by name) and quietly falls back when a name is missing: a
+region without a match is skipped, a missing group is created with SkyPilot's own rules (SSH from anywhere), a
+missing profile fails the launch. So the plan proves, from the stack's ``skypilot`` output (what ``lmrun sky
+render`` writes into ``config.yaml``), that each name is there, and that each region's group lets the mesh
+reach a SkyPilot replica's node ports and app ports (kube-proxy DNATs a node port to ``<replica>:<app port>``
+from whichever node received it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lmrun.domain.names import TAG_REGION
+from lmrun.render.skypilot import SkyPilotMesh
+from lmrun.verify import tokens
+from lmrun.verify.contracts import CANNOT_TELL, ContractResult, PlannedResource
+from lmrun.verify.resources import get, is_unknown, network
+
+CONTRACT = "skypilot config names a recorded resource"
+INGRESS_CONTRACT = "skypilot security group admits the mesh"
+
+
+def _named(resources: Iterable[PlannedResource], type_: str, key: str, value: str) -> list[PlannedResource]:
+    return [r for r in resources if r.type == type_ and get(r.inputs, key) == value]
+
+
+def _result(what: str, name: str, found: bool, limit: str) -> ContractResult:
+    return ContractResult(f"skypilot:{what}", CONTRACT, name, limit, found)
+
+
+def _admits(group: PlannedResource, port: int, source: ipaddress.IPv4Network) -> bool | None:
+    """Whether an inline ingress rule admits TCP ``port`` from all of ``source``; None when unknown."""
+    rules = get(group.inputs, "ingress")
+    if is_unknown(rules):
+        return None
+    for rule in rules if isinstance(rules, list) else []:
+        protocol = str(get(rule, "protocol"))
+        low, high = get(rule, "fromPort"), get(rule, "toPort")
+        if protocol in ("-1", "all"):
+            ports_ok = True
+        elif protocol in ("tcp", "6") and isinstance(low, int) and isinstance(high, int):
+            ports_ok = low <= port <= high
+        else:
+            ports_ok = False
+        cidrs = [network(c) for c in get(rule, "cidrBlocks") or []]
+        if ports_ok and any(c is not None and c.version == 4 and source.subnet_of(c) for c in cidrs):
+            return True
+    return False
+
+
+def _mesh_sources(region: str, outputs: Mapping[str, Any]) -> list[ipaddress.IPv4Network]:
+    """The ranges that reach SkyPilot VMs in ``region``: its own VPC and the main region's (peering is
+    hub-and-spoke), and in the main region every region and site."""
+    regions = outputs.get("regions") or {}
+    main = next((name for name, info in regions.items() if info.get("role") == "main"), None)
+    if region == main:
+        cidrs = [info["cidr"] for info in regions.values()] + [s["cidr"] for s in (outputs.get("sites") or {}).values()]
+    else:
+        cidrs = [regions[region]["cidr"]] + ([regions[main]["cidr"]] if main else [])
+    return [ipaddress.IPv4Network(c) for c in cidrs]
+
+
+def skypilot_names_exist(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
+    """One row per name of the SkyPilot config, and one per region and service port."""
+    exported = outputs.get("skypilot")
+    if not exported:
+        return []
+    if is_unknown(exported) or not isinstance(exported, Mapping):
+        return [ContractResult("skypilot", CONTRACT, CANNOT_TELL, "the stack's skypilot output", True)]
+    mesh = SkyPilotMesh.from_json(exported)
+    listed = list(resources)
+    results = [
+        _result(
+            "instance-profile",
+            mesh.name,
+            bool(_named(listed, tokens.IAM_INSTANCE_PROFILE, "name", mesh.name)),
+            "an IAM instance profile of that name (aws.remote_identity)",
+        ),
+        _result(
+            "role", mesh.name, bool(_named(listed, tokens.IAM_ROLE, "name", mesh.name)), "an IAM role of that name"
+        ),
+        _result(
+            "bucket",
+            mesh.bucket,
+            any(_named(listed, t, "bucket", mesh.bucket) for t in tokens.S3_BUCKETS),
+            "an S3 bucket of that name",
+        ),
+    ]
+    ports = sorted({port for s in mesh.services for port in (s.node_port, s.app_port)})
+    groups = _named(listed, tokens.SECURITY_GROUP, "name", mesh.name)
+    for region, vpc_name in mesh.vpc_names.items():
+        vpcs = [v for v in listed if v.type == tokens.VPC and get(v.inputs, "tags", "Name") == vpc_name]
+        in_region = [v for v in vpcs if get(v.inputs, "tags", TAG_REGION) == region]
+        results.append(_result(f"vpc:{region}", vpc_name, bool(in_region), f"a VPC in {region} tagged Name={vpc_name}"))
+        here = [g for g in groups if get(g.inputs, "tags", TAG_REGION) == region]
+        results.append(
+            _result(f"security-group:{region}", mesh.name, bool(here), f"a security group of that name in {region}")
+        )
+        for group in here:
+            sources = _mesh_sources(region, outputs)
+            verdicts = {(port, source): _admits(group, port, source) for source in sources for port in ports}
+            refused = [f"tcp/{port} from {source}" for (port, source), ok in verdicts.items() if ok is False]
+            unknown = any(ok is None for ok in verdicts.values())
+            value = (
+                f"refuses {', '.join(refused)}"
+                if refused
+                else CANNOT_TELL
+                if unknown
+                else f"admits tcp/{','.join(map(str, ports))} from {len(sources)} mesh ranges"
+            )
+            results.append(
+                ContractResult(
+                    f"skypilot:security-group:{region}",
+                    INGRESS_CONTRACT,
+                    value,
+                    "every declared service's node port and app port admitted from the mesh ranges of its region",
+                    not refused,
+                )
+            )
+    return results
