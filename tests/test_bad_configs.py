@@ -23,7 +23,7 @@ from tests.conftest import pinned_images
 MAIN = {"mainRegion": "us-east-1", "images": pinned_images("us-east-1")}
 KNOWN_KEYS = (
     "known keys: availabilityZones, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, "
-    "nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, tags, wireguard"
+    "nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, skypilot, tags, wireguard"
 )
 
 CASES: dict[str, Case] = {
@@ -193,7 +193,7 @@ def test_missing_stack_file_is_refused(project_dir: Path, tmp_path: Path, capsys
     code, out, err = run_plan(project_dir, stack_file, capsys)
 
     assert code == EXIT_INVALID_CONFIG
-    assert (out, err) == ("", f"error: {stack_file}: no such file\n")
+    assert (out, err) == ("", f"error: --config-file {stack_file}: no such file\n")
 
 
 def test_stack_file_that_is_not_a_mapping_is_refused(
