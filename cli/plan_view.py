@@ -24,7 +24,7 @@ its cells (``lmrun plan | less``, a CI log); ``COLUMNS`` still wins when set."""
 
 def output_console() -> Console:
     """A console for stdout: a terminal's own width, or :data:`PIPE_WIDTH` when piped or redirected."""
-    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
         return Console()
     return Console(width=PIPE_WIDTH)
 
