@@ -11,7 +11,7 @@ dropped (the spec reported that part already).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,7 @@ def usable_config(
             kept[key] = value
     removed = set(removals)
 
-    def drop(key: str, unwanted: Any) -> None:
+    def drop(key: str, unwanted: Callable[[dict[str, Any]], bool]) -> None:
         """Take out the entries of list ``key`` for which ``unwanted(entry)`` holds (they refer to removed parts)."""
         items, indexes = kept.get(key, []), positions.get(key, ())
         keep = [i for i, item in enumerate(items) if isinstance(item, dict) and not unwanted(item)]
