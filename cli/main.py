@@ -22,9 +22,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lmrun.cli.arguments import OneLineParser, check_arguments
+from lmrun.cli.models import add_models_command
 from lmrun.cli.sky import register as register_sky
 from lmrun.domain.errors import (
     EXIT_FAILURE,
@@ -195,7 +196,10 @@ def _positive(value: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="lmrun", description=__doc__.splitlines()[0] if __doc__ else None)
-    commands = parser.add_subparsers(dest="command", required=True)
+    # Subcommand parsers are OneLineParsers too; the modules that add their own commands take any parser.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]", parser.add_subparsers(dest="command", required=True)
+    )
 
     plan = commands.add_parser("plan", help="plan a stack offline under the mock engine")
     _add_stack_arguments(plan)
@@ -268,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     quotas.set_defaults(handler=_cmd_quotas)
 
     register_sky(commands)
+    add_models_command(commands, _add_stack_arguments)
 
     pins = commands.add_parser("pins", help="pinned VM runtimes").add_subparsers(dest="pins_command", required=True)
     pins_check = pins.add_parser("check", help="compare each pin's recorded Requires-Python with PyPI (exit 1: drift)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
 from lmrun.domain.errors import InputError
 from lmrun.render.skypilot import SkyPilotMesh, executable, rendered_files
@@ -52,7 +51,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction[Any]) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``sky`` command group."""
     sky = commands.add_parser("sky", help="SkyPilot on the mesh").add_subparsers(dest="sky_command", required=True)
     render = sky.add_parser("render", help="write config.yaml, the join bundle and task templates of a stack")

@@ -1,8 +1,9 @@
 """Round-trip editing of a stack file: set ``config:`` keys and keep everything an operator wrote around them.
 
-The sync commands (``lmrun regions sync``, ``lmrun images sync``) write what they learnt from the cloud as
-plain config that reviewers can diff. ruamel.yaml's round-trip mode keeps the operator's comments, key order,
-quoting and indentation: only the keys a command owns change, in place; missing ones are appended.
+The sync commands (``lmrun regions sync``, ``lmrun images sync``, ``lmrun models pin``) write what they
+learnt from a cloud or the Hugging Face Hub as plain config that reviewers can diff. ruamel.yaml's round-trip
+mode keeps the operator's comments, key order, quoting and indentation: only the keys a command owns change,
+in place; missing ones are appended (or, inside a list's entries, inserted next to their related key).
 """
 
 from __future__ import annotations
@@ -34,6 +35,65 @@ def write_stack_keys(path: Path, values: Mapping[str, Any]) -> None:
 
 def edited_stack_text(path: Path, values: Mapping[str, Any]) -> str:
     """The text :func:`write_stack_keys` would write (checked the same way), without writing it."""
+    rt, document, config = _load_config(path)
+    for key, value in values.items():
+        _replace_value(config, key, _to_node(value))
+
+    new_text = _dump(rt, document)
+    reread = _reread_config(new_text)
+    for key, value in values.items():
+        if reread.get(key) != value:
+            raise StackFileError(f"{path}: rewriting {key} produced {reread.get(key)!r}, expected {value!r}")
+    return new_text
+
+
+def edited_list_entries(
+    path: Path, updates: Mapping[str, Mapping[int, Mapping[str, Any]]], *, after: str | None = None
+) -> str:
+    """The stack file's text with fields of list entries set, checked like :func:`edited_stack_text` (write it
+    with :func:`write_stack_text`).
+
+    ``updates`` maps a ``config:`` key holding a list to ``{entry index: {field: scalar}}``, fields in order.
+    A field the entry has is replaced in place (its end-of-line comment stays); a missing one is inserted
+    right after the previous field of the update (after ``after`` for the first), so related keys stay
+    together; the comment lines that followed that key move below the inserted one.
+    """
+    rt, document, config = _load_config(path)
+    for key, entries in updates.items():
+        items = config.get(key)
+        if not isinstance(items, CommentedSeq):
+            raise StackFileError(f"{path}: {key} must be a list to edit its entries")
+        for index, fields in entries.items():
+            item = items[index] if 0 <= index < len(items) else None
+            if not isinstance(item, CommentedMap):
+                raise StackFileError(f"{path}: {key}[{index}] is not a mapping")
+            anchor = after
+            for field, value in fields.items():
+                if field in item:
+                    item[field] = value
+                else:
+                    _insert_after(item, anchor, field, value)
+                anchor = field
+
+    new_text = _dump(rt, document)
+    reread = _reread_config(new_text)
+    for key, entries in updates.items():
+        items = reread.get(key)
+        for index, fields in entries.items():
+            entry = items[index] if isinstance(items, list) and index < len(items) else None
+            got = {field: entry.get(field) for field in fields} if isinstance(entry, dict) else None
+            if got != dict(fields):
+                raise StackFileError(f"{path}: rewriting {key}[{index}] produced {got!r}, expected {dict(fields)!r}")
+    return new_text
+
+
+def write_stack_text(path: Path, text: str) -> None:
+    """Atomically replace the stack file with ``text`` (from :func:`edited_list_entries`)."""
+    _atomic_write(path, text)
+
+
+def _load_config(path: Path) -> tuple[YAML, CommentedMap, CommentedMap]:
+    """The round-trip dumper for the file, its document and its ``config:`` mapping (created when absent)."""
     text = path.read_text()
     rt = _round_trip_yaml(text)
     document = rt.load(text)
@@ -46,17 +106,19 @@ def edited_stack_text(path: Path, values: Mapping[str, Any]) -> str:
         config = document["config"] = CommentedMap()
     if not isinstance(config, CommentedMap):
         raise StackFileError(f"{path}: 'config' must be a mapping")
-    for key, value in values.items():
-        _replace_value(config, key, _to_node(value))
+    return rt, document, config
 
+
+def _dump(rt: YAML, document: CommentedMap) -> str:
     buffer = StringIO()
     rt.dump(document, buffer)
-    new_text = buffer.getvalue()
-    reread = (yaml.safe_load(new_text) or {}).get("config") or {}
-    for key, value in values.items():
-        if reread.get(key) != value:
-            raise StackFileError(f"{path}: rewriting {key} produced {reread.get(key)!r}, expected {value!r}")
-    return new_text
+    return buffer.getvalue()
+
+
+def _reread_config(text: str) -> dict[str, Any]:
+    """The ``config:`` of the new text as a plain YAML parser (and so Pulumi) reads it."""
+    config: dict[str, Any] = (yaml.safe_load(text) or {}).get("config") or {}
+    return config
 
 
 def stack_diff(path: Path, new_text: str) -> str:
@@ -147,6 +209,20 @@ def _replace_value(parent: CommentedMap, key: str, new: Any) -> None:
     parent[key] = new
     if old[0] is parent:  # the old value was a scalar or empty: its end-of-line comment is the key's
         _set_comment((parent, key, _MAP_SLOT), eol)
+    if rest is not None:
+        _attach_comment(parent, key, rest)
+
+
+def _insert_after(parent: CommentedMap, anchor: str | None, key: str, value: Any) -> None:
+    """Insert ``parent[key]`` right after ``parent[anchor]`` (appended when there is no such key), moving the
+    full-line comments that followed the anchor's value below the new key."""
+    if anchor is None or anchor not in parent:
+        _replace_value(parent, key, value)
+        return
+    location = _tail_location(parent, anchor)
+    eol, rest = _split_comment(_get_comment(location))
+    _set_comment(location, eol)
+    parent.insert(list(parent).index(anchor) + 1, key, value)
     if rest is not None:
         _attach_comment(parent, key, rest)
 

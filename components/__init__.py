@@ -1,11 +1,19 @@
 """Pulumi ComponentResources of the mesh, reusable from other projects.
 
 Components take typed args and explicit providers and never read stack config. ``Mesh`` builds the whole
-stack from a plan; the others are its parts and can be used on their own.
+stack from a plan; the others are its parts and can be used on their own (a ``GpuNode`` with
+``gpu_node_user_data`` and a GPU image pinned with ``gpu_image_id``).
 """
 
 from lmrun.components.cluster import Cluster, ClusterArgs
 from lmrun.components.gpu_node import GpuNode, GpuNodeArgs
+from lmrun.components.gpu_node_inputs import (
+    GPU_IMAGE,
+    JoinCluster,
+    gpu_image_id,
+    gpu_image_pin_command,
+    gpu_node_user_data,
+)
 from lmrun.components.instance_role import InstanceRole, InstanceRoleArgs
 from lmrun.components.k3s_server import K3sServer, K3sServerArgs, ServerAddon
 from lmrun.components.mesh import Mesh, MeshArgs
@@ -18,6 +26,7 @@ from lmrun.components.vpc import RegionalVpc, RegionalVpcArgs
 from lmrun.components.wireguard_hub import HubSite, WireGuardHub, WireGuardHubArgs
 
 __all__ = [
+    "GPU_IMAGE",
     "Cluster",
     "ClusterArgs",
     "GpuNode",
@@ -25,6 +34,7 @@ __all__ = [
     "HubSite",
     "InstanceRole",
     "InstanceRoleArgs",
+    "JoinCluster",
     "K3sServer",
     "K3sServerArgs",
     "Mesh",
@@ -47,4 +57,7 @@ __all__ = [
     "SitesArgs",
     "WireGuardHub",
     "WireGuardHubArgs",
+    "gpu_image_id",
+    "gpu_image_pin_command",
+    "gpu_node_user_data",
 ]

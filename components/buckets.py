@@ -20,15 +20,17 @@ def private_bucket(
     bucket_name: str | None = None,
     versioned: bool = False,
     retain_on_delete: bool = False,
+    provider: pulumi.ProviderResource | None = None,
 ) -> aws.s3.Bucket:
     """The bucket ``name`` and its settings (``<name>-public-access``, ``-versioning``, ``-encryption``,
-    ``-lifecycle``); ``bucket_name`` is its exact S3 name (default: Pulumi's auto-name)."""
-    child = pulumi.ResourceOptions(parent=parent)
+    ``-lifecycle``); ``bucket_name`` is its exact S3 name (default: Pulumi's auto-name); ``provider`` the
+    region's AWS provider (default: the parent's)."""
+    child = pulumi.ResourceOptions(parent=parent, provider=provider)
     bucket = aws.s3.Bucket(
         name,
         bucket=bucket_name,
         tags=with_name(tags, name),
-        opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=retain_on_delete),
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider, retain_on_delete=retain_on_delete),
     )
     aws.s3.BucketPublicAccessBlock(
         f"{name}-public-access",

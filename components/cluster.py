@@ -73,9 +73,9 @@ class Cluster(pulumi.ComponentResource):
     nodes in GCP sites); None unless Phoenix is enabled and the plan has such nodes (no gate otherwise)."""
 
     def __init__(self, name: str, *, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare the K3s server, every GPU node and the node-port Services. ``name`` prefixes every child's
-        name; ``args`` is the cluster's plan and the mesh's providers (:class:`ClusterArgs`); ``opts`` as for
-        any Pulumi component (``parent``...)."""
+        """Declare the K3s server, the GPU nodes and the node-port services from ``args`` (:class:`ClusterArgs`:
+        the plan, the fabric's VPCs and one AWS provider per region); ``opts`` must carry the random and command
+        providers (the stacks disable default providers)."""
         super().__init__("lmrun:index:Cluster", name, None, opts)
         plan = args["plan"]
         server_plan = plan.server

@@ -63,15 +63,37 @@ class GpuNodeArgs(TypedDict):
 
 
 class GpuNode(pulumi.ComponentResource):
-    """Identity, launch template and a one-instance auto-scaling group."""
+    """Identity, launch template and a one-instance auto-scaling group.
+
+    On its own, from another project (the user data and image helpers are in :mod:`lmrun.components`)::
+
+        node = GpuNode(
+            "qwen",
+            args={
+                "instance_type": "g6.xlarge",
+                "spot": True,
+                "disk_size_gb": 256,
+                "ami_id": gpu_image_id(config.require("gpuAmi"), region="eu-west-1"),
+                "subnet_ids": subnet_ids,
+                "security_group_ids": [security_group_id],
+                "user_data": gpu_node_user_data(
+                    name="qwen", model="Qwen/Qwen2.5-7B-Instruct", revision="a09a3545...", gpu="L4",
+                    region="eu-west-1",
+                ),
+                "parameter_arns": [],
+                "tags": {"team": "ml"},
+            },
+            opts=pulumi.ResourceOptions(provider=eu_west_1),
+        )
+    """
 
     launch_template_id: pulumi.Output[str]
     group_name: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare one GPU node: its instance role, launch template and one-instance auto-scaling group.
-        ``name`` prefixes the children; ``args`` is its machine, image, network and rendered user data
-        (:class:`GpuNodeArgs`); ``opts`` must carry the AWS provider of the node's region."""
+        """Declare the node's identity, launch template and group from ``args`` (:class:`GpuNodeArgs`; the user
+        data from :func:`gpu_node_user_data`, the image a pinned AMI id); ``opts.provider`` is the region's AWS
+        provider."""
         super().__init__("lmrun:index:GpuNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = with_name(args["tags"], name)

@@ -72,9 +72,8 @@ class InstanceRole(pulumi.ComponentResource):
     instance_profile_arn: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: InstanceRoleArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare an EC2 instance role and profile that reads and publishes the given SSM parameters and uses
-        Session Manager. ``name`` prefixes the children; ``args``: :class:`InstanceRoleArgs`; ``opts`` carries the AWS
-        provider."""
+        """Declare the role, its inline policy for ``args`` (:class:`InstanceRoleArgs`) and the instance profile;
+        IAM is global, so any AWS provider of the account (in ``opts``) does."""
         super().__init__("lmrun:index:InstanceRole", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]

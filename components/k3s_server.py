@@ -96,9 +96,8 @@ class K3sServer(pulumi.ComponentResource):
     state_volume_id: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: K3sServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare the K3s server: instance, state volume, token, identity and the kubeconfig gate. ``name``
-        prefixes the children; ``args``: :class:`K3sServerArgs`; ``opts`` carries the main region's AWS
-        provider."""
+        """Declare the server from ``args`` (:class:`K3sServerArgs`); ``opts`` carries the main region's AWS
+        provider and the random and command providers."""
         super().__init__("lmrun:index:K3sServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]

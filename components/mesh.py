@@ -53,9 +53,8 @@ class Mesh(pulumi.ComponentResource):
     """What ``lmrun sky render`` needs (:class:`lmrun.render.skypilot.SkyPilotMesh`, plain), or None."""
 
     def __init__(self, name: str, *, args: MeshArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare the whole mesh from its plan: providers, VPCs, peerings, the cluster and the sites. ``name``
-        prefixes every resource's name; ``args``: :class:`MeshArgs` (the plan from
-        :func:`lmrun.plan.plan_mesh`); ``opts`` as for any Pulumi component."""
+        """Declare the whole mesh from ``args`` (:class:`MeshArgs`: the plan); it creates every provider it
+        needs, so ``opts`` needs none."""
         super().__init__("lmrun:index:Mesh", name, None, opts)
         plan = args["plan"]
         self.providers = {

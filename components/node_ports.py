@@ -45,8 +45,8 @@ class NodePorts(pulumi.ComponentResource):
     node_ports: pulumi.Output[dict[str, int]]
 
     def __init__(self, name: str, *, args: NodePortsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare a NodePort Service and a readiness-proxy DaemonSet per service. ``name`` prefixes the
-        children; ``args``: :class:`NodePortsArgs`; ``opts`` carries the cluster's Kubernetes provider."""
+        """Declare the Services and readiness proxies of ``args`` (:class:`NodePortsArgs`) behind a Kubernetes
+        provider it builds from ``args["kubeconfig"]``; ``opts`` needs no provider."""
         super().__init__("lmrun:index:NodePorts", name, None, opts)
         provider = k8s.Provider(
             f"{name}-k8s",

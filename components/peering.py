@@ -61,9 +61,8 @@ class PeeringHub(pulumi.ComponentResource):
     what a spoke's route into the peering should use."""
 
     def __init__(self, name: str, *, args: PeeringHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare a peering from each spoke VPC to the main VPC, with the main side's routes and rules.
-        ``name`` prefixes the children; ``args``: :class:`PeeringHubArgs` (the VPCs and their providers);
-        ``opts`` as for any Pulumi component."""
+        """Declare a peering per spoke of ``args`` (:class:`PeeringHubArgs`), each VPC on the provider that
+        comes with it."""
         super().__init__("lmrun:index:PeeringHub", name, None, opts)
         main = args["main"]
         tags = args["tags"]

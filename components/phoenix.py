@@ -92,8 +92,8 @@ class PhoenixStore(pulumi.ComponentResource):
     bucket_arn: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: PhoenixStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare Phoenix's secrets, its ingest-key parameter and its backup bucket. ``name`` prefixes the
-        children; ``args``: :class:`PhoenixStoreArgs`; ``opts`` carries the main region's AWS provider."""
+        """Declare the secrets, the ingest-key parameter and the backup bucket from ``args``
+        (:class:`PhoenixStoreArgs`); ``opts`` carries the main region's AWS provider and the random provider."""
         super().__init__("lmrun:index:PhoenixStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]
@@ -226,8 +226,8 @@ class PhoenixNode(pulumi.ComponentResource):
     data_volume_id: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: PhoenixNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare the Phoenix instance, its identity and its protected data volume. ``name`` prefixes the
-        children; ``args``: :class:`PhoenixNodeArgs`; ``opts`` carries the main region's AWS provider."""
+        """Declare the Phoenix VM beside its ``args["store"]`` (:class:`PhoenixNodeArgs`); ``opts.provider`` is
+        the main region's AWS provider."""
         super().__init__("lmrun:index:PhoenixNode", name, None, opts)
         store = args["store"]
         tags = args["tags"]

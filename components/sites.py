@@ -90,9 +90,8 @@ class Sites(pulumi.ComponentResource):
     """External site -> ``{config, bootstrap, config_filename, script_filename}`` (a secret)."""
 
     def __init__(self, name: str, *, args: SitesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare the sites: their WireGuard keys, the hub, each site cloud's component and the external sites'
-        join bundles. ``name`` prefixes the children; ``args``: :class:`SitesArgs`; ``opts`` as for any Pulumi
-        component."""
+        """Declare the site keys, the WireGuard hub and every site of ``args`` (:class:`SitesArgs`); ``opts``
+        carries the main region's AWS provider and the random provider (each site cloud builds its own)."""
         super().__init__("lmrun:index:Sites", name, None, opts)
         plan = args["plan"]
         child = pulumi.ResourceOptions(parent=self)

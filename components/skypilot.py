@@ -12,13 +12,15 @@ mesh, and nothing that gives its VMs more than joining needs.
   ``checkpointRetentionDays`` after its last write; the role reaches only its ``checkpoints/`` prefix, and only in
   buckets of its own account (``aws:ResourceAccount``), so a bucket name squatted elsewhere gets nothing.
 
-Per region one security group (inline rules); in the main region the role, its policy, the profile
+Per region one security group (a spoke's with inline rules; the main region's with one standalone rule per
+admitted range, so a new region or site only adds one); in the main region the role, its policy, the profile
 (and the Session Manager attachment), and the bucket with its four settings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import pulumi
@@ -90,21 +92,36 @@ def checkpoint_statements(bucket: str) -> list[dict[str, Any]]:
     ]
 
 
-def _ingress(plan: SkyPilotPlan, region: str) -> list[aws.ec2.SecurityGroupIngressArgs]:
-    rules = [
-        aws.ec2.SecurityGroupIngressArgs(
-            protocol="-1", from_port=0, to_port=0, cidr_blocks=[cidr], description=f"all traffic from mesh {cidr}"
+@dataclass(frozen=True)
+class _Admitted:
+    """One rule of a SkyPilot group: all traffic (or TCP on one port) from/to one range, and what that range is."""
+
+    what: str
+    cidr: str
+    description: str
+    port: int | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable resource-name fragment (what the range is, and the port)."""
+        return slug(self.what) + ("" if self.port is None else f"-tcp-{self.port}")
+
+    def as_ingress(self) -> aws.ec2.SecurityGroupIngressArgs:
+        protocol, port = ("-1", 0) if self.port is None else ("tcp", self.port)
+        return aws.ec2.SecurityGroupIngressArgs(
+            protocol=protocol, from_port=port, to_port=port, cidr_blocks=[self.cidr], description=self.description
         )
-        for cidr in plan.ingress[region]
-    ]
+
+    def as_egress(self) -> aws.ec2.SecurityGroupEgressArgs:
+        return aws.ec2.SecurityGroupEgressArgs(
+            protocol="-1", from_port=0, to_port=0, cidr_blocks=[self.cidr], description=self.description
+        )
+
+
+def _admitted(plan: SkyPilotPlan, region: str) -> list[_Admitted]:
+    rules = [_Admitted(what, cidr, f"all traffic from mesh {what}") for what, cidr in plan.ingress[region].items()]
     rules += [
-        aws.ec2.SecurityGroupIngressArgs(
-            protocol="tcp",
-            from_port=SSH_PORT,
-            to_port=SSH_PORT,
-            cidr_blocks=[cidr],
-            description="SkyPilot's SSH from lmrun:operatorCidrs",
-        )
+        _Admitted(f"operator {cidr}", cidr, "SkyPilot's SSH from lmrun:operatorCidrs", SSH_PORT)
         for cidr in plan.ssh_cidrs
     ]
     return rules
@@ -160,6 +177,9 @@ class SkyPilotInfra(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: SkyPilotInfraArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Declare the SkyPilot role, profile, per-VPC security groups and checkpoint bucket from ``args``
+        (:class:`SkyPilotInfraArgs`: the plan's names, the main region's provider and the mesh's VPCs); ``reads``
+        must be exactly the role's intended reads."""
         super().__init__("lmrun:index:SkyPilotInfra", name, None, opts)
         plan = args["plan"]
         main = args["main_region"]
@@ -185,30 +205,55 @@ class SkyPilotInfra(pulumi.ComponentResource):
             f"{name}-checkpoints",
             tags={**tags, TAG_REGION: main},
             parent=self,
+            provider=args["providers"][main],
             lifecycle_rules=checkpoint_lifecycle_rules(plan.checkpoint_retention_days),
             bucket_name=plan.bucket,
             versioned=True,
         )
         self.security_group_ids = {}
         for region, vpc_id in sorted(args["vpc_ids"].items()):
+            on_region = pulumi.ResourceOptions(parent=self, provider=args["providers"][region])
+            # The main region's group admits every region and site: standalone rules there, so adding a region
+            # or a site adds a rule and changes no existing resource (a spoke's two ranges never change: inline).
+            standalone = region == main
+            rules = _admitted(plan, region)
+            egress = _Admitted("internet", "0.0.0.0/0", "egress for packages, images and models")
+            # Inline or standalone, never both: the provider would overwrite one with the other (an inline list,
+            # even empty, owns every rule of its direction).
             group = aws.ec2.SecurityGroup(
                 f"{name}-{slug(region)}-sg",
                 name=plan.name,
                 vpc_id=vpc_id,
                 description="SkyPilot clusters of the lmrun mesh: inbound from mesh ranges only",
-                ingress=_ingress(plan, region),
-                egress=[
-                    aws.ec2.SecurityGroupEgressArgs(
-                        protocol="-1",
-                        from_port=0,
-                        to_port=0,
-                        cidr_blocks=["0.0.0.0/0"],
-                        description="egress for packages, images and models",
-                    )
-                ],
+                ingress=None if standalone else [rule.as_ingress() for rule in rules],
+                egress=None if standalone else [egress.as_egress()],
                 tags=with_name({**tags, TAG_REGION: region}, plan.name),
-                opts=pulumi.ResourceOptions(parent=self, provider=args["providers"][region]),
+                opts=on_region,
             )
+            if standalone:
+                prefix = f"{name}-{slug(region)}"
+                aws.vpc.SecurityGroupEgressRule(
+                    f"{prefix}-egress",
+                    security_group_id=group.id,
+                    ip_protocol="-1",
+                    cidr_ipv4=egress.cidr,
+                    description=egress.description,
+                    tags=with_name({**tags, TAG_REGION: region}, f"{prefix}-egress"),
+                    opts=on_region,
+                )
+                for rule in rules:
+                    rule_name = f"{prefix}-from-{rule.key}"
+                    aws.vpc.SecurityGroupIngressRule(
+                        rule_name,
+                        security_group_id=group.id,
+                        ip_protocol="-1" if rule.port is None else "tcp",
+                        from_port=rule.port,
+                        to_port=rule.port,
+                        cidr_ipv4=rule.cidr,
+                        description=rule.description,
+                        tags=with_name({**tags, TAG_REGION: region}, rule_name),
+                        opts=on_region,
+                    )
             self.security_group_ids[region] = group.id
         self.instance_profile_name = identity.instance_profile_name
         self.bucket_name = bucket.bucket

@@ -74,8 +74,8 @@ class RegionalVpc(pulumi.ComponentResource):
     """The VPC's ``Name`` tag (what SkyPilot's ``aws.vpc_names`` finds it by)."""
 
     def __init__(self, name: str, *, args: RegionalVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare one region's VPC, subnets, route table and security group. ``name`` prefixes the children;
-        ``args``: :class:`RegionalVpcArgs`; ``opts`` must carry the AWS provider of the region."""
+        """Declare the VPC, its subnets and security group from ``args`` (:class:`RegionalVpcArgs`);
+        ``opts.provider`` is the region's AWS provider."""
         super().__init__("lmrun:index:RegionalVpc", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]

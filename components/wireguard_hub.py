@@ -112,9 +112,8 @@ class WireGuardHub(pulumi.ComponentResource):
     config_parameter_name: pulumi.Output[str]
 
     def __init__(self, name: str, *, args: WireGuardHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare the hub gateway: instance, Elastic IP, its config in SSM, routes and rules for the sites.
-        ``name`` prefixes the children; ``args``: :class:`WireGuardHubArgs`; ``opts`` carries the main region's
-        AWS provider."""
+        """Declare the gateway, its key and its routes and rules from ``args`` (:class:`WireGuardHubArgs`);
+        ``opts`` carries the main region's AWS provider and the random provider."""
         super().__init__("lmrun:index:WireGuardHub", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args["tags"]

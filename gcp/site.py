@@ -257,9 +257,8 @@ class GcpSite(pulumi.ComponentResource):
     """Mesh node name -> name of the managed instance group (of size one) that runs the node's VM."""
 
     def __init__(self, name: str, *, args: GcpSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        """Declare one GCP site: provider, network, firewall, gateway with routes, secrets, service accounts,
-        NAT and its GPU nodes. ``name`` prefixes the children; ``args``: :class:`GcpSiteArgs`; ``opts`` as for
-        any Pulumi component (the site brings its own provider)."""
+        """Declare the site from ``args`` (:class:`GcpSiteArgs`) under a GCP provider it creates for the
+        site's project; ``opts`` needs no provider."""
         super().__init__("lmrun:index:GcpSite", name, None, opts)
         site = _check_args(args)
         project, region, zone = str(site.project), str(site.region), str(site.zone)

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
-from lmrun.domain.addresses import REGION_POOL, SITE_POOL, TUNNEL_POOL
 from lmrun.domain.ports import WIREGUARD_PORT
 from lmrun.plan.mesh import MeshPlan
 
@@ -14,16 +12,9 @@ from lmrun.plan.mesh import MeshPlan
 def policy_settings(plan: MeshPlan) -> dict[str, Any]:
     """The values of this stack that policy rules check, by the name of the rule property that holds them: the
     pack takes them as its defaults (lmrun.policy.stack_settings), so no valid config fails a mandatory rule
-    (a hub on another UDP port, a raised peering quota, a site's own network)."""
-    pools = (REGION_POOL, SITE_POOL, TUNNEL_POOL)
-    sites = [ipaddress.IPv4Network(site.cidr) for site in plan.wireguard.sites.values()]
+    (a hub on another UDP port, a raised peering quota)."""
     hub = plan.wireguard.hub
-    return {
-        "wireguardPort": hub.port if hub is not None else WIREGUARD_PORT,
-        "maxPeerings": plan.max_peerings,
-        "internalCidrs": [str(pool) for pool in pools]
-        + sorted(str(site) for site in sites if not any(site.subnet_of(pool) for pool in pools)),
-    }
+    return {"wireguardPort": hub.port if hub is not None else WIREGUARD_PORT, "maxPeerings": plan.max_peerings}
 
 
 def plan_exports(plan: MeshPlan) -> dict[str, Any]:

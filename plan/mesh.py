@@ -14,12 +14,16 @@ from lmrun.aws.network.cidr_blocks import az_subnet_cidr, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
 from lmrun.plan.images import ImagePlan, plan_images
+from lmrun.plan.models import model_access_issues
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
 from lmrun.plan.skypilot import SkyPilotPlan, plan_skypilot
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
 from lmrun.spec.model import DEFAULT_MAX_PEERINGS, MeshSpec
 
-# AWS default quotas the plan must stay within (both can be raised; the plan assumes the defaults).
+# AWS default quotas the plan must stay within (Amazon VPC User Guide, "Amazon VPC quotas": "Inbound or outbound
+# rules per security group" 60 and "Routes per route table (non-propagated routes)" 50; both can be raised, the
+# plan assumes the defaults). Every site is one route and one rule in the main VPC (its own CIDR, whatever
+# private range it is), so sites count against both.
 SECURITY_GROUP_INBOUND_RULE_LIMIT = 60
 ROUTES_PER_ROUTE_TABLE_LIMIT = 50
 
@@ -105,8 +109,8 @@ def mesh_tags(mesh: str, extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
-    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it or
-    an image it boots is not pinned."""
+    """Decide the mesh for a validated spec; raise PlanError (with config paths) if AWS limits forbid it, an
+    image it boots is not pinned or a model it serves needs a Hugging Face token the stack does not set."""
     main = _region_plan(spec, spec.main_region, "main")
     spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
     images, image_issues = plan_images(spec, stack=mesh)
@@ -124,6 +128,7 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     issues.extend(image_issues)
     skypilot, skypilot_issues = plan_skypilot(spec, plan)
     issues.extend(skypilot_issues)
+    issues.extend(model_access_issues(spec))
     plan = replace(plan, reachability=tuple(reachability), skypilot=skypilot)
 
     if plan.main_inbound_rules > SECURITY_GROUP_INBOUND_RULE_LIMIT:

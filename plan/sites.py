@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lmrun.clouds import SITE_CLOUDS
-from lmrun.domain.addresses import SITE_POOL, TUNNEL_POOL
+from lmrun.domain.addresses import TUNNEL_POOL, site_tunnel_address
 from lmrun.domain.names import IMAGE_GATEWAY, IMAGE_SERVER
 from lmrun.domain.tunnels import PERSISTENT_KEEPALIVE as DEFAULT_PERSISTENT_KEEPALIVE
 from lmrun.plan.images import ImagePlan
@@ -69,12 +69,6 @@ class WireGuardPlan:
     sites: dict[str, SitePlan]
     aws_routes: tuple[str, ...]
     """CIDRs a site routes into its tunnel: the main region and the tunnel range (nothing else is reachable)."""
-
-
-def site_tunnel_address(cidr: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
-    """Stable and unique per site: the index of the site's first /24 inside the site pool, offset by 2."""
-    index = (int(cidr.network_address) - int(SITE_POOL.network_address)) >> 8
-    return TUNNEL_POOL.network_address + 2 + index
 
 
 def hub_tunnel_address() -> ipaddress.IPv4Address:

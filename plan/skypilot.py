@@ -41,10 +41,10 @@ class SkyPilotPlan:
     """SkyPilot reaches its VMs through Session Manager: no SSH ingress, the role gets Session Manager."""
     ssh_cidrs: tuple[str, ...]
     """Where SSH (22) is admitted from: lmrun:operatorCidrs when ``use_ssm`` is false, else nothing."""
-    ingress: dict[str, tuple[str, ...]]
-    """Region -> the mesh ranges its SkyPilot security group admits (all traffic, like the mesh's own groups):
-    the main region admits every region, site and the tunnel range; a spoke admits itself and the main region
-    (peering is hub-and-spoke only)."""
+    ingress: dict[str, dict[str, str]]
+    """Region -> {what ("region NAME", "site NAME", "tunnels"): range} its SkyPilot group admits (all traffic,
+    like the mesh's own groups): the main region admits every region, site and the tunnel range; a spoke admits
+    itself and the main region (peering is hub-and-spoke only)."""
     reads: tuple[str, ...]
     """SSM parameters the role may read (:func:`lmrun.domain.skypilot.skypilot_role_reads`)."""
 
@@ -76,14 +76,17 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
                 f"the default bucket name {bucket!r} is longer than S3's {BUCKET_NAME_MAX} characters; set one",
             )
         )
-    sites = [site.cidr for site in plan.wireguard.sites.values()]
-    main_ingress = (
-        plan.main.cidr,
-        *(spoke.cidr for spoke in plan.spokes),
-        *sites,
-        *([str(TUNNEL_POOL)] if sites else []),
-    )
-    ingress = {plan.main.name: main_ingress, **{s.name: (s.cidr, plan.main.cidr) for s in plan.spokes}}
+    sites = {f"site {name}": site.cidr for name, site in sorted(plan.wireguard.sites.items())}
+    main_ingress = {
+        f"region {plan.main.name}": plan.main.cidr,
+        **{f"region {spoke.name}": spoke.cidr for spoke in plan.spokes},
+        **sites,
+        **({"tunnels": str(TUNNEL_POOL)} if sites else {}),
+    }
+    ingress = {
+        plan.main.name: main_ingress,
+        **{s.name: {f"region {s.name}": s.cidr, f"region {plan.main.name}": plan.main.cidr} for s in plan.spokes},
+    }
     result = SkyPilotPlan(
         name=name,
         bucket=bucket,

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 from lmrun.aws.instances import catalog
-from lmrun.domain.addresses import REGION_POOL, SITE_POOL, TUNNEL_POOL
+from lmrun.domain.addresses import PRIVATE_RANGES
 from lmrun.domain.errors import InputError
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
 from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
@@ -66,8 +66,10 @@ for stack policies)."""
 Level = Literal["advisory", "mandatory", "disabled"]
 
 WIREGUARD_PORT = 51820
-MESH_INTERNAL_CIDRS = (str(REGION_POOL), str(SITE_POOL), str(TUNNEL_POOL))
-"""The mesh's VPC, site and WireGuard tunnel ranges: the sources an all-traffic rule may come from."""
+MESH_INTERNAL_CIDRS = tuple(str(private) for private in PRIVATE_RANGES)
+"""The sources an all-traffic rule may come from: the private ranges, which hold the mesh's VPCs and tunnels and
+every site's own network (a site may use any private range, so the pack cannot list the sites' CIDRs: the
+stack decides them, and a preview run with ``--policy-pack`` has no stack config)."""
 NODE_PORT_RANGE = (NODE_PORT_MIN, NODE_PORT_MAX)
 DEFAULT_MAX_PEERINGS = 50
 REQUIRED_TAGS = ("lmrun:mesh", "lmrun:managed-by")
@@ -994,8 +996,8 @@ _CIDR_SOURCES = {
     name="cidrs-disjoint",
     description="VPC CIDRs (aws:ec2/vpc:Vpc cidrBlock) and site CIDRs (gcp:compute/subnetwork:Subnetwork "
     "ipCidrRange) do not overlap.",
-    remediation="Let the plan assign CIDRs (VPCs are /16s in 10.64.0.0/10, sites inside 10.128.0.0/10), or "
-    "pick non-overlapping ranges for external sites.",
+    remediation="Let the plan assign the VPC CIDRs (/16s in 10.64.0.0/10) and give every site a private range "
+    "of its own (lmrun:sites[].cidr; the spec refuses overlaps).",
     level=MANDATORY,
 )
 def cidrs_disjoint(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:

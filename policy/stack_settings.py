@@ -1,5 +1,5 @@
-"""The values a policy rule checks that the stack itself decides: the hub's WireGuard port, the peering quota,
-the mesh's networks. The pack takes them from the stack, so a valid config never fails a mandatory rule
+"""The values a policy rule checks that the stack itself decides: the hub's WireGuard port and the peering
+quota. The pack takes them from the stack, so a valid config never fails a mandatory rule
 (``lmrun:wireguard.port: 51821`` once failed ``no-public-ingress``, which only knew 51820).
 
 Offline (``lmrun plan``, ``lmrun check``) they come from the plan's ``policySettings`` export
@@ -17,7 +17,7 @@ from typing import Any
 
 from lmrun.domain.errors import LmrunError
 
-STACK_DECIDED = ("wireguardPort", "maxPeerings", "internalCidrs")
+STACK_DECIDED = ("wireguardPort", "maxPeerings")
 """Rule properties whose default is the stack's value (their JSON schema carries no default, so the engine
 leaves them unset unless the pack config sets them)."""
 

@@ -203,10 +203,16 @@ def unit_file(cfg: VllmConfig) -> WriteFile:
     return WriteFile(f"/etc/systemd/system/{UNIT_NAME}", unit)
 
 
-def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
+def gpu_node_files(agent: K3sAgentConfig | None, vllm: VllmConfig) -> list[WriteFile]:
+    """The node's files: the K3s agent's (with its store's fetch helper), or without an agent the fetch
+    helper of the store the Hugging Face token comes from, then vLLM's."""
     token = hf_token_script(vllm)
+    if agent is not None:
+        base = agent_files(agent)
+    else:
+        base = [vllm.store.fetch_script] if token is not None and vllm.store is not None else []
     return [
-        *agent_files(agent),
+        *base,
         serve_script(vllm),
         unit_file(vllm),
         *([token] if token else []),
@@ -216,23 +222,27 @@ def gpu_node_files(agent: K3sAgentConfig, vllm: VllmConfig) -> list[WriteFile]:
 
 
 def render_gpu_node_user_data(
-    agent: K3sAgentConfig,
+    agent: K3sAgentConfig | None,
     vllm: VllmConfig,
     tracing: PhoenixClientConfig | None = None,
     routes: Sequence[RouteMtu] = (),
 ) -> str:
     """``#cloud-config`` for a GPU node: K3s agent with the node labels, then vLLM as a systemd service.
 
+    Without ``agent`` the node joins no cluster: a VM serving vLLM on ``vllm.app_port`` alone (it then
+    installs the fetch helper of ``vllm.store`` itself, and cannot trace: Phoenix is reached through K3s).
     With ``tracing``, the Phoenix client refresher keeps vLLM's exporter credentials current (and restarts
     vLLM when they change); vLLM itself must then export to ``tracing.endpoint`` with ``tracing.env_file``.
     ``routes`` (paths narrower than the interface, :mod:`lmrun.render.routes`) are set before anything else.
     """
-    if agent.gpu is None:
+    if agent is not None and agent.gpu is None:
         raise ValueError("gpu: a GPU node's agent config must name its GPU (the lmrun.io/gpu label)")
+    if agent is None and tracing is not None:
+        raise ValueError("tracing: a node that joins no cluster cannot reach Phoenix's node port")
     # Only the agent's fetch helper is written: every secret of the node must come from the agent's store.
-    if vllm.hf_token_parameter is not None and vllm.store is not None:
+    if agent is not None and vllm.hf_token_parameter is not None and vllm.store is not None:
         check_same_store("store", "the Hugging Face token", vllm.store, agent.store)
-    if tracing is not None:
+    if agent is not None and tracing is not None:
         check_same_store("tracing", "the Phoenix ingest key", tracing.store, agent.store)
     if tracing is not None and (
         vllm.otlp_traces_endpoint != tracing.endpoint or vllm.otlp_env_file != tracing.env_file
@@ -241,7 +251,7 @@ def render_gpu_node_user_data(
     files = [*route_mtu_files(routes), *gpu_node_files(agent, vllm), *(client_files(tracing) if tracing else [])]
     runcmd = [
         *route_mtu_runcmd(routes),
-        *agent_runcmd(),
+        *(agent_runcmd() if agent is not None else []),
         *(client_runcmd() if tracing is not None else []),
         [f"{SCRIPT_DIR}/vllm-install.sh"],
     ]

@@ -351,7 +351,7 @@ class SitePeer:
 
     name: str
     cidr: str
-    """The site's LAN, from the reserved site pool (10.128.0.0/10)."""
+    """The site's own network (any private range the mesh does not use)."""
     tunnel_address: str
     """The site gateway's tunnel address, from the tunnel pool (10.192.0.0/16)."""
     public_key: str

@@ -49,7 +49,8 @@ def _name(value: str) -> str:
     return value
 
 
-def _model(value: str) -> str:
+def model_id(value: str) -> str:
+    """``value`` if it is a Hugging Face model id; ValueError (for the spec and ``lmrun models pin``) otherwise."""
     if not _MODEL.match(value):
         raise ValueError(f"{echo(value)} is not a Hugging Face model id like 'Qwen/Qwen2.5-7B-Instruct'")
     account, name = value.split("/")
@@ -70,7 +71,7 @@ def _revision(value: str) -> str:
     if not _REVISION.match(value):
         raise ValueError(
             f"{value!r} is not a pinned revision: give the model repo's full 40-character commit hash "
-            "(branches and tags move)"
+            "(branches and tags move; `lmrun models pin` looks it up)"
         )
     return value
 
@@ -84,9 +85,10 @@ def _vllm_args(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 Name = Annotated[str, AfterValidator(_name)]
-ModelId = Annotated[str, AfterValidator(_model)]
+ModelId = Annotated[str, AfterValidator(model_id)]
 Revision = Annotated[str, AfterValidator(_revision)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+ModelAccess = Literal["public", "gated", "private"]
 
 
 def _node_port(value: int) -> int:
@@ -123,7 +125,16 @@ class NodeSpec(SpecModel):
     model: ModelId = Field(
         description="Hugging Face model id served by vLLM, `account/name` (at most 96 characters each)."
     )
-    model_revision: Revision = Field(description="Pinned model commit (40 hex characters).")
+    model_revision: Revision = Field(
+        description="Pinned model commit (40 hex characters). Written by `lmrun models pin`, which resolves a "
+        "branch or tag name written here (or `main` when the key is absent) to its commit."
+    )
+    model_access: ModelAccess = Field(
+        default="public",
+        description="Who may download the model from the Hugging Face Hub: `public`, `gated` (the token's "
+        "account must have accepted the model's terms) or `private`; `gated` and `private` need "
+        "lmrun:huggingFaceToken. Written by `lmrun models pin`.",
+    )
     use_spot: bool = Field(default=True, description="Spot capacity (replaced automatically when reclaimed).")
     disk_size: int = Field(default=256, ge=64, le=16384, description="Root volume in GB (encrypted gp3).")
     vllm_args: Annotated[tuple[str, ...], AfterValidator(_vllm_args)] = Field(

@@ -9,8 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
 
+from lmrun.aws.network.cidr_blocks import REGION_CIDRS
 from lmrun.clouds import EXTERNAL_SITE, SITE_CLOUDS, SITE_KINDS
-from lmrun.domain.addresses import SITE_POOL, earlier_overlaps
+from lmrun.domain.addresses import (
+    PRIVATE_RANGES,
+    SITE_POOL,
+    earlier_overlaps,
+    mesh_overlaps,
+    private_range_of,
+    site_tunnel_address,
+)
 from lmrun.domain.ports import WIREGUARD_PORT as DEFAULT_LISTEN_PORT
 from lmrun.domain.tunnels import MIN_TUNNEL_MTU, WIREGUARD_IPV4_OVERHEAD, tunnel_mtu
 from lmrun.spec.cloud_rules import cloud_rules
@@ -34,9 +42,15 @@ _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _GCP_ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
 
 
+_PRIVATE = ", ".join(f"{net} ({label})" for net, label in PRIVATE_RANGES.items())
+
+
 def _site_cidr(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-    if not value.subnet_of(SITE_POOL):
-        raise ValueError(f"{value} is outside the site range {SITE_POOL} reserved for non-AWS sites")
+    if private_range_of(value) is None:
+        raise ValueError(
+            f"{value} is not a private range; a site's network must lie inside one of {_PRIVATE}: the mesh routes "
+            "a site's range into its tunnel, which would take public addresses away from their owners"
+        )
     if value.prefixlen > MAX_SITE_PREFIX:
         raise ValueError(f"{value} is smaller than a /{MAX_SITE_PREFIX}; give the site at least a /{MAX_SITE_PREFIX}")
     return value
@@ -65,7 +79,11 @@ class SiteSpec(SpecModel):
         description=f"{', '.join(f'`{c}`' for c in SITE_CLOUDS)}: declared here with the cloud's Pulumi provider; "
         f"`{EXTERNAL_SITE}`: any other cloud or on-prem, by join bundle."
     )
-    cidr: SiteCidr = Field(description="The site's network, a /10 to /24 inside 10.128.0.0/10, disjoint from others.")
+    cidr: SiteCidr = Field(
+        description="The site's own network, a /24 or larger: any private range (10.0.0.0/8, 172.16.0.0/12, "
+        "192.168.0.0/16, 100.64.0.0/10) clear of other sites and of the mesh's ranges (AWS regions "
+        "10.64.0.0/10, K3s pods 10.42.0.0/16 and services 10.43.0.0/16, tunnels 10.192.0.0/16)."
+    )
     project: GcpProject | None = Field(default=None, description="GCP project (kind `gcp`).")
     region: GcpRegion | None = Field(default=None, description="GCP region (kind `gcp`).")
     zone: GcpZone | None = Field(default=None, description="GCP zone of the gateway; default `<region>-a`.")
@@ -117,14 +135,55 @@ def _cloud_issues(site: SiteSpec, where: tuple[str | int, ...]) -> list[ConfigIs
     return issues
 
 
+def _declared_regions(raw: Mapping[str, Any]) -> list[tuple[str, ipaddress.IPv4Network, str]]:
+    """(config path, VPC CIDR, region) of every known region the config declares, the main region first."""
+    main, spokes = raw.get("mainRegion"), raw.get("regions")
+    declared = [(config_path(("mainRegion",)), main)]
+    declared += [(config_path(("regions", i)), r) for i, r in enumerate(spokes if isinstance(spokes, list) else [])]
+    return [(path, REGION_CIDRS[r], r) for path, r in declared if isinstance(r, str) and r in REGION_CIDRS]
+
+
+def _mesh_range_issues(site: SiteSpec, where: tuple[str | int, ...], raw: Mapping[str, Any]) -> list[ConfigIssue]:
+    """The site's network against the mesh's own ranges: a declared region's VPC is named with its config
+    path; the rest of each reserved block with what it is for."""
+    path = config_path((*where, "cidr"))
+    regions = [(p, vpc, r) for p, vpc, r in _declared_regions(raw) if site.cidr.overlaps(vpc)]
+    issues = [ConfigIssue(path, f"{site.cidr} overlaps {vpc}, the VPC of {r} ({p})") for p, vpc, r in regions]
+    for block, what in mesh_overlaps(site.cidr):
+        if not (regions and any(vpc.subnet_of(block) for _, vpc, _ in regions)):
+            issues.append(ConfigIssue(path, f"{site.cidr} overlaps {block}, reserved for {what}"))
+    return issues
+
+
+def _tunnel_issues(
+    index: int, site: SiteSpec, taken: dict[ipaddress.IPv4Address, tuple[int, SiteSpec]]
+) -> list[ConfigIssue]:
+    """A site whose tunnel address an earlier site already has (only where the slots wrap around:
+    :func:`lmrun.domain.addresses.site_tunnel_address`); records the site's address in ``taken``."""
+    tunnel = site_tunnel_address(site.cidr)
+    other_index, other = taken.setdefault(tunnel, (index, site))
+    if other_index == index or site.cidr.overlaps(other.cidr):  # overlapping sites are reported as such
+        return []
+    return [
+        ConfigIssue(
+            config_path(("sites", index, "cidr")),
+            f"{site.cidr} would share the tunnel address {tunnel} with lmrun:sites[{other_index}] ({other.name}, "
+            f"{other.cidr}): the tunnel range has fewer addresses than the private ranges have /24s; give one of "
+            "the two sites another range",
+        )
+    ]
+
+
 def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     """Rules across sites and between sites, regions and nodes (each site's sound fields, even when others
     are broken)."""
     issues: list[ConfigIssue] = []
     seen_names: dict[str, int] = {}
     named: list[Entry[SiteSpec]] = []
+    tunnels: dict[ipaddress.IPv4Address, tuple[int, SiteSpec]] = {}
     for entry in entries(raw.get("sites"), SiteSpec):
-        site, where = entry.spec, ("sites", entry.index)
+        site, index = entry.spec, entry.index
+        where = ("sites", index)
         if entry.sound("name"):
             if site.name in seen_names:
                 issues.append(
@@ -133,8 +192,13 @@ def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                     )
                 )
                 continue
-            seen_names[site.name] = entry.index
+            seen_names[site.name] = index
         named.append(entry)
+        if entry.sound("cidr"):
+            range_issues = _mesh_range_issues(site, where, raw)
+            issues.extend(range_issues)
+            if not range_issues and entry.sound("name"):
+                issues.extend(_tunnel_issues(index, site, tunnels))
         if entry.sound("kind"):
             issues.extend(_cloud_issues(site, where))
         if not entry.sound("mtu", "underlay_mtu"):
@@ -167,7 +231,6 @@ def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                 f"{later.spec.cidr} overlaps lmrun:sites[{first.index}] ({what}){others}",
             )
         )
-    # Sites never overlap AWS regions: the site pool is disjoint from the region pool (tests/test_cidr_plan.py).
     return issues
 
 

@@ -150,6 +150,8 @@ def _inbound_cidrs(recording: Recording) -> dict[str, set[str]]:
         if group.name in mesh_groups:  # else the hub's and the K3s API's own groups (tests/test_sites_stack.py)
             inbound.setdefault(regions[group.provider_urn], set()).add(rule.inputs["cidrIpv4"])
     for group in recording.by_type(SECURITY_GROUP):
+        if SKYPILOT_INFRA in group.urn:  # SkyPilot's own groups: tests/test_skypilot.py
+            continue
         for entry in group.inputs.get("ingress") or []:
             assert group.name in mesh_groups
             assert (entry["protocol"], entry["fromPort"], entry["toPort"]) == ("-1", 0, 0)
@@ -212,18 +214,27 @@ def test_no_route_table_or_security_group_mixes_inline_and_standalone_entries(st
             assert f"{group.name}-id" not in ruled, group.name
 
 
-def _resources_of_spoke(spoke: str) -> Counter[str]:
+SKYPILOT_INFRA = "lmrun:index:SkyPilotInfra$"
+"""In the URN of every resource of the opt-in SkyPilot part (``lmrun:skypilot``, on in `global`)."""
+
+
+def _resources_of_spoke(spoke: str) -> tuple[Counter[str], Counter[str]]:
     """What exists because a spoke exists: the resources that go when the spoke is dropped from `global`,
-    by type (components, which make no provider call, apart under their own type)."""
+    by type (components, which make no provider call, apart under their own type): the fabric's, and the
+    SkyPilot part's."""
     before = {r.urn: r for r in plan("global").recording.resources}
     spokes = [r for r in plan("global").regions if r not in (MAIN, spoke)]
     after = {r.urn for r in plan("global", regions=spokes).recording.resources}
-    return Counter(before[urn].type for urn in set(before) - after)
+    gone = set(before) - after
+    fabric = Counter(before[urn].type for urn in gone if SKYPILOT_INFRA not in urn)
+    return fabric, Counter(before[urn].type for urn in gone if SKYPILOT_INFRA in urn)
 
 
 @pytest.mark.parametrize(("spoke", "azs"), [("eu-west-2", 3), ("ap-northeast-2", 4)])
 def test_a_spoke_costs_at_most_thirteen_resources(spoke: str, azs: int) -> None:
-    removed = _resources_of_spoke(spoke)
+    removed, skypilot = _resources_of_spoke(spoke)
+    # SkyPilot's group in the spoke and the main region's group's rule admitting the spoke.
+    assert skypilot == {SECURITY_GROUP: 1, INGRESS: 1}
     components = {t: n for t, n in removed.items() if t.startswith("lmrun:index:")}
     resources = {t: n for t, n in removed.items() if not t.startswith("lmrun:index:")}
     assert components == {"lmrun:index:RegionalVpc": 1}

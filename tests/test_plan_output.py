@@ -1,27 +1,21 @@
 """The smaller output items of issue 12: the reachability table repeated a declared path and showed the app
 port instead of the node port; the CIDR table omitted sites; piped output was cut at 80 columns; GCP prices were
-priced in one table and "unpriced" in another; the package shipped no `py.typed`; `help()` on a component
-showed Pulumi's constructor docstring.
+priced in one table and "unpriced" in another; the package shipped no `py.typed` (`help()` on a component:
+tests/test_component_reuse.py).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
-import pydoc
 import re
 import subprocess
 import sys
 import tomllib
 from typing import Any
 
-import pulumi
-import pytest
 from rich.console import Console
 
-from lmrun import components
 from lmrun.cli.plan_view import cidr_table, reachability_table
-from lmrun.gcp.site import GcpSite
 from tests.conftest import ROOT, plan
 
 
@@ -97,18 +91,3 @@ def test_the_package_is_typed() -> None:
     assert (ROOT / "lmrun" / "py.typed").is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "py.typed" in package_data["lmrun"]
-
-
-COMPONENTS = {
-    name: cls
-    for name, cls in vars(components).items()
-    if inspect.isclass(cls) and issubclass(cls, pulumi.ComponentResource) and cls.__module__.startswith("lmrun")
-} | {"GcpSite": GcpSite}
-
-
-@pytest.mark.parametrize("component", COMPONENTS.values(), ids=COMPONENTS.keys())
-def test_help_on_a_component_shows_its_own_constructor(component: type) -> None:
-    """Before: `help(GpuNode)` showed Pulumi's ``:param str t: The type of this resource.``"""
-    constructor = inspect.getdoc(component.__init__) or ""
-    assert constructor.startswith("Declare ") and "``args``" in constructor and "``opts``" in constructor
-    assert ":param str t" not in pydoc.render_doc(component)

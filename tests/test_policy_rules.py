@@ -146,6 +146,12 @@ RESOURCE_CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("no-ssh", INGRESS, {"ipProtocol": "tcp", "fromPort": 20, "toPort": 25, "cidrIpv4": "203.0.113.7/32"}, True),
     ("no-ssh", INGRESS, {"ipProtocol": "-1", "cidrIpv4": "198.51.100.0/24"}, True),
     ("no-ssh", INGRESS, {"ipProtocol": "-1", "cidrIpv4": "10.64.0.0/16"}, False),  # the mesh's own fabric rule
+    # A site keeps its own network (any private range): the hub's all-traffic rule for it is the mesh's own.
+    ("no-ssh", INGRESS, {"ipProtocol": "-1", "cidrIpv4": "192.168.10.0/24"}, False),
+    ("no-ssh", INGRESS, {"ipProtocol": "-1", "cidrIpv4": "100.64.5.0/24"}, False),
+    ("no-ssh", FIREWALL, {"allows": [{"protocol": "all"}], "sourceRanges": ["172.20.0.0/16"]}, False),
+    ("no-ssh", INGRESS, {"ipProtocol": "-1", "cidrIpv4": "100.128.0.0/24"}, True),  # just past 100.64.0.0/10
+    ("no-ssh", INGRESS, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "192.168.10.0/24"}, True),
     ("no-ssh", INGRESS, {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "203.0.113.7/32"}, False),
     ("no-ssh", INGRESS, {"ipProtocol": "udp", "fromPort": 22, "toPort": 22, "cidrIpv4": "10.64.0.0/16"}, False),
     ("no-ssh", SG, {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "securityGroups": ["sg-1"]}]}, True),

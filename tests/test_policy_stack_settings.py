@@ -47,11 +47,7 @@ def test_the_hub_port_comes_from_the_stack(case: tuple[dict[str, Any], dict[str,
 
 def test_plan_exports_what_the_stack_decides() -> None:
     settings = plan("global", maxPeerings=20).outputs["policySettings"]
-    assert settings == {
-        "wireguardPort": 51820,
-        "maxPeerings": 20,
-        "internalCidrs": ["10.64.0.0/10", "10.128.0.0/10", "10.192.0.0/16"],
-    }
+    assert settings == {"wireguardPort": 51820, "maxPeerings": 20}
     assert set(settings) == set(STACK_DECIDED)
     for rule in RULES.values():
         decided = set(rule.defaults) & set(STACK_DECIDED)

@@ -283,7 +283,7 @@ GCP_NODE = {
 BAD: dict[str, Case] = {
     "site-cidr-overlaps-a-region": Case(
         {**MESH, "sites": [{**LAB, "cidr": "10.64.0.0/20"}]},
-        (("lmrun:sites[0].cidr", "10.64.0.0/20 is outside the site range 10.128.0.0/10"),),
+        (("lmrun:sites[0].cidr", "10.64.0.0/20 overlaps 10.64.0.0/16, the VPC of us-east-1 (lmrun:mainRegion)"),),
     ),
     "site-cidrs-overlap": Case(
         {**MESH, "sites": [LAB, {**LAB, "name": "lab-b", "cidr": "10.129.0.0/16"}]},

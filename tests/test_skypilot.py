@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,13 @@ from lmrun.cli.sky import render_stack
 from lmrun.components.instance_role import SSM_MANAGED_INSTANCE_CORE
 from lmrun.domain.secrets import SecretPaths
 from lmrun.domain.skypilot import skypilot_role_reads
+from lmrun.mock_engine import RecordedResource
 from lmrun.render.skypilot import SkyPilotMesh, bundle, sky_config
 from lmrun.spec.errors import ConfigError
 from lmrun.verify import tokens
+from lmrun.verify.offline import PlanReport
 from lmrun.verify.skypilot import skypilot_names_exist
+from lmrun.verify.sources import from_recording
 from tests.conftest import ROOT, plan
 from tests.validators import assert_shellcheck_clean
 
@@ -162,10 +165,29 @@ def test_one_group_per_mesh_vpc_admitting_the_mesh_and_no_ssh() -> None:
     by_region = {g.inputs["tags"]["lmrun:region"]: g for g in groups}
     sources = [rule["cidrBlocks"] for rule in by_region["us-east-2"].inputs["ingress"]]
     assert sources == [["10.65.0.0/16"], ["10.64.0.0/16"]]
-    main_sources = {c for rule in by_region["us-east-1"].inputs["ingress"] for c in rule["cidrBlocks"]}
+    # The main region's group admits every region and site through standalone rules (adding one adds a rule).
+    main_group = by_region["us-east-1"]
+    assert "ingress" not in main_group.inputs and "egress" not in main_group.inputs
+    main_rules = _standalone_rules(report, main_group)
+    main_sources = {r.inputs["cidrIpv4"] for r in main_rules[INGRESS_RULE]}
     assert {"10.128.0.0/20", "10.129.0.0/24", "10.192.0.0/16", "10.64.0.0/16"} <= main_sources
-    assert all(rule["protocol"] == "-1" for g in groups for rule in g.inputs["ingress"])
+    assert len(main_sources) == len(main_rules[INGRESS_RULE]) == 18 + 2 + 1  # regions, sites, tunnels
+    assert [r.inputs["cidrIpv4"] for r in main_rules[EGRESS_RULE]] == ["0.0.0.0/0"]
+    assert all(r.inputs["ipProtocol"] == "-1" for r in main_rules[INGRESS_RULE])
+    assert all(rule["protocol"] == "-1" for g in groups for rule in g.inputs.get("ingress", []))
     assert not report.violations
+
+
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS_RULE = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+
+def _standalone_rules(report: PlanReport, group: RecordedResource) -> dict[str, list[RecordedResource]]:
+    """Rule type -> the standalone rules of ``group`` (the mocks' id of a resource is ``<name>-id``)."""
+    rules: dict[str, list[RecordedResource]] = {INGRESS_RULE: [], EGRESS_RULE: []}
+    for kind, found in rules.items():
+        found += [r for r in report.recording.by_type(kind) if r.inputs["securityGroupId"] == f"{group.name}-id"]
+    return rules
 
 
 def test_bucket_is_private_versioned_encrypted_and_expires_checkpoints() -> None:
@@ -181,7 +203,13 @@ def test_bucket_is_private_versioned_encrypted_and_expires_checkpoints() -> None
 def test_ssh_mode_admits_ssh_from_operator_cidrs_only_and_drops_session_manager() -> None:
     report = plan("global", skypilot={"enabled": True, "useSsm": False}, operatorCidrs=["203.0.113.0/24"])
     groups = [r for r in _resources(report) if r.type == tokens.SECURITY_GROUP]
-    ssh = [rule for g in groups for rule in g.inputs["ingress"] if rule["protocol"] == "tcp"]
+    ssh = [rule for g in groups for rule in g.inputs.get("ingress", []) if rule["protocol"] == "tcp"]
+    ssh += [
+        {"fromPort": r.inputs["fromPort"], "toPort": r.inputs["toPort"], "cidrBlocks": [r.inputs["cidrIpv4"]]}
+        for g in groups
+        for r in _standalone_rules(report, g)[INGRESS_RULE]
+        if r.inputs["ipProtocol"] == "tcp"
+    ]
     assert len(ssh) == 18 and {(r["fromPort"], r["toPort"], tuple(r["cidrBlocks"])) for r in ssh} == {
         (22, 22, ("203.0.113.0/24",))
     }
@@ -217,17 +245,10 @@ def test_disabled_adds_nothing() -> None:
         render_stack(ROOT, stack="dev", config_file=None)
 
 
-@dataclass(frozen=True)
-class _Resource:
-    type: str
-    name: str
-    inputs: dict[str, Any]
-
-
 def test_the_check_catches_a_name_or_a_rule_the_config_uses_but_the_resources_lack() -> None:
     report = plan("global")
-    resources = [_Resource(r.type, r.name, dict(r.inputs)) for r in report.recording.resources]
     outputs = dict(report.outputs)
+    resources = list(from_recording(report.recording, outputs).resources)
     assert all(r.ok for r in skypilot_names_exist(resources, outputs))
 
     renamed = replace(_mesh(report), vpc_names={**_mesh(report).vpc_names, "us-east-2": "lmrun"})
@@ -236,9 +257,17 @@ def test_the_check_catches_a_name_or_a_rule_the_config_uses_but_the_resources_la
 
     group = next(r for r in resources if r.name == f"{SKY}-us-east-2-sg")
     narrowed = [{**rule, "protocol": "tcp", "fromPort": 8000, "toPort": 8000} for rule in group.inputs["ingress"]]
-    resources[resources.index(group)] = replace(group, inputs={**group.inputs, "ingress": narrowed})
+    at = resources.index(group)
+    resources[at] = replace(group, inputs={**group.inputs, "ingress": narrowed})
     broken = [r for r in skypilot_names_exist(resources, outputs) if not r.ok]
     assert [r.resource for r in broken] == ["skypilot:security-group:us-east-2"]
+    assert "tcp/30080 from 10.65.0.0/16" in broken[0].value
+    resources[at] = group
+
+    # The main region's group: its standalone rule admitting a spoke goes missing.
+    dropped = next(r for r in resources if r.name == f"{SKY}-us-east-1-from-region-us-east-2")
+    broken = [r for r in skypilot_names_exist([r for r in resources if r is not dropped], outputs) if not r.ok]
+    assert [r.resource for r in broken] == ["skypilot:security-group:us-east-1"]
     assert "tcp/30080 from 10.65.0.0/16" in broken[0].value
 
 

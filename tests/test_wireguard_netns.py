@@ -4,8 +4,8 @@ Topology (every address exists only inside the namespaces this test creates)::
 
     vpchost 10.64.16.20 ── main VPC (us-east-1 AZ1 /20, MTU 9001) ── 10.64.16.10 hub
     hub 203.0.113.1 ═══ "internet" veth, MTU 1500 ═══ 203.0.113.2 sitegw        (WireGuard underlay)
-    sitegw 10.128.0.2 ── GCP site LAN (10.128.0.0/20, MTU 1460) ── 10.128.0.10 sitehost
-    tunnel: hub 10.192.0.1  <->  sitegw 10.192.0.2
+    sitegw .2 ── site LAN (10.128.0.0/20 in the site range, or a site's own 192.168.10.0/24; MTU 1460) ── .10 sitehost
+    tunnel: hub 10.192.0.1  <->  sitegw (the site's tunnel address: 10.192.0.2, or 10.192.64.12)
 
 Each gateway runs the **rendered bootstrap script** on the **rendered wg-quick config** (wg-quick falls back to
 wireguard-go, there is no kernel module here). Only systemd is stood in for: a stub ``systemctl`` maps
@@ -16,6 +16,7 @@ VPC route table / GCP route would give them: every AllowedIPs prefix of their ga
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import time
@@ -24,14 +25,16 @@ from pathlib import Path
 
 import pytest
 
+from lmrun.domain.addresses import site_tunnel_address
 from lmrun.render import wireguard as wg
 from tests.helpers_netns import NetnsLab, missing_prerequisites, require
 
 UNDERLAY_MTU = 1500
 HUB_PUBLIC, SITE_PUBLIC = "203.0.113.1", "203.0.113.2"  # TEST-NET-3, only inside the namespaces
 HUB_LAN, VPC_HOST = "10.64.16.10", "10.64.16.20"  # main VPC 10.64.0.0/16 (us-east-1)
-SITE_GW_LAN, SITE_HOST = "10.128.0.2", "10.128.0.10"  # site 10.128.0.0/20 from the site pool
-HUB_TUNNEL, SITE_TUNNEL = "10.192.0.1", "10.192.0.2"  # tunnel pool 10.192.0.0/16
+HUB_TUNNEL = "10.192.0.1"  # tunnel pool 10.192.0.0/16
+SITE_LANS = {"site-range": "10.128.0.0/20", "own-lan": "192.168.10.0/24"}
+"""A site in the site range, and one on its own private network (issue 12): the same tunnel carries both."""
 HANDSHAKE_TIMEOUT = 10.0
 
 STUB_SYSTEMCTL = """#!/usr/bin/env bash
@@ -111,11 +114,19 @@ def _frag_creates(lab: NetnsLab, ns: str) -> int:
     return int(values[header.index("FragCreates")])
 
 
-def test_rendered_configs_carry_packets_between_main_vpc_and_gcp_site(lab: NetnsLab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("site_lan", SITE_LANS.values(), ids=SITE_LANS.keys())
+def test_rendered_configs_carry_packets_between_main_vpc_and_gcp_site(
+    lab: NetnsLab, tmp_path: Path, site_lan: str
+) -> None:
+    lan = ipaddress.IPv4Network(site_lan)
+    site_gw_lan, site_host = str(lan.network_address + 2), str(lan.network_address + 10)
+    site_tunnel = str(site_tunnel_address(lan))
     hub_ns, vpc_ns, gw_ns, site_ns = (lab.ns(r) for r in ("hub", "vpchost", "sitegw", "sitehost"))
     lab.veth((hub_ns, "inet0", f"{HUB_PUBLIC}/24"), (gw_ns, "inet0", f"{SITE_PUBLIC}/24"), mtu=UNDERLAY_MTU)
     lab.veth((hub_ns, "vpc0", f"{HUB_LAN}/20"), (vpc_ns, "eth0", f"{VPC_HOST}/20"), mtu=9001)
-    lab.veth((gw_ns, "lan0", f"{SITE_GW_LAN}/20"), (site_ns, "eth0", f"{SITE_HOST}/20"), mtu=1460)
+    lab.veth(
+        (gw_ns, "lan0", f"{site_gw_lan}/{lan.prefixlen}"), (site_ns, "eth0", f"{site_host}/{lan.prefixlen}"), mtu=1460
+    )
 
     mtu = wg.mtu_for_path(UNDERLAY_MTU)
     hub_key = wg.private_key_from_bytes(os.urandom(32))
@@ -123,12 +134,12 @@ def test_rendered_configs_carry_packets_between_main_vpc_and_gcp_site(lab: Netns
     hub = wg.hub_config(
         private_key=hub_key,
         tunnel_address=HUB_TUNNEL,
-        sites=[wg.SitePeer("gcp-a", "10.128.0.0/20", SITE_TUNNEL, wg.public_key(site_key))],
+        sites=[wg.SitePeer("gcp-a", site_lan, site_tunnel, wg.public_key(site_key))],
         mtu=mtu,
     )
     site = wg.site_config(
         private_key=site_key,
-        tunnel_address=SITE_TUNNEL,
+        tunnel_address=site_tunnel,
         hub_public_key=wg.public_key(hub_key),
         hub_endpoint_host=HUB_PUBLIC,
         hub_tunnel_address=HUB_TUNNEL,
@@ -150,13 +161,13 @@ def test_rendered_configs_carry_packets_between_main_vpc_and_gcp_site(lab: Netns
         assert f" mtu {mtu} " in lab.exec(ns, ["ip", "link", "show", iface]).stdout
 
     _routes_via(lab, vpc_ns, HUB_LAN, hub)
-    _routes_via(lab, site_ns, SITE_GW_LAN, site)
+    _routes_via(lab, site_ns, site_gw_lan, site)
 
     # Handshake first (the site initiates: it has the hub's endpoint and a keepalive), then traffic.
     took = _wait_for_handshake(lab, hub_ns, hub_if)
     _wait_for_handshake(lab, gw_ns, site_if)
 
-    rc, out = _ping(lab, vpc_ns, SITE_HOST)
+    rc, out = _ping(lab, vpc_ns, site_host)
     assert rc == 0, f"main-VPC host -> site host failed:\n{out}"
     rc, out = _ping(lab, site_ns, VPC_HOST)
     assert rc == 0, f"site host -> main-VPC host failed:\n{out}"
@@ -164,7 +175,7 @@ def test_rendered_configs_carry_packets_between_main_vpc_and_gcp_site(lab: Netns
     # Largest DF payload the computed MTU allows passes both ways, and the underlay never fragments it.
     payload = wg.max_icmp_payload(mtu)
     frags = {ns: _frag_creates(lab, ns) for ns in (hub_ns, gw_ns)}
-    for src, dst in ((vpc_ns, SITE_HOST), (site_ns, VPC_HOST)):
+    for src, dst in ((vpc_ns, site_host), (site_ns, VPC_HOST)):
         rc, out = _ping(lab, src, dst, size=payload)
         assert rc == 0, f"DF ping with {payload} bytes {src} -> {dst} failed:\n{out}"
     assert {ns: _frag_creates(lab, ns) for ns in (hub_ns, gw_ns)} == frags, "underlay fragmented a max-size packet"
@@ -172,7 +183,7 @@ def test_rendered_configs_carry_packets_between_main_vpc_and_gcp_site(lab: Netns
     # Control: one byte more of tunnel MTU overflows the 1500-byte underlay (so the 60-byte overhead is exact).
     lab.exec(hub_ns, ["ip", "link", "set", hub_if, "mtu", str(mtu + 1)])
     before = _frag_creates(lab, hub_ns)
-    rc_control, out = _ping(lab, vpc_ns, SITE_HOST, size=payload + 1, count=1)
+    rc_control, out = _ping(lab, vpc_ns, site_host, size=payload + 1, count=1)
     overflowed = _frag_creates(lab, hub_ns) - before
     assert overflowed > 0 or rc_control != 0, f"tunnel MTU {mtu + 1} fit a {UNDERLAY_MTU} underlay?\n{out}"
     lab.exec(hub_ns, ["ip", "link", "set", hub_if, "mtu", str(mtu)])
@@ -181,7 +192,7 @@ def test_rendered_configs_carry_packets_between_main_vpc_and_gcp_site(lab: Netns
 
     # One byte more with DF set is refused loudly (ICMP frag-needed naming the MTU), never passed or fragmented.
     refusals = []
-    for src, dst in ((vpc_ns, SITE_HOST), (site_ns, VPC_HOST)):
+    for src, dst in ((vpc_ns, site_host), (site_ns, VPC_HOST)):
         rc, out = _ping(lab, src, dst, size=payload + 1)
         assert rc != 0, f"DF ping with {payload + 1} bytes {src} -> {dst} passed:\n{out}"
         assert re.search(rf"mtu ?= ?{mtu}\b", out), f"no frag-needed/message-too-long naming mtu {mtu}:\n{out}"

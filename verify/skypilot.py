@@ -20,7 +20,7 @@ from lmrun.domain.names import TAG_REGION
 from lmrun.render.skypilot import SkyPilotMesh
 from lmrun.verify import tokens
 from lmrun.verify.contracts import CANNOT_TELL, ContractResult, PlannedResource
-from lmrun.verify.resources import get, is_unknown, network
+from lmrun.verify.resources import Resource, Snapshot, get, is_unknown, network
 
 CONTRACT = "skypilot config names a recorded resource"
 INGRESS_CONTRACT = "skypilot security group admits the mesh"
@@ -34,12 +34,34 @@ def _result(what: str, name: str, found: bool, limit: str) -> ContractResult:
     return ContractResult(f"skypilot:{what}", CONTRACT, name, limit, found)
 
 
-def _admits(group: PlannedResource, port: int, source: ipaddress.IPv4Network) -> bool | None:
-    """Whether an inline ingress rule admits TCP ``port`` from all of ``source``; None when unknown."""
-    rules = get(group.inputs, "ingress")
-    if is_unknown(rules):
+def _rules_of(group: PlannedResource, snapshot: Snapshot | None) -> list[Any] | None:
+    """The group's inbound rules in the inline shape (``protocol``, ``fromPort``, ``toPort``, ``cidrBlocks``):
+    its inline ones plus the standalone ``SecurityGroupIngressRule`` resources referring to it (the main
+    region's group has only those); None when the inline list is unknown."""
+    inline = get(group.inputs, "ingress")
+    if is_unknown(inline):
         return None
-    for rule in rules if isinstance(rules, list) else []:
+    rules: list[Any] = list(inline) if isinstance(inline, list) else []
+    if snapshot is not None and isinstance(group, Resource):
+        for rule in snapshot.of_type(tokens.SG_INGRESS_RULE):
+            if snapshot.ref(rule, ("securityGroupId",), (tokens.SECURITY_GROUP,)) is group:
+                cidr = get(rule.inputs, "cidrIpv4")
+                rules.append(
+                    {
+                        "protocol": get(rule.inputs, "ipProtocol"),
+                        "fromPort": get(rule.inputs, "fromPort"),
+                        "toPort": get(rule.inputs, "toPort"),
+                        "cidrBlocks": [cidr] if cidr is not None else [],
+                    }
+                )
+    return rules
+
+
+def _admits(rules: list[Any] | None, port: int, source: ipaddress.IPv4Network) -> bool | None:
+    """Whether one of ``rules`` admits TCP ``port`` from all of ``source``; None when unknown."""
+    if rules is None:
+        return None
+    for rule in rules:
         protocol = str(get(rule, "protocol"))
         low, high = get(rule, "fromPort"), get(rule, "toPort")
         if protocol in ("-1", "all"):
@@ -75,6 +97,8 @@ def skypilot_names_exist(resources: Iterable[PlannedResource], outputs: Mapping[
         return [ContractResult("skypilot", CONTRACT, CANNOT_TELL, "the stack's skypilot output", True)]
     mesh = SkyPilotMesh.from_json(exported)
     listed = list(resources)
+    # Standalone rules refer to their group by id or dependency: only the reader's records carry those.
+    snapshot = Snapshot([r for r in listed if isinstance(r, Resource)]) if listed else None
     results = [
         _result(
             "instance-profile",
@@ -104,7 +128,8 @@ def skypilot_names_exist(resources: Iterable[PlannedResource], outputs: Mapping[
         )
         for group in here:
             sources = _mesh_sources(region, outputs)
-            verdicts = {(port, source): _admits(group, port, source) for source in sources for port in ports}
+            rules = _rules_of(group, snapshot)
+            verdicts = {(port, source): _admits(rules, port, source) for source in sources for port in ports}
             refused = [f"tcp/{port} from {source}" for (port, source), ok in verdicts.items() if ok is False]
             unknown = any(ok is None for ok in verdicts.values())
             value = (
