@@ -43,9 +43,9 @@ GCP_SITE = {"name": "g", "kind": "gcp", "cidr": "10.128.0.0/20", "project": "lmr
 CASES: dict[str, Case] = {
     # Before: only the CIDR (the site failed validation, so its cloud's checks never ran).
     "site-missing-project-while-its-cidr-is-wrong": Case(
-        {**MESH, "sites": [{"name": "g", "kind": "gcp", "cidr": "10.0.0.0/8", "images": TEST_GCP_IMAGES}]},
+        {**MESH, "sites": [{"name": "g", "kind": "gcp", "cidr": "8.8.8.0/24", "images": TEST_GCP_IMAGES}]},
         (
-            ("lmrun:sites[0].cidr", "10.0.0.0/8 is outside the site range 10.128.0.0/10"),
+            ("lmrun:sites[0].cidr", "8.8.8.0/24 is not a private range"),
             ("lmrun:sites[0].project", "is required for a GCP site"),
             ("lmrun:sites[0].region", "is required for a GCP site"),
         ),
@@ -90,11 +90,11 @@ CASES: dict[str, Case] = {
     "no-consequence-of-a-broken-part": Case(
         {
             **MESH,
-            "sites": [{**GCP_SITE, "cidr": "10.0.0.0/8", "images": TEST_GCP_IMAGES}],
+            "sites": [{**GCP_SITE, "cidr": "8.8.8.0/24", "images": TEST_GCP_IMAGES}],
             "nodes": [node("q"), node("gq", cloud="gcp", region=None, site="g", nodePort=30081)],
             "paths": [{"from": "g", "to": "gq"}],
         },
-        (("lmrun:sites[0].cidr", "10.0.0.0/8 is outside the site range"),),
+        (("lmrun:sites[0].cidr", "8.8.8.0/24 is not a private range"),),
     ),
     # The plan's limit check still runs on the valid spokes while one is broken.
     "region-typo-and-too-few-peerings": Case(
