@@ -2,14 +2,14 @@
 
 GPU instance prices live in :mod:`lmrun.aws.instances.catalog`; this table covers the rest: the CPU
 instances of the control plane (K3s server, Phoenix, WireGuard gateway, clients), EBS, public IPv4,
-NAT gateways, Transit Gateway attachments, Site-to-Site VPN and S3.
+NAT gateways, Transit Gateway attachments, Site-to-Site VPN, S3 and the delivery of VPC flow logs.
 
 Snapshot: 2026-11. Sources: AWS's published on-demand list prices for ``us-east-1`` (Linux, no
 reservations or savings plans) on the EC2 On-Demand, EBS, VPC (NAT gateway, public IPv4 address),
-Transit Gateway, Site-to-Site VPN and S3 pricing pages. These figures have not moved since the public IPv4
-charge started (2024-02-01); they were written down from those pages, not fetched by code, so refresh
-them with the AWS Price List API (``pricing:GetProducts``) before trusting them for a budget. Other regions
-usually cost 5-40 % more. **Estimates** for the plan's cost view, never for billing.
+Transit Gateway, Site-to-Site VPN, S3 and CloudWatch (vended logs) pricing pages. These figures have not
+moved since the public IPv4 charge started (2024-02-01); they were written down from those pages, not
+fetched by code, so refresh them with the AWS Price List API (``pricing:GetProducts``) before trusting them
+for a budget. Other regions usually cost 5-40 % more. **Estimates** for the plan's cost view, never for billing.
 """
 
 from __future__ import annotations
@@ -108,6 +108,10 @@ INTERFACE_ENDPOINT_USD_HOUR: Final = 0.01
 
 S3_STANDARD_USD_GB_MONTH: Final = 0.023
 """S3 Standard storage, first 50 TB. Usage-based: the plan does not know how much the backups hold."""
+
+VENDED_LOGS_TO_S3_USD_GB: Final = 0.25
+"""Delivery of vended logs (VPC flow logs) to S3, per GB, first 10 TB a month (Amazon CloudWatch pricing, Logs,
+Vended Logs). Charged in the flow log's region, whatever the bucket's; other regions up to ~50 % more."""
 
 INTER_REGION_TRANSFER_USD_GB: Final = 0.02
 """Data transfer between regions (peering included), per GB each way. Usage-based."""

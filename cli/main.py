@@ -5,8 +5,9 @@ Exit codes:
 
 - 0 success;
 - 1 unexpected failure, quotas that could not be read, a plan (or checked file) whose resources do not
-  carry a path the reachability model says they do (or carry one it refuses), or a pin that drifted from
-  PyPI (``lmrun pins check``);
+  carry a path the reachability model says they do (or carry one it refuses), break a platform contract or
+  grant access to a secret other than the access matrix says, or a pin that drifted from PyPI
+  (``lmrun pins check``);
 - 2 invalid input: the stack's config (one line per problem, with its config path), the policy pack config's
   (``--policy-config``), an option naming a file, directory, stack or site that cannot be used, or a file given
   to ``check`` that is not the document its option names (one line naming the option, checked before any

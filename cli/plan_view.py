@@ -1,5 +1,6 @@
 """The human view of an offline plan: rich tables of components, the CIDR plan, node ports, the GPU fleet,
-the cost estimate, the reachability of every planned path (model and resources), policy violations and counts."""
+the cost estimate, the reachability of every planned path (model and resources), who can read each secret,
+policy violations and counts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from lmrun.aws import prices
 from lmrun.policy.rules import MANDATORY
+from lmrun.verify.access import UNDECIDED
 from lmrun.verify.checks import PlanReport
 from lmrun.verify.contracts import ContractResult
 from lmrun.verify.reachability import NOT_MODELLED
@@ -129,7 +131,29 @@ def reachability_table(report: PlanReport) -> Table:
     return table
 
 
-_COST_LABELS = {"fabric": "fabric", "control_plane": "control plane", "gpu_extras": "GPU disks + IPs"}
+def access_view(report: PlanReport) -> Table:
+    """Who can read and write each secret, computed from the resources (``?``: the source cannot tell)."""
+    table = Table(
+        title="Who can read what: each secret's readers and writers, from the recorded IAM policies and bindings "
+        "(checked against lmrun.domain.access)"
+    )
+    table.add_column("Secret", no_wrap=True)
+    table.add_column("Store")
+    table.add_column("Readers", overflow="fold")
+    table.add_column("Writers", overflow="fold")
+    for row in report.access.rows:
+        listed = row.to_json()
+        style = "yellow" if UNDECIDED in listed["readers"] + listed["writers"] else None
+        table.add_row(row.name, row.store, ", ".join(listed["readers"]), ", ".join(listed["writers"]), style=style)
+    return table
+
+
+_COST_LABELS = {
+    "fabric": "fabric",
+    "control_plane": "control plane",
+    "gpu_extras": "GPU disks + IPs",
+    "flow_logs": "flow logs",
+}
 
 
 def cost_items_table(report: PlanReport) -> Table:
@@ -185,6 +209,15 @@ def cost_table(report: PlanReport) -> Table:
             f"{backup.copies} copies of the gzipped database (every {backup.interval_minutes} min, kept "
             f"{backup.retention_days} d); ≤ {backup.usd_month_at_volume_size:.2f}/month if it filled its "
             f"{backup.volume_gb} GB volume",
+        )
+    flow_logs = cost.flow_logs
+    if flow_logs is not None:
+        table.add_row(
+            "flow logs",
+            f"{cost.flow_logs_monthly_usd:.2f}",
+            "month",
+            f"{flow_logs.networks} networks, {flow_logs.vms} VMs x {flow_logs.monthly_gb_per_vm:g} GB/month assumed "
+            f"({flow_logs.source}); S3 delivery + {flow_logs.retention_days} d storage, Cloud Logging ingestion",
         )
     return table
 
@@ -260,6 +293,8 @@ def print_report(report: PlanReport, console: Console) -> None:
     if report.reachability:
         console.print(reachability_table(report))
         console.print(f"Reachability check, {NOT_MODELLED}.")
+    if report.access.rows:
+        console.print(access_view(report))
     console.print(cost_items_table(report))
     console.print(cost_table(report))
     console.print(count_table(report))

@@ -16,6 +16,7 @@ placement    ``<pkg>.placement``     ``PLACER``  :class:`lmrun.plan.placement.Cl
 secrets      ``<pkg>.secret_store``  a class     :class:`lmrun.render.secret_store.SecretStore`  render
 site         ``<pkg>.site``          ``SITES``   :class:`lmrun.components.site_cloud.SiteCloud`  components
 network      ``<pkg>.network_model`` ``MODEL``   :class:`lmrun.verify.network.NetworkModel`      checks
+access       ``<pkg>.access_model``  ``MODEL``   :class:`lmrun.verify.access.AccessModel`        checks
 ===========  ======================  ==========  ==============================================  ===========
 
 Site clouds implement every role; the hub cloud implements all but ``site`` (its hub components are the

@@ -6,6 +6,7 @@ stack from a plan; the others are its parts and can be used on their own (a ``Gp
 """
 
 from lmrun.components.cluster import Cluster, ClusterArgs
+from lmrun.components.flow_logs import FlowLogs, FlowLogsArgs, FlowLogVpc
 from lmrun.components.gpu_node import GpuNode, GpuNodeArgs
 from lmrun.components.gpu_node_inputs import (
     GPU_IMAGE,
@@ -29,6 +30,9 @@ __all__ = [
     "GPU_IMAGE",
     "Cluster",
     "ClusterArgs",
+    "FlowLogVpc",
+    "FlowLogs",
+    "FlowLogsArgs",
     "GpuNode",
     "GpuNodeArgs",
     "HubSite",

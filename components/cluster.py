@@ -18,7 +18,8 @@ from lmrun.components.naming import slug, with_name
 from lmrun.components.node_ports import NodePorts
 from lmrun.components.phoenix import PhoenixNode, PhoenixStore
 from lmrun.components.vpc import RegionalVpc
-from lmrun.domain.names import TAG_NODE, TAG_REGION, TAG_ROLE
+from lmrun.domain.access import GPU_NODE, K3S_SERVER, PHOENIX
+from lmrun.domain.names import TAG_HOSTS, TAG_NODE, TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import HF_TOKEN_UNSET, SecretPaths
 from lmrun.plan.cluster import ClusterPlan, NodePlan
 from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
@@ -128,7 +129,12 @@ class Cluster(pulumi.ComponentResource):
             "operator_cidrs": server_plan.operator_cidrs,
             "parameter_prefix": prefix,
             "state_volume_gb": SERVER_STATE_VOLUME_GB,
-            "tags": {**tags, TAG_REGION: server_plan.region, TAG_ROLE: "k3s-server"},
+            "tags": {
+                **tags,
+                TAG_REGION: server_plan.region,
+                TAG_ROLE: K3S_SERVER,
+                **({TAG_HOSTS: PHOENIX} if addon is not None else {}),
+            },
         }
         if addon is not None:
             server_args["addon"] = addon
@@ -153,13 +159,13 @@ class Cluster(pulumi.ComponentResource):
                     "agent": K3sAgentConfig(
                         server_ip=server_plan.private_ip,
                         store=SsmParameterStore(server_plan.region),
-                        token_parameter=paths.k3s_token,
+                        token_parameter=paths.k3s_agent_token,
                         node_name=phoenix.node_name,
                         region=server_plan.region,
                         k3s_version=server_plan.k3s_version,
                     ),
-                    "token_parameter_arn": self.server.token_parameter_arn,
-                    "tags": {**tags, TAG_REGION: server_plan.region, TAG_ROLE: "phoenix"},
+                    "token_parameter_arn": self.server.agent_token_parameter_arn,
+                    "tags": {**tags, TAG_REGION: server_plan.region, TAG_ROLE: PHOENIX},
                 },
                 opts=on_main,
             )
@@ -211,7 +217,7 @@ class Cluster(pulumi.ComponentResource):
         self.nodes = {}
         for node in aws_nodes:
             vpc = args["vpcs"][node.region]
-            reads = [self.server.token_parameter_arn]
+            reads = [self.server.agent_token_parameter_arn]
             reads += [hf_parameter.arn] if hf_parameter is not None else []
             reads += [store.ingest_key_parameter_arn] if store is not None else []
             self.nodes[node.name] = GpuNode(
@@ -234,7 +240,7 @@ class Cluster(pulumi.ComponentResource):
                         tracing,
                     ),
                     "parameter_arns": reads,
-                    "tags": {**tags, TAG_REGION: node.region, TAG_ROLE: "gpu-node", TAG_NODE: node.name},
+                    "tags": {**tags, TAG_REGION: node.region, TAG_ROLE: GPU_NODE, TAG_NODE: node.name},
                 },
                 opts=pulumi.ResourceOptions(parent=self, provider=args["providers"][node.region]),
             )
@@ -306,12 +312,12 @@ class Cluster(pulumi.ComponentResource):
         hf_parameter: aws.ssm.Parameter | None,
         tracing: PhoenixClientConfig | None,
     ) -> str:
-        """Plain values only: the token and the Hugging Face token are read on the VM by parameter name."""
+        """Plain values only: the agent token and the Hugging Face token are read on the VM by parameter name."""
         store = SsmParameterStore(ssm_region)
         agent = K3sAgentConfig(
             server_ip=server_ip,
             store=store,
-            token_parameter=paths.k3s_token,
+            token_parameter=paths.k3s_agent_token,
             node_name=node.name,
             region=node.region,
             gpu=node.gpu,

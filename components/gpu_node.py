@@ -56,7 +56,7 @@ class GpuNodeArgs(TypedDict):
     user_data: pulumi.Input[str]
     """Rendered ``#cloud-config`` (parameter names only, never secret values)."""
     parameter_arns: Sequence[pulumi.Input[str]]
-    """SSM parameters the node reads at boot (join token, Hugging Face token)."""
+    """SSM parameters the node reads at boot (K3s agent token, Hugging Face token, Phoenix ingest key)."""
     tags: Mapping[str, str]
     """Tags for every taggable resource and for the instances the group launches (their identity tags also
     on the launch template and the root volume)."""

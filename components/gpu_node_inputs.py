@@ -40,7 +40,7 @@ class JoinCluster:
     server_ip: str
     """Private IP of the mesh's K3s server (reachable from the node's VPC)."""
     token_parameter: str
-    """SSM SecureString parameter holding the join token, e.g. ``/lmrun/global/k3s/token``."""
+    """SSM SecureString parameter holding the agent join token, e.g. ``/lmrun/global/k3s/agent-token``."""
     k3s_version: str = K3S_VERSION
     """The cluster's K3s release (the mesh's ``lmrun:k3sVersion``)."""
 

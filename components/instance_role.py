@@ -3,6 +3,15 @@
 Every VM also gets AmazonSSMManagedInstanceCore so operators reach it with Session Manager instead of
 SSH. Parameter access is by ARN: ``ssm:GetParameter`` on what the VM reads, ``ssm:PutParameter`` on what it
 publishes; no wildcard action and no wildcard resource.
+
+That managed policy also allows ``ssm:GetParameter(s)`` on every parameter (``"Resource": "*"``), and the mesh's
+SecureStrings use the account's ``aws/ssm`` key, whose key policy lets every principal of the account decrypt
+through SSM: without more, any VM could read every secret of the mesh. So the inline policy ends with an explicit
+Deny of ``ssm:GetParameter*`` (GetParameter, GetParameters, GetParametersByPath, GetParameterHistory) on every
+resource but the VM's own reads (``NotResource``). An explicit deny wins over any allow ("Policy evaluation logic",
+IAM User Guide), so the managed policy keeps everything Session Manager needs and reads nothing else. Why a Deny and
+not a customer-managed KMS key per mesh: no extra resource and no KMS cost ($1/month per key plus requests), and
+it also closes ``GetParametersByPath`` and the parameters' metadata; see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -14,9 +23,13 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from lmrun.aws.managed_policies import SSM_MANAGED_INSTANCE_CORE
 from lmrun.components.naming import with_name
 
-SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+PARAMETER_READ_ACTIONS = "ssm:GetParameter*"
+"""Every action that returns a parameter's value: GetParameter, GetParameters, GetParametersByPath,
+GetParameterHistory."""
+DENY_OTHER_PARAMETERS = "DenyOtherParameters"
 
 _ASSUME_EC2 = json.dumps(
     {
@@ -45,7 +58,8 @@ class InstanceRoleArgs(TypedDict):
 
 
 def parameter_policy(reads: Sequence[str], writes: Sequence[str], extra: Sequence[Mapping[str, Any]] = ()) -> str:
-    """The inline policy document for the given parameter ARNs, plus ``extra`` statements."""
+    """The inline policy document for the given parameter ARNs, plus ``extra`` statements, then the Deny of every
+    other parameter's value."""
     statements: list[dict[str, Any]] = []
     if reads:
         statements.append(
@@ -61,11 +75,19 @@ def parameter_policy(reads: Sequence[str], writes: Sequence[str], extra: Sequenc
             }
         )
     statements.extend(dict(statement) for statement in extra)
+    statements.append(
+        {
+            "Sid": DENY_OTHER_PARAMETERS,
+            "Effect": "Deny",
+            "Action": [PARAMETER_READ_ACTIONS],
+            **({"NotResource": sorted(reads)} if reads else {"Resource": "*"}),
+        }
+    )
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 class InstanceRole(pulumi.ComponentResource):
-    """Role, inline parameter policy, Session Manager attachment and instance profile."""
+    """Role, inline parameter policy (with its Deny), Session Manager attachment and instance profile."""
 
     role_name: pulumi.Output[str]
     instance_profile_name: pulumi.Output[str]
@@ -86,22 +108,24 @@ class InstanceRole(pulumi.ComponentResource):
             tags=with_name(tags, fixed_name or f"{name}-role"),
             opts=child,
         )
-        extra = list(args.get("statements", ()))
-        if args["reads"] or args["writes"] or extra:
-            reads = pulumi.Output.all(*args["reads"])
-            writes = pulumi.Output.all(*args["writes"])
-            statements = pulumi.Output.all(*extra)
-            aws.iam.RolePolicy(
-                f"{name}-parameters",
-                role=role.name,
-                policy=pulumi.Output.all(reads, writes, statements).apply(
-                    lambda rws: parameter_policy(rws[0], rws[1], rws[2])
-                ),
-                opts=child,
-            )
+        reads = pulumi.Output.all(*args["reads"])
+        writes = pulumi.Output.all(*args["writes"])
+        statements = pulumi.Output.all(*args.get("statements", ()))
+        policy = aws.iam.RolePolicy(
+            f"{name}-parameters",
+            role=role.name,
+            policy=pulumi.Output.all(reads, writes, statements).apply(
+                lambda rws: parameter_policy(rws[0], rws[1], rws[2])
+            ),
+            opts=child,
+        )
         if args.get("session_manager", True):
+            # After the Deny: the managed policy's GetParameter on "*" never applies without it.
             aws.iam.RolePolicyAttachment(
-                f"{name}-session-manager", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE, opts=child
+                f"{name}-session-manager",
+                role=role.name,
+                policy_arn=SSM_MANAGED_INSTANCE_CORE.arn,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
             )
         profile = aws.iam.InstanceProfile(
             f"{name}-profile",

@@ -4,9 +4,13 @@
   cannot give the new instance the address while the old one holds it.
 - Cluster state on its own encrypted EBS volume, protected and retained, attached at a stable device:
   changing the AMI or instance type replaces the instance, never the volume.
-- The join token is a generated secret stored as an SSM SecureString; the instance reads it by name with
-  its role. Pulumi's credential comes back the same way, so nothing needs SSH, and it never expires silently:
-  the server publishes the token of the ``lmrun-deployer`` ServiceAccount (no expiry, allowed only the
+- Two generated tokens, each an SSM SecureString the instance reads by name with its role: the *server token*
+  (``--token-file``; K3s: "Anyone with access to the server token essentially has full administrator access to
+  the cluster", and it encrypts the cluster's bootstrap data on the state volume), read by the server alone, and
+  the *agent token* (``--agent-token-file``), which joins agents but never servers: the only token any other VM
+  (GPU nodes, Phoenix, a site's nodes through its own store) ever holds.
+- Pulumi's credential comes back the same way, so nothing needs SSH, and it never expires silently: the server
+  publishes the token of the ``lmrun-deployer`` ServiceAccount (no expiry, allowed only the
   Services and DaemonSets of the mesh's namespace; the admin kubeconfig never leaves the server) to one
   parameter, and a kubeconfig whose exec plugin reads that parameter on every use to another; a readiness
   gate on the operator's machine waits for the kubeconfig. Pulumi's state thus holds no token at all.
@@ -85,12 +89,12 @@ class K3sServerArgs(TypedDict):
 
 
 class K3sServer(pulumi.ComponentResource):
-    """The K3s server instance, its state volume, token, kubeconfig gate and identity."""
+    """The K3s server instance, its state volume, server and agent tokens, kubeconfig gate and identity."""
 
     private_ip: pulumi.Output[str]
-    token: pulumi.Output[str]
-    token_parameter_name: pulumi.Output[str]
-    token_parameter_arn: pulumi.Output[str]
+    agent_token: pulumi.Output[str]
+    """The agent token (a secret), for stores other than SSM (a site's Secret Manager)."""
+    agent_token_parameter_arn: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     api_endpoint: pulumi.Output[str]
     state_volume_id: pulumi.Output[str]
@@ -103,15 +107,41 @@ class K3sServer(pulumi.ComponentResource):
         tags = args["tags"]
         paths = SecretPaths(args["parameter_prefix"])
 
-        token = random.RandomPassword(f"{name}-token", length=64, special=False, opts=child)
-        token_parameter = aws.ssm.Parameter(
-            f"{name}-token-parameter",
-            name=paths.k3s_token,
-            type="SecureString",
-            value=token.result,
-            description="K3s join token (read by mesh VMs through their instance roles)",
-            tags=with_name(tags, f"{name}-token"),
-            opts=child,
+        def token(
+            role: str, parameter_name: str, description: str, *, was: str | None = None
+        ) -> tuple[random.RandomPassword, aws.ssm.Parameter]:
+            """A generated token and the SecureString parameter holding it (``was``: the token's earlier name)."""
+            aliases = [pulumi.Alias(name=was)] if was else None
+            value = random.RandomPassword(
+                f"{name}-{role}",
+                length=64,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self, aliases=aliases),
+            )
+            parameter = aws.ssm.Parameter(
+                f"{name}-{role}-parameter",
+                name=parameter_name,
+                type="SecureString",
+                value=value.result,
+                description=description,
+                tags=with_name(tags, f"{name}-{role}"),
+                opts=child,
+            )
+            return value, parameter
+
+        # The server token keeps the logical name of the one join token earlier releases had: its value is the
+        # passphrase of the cluster's bootstrap data on the state volume, so it must never change (K3s docs, "k3s
+        # token": the server token "cannot be changed" once the cluster exists, short of `k3s token rotate`).
+        _, server_token_parameter = token(
+            "server-token",
+            paths.k3s_server_token,
+            "K3s server token (cluster admin; read by the K3s server only)",
+            was=f"{name}-token",
+        )
+        agent_token, agent_token_parameter = token(
+            "agent-token",
+            paths.k3s_agent_token,
+            "K3s agent token (joins agents, never servers; read by the server and the mesh's agents)",
         )
 
         def published(role: str, parameter_name: str, description: str) -> aws.ssm.Parameter:
@@ -145,7 +175,12 @@ class K3sServer(pulumi.ComponentResource):
             f"{name}-identity",
             args={
                 # The server reads what it publishes to write a new version only when the value changed.
-                "reads": [token_parameter.arn, *ours, *(addon["reads"] if addon else [])],
+                "reads": [
+                    server_token_parameter.arn,
+                    agent_token_parameter.arn,
+                    *ours,
+                    *(addon["reads"] if addon else []),
+                ],
                 "writes": [*ours, *(addon["writes"] if addon else [])],
                 "statements": list(addon["statements"]) if addon else [],
                 "tags": tags,
@@ -192,7 +227,8 @@ class K3sServer(pulumi.ComponentResource):
             config = K3sServerConfig(
                 node_ip=args["private_ip"],
                 ssm_region=args["region"],
-                token_parameter=paths.k3s_token,
+                server_token_parameter=paths.k3s_server_token,
+                agent_token_parameter=paths.k3s_agent_token,
                 kubeconfig_parameter=paths.kubeconfig,
                 credential_parameter=paths.k3s_deployer_credential,
                 credential_exec=tuple(
@@ -216,7 +252,7 @@ class K3sServer(pulumi.ComponentResource):
             user_data=pulumi.Output.all(state.id, public_ip, addon["files"] if addon else []).apply(user_data),
             root_gb=30,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[token_parameter]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[server_token_parameter, agent_token_parameter]),
         )
         attach_volume(f"{name}-state-attachment", device=STATE_DEVICE, volume=state, instance=instance, parent=self)
         if public_ip is not None:
@@ -243,9 +279,8 @@ class K3sServer(pulumi.ComponentResource):
         )
 
         self.private_ip = pulumi.Output.from_input(args["private_ip"])
-        self.token = pulumi.Output.secret(token.result)
-        self.token_parameter_name = token_parameter.name
-        self.token_parameter_arn = token_parameter.arn
+        self.agent_token = pulumi.Output.secret(agent_token.result)
+        self.agent_token_parameter_arn = agent_token_parameter.arn
         self.kubeconfig = pulumi.Output.secret(gate.stdout)
         self.api_endpoint = (
             server_url
@@ -256,9 +291,8 @@ class K3sServer(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "private_ip": self.private_ip,
-                "token": self.token,
-                "token_parameter_name": self.token_parameter_name,
-                "token_parameter_arn": self.token_parameter_arn,
+                "agent_token": self.agent_token,
+                "agent_token_parameter_arn": self.agent_token_parameter_arn,
                 "kubeconfig": self.kubeconfig,
                 "api_endpoint": self.api_endpoint,
                 "state_volume_id": self.state_volume_id,

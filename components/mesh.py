@@ -12,6 +12,7 @@ import pulumi_command as command
 import pulumi_random as random
 
 from lmrun.components.cluster import Cluster
+from lmrun.components.flow_logs import FlowLogs
 from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, SpokeVpc
 from lmrun.components.sites import Sites
@@ -100,6 +101,24 @@ class Mesh(pulumi.ComponentResource):
         )
         for spoke_name, (_, resolve) in peering_ids.items():
             resolve(hub.connection_ids[spoke_name])
+        if plan.flow_logs is not None:
+            FlowLogs(
+                f"{name}-flow-logs",
+                args={
+                    "plan": plan.flow_logs,
+                    "vpcs": {
+                        region.name: {
+                            "vpc_id": self.vpcs[region.name].vpc_id,
+                            "provider": self.providers[region.name],
+                            "tags": {**plan.tags, TAG_REGION: region.name, TAG_ROLE: "flow-logs"},
+                        }
+                        for region in plan.regions.values()
+                    },
+                    "account_id": main_vpc.account_id,
+                    "tags": {**plan.tags, TAG_REGION: plan.main.name, TAG_ROLE: "flow-logs"},
+                },
+                opts=pulumi.ResourceOptions(parent=self, provider=self.providers[plan.main.name]),
+            )
 
         # Explicit providers for the non-cloud packages too: stacks disable every default provider.
         utility_providers: list[pulumi.ProviderResource] = [
@@ -129,7 +148,7 @@ class Mesh(pulumi.ComponentResource):
                     "main_vpc": self.vpcs[plan.main.name],
                     "main_subnet_az": plan.main.subnets[0].az_id,
                     "parameter_prefix": SecretPaths.for_mesh(plan.mesh).prefix,
-                    "k3s_token": self.cluster.server.token,
+                    "k3s_agent_token": self.cluster.server.agent_token,
                     "k3s_server_ip": plan.cluster.server.private_ip,
                     "k3s_version": plan.cluster.server.k3s_version,
                     "nodes": [node for node in plan.cluster.nodes.values() if node.site is not None],
@@ -149,7 +168,7 @@ class Mesh(pulumi.ComponentResource):
         self.skypilot = None
         if plan.skypilot is not None:
             paths = SecretPaths.for_mesh(plan.mesh)
-            arns = {joining_credential_path(paths): self.cluster.server.token_parameter_arn}
+            arns = {joining_credential_path(paths): self.cluster.server.agent_token_parameter_arn}
             if self.cluster.ingest_key_parameter_arn is not None:
                 arns[paths.phoenix("ingest-key")] = self.cluster.ingest_key_parameter_arn
             SkyPilotInfra(

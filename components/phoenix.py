@@ -2,10 +2,10 @@
 
 :class:`PhoenixStore` holds what must survive: the generated secrets (SSM SecureStrings the VMs read by
 name), the ingest-key parameter the node publishes for trace producers, and the S3 backup bucket (public
-access blocked, versioned, encrypted, expiring old snapshots and overwritten versions). :class:`PhoenixNode`
-is the replaceable part: a small instance in the main region, joined to K3s, with Phoenix's SQLite database
-on its own encrypted, protected, retained EBS volume. On first boot with an empty volume the node restores
-the latest backup.
+access blocked, TLS only, versioned, encrypted, expiring old snapshots and overwritten versions).
+:class:`PhoenixNode` is the replaceable part: a small instance in the main region, joined to K3s, with
+Phoenix's SQLite database on its own encrypted, protected, retained EBS volume. On first boot with an empty
+volume the node restores the latest backup.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class PhoenixStore(pulumi.ComponentResource):
             versioned=True,
             # Backups are the data of last resort: `pulumi destroy` leaves the bucket behind.
             retain_on_delete=True,
-        )
+        ).bucket
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})
@@ -215,7 +215,7 @@ class PhoenixNodeArgs(TypedDict):
     agent: K3sAgentConfig
     """How the node joins K3s (labels: ``lmrun.io/node=phoenix``)."""
     token_parameter_arn: pulumi.Input[str]
-    """ARN of the K3s join-token parameter."""
+    """ARN of the K3s agent-token parameter (the node joins as an agent)."""
     tags: Mapping[str, str]
     """Tags for every taggable resource."""
 

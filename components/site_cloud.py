@@ -35,8 +35,8 @@ class SiteArgs(TypedDict):
     """The hub's address in the tunnel range."""
     aws_routes: Sequence[str]
     """CIDRs the site routes into the tunnel (main region + tunnel range)."""
-    k3s_token: pulumi.Input[str]
-    """K3s join token (a Pulumi secret), for the site's nodes."""
+    k3s_agent_token: pulumi.Input[str]
+    """K3s agent token (a Pulumi secret), for the site's nodes (never the server token)."""
     k3s_server_ip: str
     """The K3s server's private IP, reached through the tunnel."""
     k3s_version: str

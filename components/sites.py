@@ -14,6 +14,7 @@ from lmrun.components.naming import slug
 from lmrun.components.site_cloud import SiteArgs, site_cloud
 from lmrun.components.vpc import RegionalVpc
 from lmrun.components.wireguard_hub import WireGuardHub, WireGuardKey, wireguard_key
+from lmrun.domain.access import WIREGUARD_HUB
 from lmrun.domain.names import TAG_REGION, TAG_ROLE
 from lmrun.plan.cluster import NodePlan
 from lmrun.plan.sites import SitePlan, WireGuardPlan
@@ -31,8 +32,8 @@ class SitesArgs(TypedDict):
     """AZ id of the hub's subnet."""
     parameter_prefix: str
     """SSM path prefix of the mesh."""
-    k3s_token: pulumi.Input[str]
-    """K3s join token (secret), for GCP sites' Secret Manager."""
+    k3s_agent_token: pulumi.Input[str]
+    """K3s agent token (secret), for the stores of site clouds (never the server token)."""
     k3s_server_ip: str
     """The K3s server's private IP (reached through the tunnel)."""
     k3s_version: str
@@ -129,7 +130,7 @@ class Sites(pulumi.ComponentResource):
                         for site in plan.sites.values()
                     ],
                     "parameter_prefix": args["parameter_prefix"],
-                    "tags": {**args["tags"], TAG_REGION: plan.hub.region, TAG_ROLE: "wireguard-hub"},
+                    "tags": {**args["tags"], TAG_REGION: plan.hub.region, TAG_ROLE: WIREGUARD_HUB},
                 },
                 opts=child,
             )
@@ -148,7 +149,7 @@ class Sites(pulumi.ComponentResource):
                     "hub_port": plan.hub.port,
                     "hub_tunnel_address": plan.hub.tunnel_address,
                     "aws_routes": plan.aws_routes,
-                    "k3s_token": args["k3s_token"],
+                    "k3s_agent_token": args["k3s_agent_token"],
                     "k3s_server_ip": args["k3s_server_ip"],
                     "k3s_version": args["k3s_version"],
                     "nodes": [node for node in args["nodes"] if node.site == site.name],

@@ -8,13 +8,13 @@ mesh, and nothing that gives its VMs more than joining needs.
   SkyPilot launches into): all traffic from the mesh ranges that region reaches (like the mesh's own groups;
   K3s, kube-proxy's DNAT to app ports and the node ports all need it), SSH only from lmrun:operatorCidrs and
   only without Session Manager; SkyPilot opens no ``ports`` of a group it did not create.
-- The checkpoint bucket (exact name): private, versioned, encrypted, each checkpoint object expiring
+- The checkpoint bucket (exact name): private, TLS only, versioned, encrypted, each checkpoint object expiring
   ``checkpointRetentionDays`` after its last write; the role reaches only its ``checkpoints/`` prefix, and only in
   buckets of its own account (``aws:ResourceAccount``), so a bucket name squatted elsewhere gets nothing.
 
 Per region one security group (a spoke's with inline rules; the main region's with one standalone rule per
 admitted range, so a new region or site only adds one); in the main region the role, its policy, the profile
-(and the Session Manager attachment), and the bucket with its four settings.
+(and the Session Manager attachment), and the bucket with its five settings (its TLS-only policy included).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ class SkyPilotInfra(pulumi.ComponentResource):
             lifecycle_rules=checkpoint_lifecycle_rules(plan.checkpoint_retention_days),
             bucket_name=plan.bucket,
             versioned=True,
-        )
+        ).bucket
         self.security_group_ids = {}
         for region, vpc_id in sorted(args["vpc_ids"].items()):
             on_region = pulumi.ResourceOptions(parent=self, provider=args["providers"][region])

@@ -58,10 +58,17 @@ class RegionalVpc(pulumi.ComponentResource):
       another region's resources: 4 + one per AZ resources, where the standalone shape plus the peering
       hub's spoke-side route and rule took 9 + two per AZ.
 
-    The VPC's default security group is never used for mesh rules (it is left to be locked down on its own).
+    The VPC's default security group is adopted with no rule at all (AWS Foundational Security Best Practices
+    EC2.2): nothing in the mesh uses it, and an instance or interface launched into the VPC without a group
+    gets no traffic rather than AWS's allow-within-group default. Adopting it removes the rules AWS created;
+    the rule lists are given empty, so a rule added by hand shows as drift (pulumi-aws ``DefaultSecurityGroup``
+    and ``SecurityGroup``: inline rules are absolute, ``[]`` removes them all). Removing the resource from the
+    stack leaves the group as it is; deleting the VPC deletes it.
     """
 
     vpc_id: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+    """The AWS account that owns the VPC (for resource policies that must name it; the program makes no lookup)."""
     cidr_block: pulumi.Output[str]
     route_table_id: pulumi.Output[str]
     """The subnets' route table. With ``peer`` its routes are all inline: never add a ``Route`` to it."""
@@ -92,6 +99,14 @@ class RegionalVpc(pulumi.ComponentResource):
             opts=child,
         )
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=with_name(tags, f"{name}-igw"), opts=child)
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=vpc.id,
+            ingress=[],
+            egress=[],
+            tags=with_name(tags, f"{name}-default-sg"),
+            opts=child,
+        )
 
         self.subnets = {
             az_id: aws.ec2.Subnet(
@@ -112,6 +127,7 @@ class RegionalVpc(pulumi.ComponentResource):
             route_table_id, security_group_id = self._inline(name, vpc, igw, cidr, peer, tags, child)
 
         self.vpc_id = vpc.id
+        self.account_id = vpc.owner_id
         self.cidr_block = vpc.cidr_block
         self.route_table_id = route_table_id
         self.security_group_id = security_group_id

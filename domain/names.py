@@ -26,6 +26,9 @@ PHOENIX_NODE = "phoenix"
 TAG_REGION = "lmrun:region"
 TAG_ROLE = "lmrun:role"
 TAG_NODE = "lmrun:node"
+TAG_HOSTS = "lmrun:hosts"
+"""On a machine that also runs another role's workload (the K3s server hosting Phoenix): that role. The access
+check then holds the machine to both roles' lines of :data:`lmrun.domain.access.ACCESS_MATRIX`."""
 
 VLLM_MANAGED_FLAGS = ("--port", "--host", "--served-model-name", "--revision", "--otlp-traces-endpoint")
 """vLLM flags lmrun sets itself; a node's extra arguments may not repeat them."""

@@ -7,10 +7,17 @@ become replicas of a declared service by the ``serves.lmrun.io/<service>`` label
 
 from __future__ import annotations
 
+from lmrun.domain.access import ACCESS_MATRIX, MESH, SKYPILOT_ROLE
 from lmrun.domain.secrets import SecretPaths
 
-SKYPILOT_ROLE = "skypilot"
-"""The role of the SkyPilot VMs' identity (the ``lmrun:role`` tag of its resources, the access matrix's row)."""
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "LABEL_LAUNCHER",
+    "SKYPILOT_ROLE",
+    "SKY_NODE_PREFIX",
+    "joining_credential_path",
+    "skypilot_role_reads",
+]
 SKY_NODE_PREFIX = "sky-"
 """``lmrun.io/node`` names of SkyPilot VMs start with it (``sky-<cluster>[-<rank>]``); stack nodes may not, so a
 SkyPilot VM never shares a node name with a declared VM (the node reaper pairs Nodes by that name)."""
@@ -21,16 +28,13 @@ CHECKPOINT_PREFIX = "checkpoints"
 
 
 def joining_credential_path(paths: SecretPaths) -> str:
-    """The SSM parameter a joining VM reads to register as a K3s agent."""
-    # TODO(access-merge): `paths.k3s_agent_token` once the server/agent token split lands (the agent token
-    # cannot join a server; the SkyPilot role must never read the server token).
-    return paths.k3s_token
+    """The SSM parameter a joining VM reads to register as a K3s agent: the agent token (it cannot join a
+    server; the SkyPilot role never reads the server token)."""
+    return paths.k3s_agent_token
 
 
 def skypilot_role_reads(paths: SecretPaths, *, phoenix: bool) -> tuple[str, ...]:
-    """The SSM parameters the SkyPilot role may read, and nothing else: the joining credential and, with
-    Phoenix, its ingest key (trace producers send it). The intended row of the access matrix."""
-    reads = [joining_credential_path(paths)]
-    if phoenix:
-        reads.append(paths.phoenix("ingest-key"))
-    return tuple(reads)
+    """The SSM parameters the SkyPilot role may read, and nothing else: its lines of the access matrix (the
+    joining credential and, with Phoenix, its ingest key, which trace producers send)."""
+    keys = [line.key for line in ACCESS_MATRIX if line.scope == MESH and SKYPILOT_ROLE in line.readers]
+    return tuple(f"{paths.prefix}/{key}" for key in keys if phoenix or not key.startswith("phoenix/"))

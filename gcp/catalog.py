@@ -1,5 +1,5 @@
-"""GCP GPU machines for nodes in GCP sites (gpu x count -> machine type, accelerator and hourly prices), and
-the image families the images of GCP sites are pinned from.
+"""GCP GPU machines for nodes in GCP sites (gpu x count -> machine type, accelerator and hourly prices), the
+Cloud Logging price of flow logs, and the image families the images of GCP sites are pinned from.
 
 Snapshot: 2026-11, from the Compute Engine "GPU machine types" and "GPU pricing" pages (us-central1, Linux,
 on-demand and spot, GPU and machine together). Estimates for the plan's cost view, never for billing;
@@ -35,6 +35,11 @@ class GcpMachine:
     def hourly_usd(self, *, spot: bool) -> float:
         return self.spot_usd_hour if spot else self.on_demand_usd_hour
 
+
+CLOUD_LOGGING_USD_GIB = 0.50
+"""Cloud Logging ingestion per GiB (VPC flow logs land there), 30 days of storage included; the first 50 GiB a
+project ingests each month are free, shared with every other log of the project, so the estimate does not
+subtract them (Google Cloud Observability pricing, Cloud Logging)."""
 
 MACHINES: tuple[GcpMachine, ...] = (
     GcpMachine("n1-standard-8", "nvidia-tesla-t4", "T4", 1, 8, 0.73, 0.22),

@@ -1,7 +1,7 @@
 # layer: render (5)
 """GCP Secret Manager as a VM's secret store (:class:`lmrun.render.secret_store.SecretStore`).
 
-On GCP the secrets (WireGuard config, K3s join token, Hugging Face token, Phoenix ingest key) live in Secret
+On GCP the secrets (WireGuard config, K3s agent token, Hugging Face token, Phoenix ingest key) live in Secret
 Manager, readable only by the VM's service account. A VM reads them by *secret id* at boot with an access
 token from the metadata server and plain ``curl`` (no ``gcloud``: the gateway runs a stock Ubuntu image, and
 the script must not depend on which Google tools an image happens to ship). Nothing here contains a secret.

@@ -12,12 +12,13 @@ hub routes the site's CIDR back. The network MTU is the tunnel MTU plus WireGuar
 default 1440 tunnel, not GCP's default 1460, which would fragment every full-size tunnel packet), and the
 gateway clamps TCP MSS to the tunnel's MTU.
 
-Secrets: the gateway's wg-quick config (the site private key inside), the K3s join token, the Hugging
+Secrets: the gateway's wg-quick config (the site private key inside), the K3s agent token (never the server
+token: it joins agents only), the Hugging
 Face token and (with Phoenix) the Phoenix ingest key are Secret Manager secrets (replicated in the site's
 region only) whose values stay Pulumi secrets. VMs read them by secret id with an access token from the
 metadata server and ``curl`` (:mod:`lmrun.gcp.secret_store`); no secret is in instance metadata. Two service
 accounts keep the blast radius small: the gateway's may read only the WireGuard config, the nodes' only the
-K3s and Hugging Face tokens and the ingest key (which vLLM's OTLP exporter sends to Phoenix; a timer
+K3s agent token, the Hugging Face token and the ingest key (which vLLM's OTLP exporter sends to Phoenix; a timer
 re-reads it, so a key the stack re-delivers reaches vLLM without a new VM; the Hugging Face token secret always
 exists and vLLM reads it at every start, so setting the token replaces no VM either),
 each through a secret-level ``roles/secretmanager.secretAccessor`` binding (no project-level role at all:
@@ -72,11 +73,20 @@ import pulumi_gcp as gcp
 
 from lmrun.components.naming import IDENTITY_TAG_KEYS, slug
 from lmrun.components.site_cloud import SiteArgs, SiteCloud
-from lmrun.domain.secrets import HF_TOKEN_UNSET
+from lmrun.domain.access import GPU_NODE, SITE_GATEWAY
+from lmrun.domain.secrets import (
+    HF_TOKEN_UNSET,
+    SITE_HF_TOKEN,
+    SITE_K3S_AGENT_TOKEN,
+    SITE_PHOENIX_INGEST_KEY,
+    SITE_WIREGUARD,
+    site_secret_id,
+)
 from lmrun.domain.tunnels import underlay_mtu
 from lmrun.gcp import NAME, catalog
 from lmrun.gcp.secret_store import SecretManagerStore
 from lmrun.plan.cluster import NodePlan
+from lmrun.plan.flow_logs import FlowLogsPlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render.gateways import render_gateway_user_data
 from lmrun.render.k3s import K3sAgentConfig
@@ -182,8 +192,8 @@ class GcpSiteArgs(TypedDict):
     """The hub's address in the tunnel range."""
     aws_routes: Sequence[str]
     """CIDRs the site routes into the tunnel (main region + tunnel range); also admitted by the firewall."""
-    k3s_token: pulumi.Input[str]
-    """K3s join token (a Pulumi secret), stored in Secret Manager for the nodes."""
+    k3s_agent_token: pulumi.Input[str]
+    """K3s agent token (a Pulumi secret), stored in Secret Manager for the nodes (never the server token)."""
     k3s_server_ip: str
     """The K3s server's private IP, reached through the tunnel."""
     k3s_version: str
@@ -200,6 +210,24 @@ class GcpSiteArgs(TypedDict):
     Absent or None: the nodes export no traces."""
     phoenix_grpc_node_port: NotRequired[int | None]
     """Phoenix's OTLP/gRPC node port (the nodes export to ``localhost:<port>``); required with the key."""
+
+
+FLOW_LOG_INTERVALS = {60: "INTERVAL_1_MIN", 600: "INTERVAL_10_MIN"}
+"""The mesh's aggregation intervals as GCP names them (``log_config.aggregation_interval``)."""
+
+
+def flow_log_config(flow_logs: FlowLogsPlan | None) -> gcp.compute.SubnetworkLogConfigArgsDict | None:
+    """The subnetwork's ``log_config`` (None: no flow logs). Flow logs go to Cloud Logging, priced by volume;
+    all metadata (VM names, zones) is kept so a record names its VM without a second lookup. The block's
+    presence switches logging on (GoogleCloudPlatform/magic-modules#2597) and any change to it updates the
+    subnetwork in place (hashicorp/terraform-provider-google#4179): no VM in the site is touched."""
+    if flow_logs is None:
+        return None
+    return {
+        "aggregation_interval": FLOW_LOG_INTERVALS[flow_logs.aggregation_interval_seconds],
+        "flow_sampling": flow_logs.sampling,
+        "metadata": "INCLUDE_ALL_METADATA",
+    }
 
 
 def pinned_image(what: str, image: str | None) -> str:
@@ -286,6 +314,7 @@ class GcpSite(pulumi.ComponentResource):
             region=region,
             ip_cidr_range=site.cidr,
             private_ip_google_access=True,
+            log_config=flow_log_config(site.flow_logs),
             description=f"lmrun site {site.name}",
             opts=child,
         )
@@ -326,7 +355,7 @@ class GcpSite(pulumi.ComponentResource):
             description="Reads the site's WireGuard config secret, nothing else",
             opts=child,
         )
-        config_secret = f"{slug(name)}-wireguard"
+        config_secret = site_secret_id(slug(name), SITE_WIREGUARD)
         gateway_config: pulumi.Output[str] = pulumi.Output.all(
             args["private_key"], args["hub_public_key"], args["hub_endpoint"]
         ).apply(lambda values: self._render_config(site, args, aws_routes, values))
@@ -399,7 +428,7 @@ class GcpSite(pulumi.ComponentResource):
                 ),
             },
             tags=[GATEWAY_TAG],
-            labels={**labels, "lmrun_role": "wireguard-gateway"},
+            labels={**labels, "lmrun_role": SITE_GATEWAY},
             allow_stopping_for_update=True,
             description=f"lmrun site {site.name}: WireGuard gateway to the hub",
             # The reserved internal and external addresses can only move once the old VM is gone.
@@ -429,17 +458,17 @@ class GcpSite(pulumi.ComponentResource):
                 account_id=account_id(name, "nodes"),
                 display_name=f"lmrun site {site.name} GPU nodes",
                 description=(
-                    "Reads the K3s join token and the Hugging Face token secrets, nothing else"
+                    "Reads the K3s agent token and the Hugging Face token secrets, nothing else"
                     if ingest_key is None
-                    else "Reads the K3s join token, Hugging Face token and Phoenix ingest key secrets, nothing else"
+                    else "Reads the K3s agent token, Hugging Face token and Phoenix ingest key secrets, nothing else"
                 ),
                 opts=child,
             )
-            token_secret = f"{slug(name)}-k3s-token"
+            token_secret = site_secret_id(slug(name), SITE_K3S_AGENT_TOKEN)
             token_version, token_grants = self._secret(
-                f"{name}-k3s-token",
+                f"{name}-{SITE_K3S_AGENT_TOKEN}",
                 secret_id=token_secret,
-                data=args["k3s_token"],
+                data=args["k3s_agent_token"],
                 readers={"nodes": nodes_account},
                 region=region,
                 labels=labels,
@@ -448,7 +477,7 @@ class GcpSite(pulumi.ComponentResource):
             boot_deps: list[pulumi.Resource] = [token_version, *token_grants]
             # Always there (HF_TOKEN_UNSET until a token is set) and read at every vLLM start: setting the
             # token adds a secret version and changes no instance template.
-            hf_secret = f"{slug(name)}-hf-token"
+            hf_secret = site_secret_id(slug(name), SITE_HF_TOKEN)
             token = args["hugging_face_token"]
             hf_version, hf_grants = self._secret(
                 f"{name}-hf-token",
@@ -463,7 +492,7 @@ class GcpSite(pulumi.ComponentResource):
             tracing: PhoenixClientConfig | None = None
             grpc_node_port = args.get("phoenix_grpc_node_port")
             if ingest_key is not None and grpc_node_port is not None:
-                ingest_secret = f"{slug(name)}-phoenix-ingest-key"
+                ingest_secret = site_secret_id(slug(name), SITE_PHOENIX_INGEST_KEY)
                 # Not a boot dependency: vLLM serves without it, and the refresher retries until it is readable.
                 self._secret(
                     f"{name}-phoenix-ingest-key",
@@ -681,7 +710,7 @@ class GcpSite(pulumi.ComponentResource):
                 "user-data": render_gpu_node_user_data(agent, vllm, tracing),
             },
             tags=[NODE_TAG],
-            labels={**labels, "lmrun_role": "gpu-node", "lmrun_node": gcp_labels({"n": node.name})["n"]},
+            labels={**labels, "lmrun_role": GPU_NODE, "lmrun_node": gcp_labels({"n": node.name})["n"]},
             description=f"lmrun GPU node {node.name} ({node.gpu_count}x {node.gpu}, {node.model})",
             opts=opts,
         )
@@ -717,7 +746,7 @@ class GcpSites:
             "hub_port": args["hub_port"],
             "hub_tunnel_address": args["hub_tunnel_address"],
             "aws_routes": args["aws_routes"],
-            "k3s_token": args["k3s_token"],
+            "k3s_agent_token": args["k3s_agent_token"],
             "k3s_server_ip": args["k3s_server_ip"],
             "k3s_version": args["k3s_version"],
             "nodes": args["nodes"],

@@ -17,6 +17,9 @@ import pulumi
 
 from lmrun.mock_engine.engine import CallHandler, ComputedOutputs, RecordingMocks
 
+MOCK_ACCOUNT_ID = "123456789012"
+"""The account the mocks answer for (AWS's documentation account id)."""
+
 
 def _digest(text: str, length: int = 17) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
@@ -63,13 +66,54 @@ def _launch_template(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
 
 
 def _vpc(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
-    # AWS creates a main route table and a default security group with every VPC.
-    return {"defaultRouteTableId": f"rtb-{_digest(args.name)}", "defaultSecurityGroupId": f"sg-{_digest(args.name)}"}
+    # AWS creates a main route table and a default security group with every VPC; the owner is the account.
+    return {
+        "defaultRouteTableId": f"rtb-{_digest(args.name)}",
+        "defaultSecurityGroupId": f"sg-{_digest(args.name)}",
+        "ownerId": MOCK_ACCOUNT_ID,
+    }
 
 
 def _bucket(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     # Pulumi autonames buckets "<name>-<random>"; the mock keeps it valid for S3 (lowercase, <= 63).
     return {"bucket": f"{args.name[:46]}-{_digest(args.name, 8)}"}
+
+
+MOCK_ACCOUNT = "123456789012"
+"""The account id of the ARNs the mocks compute (AWS's documentation account)."""
+
+
+class _ProviderAware:
+    """Outputs a real provider derives from its configuration: SSM parameters get their real ARN shape,
+    ``arn:aws:ssm:<region>:<account>:parameter/<name>``, in their provider's region (the access check matches IAM
+    resource patterns such as ``parameter/lmrun/*`` against it); GCP service accounts their email in their
+    provider's project (bindings name it)."""
+
+    def __init__(self) -> None:
+        self.providers: dict[str, dict[str, Any]] = {}
+
+    def provider(self, args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        self.providers[args.name] = dict(args.inputs)
+        return {}
+
+    def _config(self, args: pulumi.runtime.MockResourceArgs, key: str, default: str) -> str:
+        # A resource names its provider as "<urn>::<id>", the URN ending in the provider's name.
+        name = (args.provider or "").rsplit("::", 1)[0].rsplit("::", 1)[-1]
+        return str(self.providers.get(name, {}).get(key) or default)
+
+    def parameter(self, args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        name = str(args.inputs.get("name") or args.name)
+        path = name if name.startswith("/") else f"/{name}"
+        return {"arn": f"arn:aws:ssm:{self._config(args, 'region', 'us-east-1')}:{MOCK_ACCOUNT}:parameter{path}"}
+
+    def service_account(self, args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        project = self._config(args, "project", "mock-project")
+        return {"email": f"{args.inputs.get('accountId', args.name)}@{project}.iam.gserviceaccount.com"}
+
+
+def _autonamed(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    # Pulumi auto-names IAM roles and instance profiles "<name>-<random>"; what references them holds that name.
+    return {"name": f"{args.name[:56]}-{_digest(args.name, 7)}"}
 
 
 MESH_COMPUTED: dict[str, ComputedOutputs] = {
@@ -82,6 +126,8 @@ MESH_COMPUTED: dict[str, ComputedOutputs] = {
     "aws:ec2/instance:Instance": _instance,
     "aws:ec2/eip:Eip": _eip,
     "aws:ec2/vpc:Vpc": _vpc,
+    "aws:iam/role:Role": _autonamed,
+    "aws:iam/instanceProfile:InstanceProfile": _autonamed,
 }
 
 
@@ -93,4 +139,12 @@ MESH_IDS: dict[str, Callable[[pulumi.runtime.MockResourceArgs], str]] = {
 
 def mesh_mocks() -> RecordingMocks:
     """Mocks that answer everything the lmrun mesh program asks, and nothing more."""
-    return RecordingMocks(calls=MESH_LOOKUPS, computed=MESH_COMPUTED, ids=MESH_IDS)
+    derived = _ProviderAware()
+    computed = {
+        **MESH_COMPUTED,
+        "pulumi:providers:aws": derived.provider,
+        "pulumi:providers:gcp": derived.provider,
+        "aws:ssm/parameter:Parameter": derived.parameter,
+        "gcp:serviceaccount/account:Account": derived.service_account,
+    }
+    return RecordingMocks(calls=MESH_LOOKUPS, computed=computed, ids=MESH_IDS)

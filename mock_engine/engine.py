@@ -70,6 +70,9 @@ class RecordedResource:
     property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Per input property, the URNs of the resources its value came from (Pulumi's ``propertyDependencies``):
     how a reference is resolved when the id it holds is not known (a real preview)."""
+    aliases: tuple[str, ...] = ()
+    """Earlier names the resource answers to (its ``aliases`` option: a URN, or the alias's name), so an upgrade
+    adopts the old resource instead of replacing it."""
 
     @property
     def provider_urn(self) -> str:
@@ -161,10 +164,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         make_id = self.ids.get(args.typ)
         resource_id = args.resource_id or (make_id(args) if make_id else f"{args.name}-id")
-        state.setdefault("arn", f"arn:mock:{args.typ}:{args.name}")
         if args.typ in self.computed:
             for key, value in self.computed[args.typ](args).items():
                 state.setdefault(key, value)
+        state.setdefault("arn", f"arn:mock:{args.typ}:{args.name}")
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -205,6 +208,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 property_dependencies={
                     key: tuple(deps.urns) for key, deps in request.propertyDependencies.items() if deps.urns
                 },
+                aliases=tuple(alias.urn or alias.spec.name for alias in request.aliases),
             )
             with self._lock:
                 self.records.append(record)

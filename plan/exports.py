@@ -33,6 +33,8 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
             if phoenix is not None
             else None
         ),
+        # The flow logs' settings and the volume the cost estimate assumes (lmrun:flowLogs.monthlyGbPerVm).
+        "flowLogs": plan.flow_logs.export() if plan.flow_logs is not None else None,
         "regions": {name: {"cidr": r.cidr, "role": r.role} for name, r in plan.regions.items()},
         "nodePorts": plan.cluster.node_ports,
         "nodes": {

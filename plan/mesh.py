@@ -13,6 +13,7 @@ from typing import Literal
 from lmrun.aws.network.cidr_blocks import az_subnet_cidr, region_cidr
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.plan.cluster import ClusterPlan, plan_cluster
+from lmrun.plan.flow_logs import FlowLogsPlan, plan_flow_logs
 from lmrun.plan.images import ImagePlan, plan_images
 from lmrun.plan.models import model_access_issues
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
@@ -66,6 +67,8 @@ class MeshPlan:
     tags: Mapping[str, str] = field(default_factory=dict)
     max_peerings: int = DEFAULT_MAX_PEERINGS
     """Active peerings the main VPC may hold (``lmrun:maxPeerings``: the account's raised quota)."""
+    flow_logs: FlowLogsPlan | None = None
+    """Flow logs of every VPC (and, through each site's plan, every site subnet); None: off."""
     skypilot: SkyPilotPlan | None = None
     """What the stack creates for SkyPilot (``lmrun:skypilot``), or None."""
 
@@ -123,6 +126,7 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
         images=images,
         tags=mesh_tags(mesh, spec.tags),
         max_peerings=spec.max_peerings,
+        flow_logs=plan_flow_logs(spec),
     )
     reachability, issues = check_paths(spec, plan)
     issues.extend(image_issues)

@@ -16,6 +16,7 @@ from lmrun.clouds import SITE_CLOUDS
 from lmrun.domain.addresses import TUNNEL_POOL, site_tunnel_address
 from lmrun.domain.names import IMAGE_GATEWAY, IMAGE_SERVER
 from lmrun.domain.tunnels import PERSISTENT_KEEPALIVE as DEFAULT_PERSISTENT_KEEPALIVE
+from lmrun.plan.flow_logs import FlowLogsPlan, plan_flow_logs
 from lmrun.plan.images import ImagePlan
 from lmrun.spec.model import MeshSpec
 
@@ -46,6 +47,8 @@ class SitePlan:
     gateway_machine_type: str
     gateway_image: str | None
     """Pinned image of the site's gateway VM (a site cloud's); None for an external site (no VM of ours)."""
+    flow_logs: FlowLogsPlan | None = None
+    """How the site's subnet logs its flows (a site cloud's; the mesh-wide ``lmrun:flowLogs``); None: off."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ def hub_tunnel_address() -> ipaddress.IPv4Address:
 
 
 def plan_wireguard(spec: MeshSpec, main_cidr: str, main_first_subnet: str, images: ImagePlan) -> WireGuardPlan:
+    flow_logs = plan_flow_logs(spec)
     sites = {
         site.name: SitePlan(
             name=site.name,
@@ -91,6 +95,7 @@ def plan_wireguard(spec: MeshSpec, main_cidr: str, main_first_subnet: str, image
             zone=site.gateway_zone,
             gateway_machine_type=site.gateway_machine_type,
             gateway_image=images.site(site.name, IMAGE_GATEWAY) if site.kind in SITE_CLOUDS else None,
+            flow_logs=flow_logs if site.kind in SITE_CLOUDS else None,
         )
         for site in sorted(spec.sites, key=lambda s: s.name)
     }

@@ -863,6 +863,121 @@ def s3_encrypted(resources: Sequence[Resource], config: Mapping[str, Any]) -> li
     )
 
 
+def _denies_plain_http(policy: Any) -> bool:
+    """Whether a bucket policy (JSON text or a parsed document) denies every request without TLS, on the bucket
+    and its objects; an unknown policy (a preview) passes."""
+    if is_unknown(policy):
+        return True
+    if isinstance(policy, str):
+        try:
+            policy = json.loads(policy)
+        except ValueError:
+            return False
+    for statement in items(get(policy, "Statement")):
+        condition = get(statement, "Condition", "Bool", "aws:SecureTransport")
+        actions = {str(a) for a in items(get(statement, "Action"))} or {str(get(statement, "Action"))}
+        resources = [str(r) for r in items(get(statement, "Resource"))] or [str(get(statement, "Resource"))]
+        if (
+            get(statement, "Effect") == "Deny"
+            and str(condition).lower() == "false"
+            and actions & {"s3:*", "*"}
+            and any(r.endswith("/*") for r in resources)
+            and any(not r.endswith("*") for r in resources)
+        ):
+            return True
+    return False
+
+
+@stack_rule(
+    name="s3-tls-only",
+    description="Every S3 bucket's policy denies every request made without TLS, on the bucket and its objects "
+    "(AWS Foundational Security Best Practices S3.5).",
+    remediation="Add an aws.s3.BucketPolicy with the statement of lmrun.components.buckets."
+    "deny_insecure_transport (Effect Deny, Principal *, Action s3:*, Condition Bool aws:SecureTransport false).",
+    level=MANDATORY,
+)
+def s3_tls_only(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    return _bucket_check(
+        resources,
+        (tokens.S3_BUCKET_POLICY,),
+        lambda child: _denies_plain_http(child.props.get("policy")),
+        "bucket has no BucketPolicy (plain HTTP requests are not refused)",
+        "bucket's policy does not deny requests without TLS (aws:SecureTransport false) on the bucket and objects",
+    )
+
+
+@stack_rule(
+    name="default-security-group-closed",
+    description="Every VPC's default security group is adopted (aws.ec2.DefaultSecurityGroup) with no inbound "
+    "and no outbound rule (AWS Foundational Security Best Practices EC2.2).",
+    remediation="Adopt the VPC's default group with aws.ec2.DefaultSecurityGroup(vpc_id=..., ingress=[], "
+    "egress=[]) and put the rules the VPC needs on a security group of its own.",
+    level=MANDATORY,
+)
+def default_security_group_closed(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    """A VPC without an adopted default group keeps AWS's (all traffic within the group, all egress): whatever
+    is launched into the VPC without naming a group gets it."""
+    snapshot = _snapshot(resources)
+    adopted: dict[str, list[Resource]] = defaultdict(list)
+    for group in snapshot.of_type(tokens.DEFAULT_SECURITY_GROUP):
+        vpc = snapshot.ref(group, "vpcId", (tokens.VPC,))
+        if vpc is not None:
+            adopted[vpc.urn].append(group)
+    findings = [
+        Finding(vpc.label, "the VPC's default security group is not adopted: it keeps AWS's default rules")
+        for vpc in snapshot.of_type(tokens.VPC)
+        if not adopted.get(vpc.urn)
+    ]
+    for group in snapshot.of_type(tokens.DEFAULT_SECURITY_GROUP):
+        rules = {key: len(items(group.props.get(key))) for key in ("ingress", "egress")}
+        if any(rules.values()):
+            counts = ", ".join(f"{count} {key}" for key, count in rules.items() if count)
+            findings.append(Finding(group.label, f"default security group has rules ({counts}); it must have none"))
+    return findings
+
+
+def _logged_networks(snapshot: Snapshot) -> tuple[dict[str, list[Resource]], list[Resource]]:
+    """VPC URN -> its flow logs, and the GCP subnetworks that log their flows."""
+    by_vpc: dict[str, list[Resource]] = defaultdict(list)
+    for flow_log in snapshot.of_type(tokens.FLOW_LOG):
+        vpc = snapshot.ref(flow_log, "vpcId", (tokens.VPC,))
+        if vpc is not None:
+            by_vpc[vpc.urn].append(flow_log)
+    subnets = [s for s in snapshot.of_type(tokens.GCP_SUBNETWORK) if isinstance(s.props.get("logConfig"), Mapping)]
+    return by_vpc, subnets
+
+
+@stack_rule(
+    name="flow-logs-cover-every-network",
+    description="When the stack logs network flows anywhere, it logs them everywhere: every VPC has a flow log of "
+    "all traffic and every GCP subnetwork a logConfig (AWS FSBP EC2.6, CIS GCP 3.8). A partial trail is the gap "
+    "an investigation falls into.",
+    remediation="Turn lmrun:flowLogs on for the whole mesh (or off); a VPC of your own needs an aws.ec2.FlowLog "
+    "with traffic_type ALL, a GCP subnetwork a log_config. requireFlowLogs demands them even when none exists.",
+    level=MANDATORY,
+    config={"requireFlowLogs": (False, {"type": "boolean"})},
+)
+def flow_logs_cover_every_network(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    snapshot = _snapshot(resources)
+    by_vpc, logged_subnets = _logged_networks(snapshot)
+    if not (by_vpc or logged_subnets or _truthy(config["requireFlowLogs"])):
+        return []
+    logged = {subnet.urn for subnet in logged_subnets}
+    findings = [
+        Finding(vpc.label, "VPC has no flow log") for vpc in snapshot.of_type(tokens.VPC) if vpc.urn not in by_vpc
+    ]
+    findings += [
+        Finding(subnet.label, "subnetwork has no logConfig (no flow logs)")
+        for subnet in snapshot.of_type(tokens.GCP_SUBNETWORK)
+        if subnet.urn not in logged
+    ]
+    for flow_log in snapshot.of_type(tokens.FLOW_LOG):
+        traffic = flow_log.props.get("trafficType")
+        if isinstance(traffic, str) and not is_unknown(traffic) and traffic != "ALL":
+            findings.append(Finding(flow_log.label, f"flow log records {traffic} traffic only; it must record ALL"))
+    return findings
+
+
 _SERVICE = tokens.K8S_SERVICE
 
 

@@ -1,16 +1,23 @@
 """K3s bootstrap as cloud-init: the server in the main region and the agents on every other VM.
 
-No secret ever appears in the rendered text. The server (in the main region, AWS by design) reads the join
-token from SSM Parameter Store (SecureString) by parameter *name* with its instance role at boot, and writes a
+No secret ever appears in the rendered text. The server (in the main region, AWS by design) reads its two tokens
+from SSM Parameter Store (SecureStrings) by parameter *name* with its instance role at boot — the server token
+(``--token-file``: cluster admin, read by the server alone) and the agent token (``--agent-token-file``: joins agents,
+never servers; K3s docs, "k3s server": ``--agent-token-file``, "File containing the agent secret") — and writes a
 kubeconfig back to a parameter so Pulumi can read it without SSH: the ``lmrun-deployer`` ServiceAccount's (a
 token that does not expire, allowed only the Services and DaemonSets of the mesh's namespace,
 :func:`lmrun.render.kubernetes.deployer_manifests`); the admin kubeconfig never leaves the server. An agent
-reads the token by name from the secret store its config is given
+reads the agent token (never the server token) by name from the secret store its config is given
 (:class:`lmrun.render.secret_store.SecretStore`: SSM for AWS VMs, Secret Manager for VMs in GCP sites), whose
 fetch helper it installs.
 
+Both tokens are generated passwords in K3s's *short* format: the first server of a cluster can only start with
+one ("k3s token": the cluster CA hash of the secure format "cannot be known until after the server has generated
+the self-signed cluster CA certificates"), and an agent given a short token trusts the CA the server presents on
+its first connection (the mesh reaches the server over its private network or the WireGuard tunnel only).
+
 Server state (datastore, certificates, and the node password) lives on a separate EBS volume mounted at
-``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the token and the
+``STATE_MOUNT``; replacing the instance keeps the cluster because the fixed private IP, the tokens and the
 state all come back. The volume is formatted only when it carries no filesystem signature at all.
 """
 
@@ -48,8 +55,11 @@ API_PORT = K3S_API_PORT
 STATE_MOUNT = "/var/lib/lmrun-state"
 """Mount point of the server's state volume."""
 K3S_DATA_DIR = f"{STATE_MOUNT}/k3s"
-TOKEN_FILE = "/etc/rancher/k3s/lmrun-token"
-"""Where the fetched join token is kept (0600, root) for ``--token-file``."""
+SERVER_TOKEN_FILE = "/etc/rancher/k3s/lmrun-server-token"
+"""Where the server keeps the fetched server token (0600, root) for its ``--token-file``."""
+AGENT_TOKEN_FILE = "/etc/rancher/k3s/lmrun-agent-token"
+"""Where the fetched agent token is kept (0600, root): the server's ``--agent-token-file``, an agent's
+``--token-file``."""
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 """The admin kubeconfig K3s writes (0600, root); it stays on the server."""
 PUBLISH_KUBECONFIG_UNIT = "lmrun-publish-kubeconfig.service"
@@ -126,8 +136,10 @@ class K3sServerConfig:
     """Fixed private IP of the server (from the main VPC's plan); also the API endpoint agents use."""
     ssm_region: str
     """Region of the SSM parameters (the main region)."""
-    token_parameter: str
-    """SecureString parameter holding the cluster join token."""
+    server_token_parameter: str
+    """SecureString parameter holding the server token (only the server reads it)."""
+    agent_token_parameter: str
+    """SecureString parameter holding the agent token (agents join with it)."""
     kubeconfig_parameter: str
     """SecureString parameter the server writes Pulumi's kubeconfig to: the API's address and CA, and an exec
     plugin that reads ``credential_parameter`` (it holds no token itself)."""
@@ -149,7 +161,10 @@ class K3sServerConfig:
     def __post_init__(self) -> None:
         _check_ipv4("node_ip", self.node_ip)
         check_region("ssm_region", self.ssm_region)
-        check_ssm_parameter_name("token_parameter", self.token_parameter)
+        check_ssm_parameter_name("server_token_parameter", self.server_token_parameter)
+        check_ssm_parameter_name("agent_token_parameter", self.agent_token_parameter)
+        if self.server_token_parameter == self.agent_token_parameter:
+            raise ValueError("agent_token_parameter: must not be the server token's parameter (agents would hold it)")
         check_ssm_parameter_name("kubeconfig_parameter", self.kubeconfig_parameter)
         check_ssm_parameter_name("credential_parameter", self.credential_parameter)
         _check(
@@ -197,9 +212,9 @@ class K3sAgentConfig:
     server_ip: str
     """Private IP of the K3s server."""
     store: SecretStore
-    """Where the VM reads its secrets (the join token here); its fetch helper is installed on the VM."""
+    """Where the VM reads its secrets (the agent token here); its fetch helper is installed on the VM."""
     token_parameter: str
-    """Name of the join token in ``store``."""
+    """Name of the agent token in ``store`` (never the server token: that one is cluster admin)."""
     node_name: str
     """The mesh's name for this node: the ``lmrun.io/node`` label that services pin to."""
     region: str
@@ -341,7 +356,9 @@ def server_flags(cfg: K3sServerConfig) -> list[str]:
         "--data-dir",
         K3S_DATA_DIR,
         "--token-file",
-        TOKEN_FILE,
+        SERVER_TOKEN_FILE,
+        "--agent-token-file",
+        AGENT_TOKEN_FILE,
         "--node-label",
         f"{LABEL_NODE}={SERVER_NODE}",
     ]
@@ -355,7 +372,7 @@ def agent_flags(cfg: K3sAgentConfig) -> list[str]:
     # --with-node-id: a new VM (a fresh disk) registers under a new node name even where the cloud reuses the
     # hostname (a GCP group recreating its instance, a fixed private IP), so K3s never rejects it as a duplicate
     # and the node reaper removes the Node it replaced; a reboot keeps the id (/etc/rancher/node/id).
-    flags = ["--server", f"https://{cfg.server_ip}:{API_PORT}", "--token-file", TOKEN_FILE, "--with-node-id"]
+    flags = ["--server", f"https://{cfg.server_ip}:{API_PORT}", "--token-file", AGENT_TOKEN_FILE, "--with-node-id"]
     if cfg.node_ip is not None:
         flags += ["--node-ip", cfg.node_ip]
     for key, value in cfg.labels.items():
@@ -370,7 +387,18 @@ def server_files(cfg: K3sServerConfig) -> list[WriteFile]:
         {
             "STATE_MOUNT": STATE_MOUNT,
             "MOUNT_STATE": [f"{SCRIPT_DIR}/mount-volume.sh", *mount],
-            "FETCH_TOKEN": [f"{SCRIPT_DIR}/ssm-get.sh", cfg.ssm_region, cfg.token_parameter, TOKEN_FILE],
+            "FETCH_SERVER_TOKEN": [
+                f"{SCRIPT_DIR}/ssm-get.sh",
+                cfg.ssm_region,
+                cfg.server_token_parameter,
+                SERVER_TOKEN_FILE,
+            ],
+            "FETCH_AGENT_TOKEN": [
+                f"{SCRIPT_DIR}/ssm-get.sh",
+                cfg.ssm_region,
+                cfg.agent_token_parameter,
+                AGENT_TOKEN_FILE,
+            ],
             "INSTALL_K3S": [f"{SCRIPT_DIR}/k3s-install.sh", cfg.k3s_version, "server", *server_flags(cfg)],
             "UNITS": [PUBLISH_KUBECONFIG_UNIT, NODE_REAPER_TIMER],
         },
@@ -388,8 +416,8 @@ def server_files(cfg: K3sServerConfig) -> list[WriteFile]:
 
 
 def agent_files(cfg: K3sAgentConfig) -> list[WriteFile]:
-    """The store's fetch helper, the K3s installer and the bootstrap that fetches the token and joins."""
-    fetch_token = cfg.store.fetch_argv(cfg.token_parameter, TOKEN_FILE)
+    """The store's fetch helper, the K3s installer and the bootstrap that fetches the agent token and joins."""
+    fetch_token = cfg.store.fetch_argv(cfg.token_parameter, AGENT_TOKEN_FILE)
     bootstrap = command_script(
         "k3s-agent-bootstrap.sh",
         [fetch_token, [f"{SCRIPT_DIR}/k3s-install.sh", cfg.k3s_version, "agent", *agent_flags(cfg)]],

@@ -1,6 +1,6 @@
 """The secret store a VM reads its secrets from at boot, as a value the caller passes to the renderers.
 
-A renderer never knows which cloud it renders for. Where a VM's secrets live (the K3s join token, the Hugging
+A renderer never knows which cloud it renders for. Where a VM's secrets live (the K3s agent token, the Hugging
 Face token, the Phoenix ingest key, a gateway's WireGuard config) is a :class:`SecretStore` object, built in
 the cloud's folder (``aws/secret_store.py``: SSM Parameter Store; ``gcp/secret_store.py``: Secret Manager)
 and handed to :class:`~lmrun.render.k3s.K3sAgentConfig`, :class:`~lmrun.render.vllm.VllmConfig`,

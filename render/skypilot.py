@@ -35,7 +35,7 @@ from lmrun.domain.skypilot import CHECKPOINT_PREFIX, LABEL_LAUNCHER, SKY_NODE_PR
 # cloud-init's dumper: multi-line strings (setup, run) as literal blocks, the way task files are written.
 from lmrun.render.cloudinit import SCRIPT_DIR
 from lmrun.render.cloudinit import _Dumper as LiteralDumper
-from lmrun.render.k3s import K3S_INSTALL_SCRIPT, SSM_GET_SCRIPT, TOKEN_FILE
+from lmrun.render.k3s import AGENT_TOKEN_FILE, K3S_INSTALL_SCRIPT, SSM_GET_SCRIPT
 from lmrun.render.phoenix import CLIENT_ENV_FILE, otlp_endpoint
 from lmrun.render.runtime import UV_VENV_SCRIPT
 from lmrun.render.script_files import render_script, script_text
@@ -129,7 +129,7 @@ class BundlePaths:
     """Where the join script puts things on the VM (the tests point them into a scratch folder)."""
 
     script_dir: str = SCRIPT_DIR
-    token_file: str = TOKEN_FILE
+    token_file: str = AGENT_TOKEN_FILE
     phoenix_env_file: str = CLIENT_ENV_FILE
 
 

@@ -21,6 +21,7 @@ from lmrun.aws.region.selection import ROGUE_REGIONS
 from lmrun.domain.addresses import RESERVED_BLOCKS
 from lmrun.domain.versions import K3S_VERSION
 from lmrun.spec.errors import ConfigIssue, config_path, echo
+from lmrun.spec.flow_logs import FlowLogsSpec
 from lmrun.spec.images import RegionImages
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import NodeSpec, ServiceSpec, node_issues
@@ -164,6 +165,10 @@ class MeshSpec(SpecModel):
     )
     paths: tuple[PathSpec, ...] = Field(
         default=(), description="Client-to-service paths the mesh must carry, checked against the topology."
+    )
+    flow_logs: FlowLogsSpec = Field(
+        default_factory=FlowLogsSpec,
+        description="Flow logs of every AWS VPC and GCP site subnet (the network audit trail); off unless enabled.",
     )
     skypilot: SkyPilotSpec = Field(
         default_factory=SkyPilotSpec, description="The mesh as SkyPilot infrastructure (off unless `enabled`)."

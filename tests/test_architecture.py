@@ -51,6 +51,8 @@ LAYERS: dict[str, int] = {
     "lmrun.verify": 8,
     "lmrun.aws.network_model": 8,
     "lmrun.gcp.network_model": 8,
+    "lmrun.aws.access_model": 8,
+    "lmrun.gcp.access_model": 8,
     "lmrun.cli": 9,
     "lmrun.aws.quotas": 9,
     "lmrun": 10,

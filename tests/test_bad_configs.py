@@ -22,8 +22,9 @@ from tests.conftest import pinned_images
 # beside the spec's, so an unpinned image would be reported too).
 MAIN = {"mainRegion": "us-east-1", "images": pinned_images("us-east-1")}
 KNOWN_KEYS = (
-    "known keys: availabilityZones, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, maxPeerings, "
-    "nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, skypilot, tags, wireguard"
+    "known keys: availabilityZones, flowLogs, gpuInstanceTypes, huggingFaceToken, images, k3sVersion, mainRegion, "
+    "maxPeerings, nodes, operatorCidrs, paths, phoenix, regions, serverInstanceType, services, sites, skypilot, tags, "
+    "wireguard"
 )
 
 CASES: dict[str, Case] = {

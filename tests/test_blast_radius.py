@@ -10,6 +10,7 @@ which is why the templates carry only identity tags (``lmrun.components.naming.i
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -27,12 +28,16 @@ ROLLING = {LAUNCH_TEMPLATE, GCP_TEMPLATE, GCP_GROUP}
 TAG_INPUTS = ("tags", "tags.", "labels", "labels.", "rootBlockDevice.tags")
 
 
-def _changes(before: PlanReport, after: PlanReport) -> dict[str, set[str]]:
+def _changes(before: PlanReport, after: PlanReport, *, adds: bool = False) -> dict[str, set[str]]:
     """Resource name -> the inputs that differ, one level into a map (``tags.owner``, ``metadata.user-data``);
-    every resource of one recording must be in the other (an edit of metadata adds and removes nothing)."""
+    every resource of one recording must be in the other (an edit of metadata adds and removes nothing), or,
+    with ``adds``, every resource of ``before`` in ``after``."""
     old = {r.urn: r for r in before.recording.resources}
     new = {r.urn: r for r in after.recording.resources}
-    assert set(old) == set(new), sorted(set(old) ^ set(new))
+    if adds:
+        assert set(old) <= set(new), sorted(set(old) - set(new))
+    else:
+        assert set(old) == set(new), sorted(set(old) ^ set(new))
     changed: dict[str, set[str]] = {}
     for urn, resource in old.items():
         a, b = resource.inputs, new[urn].inputs
@@ -103,6 +108,19 @@ def test_a_k3s_version_bump_changes_exactly_every_k3s_machine() -> None:
     }
 
 
+def test_the_token_split_keeps_the_clusters_server_token() -> None:
+    """The one-time migration from one join token to a server and an agent token: the server token answers to the
+    old token's name with the same arguments, so Pulumi adopts it with its value (pulumi-random replaces a
+    password only when an argument changes): the cluster's bootstrap data on the state volume, encrypted with it,
+    stays readable. The agent token is new; what else the upgrade replaces is listed in the README."""
+    recording = plan("global").recording
+    server_token = recording.named("mesh-cluster-k3s-server-token")
+    assert server_token.aliases == ("mesh-cluster-k3s-token",)
+    assert server_token.inputs == {"length": 64, "special": False}
+    agent_token = recording.named("mesh-cluster-k3s-agent-token")
+    assert agent_token.aliases == () and agent_token.inputs == server_token.inputs
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
@@ -141,3 +159,42 @@ def test_a_key_epoch_bump_changes_that_sites_key_and_the_hubs_peer_entry_only(
 ) -> None:
     sites = [{**s, "keyEpoch": 1} if s["name"] == site else s for s in _global_config("sites")]
     assert _changes(plan("global"), plan("global", sites=sites)) == expected
+
+
+def test_turning_flow_logs_on_adds_the_logs_and_their_bucket_and_rolls_no_node() -> None:
+    """`lmrun:flowLogs.enabled`: one flow log per VPC and the bucket's six resources are added; the only change
+    to an existing resource is the GCP site's subnetwork (``logConfig``, updated in place): no instance, launch
+    template, instance template or group changes."""
+    before = plan("global", flowLogs={"enabled": False})
+    after = plan("global")
+    assert _changes(before, after, adds=True) == {"mesh-sites-gcp-usc1-subnet": {"logConfig"}}
+    old = {r.urn for r in before.recording.resources}
+    added = [r for r in after.recording.resources if r.urn not in old]
+    assert all(r.name.startswith("mesh-flow-logs") for r in added), [r.name for r in added]
+    counts = Counter(r.type for r in added)
+    assert counts.pop("aws:ec2/flowLog:FlowLog") == len(after.regions)
+    assert counts == Counter(
+        {
+            "lmrun:index:FlowLogs": 1,
+            "aws:s3/bucket:Bucket": 1,
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
+            "aws:s3/bucketVersioning:BucketVersioning": 1,
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 1,
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 1,
+            "aws:s3/bucketPolicy:BucketPolicy": 1,
+        }
+    )
+    assert not ROLLING & {r.type for r in added}
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"retentionDays": 30}, {"mesh-flow-logs-bucket-lifecycle": {"rules"}}),
+        ({"monthlyGbPerVm": 2}, {}),  # the cost estimate's assumption only
+        ({"sampling": 0.5}, {"mesh-sites-gcp-usc1-subnet": {"logConfig.flowSampling"}}),
+    ],
+    ids=["retention", "volume-assumption", "sampling"],
+)
+def test_a_flow_log_setting_changes_the_logs_only(edit: dict[str, object], expected: dict[str, set[str]]) -> None:
+    assert _changes(plan("global"), plan("global", flowLogs={"enabled": True, **edit})) == expected

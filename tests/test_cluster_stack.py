@@ -74,18 +74,30 @@ def test_token_and_kubeconfig_are_secret_in_every_input_and_output(stack: str, p
             assert all(secret not in text for secret in secrets.values()), f"stack output {key}{path}"
 
 
-def test_the_token_reaches_only_the_secret_stores() -> None:
+def test_each_k3s_token_reaches_only_its_secret_stores() -> None:
     recording = plan("global").recording
-    token = _password("mesh-cluster-k3s-token")
-    holders = [
-        r for r in recording.resources if any(isinstance(v, Secret) and v.value == token for v in r.inputs.values())
+
+    def holders(token: str) -> list[tuple[str, str]]:
+        return [
+            (r.type, r.name)
+            for r in recording.resources
+            if any(isinstance(v, Secret) and v.value == token for v in r.inputs.values())
+        ]
+
+    # The server token (cluster admin) lives in one SSM parameter, which only the server reads.
+    assert holders(_password("mesh-cluster-k3s-server-token")) == [
+        ("aws:ssm/parameter:Parameter", "mesh-cluster-k3s-server-token-parameter")
     ]
-    # SSM for AWS VMs, Secret Manager for the GCP site's nodes; nothing else ever holds the value.
-    assert [(r.type, r.name) for r in holders] == [
-        ("aws:ssm/parameter:Parameter", "mesh-cluster-k3s-token-parameter"),
-        ("gcp:secretmanager/secretVersion:SecretVersion", "mesh-sites-gcp-usc1-k3s-token-version"),
+    # The agent token: SSM for AWS VMs, Secret Manager for the GCP site's nodes; nothing else holds the value.
+    assert holders(_password("mesh-cluster-k3s-agent-token")) == [
+        ("aws:ssm/parameter:Parameter", "mesh-cluster-k3s-agent-token-parameter"),
+        ("gcp:secretmanager/secretVersion:SecretVersion", "mesh-sites-gcp-usc1-k3s-agent-token-version"),
     ]
-    assert recording.named("mesh-cluster-k3s-token-parameter").inputs["type"] == "SecureString"
+    for name in ("mesh-cluster-k3s-server-token-parameter", "mesh-cluster-k3s-agent-token-parameter"):
+        assert recording.named(name).inputs["type"] == "SecureString"
+    # The server token keeps the old join token's value (the cluster's bootstrap data is encrypted with it).
+    server_token = next(r for r in recording.resources if r.name == "mesh-cluster-k3s-server-token")
+    assert server_token.type == "random:index/randomPassword:RandomPassword"
     k8s_provider = next(r for r in recording.resources if r.type == "pulumi:providers:kubernetes")
     assert isinstance(k8s_provider.inputs["kubeconfig"], Secret)
 
@@ -159,7 +171,7 @@ def test_pulumi_state_holds_no_kubernetes_credential_that_can_expire() -> None:
     assert credential.inputs["type"] == "SecureString" and "lmrun-deployer" in credential.inputs["description"]
     server_policy = json.loads(recording.named("mesh-cluster-k3s-identity-parameters").inputs["policy"])
     arns = {
-        f"arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-{name}-parameter"
+        f"arn:aws:ssm:us-east-1:123456789012:parameter/lmrun/dev/k3s/{name}"
         for name in ("kubeconfig", "deployer-credential")
     }
     for sid in ("ReadParameters", "PublishParameters"):
@@ -247,7 +259,9 @@ def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
     assert len(policies) == 7  # server, Phoenix node, WireGuard hub, three GPU nodes, the SkyPilot role
     for policy in policies:
         document = json.loads(policy.inputs["policy"])
-        for statement in document["Statement"]:
+        *allows, deny = document["Statement"]
+        for statement in allows:
+            assert statement["Effect"] == "Allow"
             assert all("*" not in action for action in statement["Action"]), policy.name
             for resource in statement["Resource"]:
                 # Only S3 object keys under one prefix may end in a wildcard.
@@ -255,20 +269,25 @@ def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
                     policy.name,
                     resource,
                 )
+        # Last, the Deny of every other parameter's value (Session Manager's managed policy allows them all).
+        reads = next(st["Resource"] for st in allows if st["Sid"] == "ReadParameters")
+        assert deny == {
+            "Sid": "DenyOtherParameters",
+            "Effect": "Deny",
+            "Action": ["ssm:GetParameter*"],
+            "NotResource": reads,
+        }, policy.name
     node_policy = json.loads(recording.named("mesh-cluster-node-qwen-use2-identity-parameters").inputs["policy"])
+    reads = [
+        # The Hugging Face token parameter always exists (no token set in `global`), so setting the token later
+        # changes no node's policy. The agent token, never the server token.
+        "arn:aws:ssm:us-east-1:123456789012:parameter/lmrun/global/huggingface/token",
+        "arn:aws:ssm:us-east-1:123456789012:parameter/lmrun/global/k3s/agent-token",
+        "arn:aws:ssm:us-east-1:123456789012:parameter/lmrun/global/phoenix/ingest-key",
+    ]
     assert node_policy["Statement"] == [
-        {
-            "Sid": "ReadParameters",
-            "Effect": "Allow",
-            "Action": ["ssm:GetParameter"],
-            "Resource": [
-                # The Hugging Face token parameter always exists (no token set in `global`), so setting the
-                # token later changes no node's policy.
-                "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-hf-token",
-                "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-k3s-token-parameter",
-                "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-phoenix-store-ingest-key-parameter",
-            ],
-        }
+        {"Sid": "ReadParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": reads},
+        {"Sid": "DenyOtherParameters", "Effect": "Deny", "Action": ["ssm:GetParameter*"], "NotResource": reads},
     ]
 
 
@@ -327,7 +346,7 @@ def test_user_data_joins_k3s_with_labels_and_serves_the_pinned_model() -> None:
         "lmrun.io/region=us-west-2",
         "--revision a09a35458c702b33eeacc393d103063234e8bc28",
         "--served-model-name qwen",
-        "/lmrun/global/k3s/token",
+        "/lmrun/global/k3s/agent-token",
     ):
         assert needle in scripts, needle
     assert "Restart=on-failure" in text

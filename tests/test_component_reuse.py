@@ -209,7 +209,7 @@ def test_a_gpu_node_that_joins_a_mesh_gets_the_user_data_the_mesh_gives_its_own(
         region=node["region"],
         vllm_args=node["vllmArgs"],
         hf_token_parameter="/lmrun/dev/huggingface/token",
-        cluster=JoinCluster(server_ip=server_ip, token_parameter="/lmrun/dev/k3s/token"),
+        cluster=JoinCluster(server_ip=server_ip, token_parameter="/lmrun/dev/k3s/agent-token"),
     )
     assert recorded_user_data(template) == expected
 

@@ -149,7 +149,7 @@ def _record(
                 "hub_port": 51820,
                 "hub_tunnel_address": "10.192.0.1",
                 "aws_routes": AWS_ROUTES,
-                "k3s_token": pulumi.Output.secret(K3S_TOKEN),
+                "k3s_agent_token": pulumi.Output.secret(K3S_TOKEN),
                 "k3s_server_ip": "10.0.0.10",
                 "k3s_version": k3s.K3S_VERSION,
                 "nodes": list(nodes),
@@ -315,7 +315,7 @@ def test_secrets_live_in_the_sites_region_with_stable_ids() -> None:
     secrets = {r.inputs["secretId"]: r.inputs for r in _default().by_type(SECRET)}
     assert set(secrets) == {
         "mesh-site-gcp-a-wireguard",
-        "mesh-site-gcp-a-k3s-token",
+        "mesh-site-gcp-a-k3s-agent-token",
         "mesh-site-gcp-a-hf-token",
         "mesh-site-gcp-a-phoenix-ingest-key",
     }
@@ -333,7 +333,7 @@ def test_iam_grants_are_per_secret_accessor_only() -> None:
     assert {r.inputs["role"] for r in recording.by_type(SECRET_IAM)} == {ACCESSOR_ROLE}
     assert grants == {
         ("mesh-site-gcp-a-wireguard", gateway_sa),
-        ("mesh-site-gcp-a-k3s-token", nodes_sa),
+        ("mesh-site-gcp-a-k3s-agent-token", nodes_sa),
         ("mesh-site-gcp-a-hf-token", nodes_sa),
         ("mesh-site-gcp-a-phoenix-ingest-key", nodes_sa),
     }
@@ -394,7 +394,10 @@ def test_nodes_join_k3s_through_the_tunnel_with_gcp_labels_and_secret_manager() 
     text = _user_data(_by_name(_default(), "node-t4-spot-template"))
     files = written_files(text)
     bootstrap = files[f"{SCRIPT_DIR}/k3s-agent-bootstrap.sh"]
-    assert "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-k3s-token /etc/rancher/k3s/lmrun-token" in bootstrap
+    assert (
+        "gcp-secret-get.sh lmrun-test-project mesh-site-gcp-a-k3s-agent-token /etc/rancher/k3s/lmrun-agent-token"
+        in bootstrap
+    )
     assert "https://10.0.0.10:6443" in bootstrap
     for label in ("lmrun.io/node=t4-spot", "lmrun.io/gpu=T4", "lmrun.io/region=us-central1"):
         assert label in bootstrap
@@ -522,7 +525,7 @@ def test_each_node_is_a_zonal_group_of_one_that_runs_its_template(node: str, pre
     assert not inputs.get("autoHealingPolicies")
     # The group (not only the template) waits for the secrets and grants the VM reads at boot.
     secret_deps = {dep.rsplit("::", 1)[-1] for dep in group.dependencies}
-    assert {"mesh-site-gcp-a-k3s-token-version", "mesh-site-gcp-a-k3s-token-reader-nodes"} <= secret_deps
+    assert {"mesh-site-gcp-a-k3s-agent-token-version", "mesh-site-gcp-a-k3s-agent-token-reader-nodes"} <= secret_deps
 
 
 def test_node_names_map_each_node_to_its_group_and_no_bare_instances() -> None:
@@ -647,7 +650,7 @@ def test_ingest_key_without_its_node_port_is_refused() -> None:
                 "hub_port": 51820,
                 "hub_tunnel_address": "10.192.0.1",
                 "aws_routes": AWS_ROUTES,
-                "k3s_token": pulumi.Output.secret(K3S_TOKEN),
+                "k3s_agent_token": pulumi.Output.secret(K3S_TOKEN),
                 "k3s_server_ip": "10.0.0.10",
                 "k3s_version": k3s.K3S_VERSION,
                 "nodes": [T4_SPOT],

@@ -302,11 +302,13 @@ def test_phoenix_node_boots_its_rendered_user_data_and_serves_with_auth_and_back
         assert mounted.stdout.split() == ["/dev/nvme1n1", "ext4"], mounted
         assert f" {DATA_DIR} ext4 " in (root / "etc/fstab").read_text()
 
-        # 3. The K3s join ran with the token read from SSM and the node's labels.
+        # 3. The K3s join ran with the agent token read from SSM and the node's labels.
         args = (root / RECORD.lstrip("/") / "k3s-install.args").read_text().splitlines()
         assert args[:2] == [f"INSTALL_K3S_VERSION={K3S_VERSION}", "agent"], args
         token_file = args[args.index("--token-file") + 1]
-        assert (root / token_file.lstrip("/")).read_text().strip() == node.parameters[node.parameter("/k3s/token")]
+        assert (root / token_file.lstrip("/")).read_text().strip() == node.parameters[
+            node.parameter("/k3s/agent-token")
+        ]
         assert "lmrun.io/node=phoenix" in args
 
         # 4. uv (its wheel from PyPI, checked) built Phoenix's venv; Phoenix (from PyPI) answers with auth on.

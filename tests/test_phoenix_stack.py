@@ -216,7 +216,7 @@ def test_gcp_sites_get_the_ingest_key_through_a_bounded_gate() -> None:
     assert gate.inputs["logging"] == "none" and gate.inputs["interpreter"] == ["/bin/sh", "-c"]
     # Re-run when the key's parameter or the database's volume is replaced; after the Phoenix node exists.
     key_parameter, volume_id = gate.inputs["triggers"]
-    assert key_parameter == "arn:mock:aws:ssm/parameter:Parameter:mesh-cluster-phoenix-store-ingest-key-parameter"
+    assert key_parameter == "arn:aws:ssm:us-east-1:123456789012:parameter/lmrun/global/phoenix/ingest-key"
     assert volume_id.startswith("vol-")
     for dependency in ("mesh-cluster-phoenix-instance", "mesh-cluster-phoenix-data"):
         assert recording.named(dependency).urn in gate.dependencies

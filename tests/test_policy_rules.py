@@ -452,6 +452,39 @@ def _volume(*, stateful: bool, protect: bool, retain: bool | None) -> Resource:
     return Resource(VOLUME, {"encrypted": True, "tags": tags}, urn="urn:vol", protect=protect, retain_on_delete=retain)
 
 
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+LOGS_ARNS = ("arn:aws:s3:::logs", "arn:aws:s3:::logs/*")
+DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+OPEN = {"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}
+
+
+def _policy(*resources: str) -> dict[str, Any]:
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": list(resources)}
+    return {"Statement": [{**deny, "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+
+
+def _in_vpc(resource_type: str, vpc: str, **props: Any) -> Resource:
+    """A resource of ``vpc`` as a preview records it: the id unknown, the reference in its dependencies."""
+    return Resource(
+        resource_type,
+        {"vpcId": UNKNOWN, **props},
+        urn=f"urn:{resource_type}:{vpc}",
+        name=f"{vpc}-x",
+        property_dependencies={"vpcId": (f"urn:vpc:{vpc}",)},
+    )
+
+
+def _flow_log(vpc: str, traffic: str = "ALL") -> Resource:
+    return _in_vpc("aws:ec2/flowLog:FlowLog", vpc, trafficType=traffic, logDestinationType="s3")
+
+
+def _subnetwork(*, logged: bool) -> Resource:
+    props: dict[str, Any] = {"ipCidrRange": "10.128.0.0/20"}
+    if logged:
+        props["logConfig"] = {"aggregationInterval": "INTERVAL_10_MIN", "flowSampling": 1.0}
+    return Resource("gcp:compute/subnetwork:Subnetwork", props, urn="urn:subnet", name="site")
+
+
 def _netpol(manifest: dict[str, Any]) -> Resource:
     return Resource("kubernetes:networking.k8s.io/v1:NetworkPolicy", manifest, urn="urn:np", name="np")
 
@@ -525,6 +558,23 @@ STACK_CASES: list[tuple[str, list[Resource], bool]] = [
     ("stateful-volumes-protected", [_volume(stateful=True, protect=True, retain=True)], False),
     ("stateful-volumes-protected", [_volume(stateful=True, protect=True, retain=None)], False),  # CrossGuard: unknown
     ("stateful-volumes-protected", [_volume(stateful=False, protect=False, retain=False)], False),
+    ("s3-tls-only", [_bucket()], True),
+    ("s3-tls-only", [_bucket(), _child(BUCKET_POLICY, {"policy": json.dumps(_policy("arn:aws:s3:::logs/*"))})], True),
+    ("s3-tls-only", [_bucket(), _child(BUCKET_POLICY, {"policy": json.dumps(_policy(*LOGS_ARNS))})], False),
+    ("s3-tls-only", [_bucket(), _child(BUCKET_POLICY, {"policy": UNKNOWN})], False),  # a preview: not known yet
+    ("default-security-group-closed", [_vpc("a", "10.64.0.0/16")], True),
+    ("default-security-group-closed", [_vpc("a", "10.64.0.0/16"), _in_vpc(DEFAULT_SG, "a", ingress=[OPEN])], True),
+    ("default-security-group-closed", [_vpc("a", "10.64.0.0/16"), _in_vpc(DEFAULT_SG, "a", egress=[OPEN])], True),
+    (
+        "default-security-group-closed",
+        [_vpc("a", "10.64.0.0/16"), _in_vpc(DEFAULT_SG, "a", ingress=[], egress=[])],
+        False,
+    ),
+    ("flow-logs-cover-every-network", [_vpc("a", "10.64.0.0/16"), _vpc("b", "10.65.0.0/16")], False),
+    ("flow-logs-cover-every-network", [_vpc("a", "10.64.0.0/16"), _vpc("b", "10.65.0.0/16"), _flow_log("a")], True),
+    ("flow-logs-cover-every-network", [_vpc("a", "10.64.0.0/16"), _flow_log("a", "REJECT")], True),
+    ("flow-logs-cover-every-network", [_vpc("a", "10.64.0.0/16"), _flow_log("a"), _subnetwork(logged=False)], True),
+    ("flow-logs-cover-every-network", [_vpc("a", "10.64.0.0/16"), _flow_log("a"), _subnetwork(logged=True)], False),
     ("namespaces-deny-by-default", [_service("a", 30100)], True),
     ("namespaces-deny-by-default", [_service("a", 30100), _netpol(default_deny_manifest())], False),
     ("namespaces-deny-by-default", [_service("a", 30100), _netpol(default_deny_manifest("other"))], True),

@@ -27,7 +27,8 @@ from lmrun.render.routes import ROUTE_MTU_UNIT, RouteMtu, route_mtu_command, rou
 from lmrun.render.script_files import render_script
 from tests.validators import assert_shellcheck_clean, require_tool, run
 
-TOKEN_PARAM = "/lmrun/test/k3s/join-token"
+SERVER_TOKEN_PARAM = "/lmrun/test/k3s/server-token"
+TOKEN_PARAM = "/lmrun/test/k3s/agent-token"
 KUBECONFIG_PARAM = "/lmrun/test/k3s/kubeconfig"
 CREDENTIAL_PARAM = "/lmrun/test/k3s/deployer-credential"
 HF_PARAM = "/lmrun/test/hf-token"
@@ -36,7 +37,8 @@ SSM = SsmParameterStore("us-east-1")
 SERVER = k3s.K3sServerConfig(
     node_ip="10.0.0.10",
     ssm_region="us-east-1",
-    token_parameter=TOKEN_PARAM,
+    server_token_parameter=SERVER_TOKEN_PARAM,
+    agent_token_parameter=TOKEN_PARAM,
     kubeconfig_parameter=KUBECONFIG_PARAM,
     credential_parameter=CREDENTIAL_PARAM,
     credential_exec=tuple(SSM.client_read_argv(CREDENTIAL_PARAM)),
@@ -47,7 +49,8 @@ SERVER = k3s.K3sServerConfig(
 SERVER_MINIMAL = k3s.K3sServerConfig(
     node_ip="10.0.0.10",
     ssm_region="us-east-1",
-    token_parameter=TOKEN_PARAM,
+    server_token_parameter=SERVER_TOKEN_PARAM,
+    agent_token_parameter=TOKEN_PARAM,
     kubeconfig_parameter=KUBECONFIG_PARAM,
     credential_parameter=CREDENTIAL_PARAM,
     credential_exec=("read-credential",),
@@ -230,13 +233,18 @@ def test_server_flags_and_pins() -> None:
     assert pairs["--disable"] == "traefik"
     assert pairs["--write-kubeconfig-mode"] == "0600"
     assert pairs["--data-dir"].startswith(k3s.STATE_MOUNT + "/")
-    assert pairs["--token-file"] == k3s.TOKEN_FILE
+    # K3s docs ("k3s server"): --token-file holds the server token, --agent-token-file the agents' own token.
+    assert pairs["--token-file"] == k3s.SERVER_TOKEN_FILE
+    assert pairs["--agent-token-file"] == k3s.AGENT_TOKEN_FILE != k3s.SERVER_TOKEN_FILE
     sans = [flags[i + 1] for i, f in enumerate(flags) if f == "--tls-san"]
     assert sans == ["10.0.0.10", "k3s.mesh.internal", "10.0.0.11"]
     boot = _bootstrap(USER_DATA["server"], "k3s-server-bootstrap.sh")
     assert f"k3s-install.sh {k3s.K3S_VERSION} server --node-ip 10.0.0.10" in boot
     assert "mount-volume.sh /dev/sdf vol-0123456789abcdef0 /var/lib/lmrun-state lmrun-state" in boot
-    assert f"ssm-get.sh us-east-1 {TOKEN_PARAM} {k3s.TOKEN_FILE}" in boot
+    assert f"ssm-get.sh us-east-1 {SERVER_TOKEN_PARAM} {k3s.SERVER_TOKEN_FILE}" in boot
+    assert f"ssm-get.sh us-east-1 {TOKEN_PARAM} {k3s.AGENT_TOKEN_FILE}" in boot
+    with pytest.raises(ValueError, match=r"^agent_token_parameter: must not be the server token's parameter"):
+        dataclasses.replace(SERVER, agent_token_parameter=SERVER_TOKEN_PARAM)
     minimal = _bootstrap(USER_DATA["server-minimal"], "k3s-server-bootstrap.sh")
     assert "mount-volume.sh /dev/sdf '' /var/lib/lmrun-state" in minimal
     installer = _bootstrap(USER_DATA["server"], "k3s-install.sh")
@@ -273,7 +281,10 @@ def test_agent_labels() -> None:
     gpu = _bootstrap(USER_DATA["gpu-full"], "k3s-agent-bootstrap.sh")
     for label in ("lmrun.io/node=l4-west", "lmrun.io/gpu=L4", "lmrun.io/region=us-west-2", "serves.lmrun.io/qwen=true"):
         assert f"--node-label {label}" in gpu
-    assert "--server https://10.0.0.10:6443" in gpu and f"--token-file {k3s.TOKEN_FILE}" in gpu
+    # An agent joins with the agent token (its --token-file); it never fetches the server token.
+    assert "--server https://10.0.0.10:6443" in gpu and f"--token-file {k3s.AGENT_TOKEN_FILE}" in gpu
+    assert f"ssm-get.sh us-east-1 {TOKEN_PARAM} {k3s.AGENT_TOKEN_FILE}" in gpu
+    assert SERVER_TOKEN_PARAM not in USER_DATA["gpu-full"] and k3s.SERVER_TOKEN_FILE not in gpu
     # A replacement VM is a new Node (the reaper removes the old one), whatever its hostname.
     assert "--with-node-id" in gpu and "--with-node-id" not in k3s.server_flags(SERVER)
     cpu = _bootstrap(USER_DATA["cpu-agent"], "k3s-agent-bootstrap.sh")
@@ -310,7 +321,8 @@ def test_ssm_get_script_really_writes_a_private_file(tmp_path: Path) -> None:
     ("kwargs", "field"),
     [
         ({"node_ip": "10.0.0.300"}, "node_ip"),
-        ({"token_parameter": "has space"}, "token_parameter"),
+        ({"server_token_parameter": "has space"}, "server_token_parameter"),
+        ({"agent_token_parameter": "has space"}, "agent_token_parameter"),
         ({"kubeconfig_parameter": "a//b"}, "kubeconfig_parameter"),
         ({"ssm_region": "useast1"}, "ssm_region"),
         ({"state_device_name": "/dev/nvme1n1"}, "state_device_name"),

@@ -120,7 +120,9 @@ def test_a_store_the_library_does_not_know_plugs_into_every_renderer(tmp_path: P
     node = written_files(_user_data()["gpu-node"])
     address = "https://vault.internal:8200"
     key_file = f"{phoenix.CLIENT_ENV_FILE}.key"
-    assert f"vault-get.sh {address} mesh/k3s-token {k3s.TOKEN_FILE}" in node[f"{SCRIPT_DIR}/k3s-agent-bootstrap.sh"]
+    assert (
+        f"vault-get.sh {address} mesh/k3s-token {k3s.AGENT_TOKEN_FILE}" in node[f"{SCRIPT_DIR}/k3s-agent-bootstrap.sh"]
+    )
     assert f"vault-get.sh {address} mesh/hf-token {vllm.HF_TOKEN_FILE}" in node[vllm.HF_TOKEN_SCRIPT]
     refresher = node[f"{SCRIPT_DIR}/phoenix-client-env.sh"]
     assert f"FETCH_KEY=({SCRIPT_DIR}/vault-get.sh {address} mesh/phoenix-ingest-key {key_file})" in refresher

@@ -147,15 +147,18 @@ def test_role_reads_only_the_agent_credential_and_the_ingest_key() -> None:
     by_name = {r.inputs["name"]: r for r in recorded.by_type("aws:ssm/parameter:Parameter")}
     intended = skypilot_role_reads(SecretPaths.for_mesh("global"), phoenix=True)
     assert sorted(reads["Resource"]) == sorted(by_name[name].outputs["arn"] for name in intended)
-    assert {a for s in document["Statement"] for a in s["Action"]} == {"ssm:GetParameter", "s3:GetObject",
-                                                                        "s3:PutObject", "s3:ListBucket"}  # fmt: skip
+    *allows, deny = document["Statement"]
+    assert {a for s in allows for a in s["Action"]} == {"ssm:GetParameter", "s3:GetObject",
+                                                         "s3:PutObject", "s3:ListBucket"}  # fmt: skip
+    assert deny == {"Sid": "DenyOtherParameters", "Effect": "Deny", "Action": ["ssm:GetParameter*"],
+                    "NotResource": reads["Resource"]}  # fmt: skip
     objects = next(s for s in document["Statement"] if s["Sid"] == "CheckpointObjects")
     assert objects["Resource"] == ["arn:aws:s3:::lmrun-global-skypilot/checkpoints/*"]
     assert objects["Condition"] == {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}
     [profile] = [r for r in _resources(report) if r.type == tokens.IAM_INSTANCE_PROFILE]
     assert profile.inputs["name"] == "lmrun-global-skypilot"
     attached = [r.inputs["policyArn"] for r in _resources(report) if r.type.endswith("RolePolicyAttachment")]
-    assert attached == [SSM_MANAGED_INSTANCE_CORE]
+    assert attached == [SSM_MANAGED_INSTANCE_CORE.arn]
 
 
 def test_one_group_per_mesh_vpc_admitting_the_mesh_and_no_ssh() -> None:
@@ -276,3 +279,12 @@ def test_bundle_without_phoenix_writes_no_key_fetch() -> None:
     files = bundle(mesh)
     assert "phoenix-client-env.sh" not in files
     assert "PHOENIX_ENV=()" in files["join.sh"]
+
+
+def test_the_computed_access_table_lists_skypilot_reading_only_the_agent_token_and_the_ingest_key() -> None:
+    """From the recorded policies (the access evaluator), not from the intended list: SkyPilot's profile is a
+    principal of its own and reads exactly these two secrets (never the server token)."""
+    secrets = plan("global").to_json()["secrets"]
+    read_by_skypilot = sorted(name for name, line in secrets.items() if "skypilot" in line["readers"])
+    assert read_by_skypilot == ["k3s/agent-token", "phoenix/ingest-key"]
+    assert "skypilot" not in secrets["k3s/server-token"]["readers"]

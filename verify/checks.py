@@ -1,5 +1,6 @@
-"""The offline checks composed: the policy pack, the reachability of every planned path and the cost estimate
-over one stack's resources, whatever recorded them, into the report ``lmrun plan`` and ``lmrun check`` print.
+"""The offline checks composed: the policy pack, the reachability of every planned path, the platform contracts,
+who can read each secret (against the access matrix) and the cost estimate over one stack's resources, whatever
+recorded them, into the report ``lmrun plan`` and ``lmrun check`` print.
 
 Why one place: ``lmrun plan`` (the program run under the mock engine) and ``lmrun check --from-preview`` /
 ``--from-state`` (a file the Pulumi CLI wrote) must give the same verdicts for the same resources, so both
@@ -19,6 +20,7 @@ from typing import Any
 from lmrun.domain.errors import LmrunError
 from lmrun.mock_engine import Recording, redact
 from lmrun.policy.rules import MANDATORY, Violation, evaluate
+from lmrun.verify.access import AccessMismatchError, AccessTable, access_table
 from lmrun.verify.contracts import ContractError, ContractResult, check_contracts
 from lmrun.verify.cost import CostEstimate, estimate_cost
 from lmrun.verify.reachability import PathVerdict, reachability_from_resources
@@ -39,9 +41,11 @@ class PlanReport:
     """For each entry of the ``reachability`` export, in order: whether the resources carry it."""
     timings: Mapping[str, float] = field(default_factory=dict)
     """Wall seconds of each step that made the report (``program``, ``policy``, ``reachability``, ``cost``,
-    ``contracts``)."""
+    ``contracts``, ``access``)."""
     contracts: tuple[ContractResult, ...] = ()
     """Every platform contract's verdict on every resource it covers."""
+    access: AccessTable = field(default_factory=lambda: AccessTable((), ()))
+    """Who can read and write each secret, computed from the resources (:mod:`lmrun.verify.access`)."""
 
     @functools.cached_property
     def snapshot(self) -> Snapshot:
@@ -140,6 +144,7 @@ class PlanReport:
             "reachability": self.reachability,
             "violations": [v.to_json() for v in self.violations],
             "contracts": [c.to_json() for c in self.contracts],
+            "secrets": self.access.to_json(),
             "cost": self.cost.to_json(),
         }
 
@@ -176,13 +181,16 @@ def run_checks(
     check_reachability: bool = True,
     timings: Mapping[str, float] | None = None,
 ) -> PlanReport:
-    """The policy pack, the reachability of every path of the ``reachability`` output and the cost estimate
-    over ``source``'s resources (``policy_config`` has ``--policy-pack-config``'s shape).
+    """The policy pack, the reachability of every path of the ``reachability`` output, the platform contracts,
+    the secrets' access table and the cost estimate over ``source``'s resources (``policy_config`` has
+    ``--policy-pack-config``'s shape).
 
     Raises ``lmrun.policy.rules.PolicyConfigError`` for an unknown rule, property or level,
     :class:`ReachabilityMismatchError` (unless ``check_reachability`` is false) when a path's ``ok`` and the
     resources' verdict differ, and :class:`lmrun.verify.contracts.ContractError` when a resource breaks a
-    platform contract. ``timings`` are earlier steps' (the program run) to keep beside the checks'.
+    platform contract, and :class:`lmrun.verify.access.AccessMismatchError` when who can read or write a secret
+    differs from :data:`lmrun.domain.access.ACCESS_MATRIX`. ``timings`` are earlier steps' (the program run) to
+    keep beside the checks'.
     """
     snapshot = snapshot_of(source)
     spent = dict(timings or {})
@@ -196,7 +204,10 @@ def run_checks(
     start = time.perf_counter()
     contracts = tuple(check_contracts(snapshot.resources, snapshot.outputs))
     spent["contracts"] = time.perf_counter() - start
-    report = PlanReport(stack, source, violations, verdicts, spent, contracts)
+    start = time.perf_counter()
+    access = access_table(snapshot)
+    spent["access"] = time.perf_counter() - start
+    report = PlanReport(stack, source, violations, verdicts, spent, contracts, access)
     report.__dict__["snapshot"] = snapshot  # the cached property: the checks' own snapshot
     start = time.perf_counter()
     _ = report.cost
@@ -206,4 +217,7 @@ def run_checks(
     broken = [result for result in report.contracts if not result.ok]
     if broken:
         raise ContractError(stack, broken)
+    disagreements = access.disagreements
+    if disagreements:
+        raise AccessMismatchError(stack, disagreements)
     return report

@@ -12,8 +12,13 @@ Three figures, as the plan's ``--json`` reports them under ``"cost"``:
   beside it as ``gpu_hourly_usd_spot`` / ``gpu_hourly_usd_on_demand``). The GPU nodes' root volumes and
   public IPv4 addresses are reported apart as ``gpu_extras_hourly_usd``.
 
-Prices: :mod:`lmrun.aws.prices` and :mod:`lmrun.aws.instances.catalog` (us-east-1 list-price snapshots;
-estimates). Usage-based charges (S3 storage, data transfer, NAT data processing) are not in the totals; what
+- ``flow_logs_monthly_usd``: the flow logs of every logged network (an AWS ``FlowLog`` to S3, a GCP subnetwork
+  with a ``logConfig``): the VMs found in it times an assumed volume per VM (``flow_logs``: the assumption and
+  where it comes from, the ``flowLogs`` export of ``lmrun:flowLogs.monthlyGbPerVm``), priced per GB delivered
+  (vended logs to S3, Cloud Logging ingestion) plus, on S3, the files the lifecycle keeps.
+
+Prices: :mod:`lmrun.aws.prices`, :mod:`lmrun.aws.instances.catalog` and :mod:`lmrun.gcp.catalog` (list-price
+snapshots; estimates). Usage-based charges (S3 storage, data transfer, NAT data processing) are not in the totals; what
 the tables cannot price is listed under ``unpriced`` rather than counted as $0. Phoenix's S3 backups are
 estimated apart (``phoenix_backup``: copies kept and USD/month per GB of database, :mod:`lmrun.plan.backup`),
 since their size is the database's.
@@ -27,13 +32,22 @@ from typing import Any, Literal
 
 from lmrun.aws import prices
 from lmrun.aws.instances import catalog
+from lmrun.gcp import catalog as gcp_catalog
 from lmrun.mock_engine.engine import RecordedResource
-from lmrun.plan.backup import BackupStorage, backup_storage_from_export
+from lmrun.plan.backup import LIFECYCLE_LAG_DAYS, BackupStorage, backup_storage_from_export
+from lmrun.spec.flow_logs import DEFAULT_MONTHLY_GB_PER_VM, DEFAULT_RETENTION_DAYS
 from lmrun.verify import tokens
-from lmrun.verify.resources import Resource, Snapshot, flag, get, number, plain
+from lmrun.verify.resources import Resource, Snapshot, flag, get, items, number, plain
 from lmrun.verify.sources import snapshot_of
 
-Category = Literal["fabric", "control_plane", "gpu_extras"]
+Category = Literal["fabric", "control_plane", "gpu_extras", "flow_logs"]
+
+DAYS_PER_MONTH = 365 / 12
+GIB_PER_GB = 1e9 / 2**30
+FLOW_LOG_NONCURRENT_DAYS = 1
+"""The flow-log bucket keeps an expired file's noncurrent version a day (``lmrun.components.flow_logs``)."""
+GCP_DEFAULT_FLOW_SAMPLING = 0.5
+"""What GCP samples when a ``logConfig`` does not say (pulumi-gcp ``SubnetworkLogConfig.flow_sampling``)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,44 @@ class CostItem:
 
 
 @dataclass(frozen=True)
+class FlowLogVolume:
+    """What the flow-log figure assumes: the volume per VM and where that number comes from."""
+
+    monthly_gb_per_vm: float
+    retention_days: int
+    source: str
+    """``lmrun:flowLogs.monthlyGbPerVm`` when the plan exported it, else the built-in default."""
+    networks: int = 0
+    """Networks with flow logs (AWS VPCs, GCP subnetworks)."""
+    vms: int = 0
+    """VMs in those networks (an auto-scaling group or managed instance group counts its target size)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "monthly_gb_per_vm": self.monthly_gb_per_vm,
+            "source": self.source,
+            "retention_days": self.retention_days,
+            "networks": self.networks,
+            "vms": self.vms,
+            "usd_per_gb_delivered_s3": prices.VENDED_LOGS_TO_S3_USD_GB,
+            "usd_per_gib_cloud_logging": gcp_catalog.CLOUD_LOGGING_USD_GIB,
+        }
+
+
+def flow_log_volume_from_export(export: Any) -> FlowLogVolume:
+    """The assumption from the stack's ``flowLogs`` export; the built-in defaults when there is none (a stack
+    planned before the option existed, a state without outputs)."""
+    if isinstance(export, Mapping):
+        gb = number(export.get("monthly_gb_per_vm"))
+        days = number(export.get("retention_days"))
+        if gb is not None and days is not None:
+            return FlowLogVolume(gb, int(days), "lmrun:flowLogs.monthlyGbPerVm")
+    return FlowLogVolume(
+        DEFAULT_MONTHLY_GB_PER_VM, DEFAULT_RETENTION_DAYS, "built-in default (no flowLogs export in the plan)"
+    )
+
+
+@dataclass(frozen=True)
 class CostEstimate:
     """The plan's estimate; see the module docstring for what each figure covers."""
 
@@ -67,6 +119,9 @@ class CostEstimate:
     unpriced: tuple[str, ...] = ()
     phoenix_backup: BackupStorage | None = None
     """Phoenix's S3 backups: copies kept and USD/month per GB of database (usage-based, not in the totals)."""
+    flow_logs_monthly_usd: float = 0.0
+    flow_logs: FlowLogVolume | None = None
+    """The flow logs' volume assumption; None when no network logs its flows."""
     snapshot: str = prices.SNAPSHOT
     price_region: str = prices.PRICE_REGION
 
@@ -88,6 +143,8 @@ class CostEstimate:
             "items": [item.to_json() for item in self.items],
             "unpriced": list(self.unpriced),
             "phoenix_backup": self.phoenix_backup.to_json() if self.phoenix_backup is not None else None,
+            "flow_logs_monthly_usd": round(self.flow_logs_monthly_usd, 2),
+            "flow_logs": self.flow_logs.to_json() if self.flow_logs is not None else None,
         }
 
 
@@ -192,6 +249,91 @@ class _Estimator:
         explicit = get(template, "networkInterfaces", 0, "associatePublicIpAddress")
         self.machine(resource, instance_type, volumes, self.public_ipv4(resource, explicit), count)
 
+    # --- flow logs: VMs per logged network, times the assumed volume ----------------------------------------
+    def _vpc_of_subnets(self, resource: Resource, path: str) -> Resource | None:
+        for subnet in self.snapshot.refs(resource, path, (tokens.SUBNET,)):
+            vpc = self.snapshot.ref(subnet, "vpcId", (tokens.VPC,))
+            if vpc is not None:
+                return vpc
+        return None
+
+    def _aws_vms(self) -> dict[str, int]:
+        """VPC URN -> VMs in it (instances, and each auto-scaling group's desired capacity)."""
+        found: dict[str, int] = {}
+        for instance in self.snapshot.of_type(tokens.INSTANCE):
+            vpc = self._vpc_of_subnets(instance, "subnetId")
+            if vpc is not None:
+                found[vpc.urn] = found.get(vpc.urn, 0) + 1
+        for group in self.snapshot.of_type(tokens.AUTOSCALING_GROUP):
+            vpc = self._vpc_of_subnets(group, "vpcZoneIdentifiers")
+            if vpc is not None:
+                size = _number(get(group.inputs, "desiredCapacity"), _number(get(group.inputs, "minSize"), 1.0))
+                found[vpc.urn] = found.get(vpc.urn, 0) + int(size)
+        return found
+
+    def _gcp_vms(self) -> dict[str, int]:
+        """Subnetwork URN -> VMs in it (instances, and each managed instance group's target size)."""
+        snapshot = self.snapshot
+        found: dict[str, int] = {}
+
+        def subnets(resource: Resource) -> set[str]:
+            interfaces = items(get(resource.inputs, "networkInterfaces"))
+            return {
+                subnet.urn
+                for index in range(len(interfaces))
+                for subnet in snapshot.refs(
+                    resource, ("networkInterfaces", index, "subnetwork"), (tokens.GCP_SUBNETWORK,)
+                )
+            }
+
+        for instance in snapshot.of_type(tokens.GCP_INSTANCE):
+            for urn in subnets(instance):
+                found[urn] = found.get(urn, 0) + 1
+        for group in snapshot.of_type(tokens.GCP_INSTANCE_GROUP_MANAGER, tokens.GCP_REGION_INSTANCE_GROUP_MANAGER):
+            size = int(_number(get(group.inputs, "targetSize"), 1.0))
+            # The whole ``versions`` input: a template's self link is no id; it resolves through the dependencies.
+            template_types = (tokens.GCP_INSTANCE_TEMPLATE, tokens.GCP_REGION_INSTANCE_TEMPLATE)
+            templates = snapshot.refs(group, "versions", template_types)
+            for urn in {u for template in templates for u in subnets(template)}:
+                found[urn] = found.get(urn, 0) + size
+        return found
+
+    def flow_logs(self, volume: FlowLogVolume) -> FlowLogVolume:
+        """One item per logged network with VMs in it; the volume assumption with what it covered."""
+        networks = vms = 0
+        gb_per_vm = volume.monthly_gb_per_vm
+        # Each file stays its retention, up to a day more (lifecycle rounding) and a noncurrent day after it.
+        kept_months = (volume.retention_days + LIFECYCLE_LAG_DAYS + FLOW_LOG_NONCURRENT_DAYS) / DAYS_PER_MONTH
+        aws_vms = self._aws_vms()
+        for flow_log in self.snapshot.of_type(tokens.FLOW_LOG):
+            networks += 1
+            vpc = self.snapshot.ref(flow_log, "vpcId", (tokens.VPC,))
+            count = aws_vms.get(vpc.urn, 0) if vpc is not None else 0
+            vms += count
+            destination = str(get(flow_log.inputs, "logDestinationType") or "cloud-watch-logs")
+            if destination != "s3":
+                self.unpriced.append(f"{flow_log.name}: flow logs to {destination} (priced for S3 only)")
+                continue
+            if count:
+                gb = count * gb_per_vm
+                usd = gb * prices.VENDED_LOGS_TO_S3_USD_GB + gb * kept_months * prices.S3_STANDARD_USD_GB_MONTH
+                what = f"{count} VM(s) x {gb_per_vm:g} GB/month to S3, kept {volume.retention_days} d"
+                self.add("flow_logs", flow_log, what, usd)
+        gcp_vms = self._gcp_vms()
+        for subnet in self.snapshot.of_type(tokens.GCP_SUBNETWORK):
+            config = get(subnet.inputs, "logConfig")
+            if not isinstance(config, Mapping):
+                continue
+            networks += 1
+            count = gcp_vms.get(subnet.urn, 0)
+            vms += count
+            if count:
+                sampling = _number(get(config, "flowSampling"), GCP_DEFAULT_FLOW_SAMPLING)
+                gib = count * gb_per_vm * sampling * GIB_PER_GB
+                what = f"{count} VM(s) x {gb_per_vm:g} GB/month x {sampling:g} sampled, to Cloud Logging"
+                self.add("flow_logs", subnet, what, gib * gcp_catalog.CLOUD_LOGGING_USD_GIB)
+        return FlowLogVolume(gb_per_vm, volume.retention_days, volume.source, networks, vms)
+
     def run(self) -> None:
         snapshot = self.snapshot
         nat_eips = {
@@ -254,6 +396,7 @@ def estimate_cost(
     )
     estimator = _Estimator(snapshot, machines)
     estimator.run()
+    flow_logs = estimator.flow_logs(flow_log_volume_from_export(outputs.get("flowLogs")))
     items = tuple(estimator.items)
 
     def total(category: Category) -> float:
@@ -269,4 +412,6 @@ def estimate_cost(
         items=items,
         unpriced=tuple(sorted(estimator.unpriced)),  # stable whatever order the engine registered in
         phoenix_backup=backup_storage_from_export(outputs.get("phoenixBackup")),
+        flow_logs_monthly_usd=total("flow_logs"),
+        flow_logs=flow_logs if flow_logs.networks else None,
     )

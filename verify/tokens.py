@@ -34,6 +34,7 @@ INTERNET_GATEWAY: Final = "aws:ec2/internetGateway:InternetGateway"
 NAT_GATEWAY: Final = "aws:ec2/natGateway:NatGateway"
 VPN_CONNECTION: Final = "aws:ec2/vpnConnection:VpnConnection"
 VPC_ENDPOINT: Final = "aws:ec2/vpcEndpoint:VpcEndpoint"
+FLOW_LOG: Final = "aws:ec2/flowLog:FlowLog"
 TGW_ATTACHMENTS: Final = frozenset(
     {
         "aws:ec2transitgateway/vpcAttachment:VpcAttachment",
@@ -57,6 +58,10 @@ AWS_SECRET_VERSION: Final = "aws:secretsmanager/secretVersion:SecretVersion"
 # --- AWS: IAM and S3 ------------------------------------------------------------------------------------------
 IAM_ROLE: Final = "aws:iam/role:Role"
 IAM_INSTANCE_PROFILE: Final = "aws:iam/instanceProfile:InstanceProfile"
+IAM_ROLE_POLICY: Final = "aws:iam/rolePolicy:RolePolicy"
+IAM_POLICY: Final = "aws:iam/policy:Policy"
+IAM_ROLE_POLICY_ATTACHMENT: Final = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+IAM_POLICY_ATTACHMENT: Final = "aws:iam/policyAttachment:PolicyAttachment"
 IAM_POLICIES: Final = (
     "aws:iam/policy:Policy",
     "aws:iam/rolePolicy:RolePolicy",
@@ -64,6 +69,7 @@ IAM_POLICIES: Final = (
     "aws:iam/groupPolicy:GroupPolicy",
 )
 S3_BUCKETS: Final = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+S3_BUCKET_POLICY: Final = "aws:s3/bucketPolicy:BucketPolicy"
 S3_PUBLIC_ACCESS_BLOCKS: Final = ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",)
 S3_VERSIONINGS: Final = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
 S3_ENCRYPTIONS: Final = (
@@ -80,7 +86,14 @@ GCP_INSTANCE: Final = "gcp:compute/instance:Instance"
 GCP_INSTANCE_TEMPLATE: Final = "gcp:compute/instanceTemplate:InstanceTemplate"
 GCP_REGION_INSTANCE_TEMPLATE: Final = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
 GCP_ADDRESS: Final = "gcp:compute/address:Address"
+GCP_SECRET: Final = "gcp:secretmanager/secret:Secret"
 GCP_SECRET_VERSION: Final = "gcp:secretmanager/secretVersion:SecretVersion"
+GCP_SECRET_IAM_MEMBER: Final = "gcp:secretmanager/secretIamMember:SecretIamMember"
+GCP_SECRET_IAM_BINDING: Final = "gcp:secretmanager/secretIamBinding:SecretIamBinding"
+GCP_SECRET_IAM_POLICY: Final = "gcp:secretmanager/secretIamPolicy:SecretIamPolicy"
+GCP_PROJECT_IAM_MEMBER: Final = "gcp:projects/iAMMember:IAMMember"
+GCP_PROJECT_IAM_BINDING: Final = "gcp:projects/iAMBinding:IAMBinding"
+GCP_PROJECT_IAM_POLICY: Final = "gcp:projects/iAMPolicy:IAMPolicy"
 GCP_SERVICE_ACCOUNT: Final = "gcp:serviceaccount/account:Account"
 GCP_INSTANCE_GROUP_MANAGER: Final = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 GCP_REGION_INSTANCE_GROUP_MANAGER: Final = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
