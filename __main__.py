@@ -5,13 +5,13 @@ import os
 import pulumi
 
 from lmrun.components import Mesh
-from lmrun.plan import plan_mesh
 from lmrun.plan.exports import plan_exports
-from lmrun.spec import current_pulumi_config, current_secret_keys, spec_from_config
+from lmrun.plan.validate import checked_plan
+from lmrun.spec import current_pulumi_config, current_secret_keys
 from lmrun.spec.operator import k3s_api_server
 
-spec = spec_from_config(current_pulumi_config(), current_secret_keys())
-plan = plan_mesh(spec, mesh=pulumi.get_stack())
+# Every problem of the config at once (spec and plan), each with its config path.
+spec, plan = checked_plan(current_pulumi_config(), current_secret_keys(), mesh=pulumi.get_stack())
 token = spec.hugging_face_token
 mesh = Mesh(
     "mesh",

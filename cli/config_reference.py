@@ -21,6 +21,8 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from lmrun.spec.model import MeshSpec
+from lmrun.spec.namespaces import NAMESPACES
+from lmrun.spec.stackfile import STACK_FILE_KEYS
 
 NAMESPACE = "lmrun"
 COMMAND = "python -m lmrun config-reference > docs/config-reference.md"
@@ -173,7 +175,16 @@ def config_reference(model: type[BaseModel] = MeshSpec) -> str:
         "do not edit it by hand: `tests/test_config_reference.py` fails when it drifts from the spec.",
         "",
         "Keys are camelCase in stack files. `a[].b` is key `b` of each item of list `a`; `a.<string>.b` is key "
-        "`b` of each value of map `a`. Unknown keys are refused, with a did-you-mean.",
+        "`b` of each value of map `a`. Unknown keys are refused at any depth, with a did-you-mean.",
+        "",
+        "The whole stack file is checked as Pulumi reads it (YAML 1.2: `on`, `yes` and dates stay strings), and "
+        "more: a config key without a namespace is refused (Pulumi refuses it too); a namespace other than "
+        + ", ".join(f"`{namespace}`" for namespace in NAMESPACES)
+        + " (this project's, the engine's and those of the providers the mesh uses) is refused with a "
+        "did-you-mean, since a typo would silently be config nobody reads; a config key outside `config:` and a "
+        "top-level key other than " + ", ".join(f"`{key}`" for key in STACK_FILE_KEYS) + " are refused; a "
+        "number is never `true`/`false`, a mapping key is always a string. Every problem of the stack file, the "
+        "spec and the plan is reported in one run, one line each (long values cut), sorted by config path.",
         "",
         "| key | type | default | description |",
         "|---|---|---|---|",

@@ -9,8 +9,9 @@ Exit codes:
   grant access to a secret other than the access matrix says, or a pin that drifted from PyPI
   (``lmrun pins check``);
 - 2 invalid input: the stack's config (one line per problem, with its config path), the policy pack config's
-  (``--policy-config``), a file given to ``check`` that is not the document its option names (one line
-  naming the option), or a join bundle that does not exist;
+  (``--policy-config``), an option naming a file, directory, stack or site that cannot be used, or a file given
+  to ``check`` that is not the document its option names (one line naming the option, checked before any
+  long work), or a join bundle that does not exist;
 - 3 the plan (or checked file) violates a mandatory rule of the policy pack (the violations are printed);
 - 4 a GPU vCPU quota is short (``lmrun quotas``).
 """
@@ -22,10 +23,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from rich.console import Console
-
+from lmrun.cli.arguments import OneLineParser, check_arguments
 from lmrun.cli.models import add_models_command
 from lmrun.cli.sky import register as register_sky
 from lmrun.domain.errors import (
@@ -61,10 +61,12 @@ def _read_policy_config(path: Path | None) -> dict[str, Any] | None:
         return None
     try:
         document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PolicyConfigFileError(f"{path}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyConfigFileError(f"--policy-config {path}: {exc}") from exc
     if not isinstance(document, dict):
-        raise PolicyConfigFileError(f"{path}: expected a JSON object mapping rule names to levels or settings")
+        raise PolicyConfigFileError(
+            f"--policy-config {path}: expected a JSON object mapping rule names to levels or settings"
+        )
     return document
 
 
@@ -83,13 +85,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _show(report: PlanReport, args: argparse.Namespace, note: str | None = None) -> int:
     """Print a report as ``plan`` and ``check`` do (tables, or one JSON document); the exit code."""
-    from lmrun.cli.plan_view import print_report
+    from lmrun.cli.plan_view import output_console, print_report
 
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, sort_keys=False, default=str)
         sys.stdout.write("\n")
     else:
-        print_report(report, Console())
+        print_report(report, output_console())
         if note:
             print(note)
     return EXIT_POLICY_VIOLATION if report.mandatory_violations else EXIT_OK
@@ -153,11 +155,13 @@ def _cmd_images_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_join_bundle(args: argparse.Namespace) -> int:
-    from lmrun.cli.join_bundle import stack_bundles, write_bundle
+    from lmrun.cli.join_bundle import bundles_from_json, external_site, stack_bundles, write_bundle
 
+    # The stack and the site first: only an external site of a valid stack has a bundle to fetch.
+    external_site(load_stack_config(args.project_dir, stack=args.stack), args.site)
     if args.from_json is not None:
         text = sys.stdin.read() if str(args.from_json) == "-" else args.from_json.read_text()
-        bundles = json.loads(text)
+        bundles = bundles_from_json(text, f"--from-json {args.from_json}")
     else:
         bundles = stack_bundles(args.project_dir, args.stack)
     written = write_bundle(bundles, args.site, args.out)
@@ -167,10 +171,11 @@ def _cmd_join_bundle(args: argparse.Namespace) -> int:
 
 
 def _cmd_quotas(args: argparse.Namespace) -> int:
+    from lmrun.cli.plan_view import output_console
     from lmrun.cli.quotas_view import check_stack_quotas, print_quotas
 
     report = check_stack_quotas(args.project_dir, stack=args.stack, config_file=args.config_file, write=args.write)
-    print_quotas(report, Console())
+    print_quotas(report, output_console())
     if report.status == "short":
         return EXIT_QUOTA_SHORT
     return EXIT_OK if report.status == "enough" else EXIT_FAILURE
@@ -184,9 +189,19 @@ def _cmd_pins_check(args: argparse.Namespace) -> int:
     return EXIT_OK if all(row.ok for row in rows) else EXIT_FAILURE
 
 
+def _positive(value: str) -> int:
+    number = int(value) if value.strip().isdigit() else 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmrun", description=__doc__.splitlines()[0] if __doc__ else None)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="lmrun", description=__doc__.splitlines()[0] if __doc__ else None)
+    # Subcommand parsers are OneLineParsers too; the modules that add their own commands take any parser.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]", parser.add_subparsers(dest="command", required=True)
+    )
 
     plan = commands.add_parser("plan", help="plan a stack offline under the mock engine")
     _add_stack_arguments(plan)
@@ -226,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = region_commands.add_parser("sync", help="choose spoke regions from live GPU offerings (boto3)")
     _add_stack_arguments(sync)
     sync.add_argument("--dry-run", action="store_true", help="query and print the result; leave the file alone")
-    sync.add_argument("--max-workers", type=int, default=8, help="regions queried concurrently (default 8)")
+    sync.add_argument("--max-workers", type=_positive, default=8, help="regions queried concurrently (default 8)")
     candidates = sync.add_mutually_exclusive_group()
     candidates.add_argument(
         "--region",
@@ -284,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_arguments(args)  # every file, directory and stack an option names, before any long work
         code: int = args.handler(args)
     except LmrunError as exc:
         for line in exc.lines():

@@ -4,6 +4,8 @@ policy violations and counts."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter, defaultdict
 
 from rich.console import Console
@@ -16,6 +18,17 @@ from lmrun.verify.checks import PlanReport
 from lmrun.verify.contracts import ContractResult
 from lmrun.verify.reachability import NOT_MODELLED
 from lmrun.verify.resources import Resource
+
+PIPE_WIDTH = 1000
+"""Columns of output that is not a terminal: rich would otherwise lay every table out in 80 columns and cut
+its cells (``lmrun plan | less``, a CI log); ``COLUMNS`` still wins when set."""
+
+
+def output_console() -> Console:
+    """A console for stdout: a terminal's own width, or :data:`PIPE_WIDTH` when piped or redirected."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=PIPE_WIDTH)
 
 
 def _component_of(resource: Resource, by_urn: dict[str, Resource]) -> str:
@@ -45,12 +58,15 @@ def component_table(report: PlanReport) -> Table:
 
 
 def cidr_table(report: PlanReport) -> Table:
+    """Every network of the mesh: its AWS regions, then its sites."""
     table = Table(title="CIDR plan")
-    table.add_column("Region")
+    table.add_column("Region or site")
     table.add_column("Role")
     table.add_column("CIDR")
     for region, info in report.regions.items():
         table.add_row(region, info["role"], info["cidr"])
+    for site, info in sorted(report.sites.items()):
+        table.add_row(site, f"site ({info.get('kind', '?')})", str(info.get("cidr", "?")))
     return table
 
 
@@ -64,7 +80,7 @@ def port_table(report: PlanReport) -> Table:
 
 
 def fleet_table(report: PlanReport) -> Table:
-    table = Table(title="GPU fleet (estimated USD/hour, us-east-1 reference prices)")
+    table = Table(title="GPU fleet (estimated USD/hour: each cloud's catalog, AWS at us-east-1 reference prices)")
     table.add_column("Node")
     table.add_column("Region")
     table.add_column("Instance type")
@@ -126,16 +142,21 @@ def reachability_table(report: PlanReport) -> Table:
     )
     table.add_column("From")
     table.add_column("To")
-    table.add_column("Port", justify="right")
+    table.add_column("Node port", justify="right")
+    table.add_column("VM port", justify="right")
     table.add_column("Model")
     table.add_column("Resources")
     table.add_column("Why (resources)")
+    node_ports = report.node_ports
     for path in paths:
         resources = path.get("resources_ok")
         style = "bold red" if resources is not None and resources != path["ok"] else None
+        # Clients dial the service's node port on localhost; the packets cross the mesh to the VM port.
+        node_port = node_ports.get(str(path["to"]))
         table.add_row(
             str(path["from"]),
             str(path["to"]),
+            "-" if node_port is None else str(node_port),
             str(path["port"]),
             "ok" if path["ok"] else "refused",
             "?" if resources is None else "ok" if resources else "blocked",

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmrun.domain.ports import WIREGUARD_PORT
 from lmrun.plan.mesh import MeshPlan
+
+
+def policy_settings(plan: MeshPlan) -> dict[str, Any]:
+    """The values of this stack that policy rules check, by the name of the rule property that holds them: the
+    pack takes them as its defaults (lmrun.policy.stack_settings), so no valid config fails a mandatory rule
+    (a hub on another UDP port, a raised peering quota)."""
+    hub = plan.wireguard.hub
+    return {"wireguardPort": hub.port if hub is not None else WIREGUARD_PORT, "maxPeerings": plan.max_peerings}
 
 
 def plan_exports(plan: MeshPlan) -> dict[str, Any]:
@@ -48,6 +57,7 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
         "images": plan.images.export(),
         # Replica groups: each replica's location and why the group's policy put it there.
         "groups": {group.name: group.export() for group in plan.groups},
+        "policySettings": policy_settings(plan),
         "reachability": [
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}
             for p in plan.reachability

@@ -20,7 +20,7 @@ from lmrun.plan.models import model_access_issues
 from lmrun.plan.sites import LocationKind, Reachability, WireGuardPlan, location_reaches, plan_wireguard
 from lmrun.plan.skypilot import SkyPilotPlan, plan_skypilot
 from lmrun.spec.errors import ConfigIssue, PlanError, config_path
-from lmrun.spec.model import MeshSpec
+from lmrun.spec.model import DEFAULT_MAX_PEERINGS, MeshSpec
 
 # AWS default quotas the plan must stay within (Amazon VPC User Guide, "Amazon VPC quotas": "Inbound or outbound
 # rules per security group" 60 and "Routes per route table (non-propagated routes)" 50; both can be raised, the
@@ -66,6 +66,8 @@ class MeshPlan:
     """The pinned images the mesh boots (each VM's plan carries its own)."""
     reachability: tuple[Reachability, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    max_peerings: int = DEFAULT_MAX_PEERINGS
+    """Active peerings the main VPC may hold (``lmrun:maxPeerings``: the account's raised quota)."""
     flow_logs: FlowLogsPlan | None = None
     """Flow logs of every VPC (and, through each site's plan, every site subnet); None: off."""
     groups: tuple[GroupPlan, ...] = ()
@@ -131,6 +133,7 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
         wireguard=plan_wireguard(spec, main.cidr, main.subnets[0].cidr, images),
         images=images,
         tags=mesh_tags(mesh, spec.tags),
+        max_peerings=spec.max_peerings,
         flow_logs=plan_flow_logs(spec),
         groups=groups.groups,
     )
@@ -222,7 +225,8 @@ def check_paths(spec: MeshSpec, plan: MeshPlan) -> tuple[list[Reachability], lis
             )
             continue
         result = path(declared.source, declared.to)
-        results.append(result)
+        if not any((r.source, r.target) == (result.source, result.target) for r in results):
+            results.append(result)  # a declared path the mesh implies anyway (or declared twice) is listed once
         if not result.ok:
             issues.append(ConfigIssue(config_path(("paths", index)), f"cannot reach {declared.to}: {result.reason}"))
     return results, issues

@@ -39,6 +39,7 @@ from lmrun.domain.addresses import PRIVATE_RANGES
 from lmrun.domain.errors import InputError
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
 from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
+from lmrun.policy.stack_settings import STACK_DECIDED, current_stack_settings, stack_defaults
 from lmrun.verify import tokens
 from lmrun.verify.kubernetes_objects import (
     containers,
@@ -161,6 +162,14 @@ def _merged(name: str, defaults: Mapping[str, Any], config: Mapping[str, Any] | 
     return merged
 
 
+def _schema(config: Mapping[str, tuple[Any, Mapping[str, Any]]] | None) -> dict[str, dict[str, Any]]:
+    """Each property's JSON schema with its default, except where the stack decides the value."""
+    return {
+        key: {**spec, **({} if key in STACK_DECIDED else {"default": default})}
+        for key, (default, spec) in (config or {}).items()
+    }
+
+
 def resource_rule(
     *,
     name: str,
@@ -171,7 +180,7 @@ def resource_rule(
 ) -> Callable[[RawResourceCheck], ResourceCheck]:
     """Register a resource rule; ``config`` maps property -> (default, JSON schema)."""
     defaults = {key: default for key, (default, _) in (config or {}).items()}
-    schema = {key: {**spec, "default": default} for key, (default, spec) in (config or {}).items()}
+    schema = _schema(config)
 
     rule_name = name
 
@@ -199,7 +208,7 @@ def stack_rule(
 ) -> Callable[[RawStackCheck], StackCheck]:
     """Register a stack rule; ``config`` maps property -> (default, JSON schema)."""
     defaults = {key: default for key, (default, _) in (config or {}).items()}
-    schema = {key: {**spec, "default": default} for key, (default, spec) in (config or {}).items()}
+    schema = _schema(config)
 
     rule_name = name
 
@@ -228,24 +237,33 @@ def enforcement_level(rule: Rule, pack_config: Mapping[str, Any] | None = None) 
     return rule.level
 
 
-def rule_config(rule: Rule, pack_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The rule's config properties: its defaults overridden by its entry in ``pack_config``."""
+def rule_config(
+    rule: Rule, pack_config: Mapping[str, Any] | None = None, stack_settings: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The rule's config properties: its defaults, the stack's values of those it decides (``stack_settings``,
+    the plan's ``policySettings``), overridden by its entry in ``pack_config``."""
     entry = (pack_config or {}).get(rule.name)
     unknown_rules = sorted(set(pack_config or {}) - set(RULES) - {"all"})
     if unknown_rules:
         raise PolicyConfigError(f"{unknown_rules[0]}: no such rule (rules: {', '.join(RULES)})")
-    return _merged(rule.name, rule.defaults, entry if isinstance(entry, Mapping) else None)
+    defaults = stack_defaults(rule.defaults, stack_settings)
+    return _merged(rule.name, defaults, entry if isinstance(entry, Mapping) else None)
 
 
-def evaluate(resources: Sequence[Resource], pack_config: Mapping[str, Any] | None = None) -> list[Violation]:
-    """Every violation of every enabled rule over ``resources``, with its resolved level."""
+def evaluate(
+    resources: Sequence[Resource],
+    pack_config: Mapping[str, Any] | None = None,
+    stack_settings: Mapping[str, Any] | None = None,
+) -> list[Violation]:
+    """Every violation of every enabled rule over ``resources``, with its resolved level (``stack_settings``:
+    the values the stack decides, :mod:`lmrun.policy.stack_settings`)."""
     violations: list[Violation] = []
     resources = _snapshot(resources)
     for rule in RULES.values():
         level = enforcement_level(rule, pack_config)
         if level == DISABLED:
             continue
-        config = rule_config(rule, pack_config)
+        config = rule_config(rule, pack_config, stack_settings)
         if rule.kind == "resource":
             for resource in resources:
                 for message in rule.check(resource.type, resource.props, resource.name, config):
@@ -1206,7 +1224,8 @@ def build_policy(rule: Rule) -> Any:
     }
 
     def own_config(args: Any) -> dict[str, Any]:
-        return {k: v for k, v in dict(args.get_config() or {}).items() if k in rule.defaults}
+        given = {k: v for k, v in dict(args.get_config() or {}).items() if k in rule.defaults}
+        return {**stack_defaults(rule.defaults, current_stack_settings()), **given}
 
     if rule.kind == "resource":
 

@@ -18,9 +18,10 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from lmrun.aws.network.cidr_blocks import MAX_AZ_NUMBER
 from lmrun.aws.region.catalog import REGIONS, az_number
 from lmrun.aws.region.selection import ROGUE_REGIONS
+from lmrun.domain.addresses import RESERVED_BLOCKS
 from lmrun.domain.versions import K3S_VERSION
 from lmrun.spec.capacity import OfferingsSpec, RegionQuotas, capacity_issues
-from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.errors import ConfigIssue, config_path, echo
 from lmrun.spec.flow_logs import FlowLogsSpec
 from lmrun.spec.groups import GroupSpec, Labels, group_issues
 from lmrun.spec.images import RegionImages
@@ -28,16 +29,17 @@ from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import Name, NodeSpec, ServiceSpec, node_issues
 from lmrun.spec.paths import PathSpec
 from lmrun.spec.phoenix import PhoenixSpec, phoenix_issues, reserved_node_ports
-from lmrun.spec.sites import SiteSpec, WireGuardSpec, site_issues, site_names
+from lmrun.spec.sites import SiteSpec, WireGuardSpec, site_issues, site_names, unsettled_sites
 from lmrun.spec.skypilot import SkyPilotSpec, skypilot_issues
+from lmrun.spec.values import InstanceType, NetworkText
 
 DEFAULT_GPU_INSTANCE_TYPES: tuple[str, ...] = ("g6.xlarge", "g6.2xlarge", "g6.12xlarge")
 DEFAULT_MAX_PEERINGS = 50
 DEFAULT_SERVER_INSTANCE_TYPE = "t3.medium"
 MAX_PEERINGS_CEILING = 125  # the highest AWS raises "active VPC peering connections per VPC" to
 
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 _TAG_KEY = re.compile(r"^(?!aws:)[\w.:/=+\-@ ]{1,128}$")
+_K3S_VERSION = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
 
 
 def _known_region(region: str) -> str:
@@ -49,12 +51,6 @@ def _known_region(region: str) -> str:
             f"{', '.join(sorted(set(REGIONS) - set(ROGUE_REGIONS)))}"
         )
     return region
-
-
-def _instance_type(value: str) -> str:
-    if not _INSTANCE_TYPE.match(value):
-        raise ValueError(f"{value!r} is not an EC2 instance type like 'g6.xlarge'")
-    return value
 
 
 def _az_id(value: str) -> str:
@@ -74,6 +70,18 @@ def _empty_is_none(value: Any) -> Any:
 def _operator_cidr(value: IPv4Network) -> IPv4Network:
     if value.prefixlen == 0:
         raise ValueError("0.0.0.0/0 would open the K3s API to the whole internet; list your own CIDRs")
+    for name, block in RESERVED_BLOCKS.items():
+        if value.overlaps(block):
+            raise ValueError(
+                f"{value} overlaps the mesh's {name} range {block}: operator CIDRs are the networks outside the mesh "
+                "that reach the K3s API over the internet (inside the mesh, the private address is already routed)"
+            )
+    return value
+
+
+def _k3s_version(value: str) -> str:
+    if not _K3S_VERSION.match(value):
+        raise ValueError(f"{echo(value)} is not a K3s release like {K3S_VERSION!r}")
     return value
 
 
@@ -84,12 +92,11 @@ def _tag_key(value: str) -> str:
 
 
 Region = Annotated[str, AfterValidator(_known_region)]
-InstanceType = Annotated[str, AfterValidator(_instance_type)]
 AzId = Annotated[str, AfterValidator(_az_id)]
 TagKey = Annotated[str, AfterValidator(_tag_key)]
 TagValue = Annotated[str, Field(max_length=256)]
-K3sVersion = Annotated[str, Field(pattern=r"^v1\.\d+\.\d+\+k3s\d+$")]
-OperatorCidr = Annotated[IPv4Network, AfterValidator(_operator_cidr)]
+K3sVersion = Annotated[str, AfterValidator(_k3s_version)]
+OperatorCidr = Annotated[IPv4Network, NetworkText, AfterValidator(_operator_cidr)]
 
 
 class MeshSpec(SpecModel):
@@ -138,7 +145,9 @@ class MeshSpec(SpecModel):
         description="Extra tags put on every taggable resource.",
     )
     k3s_version: K3sVersion = Field(
-        default=K3S_VERSION, alias="k3sVersion", description="Pinned K3s release of server and agents."
+        default=K3S_VERSION,
+        alias="k3sVersion",
+        description="Pinned K3s release of server and agents, like `v1.33.6+k3s1`.",
     )
     server_instance_type: InstanceType = Field(
         default=DEFAULT_SERVER_INSTANCE_TYPE,
@@ -146,7 +155,8 @@ class MeshSpec(SpecModel):
     )
     operator_cidrs: tuple[OperatorCidr, ...] = Field(
         default=(),
-        description="CIDRs allowed to reach the K3s API (6443) from outside the mesh. Default: none.",
+        description="CIDRs allowed to reach the K3s API (6443) from outside the mesh. Default: none. The mesh's own "
+        "ranges (K3s pods and services, regions, sites, tunnels) and the sites' networks are refused.",
     )
     hugging_face_token: Annotated[SecretStr | None, BeforeValidator(_empty_is_none)] = Field(
         default=None,
@@ -213,7 +223,7 @@ def _is_az_id(value: Any) -> bool:
 def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     """Rules between fields, checked on the raw (camelCase) config and tolerant of wrong types."""
     issues: list[ConfigIssue] = []
-    main = raw.get("mainRegion")
+    main = raw.get("mainRegion") if isinstance(raw.get("mainRegion"), str) else None
     regions = raw.get("regions")
     if isinstance(regions, list):
         counts = Counter(r for r in regions if isinstance(r, str))
@@ -243,7 +253,7 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
             )
     azs = raw.get("availabilityZones")
     if isinstance(azs, dict):
-        declared = {main, *(regions if isinstance(regions, list) else [])}
+        declared = {main, *(r for r in (regions if isinstance(regions, list) else []) if isinstance(r, str))}
         for region, zones in azs.items():
             if region in REGIONS and region not in declared:
                 issues.append(
@@ -265,10 +275,40 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                         )
                 if isinstance(zones, list) and not zones:
                     issues.append(ConfigIssue(config_path(("availabilityZones", region)), "needs at least one AZ id"))
+    issues.extend(_operator_cidr_issues(raw))
     issues.extend(phoenix_issues(raw))
     issues.extend(site_issues(raw))
     issues.extend(skypilot_issues(raw))
-    issues.extend(node_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
+    issues.extend(
+        node_issues(
+            raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw), unsettled_sites=unsettled_sites(raw)
+        )
+    )
     issues.extend(capacity_issues(raw))
     issues.extend(group_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
+    return issues
+
+
+def _operator_cidr_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
+    """An operator CIDR is outside the mesh: never one of its sites' networks."""
+    cidrs = raw.get("operatorCidrs")
+    sites = site_names(raw)
+    issues: list[ConfigIssue] = []
+    for index, value in enumerate(cidrs if isinstance(cidrs, list) else []):
+        if not isinstance(value, str):
+            continue  # reported by the field's validator
+        try:
+            network = IPv4Network(value)
+        except (TypeError, ValueError):
+            continue  # reported by the field's validator
+        for site in sites.values():
+            if network.overlaps(site.cidr):
+                issues.append(
+                    ConfigIssue(
+                        config_path(("operatorCidrs", index)),
+                        f"{network} overlaps site {site.name}'s network {site.cidr}: operator CIDRs are outside "
+                        "the mesh (the site reaches the K3s API through its tunnel already)",
+                    )
+                )
+                break
     return issues

@@ -8,10 +8,10 @@ name are replicas behind one node port. Generic VM processes are published throu
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field
 
 from lmrun.clouds import CLOUD_NAMES, HUB_CLOUD
 from lmrun.domain.names import PHOENIX_NODE, SERVER_NODE
@@ -19,8 +19,9 @@ from lmrun.domain.names import VLLM_MANAGED_FLAGS as MANAGED_FLAGS
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
 from lmrun.spec.capacity import recorded_offerings
 from lmrun.spec.cloud_rules import NodeContext, cloud_rules
-from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.errors import ConfigIssue, config_path, echo
 from lmrun.spec.model_base import SpecModel
+from lmrun.spec.partial import entries
 
 if TYPE_CHECKING:
     from lmrun.spec.sites import SiteSpec
@@ -31,6 +32,9 @@ else:
 
 _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 _MODEL = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+MAX_MODEL_NAME = 96
+"""Characters of a Hugging Face repo name (``validate_repo_id`` of huggingface_hub's utils/_validators.py:
+"max length is 96"); the account part is held to the same bound."""
 _REVISION = re.compile(r"^[0-9a-f]{40}$")
 
 # Flags the library sets itself; accepting them in vllmArgs would silently fight the rendered unit.
@@ -49,7 +53,18 @@ def _name(value: str) -> str:
 def model_id(value: str) -> str:
     """``value`` if it is a Hugging Face model id; ValueError (for the spec and ``lmrun models pin``) otherwise."""
     if not _MODEL.match(value):
-        raise ValueError(f"{value!r} is not a Hugging Face model id like 'Qwen/Qwen2.5-7B-Instruct'")
+        raise ValueError(f"{echo(value)} is not a Hugging Face model id like 'Qwen/Qwen2.5-7B-Instruct'")
+    account, name = value.split("/")
+    if max(len(account), len(name)) > MAX_MODEL_NAME:
+        raise ValueError(
+            f"{echo(value)} is not a Hugging Face model id: the Hub allows at most {MAX_MODEL_NAME} characters "
+            "on each side of the '/'"
+        )
+    if "--" in value or ".." in value or name.endswith(".git") or name[0] in "-." or name[-1] in "-.":
+        raise ValueError(
+            f"{echo(value)} is not a Hugging Face model id: the Hub refuses '--', '..', a name starting or "
+            "ending with '-' or '.', and a '.git' suffix"
+        )
     return value
 
 
@@ -86,6 +101,15 @@ def _node_port(value: int) -> int:
 NodePort = Annotated[int, AfterValidator(_node_port)]
 
 
+def _http_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{echo(value)} is not an HTTP path: it starts with '/'")
+    return value
+
+
+HttpPath = Annotated[str, AfterValidator(_http_path)]
+
+
 class VllmWorkload(SpecModel):
     """What a GPU VM runs, shared by a node (``lmrun:nodes``) and the replicas of a group (``lmrun:groups``): its
     GPUs and capacity market, the model vLLM serves, and the ports it is reached on."""
@@ -93,7 +117,9 @@ class VllmWorkload(SpecModel):
     name: Name = Field(description="Unique name; resources are named after it.")
     gpu: str = Field(description="GPU model: A10G, L4, L40S, T4, A100, H100, ...")
     gpu_count: int = Field(default=1, ge=1, le=16, description="GPUs on the node.")
-    model: ModelId = Field(description="Hugging Face model id served by vLLM.")
+    model: ModelId = Field(
+        description="Hugging Face model id served by vLLM, `account/name` (at most 96 characters each)."
+    )
     model_revision: Revision = Field(
         description="Pinned model commit (40 hex characters). Written by `lmrun models pin`, which resolves a "
         "branch or tag name written here (or `main` when the key is absent) to its commit."
@@ -128,6 +154,14 @@ class NodeSpec(VllmWorkload):
         default=None, description="Service (endpoint) name; nodes sharing it are replicas. Default: node name."
     )
 
+    STAND_INS: ClassVar[Mapping[str, Any]] = {
+        "name": "stand-in",
+        "gpu": "stand-in",
+        "model": "stand-in/model",
+        "model_revision": "0" * 40,
+        "node_port": NODE_PORT_MIN,
+    }
+
     @property
     def service_name(self) -> str:
         return self.service or self.name
@@ -141,46 +175,43 @@ class ServiceSpec(SpecModel):
     app_port: Port = Field(description="Port the process listens on, on the VM.")
     node_port: NodePort = Field(description="Mesh-wide node port (30000-32767).")
     health: Literal["tcp", "http"] = Field(default="tcp", description="Readiness check: TCP connect or HTTP GET.")
-    health_path: str = Field(default="/", pattern=r"^/", description="Path of the HTTP readiness check.")
+    health_path: HttpPath = Field(default="/", description="Path of the HTTP readiness check (starts with `/`).")
 
+    STAND_INS: ClassVar[Mapping[str, Any]] = {"name": "stand-in", "node": "stand-in", "app_port": 1, "node_port": 30000}
 
-_M = TypeVar("_M", bound=SpecModel)
 
 RESERVED_NODE_NAMES = frozenset({PHOENIX_NODE, SERVER_NODE})
 """``lmrun.io/node`` labels the mesh's own VMs carry (the Phoenix node, the K3s server)."""
 
-
-def _valid_items(raw: Any, model: type[_M]) -> list[tuple[int, _M]]:
-    """Entries of a raw list that validate on their own, with their index (the others are reported by the
-    whole-spec validation); lets the cross-checks below run even when some entries are broken."""
-    if not isinstance(raw, list):
-        return []
-    valid: list[tuple[int, _M]] = []
-    for index, item in enumerate(raw):
-        try:
-            valid.append((index, model.model_validate(item, by_name=False)))
-        except ValidationError:
-            continue
-    return valid
+# The fields a node's cloud rules read (its location and GPUs).
+_PLACEMENT_FIELDS = ("cloud", "region", "site", "gpu", "gpu_count", "use_spot")
 
 
 def node_issues(
-    raw: Mapping[str, Any], reserved_ports: Mapping[int, str], sites: Mapping[str, SiteSpec]
+    raw: Mapping[str, Any],
+    reserved_ports: Mapping[int, str],
+    sites: Mapping[str, SiteSpec],
+    unsettled_sites: Collection[str] = (),
 ) -> list[ConfigIssue]:
     """Rules across nodes and services: unique names, locations in the mesh, GPUs offered there, one node
     port per endpoint and unique across the mesh (``reserved_ports`` are taken by the mesh itself).
-    ``sites`` maps valid site names to their spec."""
+    ``sites`` maps site names to their spec; a node in one of ``unsettled_sites`` (whose kind is broken) is
+    not placed. Entries with broken fields take part with their sound ones."""
     issues: list[ConfigIssue] = []
     main = raw.get("mainRegion")
     spokes = raw.get("regions")
     mesh_regions = {r for r in [main, *(spokes if isinstance(spokes, list) else [])] if isinstance(r, str)}
     context = NodeContext(frozenset(mesh_regions), sites, recorded_offerings(raw))
-    nodes = _valid_items(raw.get("nodes"), NodeSpec)
-    services = _valid_items(raw.get("services"), ServiceSpec)
+    nodes = entries(raw.get("nodes"), NodeSpec)
+    services = entries(raw.get("services"), ServiceSpec)
 
     node_names: dict[str, int] = {}
-    by_name: dict[str, NodeSpec] = {}
-    for index, node in nodes:
+    by_name: dict[str, tuple[NodeSpec, bool]] = {}
+    """Node name -> (its spec, whether its app port is the one the user gave)."""
+    for entry in nodes:
+        node, index = entry.spec, entry.index
+        if not entry.sound("name"):
+            continue
         if node.name in RESERVED_NODE_NAMES:
             issues.append(
                 ConfigIssue(
@@ -198,8 +229,9 @@ def node_issues(
             )
             continue
         node_names[node.name] = index
-        by_name[node.name] = node
-        issues.extend(cloud_rules(node.cloud).node_issues(node, ("nodes", index), context))
+        by_name[node.name] = (node, entry.sound("app_port"))
+        if entry.sound(*_PLACEMENT_FIELDS) and node.site not in unsettled_sites:
+            issues.extend(cloud_rules(node.cloud).node_issues(node, ("nodes", index), context))
 
     reserved_names = set(reserved_ports.values())
     # Endpoint name -> (node port, app port, where it was first declared).
@@ -236,8 +268,11 @@ def node_issues(
         else:
             port_owner[node_port] = f"service {name!r} ({here})"
 
-    for index, node in nodes:
-        if node_names.get(node.name) != index:  # duplicates and reserved names are reported once, by name
+    for entry in nodes:
+        node, index = entry.spec, entry.index
+        if not entry.sound("name") or node_names.get(node.name) != index:
+            continue  # duplicates and reserved names are reported once, by name
+        if not entry.sound("service", "node_port", "app_port"):
             continue
         if node.service_name in reserved_names:
             issues.append(
@@ -250,13 +285,17 @@ def node_issues(
         claim(node.service_name, node.node_port, node.app_port, ("nodes", index))
 
     service_names: set[str] = set()
-    for index, service in services:
-        where = ("services", index)
+    for listed in services:
+        service, where = listed.spec, ("services", listed.index)
+        if not listed.sound("name"):
+            continue
         if service.name in endpoints or service.name in service_names or service.name in reserved_names:
             issues.append(ConfigIssue(config_path((*where, "name")), f"service name {service.name!r} is already used"))
             continue
         service_names.add(service.name)
-        if service.node == SERVER_NODE:
+        if not listed.sound("node"):
+            pass
+        elif service.node == SERVER_NODE:
             pass  # a process on the K3s server itself
         elif service.node not in by_name:
             issues.append(
@@ -265,13 +304,15 @@ def node_issues(
                     f"no node named {service.node!r} in lmrun:nodes (or {SERVER_NODE!r} for the K3s server)",
                 )
             )
-        else:
-            if by_name[service.node].app_port == service.app_port:
+        elif listed.sound("app_port"):
+            node, node_app_port_given = by_name[service.node]
+            if node_app_port_given and node.app_port == service.app_port:
                 issues.append(
                     ConfigIssue(
                         config_path((*where, "appPort")),
                         f"port {service.app_port} is vLLM's app port on node {service.node!r}",
                     )
                 )
-        claim(service.name, service.node_port, service.app_port, where)
+        if listed.sound("node_port", "app_port"):
+            claim(service.name, service.node_port, service.app_port, where)
     return issues

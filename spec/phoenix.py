@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from lmrun.domain.ports import PHOENIX_GRPC_NODE_PORT as GRPC_NODE_PORT
 from lmrun.domain.ports import PHOENIX_UI_NODE_PORT as UI_NODE_PORT
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import NodePort
+from lmrun.spec.partial import entry
+from lmrun.spec.values import InstanceType
 
 DEFAULT_PHOENIX_INSTANCE_TYPE = "t3.large"
 
@@ -23,10 +25,8 @@ class PhoenixSpec(SpecModel):
     placement: Literal["node", "server"] = Field(
         default="node", description="`node`: its own small instance in the main region; `server`: on the K3s server."
     )
-    instance_type: str = Field(
-        default=DEFAULT_PHOENIX_INSTANCE_TYPE,
-        pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$",
-        description="Instance type of the Phoenix node (placement `node`).",
+    instance_type: InstanceType = Field(
+        default=DEFAULT_PHOENIX_INSTANCE_TYPE, description="EC2 instance type of the Phoenix node (placement `node`)."
     )
     volume_size: int = Field(default=50, ge=10, le=16384, description="Data volume in GB (encrypted, retained).")
     retention_days: int = Field(default=30, ge=1, le=36500, description="Days Phoenix keeps traces.")
@@ -52,27 +52,25 @@ class PhoenixSpec(SpecModel):
 
 
 def reserved_node_ports(raw: Mapping[str, Any]) -> dict[int, str]:
-    """Node ports Phoenix takes (when enabled and valid), for the mesh-wide uniqueness check."""
-    try:
-        phoenix = PhoenixSpec.model_validate(raw.get("phoenix", {}), by_name=False)
-    except ValidationError:
+    """Node ports Phoenix takes (when enabled), for the mesh-wide uniqueness check; a broken port takes none."""
+    phoenix = entry(0, raw.get("phoenix", {}), PhoenixSpec)
+    if phoenix is None or not phoenix.sound("enabled") or not phoenix.spec.enabled:
         return {}
-    if not phoenix.enabled:
-        return {}
-    return {phoenix.ui_node_port: "phoenix-ui", phoenix.grpc_node_port: "phoenix-grpc"}
+    ports = {"ui_node_port": "phoenix-ui", "grpc_node_port": "phoenix-grpc"}
+    return {getattr(phoenix.spec, field): name for field, name in ports.items() if phoenix.sound(field)}
 
 
 def phoenix_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     """Rules inside ``lmrun:phoenix`` that span fields."""
-    try:
-        phoenix = PhoenixSpec.model_validate(raw.get("phoenix", {}), by_name=False)
-    except ValidationError:
+    phoenix = entry(0, raw.get("phoenix", {}), PhoenixSpec)
+    if phoenix is None or not phoenix.sound("enabled", "ui_node_port", "grpc_node_port"):
         return []
-    if phoenix.enabled and phoenix.ui_node_port == phoenix.grpc_node_port:
+    spec = phoenix.spec
+    if spec.enabled and spec.ui_node_port == spec.grpc_node_port:
         return [
             ConfigIssue(
                 config_path(("phoenix", "grpcNodePort")),
-                f"node port {phoenix.grpc_node_port} is also lmrun:phoenix.uiNodePort; they must differ",
+                f"node port {spec.grpc_node_port} is also lmrun:phoenix.uiNodePort; they must differ",
             )
         ]
     return []

@@ -5,13 +5,20 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field
 
 from lmrun.aws.network.cidr_blocks import REGION_CIDRS
 from lmrun.clouds import EXTERNAL_SITE, SITE_CLOUDS, SITE_KINDS
-from lmrun.domain.addresses import PRIVATE_RANGES, mesh_overlaps, private_range_of, site_tunnel_address
+from lmrun.domain.addresses import (
+    PRIVATE_RANGES,
+    SITE_POOL,
+    earlier_overlaps,
+    mesh_overlaps,
+    private_range_of,
+    site_tunnel_address,
+)
 from lmrun.domain.ports import WIREGUARD_PORT as DEFAULT_LISTEN_PORT
 from lmrun.domain.tunnels import MIN_TUNNEL_MTU, WIREGUARD_IPV4_OVERHEAD, tunnel_mtu
 from lmrun.spec.cloud_rules import cloud_rules
@@ -19,6 +26,8 @@ from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.images import SiteImages
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import Name
+from lmrun.spec.partial import Entry, entries
+from lmrun.spec.values import InstanceType, NetworkText
 
 if TYPE_CHECKING:
     SiteKind = str
@@ -56,7 +65,7 @@ def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-SiteCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_site_cidr)]
+SiteCidr = Annotated[ipaddress.IPv4Network, NetworkText, AfterValidator(_site_cidr)]
 GcpProject = Annotated[str, _pattern(_GCP_PROJECT, "a GCP project id like 'my-project-123'")]
 GcpRegion = Annotated[str, _pattern(_GCP_REGION, "a GCP region like 'us-central1'")]
 GcpZone = Annotated[str, _pattern(_GCP_ZONE, "a GCP zone like 'us-central1-a'")]
@@ -94,6 +103,8 @@ class SiteSpec(SpecModel):
         "`lmrun images sync` prints the gcloud command that finds the current ones.",
     )
 
+    STAND_INS: ClassVar[Mapping[str, Any]] = {"name": "stand-in", "kind": EXTERNAL_SITE, "cidr": str(SITE_POOL)}
+
     @property
     def tunnel_mtu(self) -> int:
         return self.mtu if self.mtu is not None else tunnel_mtu(self.underlay_mtu)
@@ -109,19 +120,7 @@ class WireGuardSpec(SpecModel):
     port: int = Field(
         default=DEFAULT_LISTEN_PORT, ge=1024, le=65535, description="UDP port of the hub (the only world-open port)."
     )
-    instance_type: str = Field(
-        default="t3.small", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$", description="Hub gateway instance type."
-    )
-
-
-def _valid(raw: Any) -> list[tuple[int, SiteSpec]]:
-    valid: list[tuple[int, SiteSpec]] = []
-    for index, item in enumerate(raw if isinstance(raw, list) else []):
-        try:
-            valid.append((index, SiteSpec.model_validate(item, by_name=False)))
-        except ValidationError:
-            continue
-    return valid
+    instance_type: InstanceType = Field(default="t3.small", description="EC2 instance type of the hub gateway.")
 
 
 def _cloud_issues(site: SiteSpec, where: tuple[str | int, ...]) -> list[ConfigIssue]:
@@ -176,35 +175,34 @@ def _tunnel_issues(
 
 
 def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
-    """Rules across sites and between sites, regions and nodes."""
+    """Rules across sites and between sites, regions and nodes (each site's sound fields, even when others
+    are broken)."""
     issues: list[ConfigIssue] = []
     seen_names: dict[str, int] = {}
-    seen_cidrs: list[tuple[int, SiteSpec]] = []
+    named: list[Entry[SiteSpec]] = []
     tunnels: dict[ipaddress.IPv4Address, tuple[int, SiteSpec]] = {}
-    for index, site in _valid(raw.get("sites")):
+    for entry in entries(raw.get("sites"), SiteSpec):
+        site, index = entry.spec, entry.index
         where = ("sites", index)
-        if site.name in seen_names:
-            issues.append(
-                ConfigIssue(
-                    config_path((*where, "name")), f"{site.name!r} is already lmrun:sites[{seen_names[site.name]}]"
-                )
-            )
-            continue
-        seen_names[site.name] = index
-        for other_index, other in seen_cidrs:
-            if site.cidr.overlaps(other.cidr):
+        if entry.sound("name"):
+            if site.name in seen_names:
                 issues.append(
                     ConfigIssue(
-                        config_path((*where, "cidr")),
-                        f"{site.cidr} overlaps lmrun:sites[{other_index}] ({other.name}, {other.cidr})",
+                        config_path((*where, "name")), f"{site.name!r} is already lmrun:sites[{seen_names[site.name]}]"
                     )
                 )
-        seen_cidrs.append((index, site))
-        range_issues = _mesh_range_issues(site, where, raw)
-        issues.extend(range_issues)
-        if not range_issues:
-            issues.extend(_tunnel_issues(index, site, tunnels))
-        issues.extend(_cloud_issues(site, where))
+                continue
+            seen_names[site.name] = index
+        named.append(entry)
+        if entry.sound("cidr"):
+            range_issues = _mesh_range_issues(site, where, raw)
+            issues.extend(range_issues)
+            if not range_issues and entry.sound("name"):
+                issues.extend(_tunnel_issues(index, site, tunnels))
+        if entry.sound("kind"):
+            issues.extend(_cloud_issues(site, where))
+        if not entry.sound("mtu", "underlay_mtu"):
+            continue
         if site.tunnel_mtu < MIN_TUNNEL_MTU:
             field = "mtu" if site.mtu is not None else "underlayMtu"
             issues.append(
@@ -221,9 +219,35 @@ def site_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
                     f"{WIREGUARD_IPV4_OVERHEAD} bytes; packets would fragment",
                 )
             )
+    # One line per site that overlaps earlier ones, naming the first (never one line per pair).
+    with_cidr = [entry for entry in named if entry.sound("cidr")]
+    for position, overlap in earlier_overlaps([entry.spec.cidr for entry in with_cidr]).items():
+        later, first = with_cidr[position], with_cidr[overlap.first]
+        what = f"{first.spec.name}, {first.spec.cidr}" if first.sound("name") else str(first.spec.cidr)
+        others = f" and {overlap.count - 1} other earlier site(s)" if overlap.count > 1 else ""
+        issues.append(
+            ConfigIssue(
+                config_path(("sites", later.index, "cidr")),
+                f"{later.spec.cidr} overlaps lmrun:sites[{first.index}] ({what}){others}",
+            )
+        )
     return issues
 
 
 def site_names(raw: Mapping[str, Any]) -> dict[str, SiteSpec]:
-    """Valid sites by name (for node placement checks)."""
-    return {site.name: site for _, site in _valid(raw.get("sites"))}
+    """Sites by name, for node placement checks: every site whose name and kind are sound (the first of a
+    name)."""
+    sites: dict[str, SiteSpec] = {}
+    for entry in entries(raw.get("sites"), SiteSpec):
+        if entry.sound("name", "kind"):
+            sites.setdefault(entry.spec.name, entry.spec)
+    return sites
+
+
+def unsettled_sites(raw: Mapping[str, Any]) -> frozenset[str]:
+    """Names of sites whose kind is broken: what a node there may be is unknown until it is fixed."""
+    return frozenset(
+        entry.spec.name
+        for entry in entries(raw.get("sites"), SiteSpec)
+        if entry.sound("name") and not entry.sound("kind")
+    )

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 from lmrun.domain.skypilot import SKY_NODE_PREFIX
-from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.errors import ConfigIssue, config_path, echo
 from lmrun.spec.model_base import SpecModel
 
 # S3 bucket names: 3-63 characters of lowercase letters, digits, '-' (and '.', refused here: a dotted name
 # breaks TLS on virtual-hosted-style URLs). https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 BUCKET_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+
+
+def _bucket_name(value: str) -> str:
+    if not re.match(BUCKET_NAME_PATTERN, value):
+        raise ValueError(
+            f"{echo(value)} is not an S3 bucket name: 3-63 lowercase letters, digits and '-', starting and ending "
+            "with a letter or digit"
+        )
+    return value
+
+
+BucketName = Annotated[str, AfterValidator(_bucket_name)]
 
 
 class SkyPilotSpec(SpecModel):
@@ -29,10 +42,10 @@ class SkyPilotSpec(SpecModel):
         description="SkyPilot reaches its VMs through Session Manager (`aws.use_ssm`; no SSH port open anywhere). "
         "false: SSH from lmrun:operatorCidrs only (the policy pack's no-ssh rule then needs allowSsh).",
     )
-    bucket: str | None = Field(
+    bucket: BucketName | None = Field(
         default=None,
-        pattern=BUCKET_NAME_PATTERN,
-        description="Name of the checkpoint bucket (S3 names are global: pick one of yours). "
+        description="Name of the checkpoint bucket, 3-63 lowercase letters, digits and '-' (S3 names are global: "
+        "pick one of yours). "
         "Default: lmrun-<stack>-skypilot.",
     )
     checkpoint_retention_days: int = Field(

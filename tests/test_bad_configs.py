@@ -18,7 +18,9 @@ from lmrun.cli import EXIT_INVALID_CONFIG, EXIT_OK
 from tests.config_cases import Case, run_plan, write_stack
 from tests.conftest import pinned_images
 
-MAIN = {"mainRegion": "us-east-1"}
+# The main region with its image pinned: each case below then holds exactly one problem (the plan's checks run
+# beside the spec's, so an unpinned image would be reported too).
+MAIN = {"mainRegion": "us-east-1", "images": pinned_images("us-east-1")}
 KNOWN_KEYS = (
     "known keys: availabilityZones, flowLogs, gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, labels, "
     "mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, serverInstanceType, "
@@ -56,10 +58,7 @@ CASES: dict[str, Case] = {
     ),
     "snake-case-key": Case(
         {"main_region": "us-east-1"},
-        (
-            ("lmrun:main_region", "unknown key; did you mean lmrun:mainRegion?"),
-            ("lmrun:mainRegion", "is required"),
-        ),
+        (("lmrun:main_region", "unknown key; did you mean lmrun:mainRegion? (lmrun:mainRegion is required)"),),
     ),
     "regions-not-a-list": Case(
         {**MAIN, "regions": "us-west-2"}, (("lmrun:regions", "should be a list (got 'us-west-2')"),)
@@ -67,18 +66,14 @@ CASES: dict[str, Case] = {
     "region-entry-not-a-string": Case(
         {**MAIN, "regions": ["us-west-2", 7]}, (("lmrun:regions[1]", "should be a string (got 7)"),)
     ),
-    "max-peerings-zero": Case(
-        {**MAIN, "maxPeerings": 0}, (("lmrun:maxPeerings", "greater than or equal to 1 (got '0')"),)
-    ),
+    "max-peerings-zero": Case({**MAIN, "maxPeerings": 0}, (("lmrun:maxPeerings", "should be at least 1 (got '0')"),)),
     "max-peerings-above-aws-ceiling": Case(
-        {**MAIN, "maxPeerings": 126}, (("lmrun:maxPeerings", "less than or equal to 125 (got '126')"),)
+        {**MAIN, "maxPeerings": 126}, (("lmrun:maxPeerings", "should be at most 125 (got '126')"),)
     ),
     "max-peerings-not-an-integer": Case(
-        {**MAIN, "maxPeerings": "lots"}, (("lmrun:maxPeerings", "should be a valid integer"),)
+        {**MAIN, "maxPeerings": "lots"}, (("lmrun:maxPeerings", "should be a whole number"),)
     ),
-    "max-peerings-fractional": Case(
-        {**MAIN, "maxPeerings": 2.5}, (("lmrun:maxPeerings", "should be a valid integer"),)
-    ),
+    "max-peerings-fractional": Case({**MAIN, "maxPeerings": 2.5}, (("lmrun:maxPeerings", "should be a whole number"),)),
     "more-spokes-than-max-peerings": Case(
         {**MAIN, "regions": ["us-west-2", "eu-west-1", "ap-northeast-1"], "maxPeerings": 2},
         (("lmrun:regions", "3 spoke regions need 3 peerings with the main VPC, more than lmrun:maxPeerings=2"),),
@@ -141,12 +136,12 @@ CASES: dict[str, Case] = {
     ),
     "tag-value-too-long": Case(
         {**MAIN, "tags": {"team": "x" * 257}},
-        (("lmrun:tags.team", "String should have at most 256 characters (got 'xxxx"),),
+        (("lmrun:tags.team", "should have at most 256 characters (got 'xxxx"),),
     ),
     "tags-not-a-mapping": Case({**MAIN, "tags": ["team=ml"]}, (("lmrun:tags", "should be a mapping"),)),
     "many-errors-at-once": Case(
         {
-            "mainRegion": "us-east-1",
+            **MAIN,
             "regions": ["us-east-1", "eu-west-9", "us-west-2"],
             "maxPeerings": "fifty",
             "gpuInstanceType": ["g6.xlarge"],
@@ -154,7 +149,7 @@ CASES: dict[str, Case] = {
         },
         (
             ("lmrun:gpuInstanceType", "unknown key; did you mean lmrun:gpuInstanceTypes?"),
-            ("lmrun:maxPeerings", "should be a valid integer"),
+            ("lmrun:maxPeerings", "should be a whole number"),
             ("lmrun:regions[0]", "'us-east-1' is the main region"),
             ("lmrun:regions[1]", "'eu-west-9' is not an AWS region this mesh knows"),
             ('lmrun:tags["aws:team"]', "is not a valid AWS tag key"),
@@ -199,7 +194,7 @@ def test_missing_stack_file_is_refused(project_dir: Path, tmp_path: Path, capsys
     code, out, err = run_plan(project_dir, stack_file, capsys)
 
     assert code == EXIT_INVALID_CONFIG
-    assert (out, err) == ("", f"error: {stack_file}: no such file\n")
+    assert (out, err) == ("", f"error: --config-file {stack_file}: no such file\n")
 
 
 def test_stack_file_that_is_not_a_mapping_is_refused(

@@ -86,7 +86,7 @@ CASES: dict[str, Case] = {
     ),
     "unknown-node-key": Case(
         mesh(node(usespot=True)),
-        (("lmrun:nodes[0].usespot", "Extra inputs are not permitted"),),
+        (("lmrun:nodes[0].usespot", "unknown key; did you mean useSpot? known keys: appPort, cloud,"),),
     ),
     "missing-node-port": Case(
         mesh({k: v for k, v in node().items() if k != "nodePort"}),
@@ -94,7 +94,7 @@ CASES: dict[str, Case] = {
     ),
     "disk-too-small": Case(
         mesh(node(diskSize=20)),
-        (("lmrun:nodes[0].diskSize", "greater than or equal to 64"),),
+        (("lmrun:nodes[0].diskSize", "should be at least 64"),),
     ),
     "vllm-args-set-port": Case(
         mesh(node(vllmArgs=["--port", "9000"])),
@@ -102,7 +102,7 @@ CASES: dict[str, Case] = {
     ),
     "gcp-cloud-not-yet": Case(
         mesh(node(cloud="azure")),
-        (("lmrun:nodes[0].cloud", "Input should be 'aws'"),),
+        (("lmrun:nodes[0].cloud", "should be one of 'aws'"),),
     ),
     "spot-not-sold": Case(
         {**MESH, "regions": ["us-east-2"], "nodes": [node(gpu="H100", gpuCount=1, region="us-east-2")]},
@@ -139,11 +139,11 @@ CASES: dict[str, Case] = {
     ),
     "operator-cidr-not-a-network": Case(
         {**MESH, "operatorCidrs": ["203.0.113.7/24"]},
-        (("lmrun:operatorCidrs[0]", "is not a valid IPv4 network (got '203.0.113.7/24')"),),
+        (("lmrun:operatorCidrs[0]", "should be an IPv4 network like '10.1.0.0/16'"),),
     ),
     "k3s-version-unpinned": Case(
         {**MESH, "k3sVersion": "stable"},
-        (("lmrun:k3sVersion", "String should match pattern"),),
+        (("lmrun:k3sVersion", "is not a K3s release like 'v1.33.6+k3s1'"),),
     ),
 }
 

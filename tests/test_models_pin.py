@@ -312,7 +312,7 @@ def test_model_access_is_one_of_three_values() -> None:
         ],
     }
     with pytest.raises(
-        ValueError, match=r"lmrun:nodes\[0\]\.modelAccess: Input should be 'public', 'gated' or 'private'"
+        ValueError, match=r"lmrun:nodes\[0\]\.modelAccess: should be one of 'public', 'gated' or 'private'"
     ):
         parse_spec(raw)
 

@@ -313,15 +313,15 @@ BAD: dict[str, Case] = {
     ),
     "retention-below-one-day": Case(
         {**MESH, "phoenix": {"retentionDays": 0}},
-        (("lmrun:phoenix.retentionDays", "greater than or equal to 1"),),
+        (("lmrun:phoenix.retentionDays", "should be at least 1"),),
     ),
     "backup-interval-zero": Case(
         {**MESH, "phoenix": {"backupIntervalMinutes": 0}},
-        (("lmrun:phoenix.backupIntervalMinutes", "greater than or equal to 1"),),
+        (("lmrun:phoenix.backupIntervalMinutes", "should be at least 1"),),
     ),
     "placement-unknown": Case(
         {**MESH, "phoenix": {"placement": "edge"}},
-        (("lmrun:phoenix.placement", "Input should be 'node' or 'server' (got 'edge')"),),
+        (("lmrun:phoenix.placement", "should be one of 'node' or 'server' (got 'edge')"),),
     ),
     "ui-and-grpc-share-a-port": Case(
         {**MESH, "phoenix": {"uiNodePort": 30210, "grpcNodePort": 30210}},
@@ -333,11 +333,11 @@ BAD: dict[str, Case] = {
     ),
     "unknown-phoenix-key": Case(
         {**MESH, "phoenix": {"retention": 30}},
-        (("lmrun:phoenix.retention", "Extra inputs are not permitted"),),
+        (("lmrun:phoenix.retention", "unknown key; did you mean retentionDays?"),),
     ),
     "volume-too-small": Case(
         {**MESH, "phoenix": {"volumeSize": 1}},
-        (("lmrun:phoenix.volumeSize", "greater than or equal to 10"),),
+        (("lmrun:phoenix.volumeSize", "should be at least 10"),),
     ),
     "node-named-like-the-phoenix-vm": Case(
         {**MESH, "nodes": [{**NODE, "name": "phoenix"}]},

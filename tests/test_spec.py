@@ -61,15 +61,22 @@ def test_json_encoded_values_from_pulumi_are_decoded() -> None:
     assert spec.tags == {"team": "ml", "cost-center": "gpu"}
 
 
-def test_keys_of_other_namespaces_are_ignored() -> None:
+def test_keys_of_the_providers_and_the_engine_are_not_the_specs() -> None:
     config = {
         "lmrun:mainRegion": "us-east-1",
         "aws:region": "eu-west-1",
         "pulumi:disable-default-providers": '["*"]',
-        "other:regions": "not ours",
     }
     assert namespaced(config) == {"mainRegion": "us-east-1"}
     assert spec_from_config(config).main_region == "us-east-1"
+
+
+def test_keys_of_a_namespace_nothing_reads_are_refused() -> None:
+    """A namespace no part of the stack reads is a typo, not somebody else's config (issue 12)."""
+    with pytest.raises(ConfigError) as caught:
+        spec_from_config({"lmrun:mainRegion": "us-east-1", "other:regions": "not ours"})
+    [line] = caught.value.lines()
+    assert line.startswith("other:regions: unknown namespace 'other': no part of this stack reads it;")
 
 
 def test_decode_value_only_decodes_json_lists_and_objects() -> None:
@@ -120,11 +127,10 @@ def test_camel_case_keys_are_the_config_keys() -> None:
 def test_snake_case_keys_are_typos_not_aliases() -> None:
     """``main_region`` must not slip past the rules that read ``mainRegion`` (main listed as a spoke here)."""
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
-        "lmrun:mainRegion: is required",
-        "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? known keys: availabilityZones, "
-        "flowLogs, gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, labels, mainRegion, maxPeerings, "
-        "nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, serverInstanceType, services, sites, "
-        "skypilot, tags, wireguard",
+        "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? (lmrun:mainRegion is required) known keys: "
+        "availabilityZones, flowLogs, gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, labels, "
+        "mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, "
+        "serverInstanceType, services, sites, skypilot, tags, wireguard",
     ]
 
 
@@ -236,4 +242,4 @@ def test_config_path(loc: tuple[str | int, ...], path: str) -> None:
 
 def test_long_inputs_are_shortened_in_messages() -> None:
     [issue] = issues_of({"mainRegion": "us-east-1", "tags": {"team": "x" * 300}})
-    assert issue == f"lmrun:tags.team: String should have at most 256 characters (got '{'x' * 54}...')"
+    assert issue == f"lmrun:tags.team: should have at most 256 characters (got '{'x' * 54}...')"

@@ -85,6 +85,7 @@ def _check_wheel_layout(wheel: Path) -> None:
     assert not stray, f"the wheel installs top-level names besides lmrun: {stray}"
     assert top_level == ["lmrun"]
     assert not ARCHITECTURE_FOLDERS & tops
+    assert "lmrun/py.typed" in names  # PEP 561: type checkers read the installed package's annotations
 
     missing: list[str] = []
     for package, folder in _package_folders().items():

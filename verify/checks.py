@@ -203,7 +203,8 @@ def run_checks(
     snapshot = snapshot_of(source)
     spent = dict(timings or {})
     start = time.perf_counter()
-    violations = tuple(evaluate(snapshot, policy_config))
+    # The values the stack decides (the hub's port, the peering quota) are the rules' defaults: one source.
+    violations = tuple(evaluate(snapshot, policy_config, snapshot.outputs.get("policySettings")))
     spent["policy"] = time.perf_counter() - start
     start = time.perf_counter()
     verdicts = tuple(reachability_from_resources(snapshot))

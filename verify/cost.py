@@ -171,10 +171,12 @@ def _hourly_to_monthly(usd_hour: float) -> float:
 
 
 class _Estimator:
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, fleet_machines: frozenset[str] = frozenset()) -> None:
         self.snapshot = snapshot
         self.items: list[CostItem] = []
         self.unpriced: list[str] = []
+        self.fleet_machines = fleet_machines
+        """Machine types of the ``nodes`` export: their hours are the GPU fleet's, priced there."""
 
     def add(self, category: Category, resource: Resource, what: str, monthly_usd: float) -> None:
         self.items.append(CostItem(category, resource.name, what, monthly_usd))
@@ -360,7 +362,13 @@ class _Estimator:
                 monthly = _hourly_to_monthly(prices.INTERFACE_ENDPOINT_USD_HOUR) * azs
                 self.add("fabric", resource, f"interface VPC endpoint in {azs} AZ(s)", monthly)
             elif type_ in tokens.GCP_UNPRICED_COMPUTE:
-                self.unpriced.append(f"{resource.name}: {type_} (no GCP prices in lmrun.aws.prices)")
+                machine = get(resource.inputs, "machineType")
+                if machine in self.fleet_machines:  # a site's GPU node: one price, in one table
+                    self.unpriced.append(
+                        f"{resource.name}: {type_} disks (its {machine} machine is priced in the GPU fleet)"
+                    )
+                else:
+                    self.unpriced.append(f"{resource.name}: {type_} (no GCP prices in lmrun.aws.prices)")
 
 
 def _gpu_hourly(nodes: Any) -> tuple[float, float]:
@@ -382,7 +390,11 @@ def estimate_cost(
     snapshot's own outputs when ``outputs`` is None). Linear: dependencies are indexed both ways once."""
     snapshot = snapshot_of(resources)
     outputs = snapshot.outputs if outputs is None else outputs
-    estimator = _Estimator(snapshot)
+    fleet = plain(outputs.get("nodes")) or {}
+    machines = frozenset(
+        str(get(plain(node), "instance_type")) for node in (fleet.values() if isinstance(fleet, Mapping) else ())
+    )
+    estimator = _Estimator(snapshot, machines)
     estimator.run()
     flow_logs = estimator.flow_logs(flow_log_volume_from_export(outputs.get("flowLogs")))
     items = tuple(estimator.items)

@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from lmrun.plan import plan_mesh
 from lmrun.plan.exports import plan_exports
-from lmrun.spec import spec_from_config
+from lmrun.plan.validate import checked_plan
 from lmrun.spec.stackfile import StackConfig
 from lmrun.verify.checks import PlanReport, run_checks
 from lmrun.verify.resources import Snapshot
@@ -49,7 +48,7 @@ def planned_outputs(config: Mapping[str, str], stack: str) -> dict[str, Any]:
     """The stack outputs known before any resource exists (regions, node ports, nodes, sites, reachability),
     planned from a flat config map; blinded values (``[secret]``) count as secret keys."""
     secret_keys = {key for key, value in config.items() if value == BLINDED_SECRET}
-    return plan_exports(plan_mesh(spec_from_config(config, secret_keys), mesh=stack))
+    return plan_exports(checked_plan(config, secret_keys, mesh=stack)[1])
 
 
 def check_document(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lmrun.mock_engine import RecordingMocks, mesh_mocks, run_program
+from lmrun.plan.validate import checked_plan
 from lmrun.spec.stackfile import StackConfig
 from lmrun.verify.checks import PlanReport, ReachabilityMismatchError, run_checks
 
@@ -32,13 +33,17 @@ def plan_stack(
 ) -> PlanReport:
     """Run the program of ``project_dir`` with ``stack``'s config, then the offline checks over its resources.
 
-    ConfigError from the program propagates; :class:`ReachabilityMismatchError` is raised (unless
+    ConfigError (every problem of the stack file and the config) is raised before the program runs;
+    :class:`ReachabilityMismatchError` is raised (unless
     ``check_reachability`` is false) when a path's ``ok`` and the resources' verdict differ. ``mocks``
     defaults to :func:`lmrun.mock_engine.mesh_mocks` (answers exactly the lookups the program makes).
     """
     program_path = project_dir / "__main__.py"
     if not program_path.is_file():
         raise FileNotFoundError(f"{program_path}: the Pulumi program to plan is missing")
+    # Every problem of the config (the stack file's, the spec's, the plan's) before the program runs: the
+    # program would stop at the first stage, and the stack file's own problems never reach it.
+    checked_plan(stack.config, stack.secret_keys, mesh=stack.stack, file_issues=stack.issues)
 
     def program() -> None:
         runpy.run_path(str(program_path), run_name="__main__")
