@@ -55,8 +55,9 @@ DEFAULT_REF = "main"
 TOKEN_VARIABLE = "HF_TOKEN"
 ENDPOINT_VARIABLE = "HF_ENDPOINT"
 
-MODEL_LISTS: tuple[str, ...] = ("nodes",)
-"""Config keys whose entries serve a model with ``model``, ``modelRevision`` and ``modelAccess`` fields."""
+MODEL_LISTS: tuple[str, ...] = ("nodes", "groups")
+"""Config keys whose entries serve a model with ``model``, ``modelRevision`` and ``modelAccess`` fields (a
+node, and every replica of a group)."""
 
 REVISION_FIELD = "modelRevision"
 ACCESS_FIELD = "modelAccess"

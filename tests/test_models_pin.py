@@ -451,10 +451,11 @@ def test_a_renamed_repo_is_followed_and_the_token_stays_on_the_hubs_host(
     )
 
 
-@pytest.mark.parametrize("stack", ["dev", "global"])
+@pytest.mark.parametrize("stack", ["dev", "global", "fleet"])
 def test_the_example_stacks_pins_are_what_the_hub_says(stack: str, tmp_path: Path, hub: Hub) -> None:
     """Pinning the embedded stacks (whose commits the replayed answers hold) keeps every revision and inserts
-    only each node's access, next to its revision, in the real files' layout."""
+    only each node's (and each replica group's: `fleet`) access, next to its revision, in the real files'
+    layout."""
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "stacks").mkdir()
@@ -465,3 +466,5 @@ def test_the_example_stacks_pins_are_what_the_hub_says(stack: str, tmp_path: Pat
     assert result.pins and all(pin.sha == pin.target.revision for pin in result.pins)
     changes = [line for line in result.diff.splitlines()[2:] if line[:1] in "+-"]
     assert changes == ["+      modelAccess: public"] * len(result.pins)
+    if stack == "fleet":
+        assert {pin.target.where[0] for pin in result.pins} == {"groups"}
