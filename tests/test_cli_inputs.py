@@ -66,7 +66,7 @@ CASES: dict[str, InputCase] = {
         lambda d: ["plan", "--project-dir", str(ROOT), "--stack", "prod"],
         lambda d: (
             f"error: --stack prod: no stack file {ROOT / 'stacks' / 'Pulumi.prod.yaml'}; the stacks of this "
-            "project: dev, global"
+            "project: dev, fleet, global"
         ),
     ),
     "project-without-pulumi-yaml": InputCase(
@@ -111,7 +111,7 @@ CASES: dict[str, InputCase] = {
         lambda d: ["join-bundle", "--project-dir", str(ROOT), "--stack", "prod", "--site", "lab-onprem"],
         lambda d: (
             f"error: --stack prod: no stack file {ROOT / 'stacks' / 'Pulumi.prod.yaml'}; the stacks of this "
-            "project: dev, global"
+            "project: dev, fleet, global"
         ),
     ),
     "join-bundle-unknown-site": InputCase(
