@@ -68,6 +68,7 @@ from tests.helpers_boot import (
     seed_nocloud,
     wait_for,
 )
+from tests.helpers_k3s_installer import fake_k3s_curl
 from tests.helpers_netns import require
 from tests.helpers_phoenix import REGION, http_request, moto_server, phoenix_secret
 from tests.validators import require_tool
@@ -81,25 +82,7 @@ BOOT_TIMEOUT = 20 * 60.0
 """cloud-init's whole run, installing Phoenix from the package index included (~0.5-2 min)."""
 VOLUME_BYTES = 1 << 30
 RECORD = "/var/lib/lmrun-boot-test"
-FAKE_CURL = r"""#!/bin/sh
-# lmrun boot test stand-in: there is no K3s server to join and GitHub is unreachable, so the download of K3s's
-# installer gets an installer that records how it was run. Every other call is the real curl.
-out="" prev="" k3s=""
-for arg in "$@"; do
-    if [ "$prev" = "-o" ]; then out="$arg"; fi
-    case "$arg" in https://raw.githubusercontent.com/k3s-io/k3s/*/install.sh) k3s=1 ;; esac
-    prev="$arg"
-done
-if [ -n "$k3s" ] && [ -n "$out" ]; then
-    cat >"$out" <<'INSTALLER'
-#!/bin/sh
-mkdir -p RECORD
-{ echo "INSTALL_K3S_VERSION=$INSTALL_K3S_VERSION"; printf '%s\n' "$@"; } >RECORD/k3s-install.args
-INSTALLER
-    exit 0
-fi
-exec /usr/bin/curl "$@"
-""".replace("RECORD", RECORD)
+FAKE_CURL = fake_k3s_curl(f"{RECORD}/k3s-install.args", real_curl_otherwise=True)
 
 
 def _user_data() -> tuple[bytes, str]:

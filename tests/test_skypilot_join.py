@@ -28,6 +28,7 @@ from lmrun.render.kubernetes import matching_services
 from lmrun.render.skypilot import BundlePaths, SkyPilotMesh, bundle
 from lmrun.verify import tokens
 from tests.conftest import plan
+from tests.helpers_k3s_installer import fake_k3s_curl
 from tests.helpers_netns import NetnsLab, missing_prerequisites, require
 from tests.helpers_phoenix import VENV_BIN, aws_env, free_port
 from tests.validators import assert_kubernetes_valid
@@ -37,20 +38,6 @@ pytestmark = pytest.mark.slow
 TOKEN = "K10agent::node:secret-join-token"
 INGEST_KEY = "phoenix-ingest-key-0123456789"
 CLUSTER_INFO = json.dumps({"cluster_name": "Qwen_Extra", "cloud": "AWS", "region": "us-east-2", "zone": None})
-FAKE_CURL = r"""#!/bin/sh
-# Test stand-in: the pinned K3s installer's download gets an installer that records how it was run.
-out="" prev="" k3s=""
-for arg in "$@"; do
-    if [ "$prev" = "-o" ]; then out="$arg"; fi
-    case "$arg" in https://raw.githubusercontent.com/k3s-io/k3s/*/install.sh) k3s=1 ;; esac
-    prev="$arg"
-done
-[ -n "$k3s" ] && [ -n "$out" ] || { echo "fake curl: unexpected call $*" >&2; exit 7; }
-cat >"$out" <<'INSTALLER'
-#!/bin/sh
-{ echo "INSTALL_K3S_VERSION=$INSTALL_K3S_VERSION"; printf '%s\n' "$@"; } >RECORD
-INSTALLER
-"""
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +81,7 @@ def _join(vm: tuple[NetnsLab, str, str], tmp: Path, *services: str) -> tuple[sub
         (folder / name).write_text(text)
     fake = tmp / "fakebin"
     fake.mkdir()
-    (fake / "curl").write_text(FAKE_CURL.replace("RECORD", str(tmp / "k3s-install.args")))
+    (fake / "curl").write_text(fake_k3s_curl(str(tmp / "k3s-install.args"), real_curl_otherwise=False))
     (fake / "curl").chmod(0o755)
     env.update(PATH=f"{fake}{os.pathsep}{VENV_BIN}{os.pathsep}/usr/bin:/bin", SKYPILOT_CLUSTER_INFO=CLUSTER_INFO)
     argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "bash", str(folder / "join.sh"), *services]
