@@ -333,6 +333,21 @@ CASES: list[tuple[str, Contract, Resource, bool]] = [
         Resource(tokens.GCP_INSTANCE, {"labels": {f"k{i}": "v" for i in range(65)}}, name="i"),
         False,
     ),
+    # A role's inline policies, white space not counted (10,240 characters).
+    (
+        "role-policy-fits",
+        contracts.iam_role_policies_fit,
+        Resource(
+            tokens.IAM_ROLE_POLICY, {"role": "r", "policy": '{"a": "' + "x" * 10_000 + '"}' + " " * 500}, name="p"
+        ),
+        True,
+    ),
+    (
+        "role-policy-too-big",
+        contracts.iam_role_policies_fit,
+        Resource(tokens.IAM_ROLE_POLICY, {"role": "r", "policy": '{"a": "' + "x" * 10_240 + '"}'}, name="p"),
+        False,
+    ),
     # Names, where the stack sets one.
     ("role-ok", contracts.names_are_valid, Resource(tokens.IAM_ROLE, {"name": "r" * 64}, name="r"), True),
     ("role-long", contracts.names_are_valid, Resource(tokens.IAM_ROLE, {"name": "r" * 65}, name="r"), False),
@@ -409,6 +424,7 @@ def test_every_contract_of_the_issue_is_registered() -> None:
         contracts.gcp_metadata_fits,
         contracts.ssm_parameters_fit_their_tier,
         contracts.secret_payloads_fit,
+        contracts.iam_role_policies_fit,
         contracts.aws_tags_are_valid,
         contracts.gcp_labels_are_valid,
         contracts.names_are_valid,
@@ -451,3 +467,13 @@ def test_a_broken_contract_names_the_resource_and_the_limit() -> None:
     broken = contracts.ec2_user_data_fits([Resource(tokens.INSTANCE, {"userData": BIG}, name="big-vm")], {})
     (line,) = contracts.ContractError("dev", broken).lines()
     assert "big-vm" in line and "ec2-user-data-16kb" in line and "16384" in line and "20000" in line
+
+
+def test_a_roles_inline_policies_count_together() -> None:
+    """The quota is per role: two inline policies of 6,000 characters each break it, on two roles they do not."""
+    policy = '{"a": "' + "x" * 6_000 + '"}'
+    same = [Resource(tokens.IAM_ROLE_POLICY, {"role": "r", "policy": policy}, name=n) for n in ("p1", "p2")]
+    [row] = contracts.iam_role_policies_fit(same, {})
+    assert (row.value, row.ok) == (2 * len(policy.replace(" ", "")), False)  # white space not counted
+    apart = [Resource(tokens.IAM_ROLE_POLICY, {"role": r, "policy": policy}, name=r) for r in ("r1", "r2")]
+    assert all(row.ok for row in contracts.iam_role_policies_fit(apart, {}))

@@ -719,6 +719,41 @@ def skypilot_config_names(resources: Iterable[PlannedResource], outputs: Mapping
     return skypilot_names_exist(resources, outputs)
 
 
+# --- IAM policy size ------------------------------------------------------------------------------------------
+IAM_ROLE_POLICY_SIZE = "iam-role-inline-policy-size"
+IAM_ROLE_POLICY_LIMIT = 10_240
+"""IAM User Guide, "IAM and AWS STS quotas": a role's inline policies together at most 10,240 characters, white
+space not counted (PutRolePolicy fails with LimitExceeded beyond it). Each role's Deny lists its reads, so the
+policy grows with what a machine reads."""
+_WHITE_SPACE = re.compile(r"\s")
+
+
+def iam_role_policies_fit(resources: Iterable[PlannedResource], outputs: Mapping[str, Any]) -> list[ContractResult]:
+    """One row per role with inline policies: their characters (white space left out) against the role's quota."""
+    sizes: dict[str, int | None] = {}
+    names: dict[str, str] = {}
+    for resource in resources:
+        if resource.type != tokens.IAM_ROLE_POLICY:
+            continue
+        role = get(resource.inputs, "role")
+        key = str(role) if isinstance(role, str) and not is_unknown(role) else resource.name
+        names.setdefault(key, resource.name)
+        document = get(resource.inputs, "policy")
+        size = None if not isinstance(document, str) or is_unknown(document) else len(_WHITE_SPACE.sub("", document))
+        known = sizes.get(key, 0)
+        sizes[key] = None if size is None or known is None else known + size
+    return [
+        ContractResult(
+            names[key],
+            IAM_ROLE_POLICY_SIZE,
+            CANNOT_TELL if size is None else size,
+            IAM_ROLE_POLICY_LIMIT,
+            size is None or size <= IAM_ROLE_POLICY_LIMIT,
+        )
+        for key, size in sizes.items()
+    ]
+
+
 CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[ContractResult]], ...] = (
     images_are_pinned,
     kubernetes_objects_never_wait,
@@ -731,6 +766,7 @@ CONTRACTS: tuple[Callable[[Iterable[PlannedResource], Mapping[str, Any]], list[C
     gcp_metadata_fits,
     ssm_parameters_fit_their_tier,
     secret_payloads_fit,
+    iam_role_policies_fit,
     aws_tags_are_valid,
     gcp_labels_are_valid,
     names_are_valid,
