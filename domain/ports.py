@@ -10,6 +10,12 @@ NODE_PORT_RANGE = range(NODE_PORT_MIN, NODE_PORT_MAX + 1)
 
 K3S_API_PORT = 6443
 
+SKYSERVE_LB_PORTS = range(30001, 30021)
+"""Where SkyServe's load balancers listen on the serve controller (SkyPilot 0.14.1
+``sky/serve/constants.py`` ``LOAD_BALANCER_PORT_RANGE = '30001-30020'``; each service takes the first free one).
+The controller VM joins K3s, whose kube-proxy intercepts every NodePort on the host, so the mesh reserves these:
+no mesh service may publish a node port in this range."""
+
 PHOENIX_HTTP_PORT = 6006
 """Phoenix UI and OTLP/HTTP on the Phoenix VM."""
 PHOENIX_GRPC_PORT = 4317

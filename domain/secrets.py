@@ -48,6 +48,11 @@ class SecretPaths:
         """The lmrun-deployer ServiceAccount's token, as the ExecCredential the kubeconfig's exec plugin prints."""
         return f"{self.prefix}/k3s/deployer-credential"
 
+    def serve_endpoint(self, service: str) -> str:
+        """Where ``lmrun sky bind`` records an elastic service's SkyServe load balancer (``IP:PORT``, a String
+        parameter: an address, not a secret); the K3s server points the service's node port at it."""
+        return f"{self.prefix}/serve/{service}/endpoint"
+
     @property
     def huggingface_token(self) -> str:
         return f"{self.prefix}/huggingface/token"
