@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, NotRequired, TypedDict
 
@@ -22,12 +22,14 @@ from lmrun.domain.access import GPU_NODE, K3S_SERVER, PHOENIX
 from lmrun.domain.names import TAG_HOSTS, TAG_NODE, TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import HF_TOKEN_UNSET, SecretPaths
 from lmrun.plan.cluster import ClusterPlan, NodePlan
+from lmrun.render.cloudinit import WriteFile
 from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
 from lmrun.render.kubeconfig import with_api_server
-from lmrun.render.kubernetes import MeshService
+from lmrun.render.kubernetes import ElasticNodePort, MeshService
 from lmrun.render.phoenix import PhoenixClientConfig, phoenix_files, phoenix_runcmd
 from lmrun.render.readiness import ingest_key_gate_script
 from lmrun.render.routes import RouteMtu
+from lmrun.render.serve_endpoints import ServeEndpointsConfig, serve_endpoint_files, serve_endpoint_runcmd
 from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
 from lmrun.render.vllm import VllmConfig, render_gpu_node_user_data
 
@@ -52,6 +54,30 @@ class ClusterArgs(TypedDict):
     still checked against the published address; None or absent: the published address."""
     tags: Mapping[str, str]
     """Tags for every taggable resource."""
+    elastic: NotRequired[Sequence[ElasticNodePort]]
+    """Elastic services' node ports: a Service without selector each, whose EndpointSlice the K3s server keeps
+    pointed at SkyServe's load balancer (:mod:`lmrun.render.serve_endpoints`)."""
+
+
+def _with_serve_endpoints(
+    addon: ServerAddon | None,
+    elastic: Sequence[ElasticNodePort],
+    region: str,
+    vpc_cidr: pulumi.Output[str],
+    prefix: str,
+) -> ServerAddon | None:
+    """``addon`` plus the timer that keeps the elastic services' EndpointSlices (none without elastic services)."""
+    if not elastic:
+        return addon
+
+    def files(cidr: str) -> list[WriteFile]:
+        return serve_endpoint_files(ServeEndpointsConfig(region, cidr, prefix, tuple(elastic)))
+
+    own = vpc_cidr.apply(files)
+    if addon is None:
+        return {"files": own, "runcmd": serve_endpoint_runcmd(), "reads": [], "writes": [], "statements": []}
+    merged = pulumi.Output.all(addon["files"], own).apply(lambda both: [*both[0], *both[1]])
+    return {**addon, "files": merged, "runcmd": [*addon["runcmd"], *serve_endpoint_runcmd()]}
 
 
 class Cluster(pulumi.ComponentResource):
@@ -116,6 +142,8 @@ class Cluster(pulumi.ComponentResource):
                     "statements": store.backup_statements(),
                 }
 
+        elastic = sorted(args.get("elastic", ()), key=lambda e: e.name)
+        addon = _with_serve_endpoints(addon, elastic, server_plan.region, main_vpc.cidr_block, prefix)
         server_args: K3sServerArgs = {
             "region": server_plan.region,
             "private_ip": server_plan.private_ip,
@@ -138,6 +166,9 @@ class Cluster(pulumi.ComponentResource):
         }
         if addon is not None:
             server_args["addon"] = addon
+        if elastic:
+            # Not created by the stack (`lmrun sky bind` writes them): the server reads this path and no other.
+            server_args["read_names"] = [paths.serve_endpoints]
         # The parent's random/command providers are inherited; AWS is the main region's.
         self.server = K3sServer(f"{name}-k3s", args=server_args, opts=on_main)
 
@@ -257,7 +288,7 @@ class Cluster(pulumi.ComponentResource):
             )
             for e in plan.endpoints.values()
         ]
-        if services:
+        if services or elastic:
             provider_kubeconfig: pulumi.Output[str] = self.server.kubeconfig
             server = args.get("k3s_api_server")
             if server:
@@ -267,6 +298,7 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-ports",
                 args={
                     "services": services,
+                    "elastic": elastic,
                     "kubeconfig": provider_kubeconfig,
                     # The cluster lives on the server's state volume: a new kubeconfig is the same cluster.
                     "cluster_identifier": self.server.state_volume_id,

@@ -86,6 +86,10 @@ class K3sServerArgs(TypedDict):
     """Tags for every taggable resource."""
     addon: NotRequired[ServerAddon]
     """Optional extra workload on the server."""
+    read_names: NotRequired[Sequence[str]]
+    """More SSM parameter names (or ``<path>/*`` patterns) the server reads that the stack does not create (an
+    elastic service's bound load balancer, written by ``lmrun sky bind``): granted by ARN in the main region's
+    account, which the server token parameter's ARN gives (the program makes no lookup)."""
 
 
 class K3sServer(pulumi.ComponentResource):
@@ -171,6 +175,10 @@ class K3sServer(pulumi.ComponentResource):
         )
         addon = args.get("addon")
         ours = [kubeconfig_parameter.arn, credential_parameter.arn]
+        def in_main_account(path: str) -> pulumi.Output[str]:
+            return server_token_parameter.arn.apply(lambda arn: f"{arn.partition(':parameter/')[0]}:parameter{path}")
+
+        outside = [in_main_account(path) for path in args.get("read_names", ())]
         identity = InstanceRole(
             f"{name}-identity",
             args={
@@ -179,6 +187,7 @@ class K3sServer(pulumi.ComponentResource):
                     server_token_parameter.arn,
                     agent_token_parameter.arn,
                     *ours,
+                    *outside,
                     *(addon["reads"] if addon else []),
                 ],
                 "writes": [*ours, *(addon["writes"] if addon else [])],

@@ -1,10 +1,10 @@
 """NodePorts: publishes VM processes on mesh-wide node ports through the K3s API.
 
 The manifests come from :mod:`lmrun.render.kubernetes` (per service a NodePort Service and a DaemonSet of
-hostNetwork readiness proxies on its replica nodes); this component only turns them into Kubernetes
-resources behind an explicit provider built from the **deployer** kubeconfig the K3s server publishes (a
-ServiceAccount that may only manage Services and DaemonSets in the mesh's namespace, which the server
-creates). Every object carries ``pulumi.com/skipAwait``: ``pulumi up`` never waits for a model to load.
+hostNetwork readiness proxies on its replica nodes; per elastic service a NodePort Service without selector, whose
+EndpointSlice the K3s server keeps); this component only turns them into Kubernetes resources behind an explicit
+provider built from the **deployer** kubeconfig the K3s server publishes (a ServiceAccount that may only manage
+Services and DaemonSets in the mesh's namespace, which the server creates). Every object carries ``pulumi.com/skipAwait``: ``pulumi up`` never waits for a model to load.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from lmrun.render.kubernetes import MeshService, check_node_ports, readiness_proxy_manifest, service_manifest
+from lmrun.render.kubernetes import (
+    ElasticNodePort,
+    MeshService,
+    check_node_ports,
+    elastic_service_manifest,
+    readiness_proxy_manifest,
+    service_manifest,
+)
 
 
 class NodePortsArgs(TypedDict):
@@ -23,6 +30,9 @@ class NodePortsArgs(TypedDict):
 
     services: Sequence[MeshService]
     """Services with their node ports and replicas."""
+    elastic: NotRequired[Sequence[ElasticNodePort]]
+    """Elastic services: a Service without selector each (the K3s server keeps its EndpointSlice pointed at
+    SkyServe's load balancer; the deployer needs no more than Services for them)."""
     kubeconfig: pulumi.Input[str]
     """The deployer's kubeconfig (a secret)."""
     cluster_identifier: NotRequired[pulumi.Input[str]]
@@ -56,11 +66,14 @@ class NodePorts(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         services = sorted(args["services"], key=lambda s: s.name)
-        check_node_ports(services)
+        elastic = sorted(args.get("elastic", ()), key=lambda s: s.name)
+        check_node_ports([*services, *elastic])
         on_cluster = pulumi.ResourceOptions(parent=self, provider=provider)
         for service in services:
             _resource(f"{name}-svc-{service.name}", service_manifest(service), on_cluster)
             _resource(f"{name}-proxy-{service.name}", readiness_proxy_manifest(service), on_cluster)
+        for bridged in elastic:
+            _resource(f"{name}-svc-{bridged.name}", elastic_service_manifest(bridged), on_cluster)
 
-        self.node_ports = pulumi.Output.from_input({svc.name: svc.node_port for svc in args["services"]})
+        self.node_ports = pulumi.Output.from_input({svc.name: svc.node_port for svc in [*services, *elastic]})
         self.register_outputs({"node_ports": self.node_ports})

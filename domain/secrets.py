@@ -54,6 +54,11 @@ class SecretPaths:
         return f"{self.prefix}/serve/{service}/endpoint"
 
     @property
+    def serve_endpoints(self) -> str:
+        """Every elastic service's :meth:`serve_endpoint`, as an IAM resource pattern: what the K3s server reads."""
+        return f"{self.prefix}/serve/*"
+
+    @property
     def huggingface_token(self) -> str:
         return f"{self.prefix}/huggingface/token"
 

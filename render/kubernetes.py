@@ -54,7 +54,7 @@ from typing import Any, Literal
 import yaml
 
 from lmrun.domain.names import LABEL_NODE, serves_label
-from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN, NODE_PORT_RANGE
+from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN, NODE_PORT_RANGE, SKYSERVE_LB_PORTS
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"
 """Image of the readiness proxies (does nothing; ~300 kB), pinned by the digest of its multi-arch index (so
@@ -189,6 +189,94 @@ def service_manifest(svc: MeshService) -> dict[str, Any]:
     }
 
 
+ENDPOINT_SLICE_MANAGER = "lmrun.io/serve-endpoints"
+"""The ``endpointslice.kubernetes.io/managed-by`` value of the EndpointSlices the K3s server keeps for elastic
+services. Kubernetes docs, "Service" (Custom EndpointSlices): a slice you manage yourself names its manager in this
+label, "similar to my-domain.example/name-of-controller", never the control plane's; the EndpointSlice controller
+only touches slices labelled ``endpointslice-controller.k8s.io`` and manages none for a Service without selector."""
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+"""The label that ties an EndpointSlice to its Service (kube-proxy joins them by it)."""
+_PORT_NAME = "app"
+
+
+@dataclass(frozen=True)
+class ElasticNodePort:
+    """An elastic service's mesh-wide node port: a Service without selector whose only endpoint is SkyServe's load
+    balancer (the controller's private IP and LB port), kept by the K3s server in an EndpointSlice."""
+
+    name: str
+    """Stable service key (DNS label): the Service and its EndpointSlice are ``lmrun-svc-<name>``."""
+    node_port: int
+    """Mesh-wide node port (30000-32767, outside SkyServe's load-balancer ports)."""
+
+    def __post_init__(self) -> None:
+        if not _DNS_1035.match(self.name) or len(_SERVICE_PREFIX + self.name) > 63:
+            raise ValueError(
+                f"name: {self.name!r} must be a lowercase DNS label starting with a letter, "
+                f"at most {63 - len(_SERVICE_PREFIX)} characters"
+            )
+        if self.node_port not in NODE_PORT_RANGE:
+            raise ValueError(f"node_port: {self.node_port} is outside {NODE_PORT_MIN}-{NODE_PORT_MAX}")
+        if self.node_port in SKYSERVE_LB_PORTS:
+            raise ValueError(
+                f"node_port: {self.node_port} is one of SkyServe's load-balancer ports "
+                f"{SKYSERVE_LB_PORTS.start}-{SKYSERVE_LB_PORTS.stop - 1} (reserved)"
+            )
+
+    @property
+    def service_name(self) -> str:
+        return _SERVICE_PREFIX + self.name
+
+
+def elastic_service_manifest(svc: ElasticNodePort) -> dict[str, Any]:
+    """The NodePort Service of an elastic service, **without selector**: no controller manages its endpoints, the
+    EndpointSlice the K3s server writes (:func:`endpoint_slice_manifest`) is its only one. The port kube-proxy
+    forwards to is that slice's (the load balancer's port, known only once ``sky serve up`` picked it); ``port`` and
+    ``targetPort`` here are never used to reach a backend (Kubernetes docs, "Service", Services without selectors:
+    traffic goes to the EndpointSlice's address and port), so both carry the node port, a number no reader mistakes
+    for the LB's. The port's name ties it to the slice's port."""
+    metadata = _metadata(svc.service_name, {**MANAGED_BY, "lmrun.io/service": svc.name, "lmrun.io/elastic": "true"})
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {**metadata, "annotations": dict(SKIP_AWAIT)},
+        "spec": {
+            "type": "NodePort",
+            "ports": [
+                {
+                    "name": _PORT_NAME,
+                    "protocol": "TCP",
+                    "port": svc.node_port,
+                    "targetPort": svc.node_port,
+                    "nodePort": svc.node_port,
+                }
+            ],
+            "externalTrafficPolicy": "Cluster",
+            "internalTrafficPolicy": "Cluster",
+            "sessionAffinity": "None",
+        },
+    }
+
+
+def endpoint_slice_manifest(svc: ElasticNodePort) -> dict[str, Any]:
+    """The EndpointSlice of an elastic service with no endpoint (and no port): what the server applies while no
+    load balancer is bound, so a client's connection is refused instead of reaching a wrong backend. The server's
+    helper (``render/scripts/serve_endpoints.py``) fills in the bound ``IP:PORT``."""
+    labels = {
+        **MANAGED_BY,
+        SERVICE_NAME_LABEL: svc.service_name,
+        "endpointslice.kubernetes.io/managed-by": ENDPOINT_SLICE_MANAGER,
+    }
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": _metadata(svc.service_name, labels),
+        "addressType": "IPv4",
+        "ports": [],
+        "endpoints": [],
+    }
+
+
 def _probe(svc: MeshService) -> dict[str, Any]:
     check: dict[str, Any]
     if svc.probe in ("vllm", "http"):
@@ -268,8 +356,8 @@ def mesh_service_manifests(svc: MeshService, *, image: str = PAUSE_IMAGE) -> lis
     return [service_manifest(svc), readiness_proxy_manifest(svc, image=image)]
 
 
-def check_node_ports(services: Iterable[MeshService]) -> None:
-    """Raise ValueError if two services share a node port or a name."""
+def check_node_ports(services: Iterable[MeshService | ElasticNodePort]) -> None:
+    """Raise ValueError if two services (fixed or elastic) share a node port or a name."""
     by_port: dict[int, str] = {}
     names: set[str] = set()
     for svc in services:

@@ -1,0 +1,134 @@
+"""The K3s server's upkeep of elastic services' node ports: a timer that points each one at SkyServe's load balancer.
+
+An elastic service's node port is a Service without selector (:func:`lmrun.render.kubernetes.elastic_service_manifest`);
+its one endpoint is the load balancer on the SkyServe controller (its private IP and the port ``sky serve up``
+picked), which only exists after the stack is up and changes when the controller is replaced. ``lmrun sky bind``
+records it as ``IP:PORT`` in a String parameter (:meth:`lmrun.domain.secrets.SecretPaths.serve_endpoint`); the
+server reads each parameter every :data:`SERVE_ENDPOINTS_EVERY` and applies the service's EndpointSlice
+(``serve-endpoints.sh`` and its helper ``serve_endpoints.py``, files of ``render/scripts/``). The helper's check
+(an IPv4 address inside the main VPC, a port among SkyServe's load-balancer ports) is also the one
+``lmrun sky bind`` runs before writing: :func:`check_endpoint` loads it from the same file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import cast
+
+from lmrun.domain.ports import SKYSERVE_LB_PORTS
+from lmrun.domain.secrets import SecretPaths
+from lmrun.render.cloudinit import SCRIPT_DIR, WriteFile, systemd_unit, vm_helper, vm_script
+from lmrun.render.kubernetes import ElasticNodePort, endpoint_slice_manifest
+from lmrun.render.script_files import script_text
+
+SERVE_ENDPOINTS_UNIT = "lmrun-serve-endpoints.service"
+SERVE_ENDPOINTS_TIMER = "lmrun-serve-endpoints.timer"
+SERVE_ENDPOINTS_EVERY = "1min"
+"""How often the server re-reads the bound endpoints: a re-bound load balancer (a replaced controller) is served
+within this, at one free standard-throughput GetParameter per service and run."""
+HELPER = "serve_endpoints.py"
+LB_PORTS = f"{SKYSERVE_LB_PORTS.start}-{SKYSERVE_LB_PORTS.stop - 1}"
+"""SkyServe's load-balancer ports as the helper takes them (``LOW-HIGH``)."""
+SERVER_KUBECTL = ("k3s", "kubectl")
+
+
+@dataclass(frozen=True)
+class ServeEndpointsConfig:
+    """What the server's timer needs: plain values only."""
+
+    region: str
+    """Region of the parameters (the main region)."""
+    vpc_cidr: str
+    """The main VPC's range: the only place a bound load balancer may be."""
+    parameter_prefix: str
+    """The mesh's SSM prefix (``/lmrun/<stack>``)."""
+    services: tuple[ElasticNodePort, ...]
+
+    def __post_init__(self) -> None:
+        ipaddress.IPv4Network(self.vpc_cidr)  # ValueError names the value
+        if not self.services:
+            raise ValueError("services: the timer has nothing to keep without elastic services")
+        names = [svc.name for svc in self.services]
+        if len(set(names)) != len(names):
+            raise ValueError(f"services: duplicate names in {names}")
+
+    def parameter(self, svc: ElasticNodePort) -> str:
+        return SecretPaths(self.parameter_prefix).serve_endpoint(svc.name)
+
+
+def serve_endpoint_files(cfg: ServeEndpointsConfig) -> list[WriteFile]:
+    """``serve-endpoints.sh``, its helper, and the service and timer that run it on the server."""
+    services = sorted(cfg.services, key=lambda s: s.name)
+    script = vm_script(
+        "serve-endpoints.sh",
+        {
+            "KUBECTL": SERVER_KUBECTL,
+            "REGION": cfg.region,
+            "VPC_CIDR": cfg.vpc_cidr,
+            "LB_PORTS": LB_PORTS,
+            "SERVICES": [svc.name for svc in services],
+            "PARAMETERS": [cfg.parameter(svc) for svc in services],
+            "SLICES": [json.dumps(endpoint_slice_manifest(svc), separators=(",", ":")) for svc in services],
+        },
+    )
+    service = systemd_unit(
+        {
+            "Unit": [
+                ("Description", "Point elastic services' node ports at SkyServe's load balancer"),
+                ("Requires", "k3s.service"),
+                ("After", "k3s.service"),
+            ],
+            "Service": [("Type", "oneshot"), ("ExecStart", f"{SCRIPT_DIR}/serve-endpoints.sh")],
+        }
+    )
+    timer = systemd_unit(
+        {
+            "Unit": [("Description", f"Re-read elastic services' load balancers every {SERVE_ENDPOINTS_EVERY}")],
+            "Timer": [
+                ("OnBootSec", "1min"),
+                ("OnUnitActiveSec", SERVE_ENDPOINTS_EVERY),
+                ("Unit", SERVE_ENDPOINTS_UNIT),
+            ],
+            "Install": [("WantedBy", "timers.target")],
+        }
+    )
+    return [
+        script,
+        vm_helper(HELPER),
+        WriteFile(f"/etc/systemd/system/{SERVE_ENDPOINTS_UNIT}", service),
+        WriteFile(f"/etc/systemd/system/{SERVE_ENDPOINTS_TIMER}", timer),
+    ]
+
+
+def serve_endpoint_runcmd() -> list[list[str]]:
+    """Start the timer (after the server's bootstrap: K3s and the namespace are there)."""
+    return [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", SERVE_ENDPOINTS_TIMER]]
+
+
+def _helper() -> ModuleType:
+    """``render/scripts/serve_endpoints.py`` as a module (it is package data, not an importable module)."""
+    module = ModuleType("lmrun_serve_endpoints_helper")
+    # Our own shipped file (not user input), run as a module: its __main__ block stays out.
+    exec(compile(script_text(HELPER), HELPER, "exec"), module.__dict__)
+    return module
+
+
+def check_endpoint(value: str, vpc_cidr: str) -> tuple[str, int]:
+    """(IP, port) of ``IP:PORT`` when the server would apply it (the helper's own check); ValueError naming the
+    problem otherwise."""
+    parse = cast(Callable[[str, str, str], tuple[str, int]], _helper().parse_endpoint)
+    return parse(value, vpc_cidr, LB_PORTS)
+
+
+__all__ = [
+    "SERVE_ENDPOINTS_TIMER",
+    "SERVE_ENDPOINTS_UNIT",
+    "ServeEndpointsConfig",
+    "check_endpoint",
+    "serve_endpoint_files",
+    "serve_endpoint_runcmd",
+]
