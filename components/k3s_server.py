@@ -175,6 +175,7 @@ class K3sServer(pulumi.ComponentResource):
         )
         addon = args.get("addon")
         ours = [kubeconfig_parameter.arn, credential_parameter.arn]
+
         def in_main_account(path: str) -> pulumi.Output[str]:
             return server_token_parameter.arn.apply(lambda arn: f"{arn.partition(':parameter/')[0]}:parameter{path}")
 

@@ -4,7 +4,8 @@ The manifests come from :mod:`lmrun.render.kubernetes` (per service a NodePort S
 hostNetwork readiness proxies on its replica nodes; per elastic service a NodePort Service without selector, whose
 EndpointSlice the K3s server keeps); this component only turns them into Kubernetes resources behind an explicit
 provider built from the **deployer** kubeconfig the K3s server publishes (a ServiceAccount that may only manage
-Services and DaemonSets in the mesh's namespace, which the server creates). Every object carries ``pulumi.com/skipAwait``: ``pulumi up`` never waits for a model to load.
+Services and DaemonSets in the mesh's namespace, which the server creates). Every object carries
+``pulumi.com/skipAwait``: ``pulumi up`` never waits for a model to load.
 """
 
 from __future__ import annotations
