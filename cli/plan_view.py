@@ -166,6 +166,33 @@ def reachability_table(report: PlanReport) -> Table:
     return table
 
 
+def elastic_paths_table(report: PlanReport) -> Table:
+    """Each hop of each elastic service's node-port path (clients to SkyServe's load balancer, the controller to
+    the K3s API, the spot regions and the GPU pool), walked through the recorded network."""
+    blocked = sum(1 for verdict in report.elastic_paths if verdict.ok is False)
+    table = Table(
+        title="Elastic services: localhost:<node port> -> SkyServe's load balancer -> replicas, through the recorded "
+        "network" + (f" — {blocked} blocked" if blocked else "")
+    )
+    for column in ("Service", "Node port", "Hop", "From", "To", "TCP", "Resources", "Why"):
+        table.add_column(column, justify="right" if column in ("Node port", "TCP") else "left")
+    node_ports = report.node_ports
+    for verdict in report.elastic_paths:
+        node_port = node_ports.get(verdict.service)
+        table.add_row(
+            verdict.service,
+            "-" if node_port is None else str(node_port),
+            verdict.hop,
+            verdict.source,
+            verdict.target,
+            verdict.ports,
+            "?" if verdict.ok is None else "ok" if verdict.ok else "blocked",
+            verdict.reason,
+            style="bold red" if verdict.ok is False else None,
+        )
+    return table
+
+
 def access_view(report: PlanReport) -> Table:
     """Who can read and write each secret, computed from the resources (``?``: the source cannot tell)."""
     table = Table(
@@ -329,6 +356,8 @@ def print_report(report: PlanReport, console: Console) -> None:
         console.print(group_table(report))
     if report.reachability:
         console.print(reachability_table(report))
+    if report.elastic_paths:
+        console.print(elastic_paths_table(report))
         console.print(f"Reachability check, {NOT_MODELLED}.")
     if report.access.rows:
         console.print(access_view(report))

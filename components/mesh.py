@@ -22,6 +22,7 @@ from lmrun.domain.names import TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import SecretPaths
 from lmrun.domain.skypilot import joining_credential_path
 from lmrun.plan.mesh import MeshPlan, RegionPlan
+from lmrun.render.kubernetes import ElasticNodePort
 
 
 class MeshArgs(TypedDict):
@@ -135,6 +136,10 @@ class Mesh(pulumi.ComponentResource):
                 "hugging_face_token": args["hugging_face_token"],
                 "k3s_api_server": args.get("k3s_api_server"),
                 "tags": plan.tags,
+                "elastic": [
+                    ElasticNodePort(service.name, service.node_port)
+                    for service in (plan.skypilot.elastic if plan.skypilot is not None else ())
+                ],
             },
             opts=pulumi.ResourceOptions(parent=self, providers=utility_providers),
         )

@@ -76,5 +76,6 @@ class NodePorts(pulumi.ComponentResource):
         for bridged in elastic:
             _resource(f"{name}-svc-{bridged.name}", elastic_service_manifest(bridged), on_cluster)
 
-        self.node_ports = pulumi.Output.from_input({svc.name: svc.node_port for svc in [*services, *elastic]})
+        ports = {svc.name: svc.node_port for svc in services} | {svc.name: svc.node_port for svc in elastic}
+        self.node_ports = pulumi.Output.from_input(ports)
         self.register_outputs({"node_ports": self.node_ports})

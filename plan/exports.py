@@ -17,6 +17,28 @@ def policy_settings(plan: MeshPlan) -> dict[str, Any]:
     return {"wireguardPort": hub.port if hub is not None else WIREGUARD_PORT, "maxPeerings": plan.max_peerings}
 
 
+def pool_nodes(plan: MeshPlan) -> tuple[str, ...]:
+    """STAND-IN for wt-pool's GPU pool (``plan.cluster.pool_nodes`` or similar; the lead wires it at merge): the
+    declared nodes whose GPUs are offered to Kubernetes, where elastic services run their on-demand base."""
+    return ()
+
+
+def elastic_paths(plan: MeshPlan) -> dict[str, Any]:
+    """What the reachability walk checks of each elastic service's node-port path (lmrun.verify.elastic_paths):
+    its node port, its app port on the spot replicas, its spot regions and the GPU pool's nodes."""
+    elastic = plan.skypilot.elastic if plan.skypilot is not None else ()
+    pool = list(pool_nodes(plan))
+    return {
+        service.name: {
+            "nodePort": service.node_port,
+            "appPort": service.app_port,
+            "spotRegions": list(service.spot_regions),
+            "poolNodes": pool,
+        }
+        for service in sorted(elastic, key=lambda s: s.name)
+    }
+
+
 def plan_exports(plan: MeshPlan) -> dict[str, Any]:
     """Stack output name -> plain value."""
     phoenix = plan.cluster.phoenix
@@ -58,6 +80,7 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
         # Replica groups: each replica's location and why the group's policy put it there.
         "groups": {group.name: group.export() for group in plan.groups},
         "policySettings": policy_settings(plan),
+        "elasticPaths": elastic_paths(plan),
         "reachability": [
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}
             for p in plan.reachability

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from lmrun.domain.addresses import TUNNEL_POOL
 from lmrun.domain.secrets import SecretPaths
@@ -26,6 +26,23 @@ IAM_ROLE_NAME_MAX = 64
 instance profile (128) and the security group (255) share the role's name."""
 BUCKET_NAME_MAX = 63
 _NAME_CHARACTERS = re.compile(r"[^a-z0-9-]+")
+
+
+class ElasticServicePlan(Protocol):
+    """STAND-IN for wt-elastic's ``lmrun.plan.elastic.ElasticServicePlan`` (the lead replaces it at merge): what
+    the node-port bridge and its reachability check read of an elastic service."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def node_port(self) -> int: ...
+
+    @property
+    def app_port(self) -> int: ...
+
+    @property
+    def spot_regions(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,8 @@ class SkyPilotPlan:
     itself and the main region (peering is hub-and-spoke only)."""
     reads: tuple[str, ...]
     """SSM parameters the role may read (:func:`lmrun.domain.skypilot.skypilot_role_reads`)."""
+    elastic: tuple[ElasticServicePlan, ...] = ()
+    """STAND-IN (wt-elastic computes it): the elastic services, each with its node port and spot regions."""
 
 
 def _stack_slug(mesh: str) -> str:

@@ -23,6 +23,7 @@ from lmrun.policy.rules import MANDATORY, Violation, evaluate
 from lmrun.verify.access import AccessMismatchError, AccessTable, access_table
 from lmrun.verify.contracts import ContractError, ContractResult, check_contracts
 from lmrun.verify.cost import CostEstimate, estimate_cost
+from lmrun.verify.elastic_paths import ElasticPathError, ElasticPathVerdict, elastic_paths_from_resources
 from lmrun.verify.reachability import PathVerdict, reachability_from_resources
 from lmrun.verify.resources import Snapshot
 from lmrun.verify.sources import snapshot_of
@@ -46,6 +47,8 @@ class PlanReport:
     """Every platform contract's verdict on every resource it covers."""
     access: AccessTable = field(default_factory=lambda: AccessTable((), ()))
     """Who can read and write each secret, computed from the resources (:mod:`lmrun.verify.access`)."""
+    elastic_paths: tuple[ElasticPathVerdict, ...] = ()
+    """Every hop of every elastic service's node-port path (:mod:`lmrun.verify.elastic_paths`)."""
 
     @functools.cached_property
     def snapshot(self) -> Snapshot:
@@ -150,6 +153,7 @@ class PlanReport:
             "phoenix": self.phoenix,
             "sites": self.sites,
             "reachability": self.reachability,
+            "elastic_paths": [verdict.to_json() for verdict in self.elastic_paths],
             "violations": [v.to_json() for v in self.violations],
             "contracts": [c.to_json() for c in self.contracts],
             "secrets": self.access.to_json(),
@@ -195,7 +199,9 @@ def run_checks(
 
     Raises ``lmrun.policy.rules.PolicyConfigError`` for an unknown rule, property or level,
     :class:`ReachabilityMismatchError` (unless ``check_reachability`` is false) when a path's ``ok`` and the
-    resources' verdict differ, and :class:`lmrun.verify.contracts.ContractError` when a resource breaks a
+    resources' verdict differ, :class:`lmrun.verify.elastic_paths.ElasticPathError` (unless ``check_reachability``
+    is false) when a hop of an elastic service's node-port path is blocked,
+    :class:`lmrun.verify.contracts.ContractError` when a resource breaks a
     platform contract, and :class:`lmrun.verify.access.AccessMismatchError` when who can read or write a secret
     differs from :data:`lmrun.domain.access.ACCESS_MATRIX`. ``timings`` are earlier steps' (the program run) to
     keep beside the checks'.
@@ -208,6 +214,7 @@ def run_checks(
     spent["policy"] = time.perf_counter() - start
     start = time.perf_counter()
     verdicts = tuple(reachability_from_resources(snapshot))
+    elastic = tuple(elastic_paths_from_resources(snapshot))
     spent["reachability"] = time.perf_counter() - start
     start = time.perf_counter()
     contracts = tuple(check_contracts(snapshot.resources, snapshot.outputs))
@@ -215,13 +222,16 @@ def run_checks(
     start = time.perf_counter()
     access = access_table(snapshot)
     spent["access"] = time.perf_counter() - start
-    report = PlanReport(stack, source, violations, verdicts, spent, contracts, access)
+    report = PlanReport(stack, source, violations, verdicts, spent, contracts, access, elastic)
     report.__dict__["snapshot"] = snapshot  # the cached property: the checks' own snapshot
     start = time.perf_counter()
     _ = report.cost
     spent["cost"] = time.perf_counter() - start
     if check_reachability and report.reachability_mismatches:
         raise ReachabilityMismatchError(report)
+    blocked = [verdict for verdict in elastic if verdict.ok is False]
+    if check_reachability and blocked:
+        raise ElasticPathError(stack, blocked)
     broken = [result for result in report.contracts if not result.ok]
     if broken:
         raise ContractError(stack, broken)
