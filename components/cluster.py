@@ -143,6 +143,7 @@ class Cluster(pulumi.ComponentResource):
                 }
 
         elastic = sorted(args.get("elastic", ()), key=lambda e: e.name)
+        hosts_phoenix = addon is not None
         addon = _with_serve_endpoints(addon, elastic, server_plan.region, main_vpc.cidr_block, prefix)
         server_args: K3sServerArgs = {
             "region": server_plan.region,
@@ -161,7 +162,7 @@ class Cluster(pulumi.ComponentResource):
                 **tags,
                 TAG_REGION: server_plan.region,
                 TAG_ROLE: K3S_SERVER,
-                **({TAG_HOSTS: PHOENIX} if addon is not None else {}),
+                **({TAG_HOSTS: PHOENIX} if hosts_phoenix else {}),
             },
         }
         if addon is not None:

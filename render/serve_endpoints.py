@@ -49,7 +49,10 @@ class ServeEndpointsConfig:
     services: tuple[ElasticNodePort, ...]
 
     def __post_init__(self) -> None:
-        ipaddress.IPv4Network(self.vpc_cidr)  # ValueError names the value
+        try:
+            ipaddress.IPv4Network(self.vpc_cidr)
+        except ValueError:
+            raise ValueError(f"vpc_cidr: {self.vpc_cidr!r} is not an IPv4 network") from None
         if not self.services:
             raise ValueError("services: the timer has nothing to keep without elastic services")
         names = [svc.name for svc in self.services]

@@ -3,7 +3,7 @@
 It answers exactly the calls the server's scripts make, from files in ``$FAKE_K3S_STATE``, logs every call to
 ``calls``, and fails on anything else: ``get nodes -o json`` serves ``nodes.json`` (a recorded document) unless
 ``api-down`` exists; ``delete node NAME --wait=false`` appends NAME to ``deleted``; ``apply -f FILE`` fails while
-``apply-failures`` counts down, then reads FILE (a JSON List) and appends its kinds to ``applied``; the
+``apply-failures`` counts down, then reads FILE (a JSON List), appends its kinds to ``applied`` and the document to ``applied.jsonl``; the
 deployer token Secret's ``jsonpath`` reads serve ``token.b64`` (empty while ``token-delay`` counts down) and
 ``ca.b64``.
 """
@@ -56,6 +56,7 @@ def main(argv: list[str]) -> int:
         with open(args[2]) as f:
             document = json.load(f)
         _write("applied", " ".join(item["kind"] for item in document["items"]) + "\n", "a")
+        _write("applied.jsonl", json.dumps(document) + "\n", "a")
         print("namespace/lmrun unchanged")
     elif args == [*SECRET, "jsonpath={.data.token}"]:
         sys.stdout.write("" if _counting_down("token-delay") else _read("token.b64"))
