@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from lmrun.aws.managed_policies import MANAGED_POLICIES
-from lmrun.domain.access import MESH, OPERATOR, principal_label
+from lmrun.domain.access import MESH, OPERATOR, intended, principal_label
 from lmrun.domain.names import TAG_HOSTS, TAG_NODE, TAG_ROLE
 from lmrun.domain.secrets import mesh_secret_key
 from lmrun.render.readiness import PARAMETER_PLACEHOLDER
@@ -267,6 +267,40 @@ class AwsAccess:
                 resource=parameter.resource.name,
                 cloud=CLOUD,
                 reads=reads,
+                writes=writes,
+            )
+
+        yield from self._bound_endpoint_rows()
+
+    def _bound_endpoint_rows(self) -> Iterable[SecretRow]:
+        """The String parameter of each elastic service that ``lmrun sky bind`` writes (the ``elasticPaths``
+        export's ``endpointParameter``): not a resource of the stack, so its ARN is the main region's parameter ARN
+        prefix (the account's, from an ARN the stack's policies name) and the name; the operator writes it."""
+        services = plain(self.snapshot.outputs.get("elasticPaths"))
+        region = plain(self.snapshot.outputs.get("mainRegion"))
+        heads = {arn.partition(":parameter/")[0] for arn in self._exact_arns() if f":ssm:{region}:" in arn}
+        head = heads.pop() if len(heads) == 1 else None
+        for service, entry in sorted(services.items()) if isinstance(services, dict) else ():
+            name = str(get(entry, "endpointParameter") or "")
+            if not name:
+                continue
+            parameter = _Parameter(Resource("", {}, name=f"lmrun sky bind {service}"), name, str(region), None)
+            if head is not None:
+                parameter = _Parameter(parameter.resource, name, parameter.region, f"{head}:parameter{name}")
+            requests = self._read_requests(parameter)
+            key = mesh_secret_key(name) or name
+            line = intended(MESH, key)
+            writes = {p.label: self.verdict(p.label, WRITE_ACTION, parameter.arn) for p in self._principals}
+            writes[OPERATOR] = Verdict(True, reason="`lmrun sky bind` writes it")
+            yield SecretRow(
+                name=key,
+                scope=MESH,
+                key=line.key if line is not None else key,
+                store=f"SSM Parameter Store ({region}, String)",
+                path=name,
+                resource=parameter.resource.name,
+                cloud=CLOUD,
+                reads={p.label: self._any_role(p.label, requests) for p in self._principals},
                 writes=writes,
             )
 

@@ -84,6 +84,13 @@ ACCESS_MATRIX: tuple[SecretAccess, ...] = (
     ),
     _line("k3s/kubeconfig", MESH, "Pulumi's kubeconfig (API address, CA, exec plugin)", [K3S_SERVER], [K3S_SERVER]),
     _line("k3s/deployer-credential", MESH, "lmrun-deployer ServiceAccount token", [K3S_SERVER], [K3S_SERVER]),
+    _line(
+        "serve/*/endpoint",
+        MESH,
+        "an elastic service's SkyServe load balancer, IP:PORT (a String, not a secret; `lmrun sky bind` writes it)",
+        [K3S_SERVER],
+        [OPERATOR],
+    ),
     _line("huggingface/token", MESH, "Hugging Face token", [GPU_NODE], [OPERATOR]),
     _line("wireguard/hub", MESH, "WireGuard hub config (its private key)", [WIREGUARD_HUB], [OPERATOR]),
     _line("phoenix/secret", MESH, "Phoenix signing secret", [PHOENIX], [OPERATOR]),
@@ -99,5 +106,11 @@ ACCESS_MATRIX: tuple[SecretAccess, ...] = (
 
 
 def intended(scope: Scope, key: str) -> SecretAccess | None:
-    """The matrix line of a secret; None when the matrix does not name it (a disagreement in itself)."""
-    return next((line for line in ACCESS_MATRIX if line.scope == scope and line.key == key), None)
+    """The matrix line of a secret (a line's ``*`` stands for one name: ``serve/*/endpoint``); None when the matrix
+    does not name it (a disagreement in itself)."""
+    return next((line for line in ACCESS_MATRIX if line.scope == scope and _names(line.key, key)), None)
+
+
+def _names(pattern: str, key: str) -> bool:
+    parts, keys = pattern.split("/"), key.split("/")
+    return len(parts) == len(keys) and all(p in ("*", k) for p, k in zip(parts, keys, strict=True))

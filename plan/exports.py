@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmrun.domain.ports import WIREGUARD_PORT
+from lmrun.domain.secrets import SecretPaths
 from lmrun.plan.mesh import MeshPlan
 
 
@@ -25,12 +26,16 @@ def pool_nodes(plan: MeshPlan) -> tuple[str, ...]:
 
 def elastic_paths(plan: MeshPlan) -> dict[str, Any]:
     """What the reachability walk checks of each elastic service's node-port path (lmrun.verify.elastic_paths):
-    its node port, its app port on the spot replicas, its spot regions and the GPU pool's nodes."""
+    its node port, its bound load balancer's parameter, its app port on the spot replicas, its spot regions and the
+    GPU pool's nodes."""
     elastic = plan.skypilot.elastic if plan.skypilot is not None else ()
     pool = list(pool_nodes(plan))
+    paths = SecretPaths.for_mesh(plan.mesh)
     return {
         service.name: {
             "nodePort": service.node_port,
+            # Where `lmrun sky bind` records its load balancer (the K3s server reads it; the access table lists it).
+            "endpointParameter": paths.serve_endpoint(service.name),
             "appPort": service.app_port,
             "spotRegions": list(service.spot_regions),
             "poolNodes": pool,

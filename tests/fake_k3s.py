@@ -3,9 +3,9 @@
 It answers exactly the calls the server's scripts make, from files in ``$FAKE_K3S_STATE``, logs every call to
 ``calls``, and fails on anything else: ``get nodes -o json`` serves ``nodes.json`` (a recorded document) unless
 ``api-down`` exists; ``delete node NAME --wait=false`` appends NAME to ``deleted``; ``apply -f FILE`` fails while
-``apply-failures`` counts down, then reads FILE (a JSON List), appends its kinds to ``applied`` and the document to ``applied.jsonl``; the
-deployer token Secret's ``jsonpath`` reads serve ``token.b64`` (empty while ``token-delay`` counts down) and
-``ca.b64``.
+``apply-failures`` counts down, then reads FILE (a JSON List), appends its kinds to ``applied`` and the document
+to ``applied.jsonl``; the deployer token Secret's ``jsonpath`` reads serve ``token.b64`` (empty while
+``token-delay`` counts down) and ``ca.b64``.
 """
 
 from __future__ import annotations
