@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -99,6 +100,24 @@ def graph_support(path: Path) -> None:
         raise ArgumentError("--graph", path, "drawing needs matplotlib: pip install 'lmrun-mesh[graph]'") from None
 
 
+_SERVICE = re.compile(r"^[a-z]([a-z0-9\-]{0,61}[a-z0-9])?$")
+_ENDPOINT = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}:[0-9]{1,5}$")
+
+
+def service_name(value: str) -> str:
+    """``SERVICE`` of ``lmrun sky bind``: a service's name (a lowercase DNS label)."""
+    if not _SERVICE.match(value):
+        raise ArgumentError("SERVICE", value, "is not a service name (a lowercase DNS label, like 'chat')")
+    return value
+
+
+def endpoint(value: str) -> str:
+    """``--endpoint``: ``IP:PORT`` (whether the server would apply it is checked against the stack's plan)."""
+    if not _ENDPOINT.match(value):
+        raise ArgumentError("--endpoint", value, "is not IP:PORT (the load balancer's private IPv4 address and port)")
+    return value
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Every option of ``args`` that names a file, a directory or a stack, checked before the command runs."""
     if getattr(args, "stack", None) or getattr(args, "config_file", None):  # the project matters to a stack
@@ -119,3 +138,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         graph_support(args.graph)
     if getattr(args, "out", None) is not None:
         output_directory("--out", args.out)
+    if getattr(args, "sky_command", None) == "bind":
+        service_name(args.service)
+        if args.endpoint is not None:
+            endpoint(args.endpoint)
