@@ -74,7 +74,7 @@ def bind_stack(
     """Write ``service``'s serve endpoint parameter (String, overwritten) in the stack's main region; the parameter
     and the ``IP:PORT`` written. The stack is planned offline first (its main VPC, its elastic services);
     ``ask_skypilot`` (default :func:`sky_serve_endpoint`) gives the endpoint when ``endpoint`` is None."""
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     from lmrun.render.serve_endpoints import check_endpoint
     from lmrun.verify.offline import plan_stack
