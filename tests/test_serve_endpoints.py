@@ -227,3 +227,40 @@ def test_the_config_refuses_what_the_server_could_not_keep() -> None:
         ServeEndpointsConfig(REGION, VPC, "/lmrun/test", ())
     with pytest.raises(ValueError, match=r"^services: duplicate names"):
         ServeEndpointsConfig(REGION, VPC, "/lmrun/test", (CHAT, ElasticNodePort("chat", 30402)))
+
+
+# --- in the stack ---------------------------------------------------------------------------------------------
+
+
+def test_the_server_runs_the_timer_and_reads_the_serve_parameters_only() -> None:
+    """global with an elastic service (a stand-in until wt-elastic): the server's user data carries the timer and
+    starts it, its role reads ``<prefix>/serve/*`` and nothing else it did not already read, and it still hosts
+    no Phoenix (the timer rides on the server's addon)."""
+    from lmrun.render.cloudinit import runcmd_argvs, written_files
+    from lmrun.verify.user_data import user_data_text
+    from tests.elastic_stand_in import elastic_plan
+
+    report = elastic_plan()
+    recorded = report.recording
+    server = next(r for r in recorded.resources if r.name == "mesh-cluster-k3s-instance")
+    text = user_data_text(server) or ""
+    files = written_files(text)
+    script = files[f"{SCRIPT_DIR}/serve-endpoints.sh"]
+    assert "SERVICES=(chat)" in script and "PARAMETERS=(/lmrun/global/serve/chat/endpoint)" in script
+    assert "VPC_CIDR=10.64.0.0/16" in script
+    assert ["systemctl", "enable", "--now", serve_endpoints.SERVE_ENDPOINTS_TIMER] in runcmd_argvs(text)
+    assert "lmrun:hosts" not in server.inputs["tags"]
+    policy = json.loads(recorded.named("mesh-cluster-k3s-identity-parameters").inputs["policy"])
+    reads = next(s for s in policy["Statement"] if s["Sid"] == "ReadParameters")["Resource"]
+    serve = [arn for arn in reads if "/serve/" in arn]
+    assert serve == [serve[0]] and serve[0].endswith(":parameter/lmrun/global/serve/*")
+    deny = next(s for s in policy["Statement"] if s["Sid"] == "DenyOtherParameters")
+    assert serve[0] in deny["NotResource"]
+    # Only the server may read it; no machine may write it (the operator does, with `lmrun sky bind`).
+    row = report.access.to_json()["serve/chat/endpoint"]
+    assert row == {
+        "store": "SSM Parameter Store (us-east-1, String)",
+        "path": "/lmrun/global/serve/chat/endpoint",
+        "readers": ["k3s-server"],
+        "writers": ["operator"],
+    }
