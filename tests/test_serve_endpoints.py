@@ -264,3 +264,23 @@ def test_the_server_runs_the_timer_and_reads_the_serve_parameters_only() -> None
         "readers": ["k3s-server"],
         "writers": ["operator"],
     }
+
+
+def test_with_phoenix_on_the_server_both_ride_on_its_boot() -> None:
+    """The timer joins the server's Phoenix addon (files, runcmd) without taking any of Phoenix's access."""
+    from lmrun.render.cloudinit import runcmd_argvs, written_files
+    from lmrun.verify.offline import plan_stack
+    from lmrun.verify.user_data import user_data_text
+    from tests.conftest import ROOT, stack_config
+    from tests.elastic_stand_in import CHAT, with_elastic
+
+    with with_elastic(CHAT):
+        report = plan_stack(ROOT, stack_config("global", phoenix={"placement": "server"}))
+    server = next(r for r in report.recording.resources if r.name == "mesh-cluster-k3s-instance")
+    text = user_data_text(server) or ""
+    files = written_files(text)
+    assert f"{SCRIPT_DIR}/serve-endpoints.sh" in files and any("phoenix" in path for path in files)
+    runcmd = runcmd_argvs(text)
+    assert runcmd[-1] == ["systemctl", "enable", "--now", serve_endpoints.SERVE_ENDPOINTS_TIMER]
+    assert server.inputs["tags"]["lmrun:hosts"] == "phoenix"
+    assert report.access.to_json()["serve/chat/endpoint"]["readers"] == ["k3s-server"]
