@@ -85,6 +85,8 @@ _DEPLOYER_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9\-]*[a-z0-9])?$")
 _DNS_1035 = re.compile(r"^[a-z]([a-z0-9\-]*[a-z0-9])?$")
 _SERVICE_PREFIX = "lmrun-svc-"
+_PORT_NAME = "app"
+"""The name of a Service's one port (an EndpointSlice's port pairs with it by name)."""
 
 
 @dataclass(frozen=True)
@@ -161,32 +163,35 @@ def default_deny_manifest(namespace: str = NAMESPACE) -> dict[str, Any]:
     }
 
 
-def service_manifest(svc: MeshService) -> dict[str, Any]:
-    """The NodePort Service selecting the service's readiness proxies."""
-    metadata = _metadata(svc.service_name, {**MANAGED_BY, "lmrun.io/service": svc.name})
+def _node_port_service(
+    name: str, labels: Mapping[str, str], *, port: int, node_port: int, selector: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """A NodePort Service ``name`` on ``node_port`` (port and targetPort ``port``, named ``app``); without a
+    ``selector`` no controller gives it endpoints."""
+    spec: dict[str, Any] = {"type": "NodePort"}
+    if selector is not None:
+        spec["selector"] = dict(selector)
+    spec["ports"] = [{"name": _PORT_NAME, "protocol": "TCP", "port": port, "targetPort": port, "nodePort": node_port}]
+    # Every node forwards to every ready endpoint, so localhost:<nodePort> works mesh-wide.
+    spec |= {
+        "externalTrafficPolicy": "Cluster",
+        "internalTrafficPolicy": "Cluster",
+        "publishNotReadyAddresses": False,
+        "sessionAffinity": "None",
+    }
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {**metadata, "annotations": dict(SKIP_AWAIT)},
-        "spec": {
-            "type": "NodePort",
-            "selector": {"app": svc.service_name},
-            "ports": [
-                {
-                    "name": "app",
-                    "protocol": "TCP",
-                    "port": svc.app_port,
-                    "targetPort": svc.app_port,
-                    "nodePort": svc.node_port,
-                }
-            ],
-            # Every node forwards to every ready replica, so localhost:<nodePort> works mesh-wide.
-            "externalTrafficPolicy": "Cluster",
-            "internalTrafficPolicy": "Cluster",
-            "publishNotReadyAddresses": False,
-            "sessionAffinity": "None",
-        },
+        "metadata": {**_metadata(name, labels), "annotations": dict(SKIP_AWAIT)},
+        "spec": spec,
     }
+
+
+def service_manifest(svc: MeshService) -> dict[str, Any]:
+    """The NodePort Service selecting the service's readiness proxies."""
+    labels = {**MANAGED_BY, "lmrun.io/service": svc.name}
+    selector = {"app": svc.service_name}
+    return _node_port_service(svc.service_name, labels, port=svc.app_port, node_port=svc.node_port, selector=selector)
 
 
 ENDPOINT_SLICE_MANAGER = "lmrun.io/serve-endpoints"
@@ -196,7 +201,6 @@ label, "similar to my-domain.example/name-of-controller", never the control plan
 only touches slices labelled ``endpointslice-controller.k8s.io`` and manages none for a Service without selector."""
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 """The label that ties an EndpointSlice to its Service (kube-proxy joins them by it)."""
-_PORT_NAME = "app"
 
 
 @dataclass(frozen=True)
@@ -235,27 +239,8 @@ def elastic_service_manifest(svc: ElasticNodePort) -> dict[str, Any]:
     ``targetPort`` here are never used to reach a backend (Kubernetes docs, "Service", Services without selectors:
     traffic goes to the EndpointSlice's address and port), so both carry the node port, a number no reader mistakes
     for the LB's. The port's name ties it to the slice's port."""
-    metadata = _metadata(svc.service_name, {**MANAGED_BY, "lmrun.io/service": svc.name, "lmrun.io/elastic": "true"})
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {**metadata, "annotations": dict(SKIP_AWAIT)},
-        "spec": {
-            "type": "NodePort",
-            "ports": [
-                {
-                    "name": _PORT_NAME,
-                    "protocol": "TCP",
-                    "port": svc.node_port,
-                    "targetPort": svc.node_port,
-                    "nodePort": svc.node_port,
-                }
-            ],
-            "externalTrafficPolicy": "Cluster",
-            "internalTrafficPolicy": "Cluster",
-            "sessionAffinity": "None",
-        },
-    }
+    labels = {**MANAGED_BY, "lmrun.io/service": svc.name, "lmrun.io/elastic": "true"}
+    return _node_port_service(svc.service_name, labels, port=svc.node_port, node_port=svc.node_port, selector=None)
 
 
 def endpoint_slice_manifest(svc: ElasticNodePort) -> dict[str, Any]:

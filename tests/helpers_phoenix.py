@@ -69,6 +69,18 @@ def aws_env(endpoint: str, tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def stand_in_k3s(tmp: Path) -> tuple[Path, Path]:
+    """``tmp/fake`` holding a stand-in ``k3s`` (tests/fake_k3s.py; put it first on PATH) and ``tmp/state``, the
+    files it serves from (``FAKE_K3S_STATE``)."""
+    bin_dir, state = tmp / "fake", tmp / "state"
+    bin_dir.mkdir()
+    state.mkdir()
+    fake = bin_dir / "k3s"
+    fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).parent / "fake_k3s.py"}" "$@"\n')
+    fake.chmod(0o755)
+    return bin_dir, state
+
+
 def install_scripts(tmp: Path, files: Sequence[WriteFile]) -> dict[str, Path]:
     """Write the rendered shell scripts and their Python helpers (plus ``ssm-get.sh``) to ``tmp/bin``, the
     rendered paths of ``SCRIPT_DIR`` in them (a header's argv) pointed there too; name -> path."""

@@ -30,7 +30,7 @@ from lmrun.aws.secret_store import SsmParameterStore
 from lmrun.render import k3s, readiness
 from lmrun.render.cloudinit import WriteFile
 from tests.conftest import ROOT
-from tests.helpers_phoenix import REGION, aws_env, install_scripts, moto_server, ok, run_script
+from tests.helpers_phoenix import REGION, aws_env, install_scripts, moto_server, ok, run_script, stand_in_k3s
 from tests.validators import require_tool
 
 RECORDED_AT = datetime(2025, 11, 30, 12, 0, 0, tzinfo=UTC)
@@ -74,12 +74,7 @@ def _recorded_nodes(*, without: Collection[str] = ()) -> dict[str, Any]:
 @pytest.fixture
 def server_bin(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     """tmp/fake with a stand-in ``k3s`` (tests/fake_k3s.py), and tmp/state it serves from."""
-    bin_dir, state = tmp_path / "fake", tmp_path / "state"
-    bin_dir.mkdir()
-    state.mkdir()
-    fake = bin_dir / "k3s"
-    fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).parent / "fake_k3s.py"}" "$@"\n')
-    fake.chmod(0o755)
+    _, state = stand_in_k3s(tmp_path)
     yield state, {"FAKE_K3S_STATE": str(state), "PYTHON": sys.executable}
 
 

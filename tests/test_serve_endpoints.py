@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from lmrun.render import kubernetes, serve_endpoints
 from lmrun.render.cloudinit import SCRIPT_DIR
 from lmrun.render.kubernetes import ElasticNodePort
 from lmrun.render.serve_endpoints import ServeEndpointsConfig, check_endpoint, serve_endpoint_files
-from tests.helpers_phoenix import REGION, aws_env, install_scripts, moto_server, run_script
+from tests.helpers_phoenix import REGION, aws_env, install_scripts, moto_server, run_script, stand_in_k3s
 from tests.validators import assert_kubernetes_valid, assert_shellcheck_clean, require_tool
 
 VPC = "10.64.0.0/16"
@@ -99,12 +98,7 @@ def test_the_check_accepts_every_load_balancer_port_in_the_vpc() -> None:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Path], Any, dict[str, str]]]:
     """The rendered script on disk, a stand-in ``k3s`` on PATH, moto's SSM: (k3s state, scripts, ssm client, env)."""
-    fake_dir, state = tmp_path / "fake", tmp_path / "state"
-    fake_dir.mkdir()
-    state.mkdir()
-    fake = fake_dir / "k3s"
-    fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).parent / "fake_k3s.py"}" "$@"\n')
-    fake.chmod(0o755)
+    fake_dir, state = stand_in_k3s(tmp_path)
     scripts = install_scripts(tmp_path, serve_endpoint_files(CONFIG))
     with moto_server() as endpoint:
         client = boto3.client(
