@@ -176,9 +176,9 @@ def elastic_paths_table(report: PlanReport) -> Table:
     )
     for column in ("Service", "Node port", "Hop", "From", "To", "TCP", "Resources", "Why"):
         table.add_column(column, justify="right" if column in ("Node port", "TCP") else "left")
-    node_ports = report.node_ports
+    exported = report.outputs.get("elasticPaths") or {}
     for verdict in report.elastic_paths:
-        node_port = node_ports.get(verdict.service)
+        node_port = (exported.get(verdict.service) or {}).get("nodePort")
         table.add_row(
             verdict.service,
             "-" if node_port is None else str(node_port),

@@ -31,6 +31,11 @@ far longer than the provider's 10-minute await). Pulumi writes them with the **d
 (:func:`deployer_manifests`): a ServiceAccount that may only manage Services and DaemonSets in the mesh's
 namespace, which the K3s server creates and publishes a kubeconfig for.
 
+**Elastic services** (SkyServe) have no replica VMs of the mesh's to select: their node port is a Service
+without selector (:func:`elastic_service_manifest`) whose one endpoint, kept by the K3s server in an EndpointSlice
+(:func:`endpoint_slice_manifest`, :mod:`lmrun.render.serve_endpoints`), is SkyServe's load balancer; the deployer
+creates the Service (no more than its Services permission), the server's admin credential the slice.
+
 **Default deny.** The server creates the namespace together with a NetworkPolicy denying all ingress and
 egress to every pod in it (:func:`default_deny_manifest`), applied by the admin credential, so the
 deployer can neither lift nor edit it. K3s enforces NetworkPolicies with its embedded kube-router

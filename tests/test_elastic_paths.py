@@ -140,6 +140,7 @@ def test_lmrun_plan_shows_the_paths_and_exits_1_when_one_is_blocked(
     assert main(["plan", "--project-dir", str(ROOT), "--stack", "global"]) == 0
     text = capsys.readouterr().out
     assert "Elastic services: localhost:<node port> -> SkyServe's load balancer" in text
+    assert "chat" in text and "30400" in text
     monkeypatch.undo()
 
     real = offline.run_program
