@@ -201,9 +201,11 @@ def service_manifest(svc: MeshService) -> dict[str, Any]:
 
 ENDPOINT_SLICE_MANAGER = "lmrun.io/serve-endpoints"
 """The ``endpointslice.kubernetes.io/managed-by`` value of the EndpointSlices the K3s server keeps for elastic
-services. Kubernetes docs, "Service" (Custom EndpointSlices): a slice you manage yourself names its manager in this
-label, "similar to my-domain.example/name-of-controller", never the control plane's; the EndpointSlice controller
-only touches slices labelled ``endpointslice-controller.k8s.io`` and manages none for a Service without selector."""
+services. Kubernetes docs, "Service" (kubernetes.io/docs/concepts/services-networking/service/, Custom
+EndpointSlices): a slice you manage yourself names its manager in this label, "similar to
+my-domain.example/name-of-controller", never the control plane's; the EndpointSlice controller manages only slices
+labelled with its own name (``endpointslice-controller.k8s.io``, k8s.io/kubernetes/pkg/controller/endpointslice
+``ControllerName``) and none for a Service without selector."""
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 """The label that ties an EndpointSlice to its Service (kube-proxy joins them by it)."""
 
@@ -242,7 +244,8 @@ def elastic_service_manifest(svc: ElasticNodePort) -> dict[str, Any]:
     EndpointSlice the K3s server writes (:func:`endpoint_slice_manifest`) is its only one. The port kube-proxy
     forwards to is that slice's (the load balancer's port, known only once ``sky serve up`` picked it); ``port`` and
     ``targetPort`` here are never used to reach a backend (Kubernetes docs, "Service", Services without selectors:
-    traffic goes to the EndpointSlice's address and port), so both carry the node port, a number no reader mistakes
+    "Accessing a Service without a selector works the same as if it had a selector", traffic going to the
+    EndpointSlice's addresses on its port), so both carry the node port, a number no reader mistakes
     for the LB's. The port's name ties it to the slice's port."""
     labels = {**MANAGED_BY, "lmrun.io/service": svc.name, "lmrun.io/elastic": "true"}
     return _node_port_service(svc.service_name, labels, port=svc.node_port, node_port=svc.node_port, selector=None)
