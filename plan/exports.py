@@ -18,18 +18,11 @@ def policy_settings(plan: MeshPlan) -> dict[str, Any]:
     return {"wireguardPort": hub.port if hub is not None else WIREGUARD_PORT, "maxPeerings": plan.max_peerings}
 
 
-def pool_nodes(plan: MeshPlan) -> tuple[str, ...]:
-    """STAND-IN for wt-pool's GPU pool (``plan.cluster.pool_nodes`` or similar; the lead wires it at merge): the
-    declared nodes whose GPUs are offered to Kubernetes, where elastic services run their on-demand base."""
-    return ()
-
-
 def elastic_paths(plan: MeshPlan) -> dict[str, Any]:
     """What the reachability walk checks of each elastic service's node-port path (lmrun.verify.elastic_paths):
-    its node port, its bound load balancer's parameter, its app port on the spot replicas, its spot regions and the
-    GPU pool's nodes."""
+    its node port, its bound load balancer's parameter, its app port on the spot replicas and its spot regions (the GPU
+    pool's nodes are the ``nodes`` export's entries with a ``pool``)."""
     elastic = plan.skypilot.elastic if plan.skypilot is not None else ()
-    pool = list(pool_nodes(plan))
     paths = SecretPaths.for_mesh(plan.mesh)
     return {
         service.name: {
@@ -38,7 +31,6 @@ def elastic_paths(plan: MeshPlan) -> dict[str, Any]:
             "endpointParameter": paths.serve_endpoint(service.name),
             "appPort": service.app_port,
             "spotRegions": list(service.spot_regions),
-            "poolNodes": pool,
         }
         for service in sorted(elastic, key=lambda s: s.name)
     }

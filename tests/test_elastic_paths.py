@@ -104,14 +104,16 @@ def test_without_the_spot_regions_skypilot_group_the_hop_says_so() -> None:
 
 
 def test_the_controller_reaches_the_gpu_pool_and_a_spokes_group_can_break_it() -> None:
-    """The pool's node names come from wt-pool at merge; here a declared node stands in for one."""
+    """A pool node is a ``nodes`` export entry with a ``pool`` (wt-pool's GPU pool); here a declared node stands in."""
     recorded = recording()
-    pool = {"chat": {**recorded.outputs["elasticPaths"]["chat"], "poolNodes": ["qwen-use2"]}}
-    verdicts = _verdicts(recorded, elasticPaths=pool)
+    nodes = recorded.outputs["nodes"]
+    assert not any(info.get("pool") for info in nodes.values())
+    pool = {**nodes, "qwen-use2": {**nodes["qwen-use2"], "pool": "l4-pool"}}
+    verdicts = _verdicts(recorded, nodes=pool)
     assert verdicts[("chat", POOL, "pool node qwen-use2")].ok is True
     group = recorded.named("mesh-us-east-2-sg")
     kept = [rule for rule in group.inputs["ingress"] if rule["cidrBlocks"] != ["10.64.0.0/16"]]
-    blocked = _blocked(_with_inputs(recorded, group.name, ingress=kept), elasticPaths=pool)
+    blocked = _blocked(_with_inputs(recorded, group.name, ingress=kept), nodes=pool)
     reason = blocked[("chat", POOL, "pool node qwen-use2")]
     assert "(mesh-us-east-2-sg) admits tcp/10250 from 10.64." in reason
 

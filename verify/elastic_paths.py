@@ -14,7 +14,8 @@ between node addresses. For every elastic service of the ``elasticPaths`` export
   controller (the main region's SkyPilot security group), TCP on every LB port;
 - ``controller -> K3s API``: the controller joins K3s (tcp/6443 to the server);
 - ``controller -> spot region``: the controller to a SkyPilot VM of each spot region, TCP on the app port;
-- ``controller -> GPU pool``: the controller to each pool node, TCP on the kubelet's port (K3s docs, "Inbound
+- ``controller -> GPU pool``: the controller to each pool node (a ``nodes`` export entry with a ``pool``), TCP on
+  the kubelet's port (K3s docs, "Inbound
   Rules for K3s Nodes": 10250 between all nodes). Flannel's VXLAN (udp/8472) crosses the same rules: the mesh's
   and SkyPilot's groups admit all traffic from the mesh's ranges, and the walk models TCP only.
 
@@ -184,7 +185,8 @@ def check_elastic_service(
             else f"no SkyPilot security group in the mesh VPC of {region} (spot VMs would have none of the mesh's)"
         )
         verdicts.append(_verdict(service, SPOT, where, f"SkyPilot VMs of {region}", str(app_port), blocked))
-    for node in entry.get("poolNodes") or ():
+    # The GPU pool's nodes: the `nodes` export's entries with a `pool` (lmrun:gpuPool).
+    for node in sorted(name for name, info in fabric.nodes.items() if isinstance(info, Mapping) and info.get("pool")):
         hosts = fabric.machine_hosts(str(node))
         blocked = walks.first_blocked(controller, hosts, [KUBELET_PORT]) if hosts else f"no machine of {node}"
         verdicts.append(_verdict(service, POOL, where, f"pool node {node}", str(KUBELET_PORT), blocked))
