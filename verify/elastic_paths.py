@@ -15,9 +15,9 @@ between node addresses. For every elastic service of the ``elasticPaths`` export
 - ``controller -> K3s API``: the controller joins K3s (tcp/6443 to the server);
 - ``controller -> spot region``: the controller to a SkyPilot VM of each spot region, TCP on the app port;
 - ``controller -> GPU pool``: the controller to each pool node (a ``nodes`` export entry with a ``pool``), TCP on
-  the kubelet's port (K3s docs, "Inbound
-  Rules for K3s Nodes": 10250 between all nodes). Flannel's VXLAN (udp/8472) crosses the same rules: the mesh's
-  and SkyPilot's groups admit all traffic from the mesh's ranges, and the walk models TCP only.
+  the kubelet's port (K3s docs, "Inbound Rules for K3s Nodes": 10250 between all nodes). Flannel's VXLAN
+  (udp/8472) crosses the same rules: the mesh's and SkyPilot's groups admit all traffic from the mesh's ranges,
+  and the walk models TCP only.
 
 A blocked hop fails the plan (:class:`ElasticPathError`, exit 1) naming the service, the hop and the first rule or
 route missing.
