@@ -57,6 +57,9 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
         "images": plan.images.export(),
         # Replica groups: each replica's location and why the group's policy put it there.
         "groups": {group.name: group.export() for group in plan.groups},
+        # Elastic services: spot regions in policy order, each replica's price there, $/h at baseline and at
+        # maxReplicas (plain, so `pulumi preview` and its PR comment show the worst case).
+        "elasticServices": {e.name: e.export() for e in (plan.skypilot.elastic if plan.skypilot else ())},
         "policySettings": policy_settings(plan),
         "reachability": [
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}
