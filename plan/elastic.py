@@ -9,7 +9,8 @@ what an on-demand node there would cost (SkyServe's on-demand fallback launches 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from lmrun.aws import prices
@@ -84,6 +85,10 @@ class ElasticServicePlan:
     policy: str
     regions: tuple[SpotRegionPlan, ...]
     """The spot regions in policy order (``priority``: as listed; ``spread``: name order)."""
+    asked: tuple[str, ...] = ()
+    """The instance types ``lmrun:offerings`` asked about (the record the policy pack re-checks offerings with)."""
+    recorded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Spot region -> the asked types ``lmrun:offerings`` records there (regions it records)."""
 
     @property
     def spot_regions(self) -> tuple[str, ...]:
@@ -99,6 +104,16 @@ class ElasticServicePlan:
                 spot * max(r.on_demand_usd_hour for r in self.regions) if self.dynamic_ondemand_fallback else 0.0
             ),
         )
+
+    def policy_settings(self) -> dict[str, Any]:
+        """What the policy pack's ``elastic-spot-regions`` rule re-checks (:mod:`lmrun.policy.rules`)."""
+        return {
+            "name": self.name,
+            "gpu": self.gpu,
+            "gpuCount": self.gpu_count,
+            "spotRegions": list(self.spot_regions),
+            "offerings": {"instanceTypes": list(self.asked), "regions": {r: list(t) for r, t in self.recorded.items()}},
+        }
 
     def export(self) -> dict[str, Any]:
         """Plain values (the ``elasticServices`` stack output, ``lmrun plan --json``, the cost estimate)."""
@@ -186,6 +201,8 @@ def plan_elastic(spec: MeshSpec) -> tuple[ElasticServicePlan, ...]:
                 readiness_initial_delay_seconds=svc.readiness_initial_delay_seconds,
                 policy=svc.policy,
                 regions=placed,
+                asked=spec.offerings.instance_types,
+                recorded={r: spec.offerings.regions[r] for r in regions if r in spec.offerings.regions},
             )
         )
     return tuple(plans)

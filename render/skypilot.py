@@ -424,10 +424,7 @@ def service_task(mesh: SkyPilotMesh, service: SkyElasticService) -> dict[str, An
         # A spot VM joins K3s as an agent (no service label: the load balancer reaches it by address) so it
         # reaches Phoenix's node port; a pool pod is already inside the cluster and installs only vLLM.
         "setup": "\n".join(["set -euo pipefail", f"{_IN_POD} || {_JOIN}", install]) + "\n",
-        "run": "\n".join(
-            ["set -euo pipefail", f"if {_IN_POD}; then", f"    exec {untraced}", "fi", *on_vm]
-        )
-        + "\n",
+        "run": "\n".join(["set -euo pipefail", f"if {_IN_POD}; then", f"    exec {untraced}", "fi", *on_vm]) + "\n",
     }
 
 

@@ -272,7 +272,8 @@ def elastic_issues(
             if svc.name in seen:
                 issues.append(
                     ConfigIssue(
-                        config_path((*where, "name")), f"{svc.name!r} is already lmrun:elasticServices[{seen[svc.name]}]"
+                        config_path((*where, "name")),
+                        f"{svc.name!r} is already lmrun:elasticServices[{seen[svc.name]}]",
                     )
                 )
             elif svc.name in names:

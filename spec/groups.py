@@ -161,7 +161,9 @@ def policy_candidates(
     """The locations named by ``regions`` or chosen by ``select`` (labels), in the order ``policy`` reads them:
     list order for an ordered policy, else name order (shared by groups and elastic services)."""
     if select:
-        return tuple(sorted(n for n, loc in locations.items() if all(loc.labels.get(k) == v for k, v in select.items())))
+        return tuple(
+            sorted(n for n, loc in locations.items() if all(loc.labels.get(k) == v for k, v in select.items()))
+        )
     return regions if policy in ORDERED_POLICIES else tuple(sorted(set(regions)))
 
 

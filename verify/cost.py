@@ -154,7 +154,7 @@ def _elastic_basis(name: str, service: Mapping[str, Any]) -> str:
         f"{get(first, 'region')}, the first spot region); at maxReplicas {high}: {high - base} spot at the highest "
         f"spot price of {', '.join(str(get(r, 'region')) for r in regions)}"
         + (
-            f" + as many on demand at the highest on-demand price (dynamicOndemandFallback, worst case)"
+            " + as many on demand at the highest on-demand price (dynamicOndemandFallback, worst case)"
             if fallback
             else "; no on-demand part (dynamicOndemandFallback off)"
         )
