@@ -19,9 +19,9 @@ The replica rules mirror ``sky/serve/service_spec.py`` ``SkyServiceSpec.__init__
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from lmrun.clouds import HUB_CLOUD
 from lmrun.domain.ports import NODE_PORT_MIN, SKYSERVE_LB_PORTS
@@ -54,11 +54,20 @@ MAX_ELASTIC_SERVICES = len(SKYSERVE_LB_PORTS)
 30001-30020 (``sky/serve/constants.py`` ``LOAD_BALANCER_PORT_RANGE``): at most 20 services."""
 
 
+def _always_spot(value: bool) -> bool:
+    if not value:
+        raise ValueError(
+            "is always true for an elastic service: its scaled replicas are spot VMs; baseOnDemand runs replicas on "
+            "demand (on the K3s GPU pool), dynamicOndemandFallback replaces preempted ones on demand"
+        )
+    return value
+
+
 class ElasticServiceSpec(VllmWorkload):
     """A vLLM service SkyServe scales: an on-demand base on the K3s GPU pool, spot replicas in AWS regions."""
 
     name: Name = Field(description="Service name (the SkyServe service and the mesh service), unique in the mesh.")
-    use_spot: Literal[True] = Field(
+    use_spot: Annotated[bool, AfterValidator(_always_spot)] = Field(
         default=True,
         description="Always true: the replicas beyond the on-demand base (baseOnDemand, on the K3s GPU pool) are "
         "spot VMs (SkyServe's spot placer and on-demand fallback work on spot resources only).",
