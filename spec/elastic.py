@@ -303,7 +303,8 @@ def elastic_issues(
                     )
                 )
             else:
-                ports[svc.node_port] = f"elastic service {svc.name!r} (lmrun:elasticServices[{entry.index}])"
+                who = f"elastic service {svc.name!r} " if entry.sound("name") else "elastic service "
+                ports[svc.node_port] = f"{who}(lmrun:elasticServices[{entry.index}])"
         issues.extend(_replica_issues(entry, where))
         if not entry.sound(*_PLACEMENT_FIELDS):
             continue
