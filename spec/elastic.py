@@ -306,6 +306,14 @@ def elastic_issues(
                 who = f"elastic service {svc.name!r} " if entry.sound("name") else "elastic service "
                 ports[svc.node_port] = f"{who}(lmrun:elasticServices[{entry.index}])"
         issues.extend(_replica_issues(entry, where))
+        if entry.sound("model_access") and svc.model_access != "public":
+            issues.append(
+                ConfigIssue(
+                    config_path((*where, "modelAccess")),
+                    f"{svc.model_access}: SkyServe's replicas read no Hugging Face token (the SkyPilot role reads only "
+                    "the agent credential and the Phoenix ingest key), so an elastic service serves public models only",
+                )
+            )
         if not entry.sound(*_PLACEMENT_FIELDS):
             continue
         field_issues = _field_issues(svc, where)

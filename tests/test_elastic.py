@@ -29,6 +29,7 @@ from lmrun.render.skypilot import SkyPilotMesh, k3s_context, sky_config
 from lmrun.spec.errors import ConfigError, PlanError
 from lmrun.verify.sources import from_recording
 from tests.conftest import ROOT, plan, stack_config
+from tests.validators import assert_shellcheck_clean
 
 SERVICE = {
     "name": "burst",
@@ -134,6 +135,11 @@ def test_each_replica_rule_of_skyserve_is_a_spec_error() -> None:
     planned = _planned(elasticServices=[zero, fixed]).skypilot
     assert planned is not None
     assert [(e.name, e.min_replicas, e.max_replicas) for e in planned.elastic] == [("burst", 0, 8), ("fixed", 2, 2)]
+
+
+def test_a_gated_model_is_refused_no_replica_can_read_a_token() -> None:
+    [error] = _errors(elasticServices=[_elastic(modelAccess="gated")], huggingFaceToken="hf_x")
+    assert error.startswith("lmrun:elasticServices[0].modelAccess: gated: SkyServe's replicas read no Hugging Face")
 
 
 def test_load_balancer_ports_are_refused_to_every_mesh_node_port() -> None:
@@ -248,6 +254,16 @@ def test_service_file_has_the_policy_order_the_base_the_probe_and_the_port(rende
     pod, vm = run.split("\nfi\n")
     assert "--otlp-traces-endpoint" not in pod and "phoenix-client.env" in vm
     assert '[ -n "${KUBERNETES_SERVICE_HOST:-}" ] || sudo -E bash ~/lmrun/join.sh' in task["setup"]
+
+
+def test_service_setup_and_run_pass_shellcheck(rendered: Path, tmp_path: Path) -> None:
+    task = _service_file(rendered)
+    scripts = []
+    for part in ("setup", "run"):
+        script = tmp_path / f"{part}.sh"
+        script.write_text(f"#!/bin/bash\n{task[part]}")
+        scripts.append(script)
+    assert_shellcheck_clean(scripts)
 
 
 @pytest.fixture
