@@ -3,6 +3,7 @@ K3s cluster with GPU nodes, node ports and Phoenix, and the WireGuard sites."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NotRequired, TypedDict
 
@@ -23,6 +24,7 @@ from lmrun.domain.secrets import SecretPaths
 from lmrun.domain.skypilot import joining_credential_path
 from lmrun.plan.mesh import MeshPlan, RegionPlan
 from lmrun.render.kubernetes import ElasticNodePort
+from lmrun.render.skypilot import sky_elastic
 
 
 class MeshArgs(TypedDict):
@@ -188,7 +190,9 @@ class Mesh(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            self.skypilot = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()}).to_json()
+            facts = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()})
+            elastic = tuple(sky_elastic(service) for service in plan.skypilot.elastic)
+            self.skypilot = dataclasses.replace(facts, elastic=elastic).to_json()
         self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})
 
         self.vpc_ids = pulumi.Output.all(**{region: vpc.vpc_id for region, vpc in self.vpcs.items()})

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from lmrun.domain.addresses import TUNNEL_POOL
 from lmrun.domain.secrets import SecretPaths
 from lmrun.domain.skypilot import skypilot_role_reads
+from lmrun.plan.elastic import ElasticServicePlan, plan_elastic
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model import MeshSpec
 
@@ -26,23 +27,6 @@ IAM_ROLE_NAME_MAX = 64
 instance profile (128) and the security group (255) share the role's name."""
 BUCKET_NAME_MAX = 63
 _NAME_CHARACTERS = re.compile(r"[^a-z0-9-]+")
-
-
-class ElasticServicePlan(Protocol):
-    """STAND-IN for wt-elastic's ``lmrun.plan.elastic.ElasticServicePlan`` (the lead replaces it at merge): what
-    the node-port bridge and its reachability check read of an elastic service."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def node_port(self) -> int: ...
-
-    @property
-    def app_port(self) -> int: ...
-
-    @property
-    def spot_regions(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +49,10 @@ class SkyPilotPlan:
     reads: tuple[str, ...]
     """SSM parameters the role may read (:func:`lmrun.domain.skypilot.skypilot_role_reads`)."""
     elastic: tuple[ElasticServicePlan, ...] = ()
-    """STAND-IN (wt-elastic computes it): the elastic services, each with its node port and spot regions."""
+    """The elastic services SkyServe runs (``lmrun:elasticServices``), in name order."""
+    private_regions: tuple[str, ...] = ()
+    """Where SkyPilot VMs run without public addresses: the main region (the serve controller) first, then every
+    elastic service's spot regions, each once; empty without elastic services."""
 
 
 def _stack_slug(mesh: str) -> str:
@@ -106,6 +93,8 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         plan.main.name: main_ingress,
         **{s.name: {f"region {s.name}": s.cidr, f"region {plan.main.name}": plan.main.cidr} for s in plan.spokes},
     }
+    elastic = plan_elastic(spec)
+    private = (plan.main.name, *(r for svc in elastic for r in svc.spot_regions)) if elastic else ()
     result = SkyPilotPlan(
         name=name,
         bucket=bucket,
@@ -114,5 +103,7 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         ssh_cidrs=() if sky.use_ssm else tuple(str(cidr) for cidr in spec.operator_cidrs),
         ingress=ingress,
         reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=plan.cluster.phoenix is not None),
+        elastic=elastic,
+        private_regions=tuple(dict.fromkeys(private)),
     )
     return result, issues
