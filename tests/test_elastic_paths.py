@@ -13,11 +13,15 @@ from lmrun.cli import main
 from lmrun.mock_engine import Recording
 from lmrun.verify import offline
 from lmrun.verify.elastic_paths import CLIENTS, JOIN, POOL, SPOT, ElasticPathError, elastic_paths_from_resources
-from lmrun.verify.offline import plan_stack
-from tests.conftest import ROOT, stack_config
-from tests.elastic_stand_in import CHAT, elastic_plan, recording, with_elastic
+from tests.conftest import ROOT, plan
 
 MAIN = "us-east-1"
+SERVICE = "qwen-elastic"
+"""global's elastic service: node port 30090, app port 8000, spot regions us-east-2, us-west-2, eu-west-2."""
+
+
+def recording() -> Recording:
+    return plan("global").recording
 
 
 def _verdicts(recorded: Recording, **exports: Any) -> dict[tuple[str, str, str], Any]:
@@ -42,26 +46,26 @@ def _with_inputs(recorded: Recording, name: str, **inputs: Any) -> Recording:
 
 
 def test_every_hop_of_the_elastic_service_flows_in_global() -> None:
-    report = elastic_plan()
+    report = plan("global")
     verdicts = {(v.hop, v.source if v.hop == CLIENTS else v.target): v for v in report.elastic_paths}
     locations = {*report.regions, *report.sites}
     assert {source for hop, source in verdicts if hop == CLIENTS} == locations
     assert len(locations) == 20 and {"gcp-usc1", "lab-onprem", "us-west-2", MAIN} <= locations
     spot = {target for hop, target in verdicts if hop == SPOT}
-    assert spot == {"SkyPilot VMs of us-west-2", "SkyPilot VMs of eu-west-1"}
+    assert spot == {f"SkyPilot VMs of {region}" for region in ("us-east-2", "us-west-2", "eu-west-2")}
     assert (JOIN, "the K3s server") in verdicts
     assert all(v.ok is True for v in verdicts.values()), [str(v) for v in verdicts.values() if not v.ok]
     assert all(v.ports == "30001-30020" for v in report.elastic_paths if v.hop == CLIENTS)
-    assert {v.ports for v in report.elastic_paths if v.hop == SPOT} == {str(CHAT.app_port)}
+    assert {v.ports for v in report.elastic_paths if v.hop == SPOT} == {"8000"}
     # The node port itself: a Service without selector, recorded.
-    service = report.recording.named("mesh-cluster-ports-svc-chat")
-    assert "selector" not in service.inputs["spec"] and service.inputs["spec"]["ports"][0]["nodePort"] == 30400
+    service = report.recording.named(f"mesh-cluster-ports-svc-{SERVICE}")
+    assert "selector" not in service.inputs["spec"] and service.inputs["spec"]["ports"][0]["nodePort"] == 30090
 
 
 def test_without_the_controllers_rule_for_a_region_its_clients_cannot_reach_the_load_balancer() -> None:
     blocked = _blocked(_without(recording(), "mesh-skypilot-us-east-1-from-region-us-west-2"))
-    assert set(blocked) == {("chat", CLIENTS, "us-west-2")}
-    reason = blocked[("chat", CLIENTS, "us-west-2")]
+    assert set(blocked) == {(SERVICE, CLIENTS, "us-west-2")}
+    reason = blocked[(SERVICE, CLIENTS, "us-west-2")]
     assert "-> a SkyPilot VM of us-east-1 in mesh-us-east-1-use1-" in reason
     assert "no ingress rule of the security groups of a SkyPilot VM of us-east-1" in reason
     assert "(mesh-skypilot-us-east-1-sg) admits tcp/30001 from 10.67." in reason
@@ -69,8 +73,8 @@ def test_without_the_controllers_rule_for_a_region_its_clients_cannot_reach_the_
 
 def test_without_the_controllers_rule_for_a_site_the_sites_clients_cannot_reach_it() -> None:
     blocked = _blocked(_without(recording(), "mesh-skypilot-us-east-1-from-site-gcp-usc1"))
-    assert set(blocked) == {("chat", CLIENTS, "gcp-usc1")}
-    assert "(mesh-skypilot-us-east-1-sg) admits tcp/30001 from " in blocked[("chat", CLIENTS, "gcp-usc1")]
+    assert set(blocked) == {(SERVICE, CLIENTS, "gcp-usc1")}
+    assert "(mesh-skypilot-us-east-1-sg) admits tcp/30001 from " in blocked[(SERVICE, CLIENTS, "gcp-usc1")]
 
 
 def test_a_rule_that_admits_only_part_of_the_lb_ports_is_caught_on_the_first_port_it_misses() -> None:
@@ -78,8 +82,8 @@ def test_a_rule_that_admits_only_part_of_the_lb_ports_is_caught_on_the_first_por
     rule = recorded.named("mesh-skypilot-us-east-1-from-region-us-west-2")
     narrowed = _with_inputs(recorded, rule.name, ipProtocol="tcp", fromPort=30001, toPort=30010)
     blocked = _blocked(narrowed)
-    assert set(blocked) == {("chat", CLIENTS, "us-west-2")}
-    assert "admits tcp/30011 from 10.67." in blocked[("chat", CLIENTS, "us-west-2")]
+    assert set(blocked) == {(SERVICE, CLIENTS, "us-west-2")}
+    assert "admits tcp/30011 from 10.67." in blocked[(SERVICE, CLIENTS, "us-west-2")]
 
 
 def test_without_a_spokes_route_to_the_hub_the_controller_loses_its_spot_region() -> None:
@@ -88,17 +92,17 @@ def test_without_a_spokes_route_to_the_hub_the_controller_loses_its_spot_region(
     kept = [route for route in table.inputs["routes"] if route["cidrBlock"] != "10.64.0.0/16"]
     assert len(kept) == len(table.inputs["routes"]) - 1
     blocked = _blocked(_with_inputs(recorded, table.name, routes=kept))
-    assert set(blocked) == {("chat", SPOT, "SkyPilot VMs of us-west-2"), ("chat", CLIENTS, "us-west-2")}
-    spot = blocked[("chat", SPOT, "SkyPilot VMs of us-west-2")]
+    assert set(blocked) == {(SERVICE, SPOT, "SkyPilot VMs of us-west-2"), (SERVICE, CLIENTS, "us-west-2")}
+    spot = blocked[(SERVICE, SPOT, "SkyPilot VMs of us-west-2")]
     assert "the reply route table mesh-us-west-2-rt has no route for 10.64." in spot
     assert "tcp/8000" in spot
 
 
 def test_without_the_spot_regions_skypilot_group_the_hop_says_so() -> None:
-    recorded = _without(recording(), "mesh-skypilot-eu-west-1-sg")
+    recorded = _without(recording(), "mesh-skypilot-eu-west-2-sg")
     blocked = _blocked(recorded)
     assert blocked == {
-        ("chat", SPOT, "SkyPilot VMs of eu-west-1"): "no SkyPilot security group in the mesh VPC of eu-west-1 "
+        (SERVICE, SPOT, "SkyPilot VMs of eu-west-2"): "no SkyPilot security group in the mesh VPC of eu-west-2 "
         "(spot VMs would have none of the mesh's)"
     }
 
@@ -110,11 +114,11 @@ def test_the_controller_reaches_the_gpu_pool_and_a_spokes_group_can_break_it() -
     assert not any(info.get("pool") for info in nodes.values())
     pool = {**nodes, "qwen-use2": {**nodes["qwen-use2"], "pool": "l4-pool"}}
     verdicts = _verdicts(recorded, nodes=pool)
-    assert verdicts[("chat", POOL, "pool node qwen-use2")].ok is True
+    assert verdicts[(SERVICE, POOL, "pool node qwen-use2")].ok is True
     group = recorded.named("mesh-us-east-2-sg")
     kept = [rule for rule in group.inputs["ingress"] if rule["cidrBlocks"] != ["10.64.0.0/16"]]
     blocked = _blocked(_with_inputs(recorded, group.name, ingress=kept), nodes=pool)
-    reason = blocked[("chat", POOL, "pool node qwen-use2")]
+    reason = blocked[(SERVICE, POOL, "pool node qwen-use2")]
     assert "(mesh-us-east-2-sg) admits tcp/10250 from 10.64." in reason
 
 
@@ -124,8 +128,7 @@ def test_a_stack_without_elastic_services_walks_nothing_more() -> None:
 
 def test_a_preview_never_blocks_a_hop() -> None:
     """A preview shows WireGuard configs as secrets: the sites' hops may be undecidable, none blocked."""
-    with with_elastic(CHAT):
-        report = plan_stack(ROOT, stack_config("global"), preview=True)
+    report = plan("global", preview=True)
     assert report.elastic_paths and not [v for v in report.elastic_paths if v.ok is False]
     assert all(v.ok for v in report.elastic_paths if v.source not in ("gcp-usc1", "lab-onprem"))
 
@@ -135,14 +138,14 @@ def test_lmrun_plan_shows_the_paths_and_exits_1_when_one_is_blocked(
 ) -> None:
     import json
 
-    monkeypatch.setattr(offline, "plan_stack", lambda *args, **kwargs: elastic_plan())
+    monkeypatch.setattr(offline, "plan_stack", lambda *args, **kwargs: plan("global"))
     assert main(["plan", "--project-dir", str(ROOT), "--stack", "global", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["elastic_paths"]
-    assert {"service": "chat", "hop": CLIENTS, "from": "lab-onprem"}.items() <= shown[19].items()
+    assert {"service": SERVICE, "hop": CLIENTS, "from": "lab-onprem"}.items() <= shown[19].items()
     assert main(["plan", "--project-dir", str(ROOT), "--stack", "global"]) == 0
     text = capsys.readouterr().out
     assert "Elastic services: localhost:<node port> -> SkyServe's load balancer" in text
-    assert "chat" in text and "30400" in text
+    assert SERVICE in text and "30090" in text
     monkeypatch.undo()
 
     real = offline.run_program
@@ -151,16 +154,23 @@ def test_lmrun_plan_shows_the_paths_and_exits_1_when_one_is_blocked(
         return _without(real(*args, **kwargs), "mesh-skypilot-us-east-1-from-region-us-west-2")
 
     monkeypatch.setattr(offline, "run_program", without_rule)
-    with with_elastic(CHAT):
-        assert main(["plan", "--project-dir", str(ROOT), "--stack", "global", "--json"]) == 1
+    assert main(["plan", "--project-dir", str(ROOT), "--stack", "global", "--json"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: elastic service path blocked: stack global: 1 blocked hop(s)")
-    assert "chat: clients -> load balancer: us-west-2 -> the SkyServe controller in us-east-1 tcp/30001-30020: " in err
+    hop = f"{SERVICE}: clients -> load balancer: us-west-2 -> the SkyServe controller in us-east-1 tcp/30001-30020: "
+    assert hop in err
     assert "(mesh-skypilot-us-east-1-sg) admits tcp/30001 from 10.67." in err
 
 
 def test_a_blocked_hop_raises_from_the_checks() -> None:
     from lmrun.verify.checks import run_checks
 
-    with pytest.raises(ElasticPathError, match=r"chat: clients -> load balancer: us-west-2"):
+    with pytest.raises(ElasticPathError, match=r"qwen-elastic: clients -> load balancer: us-west-2"):
         run_checks("global", _without(recording(), "mesh-skypilot-us-east-1-from-region-us-west-2"))
+
+
+def test_without_the_skypilot_output_the_path_cannot_be_told() -> None:
+    """A first preview holds no stack outputs (the `skypilot` names): cannot tell, never blocked."""
+    outputs = {key: value for key, value in recording().outputs.items() if key != "skypilot"}
+    (verdict,) = elastic_paths_from_resources(recording(), outputs)
+    assert verdict.ok is None and verdict.reason.startswith("cannot tell: the skypilot stack output is not in this")

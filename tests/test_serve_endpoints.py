@@ -227,20 +227,21 @@ def test_the_config_refuses_what_the_server_could_not_keep() -> None:
 
 
 def test_the_server_runs_the_timer_and_reads_the_serve_parameters_only() -> None:
-    """global with an elastic service (a stand-in until wt-elastic): the server's user data carries the timer and
+    """global (its elastic service qwen-elastic): the server's user data carries the timer and
     starts it, its role reads ``<prefix>/serve/*`` and nothing else it did not already read, and it still hosts
     no Phoenix (the timer rides on the server's addon)."""
     from lmrun.render.cloudinit import runcmd_argvs, written_files
     from lmrun.verify.user_data import user_data_text
-    from tests.elastic_stand_in import elastic_plan
+    from tests.conftest import plan
 
-    report = elastic_plan()
+    report = plan("global")
     recorded = report.recording
     server = next(r for r in recorded.resources if r.name == "mesh-cluster-k3s-instance")
     text = user_data_text(server) or ""
     files = written_files(text)
     script = files[f"{SCRIPT_DIR}/serve-endpoints.sh"]
-    assert "SERVICES=(chat)" in script and "PARAMETERS=(/lmrun/global/serve/chat/endpoint)" in script
+    assert "SERVICES=(qwen-elastic)" in script
+    assert "PARAMETERS=(/lmrun/global/serve/qwen-elastic/endpoint)" in script
     assert "VPC_CIDR=10.64.0.0/16" in script
     assert ["systemctl", "enable", "--now", serve_endpoints.SERVE_ENDPOINTS_TIMER] in runcmd_argvs(text)
     assert "lmrun:hosts" not in server.inputs["tags"]
@@ -251,10 +252,10 @@ def test_the_server_runs_the_timer_and_reads_the_serve_parameters_only() -> None
     deny = next(s for s in policy["Statement"] if s["Sid"] == "DenyOtherParameters")
     assert serve[0] in deny["NotResource"]
     # Only the server may read it; no machine may write it (the operator does, with `lmrun sky bind`).
-    row = report.access.to_json()["serve/chat/endpoint"]
+    row = report.access.to_json()["serve/qwen-elastic/endpoint"]
     assert row == {
         "store": "SSM Parameter Store (us-east-1, String)",
-        "path": "/lmrun/global/serve/chat/endpoint",
+        "path": "/lmrun/global/serve/qwen-elastic/endpoint",
         "readers": ["k3s-server"],
         "writers": ["operator"],
     }
@@ -263,13 +264,10 @@ def test_the_server_runs_the_timer_and_reads_the_serve_parameters_only() -> None
 def test_with_phoenix_on_the_server_both_ride_on_its_boot() -> None:
     """The timer joins the server's Phoenix addon (files, runcmd) without taking any of Phoenix's access."""
     from lmrun.render.cloudinit import runcmd_argvs, written_files
-    from lmrun.verify.offline import plan_stack
     from lmrun.verify.user_data import user_data_text
-    from tests.conftest import ROOT, stack_config
-    from tests.elastic_stand_in import CHAT, with_elastic
+    from tests.conftest import plan
 
-    with with_elastic(CHAT):
-        report = plan_stack(ROOT, stack_config("global", phoenix={"placement": "server"}))
+    report = plan("global", phoenix={"placement": "server"})
     server = next(r for r in report.recording.resources if r.name == "mesh-cluster-k3s-instance")
     text = user_data_text(server) or ""
     files = written_files(text)
@@ -277,4 +275,4 @@ def test_with_phoenix_on_the_server_both_ride_on_its_boot() -> None:
     runcmd = runcmd_argvs(text)
     assert runcmd[-1] == ["systemctl", "enable", "--now", serve_endpoints.SERVE_ENDPOINTS_TIMER]
     assert server.inputs["tags"]["lmrun:hosts"] == "phoenix"
-    assert report.access.to_json()["serve/chat/endpoint"]["readers"] == ["k3s-server"]
+    assert report.access.to_json()["serve/qwen-elastic/endpoint"]["readers"] == ["k3s-server"]

@@ -12,10 +12,10 @@ import pytest
 
 from lmrun.cli import main
 from lmrun.verify import offline
-from tests.conftest import ROOT, moto_aws
-from tests.elastic_stand_in import CHAT, elastic_plan, with_elastic
+from tests.conftest import ROOT, moto_aws, plan
 
-PARAMETER = "/lmrun/global/serve/chat/endpoint"
+SERVICE = "qwen-elastic"
+PARAMETER = f"/lmrun/global/serve/{SERVICE}/endpoint"
 MAIN_VPC = "10.64.0.0/16"
 
 
@@ -25,8 +25,8 @@ def _bind(*args: str) -> int:
 
 @pytest.fixture
 def planned(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``global`` with the elastic service ``chat``, planned once for every test here."""
-    report = elastic_plan()
+    """``global`` (its elastic service ``qwen-elastic``), planned once for every test here."""
+    report = plan("global")
     assert report.outputs["regions"][report.outputs["mainRegion"]]["cidr"] == MAIN_VPC
     monkeypatch.setattr(offline, "plan_stack", lambda *args, **kwargs: report)
 
@@ -37,11 +37,11 @@ def _value() -> str:
 
 def test_bind_writes_the_endpoint_as_a_string_in_the_main_region(capsys: pytest.CaptureFixture[str]) -> None:
     """The real thing, planning included: the stack's plan decides the VPC and the parameter's name."""
-    with moto_aws(), with_elastic(CHAT):
-        assert _bind("chat", "--endpoint", "10.64.16.40:30001") == 0
+    with moto_aws():
+        assert _bind(SERVICE, "--endpoint", "10.64.16.40:30001") == 0
         found = boto3.client("ssm", region_name="us-east-1").get_parameter(Name=PARAMETER)["Parameter"]
         assert (found["Value"], found["Type"]) == ("10.64.16.40:30001", "String")
-        assert _bind("chat", "--endpoint", "10.64.17.9:30002") == 0  # a replaced controller: overwritten
+        assert _bind(SERVICE, "--endpoint", "10.64.17.9:30002") == 0  # a replaced controller: overwritten
         assert _value() == "10.64.17.9:30002"
     assert f"{PARAMETER} = 10.64.17.9:30002" in capsys.readouterr().out
 
@@ -55,21 +55,21 @@ def test_bind_asks_skypilot_without_endpoint(planned: None, monkeypatch: pytest.
         asked.append(names)
         return "request-1"
 
-    records = [{"name": "chat", "endpoint": "http://10.64.18.5:30003", "load_balancer_port": 30003}]
+    records = [{"name": SERVICE, "endpoint": "http://10.64.18.5:30003", "load_balancer_port": 30003}]
     monkeypatch.setattr(sky.serve, "status", status)
     monkeypatch.setattr(sky, "get", lambda request: records if request == "request-1" else None)
     with moto_aws():
-        assert _bind("chat") == 0
-        assert _value() == "10.64.18.5:30003" and asked == [["chat"]]
+        assert _bind(SERVICE) == 0
+        assert _value() == "10.64.18.5:30003" and asked == [[SERVICE]]
 
 
 @pytest.mark.parametrize(
     ("args", "problem"),
     [
-        (["chat", "--endpoint", "10.65.0.4:30001"], "--endpoint 10.65.0.4:30001: 10.65.0.4 is outside the main VPC"),
-        (["chat", "--endpoint", "10.64.0.4:30400"], "port 30400 is not one of SkyServe's load-balancer ports"),
-        (["chat", "--endpoint", "10.64.0.4"], "--endpoint 10.64.0.4: is not IP:PORT"),
-        (["chat", "--endpoint", "10.64.0.999:30001"], "'10.64.0.999' is not an IPv4 address"),
+        ([SERVICE, "--endpoint", "10.65.0.4:30001"], "--endpoint 10.65.0.4:30001: 10.65.0.4 is outside the main VPC"),
+        ([SERVICE, "--endpoint", "10.64.0.4:30400"], "port 30400 is not one of SkyServe's load-balancer ports"),
+        ([SERVICE, "--endpoint", "10.64.0.4"], "--endpoint 10.64.0.4: is not IP:PORT"),
+        ([SERVICE, "--endpoint", "10.64.0.999:30001"], "'10.64.0.999' is not an IPv4 address"),
         (["qwen", "--endpoint", "10.64.0.4:30001"], "qwen: not an elastic service of stack global (its elastic "),
         (["Chat"], "SERVICE Chat: is not a service name"),
     ],
@@ -90,8 +90,9 @@ def test_a_bad_endpoint_from_skypilot_is_refused_too(planned: None, capsys: pyte
 
     with moto_aws(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(sky_cli, "sky_serve_endpoint", lambda service: "54.210.3.9:30001")
-        assert _bind("chat") == 2
-    assert "SkyPilot's endpoint of chat 54.210.3.9:30001: 54.210.3.9 is outside the main VPC" in capsys.readouterr().err
+        assert _bind(SERVICE) == 2
+    err = capsys.readouterr().err
+    assert f"SkyPilot's endpoint of {SERVICE} 54.210.3.9:30001: 54.210.3.9 is outside the main VPC" in err
 
 
 def test_without_skypilot_the_error_says_it_is_an_extra(
@@ -99,7 +100,7 @@ def test_without_skypilot_the_error_says_it_is_an_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "sky", None)  # `import sky` raises ImportError
     with moto_aws():
-        assert _bind("chat") == 2
+        assert _bind(SERVICE) == 2
     err = capsys.readouterr().err
     assert "needs SkyPilot, a dev/test extra of lmrun-mesh (not a runtime dependency)" in err
     assert "--endpoint IP:PORT" in err

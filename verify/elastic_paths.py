@@ -159,6 +159,10 @@ def check_elastic_service(
 ) -> list[ElasticPathVerdict]:
     """The verdict of every hop of one service's path (``entry``: its ``elasticPaths`` export)."""
     main = str(fabric.exports.get("mainRegion") or "")
+    if not isinstance(fabric.exports.get("skypilot"), Mapping):
+        # A first preview has no stack outputs: the SkyPilot names the walk places VMs by are not there.
+        unknown = f"cannot tell: the skypilot stack output is not in this {fabric.snapshot.source}"
+        return [_verdict(service, CLIENTS, "the mesh", "the SkyServe controller", _lb_ports(), unknown)]
     controller = skypilot_endpoints(fabric, main)
     verdicts = []
     if not controller:
