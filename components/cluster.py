@@ -60,18 +60,13 @@ class ClusterArgs(TypedDict):
 
 
 def _with_serve_endpoints(
-    addon: ServerAddon | None,
-    elastic: Sequence[ElasticNodePort],
-    region: str,
-    vpc_cidr: pulumi.Output[str],
-    prefix: str,
-) -> ServerAddon | None:
-    """``addon`` plus the timer that keeps the elastic services' EndpointSlices (none without elastic services)."""
-    if not elastic:
-        return addon
+    addon: ServerAddon | None, region: str, vpc_cidr: pulumi.Output[str], prefix: str
+) -> ServerAddon:
+    """``addon`` plus the timer that keeps the elastic services' EndpointSlices. Every server runs it, whatever
+    elastic services exist (it lists them in the cluster), so adding one never changes the server's user data."""
 
     def files(cidr: str) -> list[WriteFile]:
-        return serve_endpoint_files(ServeEndpointsConfig(region, cidr, prefix, tuple(elastic)))
+        return serve_endpoint_files(ServeEndpointsConfig(region, cidr, prefix))
 
     own = vpc_cidr.apply(files)
     if addon is None:
@@ -144,7 +139,7 @@ class Cluster(pulumi.ComponentResource):
 
         elastic = sorted(args.get("elastic", ()), key=lambda e: e.name)
         hosts_phoenix = addon is not None
-        addon = _with_serve_endpoints(addon, elastic, server_plan.region, main_vpc.cidr_block, prefix)
+        server_addon = _with_serve_endpoints(addon, server_plan.region, main_vpc.cidr_block, prefix)
         server_args: K3sServerArgs = {
             "region": server_plan.region,
             "private_ip": server_plan.private_ip,
@@ -165,11 +160,9 @@ class Cluster(pulumi.ComponentResource):
                 **({TAG_HOSTS: PHOENIX} if hosts_phoenix else {}),
             },
         }
-        if addon is not None:
-            server_args["addon"] = addon
-        if elastic:
-            # Not created by the stack (`lmrun sky bind` writes them): the server reads this path and no other.
-            server_args["read_names"] = [paths.serve_endpoints]
+        server_args["addon"] = server_addon
+        # Not created by the stack (`lmrun sky bind` writes them): the server reads this path and no other new one.
+        server_args["read_names"] = [paths.serve_endpoints]
         # The parent's random/command providers are inherited; AWS is the main region's.
         self.server = K3sServer(f"{name}-k3s", args=server_args, opts=on_main)
 

@@ -89,7 +89,9 @@ _DEPLOYER_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9\-]*[a-z0-9])?$")
 _DNS_1035 = re.compile(r"^[a-z]([a-z0-9\-]*[a-z0-9])?$")
-_SERVICE_PREFIX = "lmrun-svc-"
+SERVICE_PREFIX = "lmrun-svc-"
+"""The prefix of every mesh Service's name (``lmrun-svc-<service>``)."""
+_SERVICE_PREFIX = SERVICE_PREFIX
 _PORT_NAME = "app"
 """The name of a Service's one port (an EndpointSlice's port pairs with it by name)."""
 
@@ -208,6 +210,8 @@ labelled with its own name (``endpointslice-controller.k8s.io``, k8s.io/kubernet
 ``ControllerName``) and none for a Service without selector."""
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 """The label that ties an EndpointSlice to its Service (kube-proxy joins them by it)."""
+ELASTIC_LABEL = "lmrun.io/elastic"
+"""Labels (value ``"true"``) the Service of an elastic service: what the K3s server lists to keep their slices."""
 
 
 @dataclass(frozen=True)
@@ -247,23 +251,24 @@ def elastic_service_manifest(svc: ElasticNodePort) -> dict[str, Any]:
     "Accessing a Service without a selector works the same as if it had a selector", traffic going to the
     EndpointSlice's addresses on its port), so both carry the node port, a number no reader mistakes
     for the LB's. The port's name ties it to the slice's port."""
-    labels = {**MANAGED_BY, "lmrun.io/service": svc.name, "lmrun.io/elastic": "true"}
+    labels = {**MANAGED_BY, "lmrun.io/service": svc.name, ELASTIC_LABEL: "true"}
     return _node_port_service(svc.service_name, labels, port=svc.node_port, node_port=svc.node_port, selector=None)
 
 
-def endpoint_slice_manifest(svc: ElasticNodePort) -> dict[str, Any]:
-    """The EndpointSlice of an elastic service with no endpoint (and no port): what the server applies while no
-    load balancer is bound, so a client's connection is refused instead of reaching a wrong backend. The server's
-    helper (``render/scripts/serve_endpoints.py``) fills in the bound ``IP:PORT``."""
+def endpoint_slice_manifest(service_name: str) -> dict[str, Any]:
+    """The EndpointSlice of the elastic service's Service ``service_name`` with no endpoint (and no port): what the
+    server applies while no load balancer is bound, so a client's connection is refused instead of reaching a wrong
+    backend. The server's helper (``render/scripts/serve_endpoints.py``) fills in the Service's name and the bound
+    ``IP:PORT`` (its template is this with ``service_name`` empty)."""
     labels = {
         **MANAGED_BY,
-        SERVICE_NAME_LABEL: svc.service_name,
+        SERVICE_NAME_LABEL: service_name,
         "endpointslice.kubernetes.io/managed-by": ENDPOINT_SLICE_MANAGER,
     }
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": _metadata(svc.service_name, labels),
+        "metadata": _metadata(service_name, labels),
         "addressType": "IPv4",
         "ports": [],
         "endpoints": [],

@@ -2,7 +2,8 @@
 
 It answers exactly the calls the server's scripts make, from files in ``$FAKE_K3S_STATE``, logs every call to
 ``calls``, and fails on anything else: ``get nodes -o json`` serves ``nodes.json`` (a recorded document) unless
-``api-down`` exists; ``delete node NAME --wait=false`` appends NAME to ``deleted``; ``apply -f FILE`` fails while
+``api-down`` exists; the elastic Services' names (``get services ... --selector lmrun.io/elastic=true``) are the lines
+of ``elastic-services``; ``delete node NAME --wait=false`` appends NAME to ``deleted``; ``apply -f FILE`` fails while
 ``apply-failures`` counts down, then reads FILE (a JSON List), appends its kinds to ``applied`` and the document
 to ``applied.jsonl``; the deployer token Secret's ``jsonpath`` reads serve ``token.b64`` (empty while
 ``token-delay`` counts down) and ``ca.b64``.
@@ -47,6 +48,8 @@ def main(argv: list[str]) -> int:
         if _read("api-down"):
             return _fail("The connection to the server 127.0.0.1:6443 was refused")
         sys.stdout.write(_read("nodes.json"))
+    elif args[:6] == ["get", "services", "--namespace", "lmrun", "--selector", "lmrun.io/elastic=true"]:
+        sys.stdout.write(_read("elastic-services"))
     elif args[:2] == ["delete", "node"] and args[3:] == ["--wait=false"]:
         _write("deleted", args[2] + "\n", "a")
         print(f'node "{args[2]}" deleted')

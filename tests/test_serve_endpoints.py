@@ -30,7 +30,7 @@ from tests.validators import assert_kubernetes_valid, assert_shellcheck_clean, r
 VPC = "10.64.0.0/16"
 CHAT = ElasticNodePort("chat", 30400)
 EMBED = ElasticNodePort("embed", 30401)
-CONFIG = ServeEndpointsConfig(REGION, VPC, "/lmrun/test", (CHAT, EMBED))
+CONFIG = ServeEndpointsConfig(REGION, VPC, "/lmrun/test")
 
 
 def test_the_service_has_no_selector_and_the_slice_names_its_own_manager(tmp_path: Path) -> None:
@@ -38,14 +38,17 @@ def test_the_service_has_no_selector_and_the_slice_names_its_own_manager(tmp_pat
     assert "selector" not in service["spec"] and service["spec"]["type"] == "NodePort"
     (port,) = service["spec"]["ports"]
     assert port["nodePort"] == 30400 and port["name"] == "app"
-    slice_ = kubernetes.endpoint_slice_manifest(CHAT)
+    slice_ = kubernetes.endpoint_slice_manifest(CHAT.service_name)
     labels = slice_["metadata"]["labels"]
     assert labels["kubernetes.io/service-name"] == "lmrun-svc-chat" == service["metadata"]["name"]
     # Not the EndpointSlice controller's value (it would manage, and empty, the slice).
     assert labels["endpointslice.kubernetes.io/managed-by"] == "lmrun.io/serve-endpoints"
     assert slice_["metadata"]["namespace"] == kubernetes.NAMESPACE and slice_["endpoints"] == []
-    bound = serve_endpoints._helper().endpoint_slice(slice_, "10.64.1.20:30003", VPC, serve_endpoints.LB_PORTS)
+    template = kubernetes.endpoint_slice_manifest("")
+    helper = serve_endpoints._helper()
+    bound = helper.endpoint_slice(template, CHAT.service_name, "10.64.1.20:30003", VPC, serve_endpoints.LB_PORTS)
     (filled,) = bound["items"]
+    assert filled["metadata"] == slice_["metadata"]  # the template, named after the Service
     # kube-proxy pairs the slice's port with the Service's by name.
     assert filled["ports"] == [{"name": port["name"], "protocol": "TCP", "port": 30003}]
     assert filled["endpoints"] == [{"addresses": ["10.64.1.20"], "conditions": {"ready": True}}]
@@ -106,6 +109,8 @@ def server(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Path], Any, dict[st
         )
         env = aws_env(endpoint, tmp_path, FAKE_K3S_STATE=str(state))
         env["PATH"] = f"{fake_dir}:{env['PATH']}"
+        # The elastic Services Pulumi created, as the server lists them in the cluster.
+        (state / "elastic-services").write_text(f"{CHAT.service_name}\n{EMBED.service_name}\n")
         yield state, scripts, client, env
 
 
@@ -118,6 +123,8 @@ def _run(
         (state / name).unlink(missing_ok=True)
     result = run_script(scripts["serve-endpoints.sh"], [], env, timeout=120)
     calls = (state / "calls").read_text().splitlines() if (state / "calls").exists() else []
+    assert calls[0].startswith("kubectl get services --namespace lmrun --selector lmrun.io/elastic=true"), calls
+    calls = calls[1:]
     assert all(call.startswith("kubectl apply -f ") for call in calls), calls
     documents = (state / "applied.jsonl").read_text().splitlines() if calls else []
     slices = [item for line in documents for item in json.loads(line)["items"]]
@@ -196,7 +203,9 @@ def test_the_timer_and_its_script_are_clean(tmp_path: Path) -> None:
     assert f"OnUnitActiveSec={serve_endpoints.SERVE_ENDPOINTS_EVERY}" in timer
     unit = files[f"/etc/systemd/system/{serve_endpoints.SERVE_ENDPOINTS_UNIT}"].content
     assert f"ExecStart={SCRIPT_DIR}/serve-endpoints.sh" in unit and "Requires=k3s.service" in unit
-    assert "PARAMETERS=(/lmrun/test/serve/chat/endpoint /lmrun/test/serve/embed/endpoint)" in script.content
+    # Nothing about which elastic services exist: adding one never changes the server's user data.
+    assert "PARAMETER_PATTERN='/lmrun/test/serve/{service}/endpoint'" in script.content
+    assert "chat" not in script.content and "SELECTOR=lmrun.io/elastic=true" in script.content
     assert "LB_PORTS=30001-30020" in script.content and "VPC_CIDR=10.64.0.0/16" in script.content
     tool = require_tool("systemd-analyze")
     root, units = tmp_path / "root", tmp_path / "units"
@@ -214,22 +223,31 @@ def test_the_timer_and_its_script_are_clean(tmp_path: Path) -> None:
     assert result.returncode == 0 and not ours, result.stdout + result.stderr
 
 
-def test_the_config_refuses_what_the_server_could_not_keep() -> None:
+def test_the_config_refuses_a_vpc_that_is_not_one() -> None:
     with pytest.raises(ValueError, match=r"^vpc_cidr: '10\.64\.0\.0/33' is not an IPv4 network"):
-        ServeEndpointsConfig(REGION, "10.64.0.0/33", "/lmrun/test", (CHAT,))
-    with pytest.raises(ValueError, match=r"^services: the timer has nothing"):
-        ServeEndpointsConfig(REGION, VPC, "/lmrun/test", ())
-    with pytest.raises(ValueError, match=r"^services: duplicate names"):
-        ServeEndpointsConfig(REGION, VPC, "/lmrun/test", (CHAT, ElasticNodePort("chat", 30402)))
+        ServeEndpointsConfig(REGION, "10.64.0.0/33", "/lmrun/test")
+
+
+def test_no_elastic_service_does_nothing_and_a_foreign_service_is_left_alone(server: Any) -> None:
+    state, scripts, client, env = server
+    (state / "elastic-services").write_text("")
+    result, applied = _run(state, scripts, env)
+    assert result.returncode == 0 and applied["calls"] == 0, result.stderr
+    # A Service labelled elastic whose name is not lmrun-svc-<service>: never given a slice.
+    client.put_parameter(Name="/lmrun/test/serve/chat/endpoint", Value="10.64.1.20:30002", Type="String")
+    (state / "elastic-services").write_text("kube-dns\nlmrun-svc-chat\n")
+    result, applied = _run(state, scripts, env)
+    assert result.returncode != 0 and applied["calls"] == 1 and list(applied) == ["calls", "lmrun-svc-chat"]
+    assert "lmrun: Service kube-dns is not an elastic service's (lmrun-svc-<service>); left alone" in result.stderr
 
 
 # --- in the stack ---------------------------------------------------------------------------------------------
 
 
 def test_the_server_runs_the_timer_and_reads_the_serve_parameters_only() -> None:
-    """global (its elastic service qwen-elastic): the server's user data carries the timer and
-    starts it, its role reads ``<prefix>/serve/*`` and nothing else it did not already read, and it still hosts
-    no Phoenix (the timer rides on the server's addon)."""
+    """global (its elastic service qwen-elastic): the server's user data carries the timer and starts it, the same
+    with or without elastic services; its role reads ``<prefix>/serve/*`` and nothing else it did not already read;
+    it still hosts no Phoenix (the timer rides on the server's addon)."""
     from lmrun.render.cloudinit import runcmd_argvs, written_files
     from lmrun.verify.user_data import user_data_text
     from tests.conftest import plan
@@ -240,9 +258,14 @@ def test_the_server_runs_the_timer_and_reads_the_serve_parameters_only() -> None
     text = user_data_text(server) or ""
     files = written_files(text)
     script = files[f"{SCRIPT_DIR}/serve-endpoints.sh"]
-    assert "SERVICES=(qwen-elastic)" in script
-    assert "PARAMETERS=(/lmrun/global/serve/qwen-elastic/endpoint)" in script
+    assert "PARAMETER_PATTERN='/lmrun/global/serve/{service}/endpoint'" in script
     assert "VPC_CIDR=10.64.0.0/16" in script
+    # The same user data and role policy without elastic services: adding one never replaces the server.
+    bare = plan("global", elasticServices=[]).recording
+    assert not bare.outputs["elasticPaths"]
+    assert user_data_text(bare.named("mesh-cluster-k3s-instance")) == text
+    policy_name = "mesh-cluster-k3s-identity-parameters"
+    assert bare.named(policy_name).inputs["policy"] == recorded.named(policy_name).inputs["policy"]
     assert ["systemctl", "enable", "--now", serve_endpoints.SERVE_ENDPOINTS_TIMER] in runcmd_argvs(text)
     assert "lmrun:hosts" not in server.inputs["tags"]
     policy = json.loads(recorded.named("mesh-cluster-k3s-identity-parameters").inputs["policy"])

@@ -1,8 +1,9 @@
 """Serve endpoint helper (serve-endpoints.sh, on the K3s server; ``lmrun sky bind`` loads its check too).
-Usage: serve_endpoints.py VALUE VPC_CIDR LOW-HIGH < EndpointSlice template (JSON). VALUE is the serve endpoint
-parameter's (``IP:PORT``; empty: no parameter). Prints a ``v1/List`` holding the slice: with no endpoint for an
-empty VALUE, else with IP:PORT as its one ready endpoint; exits 2 naming the problem when VALUE is not an IPv4
-address inside VPC_CIDR and a port in LOW-HIGH (SkyServe's load-balancer ports)."""
+Usage: serve_endpoints.py SERVICE VALUE VPC_CIDR LOW-HIGH < EndpointSlice template (JSON). VALUE is the serve
+endpoint parameter's (``IP:PORT``; empty: no parameter). Prints a ``v1/List`` holding the slice of the Service named
+SERVICE: with no endpoint for an empty VALUE, else with IP:PORT as its one ready endpoint; exits 2 naming the
+problem when VALUE is not an IPv4 address inside VPC_CIDR and a port in LOW-HIGH (SkyServe's load-balancer
+ports)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,14 @@ def parse_endpoint(value: str, vpc_cidr: str, ports: str) -> tuple[str, int]:
     return str(address), port
 
 
-def endpoint_slice(template: Any, value: str, vpc_cidr: str, ports: str) -> Any:
-    """The template slice, with IP:PORT as its one endpoint (none for an empty ``value``)."""
+def endpoint_slice(template: Any, service: str, value: str, vpc_cidr: str, ports: str) -> Any:
+    """The template slice named after the Service ``service`` (its name and ``kubernetes.io/service-name`` label),
+    with IP:PORT as its one endpoint (none for an empty ``value``)."""
     slice_ = dict(template)
+    metadata = dict(slice_["metadata"])
+    metadata["name"] = service
+    metadata["labels"] = {**metadata["labels"], "kubernetes.io/service-name": service}
+    slice_["metadata"] = metadata
     if value.strip():
         address, port = parse_endpoint(value, vpc_cidr, ports)
         slice_["ports"] = [{"name": "app", "protocol": "TCP", "port": port}]
@@ -48,7 +54,7 @@ def endpoint_slice(template: Any, value: str, vpc_cidr: str, ports: str) -> Any:
 
 if __name__ == "__main__":
     try:
-        document = endpoint_slice(json.load(sys.stdin), sys.argv[1], sys.argv[2], sys.argv[3])
+        document = endpoint_slice(json.load(sys.stdin), *sys.argv[1:5])
     except ValueError as problem:
         print(problem, file=sys.stderr)
         sys.exit(2)
