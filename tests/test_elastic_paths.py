@@ -174,3 +174,18 @@ def test_without_the_skypilot_output_the_path_cannot_be_told() -> None:
     outputs = {key: value for key, value in recording().outputs.items() if key != "skypilot"}
     (verdict,) = elastic_paths_from_resources(recording(), outputs)
     assert verdict.ok is None and verdict.reason.startswith("cannot tell: the skypilot stack output is not in this")
+
+
+def test_one_port_stands_for_each_run_of_lb_ports_no_rule_tells_apart() -> None:
+    from lmrun.domain.ports import SKYSERVE_LB_PORTS
+    from lmrun.verify.elastic_paths import port_classes
+    from lmrun.verify.resources import Resource, Snapshot
+
+    def rules(*inputs: dict[str, Any]) -> Snapshot:
+        return Snapshot([Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", i) for i in inputs], {})
+
+    assert port_classes(recording(), SKYSERVE_LB_PORTS) == [30001]  # global: all-traffic rules only
+    aws_rule = rules({"ipProtocol": "tcp", "fromPort": 30001, "toPort": 30010}, {"fromPort": 0, "toPort": 0})
+    assert port_classes(aws_rule, SKYSERVE_LB_PORTS) == [30001, 30011]
+    gcp_rule = rules({"allows": [{"protocol": "tcp", "ports": ["30005-30007", "30020"]}]})
+    assert port_classes(gcp_rule, SKYSERVE_LB_PORTS) == [30001, 30005, 30008, 30020]

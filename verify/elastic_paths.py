@@ -11,7 +11,8 @@ the service's app port) and pods on the K3s GPU pool, which the controller reach
 between node addresses. For every elastic service of the ``elasticPaths`` export this walks, both ways:
 
 - ``clients -> load balancer``: every location of the mesh (each region's and site's client hosts) to the
-  controller (the main region's SkyPilot security group), TCP on every LB port;
+  controller (the main region's SkyPilot security group), TCP on every LB port (one port of each run of them no
+  recorded rule tells apart: :func:`port_classes`);
 - ``controller -> K3s API``: the controller joins K3s (tcp/6443 to the server);
 - ``controller -> spot region``: the controller to a SkyPilot VM of each spot region, TCP on the app port;
 - ``controller -> GPU pool``: the controller to each pool node (a ``nodes`` export entry with a ``pool``), TCP on
@@ -120,6 +121,8 @@ class _Walks:
     def __init__(self, fabric: Fabric) -> None:
         self.fabric = fabric
         self.memo: dict[tuple[Any, Any, int], _Outcome] = {}
+        self.lb_ports = port_classes(fabric.snapshot, SKYSERVE_LB_PORTS)
+        """The load-balancer ports to walk: one of each run no rule tells apart."""
 
     def first_blocked(self, clients: Sequence[Host], servers: Sequence[Host], ports: Sequence[int]) -> str | None:
         """None when every client reaches every server on every port (and back); else the first blocked pair's
@@ -141,6 +144,42 @@ class _Walks:
                         return reason
                     undecided = undecided or f"cannot tell: {reason}"
         return undecided
+
+
+_PORT_KEYS = ("fromPort", "toPort", "ports")
+"""The inputs that hold a rule's ports: AWS security group rules (``fromPort``/``toPort``) and GCP firewalls
+(``allows[].ports``, ``"30000-32767"``)."""
+
+
+def port_classes(snapshot: Snapshot, ports: range) -> list[int]:
+    """One port of each run of ``ports`` that no recorded rule tells apart (the first of the run): a rule's range
+    starts or ends a run, so every port of a run is admitted or refused alike, and walking one stands for all.
+    Why: walking every load-balancer port from every location costs 20 walks a host pair."""
+    cuts = {ports.start}
+    stack: list[Any] = [resource.inputs for resource in snapshot.resources]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            low, high = plain(value.get("fromPort")), plain(value.get("toPort"))
+            if isinstance(low, int) and isinstance(high, int):
+                cuts.update((low, high + 1))
+            cuts.update(_bounds(value.get("ports")))
+            nested = (item for key, item in value.items() if key not in _PORT_KEYS)
+            stack.extend(item for item in nested if isinstance(item, Mapping | list))
+        elif isinstance(value, list):
+            stack.extend(value)
+    return sorted(cut for cut in cuts if cut in ports)
+
+
+def _bounds(value: Any) -> list[int]:
+    """Where the port specs in ``value`` (``["80", "30000-32767"]``) start, and where they stop (the port after
+    their last)."""
+    found = []
+    for item in value if isinstance(value, list) else []:
+        low, _, high = str(plain(item)).partition("-")
+        if low.isdigit() and (high.isdigit() or not high):
+            found += [int(low), int(high or low) + 1]
+    return found
 
 
 def _verdict(service: str, hop: str, source: str, target: str, ports: str, blocked: str | None) -> ElasticPathVerdict:
@@ -169,12 +208,11 @@ def check_elastic_service(
         missing = f"no SkyPilot security group in the main region {main} holds the SkyServe controller"
         return [_verdict(service, CLIENTS, "the mesh", "the SkyServe controller", _lb_ports(), missing)]
     where = f"the SkyServe controller in {main}"
+    lb_ports = walks.lb_ports
     for location in [*sorted(fabric.regions), *sorted(fabric.sites)]:
         clients = fabric.location_hosts(location)
         blocked = (
-            walks.first_blocked(clients, controller, SKYSERVE_LB_PORTS)
-            if clients
-            else f"no network of {location} is recorded"
+            walks.first_blocked(clients, controller, lb_ports) if clients else f"no network of {location} is recorded"
         )
         verdicts.append(_verdict(service, CLIENTS, location, where, _lb_ports(), blocked))
     servers = [host for model in fabric.models for host in model.role_hosts(K3S_SERVER_ROLE)]
