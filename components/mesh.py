@@ -17,6 +17,7 @@ from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, SpokeVpc
 from lmrun.components.sites import Sites
 from lmrun.components.skypilot import SkyPilotInfra, sky_facts
+from lmrun.components.skyserve import ServeControllerIdentity
 from lmrun.components.vpc import RegionalVpc, RegionalVpcArgs
 from lmrun.domain.names import TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import SecretPaths
@@ -183,6 +184,21 @@ class Mesh(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            controller = plan.skypilot.controller
+            if controller is not None:
+                ServeControllerIdentity(
+                    f"{name}-skyserve",
+                    args={
+                        "plan": controller,
+                        "replica_identity": plan.skypilot.name,
+                        "account_id": self.vpcs[plan.main.name].account_id,
+                        "vpcs": {region: vpc.vpc_id for region, vpc in self.vpcs.items()},
+                        "reads": {path: arns[path] for path in controller.reads},
+                        "main_region": plan.main.name,
+                        "tags": plan.tags,
+                    },
+                    opts=pulumi.ResourceOptions(parent=self, provider=self.providers[plan.main.name]),
+                )
             self.skypilot = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()}).to_json()
         self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})
 

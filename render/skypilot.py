@@ -39,6 +39,12 @@ from lmrun.render.k3s import AGENT_TOKEN_FILE, K3S_INSTALL_SCRIPT, SSM_GET_SCRIP
 from lmrun.render.phoenix import CLIENT_ENV_FILE, otlp_endpoint
 from lmrun.render.runtime import UV_VENV_SCRIPT
 from lmrun.render.script_files import render_script, script_text
+from lmrun.render.skyserve import (
+    ControllerJoin,
+    post_provision_runcmd,
+    private_access,
+    remote_identity,
+)
 from lmrun.render.vllm import VllmConfig, serve_args
 
 RENDERED_NOTE = "Rendered by `lmrun sky render`; render again when the stack changes."
@@ -89,6 +95,10 @@ class SkyPilotMesh:
     """Every declared service's node port (the client calls any of them)."""
     tags: dict[str, str] = field(default_factory=dict)
     checkpoint_prefix: str = CHECKPOINT_PREFIX
+    controller_profile: str | None = None
+    """SkyServe's controller's instance profile, when the stack has elastic services (its VMs are then private)."""
+    private_regions: tuple[str, ...] = ()
+    """Where SkyPilot's VMs run with private addresses (main region first), with elastic services."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +106,7 @@ class SkyPilotMesh:
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> SkyPilotMesh:
         data = dict(value)
+        data["private_regions"] = tuple(data.get("private_regions") or ())
         data["services"] = tuple(
             SkyService(**{**s, "vllm_args": tuple(s.get("vllm_args") or ())}) for s in data.get("services") or ()
         )
@@ -117,11 +128,22 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
     }
     if mesh.use_ssm:
         aws["use_ssm"] = True
-    return {
-        "allowed_clouds": [HUB_CLOUD],
-        HUB_CLOUD: aws,
-        "jobs": {"controller": {"consolidation_mode": True}},
-    }
+    config: dict[str, Any] = {"allowed_clouds": [HUB_CLOUD], HUB_CLOUD: aws}
+    if mesh.controller_profile is not None:
+        aws["remote_identity"] = remote_identity(mesh.controller_profile, mesh.name)
+        if mesh.use_ssm:
+            aws.update(private_access(mesh.private_regions))
+        aws["post_provision_runcmd"] = post_provision_runcmd(
+            ControllerJoin(
+                controller_profile=mesh.controller_profile,
+                main_region=mesh.main_region,
+                token_parameter=mesh.token_parameter,
+                k3s_version=mesh.k3s_version,
+                server_ip=mesh.server_ip,
+            )
+        )
+    config["jobs"] = {"controller": {"consolidation_mode": True}}
+    return config
 
 
 @dataclass(frozen=True)
