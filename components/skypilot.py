@@ -167,7 +167,7 @@ def sky_facts(plan: MeshPlan, vpc_names: Mapping[str, str]) -> SkyPilotMesh:
         node_ports=dict(cluster.node_ports),
         tags={**plan.tags, TAG_ROLE: SKYPILOT_ROLE},
         controller_profile=sky.controller.name if sky.controller is not None else None,
-        private_regions=(plan.main.name,) if sky.controller is not None else (),
+        private_regions=sky.private_regions,
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from lmrun.domain.addresses import TUNNEL_POOL
 from lmrun.domain.secrets import SecretPaths
 from lmrun.domain.skypilot import SKYSERVE_CONTROLLER_ROLE, skypilot_role_reads
+from lmrun.plan.elastic import ElasticServicePlan, plan_elastic
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model import MeshSpec
 
@@ -58,6 +59,11 @@ class SkyPilotPlan:
     itself and the main region (peering is hub-and-spoke only)."""
     reads: tuple[str, ...]
     """SSM parameters the role may read (:func:`lmrun.domain.skypilot.skypilot_role_reads`)."""
+    elastic: tuple[ElasticServicePlan, ...] = ()
+    """The elastic services SkyServe runs (``lmrun:elasticServices``), in name order."""
+    private_regions: tuple[str, ...] = ()
+    """Where SkyPilot VMs run without public addresses: the main region (the serve controller) first, then every
+    elastic service's spot regions, each once; empty without elastic services."""
     controller: ServeControllerPlan | None = None
     """SkyServe's controller identity, when the stack has elastic services."""
 
@@ -66,11 +72,9 @@ def _stack_slug(mesh: str) -> str:
     return _NAME_CHARACTERS.sub("-", mesh.lower()).strip("-") or "mesh"
 
 
-def plan_skypilot(
-    spec: MeshSpec, plan: MeshPlan, *, serves_elastic: bool = True
-) -> tuple[SkyPilotPlan | None, list[ConfigIssue]]:
-    """The SkyPilot plan when ``lmrun:skypilot.enabled`` (with SkyServe's controller identity when
-    ``serves_elastic``); issues when a derived name breaks a limit."""
+def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, list[ConfigIssue]]:
+    """The SkyPilot plan when ``lmrun:skypilot.enabled`` (with SkyServe's controller identity when the stack has
+    elastic services); issues when a derived name breaks a limit."""
     sky = spec.skypilot
     if not sky.enabled:
         return None, []
@@ -105,6 +109,8 @@ def plan_skypilot(
         plan.main.name: main_ingress,
         **{s.name: {f"region {s.name}": s.cidr, f"region {plan.main.name}": plan.main.cidr} for s in plan.spokes},
     }
+    elastic = plan_elastic(spec)
+    private = (plan.main.name, *(r for svc in elastic for r in svc.spot_regions)) if elastic else ()
     result = SkyPilotPlan(
         name=name,
         bucket=bucket,
@@ -113,11 +119,13 @@ def plan_skypilot(
         ssh_cidrs=() if sky.use_ssm else tuple(str(cidr) for cidr in spec.operator_cidrs),
         ingress=ingress,
         reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=plan.cluster.phoenix is not None),
+        elastic=elastic,
+        private_regions=tuple(dict.fromkeys(private)),
         controller=ServeControllerPlan(
             name=controller_name,
             reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=False, role=SKYSERVE_CONTROLLER_ROLE),
         )
-        if serves_elastic
+        if elastic
         else None,
     )
     return result, issues
