@@ -18,8 +18,9 @@ mesh, and nothing that gives its VMs more than joining needs.
   buckets of its own account (``aws:ResourceAccount``), so a bucket name squatted elsewhere gets nothing.
 
 Per region one security group (a spoke's with inline rules; the main region's with one standalone rule per
-admitted range and one for the mesh group, so a new region or site only adds one); in the main region the role, its policy, the profile
-(and the Session Manager attachment), and the bucket with its five settings (its TLS-only policy included).
+admitted range and one for the mesh group, so a new region or site only adds one); in the main region the role,
+its policy, the profile (and the Session Manager attachment), and the bucket with its five settings (its TLS-
+only policy included).
 """
 
 from __future__ import annotations

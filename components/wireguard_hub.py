@@ -1,10 +1,11 @@
 """WireGuardHub: the main region's gateway that non-AWS sites tunnel into.
 
 A small instance with an Elastic IP and one UDP port open to the world (the only world-open ingress of the
-mesh), source/destination check off and forwarding on. The main VPC routes every site's CIDR and the
-tunnel range to it (from its private route table too, when SkyPilot's private subnets are there), and its security group admits them. Its config — private key and one peer per site —
-is a SecureString in SSM; the instance fetches it by name and re-applies it when it changes, so adding a
-site or rotating a site's key updates the hub's peer entry without replacing the hub.
+mesh), source/destination check off and forwarding on. The main VPC routes every site's CIDR and the tunnel
+range to it (from its private route table too, when SkyPilot's private subnets are there), and its security
+group admits them. Its config — private key and one peer per site — is a SecureString in SSM; the instance
+fetches it by name and re-applies it when it changes, so adding a site or rotating a site's key updates the
+hub's peer entry without replacing the hub.
 """
 
 from __future__ import annotations

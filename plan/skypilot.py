@@ -115,7 +115,7 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         issues.append(
             ConfigIssue(
                 config_path(("skypilot",)),
-                f"SkyPilot's private subnets need a mesh VPC in {', '.join(outside)}; add the region(s) to lmrun:regions",
+                f"SkyPilot's private subnets need a mesh VPC in {', '.join(outside)}; add them to lmrun:regions",
             )
         )
     private_subnets = {
