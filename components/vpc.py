@@ -186,7 +186,7 @@ class RegionalVpc(pulumi.ComponentResource):
         address = aws.ec2.Eip(f"{name}-nat-eip", domain="vpc", tags=with_name(tags, f"{name}-nat-eip"), opts=child)
         nat = aws.ec2.NatGateway(
             f"{name}-nat",
-            allocation_id=address.allocation_id,
+            allocation_id=address.id,  # an Eip's id is its allocation id
             subnet_id=self.subnets[min(self.subnets)].id,
             connectivity_type="public",
             tags=with_name(tags, f"{name}-nat"),
