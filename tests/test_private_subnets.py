@@ -28,6 +28,8 @@ from lmrun.verify import tokens
 from lmrun.verify.cost import NAT_MONTHLY_GB_PER_GATEWAY
 from lmrun.verify.offline import PlanReport, plan_stack
 from lmrun.verify.reachability import Fabric, walk_hosts
+from lmrun.verify.skypilot import OPEN_PORTS_CONTRACT, skypilot_names_exist
+from lmrun.verify.sources import from_recording
 from tests.conftest import ROOT, moto_aws, plan, stack_config
 from tests.test_blast_radius import _changes
 
@@ -157,6 +159,38 @@ def test_the_estimate_prices_the_nat_gateway_on_a_line_of_its_own() -> None:
     assert cost.nat_monthly_usd == pytest.approx(expected)
     assert cost.fabric_monthly_usd == 0
     assert {i.resource for i in cost.items if i.category == "nat"} == {f"mesh-{MAIN}-nat", f"mesh-{MAIN}-nat-eip"}
+
+
+def test_the_plan_checks_the_subnet_names_and_the_rule_that_stops_open_ports() -> None:
+    report = plan("global")
+    outputs = dict(report.outputs)
+    resources = list(from_recording(report.recording, outputs).resources)
+    results = skypilot_names_exist(resources, outputs)
+    assert all(r.ok for r in results)
+    assert len([r for r in results if r.contract == OPEN_PORTS_CONTRACT]) == 18
+    assert len([r for r in results if r.resource.startswith("skypilot:subnet:")]) == len(MAIN_AZS)
+
+    def broken(changed: list[Any]) -> list[tuple[str, str]]:
+        return [(r.resource, r.contract) for r in skypilot_names_exist(changed, outputs) if not r.ok]
+
+    # The main region's standalone rule from the mesh group, then a spoke's inline one, go missing.
+    main_rule = next(r for r in resources if r.name == f"mesh-skypilot-{MAIN}-from-mesh-group")
+    assert broken([r for r in resources if r is not main_rule]) == [
+        (f"skypilot:security-group:{MAIN}", OPEN_PORTS_CONTRACT)
+    ]
+    group = next(r for r in resources if r.name == f"mesh-skypilot-{SPOKE}-sg")
+    cidr_only = replace(
+        group, inputs={**group.inputs, "ingress": [i for i in group.inputs["ingress"] if i.get("cidrBlocks")]}
+    )
+    changed = [cidr_only if r is group else r for r in resources]
+    assert broken(changed) == [(f"skypilot:security-group:{SPOKE}", OPEN_PORTS_CONTRACT)]
+
+    # A private subnet that assigns public addresses (or is missing) fails its row.
+    subnet = next(r for r in resources if r.name == f"mesh-{MAIN}-private-use1-az1")
+    public = replace(subnet, inputs={**subnet.inputs, "mapPublicIpOnLaunch": True})
+    name = f"mesh-{MAIN}-vpc-private-use1-az1"
+    assert [b for b, _ in broken([public if r is subnet else r for r in resources])] == [f"skypilot:subnet:{name}"]
+    assert [b for b, _ in broken([r for r in resources if r is not subnet])] == [f"skypilot:subnet:{name}"]
 
 
 # --- SkyPilot's own subnet selection, on a moto VPC built from the recorded resources --------------------------

@@ -263,7 +263,10 @@ def test_the_check_catches_a_name_or_a_rule_the_config_uses_but_the_resources_la
     assert [(r.resource, r.value) for r in broken] == [("skypilot:vpc:us-east-2", "lmrun")]
 
     group = next(r for r in resources if r.name == f"{SKY}-us-east-2-sg")
-    narrowed = [{**rule, "protocol": "tcp", "fromPort": 8000, "toPort": 8000} for rule in group.inputs["ingress"]]
+    narrowed = [
+        {**rule, "protocol": "tcp", "fromPort": 8000, "toPort": 8000} if rule.get("cidrBlocks") else rule
+        for rule in group.inputs["ingress"]
+    ]
     at = resources.index(group)
     resources[at] = replace(group, inputs={**group.inputs, "ingress": narrowed})
     broken = [r for r in skypilot_names_exist(resources, outputs) if not r.ok]
