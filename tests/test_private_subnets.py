@@ -17,9 +17,11 @@ from typing import Any
 
 import boto3
 import pytest
+from rich.console import Console
 
 from lmrun.aws.network.cidr_blocks import REGION_CIDRS, az_subnet_cidr, private_subnet_cidr
 from lmrun.aws.network_model import skypilot_endpoints
+from lmrun.cli.plan_view import cost_table
 from lmrun.mock_engine import Recording
 from lmrun.plan import skypilot as skypilot_plan
 from lmrun.plan.skypilot import private_regions
@@ -32,6 +34,7 @@ from lmrun.verify.skypilot import OPEN_PORTS_CONTRACT, skypilot_names_exist
 from lmrun.verify.sources import from_recording
 from tests.conftest import ROOT, moto_aws, plan, stack_config
 from tests.test_blast_radius import _changes
+from tests.test_security_baseline import CONTROLS
 
 MAIN, SPOKE = "us-east-1", "us-east-2"
 MAIN_AZS = ("use1-az1", "use1-az2", "use1-az4", "use1-az5", "use1-az6")
@@ -143,6 +146,15 @@ def test_private_subnets_only_add_resources() -> None:
     assert len(added) == 3 + 2 * 3 and all(name.startswith(f"mesh-{SPOKE}-") for name in added)
 
 
+def test_the_private_network_passes_the_baseline_and_its_vpc_logs_its_flows(with_spoke: PlanReport) -> None:
+    snapshot = with_spoke.snapshot
+    private = {r.name for r in snapshot.of_type(tokens.SUBNET) if "-private-" in r.name}
+    assert len(private) == len(MAIN_AZS) + 3
+    assert not private & set(CONTROLS["FSBP EC2.15"](snapshot))  # no public address on launch
+    assert CONTROLS["FSBP EC2.6"](snapshot) == []  # the flow log of each VPC covers its private subnets too
+    assert CONTROLS["FSBP EC2.2"](snapshot) == [] and not with_spoke.violations
+
+
 def test_the_config_lists_the_private_subnets_with_internal_addresses() -> None:
     mesh = SkyPilotMesh.from_json(plan("global").outputs["skypilot"])
     assert mesh.private_subnet_names == [f"mesh-{MAIN}-vpc-private-{az}" for az in MAIN_AZS]
@@ -159,6 +171,10 @@ def test_the_estimate_prices_the_nat_gateway_on_a_line_of_its_own() -> None:
     assert cost.nat_monthly_usd == pytest.approx(expected)
     assert cost.fabric_monthly_usd == 0
     assert {i.resource for i in cost.items if i.category == "nat"} == {f"mesh-{MAIN}-nat", f"mesh-{MAIN}-nat-eip"}
+    console = Console(width=400, record=True)
+    console.print(cost_table(plan("global")))
+    [line] = [row for row in console.export_text().splitlines() if "NAT gateways" in row]
+    assert f"{expected:.2f}" in line and "100 GB/month each" in line
 
 
 def test_the_plan_checks_the_subnet_names_and_the_rule_that_stops_open_ports() -> None:
