@@ -25,7 +25,9 @@ from lmrun.cli.plan_view import cost_table
 from lmrun.mock_engine import Recording
 from lmrun.plan import skypilot as skypilot_plan
 from lmrun.plan.skypilot import private_regions
+from lmrun.plan.validate import checked_plan
 from lmrun.render.skypilot import SkyPilotMesh, sky_config
+from lmrun.spec.errors import ConfigError
 from lmrun.verify import tokens
 from lmrun.verify.cost import NAT_MONTHLY_GB_PER_GATEWAY
 from lmrun.verify.offline import PlanReport, plan_stack
@@ -450,3 +452,16 @@ def test_a_nat_gateway_outside_a_public_subnet_gives_no_internet(with_spoke: Pla
     vm = skypilot_endpoints(fabric, SPOKE)[0]
     with pytest.raises(Exception, match="needs a public subnet"):
         fabric.by_cloud["aws"].internet_egress(vm.where.subnet)  # type: ignore[attr-defined]
+
+
+def test_the_mesh_group_rule_counts_against_the_main_groups_inbound_rule_limit() -> None:
+    """Main's SkyPilot group: 21 mesh ranges in ``global``, one SSH rule per operator CIDR, the mesh-group rule."""
+
+    def attempt(operators: int) -> None:
+        cidrs = [f"203.0.{i}.0/24" for i in range(operators)]
+        stack = stack_config("global", skypilot={"enabled": True, "useSsm": False}, operatorCidrs=cidrs)
+        checked_plan(stack.config, stack.secret_keys, mesh="global")
+
+    attempt(60 - 21 - 1)
+    with pytest.raises(ConfigError, match="SkyPilot security group of us-east-1 would need more than 60"):
+        attempt(60 - 21)
