@@ -72,7 +72,7 @@ class RegionalVpc(pulumi.ComponentResource):
     one AZ; when that AZ is down, private subnets of the other AZs lose internet access; it carries 5 Gbps,
     scaling to 100 Gbps). One per AZ would survive an AZ outage at one gateway-hour each; SkyPilot's spot VMs
     already fail over across zones and regions, so the mesh pays for one. Its Elastic IP counts against the
-    region's 5 Elastic IPs (Amazon VPC User Guide, "Amazon VPC quotas"; the WireGuard hub holds the other one).
+    region's 5 Elastic IPs (Amazon EC2 User Guide, "Elastic IP address quotas"; the WireGuard hub holds another).
 
     The VPC's default security group is adopted with no rule at all (AWS Foundational Security Best Practices
     EC2.2): nothing in the mesh uses it, and an instance or interface launched into the VPC without a group
