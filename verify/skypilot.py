@@ -50,7 +50,8 @@ def _rules_of(group: PlannedResource, snapshot: Snapshot | None) -> list[Any] | 
         for rule in snapshot.of_type(tokens.SG_INGRESS_RULE):
             if snapshot.ref(rule, ("securityGroupId",), (tokens.SECURITY_GROUP,)) is group:
                 cidr = get(rule.inputs, "cidrIpv4")
-                source_group = get(rule.inputs, "referencedSecurityGroupId")
+                # A group's id is unknown in a first preview: the input is there, naming a group all the same.
+                source_group = rule.inputs.get("referencedSecurityGroupId")
                 rules.append(
                     {
                         "protocol": get(rule.inputs, "ipProtocol"),
