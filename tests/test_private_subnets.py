@@ -465,3 +465,16 @@ def test_the_mesh_group_rule_counts_against_the_main_groups_inbound_rule_limit()
     attempt(60 - 21 - 1)
     with pytest.raises(ConfigError, match="SkyPilot security group of us-east-1 would need more than 60"):
         attempt(60 - 21)
+
+
+def test_a_site_reaches_a_private_skypilot_vm_through_the_hubs_route_in_the_private_table() -> None:
+    recording = plan("global").recording
+    fabric = Fabric(recording, recording.outputs)
+    [site] = fabric.location_hosts("gcp-usc1")[:1]
+    vm = skypilot_endpoints(fabric, MAIN)[0]
+    assert walk_hosts(fabric, site, vm, 8000).ok
+    kept = [r for r in recording.resources if r.name != "mesh-sites-hub-route-private-gcp-usc1"]
+    broken = replace(recording, resources=kept)
+    fabric = Fabric(broken, broken.outputs)
+    verdict = walk_hosts(fabric, site, skypilot_endpoints(fabric, MAIN)[0], 8000)
+    assert verdict.ok is False and verdict.reason.startswith("the reply ") and "10.128.0." in verdict.reason
