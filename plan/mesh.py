@@ -153,7 +153,8 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
                 f"AWS default of {SECURITY_GROUP_INBOUND_RULE_LIMIT}; declare fewer spokes or sites",
             )
         )
-    if skypilot is not None and len(skypilot.ingress[main.name]) + len(skypilot.ssh_cidrs) > (
+    # Every mesh range, the operator CIDRs' SSH, and the rule admitting the mesh group (stops open_ports).
+    if skypilot is not None and len(skypilot.ingress[main.name]) + len(skypilot.ssh_cidrs) + 1 > (
         SECURITY_GROUP_INBOUND_RULE_LIMIT
     ):
         issues.append(

@@ -4,14 +4,20 @@ SkyPilot finds the mesh's resources **by name**: the instance profile (``aws.rem
 group (``aws.security_group_name``, looked up in the VPC it launches into) and the VPCs (``aws.vpc_names``, by
 their ``Name`` tag). So these names are decided here, from the stack's name, and the plan's contract
 (:mod:`lmrun.verify.skypilot`) proves each one exists among the resources with exactly that name.
+
+SkyPilot's VMs run in **private subnets** (``aws.use_internal_ips``: no public address, egress through a NAT
+gateway) in the regions :func:`private_regions` lists; their CIDRs come from the region's reserved slot
+(:func:`lmrun.aws.network.cidr_blocks.private_subnet_cidr`), so adding them never moves a public subnet.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lmrun.aws.network.cidr_blocks import private_subnet_cidr
 from lmrun.domain.addresses import TUNNEL_POOL
 from lmrun.domain.secrets import SecretPaths
 from lmrun.domain.skypilot import SKYSERVE_CONTROLLER_ROLE, skypilot_role_reads
@@ -62,10 +68,18 @@ class SkyPilotPlan:
     elastic: tuple[ElasticServicePlan, ...] = ()
     """The elastic services SkyServe runs (``lmrun:elasticServices``), in name order."""
     private_regions: tuple[str, ...] = ()
-    """Where SkyPilot VMs run without public addresses: the main region (the serve controller) first, then every
-    elastic service's spot regions, each once; empty without elastic services."""
+    """Regions whose VPC gets private subnets and a NAT gateway (:func:`private_regions`): the main region (the serve
+    controller) first, then every elastic service's spot regions, each once; empty without elastic services."""
+    private_subnets: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Region -> AZ id -> the private subnet's CIDR, for every region of ``private_regions``."""
     controller: ServeControllerPlan | None = None
     """SkyServe's controller identity, when the stack has elastic services."""
+
+
+def private_regions(main: str, spot_regions: Iterable[str]) -> tuple[str, ...]:
+    """Where SkyPilot's private VMs run: the main region (the SkyServe controller) first, then each spot region
+    in the order given (an elastic service's placement order), each once."""
+    return tuple(dict.fromkeys((main, *spot_regions)))
 
 
 def _stack_slug(mesh: str) -> str:
@@ -110,7 +124,22 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         **{s.name: {f"region {s.name}": s.cidr, f"region {plan.main.name}": plan.main.cidr} for s in plan.spokes},
     }
     elastic = plan_elastic(spec)
-    private = (plan.main.name, *(r for svc in elastic for r in svc.spot_regions)) if elastic else ()
+    # Only elastic services need private VMs (SkyServe's load balancer reaches replicas at private addresses).
+    private = private_regions(plan.main.name, (r for svc in elastic for r in svc.spot_regions)) if elastic else ()
+    regions = plan.regions
+    outside = [region for region in private if region not in regions]
+    if outside:
+        issues.append(
+            ConfigIssue(
+                config_path(("skypilot",)),
+                f"SkyPilot's private subnets need a mesh VPC in {', '.join(outside)}; add them to lmrun:regions",
+            )
+        )
+    private_subnets = {
+        region: {s.az_id: str(private_subnet_cidr(region, s.az_id)) for s in regions[region].subnets}
+        for region in private
+        if region in regions
+    }
     result = SkyPilotPlan(
         name=name,
         bucket=bucket,
@@ -120,7 +149,8 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         ingress=ingress,
         reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=plan.cluster.phoenix is not None),
         elastic=elastic,
-        private_regions=tuple(dict.fromkeys(private)),
+        private_regions=tuple(region for region in private if region in regions),
+        private_subnets=private_subnets,
         controller=ServeControllerPlan(
             name=controller_name,
             reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=False, role=SKYSERVE_CONTROLLER_ROLE),

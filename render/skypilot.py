@@ -2,7 +2,8 @@
 
 - ``config.yaml`` for ``~/.sky/config.yaml``: AWS only, the mesh VPCs by ``Name`` (``aws.vpc_names``, tried in
   turn per region; a region without one is skipped), the stack's security group and instance profile by name,
-  encrypted disks, the mesh's tags, Session Manager (``aws.use_ssm``) unless the stack opens SSH, and the managed
+  encrypted disks, the mesh's tags, Session Manager (``aws.use_ssm``) unless the stack opens SSH, the private
+  subnets by ``Name`` with internal addresses (``aws.subnet_names``, ``aws.use_internal_ips``), and the managed
   jobs controller inside the API server (``jobs.controller.consolidation_mode``): SkyPilot reaches every VM
   from where its API server runs, through Session Manager or from ``lmrun:operatorCidrs``; a controller VM would
   reach them from an address no rule admits (public-IP mode: a security-group reference never matches
@@ -158,6 +159,9 @@ class SkyPilotMesh:
     """SkyServe's controller's instance profile, when the stack has elastic services (its VMs are then private)."""
     private_regions: tuple[str, ...] = ()
     """Where SkyPilot's VMs run with private addresses (main region first), with elastic services."""
+    private_subnet_names: list[str] = field(default_factory=list)
+    """``Name`` tags of the private subnets (every region of the plan's ``private_regions``): SkyPilot launches
+    only there, on internal addresses, its egress through each region's NAT gateway."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +197,10 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
     }
     if mesh.use_ssm:
         aws["use_ssm"] = True
+    if mesh.private_subnet_names:
+        # Both or neither: SkyPilot refuses named subnets that are private unless it uses internal addresses.
+        aws["subnet_names"] = list(mesh.private_subnet_names)
+        aws["use_internal_ips"] = True
     config: dict[str, Any] = {
         "allowed_clouds": [HUB_CLOUD],
         HUB_CLOUD: aws,
