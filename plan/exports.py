@@ -46,6 +46,7 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
                 "cloud": n.cloud,
                 "site": n.site,
                 "service": n.service,
+                "pool": n.pool,
                 "offerings": n.offering_source,
             }
             for n in plan.cluster.nodes.values()
@@ -57,6 +58,8 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
         "images": plan.images.export(),
         # Replica groups: each replica's location and why the group's policy put it there.
         "groups": {group.name: group.export() for group in plan.groups},
+        # GPU pools (GPUs offered to SkyPilot through Kubernetes): each node's location and why.
+        "gpuPool": {pool.name: pool.export() for pool in plan.pools},
         "policySettings": policy_settings(plan),
         "reachability": [
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}

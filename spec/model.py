@@ -23,6 +23,7 @@ from lmrun.domain.versions import K3S_VERSION
 from lmrun.spec.capacity import OfferingsSpec, RegionQuotas, capacity_issues
 from lmrun.spec.errors import ConfigIssue, config_path, echo
 from lmrun.spec.flow_logs import FlowLogsSpec
+from lmrun.spec.gpu_pool import PoolSpec, pool_issues
 from lmrun.spec.groups import GroupSpec, Labels, group_issues
 from lmrun.spec.images import RegionImages
 from lmrun.spec.model_base import SpecModel
@@ -171,6 +172,12 @@ class MeshSpec(SpecModel):
         description="Replica groups: N GPU nodes of one model behind one node port, placed over the mesh's regions "
         "and sites by a policy at plan time.",
     )
+    gpu_pool: tuple[PoolSpec, ...] = Field(
+        default=(),
+        description="GPU pools: declared GPU nodes whose GPUs are offered to Kubernetes (SkyPilot's pods) instead of "
+        "a vLLM on the VM, placed over the mesh's regions and sites by a policy like replica groups; needs "
+        "lmrun:skypilot.",
+    )
     labels: dict[Name, Labels] = Field(
         default_factory=dict,
         description="Labels of the mesh's locations (AWS regions and sites), e.g. `eu-west-2: {class: prod}`, "
@@ -286,6 +293,7 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     )
     issues.extend(capacity_issues(raw))
     issues.extend(group_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
+    issues.extend(pool_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
     return issues
 
 
