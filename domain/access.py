@@ -7,8 +7,8 @@ statement that grants it. A new secret is one line here; a secret the resources 
 plan too.
 
 A *principal* is a machine of the mesh, named by its role: ``k3s-server``, ``phoenix``, ``wireguard-hub``,
-``gpu-node:<node>``, ``gpu-pool:<node>``, ``gateway:<site>`` (a site's WireGuard gateway), ``skypilot`` (VMs SkyPilot launches into the
-mesh), or ``operator``: whoever runs ``pulumi up``,
+``gpu-node:<node>``, ``gpu-pool:<node>`` (a GPU pool node), ``gateway:<site>`` (a site's WireGuard gateway),
+``skypilot`` (VMs SkyPilot launches into the mesh), or ``operator``: whoever runs ``pulumi up``,
 the writer of every value the program sets (its own credentials are outside the stack, so its reads are listed
 only where Pulumi's state is the secret's one store). Readers and writers are exact: a machine of a listed role
 that cannot read the secret disagrees as much as one of another role that can. A role binds within the secret's

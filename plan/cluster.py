@@ -7,8 +7,8 @@ gets, what it costs per hour, which port a service lands on) is known here, befo
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from lmrun.clouds import HUB_CLOUD

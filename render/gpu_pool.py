@@ -12,7 +12,7 @@ driver), then joins K3s as an agent with the agent token only, and:
   ``sky/provision/kubernetes/utils.py`` ``SkyPilotLabelFormatter``: key ``skypilot.co/accelerator``, values
   lowercase, ``get_accelerator_from_label_value`` upper-cases them back), and ``lmrun.io/gpu-pool=<pool>``;
 - the taint ``nvidia.com/gpu=present:NoSchedule``, so only GPU work lands: SkyPilot adds the matching toleration
-  to every pod that requests GPUs (sky 0.14.1, ``sky/provision/kubernetes/instance.py`` around line 2453:
+  to every pod that requests GPUs (sky 0.14.1, ``sky/provision/kubernetes/instance.py`` line 2454, ``gpu_toleration =``:
   ``{'key': get_gpu_resource_key(context), 'operator': 'Exists', 'effect': 'NoSchedule'}``, the key
   ``nvidia.com/gpu``), and the device plugin below tolerates exactly this taint.
 
@@ -304,7 +304,7 @@ class SkyPilotAccess:
 
 
 def skypilot_server_files(access: SkyPilotAccess, *, node_ip: str, region: str) -> list[WriteFile]:
-    """The pool's manifest, the publisher script and its unit (the server enables it: :func:`skypilot_server_runcmd`)."""
+    """The pool's manifest, the publisher script and its unit (enabled by :func:`skypilot_server_runcmd`)."""
 
     script = vm_script(
         "publish-skypilot-kubeconfig.sh",

@@ -2,10 +2,10 @@
 pods) instead of a vLLM on the VM.
 
 Each entry is placed like a replica group (:class:`~lmrun.spec.groups.Placement`: the same policies, locations,
-quotas and replica names ``<pool>-<location code>-<n>``) but carries no model, service or node port: its nodes
-join K3s with the NVIDIA runtime as containerd's default, the GPU label SkyPilot reads and a taint that keeps
-every pod but GPU work off them (:mod:`lmrun.render.gpu_pool`). On-demand by default: the pool is the steady base
-that SkyServe's on-demand replicas land on, spot capacity bursts elsewhere.
+quotas and replica names ``<pool>-<location code>-<n>``; AWS regions only for now, see :func:`pool_issues`) but
+carries no model, service or node port: its nodes join K3s with the NVIDIA runtime as containerd's default, the GPU
+label SkyPilot reads and a taint that keeps every pod but GPU work off them (:mod:`lmrun.render.gpu_pool`).
+On-demand by default: the pool is the steady base that SkyServe's on-demand replicas land on, spot bursts elsewhere.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from pydantic import Field, ValidationError
 from lmrun.clouds import HUB_CLOUD
 from lmrun.domain.ports import NODE_PORT_MIN
 from lmrun.spec.errors import ConfigIssue, config_path
-from lmrun.spec.groups import Location, Placement, location_context, placement_issues, valid_groups
+from lmrun.spec.groups import (
+    Location,
+    Placement,
+    candidates,
+    location_context,
+    placement_issues,
+    valid_groups,
+)
 from lmrun.spec.nodes import RESERVED_NODE_NAMES, Name, NodeSpec, ServiceSpec
 
 if TYPE_CHECKING:
@@ -45,7 +52,7 @@ class PoolSpec(Placement):
         """A pool node as the clouds' rules and placement see a node: its location and machine. It serves no model
         (no vLLM runs on it), so the workload fields hold no value (built without validation for that reason);
         the plan keeps only the machine (:class:`lmrun.plan.cluster.NodePlan` with ``pool`` set)."""
-        where = {"region": location.name} if location.cloud == HUB_CLOUD else {"site": location.name}
+        hub = location.cloud == HUB_CLOUD
         return NodeSpec.model_construct(
             name=name,
             cloud=location.cloud,
@@ -57,7 +64,8 @@ class PoolSpec(Placement):
             model_revision="",
             app_port=0,
             node_port=NODE_PORT_MIN,
-            **where,
+            region=location.name if hub else None,
+            site=None if hub else location.name,
         )
 
 
@@ -82,9 +90,12 @@ def _taken_names(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> d
         listed = raw.get(key)
         for index, item in enumerate(listed if isinstance(listed, list) else []):
             try:
-                taken.setdefault(model.model_validate(item, by_name=False).name, f"lmrun:{key}[{index}]")
+                entry = model.model_validate(item, by_name=False)
             except ValidationError:
                 continue
+            names = (entry.name, entry.service_name) if isinstance(entry, NodeSpec) else (entry.name,)
+            for name in names:
+                taken.setdefault(name, f"lmrun:{key}[{index}]")
     for index, group in valid_groups(raw.get("groups")):
         taken.setdefault(group.name, f"lmrun:groups[{index}]")
     return taken
@@ -128,5 +139,19 @@ def pool_issues(
                     f"{pool.name!r} is already {taken[pool.name]}; a pool's nodes are named after it",
                 )
             )
-        issues.extend(placement_issues(pool, where, locations, context))
+        placement = placement_issues(pool, where, locations, context)
+        issues.extend(placement)
+        sites = [
+            name for name in candidates(pool, locations) if name in locations and locations[name].cloud != HUB_CLOUD
+        ]
+        if sites and not placement:
+            key = "counts" if pool.policy == "specified" else ("select" if pool.select else "regions")
+            issues.append(
+                ConfigIssue(
+                    config_path((*where, key)),
+                    f"names site {', '.join(sites)}: GPU pool nodes run in the mesh's AWS regions only (a site's node "
+                    "identity also reads the Hugging Face token and the ingest key; a pool node reads the agent token "
+                    "alone)",
+                )
+            )
     return issues
