@@ -2,7 +2,7 @@
 pods) instead of a vLLM on the VM.
 
 Each entry is placed like a replica group (:class:`~lmrun.spec.groups.Placement`: the same policies, locations,
-quotas and replica names ``<pool>-<location code>-<n>``; AWS regions only for now, see :func:`pool_issues`) but
+quotas and replica names ``<pool>-<location code>-<n>``, AWS regions and sites of a site cloud alike) but
 carries no model, service or node port: its nodes join K3s with the NVIDIA runtime as containerd's default, the GPU
 label SkyPilot reads and a taint that keeps every pod but GPU work off them (:mod:`lmrun.render.gpu_pool`).
 On-demand by default: the pool is the steady base that SkyServe's on-demand replicas land on, spot bursts elsewhere.
@@ -21,7 +21,6 @@ from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.groups import (
     Location,
     Placement,
-    candidates,
     location_context,
     placement_issues,
     valid_groups,
@@ -139,19 +138,5 @@ def pool_issues(
                     f"{pool.name!r} is already {taken[pool.name]}; a pool's nodes are named after it",
                 )
             )
-        placement = placement_issues(pool, where, locations, context)
-        issues.extend(placement)
-        sites = [
-            name for name in candidates(pool, locations) if name in locations and locations[name].cloud != HUB_CLOUD
-        ]
-        if sites and not placement:
-            key = "counts" if pool.policy == "specified" else ("select" if pool.select else "regions")
-            issues.append(
-                ConfigIssue(
-                    config_path((*where, key)),
-                    f"names site {', '.join(sites)}: GPU pool nodes run in the mesh's AWS regions only (a site's node "
-                    "identity also reads the Hugging Face token and the ingest key; a pool node reads the agent token "
-                    "alone)",
-                )
-            )
+        issues.extend(placement_issues(pool, where, locations, context))
     return issues

@@ -91,7 +91,7 @@ def test_pool_errors_come_all_at_once_naming_their_fields() -> None:
             {"name": "qwen", "gpu": "L4", "policy": "priority", "replicas": 1, "regions": ["us-east-1"]},
             {"name": "p2", "gpu": "L4", "policy": "specified", "replicas": 2, "counts": {"nowhere": 1}},
             {"name": "p3", "gpu": "B9000", "policy": "spread", "replicas": 1, "regions": ["us-east-1"]},
-            {"name": "p4", "gpu": "L4", "policy": "spread", "replicas": 1, "regions": ["gcp-usc1"]},
+            {"name": "p4", "gpu": "L4", "policy": "spread", "replicas": 1, "regions": ["lab-onprem"]},
             {"name": "p5", "gpu": "L4", "policy": "priority", "regions": ["us-east-1"], "gpuCount": 0},
         ],
     )
@@ -100,7 +100,7 @@ def test_pool_errors_come_all_at_once_naming_their_fields() -> None:
     assert "already" in errors["lmrun:gpuPool[0].name"]  # a pool named like a service of lmrun:nodes
     assert "replicas" in errors["lmrun:gpuPool[1].replicas"] and "counts" in errors["lmrun:gpuPool[1].replicas"]
     assert "unknown GPU 'B9000'" in errors["lmrun:gpuPool[2].gpu"]
-    assert "AWS regions only" in errors["lmrun:gpuPool[3].regions"]
+    assert "not a location a replica can run in" in errors["lmrun:gpuPool[3].regions[0]"]  # an external site
     assert "lmrun:gpuPool[4].gpuCount" in errors
 
 
@@ -322,3 +322,45 @@ def test_the_global_config_of_the_pool_is_what_the_stack_declares() -> None:
         ("us-east-1",),
     )
     assert stack_config("global").config["lmrun:gpuPool"]
+
+
+# --- a pool in a GCP site -------------------------------------------------------------------------------------
+
+GCP_POOL = {"name": "gpool", "gpu": "L4", "policy": "priority", "replicas": 1, "regions": ["gcp-usc1"]}
+
+
+def test_a_pool_in_a_gcp_site_reads_its_sites_agent_token_alone_and_only_adds_resources(tmp_path: Path) -> None:
+    """A site's pool nodes get their own service account, bound to the site's agent-token copy only (the site's
+    vLLM nodes' account also reads the Hugging Face token and the ingest key); the site's existing resources keep
+    their inputs."""
+    global_pools = _global_raw()["gpuPool"]
+    before = plan("global")
+    after = plan("global", gpuPool=[*global_pools, GCP_POOL])
+    table = after.access
+    assert not table.disagreements
+    node = "gpu-pool:gpool-gcp-usc1-0"
+    assert {row.name for row in table.rows if node in row.allowed("read")} == {"gcp-usc1/k3s-agent-token"}
+    old = {r.urn: r for r in before.recording.resources}
+    new = {r.urn: r for r in after.recording.resources}
+    assert set(old) <= set(new)
+    assert [r.name for r in old.values() if r.inputs != new[r.urn].inputs] == []
+    added = sorted(new[urn].name for urn in set(new) - set(old))
+    assert added == [
+        "mesh-sites-gcp-usc1-k3s-agent-token-reader-pool",
+        "mesh-sites-gcp-usc1-node-gpool-gcp-usc1-0",
+        "mesh-sites-gcp-usc1-node-gpool-gcp-usc1-0-template",
+        "mesh-sites-gcp-usc1-pool-sa",
+    ]
+    template = after.recording.named("mesh-sites-gcp-usc1-node-gpool-gcp-usc1-0-template").inputs
+    assert template["labels"]["lmrun_role"] == "gpu-pool"
+    text = template["metadata"]["user-data"]
+    assert "--default-runtime nvidia" in written_files(text)["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
+    assert "vllm" not in text.lower()
+    path = tmp_path / "gcp-pool.yaml"
+    path.write_text(text)
+    assert_cloud_init_valid(path)
+    scripts = []
+    for name, content in shell_scripts(text).items():
+        scripts.append(tmp_path / Path(name).name)
+        scripts[-1].write_text(content)
+    assert_shellcheck_clean(scripts)
