@@ -317,19 +317,29 @@ class Cluster(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _pool_user_data(node: NodePlan, server_ip: str, ssm_region: str, k3s_version: str, paths: SecretPaths) -> str:
-        """A GPU pool node: the NVIDIA runtime and the K3s agent with the pool's labels and taint, no vLLM."""
-        agent = K3sAgentConfig(
+    def _agent(node: NodePlan, server_ip: str, ssm_region: str, k3s_version: str, paths: SecretPaths) -> K3sAgentConfig:
+        """An AWS node's K3s agent: the agent token read from SSM; a vLLM node serves its service."""
+        return K3sAgentConfig(
             server_ip=server_ip,
             store=SsmParameterStore(ssm_region),
             token_parameter=paths.k3s_agent_token,
             node_name=node.name,
             region=node.region,
             gpu=node.gpu,
+            serves=(node.service,) if node.pool is None else (),
             k3s_version=k3s_version,
         )
-        routes = [RouteMtu(destination, mtu) for destination, mtu in PEERING_ROUTES]
-        return render_pool_node_user_data(pool_agent(agent, pool=node.pool or ""), routes)
+
+    @staticmethod
+    def _pool_user_data(node: NodePlan, server_ip: str, ssm_region: str, k3s_version: str, paths: SecretPaths) -> str:
+        """A GPU pool node: the NVIDIA runtime and the K3s agent with the pool's labels and taint, no vLLM."""
+        agent = Cluster._agent(node, server_ip, ssm_region, k3s_version, paths)
+        return render_pool_node_user_data(pool_agent(agent, pool=node.pool or ""), Cluster._routes())
+
+    @staticmethod
+    def _routes() -> list[RouteMtu]:
+        # The inter-region peering carries 8,500-byte packets, not the instance's 9,001 (lmrun.aws.network.mtu).
+        return [RouteMtu(destination, mtu) for destination, mtu in PEERING_ROUTES]
 
     @staticmethod
     def _user_data(
@@ -342,17 +352,8 @@ class Cluster(pulumi.ComponentResource):
         tracing: PhoenixClientConfig | None,
     ) -> str:
         """Plain values only: the agent token and the Hugging Face token are read on the VM by parameter name."""
-        store = SsmParameterStore(ssm_region)
-        agent = K3sAgentConfig(
-            server_ip=server_ip,
-            store=store,
-            token_parameter=paths.k3s_agent_token,
-            node_name=node.name,
-            region=node.region,
-            gpu=node.gpu,
-            serves=(node.service,),
-            k3s_version=k3s_version,
-        )
+        agent = Cluster._agent(node, server_ip, ssm_region, k3s_version, paths)
+        store = agent.store
         vllm = VllmConfig(
             model=node.model,
             revision=node.model_revision,
@@ -365,6 +366,4 @@ class Cluster(pulumi.ComponentResource):
             otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
             otlp_env_file=tracing.env_file if tracing is not None else None,
         )
-        # The inter-region peering carries 8,500-byte packets, not the instance's 9,001 (lmrun.aws.network.mtu).
-        routes = [RouteMtu(destination, mtu) for destination, mtu in PEERING_ROUTES]
-        return render_gpu_node_user_data(agent, vllm, tracing, routes)
+        return render_gpu_node_user_data(agent, vllm, tracing, Cluster._routes())

@@ -645,6 +645,20 @@ class GcpSite(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def _agent(node: NodePlan, *, site: SitePlan, args: GcpSiteArgs, token_secret: str) -> K3sAgentConfig:
+        """A site node's K3s agent: the agent token from the site's Secret Manager; a vLLM node serves its service."""
+        return K3sAgentConfig(
+            server_ip=args["k3s_server_ip"],
+            store=SecretManagerStore(str(site.project)),
+            token_parameter=token_secret,
+            node_name=node.name,
+            region=node.region or str(site.region),
+            gpu=node.gpu,
+            serves=(node.service,) if node.pool is None else (),
+            k3s_version=args["k3s_version"],
+        )
+
+    @staticmethod
     def _node(
         name: str,
         node: NodePlan,
@@ -660,18 +674,8 @@ class GcpSite(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions,
     ) -> gcp.compute.InstanceGroupManager:
         """The node's instance template and the zonal managed instance group of one that runs it."""
-        project, region = str(site.project), node.region or str(site.region)
-        store = SecretManagerStore(project)
-        agent = K3sAgentConfig(
-            server_ip=args["k3s_server_ip"],
-            store=store,
-            token_parameter=token_secret,
-            node_name=node.name,
-            region=region,
-            gpu=node.gpu,
-            serves=(node.service,),
-            k3s_version=args["k3s_version"],
-        )
+        agent = GcpSite._agent(node, site=site, args=args, token_secret=token_secret)
+        store = agent.store
         vllm = VllmConfig(
             model=node.model,
             revision=node.model_revision,
@@ -711,22 +715,14 @@ class GcpSite(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions,
     ) -> gcp.compute.InstanceGroupManager:
         """A GPU pool node: the NVIDIA runtime and the K3s agent with the pool's labels and taint, no vLLM."""
-        agent = K3sAgentConfig(
-            server_ip=args["k3s_server_ip"],
-            store=SecretManagerStore(str(site.project)),
-            token_parameter=token_secret,
-            node_name=node.name,
-            region=node.region or str(site.region),
-            gpu=node.gpu,
-            k3s_version=args["k3s_version"],
-        )
+        agent = pool_agent(GcpSite._agent(node, site=site, args=args, token_secret=token_secret), pool=node.pool or "")
         return GcpSite._vm(
             name,
             node,
             site=site,
             subnet=subnet,
             account=account,
-            user_data=render_pool_node_user_data(pool_agent(agent, pool=node.pool or "")),
+            user_data=render_pool_node_user_data(agent),
             role=GPU_POOL,
             description=f"lmrun GPU pool node {node.name} ({node.gpu_count}x {node.gpu}, pool {node.pool})",
             labels=labels,

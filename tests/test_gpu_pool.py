@@ -55,6 +55,20 @@ def _agent(**overrides: Any) -> K3sAgentConfig:
     return K3sAgentConfig(**{**values, **overrides})
 
 
+def _assert_valid_user_data(text: str, tmp_path: Path) -> None:
+    """A valid cloud-config (``cloud-init schema``) whose every script is shellcheck-clean (the toolkit installer
+    and the K3s agent bootstrap at least)."""
+    path = tmp_path / "user-data.yaml"
+    path.write_text(text)
+    assert_cloud_init_valid(path)
+    scripts = []
+    for name, content in shell_scripts(text).items():
+        scripts.append(tmp_path / Path(name).name)
+        scripts[-1].write_text(content)
+    assert {"nvidia-toolkit-install.sh", "k3s-agent-bootstrap.sh"} <= {script.name for script in scripts}
+    assert_shellcheck_clean(scripts)
+
+
 def _global_raw(**overrides: Any) -> dict[str, Any]:
     config = yaml.safe_load((ROOT / "stacks" / "Pulumi.global.yaml").read_text())["config"]
     raw = {key.removeprefix("lmrun:"): value for key, value in config.items() if key.startswith("lmrun:")}
@@ -158,16 +172,7 @@ def test_the_pool_node_installs_the_pinned_toolkit_before_joining_and_runs_no_vl
     for needle in ("skypilot.co/accelerator=l4", "lmrun.io/gpu-pool=l4-pool", "--default-runtime nvidia"):
         assert needle in bootstrap, needle
     assert "vllm" not in text.lower() and "huggingface" not in text and "phoenix" not in text
-    # Valid cloud-config, every script shellcheck-clean.
-    path = tmp_path / "pool.yaml"
-    path.write_text(text)
-    assert_cloud_init_valid(path)
-    scripts = []
-    for name, content in shell_scripts(text).items():
-        scripts.append(tmp_path / Path(name).name)
-        scripts[-1].write_text(content)
-    assert len(scripts) >= 3
-    assert_shellcheck_clean(scripts)
+    _assert_valid_user_data(text, tmp_path)
 
 
 def test_the_pool_node_reads_the_agent_token_alone() -> None:
@@ -356,11 +361,4 @@ def test_a_pool_in_a_gcp_site_reads_its_sites_agent_token_alone_and_only_adds_re
     text = template["metadata"]["user-data"]
     assert "--default-runtime nvidia" in written_files(text)["/usr/local/lib/lmrun/k3s-agent-bootstrap.sh"]
     assert "vllm" not in text.lower()
-    path = tmp_path / "gcp-pool.yaml"
-    path.write_text(text)
-    assert_cloud_init_valid(path)
-    scripts = []
-    for name, content in shell_scripts(text).items():
-        scripts.append(tmp_path / Path(name).name)
-        scripts[-1].write_text(content)
-    assert_shellcheck_clean(scripts)
+    _assert_valid_user_data(text, tmp_path)
