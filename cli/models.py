@@ -55,9 +55,9 @@ DEFAULT_REF = "main"
 TOKEN_VARIABLE = "HF_TOKEN"
 ENDPOINT_VARIABLE = "HF_ENDPOINT"
 
-MODEL_LISTS: tuple[str, ...] = ("nodes", "groups")
+MODEL_LISTS: tuple[str, ...] = ("nodes", "groups", "elasticServices")
 """Config keys whose entries serve a model with ``model``, ``modelRevision`` and ``modelAccess`` fields (a
-node, and every replica of a group)."""
+node, every replica of a group, every replica of an elastic service)."""
 
 REVISION_FIELD = "modelRevision"
 ACCESS_FIELD = "modelAccess"

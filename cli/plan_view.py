@@ -16,6 +16,7 @@ from lmrun.policy.rules import MANDATORY
 from lmrun.verify.access import UNDECIDED
 from lmrun.verify.checks import PlanReport
 from lmrun.verify.contracts import ContractResult
+from lmrun.verify.cost import CONTROLLER_BASIS
 from lmrun.verify.reachability import NOT_MODELLED
 from lmrun.verify.resources import Resource
 
@@ -235,6 +236,17 @@ def cost_table(report: PlanReport) -> Table:
         style="bold",
     )
     table.add_row("GPU disks + IPs", f"{cost.gpu_extras_hourly_usd:.4f}", "hour", "root volumes, public IPv4")
+    for elastic in cost.elastic:
+        table.add_row(f"elastic {elastic.name}, baseline", f"{elastic.baseline_usd_hour:.4f}", "hour", elastic.basis)
+        table.add_row(
+            f"elastic {elastic.name}, at max",
+            f"{elastic.max_usd_hour:.4f}",
+            "hour",
+            f"spot {elastic.max_spot_usd_hour:.4f} + on-demand {elastic.max_on_demand_usd_hour:.4f}",
+            style="bold",
+        )
+    if cost.elastic:
+        table.add_row("SkyServe controller", f"{cost.elastic_controller_usd_hour:.4f}", "hour", CONTROLLER_BASIS)
     backup = cost.phoenix_backup
     if backup is not None:
         table.add_row(

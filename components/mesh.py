@@ -3,6 +3,7 @@ K3s cluster with GPU nodes, node ports and Phoenix, and the WireGuard sites."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NotRequired, TypedDict
 
@@ -17,11 +18,13 @@ from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, SpokeVpc
 from lmrun.components.sites import Sites
 from lmrun.components.skypilot import SkyPilotInfra, sky_facts
+from lmrun.components.skyserve import ServeControllerIdentity
 from lmrun.components.vpc import RegionalVpc, RegionalVpcArgs
 from lmrun.domain.names import TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import SecretPaths
 from lmrun.domain.skypilot import joining_credential_path
 from lmrun.plan.mesh import MeshPlan, RegionPlan
+from lmrun.render.skypilot import sky_elastic
 
 
 class MeshArgs(TypedDict):
@@ -183,7 +186,25 @@ class Mesh(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            self.skypilot = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()}).to_json()
+            controller = plan.skypilot.controller
+            if controller is not None:
+                ServeControllerIdentity(
+                    f"{name}-skyserve",
+                    args={
+                        "plan": controller,
+                        "replica_identity": plan.skypilot.name,
+                        "account_id": self.vpcs[plan.main.name].account_id,
+                        # It launches replicas into the private regions only (the proxy's regions, too).
+                        "vpcs": {region: self.vpcs[region].vpc_id for region in plan.skypilot.private_regions},
+                        "reads": {path: arns[path] for path in controller.reads},
+                        "main_region": plan.main.name,
+                        "tags": plan.tags,
+                    },
+                    opts=pulumi.ResourceOptions(parent=self, provider=self.providers[plan.main.name]),
+                )
+            facts = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()})
+            elastic = tuple(sky_elastic(service) for service in plan.skypilot.elastic)
+            self.skypilot = dataclasses.replace(facts, elastic=elastic).to_json()
         self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})
 
         self.vpc_ids = pulumi.Output.all(**{region: vpc.vpc_id for region, vpc in self.vpcs.items()})

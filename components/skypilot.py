@@ -168,6 +168,8 @@ def sky_facts(plan: MeshPlan, vpc_names: Mapping[str, str]) -> SkyPilotMesh:
         services=tuple(by_service[name] for name in sorted(by_service)),
         node_ports=dict(cluster.node_ports),
         tags={**plan.tags, TAG_ROLE: SKYPILOT_ROLE},
+        controller_profile=sky.controller.name if sky.controller is not None else None,
+        private_regions=sky.private_regions,
     )
 
 

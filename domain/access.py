@@ -8,7 +8,8 @@ plan too.
 
 A *principal* is a machine of the mesh, named by its role: ``k3s-server``, ``phoenix``, ``wireguard-hub``,
 ``gpu-node:<node>``, ``gpu-pool:<node>`` (a GPU pool node), ``gateway:<site>`` (a site's WireGuard gateway),
-``skypilot`` (VMs SkyPilot launches into the mesh), or ``operator``: whoever runs ``pulumi up``,
+``skypilot`` (VMs SkyPilot launches into the mesh), ``skyserve-controller`` (SkyServe's controller VM), or
+``operator``: whoever runs ``pulumi up``,
 the writer of every value the program sets (its own credentials are outside the stack, so its reads are listed
 only where Pulumi's state is the secret's one store). Readers and writers are exact: a machine of a listed role
 that cannot read the secret disagrees as much as one of another role that can. A role binds within the secret's
@@ -35,8 +36,21 @@ SITE_GATEWAY = "wireguard-gateway"
 SKYPILOT_ROLE = "skypilot"
 """The identity of the VMs SkyPilot launches into the mesh (``lmrun:skypilot``): an instance profile no machine of
 the stack uses (the ``lmrun:role`` tag of its resources)."""
+SKYSERVE_CONTROLLER_ROLE = "skyserve-controller"
+"""The identity of SkyServe's controller VM (elastic services): SkyPilot gives it an instance profile of its own
+(``aws.remote_identity`` by cluster name), because it launches and terminates the replicas; it joins K3s to reach
+the GPU pool's pods."""
 OPERATOR = "operator"
-MACHINE_ROLES = (K3S_SERVER, PHOENIX, WIREGUARD_HUB, GPU_NODE, GPU_POOL, SITE_GATEWAY, SKYPILOT_ROLE)
+MACHINE_ROLES = (
+    K3S_SERVER,
+    PHOENIX,
+    WIREGUARD_HUB,
+    GPU_NODE,
+    GPU_POOL,
+    SITE_GATEWAY,
+    SKYPILOT_ROLE,
+    SKYSERVE_CONTROLLER_ROLE,
+)
 """The values of a machine's role tag (``lmrun:role``) or label (``lmrun_role``)."""
 
 Scope = Literal["mesh", "site", "bundle"]
@@ -82,7 +96,7 @@ ACCESS_MATRIX: tuple[SecretAccess, ...] = (
         "k3s/agent-token",
         MESH,
         "K3s agent token (joins agents only)",
-        [K3S_SERVER, GPU_NODE, GPU_POOL, PHOENIX, SKYPILOT_ROLE],
+        [K3S_SERVER, GPU_NODE, GPU_POOL, PHOENIX, SKYPILOT_ROLE, SKYSERVE_CONTROLLER_ROLE],
         [OPERATOR],
     ),
     _line("k3s/kubeconfig", MESH, "Pulumi's kubeconfig (API address, CA, exec plugin)", [K3S_SERVER], [K3S_SERVER]),

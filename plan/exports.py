@@ -14,7 +14,16 @@ def policy_settings(plan: MeshPlan) -> dict[str, Any]:
     pack takes them as its defaults (lmrun.policy.stack_settings), so no valid config fails a mandatory rule
     (a hub on another UDP port, a raised peering quota)."""
     hub = plan.wireguard.hub
-    return {"wireguardPort": hub.port if hub is not None else WIREGUARD_PORT, "maxPeerings": plan.max_peerings}
+    elastic = plan.skypilot.elastic if plan.skypilot is not None else ()
+    return {
+        "wireguardPort": hub.port if hub is not None else WIREGUARD_PORT,
+        "maxPeerings": plan.max_peerings,
+        # The serve controller runs in the main region; each service's spot regions and the offerings record.
+        "elasticServices": {
+            "controllerRegion": plan.main.name,
+            "services": [service.policy_settings() for service in elastic],
+        },
+    }
 
 
 def plan_exports(plan: MeshPlan) -> dict[str, Any]:
@@ -60,6 +69,9 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
         "groups": {group.name: group.export() for group in plan.groups},
         # GPU pools (GPUs offered to SkyPilot through Kubernetes): each node's location and why.
         "gpuPool": {pool.name: pool.export() for pool in plan.pools},
+        # Elastic services: spot regions in policy order, each replica's price there, $/h at baseline and at
+        # maxReplicas (plain, so `pulumi preview` and its PR comment show the worst case).
+        "elasticServices": {e.name: e.export() for e in (plan.skypilot.elastic if plan.skypilot else ())},
         "policySettings": policy_settings(plan),
         "reachability": [
             {"from": p.source, "to": p.target, "port": p.port, "ok": p.ok, "reason": p.reason}

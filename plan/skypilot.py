@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from lmrun.domain.addresses import TUNNEL_POOL
 from lmrun.domain.secrets import SecretPaths
-from lmrun.domain.skypilot import skypilot_role_reads
+from lmrun.domain.skypilot import SKYSERVE_CONTROLLER_ROLE, skypilot_role_reads
+from lmrun.plan.elastic import ElasticServicePlan, plan_elastic
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model import MeshSpec
 
@@ -26,6 +27,17 @@ IAM_ROLE_NAME_MAX = 64
 instance profile (128) and the security group (255) share the role's name."""
 BUCKET_NAME_MAX = 63
 _NAME_CHARACTERS = re.compile(r"[^a-z0-9-]+")
+
+
+@dataclass(frozen=True)
+class ServeControllerPlan:
+    """SkyServe's controller VM: an identity of its own (it launches and terminates the replicas), found by name."""
+
+    name: str
+    """The IAM role and instance profile: ``lmrun-<stack>-skyserve`` (``aws.remote_identity`` for
+    ``sky-serve-controller-*``)."""
+    reads: tuple[str, ...]
+    """SSM parameters it may read: the joining credential only (it joins K3s to reach the GPU pool's pods)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,13 @@ class SkyPilotPlan:
     itself and the main region (peering is hub-and-spoke only)."""
     reads: tuple[str, ...]
     """SSM parameters the role may read (:func:`lmrun.domain.skypilot.skypilot_role_reads`)."""
+    elastic: tuple[ElasticServicePlan, ...] = ()
+    """The elastic services SkyServe runs (``lmrun:elasticServices``), in name order."""
+    private_regions: tuple[str, ...] = ()
+    """Where SkyPilot VMs run without public addresses: the main region (the serve controller) first, then every
+    elastic service's spot regions, each once; empty without elastic services."""
+    controller: ServeControllerPlan | None = None
+    """SkyServe's controller identity, when the stack has elastic services."""
 
 
 def _stack_slug(mesh: str) -> str:
@@ -54,7 +73,8 @@ def _stack_slug(mesh: str) -> str:
 
 
 def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, list[ConfigIssue]]:
-    """The SkyPilot plan when ``lmrun:skypilot.enabled``; issues when a derived name breaks a limit."""
+    """The SkyPilot plan when ``lmrun:skypilot.enabled`` (with SkyServe's controller identity when the stack has
+    elastic services); issues when a derived name breaks a limit."""
     sky = spec.skypilot
     if not sky.enabled:
         return None, []
@@ -68,6 +88,8 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
                 "characters; use a shorter stack name",
             )
         )
+    # As long as the VMs' role name, so within IAM's limit whenever that one is.
+    controller_name = f"lmrun-{_stack_slug(plan.mesh)}-skyserve"
     bucket = sky.bucket or name
     if len(bucket) > BUCKET_NAME_MAX:
         issues.append(
@@ -87,6 +109,8 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         plan.main.name: main_ingress,
         **{s.name: {f"region {s.name}": s.cidr, f"region {plan.main.name}": plan.main.cidr} for s in plan.spokes},
     }
+    elastic = plan_elastic(spec)
+    private = (plan.main.name, *(r for svc in elastic for r in svc.spot_regions)) if elastic else ()
     result = SkyPilotPlan(
         name=name,
         bucket=bucket,
@@ -95,5 +119,13 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         ssh_cidrs=() if sky.use_ssm else tuple(str(cidr) for cidr in spec.operator_cidrs),
         ingress=ingress,
         reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=plan.cluster.phoenix is not None),
+        elastic=elastic,
+        private_regions=tuple(dict.fromkeys(private)),
+        controller=ServeControllerPlan(
+            name=controller_name,
+            reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=False, role=SKYSERVE_CONTROLLER_ROLE),
+        )
+        if elastic
+        else None,
     )
     return result, issues

@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 from lmrun.aws.instances import catalog
+from lmrun.aws.instances.availability import CATALOG_ONLY, recorded_availability
 from lmrun.domain.addresses import PRIVATE_RANGES
 from lmrun.domain.errors import InputError
+from lmrun.domain.names import TAG_REGION
 from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
 from lmrun.policy.aws_taggable import AWS_TAGGABLE_TYPES
 from lmrun.policy.stack_settings import STACK_DECIDED, current_stack_settings, stack_defaults
@@ -1180,6 +1182,91 @@ def peerings_within_limit(resources: Sequence[Resource], config: Mapping[str, An
         for key, count in sorted(counts.items())
         if count > limit
     ]
+
+
+def _region_vpcs(snapshot: Snapshot) -> dict[str, str]:
+    """AWS region -> the URN of the stack's VPC there, by the VPC's provider (its ``region``), else its
+    ``lmrun:region`` tag."""
+    provider_region = {r.urn: str(r.get("region") or "") for r in snapshot.resources if r.is_provider}
+    found: dict[str, str] = {}
+    for vpc in snapshot.of_type(tokens.VPC):
+        region = provider_region.get(vpc.provider_urn) or str((_tags(vpc.props) or {}).get(TAG_REGION) or "")
+        if region:
+            found.setdefault(region, vpc.urn)
+    return found
+
+
+def _peered(snapshot: Snapshot) -> set[frozenset[str]]:
+    """Pairs of VPC URNs joined by a peering connection of the stack."""
+    pairs: set[frozenset[str]] = set()
+    for peering in snapshot.of_type(tokens.PEERING):
+        ends = [snapshot.ref_key(peering, prop, (tokens.VPC,)) for prop in ("vpcId", "peerVpcId")]
+        if all(ends):
+            pairs.add(frozenset(str(end) for end in ends))
+    return pairs
+
+
+def _spot_offered(gpu: str, count: int, region: str, offerings: Mapping[str, Any]) -> str | None:
+    """Why ``region`` cannot run a spot replica with ``count`` x ``gpu`` (None when it can): the catalog's types
+    with those GPUs, offered there per the stack's record (``lmrun:offerings``) or the catalog, sold as spot."""
+    try:
+        types = catalog.instance_types_for(gpu, count)
+    except (KeyError, ValueError) as exc:
+        return str(exc.args[0] if exc.args else exc)
+    record = offerings if isinstance(offerings, Mapping) else {}
+    asked = tuple(str(t) for t in record.get("instanceTypes") or ())
+    regions = {str(r): tuple(str(t) for t in ts or ()) for r, ts in (record.get("regions") or {}).items()}
+    availability = recorded_availability(asked, regions) if regions else CATALOG_ONLY
+    offered = [t for t in types if availability.offers(t.name, region)]
+    if not offered:
+        return f"{count}x {gpu} is not offered in {region}"
+    if all(t.spot_usd_hour is None for t in offered):
+        return f"{', '.join(t.name for t in offered)} is not sold as spot in {region}"
+    return None
+
+
+@stack_rule(
+    name="elastic-spot-regions",
+    description="Every spot region of an elastic service has a mesh VPC, offers the service's GPU as spot and is "
+    "reached from the SkyServe controller (the main region) by a peering.",
+    remediation="List only regions of the mesh (lmrun:mainRegion, lmrun:regions) that offer the GPU as spot in the "
+    "service's regions (lmrun:elasticServices[].regions); `lmrun regions sync` records what each region offers.",
+    level=MANDATORY,
+    config={"elasticServices": ({}, {"type": "object"})},
+)
+def elastic_spot_regions(resources: Sequence[Resource], config: Mapping[str, Any]) -> list[Finding]:
+    """Re-checks the exported plan (``policySettings.elasticServices``) against the resources: the plan refuses
+    these already; a hand-edited or foreign stack is caught here. The reachability model: the main region reaches
+    a region through the peering of their VPCs; a region without a VPC is reached by nothing."""
+    settings = config.get("elasticServices") or {}
+    if not isinstance(settings, Mapping) or not settings.get("services"):
+        return []
+    snapshot = _snapshot(resources)
+    vpcs = _region_vpcs(snapshot)
+    peered = _peered(snapshot)
+    controller = str(settings.get("controllerRegion") or "")
+    findings: list[Finding] = []
+    for service in settings.get("services") or ():
+        if not isinstance(service, Mapping):
+            continue
+        name = str(service.get("name"))
+        for region in service.get("spotRegions") or ():
+            region = str(region)
+            problems = []
+            vpc = vpcs.get(region)
+            if vpc is None:
+                problems.append("no mesh VPC there (SkyPilot launches only into the mesh's VPCs)")
+            elif region != controller and frozenset((vpc, vpcs.get(controller, ""))) not in peered:
+                problems.append(f"no peering with the controller's region {controller or '(unknown)'}")
+            offer = _spot_offered(
+                str(service.get("gpu")), integer(service.get("gpuCount")) or 1, region, service.get("offerings") or {}
+            )
+            if offer is not None:
+                problems.append(offer)
+            if problems:
+                where = snapshot.by_urn[vpc].label if vpc in snapshot.by_urn else region
+                findings.append(Finding(where, f"elastic service {name}: spot region {region}: {'; '.join(problems)}"))
+    return findings
 
 
 @stack_rule(

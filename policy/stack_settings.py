@@ -1,6 +1,6 @@
-"""The values a policy rule checks that the stack itself decides: the hub's WireGuard port and the peering
-quota. The pack takes them from the stack, so a valid config never fails a mandatory rule
-(``lmrun:wireguard.port: 51821`` once failed ``no-public-ingress``, which only knew 51820).
+"""The values a policy rule checks that the stack itself decides: the hub's WireGuard port, the peering
+quota and the elastic services' spot regions. The pack takes them from the stack, so a valid config never fails a
+mandatory rule (``lmrun:wireguard.port: 51821`` once failed ``no-public-ingress``, which only knew 51820).
 
 Offline (``lmrun plan``, ``lmrun check``) they come from the plan's ``policySettings`` export
 (:func:`lmrun.plan.exports.policy_settings`); in the CrossGuard pack, from the stack config Pulumi hands the
@@ -17,7 +17,7 @@ from typing import Any
 
 from lmrun.domain.errors import LmrunError
 
-STACK_DECIDED = ("wireguardPort", "maxPeerings")
+STACK_DECIDED = ("wireguardPort", "maxPeerings", "elasticServices")
 """Rule properties whose default is the stack's value (their JSON schema carries no default, so the engine
 leaves them unset unless the pack config sets them)."""
 

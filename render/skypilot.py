@@ -10,6 +10,10 @@
 - ``lmrun/``: the join script and the mesh's own VM scripts it installs (``ssm-get.sh``, ``k3s-install.sh``,
   ``uv-venv.sh``, ``phoenix-client-env.sh``, ``checkpoint.sh``, the batch job). A VM joins with the **agent**
   credential only; it becomes a replica of a declared service by the label it registers with.
+- Service files: ``service-<name>.yaml`` per elastic service (``lmrun:elasticServices``), for ``sky serve up``:
+  the vLLM replica, SkyServe's replica policy (the on-demand base on the K3s GPU pool, spot replicas over the
+  spot regions in the placement policy's order, the SpotHedge placer), and ``config.yaml`` gains the serve
+  controller in the main region, internal addresses and the K3s cluster as Kubernetes infra (``podip``).
 - Task templates: ``serve-<service>.yaml`` (a vLLM replica of a declared service), ``client.yaml`` (calls a
   service at ``localhost:<node port>``) and ``job.yaml`` (a managed job checkpointing to the stack's bucket
   every minute and resuming after a preemption, its spans sent to Phoenix's gRPC node port with the ingest key).
@@ -33,15 +37,29 @@ from lmrun.domain.ports import K3S_API_PORT
 from lmrun.domain.skypilot import CHECKPOINT_PREFIX, LABEL_LAUNCHER, SKY_NODE_PREFIX, SKYPILOT_ROLE
 
 # cloud-init's dumper: multi-line strings (setup, run) as literal blocks, the way task files are written.
+from lmrun.plan.elastic import CONTROLLER_CPUS, ElasticServicePlan
 from lmrun.render.cloudinit import SCRIPT_DIR
 from lmrun.render.cloudinit import _Dumper as LiteralDumper
 from lmrun.render.k3s import AGENT_TOKEN_FILE, K3S_INSTALL_SCRIPT, SSM_GET_SCRIPT
 from lmrun.render.phoenix import CLIENT_ENV_FILE, otlp_endpoint
 from lmrun.render.runtime import UV_VENV_SCRIPT
 from lmrun.render.script_files import render_script, script_text
+from lmrun.render.skyserve import (
+    ControllerJoin,
+    post_provision_runcmd,
+    private_access,
+    remote_identity,
+)
 from lmrun.render.vllm import VllmConfig, serve_args
 
 RENDERED_NOTE = "Rendered by `lmrun sky render`; render again when the stack changes."
+KUBERNETES_CLOUD = "kubernetes"
+"""SkyPilot's name of the Kubernetes cloud in ``allowed_clouds`` and the config's section."""
+KUBERNETES_INFRA = "k8s"
+"""The ``infra`` prefix of a Kubernetes context (``k8s/<context>``)."""
+SPOT_PLACER = "dynamic_fallback"
+"""SkyServe's SpotHedge placer (``sky/serve/spot_placer.py`` ``SPOT_HEDGE_PLACER``)."""
+LOAD_BALANCING_POLICY = "least_load"
 BUNDLE = "lmrun"
 """The folder of the rendered directory the tasks mount at ``~/lmrun``."""
 CHECKPOINT_EVERY_SECONDS = 60
@@ -67,6 +85,51 @@ class SkyService:
     vllm_args: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class SkyElasticService(SkyService):
+    """An elastic service (:class:`lmrun.plan.elastic.ElasticServicePlan`) as its service file needs it."""
+
+    min_replicas: int
+    max_replicas: int
+    target_qps_per_replica: float | None
+    base_on_demand: int
+    dynamic_ondemand_fallback: bool
+    readiness_initial_delay_seconds: int
+    spot_regions: tuple[str, ...]
+    """AWS regions of the spot replicas, in the placement policy's order."""
+
+
+def sky_elastic(service: ElasticServicePlan) -> SkyElasticService:
+    """What the service file of a planned elastic service is made of."""
+    return SkyElasticService(
+        name=service.name,
+        node_port=service.node_port,
+        app_port=service.app_port,
+        model=service.model,
+        revision=service.revision,
+        gpu=service.gpu,
+        gpu_count=service.gpu_count,
+        disk_size_gb=service.disk_size_gb,
+        vllm_args=service.vllm_args,
+        min_replicas=service.min_replicas,
+        max_replicas=service.max_replicas,
+        target_qps_per_replica=service.target_qps_per_replica,
+        base_on_demand=service.base_on_demand,
+        dynamic_ondemand_fallback=service.dynamic_ondemand_fallback,
+        readiness_initial_delay_seconds=service.readiness_initial_delay_seconds,
+        spot_regions=service.spot_regions,
+    )
+
+
+K3S_CONTEXT = "lmrun-{stack}"
+"""The kubeconfig context of the mesh's K3s cluster as SkyPilot Kubernetes infra (the GPU pool publishes a
+kubeconfig with it); :func:`k3s_context` fills in the stack."""
+
+
+def k3s_context(stack: str) -> str:
+    return K3S_CONTEXT.format(stack=stack)
+
+
 @dataclass(frozen=True)
 class SkyPilotMesh:
     """The stack's ``skypilot`` output: every fact the config, the join script and the tasks are made of."""
@@ -89,6 +152,12 @@ class SkyPilotMesh:
     """Every declared service's node port (the client calls any of them)."""
     tags: dict[str, str] = field(default_factory=dict)
     checkpoint_prefix: str = CHECKPOINT_PREFIX
+    elastic: tuple[SkyElasticService, ...] = ()
+    """The elastic services SkyServe runs (``service-<name>.yaml``)."""
+    controller_profile: str | None = None
+    """SkyServe's controller's instance profile, when the stack has elastic services (its VMs are then private)."""
+    private_regions: tuple[str, ...] = ()
+    """Where SkyPilot's VMs run with private addresses (main region first), with elastic services."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,8 +165,15 @@ class SkyPilotMesh:
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> SkyPilotMesh:
         data = dict(value)
+        data["private_regions"] = tuple(data.get("private_regions") or ())
         data["services"] = tuple(
             SkyService(**{**s, "vllm_args": tuple(s.get("vllm_args") or ())}) for s in data.get("services") or ()
+        )
+        data["elastic"] = tuple(
+            SkyElasticService(
+                **{**e, "vllm_args": tuple(e.get("vllm_args") or ()), "spot_regions": tuple(e["spot_regions"])}
+            )
+            for e in data.get("elastic") or ()
         )
         return cls(**data)
 
@@ -117,11 +193,34 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
     }
     if mesh.use_ssm:
         aws["use_ssm"] = True
-    return {
+    config: dict[str, Any] = {
         "allowed_clouds": [HUB_CLOUD],
         HUB_CLOUD: aws,
         "jobs": {"controller": {"consolidation_mode": True}},
     }
+    if mesh.elastic:
+        # SkyServe's load balancer proxies to each replica's address: the private one, inside the mesh.
+        aws["use_internal_ips"] = True
+        config["allowed_clouds"].append(KUBERNETES_CLOUD)
+        # podip: a pool replica's endpoint is its pod IP, which the controller (a K3s agent) reaches over flannel.
+        config[KUBERNETES_CLOUD] = {"allowed_contexts": [k3s_context(mesh.stack)], "ports": "podip"}
+        config["serve"] = {
+            "controller": {"resources": {"infra": f"{HUB_CLOUD}/{mesh.main_region}", "cpus": CONTROLLER_CPUS}}
+        }
+    if mesh.controller_profile is not None:
+        aws["remote_identity"] = remote_identity(mesh.controller_profile, mesh.name)
+        if mesh.use_ssm:
+            aws.update(private_access(mesh.private_regions))
+        aws["post_provision_runcmd"] = post_provision_runcmd(
+            ControllerJoin(
+                controller_profile=mesh.controller_profile,
+                main_region=mesh.main_region,
+                token_parameter=mesh.token_parameter,
+                k3s_version=mesh.k3s_version,
+                server_ip=mesh.server_ip,
+            )
+        )
+    return config
 
 
 @dataclass(frozen=True)
@@ -204,15 +303,7 @@ def _tracing_lines(mesh: SkyPilotMesh) -> list[str]:
 def serve_task(mesh: SkyPilotMesh, service: SkyService) -> dict[str, Any]:
     """A vLLM replica of ``service``: the same model, revision, arguments and ports as the stack's replicas; it
     joins labelled ``serves.lmrun.io/<service>`` and its readiness proxy admits it once ``/v1/models`` answers."""
-    vllm = VllmConfig(
-        model=service.model,
-        revision=service.revision,
-        served_model_name=service.name,
-        app_port=service.app_port,
-        extra_args=service.vllm_args,
-        tensor_parallel_size=service.gpu_count,
-        otlp_traces_endpoint=_otlp(mesh) or None,
-    )
+    vllm = _vllm(mesh, service, traced=True)
     install = f"sudo {SCRIPT_DIR}/uv-venv.sh {VLLM_VENV} vllm=={vllm.vllm_version}"
     serve = shlex.join([f"{VLLM_VENV}/bin/vllm", *serve_args(vllm)])
     return {
@@ -303,9 +394,80 @@ def job_task(mesh: SkyPilotMesh) -> dict[str, Any]:
     }
 
 
+READINESS_PATH = "/v1/models"
+"""What SkyServe probes on a replica: vLLM answers it once the model is loaded."""
+_IN_POD = '[ -n "${KUBERNETES_SERVICE_HOST:-}" ]'
+"""True in a pod of the K3s pool (Kubernetes sets it in every container), false on a spot VM."""
+
+
+def service_task(mesh: SkyPilotMesh, service: SkyElasticService) -> dict[str, Any]:
+    """``sky serve up`` file of an elastic service: the vLLM replica of :func:`serve_task` (same model, revision,
+    arguments), SkyServe's replica policy and ``resources.any_of``: the spot regions in policy order, then the
+    K3s pool. SkyServe treats Kubernetes as on-demand: the pool cannot take a spot replica (its nodes carry no
+    spot label), so spot replicas go to the AWS regions (SpotHedge spreads them and moves off a preempted one) and
+    the ``base_ondemand_fallback_replicas`` (and any dynamic fallback) to the cheapest on-demand entry, the pool
+    ($0 to SkyPilot's optimizer), then on-demand VMs in the spot regions."""
+    replica = serve_task(mesh, service)
+    serve = shlex.join([f"{VLLM_VENV}/bin/vllm", *serve_args(_vllm(mesh, service, traced=True))])
+    untraced = shlex.join([f"{VLLM_VENV}/bin/vllm", *serve_args(_vllm(mesh, service, traced=False))])
+    install = f"sudo bash ~/{BUNDLE}/uv-venv.sh {VLLM_VENV} vllm=={_vllm(mesh, service, traced=False).vllm_version}"
+    on_vm = [*_tracing_lines(mesh), f"exec {serve}"]
+    policy: dict[str, Any] = {"min_replicas": service.min_replicas, "max_replicas": service.max_replicas}
+    if service.target_qps_per_replica is not None:
+        policy["target_qps_per_replica"] = service.target_qps_per_replica
+    policy.update(
+        {
+            "base_ondemand_fallback_replicas": service.base_on_demand,
+            "dynamic_ondemand_fallback": service.dynamic_ondemand_fallback,
+            "spot_placer": SPOT_PLACER,
+        }
+    )
+    return {
+        "name": service.name,
+        "service": {
+            "readiness_probe": {
+                "path": READINESS_PATH,
+                "initial_delay_seconds": service.readiness_initial_delay_seconds,
+            },
+            "replica_policy": policy,
+            "ports": service.app_port,
+            "load_balancing_policy": LOAD_BALANCING_POLICY,
+        },
+        "resources": {
+            "accelerators": replica["resources"]["accelerators"],
+            "use_spot": True,
+            "disk_size": service.disk_size_gb,
+            "ports": service.app_port,
+            "any_of": [
+                *({"infra": f"{HUB_CLOUD}/{region}"} for region in service.spot_regions),
+                {"infra": f"{KUBERNETES_INFRA}/{k3s_context(mesh.stack)}"},
+            ],
+        },
+        "envs": {"SERVICE": service.name},
+        "file_mounts": dict(_MOUNTS),
+        # A spot VM joins K3s as an agent (no service label: the load balancer reaches it by address) so it
+        # reaches Phoenix's node port; a pool pod is already inside the cluster and installs only vLLM.
+        "setup": "\n".join(["set -euo pipefail", f"{_IN_POD} || {_JOIN}", install]) + "\n",
+        "run": "\n".join(["set -euo pipefail", f"if {_IN_POD}; then", f"    exec {untraced}", "fi", *on_vm]) + "\n",
+    }
+
+
+def _vllm(mesh: SkyPilotMesh, service: SkyService, *, traced: bool) -> VllmConfig:
+    return VllmConfig(
+        model=service.model,
+        revision=service.revision,
+        served_model_name=service.name,
+        app_port=service.app_port,
+        extra_args=service.vllm_args,
+        tensor_parallel_size=service.gpu_count,
+        otlp_traces_endpoint=(_otlp(mesh) or None) if traced else None,
+    )
+
+
 def tasks(mesh: SkyPilotMesh) -> dict[str, dict[str, Any]]:
     """File name -> task of every template."""
     out = {f"serve-{service.name}.yaml": serve_task(mesh, service) for service in mesh.services}
+    out.update({f"service-{service.name}.yaml": service_task(mesh, service) for service in mesh.elastic})
     out["client.yaml"] = client_task(mesh)
     out["job.yaml"] = job_task(mesh)
     return out

@@ -49,6 +49,7 @@ import pulumi
 from lmrun.aws.instances import catalog
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.aws.region.selection import is_usable
+from lmrun.domain.ports import NODE_PORT_RANGE, SKYSERVE_LB_PORTS
 from lmrun.mock_engine import Recording, run_program
 from lmrun.spec.stackfile import StackConfig, load_stack_config
 from lmrun.verify.offline import plan_stack
@@ -269,10 +270,11 @@ def scale_config(nodes: int, spread: bool) -> StackConfig:
     spokes = [r for r in REGIONS if r != MAIN_REGION and is_usable(r)] if spread else []
     hosts = [r for r in (MAIN_REGION, *spokes) if _gpu_in(r)]
     declared = []
+    ports = [port for port in NODE_PORT_RANGE if port not in SKYSERVE_LB_PORTS]  # the mesh reserves those
     for index in range(nodes):
         region = hosts[index % len(hosts)]
         name = f"n{index:03d}"
-        declared.append({"name": name, "region": region, "gpu": _gpu_in(region), **MODEL, "nodePort": 30000 + index})
+        declared.append({"name": name, "region": region, "gpu": _gpu_in(region), **MODEL, "nodePort": ports[index]})
     # Any well-formed AMI id: the plan only needs each image it boots pinned (nothing is launched).
     images: dict[str, dict[str, str]] = {MAIN_REGION: {"server": BENCH_AMI}}
     for region in hosts:

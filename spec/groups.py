@@ -168,14 +168,22 @@ def candidates(group: Placement, locations: Mapping[str, Location]) -> tuple[str
     locations included: the spec reports them)."""
     if group.policy == "specified":
         return tuple(sorted(group.counts))
-    if group.select:
+    return policy_candidates(group.policy, group.regions, group.select, locations)
+
+
+def policy_candidates(
+    policy: str, regions: tuple[str, ...], select: Mapping[str, str], locations: Mapping[str, Location]
+) -> tuple[str, ...]:
+    """The locations named by ``regions`` or chosen by ``select`` (labels), in the order ``policy`` reads them:
+    list order for an ordered policy, else name order (shared by groups and elastic services)."""
+    if select:
         return tuple(
-            sorted(n for n, loc in locations.items() if all(loc.labels.get(k) == v for k, v in group.select.items()))
+            sorted(n for n, loc in locations.items() if all(loc.labels.get(k) == v for k, v in select.items()))
         )
-    return group.regions if group.policy in ORDERED_POLICIES else tuple(sorted(set(group.regions)))
+    return regions if policy in ORDERED_POLICIES else tuple(sorted(set(regions)))
 
 
-def replica_spec(group: GroupSpec, location: Location, name: str) -> NodeSpec:
+def replica_spec(group: VllmWorkload, location: Location, name: str) -> NodeSpec:
     """Replica ``name`` of ``group`` in ``location``: a node like those of ``lmrun:nodes``."""
     workload = {key: getattr(group, key) for key in VllmWorkload.model_fields if key != "name"}
     where = {"region": location.name} if location.cloud == HUB_CLOUD else {"site": location.name}
@@ -183,11 +191,14 @@ def replica_spec(group: GroupSpec, location: Location, name: str) -> NodeSpec:
 
 
 def offer_issues(
-    group: Placement, location: Location, context: NodeContext, where: ConfigLocation
+    group: Placement | VllmWorkload, location: Location, context: NodeContext, where: ConfigLocation
 ) -> list[ConfigIssue]:
     """Why ``location`` cannot run a replica of ``group`` (its GPUs not offered there, not sold as spot...), as the
     location's cloud says it of a node; empty when it can."""
-    return cloud_rules(location.cloud).node_issues(group.node(location, group.name), where, context)
+    node = (
+        group.node(location, group.name) if isinstance(group, Placement) else replica_spec(group, location, group.name)
+    )
+    return cloud_rules(location.cloud).node_issues(node, where, context)
 
 
 def valid_groups(raw: Any) -> list[tuple[int, GroupSpec]]:
@@ -215,7 +226,7 @@ def valid_labels(raw: Any) -> dict[str, dict[str, str]]:
     return found
 
 
-def _taken(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> tuple[set[str], dict[int, str]]:
+def taken_endpoints(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> tuple[set[str], dict[int, str]]:
     """Names (nodes, services) and node ports (port -> owner) the nodes, services and the mesh already hold."""
     names = set(RESERVED_NODE_NAMES) | set(reserved_ports.values())
     ports = {port: f"{owner} (reserved by the mesh)" for port, owner in reserved_ports.items()}
@@ -351,7 +362,7 @@ def group_issues(
                     f"{name!r} is not a location replicas can run in: {', '.join(sorted(locations))}",
                 )
             )
-    names, ports = _taken(raw, reserved_ports)
+    names, ports = taken_endpoints(raw, reserved_ports)
     seen: dict[str, int] = {}
     for index, group in valid_groups(raw.get("groups")):
         where: ConfigLocation = ("groups", index)

@@ -21,6 +21,7 @@ from lmrun.aws.region.selection import ROGUE_REGIONS
 from lmrun.domain.addresses import RESERVED_BLOCKS
 from lmrun.domain.versions import K3S_VERSION
 from lmrun.spec.capacity import OfferingsSpec, RegionQuotas, capacity_issues
+from lmrun.spec.elastic import ElasticServiceSpec, elastic_issues
 from lmrun.spec.errors import ConfigIssue, config_path, echo
 from lmrun.spec.flow_logs import FlowLogsSpec
 from lmrun.spec.gpu_pool import PoolSpec, pool_issues
@@ -178,6 +179,12 @@ class MeshSpec(SpecModel):
         "a vLLM on the VM, placed over the mesh's regions and sites by a policy like replica groups; needs "
         "lmrun:skypilot.",
     )
+    elastic_services: tuple[ElasticServiceSpec, ...] = Field(
+        default=(),
+        description="Elastic services: one model behind one node port, scaled by SkyServe on the request rate, with an "
+        "on-demand base on the K3s GPU pool and spot replicas over AWS regions chosen by a policy (needs "
+        "lmrun:skypilot.enabled).",
+    )
     labels: dict[Name, Labels] = Field(
         default_factory=dict,
         description="Labels of the mesh's locations (AWS regions and sites), e.g. `eu-west-2: {class: prod}`, "
@@ -294,6 +301,7 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     issues.extend(capacity_issues(raw))
     issues.extend(group_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
     issues.extend(pool_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
+    issues.extend(elastic_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
     return issues
 
 

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field
 from lmrun.clouds import CLOUD_NAMES, HUB_CLOUD
 from lmrun.domain.names import PHOENIX_NODE, SERVER_NODE
 from lmrun.domain.names import VLLM_MANAGED_FLAGS as MANAGED_FLAGS
-from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN
+from lmrun.domain.ports import NODE_PORT_MAX, NODE_PORT_MIN, SKYSERVE_LB_PORTS
 from lmrun.spec.capacity import recorded_offerings
 from lmrun.spec.cloud_rules import NodeContext, cloud_rules
 from lmrun.spec.errors import ConfigIssue, config_path, echo
@@ -95,6 +95,12 @@ ModelAccess = Literal["public", "gated", "private"]
 def _node_port(value: int) -> int:
     if not NODE_PORT_MIN <= value <= NODE_PORT_MAX:
         raise ValueError(f"node port {value} is outside the Kubernetes NodePort range {NODE_PORT_MIN}-{NODE_PORT_MAX}")
+    if value in SKYSERVE_LB_PORTS:
+        lb = f"{SKYSERVE_LB_PORTS.start}-{SKYSERVE_LB_PORTS.stop - 1}"
+        raise ValueError(
+            f"node port {value} is in {lb}, reserved for SkyServe's load balancers: the serve controller joins K3s, "
+            f"whose kube-proxy would take the load balancer's traffic on that port; pick another node port"
+        )
     return value
 
 

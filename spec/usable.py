@@ -24,7 +24,7 @@ from lmrun.spec.model import MeshSpec
 Location = tuple[str | int, ...]
 
 _FIELDS = {field.alias or name: field for name, field in MeshSpec.model_fields.items()}
-_LISTS = ("regions", "gpuInstanceTypes", "operatorCidrs", "nodes", "services", "sites", "paths")
+_LISTS = ("regions", "gpuInstanceTypes", "operatorCidrs", "nodes", "services", "sites", "paths", "elasticServices")
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,8 @@ def usable_config(
     gone_services = gone_names("nodes", "service", "name") | gone_names("services", "name")
     if isinstance(kept.get("paths"), list):
         drop("paths", lambda p: p.get("from") in gone_regions | gone_sites or p.get("to") in gone_services)
+    if isinstance(kept.get("elasticServices"), list):
+        drop("elasticServices", lambda e: bool(set(e.get("regions") or ()) & gone_regions))
     zones = kept.get("availabilityZones")
     if isinstance(zones, dict):
         kept["availabilityZones"] = {region: ids for region, ids in zones.items() if region not in gone_regions}

@@ -96,9 +96,9 @@ def test_session_manager_keeps_every_action_it_needs_on_every_machine() -> None:
     Manager call (the AWS Systems Manager User Guide's list, granted by AmazonSSMManagedInstanceCore)."""
     model = AwsAccess(_global().snapshot)
     instance = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
-    # server, hub, Phoenix, three GPU nodes, the GPU pool's node, and SkyPilot's profile (useSsm: Session Manager
-    # attached)
-    assert len(model.principals) == 8 and "skypilot" in {p.label for p in model.principals}
+    # server, hub, Phoenix, three GPU nodes, the GPU pool's node, SkyPilot's profile (useSsm: Session Manager
+    # attached) and SkyServe's controller's
+    assert len(model.principals) == 9 and {"skypilot", "skyserve-controller"} <= {p.label for p in model.principals}
     for principal in model.principals:
         for action in SESSION_MANAGER_ACTIONS:
             verdict = model.verdict(principal.label, action, instance)

@@ -38,6 +38,11 @@ def node(name: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+def elastic(name: str, **fields: Any) -> dict[str, Any]:
+    """An elastic service: a node's workload without a region (its spot regions are ``regions``)."""
+    return {key: value for key, value in node(name, **fields).items() if key != "region"}
+
+
 GCP_SITE = {"name": "g", "kind": "gcp", "cidr": "10.128.0.0/20", "project": "lmrun-demo-1", "region": "us-central1"}
 
 CASES: dict[str, Case] = {
@@ -95,6 +100,27 @@ CASES: dict[str, Case] = {
             "paths": [{"from": "g", "to": "gq"}],
         },
         (("lmrun:sites[0].cidr", "8.8.8.0/24 is not a private range"),),
+    ),
+    # An elastic service with an unpinned revision still claims its node port and has its spot regions checked;
+    # the other's broken replica counts do not hide its region that cannot run the GPU, nor the image pin.
+    "elastic-services-broken-in-several-fields": Case(
+        {
+            **MESH,
+            "images": pinned_images("us-east-1"),
+            "skypilot": {"enabled": True},
+            "nodes": [node("q")],
+            "elasticServices": [
+                elastic("e", modelRevision="main", regions=["us-west-2", "eu-west-1"]),
+                elastic("f", nodePort=30090, minReplicas=0, regions=["us-east-2"]),
+            ],
+        },
+        (
+            ("lmrun:elasticServices[0].modelRevision", "'main' is not a pinned revision"),
+            ("lmrun:elasticServices[0].nodePort", "node port 30080 is already taken by service 'q' (lmrun:nodes[0])"),
+            ("lmrun:elasticServices[0].regions[1]", "'eu-west-1' is not an AWS region of the mesh"),
+            ("lmrun:elasticServices[1].minReplicas", "0 (scale to zero) needs targetQpsPerReplica"),
+            ("lmrun:images.us-east-2.gpu", "no AMI pinned for GPU node q in us-east-2"),
+        ),
     ),
     # The plan's limit check still runs on the valid spokes while one is broken.
     "region-typo-and-too-few-peerings": Case(

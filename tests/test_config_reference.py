@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from typing import Literal
@@ -35,7 +36,8 @@ def _nested_models(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
     for name, field in model.model_fields.items():
         text = repr(field.annotation)
         for candidate in models:
-            if candidate is not model and candidate.__name__ in text:
+            # whole names only: ElasticServiceSpec does not nest ServiceSpec
+            if candidate is not model and re.search(rf"\b{candidate.__name__}\b", text):
                 found.append((field.alias or name, candidate))
     return found
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lmrun.aws.instances import catalog
 from lmrun.policy import aws_taggable
 from lmrun.policy.rules import (
     RULES,
@@ -603,11 +604,60 @@ def test_stack_rule(rule_name: str, resources: list[Resource], fires: bool) -> N
     assert all(f.resource in urns and f.message for f in findings)
 
 
+def _regional_vpc(name: str, region: str, cidr: str) -> Resource:
+    return Resource("aws:ec2/vpc:Vpc", {"cidrBlock": cidr, "tags": {"lmrun:region": region}}, urn=f"urn:vpc:{name}")
+
+
+def _elastic(*regions: str, gpu: str = "L4", recorded: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The ``elasticServices`` setting of a stack whose controller runs in us-east-1."""
+    asked = [t.name for t in catalog.instance_types_for("L4", 1)]  # the record decides for every 1x L4 type
+    offerings = {"instanceTypes": asked, "regions": recorded or {}}
+    service = {"name": "svc", "gpu": gpu, "gpuCount": 1, "spotRegions": list(regions), "offerings": offerings}
+    return {"elasticServices": {"controllerRegion": "us-east-1", "services": [service]}}
+
+
+_MESH = [
+    _regional_vpc("hub", "us-east-1", "10.64.0.0/16"),
+    _regional_vpc("use2", "us-east-2", "10.65.0.0/16"),
+    _regional_vpc("usw2", "us-west-2", "10.66.0.0/16"),
+    _peering("use2"),
+]
+CONFIGURED_STACK_CASES: list[tuple[str, list[Resource], dict[str, Any], bool]] = [
+    ("elastic-spot-regions", _MESH, _elastic("us-east-2", "us-east-1"), False),
+    ("elastic-spot-regions", _MESH, {}, False),  # no elastic service
+    ("elastic-spot-regions", _MESH, _elastic("ap-east-1"), True),  # no mesh VPC there
+    ("elastic-spot-regions", _MESH, _elastic("us-west-2"), True),  # a VPC, but not peered with the controller's
+    ("elastic-spot-regions", _MESH, _elastic("us-east-2", gpu="B300"), True),  # a GPU the catalog does not know
+    ("elastic-spot-regions", _MESH, _elastic("us-east-2", recorded={"us-east-2": []}), True),  # recorded: not offered
+    ("elastic-spot-regions", _MESH, _elastic("us-east-2", recorded={"us-east-2": ["g6.xlarge"]}), False),
+]
+
+
+@pytest.mark.parametrize(("rule_name", "resources", "config", "fires"), CONFIGURED_STACK_CASES)
+def test_configured_stack_rule(rule_name: str, resources: list[Resource], config: dict[str, Any], fires: bool) -> None:
+    findings = RULES[rule_name].check(resources, config)
+    assert bool(findings) is fires, findings
+    assert all(f.message for f in findings)
+
+
+def test_elastic_rule_says_which_service_region_and_why() -> None:
+    [finding] = RULES["elastic-spot-regions"].check(_MESH, _elastic("us-west-2", "ap-east-1"))[1:] or [None]
+    assert finding is not None
+    assert finding.resource == "ap-east-1"
+    assert finding.message.startswith("elastic service svc: spot region ap-east-1: no mesh VPC there")
+    [peering] = RULES["elastic-spot-regions"].check(_MESH, _elastic("us-west-2"))
+    assert "no peering with the controller's region us-east-1" in peering.message
+    [offer] = RULES["elastic-spot-regions"].check(_MESH, _elastic("us-east-2", recorded={"us-east-2": []}))
+    assert offer.message.endswith("1x L4 is not offered in us-east-2")
+
+
 def test_every_rule_has_a_firing_and_a_quiet_case() -> None:
     covered: dict[str, set[bool]] = {name: set() for name in RULES}
     for name, *_, fires in RESOURCE_CASES:
         covered[name].add(fires)
     for name, _, fires in STACK_CASES:
+        covered[name].add(fires)
+    for name, _, _, fires in CONFIGURED_STACK_CASES:
         covered[name].add(fires)
     assert len(RULES) >= 12
     assert {name for name, seen in covered.items() if seen != {True, False}} == set()

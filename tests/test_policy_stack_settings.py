@@ -47,7 +47,14 @@ def test_the_hub_port_comes_from_the_stack(case: tuple[dict[str, Any], dict[str,
 
 def test_plan_exports_what_the_stack_decides() -> None:
     settings = plan("global", maxPeerings=20).outputs["policySettings"]
+    elastic = settings.pop("elasticServices")
     assert settings == {"wireguardPort": 51820, "maxPeerings": 20}
+    assert elastic["controllerRegion"] == "us-east-1"
+    assert [(s["name"], s["gpu"], s["gpuCount"], s["spotRegions"]) for s in elastic["services"]] == [
+        ("qwen-elastic", "L4", 1, ["us-east-2", "us-west-2", "eu-west-2"])
+    ]
+    assert "g6.xlarge" in elastic["services"][0]["offerings"]["regions"]["eu-west-2"]
+    settings["elasticServices"] = elastic
     assert set(settings) == set(STACK_DECIDED)
     for rule in RULES.values():
         decided = set(rule.defaults) & set(STACK_DECIDED)

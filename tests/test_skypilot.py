@@ -80,9 +80,17 @@ def test_config_names_the_stacks_resources(rendered: Path) -> None:
     report = plan("global")
     mesh = _mesh(report)
     aws = yaml.safe_load((rendered / "config.yaml").read_text())["aws"]
-    assert aws["security_group_name"] == aws["remote_identity"] == mesh.name == "lmrun-global-skypilot"
+    assert aws["security_group_name"] == mesh.name == "lmrun-global-skypilot"
+    # With elastic services, SkyServe's controller has a profile of its own and every other cluster the VMs'.
+    assert aws["remote_identity"] == [
+        {"sky-serve-controller-*": "lmrun-global-skyserve"},
+        {"*": "lmrun-global-skypilot"},
+    ]
+    assert mesh.controller_profile == "lmrun-global-skyserve"
     assert aws["vpc_names"] == list(mesh.vpc_names.values()) and len(aws["vpc_names"]) == 18
-    assert aws["use_ssm"] is True and aws["disk_encrypted"] is True
+    # Private addresses, reached through Session Manager from the API server (the proxy per region).
+    assert aws["use_ssm"] is False and aws["use_internal_ips"] is True and aws["disk_encrypted"] is True
+    assert list(aws["ssh_proxy_command"]) == list(mesh.private_regions)
     assert aws["labels"]["lmrun:mesh"] == "global"
     vpc_tags = {
         r.inputs["tags"]["lmrun:region"]: r.inputs["tags"]["Name"] for r in report.recording.by_type(tokens.VPC)
@@ -257,6 +265,13 @@ def test_the_check_catches_a_name_or_a_rule_the_config_uses_but_the_resources_la
     renamed = replace(_mesh(report), vpc_names={**_mesh(report).vpc_names, "us-east-2": "lmrun"})
     broken = [r for r in skypilot_names_exist(resources, {**outputs, "skypilot": renamed.to_json()}) if not r.ok]
     assert [(r.resource, r.value) for r in broken] == [("skypilot:vpc:us-east-2", "lmrun")]
+
+    # SkyServe's controller profile (its own remote_identity) goes missing.
+    without = [r for r in resources if not (r.type == tokens.IAM_INSTANCE_PROFILE and "skyserve" in r.name)]
+    broken = [r for r in skypilot_names_exist(without, outputs) if not r.ok]
+    assert [(r.resource, r.value) for r in broken] == [
+        ("skypilot:controller-instance-profile", "lmrun-global-skyserve")
+    ]
 
     group = next(r for r in resources if r.name == f"{SKY}-us-east-2-sg")
     narrowed = [{**rule, "protocol": "tcp", "fromPort": 8000, "toPort": 8000} for rule in group.inputs["ingress"]]

@@ -97,6 +97,7 @@ def test_broken_json_list_is_reported_as_not_a_list() -> None:
 def test_camel_case_keys_are_the_config_keys() -> None:
     assert known_keys() == [
         "availabilityZones",
+        "elasticServices",
         "flowLogs",
         "gpuInstanceTypes",
         "gpuPool",
@@ -129,9 +130,9 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
     """``main_region`` must not slip past the rules that read ``mainRegion`` (main listed as a spoke here)."""
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? (lmrun:mainRegion is required) known keys: "
-        "availabilityZones, flowLogs, gpuInstanceTypes, gpuPool, groups, huggingFaceToken, images, k3sVersion, labels, "
-        "mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, "
-        "serverInstanceType, services, sites, skypilot, tags, wireguard",
+        "availabilityZones, elasticServices, flowLogs, gpuInstanceTypes, gpuPool, groups, huggingFaceToken, images, "
+        "k3sVersion, labels, mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, "
+        "regions, serverInstanceType, services, sites, skypilot, tags, wireguard",
     ]
 
 

@@ -12,6 +12,10 @@ Three figures, as the plan's ``--json`` reports them under ``"cost"``:
   beside it as ``gpu_hourly_usd_spot`` / ``gpu_hourly_usd_on_demand``). The GPU nodes' root volumes and
   public IPv4 addresses are reported apart as ``gpu_extras_hourly_usd``.
 
+- ``elastic``: each elastic service's USD/hour at its baseline (``minReplicas``) and at ``maxReplicas`` (spot and
+  on-demand parts), from the ``elasticServices`` export (:class:`lmrun.plan.elastic.ElasticCost` says what each
+  figure assumes), and the SkyServe controller VM they share. Not in the GPU fleet's figures: they move with load.
+
 - ``flow_logs_monthly_usd``: the flow logs of every logged network (an AWS ``FlowLog`` to S3, a GCP subnetwork
   with a ``logConfig``): the VMs found in it times an assumed volume per VM (``flow_logs``: the assumption and
   where it comes from, the ``flowLogs`` export of ``lmrun:flowLogs.monthlyGbPerVm``), priced per GB delivered
@@ -35,9 +39,10 @@ from lmrun.aws.instances import catalog
 from lmrun.gcp import catalog as gcp_catalog
 from lmrun.mock_engine.engine import RecordedResource
 from lmrun.plan.backup import LIFECYCLE_LAG_DAYS, BackupStorage, backup_storage_from_export
+from lmrun.plan.elastic import CONTROLLER_DISK_GB, CONTROLLER_INSTANCE_TYPE, controller_usd_hour
 from lmrun.spec.flow_logs import DEFAULT_MONTHLY_GB_PER_VM, DEFAULT_RETENTION_DAYS
 from lmrun.verify import tokens
-from lmrun.verify.resources import Resource, Snapshot, flag, get, items, number, plain
+from lmrun.verify.resources import Resource, Snapshot, flag, get, integer, items, number, plain
 from lmrun.verify.sources import snapshot_of
 
 Category = Literal["fabric", "control_plane", "gpu_extras", "flow_logs"]
@@ -107,6 +112,72 @@ def flow_log_volume_from_export(export: Any) -> FlowLogVolume:
 
 
 @dataclass(frozen=True)
+class ElasticServiceCost:
+    """One elastic service's USD/hour, as the plan exported it."""
+
+    name: str
+    baseline_usd_hour: float
+    max_spot_usd_hour: float
+    max_on_demand_usd_hour: float
+    basis: str
+    """What the figures assume, in words (the table's and the JSON's explanation)."""
+
+    @property
+    def max_usd_hour(self) -> float:
+        return self.max_spot_usd_hour + self.max_on_demand_usd_hour
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "baseline_usd_hour": round(self.baseline_usd_hour, 4),
+            "max_spot_usd_hour": round(self.max_spot_usd_hour, 4),
+            "max_on_demand_usd_hour": round(self.max_on_demand_usd_hour, 4),
+            "max_usd_hour": round(self.max_usd_hour, 4),
+            "basis": self.basis,
+        }
+
+
+CONTROLLER_BASIS = (
+    f"SkyServe controller: {CONTROLLER_INSTANCE_TYPE} on demand in the main region (what SkyPilot launches for "
+    f"cpus 2+, memory 8+) and its {CONTROLLER_DISK_GB} GB gp3 disk, shared by every elastic service"
+)
+
+
+def _elastic_basis(name: str, service: Mapping[str, Any]) -> str:
+    regions = [plain(r) for r in items(service.get("spot_regions"))]
+    first = regions[0] if regions else {}
+    base, low, high = (integer(service.get(k)) or 0 for k in ("base_on_demand", "min_replicas", "max_replicas"))
+    fallback = flag(service.get("dynamic_ondemand_fallback"))
+    return (
+        f"{name}: baseline = {base} on the K3s GPU pool ($0 extra: its nodes are priced as declared nodes) + "
+        f"{low - base} spot x {get(first, 'spot_usd_hour')}/h ({get(first, 'instance_type')} in "
+        f"{get(first, 'region')}, the first spot region); at maxReplicas {high}: {high - base} spot at the highest "
+        f"spot price of {', '.join(str(get(r, 'region')) for r in regions)}"
+        + (
+            " + as many on demand at the highest on-demand price (dynamicOndemandFallback, worst case)"
+            if fallback
+            else "; no on-demand part (dynamicOndemandFallback off)"
+        )
+    )
+
+
+def elastic_costs(export: Any) -> tuple[ElasticServiceCost, ...]:
+    """Each elastic service's figures from the ``elasticServices`` export, in name order."""
+    services = plain(export) if isinstance(plain(export), Mapping) else {}
+    return tuple(
+        ElasticServiceCost(
+            name=str(name),
+            baseline_usd_hour=_number(get(service, "baseline_usd_hour")),
+            max_spot_usd_hour=_number(get(service, "max_spot_usd_hour")),
+            max_on_demand_usd_hour=_number(get(service, "max_on_demand_usd_hour")),
+            basis=_elastic_basis(str(name), plain(service)),
+        )
+        for name, service in sorted(services.items())
+        if isinstance(plain(service), Mapping)
+    )
+
+
+@dataclass(frozen=True)
 class CostEstimate:
     """The plan's estimate; see the module docstring for what each figure covers."""
 
@@ -122,12 +193,27 @@ class CostEstimate:
     flow_logs_monthly_usd: float = 0.0
     flow_logs: FlowLogVolume | None = None
     """The flow logs' volume assumption; None when no network logs its flows."""
+    elastic: tuple[ElasticServiceCost, ...] = ()
+    """Each elastic service's USD/hour (baseline, at maxReplicas); not in the GPU fleet's figures."""
     snapshot: str = prices.SNAPSHOT
     price_region: str = prices.PRICE_REGION
 
     @property
     def gpu_hourly_usd(self) -> float:
         return self.gpu_hourly_usd_spot + self.gpu_hourly_usd_on_demand
+
+    @property
+    def elastic_controller_usd_hour(self) -> float:
+        """The SkyServe controller VM, when the stack has elastic services."""
+        return controller_usd_hour() if self.elastic else 0.0
+
+    @property
+    def elastic_baseline_usd_hour(self) -> float:
+        return sum((e.baseline_usd_hour for e in self.elastic), self.elastic_controller_usd_hour)
+
+    @property
+    def elastic_max_usd_hour(self) -> float:
+        return sum((e.max_usd_hour for e in self.elastic), self.elastic_controller_usd_hour)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +231,17 @@ class CostEstimate:
             "phoenix_backup": self.phoenix_backup.to_json() if self.phoenix_backup is not None else None,
             "flow_logs_monthly_usd": round(self.flow_logs_monthly_usd, 2),
             "flow_logs": self.flow_logs.to_json() if self.flow_logs is not None else None,
+            "elastic": (
+                {
+                    "services": [e.to_json() for e in self.elastic],
+                    "controller_usd_hour": round(self.elastic_controller_usd_hour, 4),
+                    "controller": CONTROLLER_BASIS,
+                    "baseline_usd_hour": round(self.elastic_baseline_usd_hour, 4),
+                    "max_usd_hour": round(self.elastic_max_usd_hour, 4),
+                }
+                if self.elastic
+                else None
+            ),
         }
 
 
@@ -414,4 +511,5 @@ def estimate_cost(
         phoenix_backup=backup_storage_from_export(outputs.get("phoenixBackup")),
         flow_logs_monthly_usd=total("flow_logs"),
         flow_logs=flow_logs if flow_logs.networks else None,
+        elastic=elastic_costs(outputs.get("elasticServices")),
     )

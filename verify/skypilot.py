@@ -116,6 +116,15 @@ def skypilot_names_exist(resources: Iterable[PlannedResource], outputs: Mapping[
             "an S3 bucket of that name",
         ),
     ]
+    if mesh.controller_profile is not None:
+        results.append(
+            _result(
+                "controller-instance-profile",
+                mesh.controller_profile,
+                bool(_named(listed, tokens.IAM_INSTANCE_PROFILE, "name", mesh.controller_profile)),
+                "an IAM instance profile of that name (aws.remote_identity of sky-serve-controller-*)",
+            )
+        )
     ports = sorted({port for s in mesh.services for port in (s.node_port, s.app_port)})
     groups = _named(listed, tokens.SECURITY_GROUP, "name", mesh.name)
     for region, vpc_name in mesh.vpc_names.items():
