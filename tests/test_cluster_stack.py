@@ -258,7 +258,8 @@ def test_a_spot_node_with_one_instance_type_does_not_rebalance() -> None:
 def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
     recording = plan("global").recording
     policies = recording.by_type("aws:iam/rolePolicy:RolePolicy")
-    assert len(policies) == 8  # server, Phoenix node, WireGuard hub, three GPU nodes, the pool node, SkyPilot
+    # server, Phoenix node, WireGuard hub, three GPU nodes, the pool node, SkyPilot, SkyServe's controller
+    assert len(policies) == 9
     for policy in policies:
         document = json.loads(policy.inputs["policy"])
         *allows, deny = document["Statement"]
