@@ -148,6 +148,8 @@ def sky_facts(plan: MeshPlan, vpc_names: Mapping[str, str], private_subnet_names
     cluster = plan.cluster
     by_service: dict[str, SkyService] = {}
     for node in sorted(cluster.nodes.values(), key=lambda n: n.name):
+        if node.pool is not None:
+            continue  # a GPU pool node serves no model: its GPUs are SkyPilot's through Kubernetes
         by_service.setdefault(
             node.service,
             SkyService(

@@ -158,7 +158,10 @@ def test_load_balancer_ports_are_refused_to_every_mesh_node_port() -> None:
 def test_elastic_services_need_skypilot() -> None:
     assert _errors(skypilot={"enabled": False}) == [
         "lmrun:elasticServices: SkyServe runs the elastic services: set lmrun:skypilot.enabled true (the mesh as "
-        "SkyPilot infrastructure)"
+        "SkyPilot infrastructure)",
+        # global's GPU pool (the services' on-demand base) needs it too: every error at once
+        "lmrun:gpuPool: offers its GPUs to SkyPilot through Kubernetes: set lmrun:skypilot.enabled to true (or drop "
+        "the pool)",
     ]
 
 
