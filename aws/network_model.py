@@ -7,8 +7,10 @@ Why here: route tables, VPC peering and security groups are AWS knowledge; the c
   ``DefaultRouteTable`` or a ``MainRouteTableAssociation``; neither declared: only the implicit ``local``
   route). Longest prefix wins; the VPC's ``local`` route is implicit. Routes are standalone ``Route``
   resources or inline ``routes`` of a ``RouteTable``/``DefaultRouteTable``. Targets: ``local``, VPC
-  peering, an instance's network interface; an internet gateway never carries private addresses; other
-  targets (NAT, transit gateway, ...) are reported as not modelled.
+  peering, an instance's network interface; an internet gateway or a NAT gateway never carries private
+  addresses (they are a subnet's way to the internet: :meth:`AwsNetwork.internet_egress`); other targets
+  (transit gateway, ...) are reported as not modelled. A private subnet (SkyPilot's, behind a NAT gateway) is
+  walked like a public one: its own route table carries the mesh routes.
 - **VPC peering** (inter-region needs its accepter): carries a packet only when its source lies in the VPC it
   leaves and its destination in the peer VPC — so no transit to a third VPC or to a site.
 - **Security groups** (stateful): the sender's egress rules and the receiver's ingress rules must admit the
@@ -60,6 +62,7 @@ LAUNCH_TEMPLATE_PATHS: tuple[tuple[str, ...], ...] = (
     ("mixedInstancesPolicy", "launchTemplate", "launchTemplateSpecification", "launchTemplateId"),
     ("launchTemplate", "id"),
 )
+INTERNET: Final = Net("0.0.0.0/0")
 ROUTE_TARGETS = ("vpcPeeringConnectionId", "networkInterfaceId", "instanceId", "gatewayId")
 
 
@@ -86,7 +89,7 @@ class _Route:
     name: str
     destination: Net
     kind: str
-    """``local``, ``peering``, ``interface``, ``internet`` or ``other``."""
+    """``local``, ``peering``, ``interface``, ``internet``, ``nat`` or ``other``."""
     target: str
 
 
@@ -266,6 +269,9 @@ class AwsNetwork(NetworkModel):
         for key in ("networkInterfaceId", "instanceId"):
             if present(key):
                 return _Route(name, destination, "interface", self._interface_owner(owner, (*prefix, key), table))
+        if present("natGatewayId"):
+            nat = self._key(owner, (*prefix, "natGatewayId"), (tokens.NAT_GATEWAY,))
+            return _Route(name, destination, "nat", nat or str(plain(get(entry, "natGatewayId"))))
         gateway = get(entry, "gatewayId")
         if gateway == "local":
             return _Route(name, destination, "local", "local")
@@ -448,6 +454,79 @@ class AwsNetwork(NetworkModel):
             for host in self._instance_hosts(instance, str(_tag(instance, "lmrun:region")), instance.name)
         ]
 
+    # --- SkyPilot's VMs and the internet -------------------------------------------------------------------
+    def _table_of(self, subnet: str) -> str | None:
+        """The route table a subnet uses: its association's, else its VPC's main table."""
+        return self.subnet_table.get(subnet) or self.main_table.get(self.subnets[subnet][0])
+
+    def _default_route(self, subnet: str) -> _Route | None:
+        table = self._table_of(subnet)
+        found = [r for _, r in self.routes[table].covering(INTERNET)] if table else []
+        return found[0] if found else None
+
+    def is_public(self, subnet: str) -> bool:
+        """SkyPilot's test of a public subnet (sky/provision/aws/config.py ``_is_subnet_public``): its route table
+        sends something to an internet gateway."""
+        table = self._table_of(subnet)
+        return table is not None and any(route.kind == "internet" for _, route in self.routes[table])
+
+    def internet_egress(self, subnet: str) -> str:
+        """How a VM of ``subnet`` reaches the internet, in words; raises :class:`DroppedError` when it cannot:
+        through an internet gateway (a public subnet), or through a NAT gateway that sits in a subnet whose own
+        default route is an internet gateway (a private subnet)."""
+        name = self.name(subnet)
+        route = self._default_route(subnet)
+        if route is None:
+            raise DroppedError(f"{name}'s route table has no default route (0.0.0.0/0): no internet")
+        if route.kind == "internet":
+            return f"{name}: internet gateway ({route.name})"
+        if route.kind != "nat":
+            raise DroppedError(f"{name}'s default route {route.name} goes to {route.kind} {route.target}, not out")
+        nat = self.snapshot.by_urn.get(route.target)
+        if nat is None:
+            raise DroppedError(f"{name}'s default route {route.name} names NAT gateway {route.target}, not recorded")
+        placed = self._key(nat, ("subnetId",), (tokens.SUBNET,))
+        if placed not in self.subnets or self.subnets[placed][0] != self.subnets[subnet][0]:
+            raise DroppedError(f"NAT gateway {nat.name} is not in a subnet of {name}'s VPC")
+        onward = self._default_route(placed)
+        if onward is None or onward.kind != "internet":
+            raise DroppedError(
+                f"NAT gateway {nat.name} sits in {self.name(placed)}, which has no default route to an internet "
+                "gateway (a public NAT gateway needs a public subnet)"
+            )
+        return f"{name}: NAT gateway {nat.name} in {self.name(placed)}, then internet gateway ({onward.name})"
+
+    def skypilot_hosts(self, region: str, *, private: bool = True) -> list[Host]:
+        """Where SkyPilot launches a VM in ``region``, with the security group it names (the ``skypilot`` export's
+        ``name``), one host per subnet it may pick: with ``private``, the subnets the export's
+        ``private_subnet_names`` lists that SkyPilot takes for private (no internet gateway route, no public
+        address on launch); else the public ones. Empty when the region has no such subnet or group."""
+        exported = self.fabric.exports.get("skypilot")
+        vpc = self.region_vpc.get(region)
+        if not isinstance(exported, Mapping) or vpc is None:
+            return []
+        names = set(exported.get("private_subnet_names") or ())
+        groups = tuple(
+            g.urn
+            for g in self.snapshot.of_type(tokens.SECURITY_GROUP)
+            if get(g.inputs, "name") == exported.get("name") and g.urn in self.groups_of_vpc.get(vpc, ())
+        )
+        if not groups:
+            return []
+        hosts = []
+        for subnet in self.subnets_of_vpc.get(vpc, ()):
+            resource = self.snapshot.by_urn[subnet]
+            public = self.is_public(subnet)
+            if private:
+                if public or flag(resource.get("mapPublicIpOnLaunch")) or _tag(resource, "Name") not in names:
+                    continue
+            elif not public:
+                continue
+            where = Attachment(subnet, vpc, groups)
+            label = f"a SkyPilot VM of {region} in {self.name(subnet)}"
+            hosts.append(Host(label, region, self.subnets[subnet][1], CLOUD, where, machine=label))
+        return hosts
+
     # --- WireGuard ----------------------------------------------------------------------------------------
     def wireguard_of(self, instance: Resource) -> WireGuardConfig | None:
         """The config of a forwarding instance: the SSM parameter its user data fetches. Raises
@@ -540,10 +619,9 @@ class AwsNetwork(NetworkModel):
             and (route is None or here.prefixlen >= route.destination.prefixlen)
         ):
             route = _Route("local", here, "local", "local")
-        if route is None or route.kind == "internet":
-            default = (
-                f" (only {route.name} to the internet gateway, which does not carry private addresses)" if route else ""
-            )
+        if route is None or route.kind in ("internet", "nat"):
+            gateway = "the internet gateway" if route is None or route.kind == "internet" else "a NAT gateway"
+            default = f" (only {route.name} to {gateway}, which does not carry private addresses)" if route else ""
             raise DroppedError(
                 f"route table {table_name} has no route for {packet.dst}"
                 + default
@@ -668,3 +746,11 @@ def _unknown_at(resource: Resource, path: Sequence[str | int]) -> bool:
 
 MODEL = AwsNetwork
 """This cloud's network model (:func:`lmrun.verify.network_models.network_models` loads it by name)."""
+
+
+def skypilot_endpoints(fabric: Fabric, region: str, *, private: bool = True) -> list[Host]:
+    """Virtual SkyPilot VMs of ``region`` for the reachability walk: one host per subnet SkyPilot may launch into
+    (private by default: the ``use_internal_ips`` subnets behind the NAT gateway), carrying the SkyPilot security
+    group. Walk them with :func:`lmrun.verify.reachability.walk_hosts` (a replica, the SkyServe load balancer...)."""
+    model = fabric.by_cloud.get(CLOUD)
+    return model.skypilot_hosts(region, private=private) if isinstance(model, AwsNetwork) else []

@@ -95,7 +95,11 @@ PUBLIC_IPV4_USD_HOUR: Final = 0.005
 """Every public IPv4 address, in use or idle, Elastic IP or auto-assigned (since 2024-02-01)."""
 
 NAT_GATEWAY_USD_HOUR: Final = 0.045
-"""Per NAT gateway-hour (≈ $32.85/month), before its $0.045/GB data processing."""
+"""Per NAT gateway-hour (≈ $32.85/month), before its data processing (Amazon VPC pricing, NAT gateway: $0.045
+per hour and $0.045 per GB processed in US East; other regions cost more, e.g. up to ~$0.06-0.09)."""
+
+NAT_GATEWAY_USD_GB: Final = 0.045
+"""Per GB a NAT gateway processes, whichever the direction (Amazon VPC pricing); internet egress is billed on top."""
 
 TRANSIT_GATEWAY_ATTACHMENT_USD_HOUR: Final = 0.05
 """Per Transit Gateway attachment-hour (≈ $36.50/month), before its $0.02/GB data processing."""

@@ -49,8 +49,8 @@ def request_url(region: str, code: str) -> str:
 
 
 def placed_nodes(spec: MeshSpec) -> list[NodePlan]:
-    """The AWS nodes the plan would launch, replica groups included, each on the instance type it gets (raises
-    :class:`PlanError` when a group cannot be placed). Nodes of site clouds count against their own cloud's
+    """The AWS nodes the plan would launch, replica groups and GPU pools included, each on the instance type it
+    gets (raises :class:`PlanError` when a group cannot be placed). Nodes of site clouds count against their own cloud's
     quotas, not these."""
     groups = place_groups(spec)
     if groups.issues:
@@ -58,7 +58,7 @@ def placed_nodes(spec: MeshSpec) -> list[NodePlan]:
     placer = cloud_placement(NAME)
     return [
         placer.place_node(node, spec, image="")
-        for node in (*spec.nodes, *groups.nodes)
+        for node in (*spec.nodes, *groups.nodes, *(node for _, node in groups.pool_nodes))
         if node.cloud == NAME and node.region is not None
     ]
 

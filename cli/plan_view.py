@@ -216,6 +216,7 @@ _COST_LABELS = {
     "control_plane": "control plane",
     "gpu_extras": "GPU disks + IPs",
     "flow_logs": "flow logs",
+    "nat": "NAT gateways",
 }
 
 
@@ -248,7 +249,7 @@ def cost_table(report: PlanReport) -> Table:
         "fabric",
         f"{cost.fabric_monthly_usd:.2f}",
         "month",
-        "NAT/TGW/VPN/endpoints; VPCs, subnets, routes, SGs, peering: $0",
+        "TGW/VPN/endpoints; VPCs, subnets, routes, SGs, peering: $0",
     )
     table.add_row(
         "control plane", f"{cost.control_plane_monthly_usd:.2f}", "month", "non-GPU VMs, their EBS and public IPv4"
@@ -292,6 +293,16 @@ def cost_table(report: PlanReport) -> Table:
             "month",
             f"{flow_logs.networks} networks, {flow_logs.vms} VMs x {flow_logs.monthly_gb_per_vm:g} GB/month assumed "
             f"({flow_logs.source}); S3 delivery + {flow_logs.retention_days} d storage, Cloud Logging ingestion",
+        )
+    nat = cost.nat
+    if nat is not None:
+        table.add_row(
+            "NAT gateways",
+            f"{cost.nat_monthly_usd:.2f}",
+            "month",
+            f"{nat.gateways} gateway(s) of the private subnets (SkyPilot): ${prices.NAT_GATEWAY_USD_HOUR}/h + "
+            f"Elastic IP + {nat.monthly_gb_per_gateway:g} GB/month each at ${prices.NAT_GATEWAY_USD_GB}/GB assumed "
+            f"({nat.source})",
         )
     return table
 

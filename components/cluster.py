@@ -18,11 +18,12 @@ from lmrun.components.naming import slug, with_name
 from lmrun.components.node_ports import NodePorts
 from lmrun.components.phoenix import PhoenixNode, PhoenixStore
 from lmrun.components.vpc import RegionalVpc
-from lmrun.domain.access import GPU_NODE, K3S_SERVER, PHOENIX
+from lmrun.domain.access import GPU_NODE, GPU_POOL, K3S_SERVER, PHOENIX
 from lmrun.domain.names import TAG_HOSTS, TAG_NODE, TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import HF_TOKEN_UNSET, SecretPaths
 from lmrun.plan.cluster import ClusterPlan, NodePlan
 from lmrun.render.cloudinit import WriteFile
+from lmrun.render.gpu_pool import pool_agent, render_pool_node_user_data
 from lmrun.render.k3s import STATE_MOUNT, K3sAgentConfig
 from lmrun.render.kubeconfig import with_api_server
 from lmrun.render.kubernetes import ElasticNodePort, MeshService
@@ -163,6 +164,8 @@ class Cluster(pulumi.ComponentResource):
         server_args["addon"] = server_addon
         # Not created by the stack (`lmrun sky bind` writes them): the server reads this path and no other new one.
         server_args["read_names"] = [paths.serve_endpoints]
+        if plan.gpu_pool is not None:
+            server_args["skypilot_context"] = plan.gpu_pool.context
         # The parent's random/command providers are inherited; AWS is the main region's.
         self.server = K3sServer(f"{name}-k3s", args=server_args, opts=on_main)
 
@@ -225,7 +228,7 @@ class Cluster(pulumi.ComponentResource):
 
         aws_nodes = [node for node in plan.nodes.values() if node.site is None]  # site nodes live in their site
         hf_parameter: aws.ssm.Parameter | None = None
-        if aws_nodes:
+        if any(node.pool is None for node in aws_nodes):
             # Always there (HF_TOKEN_UNSET until a token is set) and read by every node at each vLLM start:
             # setting or rotating the token changes this value only, never a node's user data or IAM policy.
             token = args["hugging_face_token"]
@@ -243,8 +246,22 @@ class Cluster(pulumi.ComponentResource):
         for node in aws_nodes:
             vpc = args["vpcs"][node.region]
             reads = [self.server.agent_token_parameter_arn]
-            reads += [hf_parameter.arn] if hf_parameter is not None else []
-            reads += [store.ingest_key_parameter_arn] if store is not None else []
+            if node.pool is None:  # a pool node only joins K3s: no model to fetch, no traces of its own
+                reads += [hf_parameter.arn] if hf_parameter is not None else []
+                reads += [store.ingest_key_parameter_arn] if store is not None else []
+            user_data = (
+                self._pool_user_data(node, server_plan.private_ip, server_plan.region, server_plan.k3s_version, paths)
+                if node.pool is not None
+                else self._user_data(
+                    node,
+                    server_plan.private_ip,
+                    server_plan.region,
+                    server_plan.k3s_version,
+                    paths,
+                    hf_parameter,
+                    tracing,
+                )
+            )
             self.nodes[node.name] = GpuNode(
                 f"{name}-node-{slug(node.name)}",
                 args={
@@ -255,17 +272,14 @@ class Cluster(pulumi.ComponentResource):
                     "ami_id": node.image,
                     "subnet_ids": [subnet.id for _, subnet in sorted(vpc.subnets.items())],
                     "security_group_ids": [vpc.security_group_id],
-                    "user_data": self._user_data(
-                        node,
-                        server_plan.private_ip,
-                        server_plan.region,
-                        server_plan.k3s_version,
-                        paths,
-                        hf_parameter,
-                        tracing,
-                    ),
+                    "user_data": user_data,
                     "parameter_arns": reads,
-                    "tags": {**tags, TAG_REGION: node.region, TAG_ROLE: GPU_NODE, TAG_NODE: node.name},
+                    "tags": {
+                        **tags,
+                        TAG_REGION: node.region,
+                        TAG_ROLE: GPU_NODE if node.pool is None else GPU_POOL,
+                        TAG_NODE: node.name,
+                    },
                 },
                 opts=pulumi.ResourceOptions(parent=self, provider=args["providers"][node.region]),
             )
@@ -329,6 +343,31 @@ class Cluster(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def _agent(node: NodePlan, server_ip: str, ssm_region: str, k3s_version: str, paths: SecretPaths) -> K3sAgentConfig:
+        """An AWS node's K3s agent: the agent token read from SSM; a vLLM node serves its service."""
+        return K3sAgentConfig(
+            server_ip=server_ip,
+            store=SsmParameterStore(ssm_region),
+            token_parameter=paths.k3s_agent_token,
+            node_name=node.name,
+            region=node.region,
+            gpu=node.gpu,
+            serves=(node.service,) if node.pool is None else (),
+            k3s_version=k3s_version,
+        )
+
+    @staticmethod
+    def _pool_user_data(node: NodePlan, server_ip: str, ssm_region: str, k3s_version: str, paths: SecretPaths) -> str:
+        """A GPU pool node: the NVIDIA runtime and the K3s agent with the pool's labels and taint, no vLLM."""
+        agent = Cluster._agent(node, server_ip, ssm_region, k3s_version, paths)
+        return render_pool_node_user_data(pool_agent(agent, pool=node.pool or ""), Cluster._routes())
+
+    @staticmethod
+    def _routes() -> list[RouteMtu]:
+        # The inter-region peering carries 8,500-byte packets, not the instance's 9,001 (lmrun.aws.network.mtu).
+        return [RouteMtu(destination, mtu) for destination, mtu in PEERING_ROUTES]
+
+    @staticmethod
     def _user_data(
         node: NodePlan,
         server_ip: str,
@@ -339,17 +378,8 @@ class Cluster(pulumi.ComponentResource):
         tracing: PhoenixClientConfig | None,
     ) -> str:
         """Plain values only: the agent token and the Hugging Face token are read on the VM by parameter name."""
-        store = SsmParameterStore(ssm_region)
-        agent = K3sAgentConfig(
-            server_ip=server_ip,
-            store=store,
-            token_parameter=paths.k3s_agent_token,
-            node_name=node.name,
-            region=node.region,
-            gpu=node.gpu,
-            serves=(node.service,),
-            k3s_version=k3s_version,
-        )
+        agent = Cluster._agent(node, server_ip, ssm_region, k3s_version, paths)
+        store = agent.store
         vllm = VllmConfig(
             model=node.model,
             revision=node.model_revision,
@@ -362,6 +392,4 @@ class Cluster(pulumi.ComponentResource):
             otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
             otlp_env_file=tracing.env_file if tracing is not None else None,
         )
-        # The inter-region peering carries 8,500-byte packets, not the instance's 9,001 (lmrun.aws.network.mtu).
-        routes = [RouteMtu(destination, mtu) for destination, mtu in PEERING_ROUTES]
-        return render_gpu_node_user_data(agent, vllm, tracing, routes)
+        return render_gpu_node_user_data(agent, vllm, tracing, Cluster._routes())

@@ -48,7 +48,7 @@ class InstanceRoleArgs(TypedDict):
     """ARNs of SSM parameters the VM publishes (``ssm:PutParameter``)."""
     tags: Mapping[str, str]
     """Tags for the role and the instance profile."""
-    statements: NotRequired[Sequence[pulumi.Input[Mapping[str, Any]]]]
+    statements: NotRequired[pulumi.Input[Sequence[pulumi.Input[Mapping[str, Any]]]]]
     """More IAM statements (e.g. S3 access to one prefix); each must name its actions and resources."""
     fixed_name: NotRequired[str]
     """The role's and the instance profile's exact name, for identities found by name (SkyPilot's
@@ -110,7 +110,7 @@ class InstanceRole(pulumi.ComponentResource):
         )
         reads = pulumi.Output.all(*args["reads"])
         writes = pulumi.Output.all(*args["writes"])
-        statements = pulumi.Output.all(*args.get("statements", ()))
+        statements = pulumi.Output.from_input(args.get("statements", []))
         policy = aws.iam.RolePolicy(
             f"{name}-parameters",
             role=role.name,

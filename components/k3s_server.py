@@ -34,6 +34,7 @@ from lmrun.components.instances import attach_volume, mesh_instance, stateful_vo
 from lmrun.components.naming import slug, with_name
 from lmrun.domain.secrets import SecretPaths
 from lmrun.render.cloudinit import WriteFile
+from lmrun.render.gpu_pool import SkyPilotAccess, skypilot_server_files, skypilot_server_runcmd
 from lmrun.render.k3s import API_PORT, K3sServerConfig, render_server_user_data
 from lmrun.render.readiness import PARAMETER_PLACEHOLDER, kubeconfig_gate_script
 
@@ -90,6 +91,9 @@ class K3sServerArgs(TypedDict):
     """More SSM parameter names (or ``<path>/*`` patterns) the server reads that the stack does not create (an
     elastic service's bound load balancer, written by ``lmrun sky bind``): granted by ARN in the main region's
     account, which the server token parameter's ARN gives (the program makes no lookup)."""
+    skypilot_context: NotRequired[str | None]
+    """With ``lmrun:skypilot``: the context name (``lmrun-<stack>``) of the kubeconfig the server publishes for
+    SkyPilot's scoped ServiceAccount, beside the GPU pool's objects it applies (:mod:`lmrun.render.gpu_pool`)."""
 
 
 class K3sServer(pulumi.ComponentResource):
@@ -180,6 +184,16 @@ class K3sServer(pulumi.ComponentResource):
             return server_token_parameter.arn.apply(lambda arn: f"{arn.partition(':parameter/')[0]}:parameter{path}")
 
         outside = [in_main_account(path) for path in args.get("read_names", ())]
+        skypilot_context = args.get("skypilot_context")
+        if skypilot_context:
+            ours.append(
+                published(
+                    "skypilot-kubeconfig",
+                    paths.k3s_skypilot_kubeconfig,
+                    "Kubeconfig of the lmrun-skypilot ServiceAccount (namespace skypilot), published by the K3s "
+                    "server for SkyPilot's API server",
+                ).arn
+            )
         identity = InstanceRole(
             f"{name}-identity",
             args={
@@ -249,7 +263,15 @@ class K3sServer(pulumi.ComponentResource):
                 tls_sans=(tls_san,) if tls_san else (),
                 k3s_version=args["k3s_version"],
             )
-            return render_server_user_data(config, extra_files, addon["runcmd"] if addon else ())
+            runcmd = list(addon["runcmd"]) if addon else []
+            if skypilot_context:
+                access = SkyPilotAccess(skypilot_context, paths.k3s_skypilot_kubeconfig)
+                extra_files = [
+                    *extra_files,
+                    *skypilot_server_files(access, node_ip=args["private_ip"], region=args["region"]),
+                ]
+                runcmd += skypilot_server_runcmd()
+            return render_server_user_data(config, extra_files, runcmd)
 
         instance = mesh_instance(
             f"{name}-instance",

@@ -18,6 +18,7 @@ from lmrun.components.naming import slug
 from lmrun.components.peering import PeeringHub, SpokeVpc
 from lmrun.components.sites import Sites
 from lmrun.components.skypilot import SkyPilotInfra, sky_facts
+from lmrun.components.skyserve import ServeControllerIdentity
 from lmrun.components.vpc import RegionalVpc, RegionalVpcArgs
 from lmrun.domain.names import TAG_REGION, TAG_ROLE
 from lmrun.domain.secrets import SecretPaths
@@ -70,6 +71,7 @@ class Mesh(pulumi.ComponentResource):
         peering_ids: dict[str, tuple[pulumi.Output[str], Callable[[pulumi.Output[str]], None]]] = {
             spoke.name: pulumi.deferred_output() for spoke in plan.spokes
         }
+        private = plan.skypilot.private_subnets if plan.skypilot is not None else {}
         self.vpcs = {}
         for region in plan.regions.values():
             vpc_args: RegionalVpcArgs = {
@@ -77,6 +79,8 @@ class Mesh(pulumi.ComponentResource):
                 "subnets": {subnet.az_id: subnet.cidr for subnet in region.subnets},
                 "tags": {**plan.tags, TAG_REGION: region.name, TAG_ROLE: region.role},
             }
+            if region.name in private:
+                vpc_args["private_subnets"] = private[region.name]
             if region.name in peering_ids:
                 vpc_args["peer"] = {
                     "region": plan.main.name,
@@ -96,6 +100,7 @@ class Mesh(pulumi.ComponentResource):
                     **self._side(plan.main),
                     "route_table_id": main_vpc.route_table_id,
                     "security_group_id": main_vpc.security_group_id,
+                    "private_route_table_id": main_vpc.private_route_table_id,
                 },
                 "spokes": {spoke.name: self._side(spoke) for spoke in plan.spokes},
                 "tags": plan.tags,
@@ -184,13 +189,34 @@ class Mesh(pulumi.ComponentResource):
                     "plan": plan.skypilot,
                     "main_region": plan.main.name,
                     "vpc_ids": {region: vpc.vpc_id for region, vpc in self.vpcs.items()},
+                    "mesh_security_group_ids": {region: vpc.security_group_id for region, vpc in self.vpcs.items()},
                     "providers": self.providers,
                     "reads": arns,
                     "tags": plan.tags,
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            facts = sky_facts(plan, {region: vpc.name_tag for region, vpc in self.vpcs.items()})
+            controller = plan.skypilot.controller
+            if controller is not None:
+                ServeControllerIdentity(
+                    f"{name}-skyserve",
+                    args={
+                        "plan": controller,
+                        "replica_identity": plan.skypilot.name,
+                        "account_id": self.vpcs[plan.main.name].account_id,
+                        # It launches replicas into the private regions only (the proxy's regions, too).
+                        "vpcs": {region: self.vpcs[region].vpc_id for region in plan.skypilot.private_regions},
+                        "reads": {path: arns[path] for path in controller.reads},
+                        "main_region": plan.main.name,
+                        "tags": plan.tags,
+                    },
+                    opts=pulumi.ResourceOptions(parent=self, provider=self.providers[plan.main.name]),
+                )
+            facts = sky_facts(
+                plan,
+                {region: vpc.name_tag for region, vpc in self.vpcs.items()},
+                [name for vpc in self.vpcs.values() for name in vpc.private_subnet_names],
+            )
             elastic = tuple(sky_elastic(service) for service in plan.skypilot.elastic)
             self.skypilot = dataclasses.replace(facts, elastic=elastic).to_json()
         self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})

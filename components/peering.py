@@ -10,7 +10,7 @@ ids this component exposes per spoke.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -39,6 +39,8 @@ class PeerVpc(SpokeVpc):
     """Route table that gets the route to each spoke (its routes must all be standalone ``Route``s)."""
     security_group_id: pulumi.Input[str]
     """Security group that gets an inbound rule per spoke CIDR (its rules must all be standalone)."""
+    private_route_table_id: NotRequired[pulumi.Input[str] | None]
+    """The private subnets' route table (SkyPilot's VMs), which gets the same route per spoke; None: none."""
 
 
 class PeeringHubArgs(TypedDict):
@@ -67,6 +69,7 @@ class PeeringHub(pulumi.ComponentResource):
         main = args["main"]
         tags = args["tags"]
         on_main = pulumi.ResourceOptions(parent=self, provider=main["provider"])
+        private_table = main.get("private_route_table_id")
 
         self.connection_ids = {}
         for key, spoke in sorted(args["spokes"].items()):
@@ -95,6 +98,14 @@ class PeeringHub(pulumi.ComponentResource):
                 vpc_peering_connection_id=accept.vpc_peering_connection_id,
                 opts=on_main,
             )
+            if private_table is not None:
+                aws.ec2.Route(
+                    f"{base}-route-main-private",
+                    route_table_id=private_table,
+                    destination_cidr_block=spoke["cidr_block"],
+                    vpc_peering_connection_id=accept.vpc_peering_connection_id,
+                    opts=on_main,
+                )
             aws.vpc.SecurityGroupIngressRule(
                 f"{base}-ingress-main",
                 security_group_id=main["security_group_id"],

@@ -120,6 +120,7 @@ class Sites(pulumi.ComponentResource):
                     "vpc_id": vpc.vpc_id,
                     "mesh_security_group_id": vpc.security_group_id,
                     "route_table_id": vpc.route_table_id,
+                    "private_route_table_id": vpc.private_route_table_id,
                     "sites": [
                         {
                             "name": site.name,

@@ -7,14 +7,20 @@ mesh, and nothing that gives its VMs more than joining needs.
 - A security group of that name in every mesh VPC (``aws.security_group_name`` is looked up in the VPC
   SkyPilot launches into): all traffic from the mesh ranges that region reaches (like the mesh's own groups;
   K3s, kube-proxy's DNAT to app ports and the node ports all need it), SSH only from lmrun:operatorCidrs and
-  only without Session Manager; SkyPilot opens no ``ports`` of a group it did not create.
+  only without Session Manager, and all traffic from the VPC's mesh security group: SkyPilot's ``open_ports``
+  (sky/provision/aws/instance.py) adds a ``0.0.0.0/0`` TCP rule for every port a task or the SkyServe load
+  balancer asks for, *unless* the group already has an all-traffic rule naming another group; that rule makes it
+  open nothing. The mesh group was chosen over a dedicated empty group because it admits no one new (its members
+  are the mesh's own instances in that VPC, whose addresses the group admits already by the VPC's CIDR) and it
+  costs no resource (an empty group would be one more per region).
 - The checkpoint bucket (exact name): private, TLS only, versioned, encrypted, each checkpoint object expiring
   ``checkpointRetentionDays`` after its last write; the role reaches only its ``checkpoints/`` prefix, and only in
   buckets of its own account (``aws:ResourceAccount``), so a bucket name squatted elsewhere gets nothing.
 
 Per region one security group (a spoke's with inline rules; the main region's with one standalone rule per
-admitted range, so a new region or site only adds one); in the main region the role, its policy, the profile
-(and the Session Manager attachment), and the bucket with its five settings (its TLS-only policy included).
+admitted range and one for the mesh group, so a new region or site only adds one); in the main region the role,
+its policy, the profile (and the Session Manager attachment), and the bucket with its five settings (its TLS-
+only policy included).
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ class SkyPilotInfraArgs(TypedDict):
     """Where the role's and the bucket's provider is."""
     vpc_ids: Mapping[str, pulumi.Input[str]]
     """The mesh VPC per region (each gets the security group)."""
+    mesh_security_group_ids: Mapping[str, pulumi.Input[str]]
+    """The mesh security group of each VPC: the source of the all-traffic rule that stops SkyPilot's ``open_ports``
+    from opening ports to the internet (it admits only instances the VPC's CIDR rule admits already)."""
     providers: Mapping[str, aws.Provider]
     """Explicit AWS provider per region."""
     reads: Mapping[str, pulumi.Input[str]]
@@ -127,14 +136,20 @@ def _admitted(plan: SkyPilotPlan, region: str) -> list[_Admitted]:
     return rules
 
 
-def sky_facts(plan: MeshPlan, vpc_names: Mapping[str, str]) -> SkyPilotMesh:
-    """What ``lmrun sky render`` needs, from the mesh plan and the VPCs' ``Name`` tags (the stack's output)."""
+MESH_GROUP_RULE = "all traffic from the mesh group (admits no one new; stops SkyPilot opening ports to 0.0.0.0/0)"
+
+
+def sky_facts(plan: MeshPlan, vpc_names: Mapping[str, str], private_subnet_names: list[str]) -> SkyPilotMesh:
+    """What ``lmrun sky render`` needs, from the mesh plan, the VPCs' ``Name`` tags and the private subnets'
+    (the stack's output)."""
     sky = plan.skypilot
     if sky is None:
         raise ValueError("skypilot: the plan has no SkyPilot part")
     cluster = plan.cluster
     by_service: dict[str, SkyService] = {}
     for node in sorted(cluster.nodes.values(), key=lambda n: n.name):
+        if node.pool is not None:
+            continue  # a GPU pool node serves no model: its GPUs are SkyPilot's through Kubernetes
         by_service.setdefault(
             node.service,
             SkyService(
@@ -155,6 +170,7 @@ def sky_facts(plan: MeshPlan, vpc_names: Mapping[str, str]) -> SkyPilotMesh:
         stack=plan.mesh,
         main_region=plan.main.name,
         vpc_names={region: vpc_names[region] for region in plan.regions},
+        private_subnet_names=list(private_subnet_names),
         name=sky.name,
         bucket=sky.bucket,
         use_ssm=sky.use_ssm,
@@ -166,6 +182,8 @@ def sky_facts(plan: MeshPlan, vpc_names: Mapping[str, str]) -> SkyPilotMesh:
         services=tuple(by_service[name] for name in sorted(by_service)),
         node_ports=dict(cluster.node_ports),
         tags={**plan.tags, TAG_ROLE: SKYPILOT_ROLE},
+        controller_profile=sky.controller.name if sky.controller is not None else None,
+        private_regions=sky.private_regions,
     )
 
 
@@ -217,6 +235,7 @@ class SkyPilotInfra(pulumi.ComponentResource):
             # or a site adds a rule and changes no existing resource (a spoke's two ranges never change: inline).
             standalone = region == main
             rules = _admitted(plan, region)
+            mesh_group = args["mesh_security_group_ids"][region]
             egress = _Admitted("internet", "0.0.0.0/0", "egress for packages, images and models")
             # Inline or standalone, never both: the provider would overwrite one with the other (an inline list,
             # even empty, owns every rule of its direction).
@@ -225,7 +244,14 @@ class SkyPilotInfra(pulumi.ComponentResource):
                 name=plan.name,
                 vpc_id=vpc_id,
                 description="SkyPilot clusters of the lmrun mesh: inbound from mesh ranges only",
-                ingress=None if standalone else [rule.as_ingress() for rule in rules],
+                ingress=None
+                if standalone
+                else [
+                    *(rule.as_ingress() for rule in rules),
+                    aws.ec2.SecurityGroupIngressArgs(
+                        protocol="-1", from_port=0, to_port=0, security_groups=[mesh_group], description=MESH_GROUP_RULE
+                    ),
+                ],
                 egress=None if standalone else [egress.as_egress()],
                 tags=with_name({**tags, TAG_REGION: region}, plan.name),
                 opts=on_region,
@@ -239,6 +265,15 @@ class SkyPilotInfra(pulumi.ComponentResource):
                     cidr_ipv4=egress.cidr,
                     description=egress.description,
                     tags=with_name({**tags, TAG_REGION: region}, f"{prefix}-egress"),
+                    opts=on_region,
+                )
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{prefix}-from-mesh-group",
+                    security_group_id=group.id,
+                    ip_protocol="-1",
+                    referenced_security_group_id=mesh_group,
+                    description=MESH_GROUP_RULE,
+                    tags=with_name({**tags, TAG_REGION: region}, f"{prefix}-from-mesh-group"),
                     opts=on_region,
                 )
                 for rule in rules:

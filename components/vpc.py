@@ -1,4 +1,5 @@
-"""RegionalVpc: one region's VPC with an internet route, one subnet per AZ and a mesh security group."""
+"""RegionalVpc: one region's VPC with an internet route, one subnet per AZ and a mesh security group, and, where
+SkyPilot runs private VMs, one private subnet per AZ behind a NAT gateway."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ class RegionalVpcArgs(TypedDict):
     """AZ id -> subnet CIDR; resources are named by AZ id so adding an AZ never renames another."""
     tags: Mapping[str, str]
     """Tags for every resource of the VPC (a ``Name`` is added per resource)."""
+    private_subnets: NotRequired[Mapping[str, str]]
+    """AZ id -> private subnet CIDR (SkyPilot's VMs, :func:`lmrun.aws.network.cidr_blocks.private_subnet_cidr`).
+    Given: the private subnets, a NAT gateway with its Elastic IP in the first AZ's public subnet, and a private
+    route table (internet through the NAT gateway; the same mesh routes as the public table)."""
     peer: NotRequired[PeerRoute]
     """A spoke's one peer (the hub). Given: the VPC is complete and closed — its main route table and its
     security group carry every route and rule inline, and nothing else may add any. Omitted (the hub, or a
@@ -38,7 +43,8 @@ class RegionalVpcArgs(TypedDict):
 
 
 class RegionalVpc(pulumi.ComponentResource):
-    """A VPC with no NAT gateway (instances use public subnets and are closed by security groups).
+    """A VPC whose mesh instances use public subnets and are closed by security groups; with ``private_subnets``,
+    also private subnets (no public address, internet through one NAT gateway) where SkyPilot's VMs run.
 
     Inbound traffic is allowed only from the VPC itself (and from ``peer``'s CIDR); the peering hub and the
     WireGuard hub add rules for more CIDRs to a VPC without ``peer``. Egress is open so nodes can fetch
@@ -57,6 +63,16 @@ class RegionalVpc(pulumi.ComponentResource):
       group depend on nothing but the spoke and the hub's CIDR, so adding or removing a spoke never touches
       another region's resources: 4 + one per AZ resources, where the standalone shape plus the peering
       hub's spoke-side route and rule took 9 + two per AZ.
+
+    The private route table follows the same shape: a spoke's carries the NAT route and the route to the peer
+    inline; the hub's gets standalone routes, and the peering hub and the WireGuard hub add each spoke's, site's
+    and the tunnel range's route to it beside the public table's (:attr:`private_route_table_id`).
+
+    One NAT gateway per region, in one AZ (Amazon VPC User Guide, "NAT gateway basics": a NAT gateway lives in
+    one AZ; when that AZ is down, private subnets of the other AZs lose internet access; it carries 5 Gbps,
+    scaling to 100 Gbps). One per AZ would survive an AZ outage at one gateway-hour each; SkyPilot's spot VMs
+    already fail over across zones and regions, so the mesh pays for one. Its Elastic IP counts against the
+    region's 5 Elastic IPs (Amazon EC2 User Guide, "Elastic IP address quotas"; the WireGuard hub holds another).
 
     The VPC's default security group is adopted with no rule at all (AWS Foundational Security Best Practices
     EC2.2): nothing in the mesh uses it, and an instance or interface launched into the VPC without a group
@@ -79,6 +95,12 @@ class RegionalVpc(pulumi.ComponentResource):
     """Subnets by AZ id, for components that need one subnet's attributes (its AZ name, say)."""
     name_tag: str
     """The VPC's ``Name`` tag (what SkyPilot's ``aws.vpc_names`` finds it by)."""
+    private_route_table_id: pulumi.Output[str] | None
+    """The private subnets' route table (None: no private subnets). With ``peer`` its routes are all inline."""
+    private_subnets: dict[str, aws.ec2.Subnet]
+    """Private subnets by AZ id (empty: none)."""
+    private_subnet_names: list[str]
+    """The private subnets' ``Name`` tags (what SkyPilot's ``aws.subnet_names`` lists), by AZ id."""
 
     def __init__(self, name: str, *, args: RegionalVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare the VPC, its subnets, security group and closed default group from ``args``
@@ -125,6 +147,12 @@ class RegionalVpc(pulumi.ComponentResource):
             route_table_id, security_group_id = self._standalone(name, vpc, igw, cidr, tags, child)
         else:
             route_table_id, security_group_id = self._inline(name, vpc, igw, cidr, peer, tags, child)
+        self.private_subnets = {}
+        self.private_subnet_names = []
+        self.private_route_table_id = None
+        private = args.get("private_subnets")
+        if private:
+            self.private_route_table_id = self._private(name, vpc, igw, private, peer, tags, child)
 
         self.vpc_id = vpc.id
         self.account_id = vpc.owner_id
@@ -142,6 +170,66 @@ class RegionalVpc(pulumi.ComponentResource):
                 "subnet_ids": self.subnet_ids,
             }
         )
+
+    def _private(
+        self,
+        name: str,
+        vpc: aws.ec2.Vpc,
+        igw: aws.ec2.InternetGateway,
+        subnets: Mapping[str, str],
+        peer: PeerRoute | None,
+        tags: Mapping[str, str],
+        child: pulumi.ResourceOptions,
+    ) -> pulumi.Output[str]:
+        """Private subnets, the NAT gateway (with its Elastic IP) in the first AZ's public subnet, and their route
+        table: inline routes with ``peer`` (a spoke), else a standalone internet route others add beside."""
+        address = aws.ec2.Eip(f"{name}-nat-eip", domain="vpc", tags=with_name(tags, f"{name}-nat-eip"), opts=child)
+        nat = aws.ec2.NatGateway(
+            f"{name}-nat",
+            allocation_id=address.id,  # an Eip's id is its allocation id
+            subnet_id=self.subnets[min(self.subnets)].id,
+            connectivity_type="public",
+            tags=with_name(tags, f"{name}-nat"),
+            # A public NAT gateway needs the VPC's internet gateway attached (Amazon VPC User Guide, "NAT gateways").
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[igw])),
+        )
+        for az_id, subnet_cidr in sorted(subnets.items()):
+            subnet_name = f"{self.name_tag}-private-{az_id}"
+            self.private_subnets[az_id] = aws.ec2.Subnet(
+                f"{name}-private-{slug(az_id)}",
+                vpc_id=vpc.id,
+                cidr_block=subnet_cidr,
+                availability_zone_id=az_id,
+                map_public_ip_on_launch=False,
+                tags=with_name(tags, subnet_name),
+                opts=child,
+            )
+            self.private_subnet_names.append(subnet_name)
+        routes = None
+        if peer is not None:
+            routes = [
+                aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id),
+                aws.ec2.RouteTableRouteArgs(
+                    cidr_block=peer["cidr_block"], vpc_peering_connection_id=peer["vpc_peering_connection_id"]
+                ),
+            ]
+        # Inline routes (a spoke) or none at all here (the hub: standalone routes only), never both on one table.
+        table = aws.ec2.RouteTable(
+            f"{name}-private-rt", vpc_id=vpc.id, routes=routes, tags=with_name(tags, f"{name}-private-rt"), opts=child
+        )
+        if peer is None:
+            aws.ec2.Route(
+                f"{name}-private-internet",
+                route_table_id=table.id,
+                destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nat.id,
+                opts=child,
+            )
+        for az_id, subnet in self.private_subnets.items():
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{slug(az_id)}-rt", subnet_id=subnet.id, route_table_id=table.id, opts=child
+            )
+        return table.id
 
     def _standalone(
         self,

@@ -1,10 +1,11 @@
 """WireGuardHub: the main region's gateway that non-AWS sites tunnel into.
 
 A small instance with an Elastic IP and one UDP port open to the world (the only world-open ingress of the
-mesh), source/destination check off and forwarding on. The main VPC routes every site's CIDR and the
-tunnel range to it, and its security group admits them. Its config — private key and one peer per site —
-is a SecureString in SSM; the instance fetches it by name and re-applies it when it changes, so adding a
-site or rotating a site's key updates the hub's peer entry without replacing the hub.
+mesh), source/destination check off and forwarding on. The main VPC routes every site's CIDR and the tunnel
+range to it (from its private route table too, when SkyPilot's private subnets are there), and its security
+group admits them. Its config — private key and one peer per site — is a SecureString in SSM; the instance
+fetches it by name and re-applies it when it changes, so adding a site or rotating a site's key updates the
+hub's peer entry without replacing the hub.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -96,6 +97,8 @@ class WireGuardHubArgs(TypedDict):
     """The main VPC's mesh security group: the hub joins it, and it admits the sites' CIDRs."""
     route_table_id: pulumi.Input[str]
     """The main VPC's route table: every site CIDR and the tunnel range route to the hub."""
+    private_route_table_id: NotRequired[pulumi.Input[str] | None]
+    """The main VPC's private route table (SkyPilot's VMs), which gets the same routes; None: none."""
     sites: Sequence[HubSite]
     """Every site, keyed by name (adding one only adds its routes and rules)."""
     parameter_prefix: str
@@ -195,6 +198,7 @@ class WireGuardHub(pulumi.ComponentResource):
         )
         aws.ec2.EipAssociation(f"{name}-eip-association", allocation_id=address.id, instance_id=instance.id, opts=child)
 
+        private_table = args.get("private_route_table_id")
         for destination, key_name in [(s["cidr"], s["name"]) for s in sites] + [(str(TUNNEL_POOL), "tunnels")]:
             aws.ec2.Route(
                 f"{name}-route-{slug(key_name)}",
@@ -203,6 +207,14 @@ class WireGuardHub(pulumi.ComponentResource):
                 network_interface_id=instance.primary_network_interface_id,
                 opts=child,
             )
+            if private_table is not None:
+                aws.ec2.Route(
+                    f"{name}-route-private-{slug(key_name)}",
+                    route_table_id=private_table,
+                    destination_cidr_block=destination,
+                    network_interface_id=instance.primary_network_interface_id,
+                    opts=child,
+                )
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-from-{slug(key_name)}",
                 security_group_id=args["mesh_security_group_id"],

@@ -7,8 +7,9 @@ statement that grants it. A new secret is one line here; a secret the resources 
 plan too.
 
 A *principal* is a machine of the mesh, named by its role: ``k3s-server``, ``phoenix``, ``wireguard-hub``,
-``gpu-node:<node>``, ``gateway:<site>`` (a site's WireGuard gateway), ``skypilot`` (VMs SkyPilot launches into the
-mesh), or ``operator``: whoever runs ``pulumi up``,
+``gpu-node:<node>``, ``gpu-pool:<node>`` (a GPU pool node), ``gateway:<site>`` (a site's WireGuard gateway),
+``skypilot`` (VMs SkyPilot launches into the mesh), ``skyserve-controller`` (SkyServe's controller VM), or
+``operator``: whoever runs ``pulumi up``,
 the writer of every value the program sets (its own credentials are outside the stack, so its reads are listed
 only where Pulumi's state is the secret's one store). Readers and writers are exact: a machine of a listed role
 that cannot read the secret disagrees as much as one of another role that can. A role binds within the secret's
@@ -27,13 +28,29 @@ K3S_SERVER = "k3s-server"
 PHOENIX = "phoenix"
 WIREGUARD_HUB = "wireguard-hub"
 GPU_NODE = "gpu-node"
+GPU_POOL = "gpu-pool"
+"""The role of a GPU pool node (``lmrun:gpuPool``, principal ``gpu-pool:<node>``): it joins K3s and reads nothing
+else (no model, no token of Hugging Face, no traces of its own)."""
 SITE_GATEWAY = "wireguard-gateway"
 """The role of a site's WireGuard gateway VM (principal ``gateway:<site>``)."""
 SKYPILOT_ROLE = "skypilot"
 """The identity of the VMs SkyPilot launches into the mesh (``lmrun:skypilot``): an instance profile no machine of
 the stack uses (the ``lmrun:role`` tag of its resources)."""
+SKYSERVE_CONTROLLER_ROLE = "skyserve-controller"
+"""The identity of SkyServe's controller VM (elastic services): SkyPilot gives it an instance profile of its own
+(``aws.remote_identity`` by cluster name), because it launches and terminates the replicas; it joins K3s to reach
+the GPU pool's pods."""
 OPERATOR = "operator"
-MACHINE_ROLES = (K3S_SERVER, PHOENIX, WIREGUARD_HUB, GPU_NODE, SITE_GATEWAY, SKYPILOT_ROLE)
+MACHINE_ROLES = (
+    K3S_SERVER,
+    PHOENIX,
+    WIREGUARD_HUB,
+    GPU_NODE,
+    GPU_POOL,
+    SITE_GATEWAY,
+    SKYPILOT_ROLE,
+    SKYSERVE_CONTROLLER_ROLE,
+)
 """The values of a machine's role tag (``lmrun:role``) or label (``lmrun_role``)."""
 
 Scope = Literal["mesh", "site", "bundle"]
@@ -46,9 +63,9 @@ BUNDLE: Scope = "bundle"
 
 
 def principal_label(role: str, *, node: str | None = None, site: str | None = None) -> str:
-    """How the table names a machine: ``gpu-node:<node>``, ``gateway:<site>``, or its role."""
-    if role == GPU_NODE and node:
-        return f"{GPU_NODE}:{node}"
+    """How the table names a machine: ``gpu-node:<node>``, ``gpu-pool:<node>``, ``gateway:<site>``, or its role."""
+    if role in (GPU_NODE, GPU_POOL) and node:
+        return f"{role}:{node}"
     if role == SITE_GATEWAY and site:
         return f"gateway:{site}"
     return role
@@ -79,11 +96,18 @@ ACCESS_MATRIX: tuple[SecretAccess, ...] = (
         "k3s/agent-token",
         MESH,
         "K3s agent token (joins agents only)",
-        [K3S_SERVER, GPU_NODE, PHOENIX, SKYPILOT_ROLE],
+        [K3S_SERVER, GPU_NODE, GPU_POOL, PHOENIX, SKYPILOT_ROLE, SKYSERVE_CONTROLLER_ROLE],
         [OPERATOR],
     ),
     _line("k3s/kubeconfig", MESH, "Pulumi's kubeconfig (API address, CA, exec plugin)", [K3S_SERVER], [K3S_SERVER]),
     _line("k3s/deployer-credential", MESH, "lmrun-deployer ServiceAccount token", [K3S_SERVER], [K3S_SERVER]),
+    _line(
+        "k3s/skypilot-kubeconfig",
+        MESH,
+        "lmrun-skypilot ServiceAccount kubeconfig (namespace skypilot; for SkyPilot's API server)",
+        [K3S_SERVER],
+        [K3S_SERVER],
+    ),
     _line(
         "serve/*/endpoint",
         MESH,
@@ -97,7 +121,7 @@ ACCESS_MATRIX: tuple[SecretAccess, ...] = (
     _line("phoenix/admin-secret", MESH, "Phoenix admin secret", [PHOENIX], [OPERATOR]),
     _line("phoenix/admin-password", MESH, "Phoenix admin password", [PHOENIX], [OPERATOR]),
     _line("phoenix/ingest-key", MESH, "Phoenix ingest key (traces)", [PHOENIX, GPU_NODE, SKYPILOT_ROLE], [PHOENIX]),
-    _line(SITE_K3S_AGENT_TOKEN, SITE, "the K3s agent token, copied for the site", [GPU_NODE], [OPERATOR]),
+    _line(SITE_K3S_AGENT_TOKEN, SITE, "the K3s agent token, copied for the site", [GPU_NODE, GPU_POOL], [OPERATOR]),
     _line(SITE_HF_TOKEN, SITE, "the Hugging Face token, copied for the site", [GPU_NODE], [OPERATOR]),
     _line(SITE_PHOENIX_INGEST_KEY, SITE, "the Phoenix ingest key, copied for the site", [GPU_NODE], [OPERATOR]),
     _line(SITE_WIREGUARD, SITE, "the site gateway's WireGuard config (its private key)", [SITE_GATEWAY], [OPERATOR]),

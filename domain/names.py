@@ -6,6 +6,8 @@ LABEL_NODE = "lmrun.io/node"
 """Every mesh VM registers with this label: the name services select their replicas by."""
 LABEL_GPU = "lmrun.io/gpu"
 LABEL_REGION = "lmrun.io/region"
+LABEL_GPU_POOL = "lmrun.io/gpu-pool"
+"""A GPU pool node's pool (``lmrun:gpuPool``): the NVIDIA device plugin runs where this label is."""
 SERVES_LABEL_PREFIX = "serves.lmrun.io/"
 """A node registering ``serves.lmrun.io/<service>=true`` is a replica of the declared service ``<service>``: the
 service's readiness proxy (a DaemonSet) runs there. A label naming no declared service selects nothing."""

@@ -48,6 +48,12 @@ class SecretPaths:
         """The lmrun-deployer ServiceAccount's token, as the ExecCredential the kubeconfig's exec plugin prints."""
         return f"{self.prefix}/k3s/deployer-credential"
 
+    @property
+    def k3s_skypilot_kubeconfig(self) -> str:
+        """The ``lmrun-skypilot`` ServiceAccount's kubeconfig (namespace ``skypilot``, its token inside), which the
+        K3s server publishes and the operator hands to SkyPilot's API server."""
+        return f"{self.prefix}/k3s/skypilot-kubeconfig"
+
     def serve_endpoint(self, service: str) -> str:
         """Where ``lmrun sky bind`` records an elastic service's SkyServe load balancer (``IP:PORT``, a String
         parameter: an address, not a secret); the K3s server points the service's node port at it."""

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 K3S_VERSION = "v1.33.6+k3s1"
 """Default K3s release of the server and every agent (``lmrun:k3sVersion``)."""
+NVIDIA_CONTAINER_TOOLKIT_VERSION = "1.17.8-1"
+"""The NVIDIA Container Toolkit packages a GPU pool node installs from NVIDIA's apt repository (NVIDIA, "Installing
+the NVIDIA Container Toolkit", With apt: ``NVIDIA_CONTAINER_TOOLKIT_VERSION=1.17.8-1``): K3s finds its
+``nvidia-container-runtime`` and registers the ``nvidia`` runtime with containerd."""
 KUBERNETES_VERSION = "1.33.0"
 """Kubernetes schema version the rendered objects are validated against."""
 

@@ -73,7 +73,7 @@ import pulumi_gcp as gcp
 
 from lmrun.components.naming import IDENTITY_TAG_KEYS, slug
 from lmrun.components.site_cloud import SiteArgs, SiteCloud
-from lmrun.domain.access import GPU_NODE, SITE_GATEWAY
+from lmrun.domain.access import GPU_NODE, GPU_POOL, SITE_GATEWAY
 from lmrun.domain.secrets import (
     HF_TOKEN_UNSET,
     SITE_HF_TOKEN,
@@ -89,6 +89,7 @@ from lmrun.plan.cluster import NodePlan
 from lmrun.plan.flow_logs import FlowLogsPlan
 from lmrun.plan.sites import SitePlan
 from lmrun.render.gateways import render_gateway_user_data
+from lmrun.render.gpu_pool import pool_agent, render_pool_node_user_data
 from lmrun.render.k3s import K3sAgentConfig
 from lmrun.render.phoenix import PhoenixClientConfig
 from lmrun.render.vllm import UNIT_NAME as VLLM_UNIT
@@ -450,78 +451,106 @@ class GcpSite(pulumi.ComponentResource):
 
         # --- GPU nodes -------------------------------------------------------------------------------
         groups: dict[str, gcp.compute.InstanceGroupManager] = {}
+        vllm_nodes = [node for node in nodes if node.pool is None]
+        pool_nodes = [node for node in nodes if node.pool is not None]
         if nodes:
             self._nat(name, network, subnet, region, child)
             ingest_key = args.get("phoenix_ingest_key")
-            nodes_account = gcp.serviceaccount.Account(
-                f"{name}-nodes-sa",
-                account_id=account_id(name, "nodes"),
-                display_name=f"lmrun site {site.name} GPU nodes",
-                description=(
-                    "Reads the K3s agent token and the Hugging Face token secrets, nothing else"
-                    if ingest_key is None
-                    else "Reads the K3s agent token, Hugging Face token and Phoenix ingest key secrets, nothing else"
-                ),
-                opts=child,
-            )
+            token_readers: dict[str, gcp.serviceaccount.Account] = {}
+            if vllm_nodes:
+                token_readers["nodes"] = gcp.serviceaccount.Account(
+                    f"{name}-nodes-sa",
+                    account_id=account_id(name, "nodes"),
+                    display_name=f"lmrun site {site.name} GPU nodes",
+                    description=(
+                        "Reads the K3s agent token and the Hugging Face token secrets, nothing else"
+                        if ingest_key is None
+                        else "Reads the K3s agent token, Hugging Face token and Phoenix ingest key secrets, "
+                        "nothing else"
+                    ),
+                    opts=child,
+                )
+            if pool_nodes:  # GPU pool nodes only join K3s: their own account reads the agent token alone
+                token_readers["pool"] = gcp.serviceaccount.Account(
+                    f"{name}-pool-sa",
+                    account_id=account_id(name, "pool"),
+                    display_name=f"lmrun site {site.name} GPU pool nodes",
+                    description="Reads the K3s agent token secret, nothing else",
+                    opts=child,
+                )
             token_secret = site_secret_id(slug(name), SITE_K3S_AGENT_TOKEN)
             token_version, token_grants = self._secret(
                 f"{name}-{SITE_K3S_AGENT_TOKEN}",
                 secret_id=token_secret,
                 data=args["k3s_agent_token"],
-                readers={"nodes": nodes_account},
+                readers=token_readers,
                 region=region,
                 labels=labels,
                 opts=child,
             )
             boot_deps: list[pulumi.Resource] = [token_version, *token_grants]
-            # Always there (HF_TOKEN_UNSET until a token is set) and read at every vLLM start: setting the
-            # token adds a secret version and changes no instance template.
-            hf_secret = site_secret_id(slug(name), SITE_HF_TOKEN)
-            token = args["hugging_face_token"]
-            hf_version, hf_grants = self._secret(
-                f"{name}-hf-token",
-                secret_id=hf_secret,
-                data=token if token is not None else HF_TOKEN_UNSET,
-                readers={"nodes": nodes_account},
-                region=region,
-                labels=labels,
-                opts=child,
-            )
-            boot_deps += [hf_version, *hf_grants]
-            tracing: PhoenixClientConfig | None = None
-            grpc_node_port = args.get("phoenix_grpc_node_port")
-            if ingest_key is not None and grpc_node_port is not None:
-                ingest_secret = site_secret_id(slug(name), SITE_PHOENIX_INGEST_KEY)
-                # Not a boot dependency: vLLM serves without it, and the refresher retries until it is readable.
-                self._secret(
-                    f"{name}-phoenix-ingest-key",
-                    secret_id=ingest_secret,
-                    data=ingest_key,
+            node_opts = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=boot_deps)
+            if vllm_nodes:
+                nodes_account = token_readers["nodes"]
+                # Always there (HF_TOKEN_UNSET until a token is set) and read at every vLLM start: setting the
+                # token adds a secret version and changes no instance template.
+                hf_secret = site_secret_id(slug(name), SITE_HF_TOKEN)
+                token = args["hugging_face_token"]
+                hf_version, hf_grants = self._secret(
+                    f"{name}-hf-token",
+                    secret_id=hf_secret,
+                    data=token if token is not None else HF_TOKEN_UNSET,
                     readers={"nodes": nodes_account},
                     region=region,
                     labels=labels,
                     opts=child,
                 )
-                tracing = PhoenixClientConfig(
-                    store=SecretManagerStore(project),
-                    ingest_key_parameter=ingest_secret,
-                    grpc_node_port=grpc_node_port,
-                    restart_units=(VLLM_UNIT,),
-                )
-            for node in nodes:
-                groups[node.name] = self._node(
+                vllm_deps = [*boot_deps, hf_version, *hf_grants]
+                tracing: PhoenixClientConfig | None = None
+                grpc_node_port = args.get("phoenix_grpc_node_port")
+                if ingest_key is not None and grpc_node_port is not None:
+                    ingest_secret = site_secret_id(slug(name), SITE_PHOENIX_INGEST_KEY)
+                    # Not a boot dependency: vLLM serves without it, and the refresher retries until it is readable.
+                    self._secret(
+                        f"{name}-phoenix-ingest-key",
+                        secret_id=ingest_secret,
+                        data=ingest_key,
+                        readers={"nodes": nodes_account},
+                        region=region,
+                        labels=labels,
+                        opts=child,
+                    )
+                    tracing = PhoenixClientConfig(
+                        store=SecretManagerStore(project),
+                        ingest_key_parameter=ingest_secret,
+                        grpc_node_port=grpc_node_port,
+                        restart_units=(VLLM_UNIT,),
+                    )
+                for node in vllm_nodes:
+                    groups[node.name] = self._node(
+                        name,
+                        node,
+                        site=site,
+                        args=args,
+                        subnet=subnet,
+                        account=nodes_account,
+                        token_secret=token_secret,
+                        hf_secret=hf_secret,
+                        tracing=tracing,
+                        labels=node_labels(labels),
+                        opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=vllm_deps),
+                    )
+            for node in pool_nodes:
+                groups[node.name] = self._pool_node(
                     name,
                     node,
                     site=site,
                     args=args,
                     subnet=subnet,
-                    account=nodes_account,
+                    account=token_readers["pool"],
                     token_secret=token_secret,
-                    hf_secret=hf_secret,
-                    tracing=tracing,
                     labels=node_labels(labels),
-                    opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=boot_deps),
+                    opts=node_opts,
                 )
 
         self.gateway_external_ip = external.address
@@ -616,6 +645,20 @@ class GcpSite(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def _agent(node: NodePlan, *, site: SitePlan, args: GcpSiteArgs, token_secret: str) -> K3sAgentConfig:
+        """A site node's K3s agent: the agent token from the site's Secret Manager; a vLLM node serves its service."""
+        return K3sAgentConfig(
+            server_ip=args["k3s_server_ip"],
+            store=SecretManagerStore(str(site.project)),
+            token_parameter=token_secret,
+            node_name=node.name,
+            region=node.region or str(site.region),
+            gpu=node.gpu,
+            serves=(node.service,) if node.pool is None else (),
+            k3s_version=args["k3s_version"],
+        )
+
+    @staticmethod
     def _node(
         name: str,
         node: NodePlan,
@@ -631,18 +674,8 @@ class GcpSite(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions,
     ) -> gcp.compute.InstanceGroupManager:
         """The node's instance template and the zonal managed instance group of one that runs it."""
-        project, region = str(site.project), node.region or str(site.region)
-        store = SecretManagerStore(project)
-        agent = K3sAgentConfig(
-            server_ip=args["k3s_server_ip"],
-            store=store,
-            token_parameter=token_secret,
-            node_name=node.name,
-            region=region,
-            gpu=node.gpu,
-            serves=(node.service,),
-            k3s_version=args["k3s_version"],
-        )
+        agent = GcpSite._agent(node, site=site, args=args, token_secret=token_secret)
+        store = agent.store
         vllm = VllmConfig(
             model=node.model,
             revision=node.model_revision,
@@ -655,6 +688,63 @@ class GcpSite(pulumi.ComponentResource):
             otlp_traces_endpoint=tracing.endpoint if tracing is not None else None,
             otlp_env_file=tracing.env_file if tracing is not None else None,
         )
+        return GcpSite._vm(
+            name,
+            node,
+            site=site,
+            subnet=subnet,
+            account=account,
+            user_data=render_gpu_node_user_data(agent, vllm, tracing),
+            role=GPU_NODE,
+            description=f"lmrun GPU node {node.name} ({node.gpu_count}x {node.gpu}, {node.model})",
+            labels=labels,
+            opts=opts,
+        )
+
+    @staticmethod
+    def _pool_node(
+        name: str,
+        node: NodePlan,
+        *,
+        site: SitePlan,
+        args: GcpSiteArgs,
+        subnet: gcp.compute.Subnetwork,
+        account: gcp.serviceaccount.Account,
+        token_secret: str,
+        labels: Mapping[str, str],
+        opts: pulumi.ResourceOptions,
+    ) -> gcp.compute.InstanceGroupManager:
+        """A GPU pool node: the NVIDIA runtime and the K3s agent with the pool's labels and taint, no vLLM."""
+        agent = pool_agent(GcpSite._agent(node, site=site, args=args, token_secret=token_secret), pool=node.pool or "")
+        return GcpSite._vm(
+            name,
+            node,
+            site=site,
+            subnet=subnet,
+            account=account,
+            user_data=render_pool_node_user_data(agent),
+            role=GPU_POOL,
+            description=f"lmrun GPU pool node {node.name} ({node.gpu_count}x {node.gpu}, pool {node.pool})",
+            labels=labels,
+            opts=opts,
+        )
+
+    @staticmethod
+    def _vm(
+        name: str,
+        node: NodePlan,
+        *,
+        site: SitePlan,
+        subnet: gcp.compute.Subnetwork,
+        account: gcp.serviceaccount.Account,
+        user_data: str,
+        role: str,
+        description: str,
+        labels: Mapping[str, str],
+        opts: pulumi.ResourceOptions,
+    ) -> gcp.compute.InstanceGroupManager:
+        """A GPU VM's instance template (``user_data``, its identity ``account``, its ``role`` label) and the zonal
+        managed instance group of one that runs it."""
         scheduling: gcp.compute.InstanceTemplateSchedulingArgsDict
         if node.spot:
             # DELETE: the group recreates the VM from the template once spot capacity is back (a STOPped VM
@@ -707,11 +797,11 @@ class GcpSite(pulumi.ComponentResource):
                 "enable-oslogin": "TRUE",
                 "block-project-ssh-keys": "TRUE",
                 "install-nvidia-driver": "True",
-                "user-data": render_gpu_node_user_data(agent, vllm, tracing),
+                "user-data": user_data,
             },
             tags=[NODE_TAG],
-            labels={**labels, "lmrun_role": GPU_NODE, "lmrun_node": gcp_labels({"n": node.name})["n"]},
-            description=f"lmrun GPU node {node.name} ({node.gpu_count}x {node.gpu}, {node.model})",
+            labels={**labels, "lmrun_role": role, "lmrun_node": gcp_labels({"n": node.name})["n"]},
+            description=description,
             opts=opts,
         )
         return gcp.compute.InstanceGroupManager(

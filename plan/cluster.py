@@ -7,6 +7,7 @@ gets, what it costs per hour, which port a service lands on) is known here, befo
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -17,6 +18,7 @@ from lmrun.domain.ports import PHOENIX_HTTP_PORT as HTTP_PORT
 from lmrun.plan.images import ImagePlan
 from lmrun.plan.placement import cloud_placement
 from lmrun.spec.model import MeshSpec
+from lmrun.spec.nodes import NodeSpec
 
 if TYPE_CHECKING:
     from lmrun.plan.mesh import RegionPlan
@@ -73,6 +75,9 @@ class NodePlan:
     alternative_instance_types: tuple[str, ...] = ()
     """Other machine types with the same GPUs the node may run on (a spot node's other capacity pools), cheapest
     first; ``instance_type`` (the cheapest) prices the node."""
+    pool: str | None = None
+    """The GPU pool (``lmrun:gpuPool``) of a node whose GPUs Kubernetes offers to SkyPilot: it runs no vLLM, so its
+    workload fields (model, revision, vLLM arguments, app port, service) are empty. None: a vLLM node."""
     offering_source: str = "catalog"
     """What decided that the node's location offers its machine: ``recorded`` (the account's offerings recorded in
     the stack, ``lmrun:offerings``) or ``catalog`` (the cloud's built-in catalog)."""
@@ -117,6 +122,17 @@ class PhoenixPlan:
 
 
 @dataclass(frozen=True)
+class GpuPoolPlan:
+    """What the K3s server offers SkyPilot (with ``lmrun:skypilot`` on, pool or not, so adding a pool adds nodes
+    only): the pool's cluster objects and a kubeconfig of the scoped ``lmrun-skypilot`` ServiceAccount."""
+
+    context: str
+    """The kubeconfig's context name, ``lmrun-<stack>`` (what SkyPilot's ``kubernetes.allowed_contexts`` names)."""
+    pools: tuple[str, ...] = ()
+    """The pools' names (their nodes are among the cluster's, with ``pool`` set)."""
+
+
+@dataclass(frozen=True)
 class ClusterPlan:
     """Server, nodes, endpoints and Phoenix, keyed by their stable names."""
 
@@ -124,6 +140,8 @@ class ClusterPlan:
     nodes: dict[str, NodePlan]
     endpoints: dict[str, EndpointPlan]
     phoenix: PhoenixPlan | None = None
+    gpu_pool: GpuPoolPlan | None = None
+    """The server's SkyPilot objects and kubeconfig; None without ``lmrun:skypilot``."""
 
     @property
     def node_ports(self) -> dict[str, int]:
@@ -158,6 +176,23 @@ def plan_nodes(spec: MeshSpec, images: ImagePlan) -> dict[str, NodePlan]:
         )
         for node in sorted(spec.nodes, key=lambda n: n.name)
     }
+
+
+def plan_pool_nodes(spec: MeshSpec, images: ImagePlan, nodes: Sequence[tuple[str, NodeSpec]]) -> dict[str, NodePlan]:
+    """Every GPU pool node by name, ``(pool, node)`` pairs from the placement: the machine its cloud gives its GPUs
+    (priced and drawing on quotas like any node), with no workload."""
+    placed = {}
+    for pool, node in sorted(nodes, key=lambda pair: pair[1].name):
+        image = images.site(node.site, IMAGE_GPU) if node.site else images.region(node.region or "", IMAGE_GPU)
+        machine = cloud_placement(node.cloud).place_node(node, spec, image=image)
+        placed[node.name] = replace(machine, service="", app_port=0, pool=pool)
+    return placed
+
+
+def plan_gpu_pool(spec: MeshSpec, mesh: str) -> GpuPoolPlan | None:
+    if not spec.skypilot.enabled:
+        return None
+    return GpuPoolPlan(context=f"lmrun-{mesh}", pools=tuple(sorted(p.name for p in spec.gpu_pool)))
 
 
 def plan_phoenix(spec: MeshSpec) -> PhoenixPlan | None:
@@ -208,11 +243,20 @@ def plan_endpoints(spec: MeshSpec, phoenix: PhoenixPlan | None = None) -> dict[s
     return dict(sorted(endpoints.items()))
 
 
-def plan_cluster(spec: MeshSpec, main: RegionPlan, images: ImagePlan) -> ClusterPlan:
+def plan_cluster(
+    spec: MeshSpec,
+    main: RegionPlan,
+    images: ImagePlan,
+    *,
+    mesh: str = "",
+    pool_nodes: Sequence[tuple[str, NodeSpec]] = (),
+) -> ClusterPlan:
+    """The cluster of ``mesh`` (the stack); ``pool_nodes`` are the GPU pools' nodes as placed."""
     phoenix = plan_phoenix(spec)
     return ClusterPlan(
         server=plan_server(spec, main, images),
-        nodes=plan_nodes(spec, images),
+        nodes=dict(sorted({**plan_nodes(spec, images), **plan_pool_nodes(spec, images, pool_nodes)}.items())),
         endpoints=plan_endpoints(spec, phoenix),
         phoenix=phoenix,
+        gpu_pool=plan_gpu_pool(spec, mesh),
     )

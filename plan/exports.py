@@ -74,6 +74,7 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
                 "cloud": n.cloud,
                 "site": n.site,
                 "service": n.service,
+                "pool": n.pool,
                 "offerings": n.offering_source,
             }
             for n in plan.cluster.nodes.values()
@@ -85,6 +86,8 @@ def plan_exports(plan: MeshPlan) -> dict[str, Any]:
         "images": plan.images.export(),
         # Replica groups: each replica's location and why the group's policy put it there.
         "groups": {group.name: group.export() for group in plan.groups},
+        # GPU pools (GPUs offered to SkyPilot through Kubernetes): each node's location and why.
+        "gpuPool": {pool.name: pool.export() for pool in plan.pools},
         # Elastic services: spot regions in policy order, each replica's price there, $/h at baseline and at
         # maxReplicas (plain, so `pulumi preview` and its PR comment show the worst case).
         "elasticServices": {e.name: e.export() for e in (plan.skypilot.elastic if plan.skypilot else ())},

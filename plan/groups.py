@@ -26,14 +26,14 @@ from lmrun.clouds import HUB_CLOUD
 from lmrun.plan.placement import QuotaUse, cloud_placement
 from lmrun.spec.cloud_rules import NodeContext
 from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.gpu_pool import POOL_KEY
 from lmrun.spec.groups import (
-    GroupSpec,
     Location,
+    Placement,
     candidates,
     mesh_locations,
     offer_issues,
     replica_name,
-    replica_spec,
 )
 from lmrun.spec.model import MeshSpec
 from lmrun.spec.nodes import NodeSpec
@@ -73,11 +73,13 @@ class ReplicaPlan:
 
 @dataclass(frozen=True)
 class GroupPlan:
-    """A group as placed: its replicas (empty when refused), the locations it tried, the decision in words."""
+    """A group (or a GPU pool) as placed: its replicas (empty when refused), the locations it tried, the decision
+    in words."""
 
     name: str
     policy: str
-    node_port: int
+    node_port: int | None
+    """The group's node port; None for a pool (its nodes publish no service)."""
     replicas: tuple[ReplicaPlan, ...]
     tried: tuple[Room, ...]
     decision: str
@@ -97,11 +99,15 @@ class GroupPlan:
 
 @dataclass(frozen=True)
 class GroupsPlacement:
-    """Every group placed: their plans, the nodes their replicas become, and every refusal."""
+    """Every group and GPU pool placed: their plans, the nodes their replicas become, and every refusal."""
 
     groups: tuple[GroupPlan, ...] = ()
     nodes: tuple[NodeSpec, ...] = ()
     issues: tuple[ConfigIssue, ...] = ()
+    pools: tuple[GroupPlan, ...] = ()
+    pool_nodes: tuple[tuple[str, NodeSpec], ...] = ()
+    """(pool, node) of every pool node: machines only (:meth:`lmrun.spec.gpu_pool.PoolSpec.node`), never among
+    ``nodes`` (they serve no model)."""
 
 
 @dataclass
@@ -132,12 +138,12 @@ def _node_use(node: NodeSpec, spec: MeshSpec) -> QuotaUse:
 
 
 def _room(
-    group: GroupSpec, location: Location, spec: MeshSpec, context: NodeContext, ledger: _Ledger
+    group: Placement, location: Location, spec: MeshSpec, context: NodeContext, ledger: _Ledger
 ) -> tuple[Room, QuotaUse | None]:
     refused = offer_issues(group, location, context, ())
     if refused:
         return Room(location.name, False, 0, refused[0].message), None
-    use = _node_use(replica_spec(group, location, group.name), spec)
+    use = _node_use(group.node(location, group.name), spec)
     quota_room, why = ledger.room(location.name, use)
     cap = group.max_per_region
     if cap is not None and (quota_room is None or cap < quota_room):
@@ -165,7 +171,7 @@ def spread_sequence(locations: Sequence[str], weights: Mapping[str, int], count:
     return sequence
 
 
-def _shortfall(group: GroupSpec, rooms: Sequence[Room], wanted: int) -> str:
+def _shortfall(group: Placement, rooms: Sequence[Room], wanted: int) -> str:
     usable = [r.replicas or 0 for r in rooms if r.usable]
     # priority uses one location: only the roomiest counts; fill-and-spill adds them up
     available = max(usable, default=0) if group.policy == "priority" else sum(usable)
@@ -176,7 +182,7 @@ def _shortfall(group: GroupSpec, rooms: Sequence[Room], wanted: int) -> str:
 
 
 def _assign(
-    group: GroupSpec, rooms: Sequence[Room], where: tuple[str | int, ...]
+    group: Placement, rooms: Sequence[Room], where: tuple[str | int, ...]
 ) -> tuple[list[tuple[str, str]], str, list[ConfigIssue]]:
     """(location, reason) of each replica in placement order, the decision, and the refusals."""
     total = group.total
@@ -249,8 +255,9 @@ def _assign(
 
 
 def place_groups(spec: MeshSpec) -> GroupsPlacement:
-    """Place every group of a validated spec (groups in name order, after the explicit nodes' quota use)."""
-    if not spec.groups:
+    """Place every group and GPU pool of a validated spec: after the explicit nodes' quota use, the groups in name
+    order, then the pools in name order (never list order)."""
+    if not spec.groups and not spec.gpu_pool:
         return GroupsPlacement()
     sites = {site.name: site for site in spec.sites}
     locations = mesh_locations(spec.main_region, spec.regions, sites, spec.labels)
@@ -259,33 +266,46 @@ def place_groups(spec: MeshSpec) -> GroupsPlacement:
     ledger = _Ledger()
     for node in spec.nodes:
         ledger.take(node.site or node.region or "", _node_use(node, spec))
-
-    index_of = {group.name: index for index, group in enumerate(spec.groups)}
     taken_names = {node.name for node in spec.nodes}
-    plans: list[GroupPlan] = []
-    nodes: list[NodeSpec] = []
     issues: list[ConfigIssue] = []
-    for group in sorted(spec.groups, key=lambda g: g.name):
-        where: tuple[str | int, ...] = ("groups", index_of[group.name])
-        tried = [name for name in candidates(group, locations) if name in locations]  # the spec refuses others
-        measured = [_room(group, locations[name], spec, context, ledger) for name in tried]
-        rooms = [room for room, _ in measured]
-        uses = {room.location: use for room, use in measured}
-        placed, decision, refused = _assign(group, rooms, where)
-        issues.extend(refused)
-        seen: Counter[str] = Counter()
-        replicas: list[ReplicaPlan] = []
-        for location, reason in placed:
-            name = replica_name(group.name, locations[location], seen[location])
-            seen[location] += 1
-            if name in taken_names:
-                issues.append(ConfigIssue(config_path((*where, "name")), f"replica name {name!r} is already a node's"))
-                continue
-            taken_names.add(name)
-            replicas.append(ReplicaPlan(name, location, reason))
-            nodes.append(replica_spec(group, locations[location], name))
-            use = uses[location]
-            if use is not None:
-                ledger.take(location, use)
-        plans.append(GroupPlan(group.name, group.policy, group.node_port, tuple(replicas), tuple(rooms), decision))
-    return GroupsPlacement(tuple(plans), tuple(nodes), tuple(issues))
+
+    def place_all(
+        key: str, entries: Sequence[Placement], node_port: Mapping[str, int | None]
+    ) -> tuple[list[GroupPlan], list[tuple[str, NodeSpec]]]:
+        index_of = {entry.name: index for index, entry in enumerate(entries)}
+        plans: list[GroupPlan] = []
+        nodes: list[tuple[str, NodeSpec]] = []
+        for group in sorted(entries, key=lambda g: g.name):
+            where: tuple[str | int, ...] = (key, index_of[group.name])
+            tried = [name for name in candidates(group, locations) if name in locations]  # the spec refuses others
+            measured = [_room(group, locations[name], spec, context, ledger) for name in tried]
+            rooms = [room for room, _ in measured]
+            uses = {room.location: use for room, use in measured}
+            placed, decision, refused = _assign(group, rooms, where)
+            issues.extend(refused)
+            seen: Counter[str] = Counter()
+            replicas: list[ReplicaPlan] = []
+            for location, reason in placed:
+                name = replica_name(group.name, locations[location], seen[location])
+                seen[location] += 1
+                if name in taken_names:
+                    issues.append(
+                        ConfigIssue(config_path((*where, "name")), f"replica name {name!r} is already a node's")
+                    )
+                    continue
+                taken_names.add(name)
+                replicas.append(ReplicaPlan(name, location, reason))
+                nodes.append((group.name, group.node(locations[location], name)))
+                use = uses[location]
+                if use is not None:
+                    ledger.take(location, use)
+            plans.append(
+                GroupPlan(group.name, group.policy, node_port[group.name], tuple(replicas), tuple(rooms), decision)
+            )
+        return plans, nodes
+
+    groups, group_nodes = place_all("groups", spec.groups, {g.name: g.node_port for g in spec.groups})
+    pools, pool_nodes = place_all(POOL_KEY, spec.gpu_pool, dict.fromkeys((p.name for p in spec.gpu_pool), None))
+    return GroupsPlacement(
+        tuple(groups), tuple(node for _, node in group_nodes), tuple(issues), tuple(pools), tuple(pool_nodes)
+    )

@@ -72,6 +72,8 @@ class MeshPlan:
     """Flow logs of every VPC (and, through each site's plan, every site subnet); None: off."""
     groups: tuple[GroupPlan, ...] = ()
     """Replica groups as placed (their replicas are among the cluster's nodes)."""
+    pools: tuple[GroupPlan, ...] = ()
+    """GPU pools as placed (their nodes are among the cluster's nodes, with ``pool`` set)."""
     skypilot: SkyPilotPlan | None = None
     """What the stack creates for SkyPilot (``lmrun:skypilot``), or None."""
 
@@ -124,18 +126,21 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
     spec = spec.model_copy(update={"nodes": (*spec.nodes, *groups.nodes)})
     main = _region_plan(spec, spec.main_region, "main")
     spokes = tuple(_region_plan(spec, region, "spoke") for region in sorted(set(spec.regions)))
-    images, image_issues = plan_images(spec, stack=mesh)
+    # GPU pool nodes boot the GPU image of their location like any node (but serve nothing: never among nodes).
+    with_pools = spec.model_copy(update={"nodes": (*spec.nodes, *(node for _, node in groups.pool_nodes))})
+    images, image_issues = plan_images(with_pools, stack=mesh)
     plan = MeshPlan(
         mesh=mesh,
         main=main,
         spokes=spokes,
-        cluster=plan_cluster(spec, main, images),
+        cluster=plan_cluster(spec, main, images, mesh=mesh, pool_nodes=groups.pool_nodes),
         wireguard=plan_wireguard(spec, main.cidr, main.subnets[0].cidr, images),
         images=images,
         tags=mesh_tags(mesh, spec.tags),
         max_peerings=spec.max_peerings,
         flow_logs=plan_flow_logs(spec),
         groups=groups.groups,
+        pools=groups.pools,
     )
     reachability, issues = check_paths(spec, plan)
     issues.extend(groups.issues)
@@ -153,7 +158,8 @@ def plan_mesh(spec: MeshSpec, *, mesh: str) -> MeshPlan:
                 f"AWS default of {SECURITY_GROUP_INBOUND_RULE_LIMIT}; declare fewer spokes or sites",
             )
         )
-    if skypilot is not None and len(skypilot.ingress[main.name]) + len(skypilot.ssh_cidrs) > (
+    # Every mesh range, the operator CIDRs' SSH, and the rule admitting the mesh group (stops open_ports).
+    if skypilot is not None and len(skypilot.ingress[main.name]) + len(skypilot.ssh_cidrs) + 1 > (
         SECURITY_GROUP_INBOUND_RULE_LIMIT
     ):
         issues.append(

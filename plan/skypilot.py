@@ -4,17 +4,23 @@ SkyPilot finds the mesh's resources **by name**: the instance profile (``aws.rem
 group (``aws.security_group_name``, looked up in the VPC it launches into) and the VPCs (``aws.vpc_names``, by
 their ``Name`` tag). So these names are decided here, from the stack's name, and the plan's contract
 (:mod:`lmrun.verify.skypilot`) proves each one exists among the resources with exactly that name.
+
+SkyPilot's VMs run in **private subnets** (``aws.use_internal_ips``: no public address, egress through a NAT
+gateway) in the regions :func:`private_regions` lists; their CIDRs come from the region's reserved slot
+(:func:`lmrun.aws.network.cidr_blocks.private_subnet_cidr`), so adding them never moves a public subnet.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lmrun.aws.network.cidr_blocks import private_subnet_cidr
 from lmrun.domain.addresses import TUNNEL_POOL
 from lmrun.domain.secrets import SecretPaths
-from lmrun.domain.skypilot import skypilot_role_reads
+from lmrun.domain.skypilot import SKYSERVE_CONTROLLER_ROLE, skypilot_role_reads
 from lmrun.plan.elastic import ElasticServicePlan, plan_elastic
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model import MeshSpec
@@ -27,6 +33,17 @@ IAM_ROLE_NAME_MAX = 64
 instance profile (128) and the security group (255) share the role's name."""
 BUCKET_NAME_MAX = 63
 _NAME_CHARACTERS = re.compile(r"[^a-z0-9-]+")
+
+
+@dataclass(frozen=True)
+class ServeControllerPlan:
+    """SkyServe's controller VM: an identity of its own (it launches and terminates the replicas), found by name."""
+
+    name: str
+    """The IAM role and instance profile: ``lmrun-<stack>-skyserve`` (``aws.remote_identity`` for
+    ``sky-serve-controller-*``)."""
+    reads: tuple[str, ...]
+    """SSM parameters it may read: the joining credential only (it joins K3s to reach the GPU pool's pods)."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +68,18 @@ class SkyPilotPlan:
     elastic: tuple[ElasticServicePlan, ...] = ()
     """The elastic services SkyServe runs (``lmrun:elasticServices``), in name order."""
     private_regions: tuple[str, ...] = ()
-    """Where SkyPilot VMs run without public addresses: the main region (the serve controller) first, then every
-    elastic service's spot regions, each once; empty without elastic services."""
+    """Regions whose VPC gets private subnets and a NAT gateway (:func:`private_regions`): the main region (the serve
+    controller) first, then every elastic service's spot regions, each once; empty without elastic services."""
+    private_subnets: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Region -> AZ id -> the private subnet's CIDR, for every region of ``private_regions``."""
+    controller: ServeControllerPlan | None = None
+    """SkyServe's controller identity, when the stack has elastic services."""
+
+
+def private_regions(main: str, spot_regions: Iterable[str]) -> tuple[str, ...]:
+    """Where SkyPilot's private VMs run: the main region (the SkyServe controller) first, then each spot region
+    in the order given (an elastic service's placement order), each once."""
+    return tuple(dict.fromkeys((main, *spot_regions)))
 
 
 def _stack_slug(mesh: str) -> str:
@@ -60,7 +87,8 @@ def _stack_slug(mesh: str) -> str:
 
 
 def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, list[ConfigIssue]]:
-    """The SkyPilot plan when ``lmrun:skypilot.enabled``; issues when a derived name breaks a limit."""
+    """The SkyPilot plan when ``lmrun:skypilot.enabled`` (with SkyServe's controller identity when the stack has
+    elastic services); issues when a derived name breaks a limit."""
     sky = spec.skypilot
     if not sky.enabled:
         return None, []
@@ -74,6 +102,8 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
                 "characters; use a shorter stack name",
             )
         )
+    # As long as the VMs' role name, so within IAM's limit whenever that one is.
+    controller_name = f"lmrun-{_stack_slug(plan.mesh)}-skyserve"
     bucket = sky.bucket or name
     if len(bucket) > BUCKET_NAME_MAX:
         issues.append(
@@ -94,7 +124,22 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         **{s.name: {f"region {s.name}": s.cidr, f"region {plan.main.name}": plan.main.cidr} for s in plan.spokes},
     }
     elastic = plan_elastic(spec)
-    private = (plan.main.name, *(r for svc in elastic for r in svc.spot_regions)) if elastic else ()
+    # Only elastic services need private VMs (SkyServe's load balancer reaches replicas at private addresses).
+    private = private_regions(plan.main.name, (r for svc in elastic for r in svc.spot_regions)) if elastic else ()
+    regions = plan.regions
+    outside = [region for region in private if region not in regions]
+    if outside:
+        issues.append(
+            ConfigIssue(
+                config_path(("skypilot",)),
+                f"SkyPilot's private subnets need a mesh VPC in {', '.join(outside)}; add them to lmrun:regions",
+            )
+        )
+    private_subnets = {
+        region: {s.az_id: str(private_subnet_cidr(region, s.az_id)) for s in regions[region].subnets}
+        for region in private
+        if region in regions
+    }
     result = SkyPilotPlan(
         name=name,
         bucket=bucket,
@@ -104,6 +149,13 @@ def plan_skypilot(spec: MeshSpec, plan: MeshPlan) -> tuple[SkyPilotPlan | None, 
         ingress=ingress,
         reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=plan.cluster.phoenix is not None),
         elastic=elastic,
-        private_regions=tuple(dict.fromkeys(private)),
+        private_regions=tuple(region for region in private if region in regions),
+        private_subnets=private_subnets,
+        controller=ServeControllerPlan(
+            name=controller_name,
+            reads=skypilot_role_reads(SecretPaths.for_mesh(plan.mesh), phoenix=False, role=SKYSERVE_CONTROLLER_ROLE),
+        )
+        if elastic
+        else None,
     )
     return result, issues

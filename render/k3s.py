@@ -86,6 +86,7 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?)?$"
 _LABEL_KEY = re.compile(r"^([a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?$")
 _DNS_PART = r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_PART}(\.{_DNS_PART})*$")
+_DNS_1123 = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?$")
 
 
 def _check(ok: bool, field_name: str, value: object, expected: str) -> None:
@@ -227,10 +228,29 @@ class K3sAgentConfig:
     serves: tuple[str, ...] = ()
     """Services this VM is a replica of: it registers ``serves.lmrun.io/<service>=true`` for each, which is what
     the services' readiness proxies select (:mod:`lmrun.render.kubernetes`)."""
+    node_taints: tuple[str, ...] = ()
+    """``key=value:Effect`` taints the node registers with (``--node-taint``): only pods tolerating them land."""
+    default_runtime: str | None = None
+    """containerd's default runtime (``--default-runtime``, e.g. ``nvidia`` on a GPU pool node); None: K3s's."""
     k3s_version: str = K3S_VERSION
 
     def __post_init__(self) -> None:
         _check_ipv4("server_ip", self.server_ip)
+        for taint in self.node_taints:
+            key, _, rest = taint.partition("=")
+            value, _, effect = rest.partition(":")
+            _check(
+                bool(_LABEL_KEY.match(key))
+                and bool(_LABEL_VALUE.match(value))
+                and effect in ("NoSchedule", "PreferNoSchedule", "NoExecute"),
+                "node_taints",
+                taint,
+                "a taint like 'key=value:NoSchedule'",
+            )
+        if self.default_runtime is not None:
+            _check(
+                bool(_DNS_1123.match(self.default_runtime)), "default_runtime", self.default_runtime, "a runtime name"
+            )
         self.store.check_name("token_parameter", self.token_parameter)
         check_label_value("node_name", self.node_name)
         check_location_region("region", self.region)
@@ -377,6 +397,10 @@ def agent_flags(cfg: K3sAgentConfig) -> list[str]:
         flags += ["--node-ip", cfg.node_ip]
     for key, value in cfg.labels.items():
         flags += ["--node-label", f"{key}={value}"]
+    for taint in cfg.node_taints:
+        flags += ["--node-taint", taint]
+    if cfg.default_runtime is not None:
+        flags += ["--default-runtime", cfg.default_runtime]
     return flags
 
 

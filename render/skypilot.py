@@ -2,7 +2,8 @@
 
 - ``config.yaml`` for ``~/.sky/config.yaml``: AWS only, the mesh VPCs by ``Name`` (``aws.vpc_names``, tried in
   turn per region; a region without one is skipped), the stack's security group and instance profile by name,
-  encrypted disks, the mesh's tags, Session Manager (``aws.use_ssm``) unless the stack opens SSH, and the managed
+  encrypted disks, the mesh's tags, Session Manager (``aws.use_ssm``) unless the stack opens SSH, the private
+  subnets by ``Name`` with internal addresses (``aws.subnet_names``, ``aws.use_internal_ips``), and the managed
   jobs controller inside the API server (``jobs.controller.consolidation_mode``): SkyPilot reaches every VM
   from where its API server runs, through Session Manager or from ``lmrun:operatorCidrs``; a controller VM would
   reach them from an address no rule admits (public-IP mode: a security-group reference never matches
@@ -44,6 +45,12 @@ from lmrun.render.k3s import AGENT_TOKEN_FILE, K3S_INSTALL_SCRIPT, SSM_GET_SCRIP
 from lmrun.render.phoenix import CLIENT_ENV_FILE, otlp_endpoint
 from lmrun.render.runtime import UV_VENV_SCRIPT
 from lmrun.render.script_files import render_script, script_text
+from lmrun.render.skyserve import (
+    ControllerJoin,
+    post_provision_runcmd,
+    private_access,
+    remote_identity,
+)
 from lmrun.render.vllm import VllmConfig, serve_args
 
 RENDERED_NOTE = "Rendered by `lmrun sky render`; render again when the stack changes."
@@ -148,6 +155,13 @@ class SkyPilotMesh:
     checkpoint_prefix: str = CHECKPOINT_PREFIX
     elastic: tuple[SkyElasticService, ...] = ()
     """The elastic services SkyServe runs (``service-<name>.yaml``)."""
+    controller_profile: str | None = None
+    """SkyServe's controller's instance profile, when the stack has elastic services (its VMs are then private)."""
+    private_regions: tuple[str, ...] = ()
+    """Where SkyPilot's VMs run with private addresses (main region first), with elastic services."""
+    private_subnet_names: list[str] = field(default_factory=list)
+    """``Name`` tags of the private subnets (every region of the plan's ``private_regions``): SkyPilot launches
+    only there, on internal addresses, its egress through each region's NAT gateway."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +169,7 @@ class SkyPilotMesh:
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> SkyPilotMesh:
         data = dict(value)
+        data["private_regions"] = tuple(data.get("private_regions") or ())
         data["services"] = tuple(
             SkyService(**{**s, "vllm_args": tuple(s.get("vllm_args") or ())}) for s in data.get("services") or ()
         )
@@ -182,6 +197,10 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
     }
     if mesh.use_ssm:
         aws["use_ssm"] = True
+    if mesh.private_subnet_names:
+        # Both or neither: SkyPilot refuses named subnets that are private unless it uses internal addresses.
+        aws["subnet_names"] = list(mesh.private_subnet_names)
+        aws["use_internal_ips"] = True
     config: dict[str, Any] = {
         "allowed_clouds": [HUB_CLOUD],
         HUB_CLOUD: aws,
@@ -196,6 +215,19 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
         config["serve"] = {
             "controller": {"resources": {"infra": f"{HUB_CLOUD}/{mesh.main_region}", "cpus": CONTROLLER_CPUS}}
         }
+    if mesh.controller_profile is not None:
+        aws["remote_identity"] = remote_identity(mesh.controller_profile, mesh.name)
+        if mesh.use_ssm:
+            aws.update(private_access(mesh.private_regions))
+        aws["post_provision_runcmd"] = post_provision_runcmd(
+            ControllerJoin(
+                controller_profile=mesh.controller_profile,
+                main_region=mesh.main_region,
+                token_parameter=mesh.token_parameter,
+                k3s_version=mesh.k3s_version,
+                server_ip=mesh.server_ip,
+            )
+        )
     return config
 
 

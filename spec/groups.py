@@ -36,6 +36,7 @@ from lmrun.clouds import HUB_CLOUD, SITE_CLOUDS
 from lmrun.spec.capacity import recorded_offerings
 from lmrun.spec.cloud_rules import ConfigLocation, NodeContext, cloud_rules
 from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import RESERVED_NODE_NAMES, Name, NodeSpec, ServiceSpec, VllmWorkload
 from lmrun.spec.sites import (
     SiteSpec,
@@ -61,13 +62,12 @@ Percent = Annotated[int, Field(ge=1, le=100)]
 ReplicaCount = Annotated[int, Field(ge=1, le=MAX_REPLICAS)]
 
 
-class GroupSpec(VllmWorkload):
-    """N replicas of one model behind one node port, placed over the mesh's locations by a policy."""
+class Placement(SpecModel):
+    """Where N machines of one kind run, decided by a policy over the mesh's locations: what replica groups
+    (``lmrun:groups``) and GPU pools (``lmrun:gpuPool``) share. A subclass says what one machine is
+    (:meth:`node`)."""
 
-    name: Name = Field(
-        description="Group name: the service its replicas serve (one node port) and the prefix of their names "
-        "(`<group>-<location code>-<n>`, e.g. `qwen-use2-0`)."
-    )
+    name: Name = Field(description="Unique name: the prefix of its machines' names (`<name>-<location code>-<n>`).")
     policy: Policy = Field(
         description="`spread` (round the locations, or by `percent`), `priority` (all in the first location with "
         "room for all), `fill-and-spill` (fill each location in order, all or none), `specified` (`counts` per "
@@ -92,8 +92,8 @@ class GroupSpec(VllmWorkload):
         default=None,
         ge=1,
         le=MAX_REPLICAS,
-        description="Most replicas of the group in one location: its room there when no quota is recorded "
-        "(lmrun:quotas), else a lower cap. Without either, room is unbounded.",
+        description="Most replicas in one location: its room there when no quota is recorded (lmrun:quotas), else "
+        "a lower cap. Without either, room is unbounded.",
     )
     percent: dict[Name, Percent] = Field(
         default_factory=dict,
@@ -106,8 +106,24 @@ class GroupSpec(VllmWorkload):
 
     @property
     def total(self) -> int:
-        """How many replicas the group has."""
+        """How many replicas it has."""
         return sum(self.counts.values()) if self.policy == "specified" else self.replicas or 0
+
+    def node(self, location: Location, name: str) -> NodeSpec:
+        """Replica ``name`` in ``location``, as the clouds' rules and placement see a node."""
+        raise NotImplementedError
+
+
+class GroupSpec(Placement, VllmWorkload):
+    """N replicas of one model behind one node port, placed over the mesh's locations by a policy."""
+
+    name: Name = Field(
+        description="Group name: the service its replicas serve (one node port) and the prefix of their names "
+        "(`<group>-<location code>-<n>`, e.g. `qwen-use2-0`)."
+    )
+
+    def node(self, location: Location, name: str) -> NodeSpec:
+        return replica_spec(self, location, name)
 
 
 @dataclass(frozen=True)
@@ -147,8 +163,8 @@ def mesh_locations(
     return found
 
 
-def candidates(group: GroupSpec, locations: Mapping[str, Location]) -> tuple[str, ...]:
-    """The locations a group may use, in the order its policy reads them (names it lists that are not mesh
+def candidates(group: Placement, locations: Mapping[str, Location]) -> tuple[str, ...]:
+    """The locations a group (or a pool) may use, in the order its policy reads them (names it lists that are not mesh
     locations included: the spec reports them)."""
     if group.policy == "specified":
         return tuple(sorted(group.counts))
@@ -175,11 +191,14 @@ def replica_spec(group: VllmWorkload, location: Location, name: str) -> NodeSpec
 
 
 def offer_issues(
-    group: VllmWorkload, location: Location, context: NodeContext, where: ConfigLocation
+    group: Placement | VllmWorkload, location: Location, context: NodeContext, where: ConfigLocation
 ) -> list[ConfigIssue]:
     """Why ``location`` cannot run a replica of ``group`` (its GPUs not offered there, not sold as spot...), as the
     location's cloud says it of a node; empty when it can."""
-    return cloud_rules(location.cloud).node_issues(replica_spec(group, location, group.name), where, context)
+    node = (
+        group.node(location, group.name) if isinstance(group, Placement) else replica_spec(group, location, group.name)
+    )
+    return cloud_rules(location.cloud).node_issues(node, where, context)
 
 
 def valid_groups(raw: Any) -> list[tuple[int, GroupSpec]]:
@@ -229,7 +248,7 @@ def taken_endpoints(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -
     return names, ports
 
 
-def _field_issues(group: GroupSpec, where: ConfigLocation) -> list[ConfigIssue]:
+def _field_issues(group: Placement, where: ConfigLocation) -> list[ConfigIssue]:
     """Which fields a policy takes."""
     issues: list[ConfigIssue] = []
 
@@ -263,7 +282,7 @@ def _field_issues(group: GroupSpec, where: ConfigLocation) -> list[ConfigIssue]:
 
 
 def _location_issues(
-    group: GroupSpec, where: ConfigLocation, chosen: tuple[str, ...], locations: Mapping[str, Location]
+    group: Placement, where: ConfigLocation, chosen: tuple[str, ...], locations: Mapping[str, Location]
 ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     key = "counts" if group.policy == "specified" else "regions"
@@ -306,7 +325,7 @@ def _location_issues(
 
 
 def _offering_issues(
-    group: GroupSpec,
+    group: Placement,
     where: ConfigLocation,
     chosen: tuple[str, ...],
     locations: Mapping[str, Location],
@@ -334,7 +353,7 @@ def group_issues(
     policy takes, locations of the mesh that can run the group's GPUs, replica names that fit."""
     issues: list[ConfigIssue] = []
     labels = valid_labels(raw.get("labels"))
-    locations = mesh_locations(raw.get("mainRegion"), raw.get("regions"), sites, labels)
+    locations, context = location_context(raw, sites)
     for name in labels:
         if name not in locations:
             issues.append(
@@ -343,8 +362,6 @@ def group_issues(
                     f"{name!r} is not a location replicas can run in: {', '.join(sorted(locations))}",
                 )
             )
-    mesh_regions = frozenset(n for n, loc in locations.items() if loc.cloud == HUB_CLOUD)
-    context = NodeContext(mesh_regions, sites, recorded_offerings(raw))
     names, ports = taken_endpoints(raw, reserved_ports)
     seen: dict[str, int] = {}
     for index, group in valid_groups(raw.get("groups")):
@@ -370,13 +387,27 @@ def group_issues(
             )
         else:
             ports[group.node_port] = f"group {group.name!r} (lmrun:groups[{index}])"
-        field_issues = _field_issues(group, where)
-        issues.extend(field_issues)
-        if field_issues:
-            continue  # the locations it names mean nothing yet
-        chosen = candidates(group, locations)
-        location_issues = _location_issues(group, where, chosen, locations)
-        issues.extend(location_issues)
-        if not location_issues:
-            issues.extend(_offering_issues(group, where, chosen, locations, context))
+        issues.extend(placement_issues(group, where, locations, context))
     return issues
+
+
+def placement_issues(
+    placed: Placement, where: ConfigLocation, locations: Mapping[str, Location], context: NodeContext
+) -> list[ConfigIssue]:
+    """The rules of a placement (a group's, a pool's): the fields its policy takes, locations of the mesh that can
+    run its machines, replica names that fit."""
+    field_issues = _field_issues(placed, where)
+    if field_issues:
+        return field_issues  # the locations it names mean nothing yet
+    chosen = candidates(placed, locations)
+    location_issues = _location_issues(placed, where, chosen, locations)
+    if location_issues:
+        return location_issues
+    return _offering_issues(placed, where, chosen, locations, context)
+
+
+def location_context(raw: Mapping[str, Any], sites: Mapping[str, SiteSpec]) -> tuple[dict[str, Location], NodeContext]:
+    """The mesh's locations (with their lmrun:labels) and what a node's checks look at, from the raw config."""
+    locations = mesh_locations(raw.get("mainRegion"), raw.get("regions"), sites, valid_labels(raw.get("labels")))
+    mesh_regions = frozenset(n for n, loc in locations.items() if loc.cloud == HUB_CLOUD)
+    return locations, NodeContext(mesh_regions, sites, recorded_offerings(raw))

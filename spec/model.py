@@ -24,6 +24,7 @@ from lmrun.spec.capacity import OfferingsSpec, RegionQuotas, capacity_issues
 from lmrun.spec.elastic import ElasticServiceSpec, elastic_issues
 from lmrun.spec.errors import ConfigIssue, config_path, echo
 from lmrun.spec.flow_logs import FlowLogsSpec
+from lmrun.spec.gpu_pool import PoolSpec, pool_issues
 from lmrun.spec.groups import GroupSpec, Labels, group_issues
 from lmrun.spec.images import RegionImages
 from lmrun.spec.model_base import SpecModel
@@ -172,6 +173,12 @@ class MeshSpec(SpecModel):
         description="Replica groups: N GPU nodes of one model behind one node port, placed over the mesh's regions "
         "and sites by a policy at plan time.",
     )
+    gpu_pool: tuple[PoolSpec, ...] = Field(
+        default=(),
+        description="GPU pools: declared GPU nodes whose GPUs are offered to Kubernetes (SkyPilot's pods) instead of "
+        "a vLLM on the VM, placed over the mesh's regions and sites by a policy like replica groups; needs "
+        "lmrun:skypilot.",
+    )
     elastic_services: tuple[ElasticServiceSpec, ...] = Field(
         default=(),
         description="Elastic services: one model behind one node port, scaled by SkyServe on the request rate, with an "
@@ -293,6 +300,7 @@ def cross_field_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
     )
     issues.extend(capacity_issues(raw))
     issues.extend(group_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
+    issues.extend(pool_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
     issues.extend(elastic_issues(raw, reserved_ports=reserved_node_ports(raw), sites=site_names(raw)))
     return issues
 

@@ -35,7 +35,8 @@ class SkyPilotSpec(SpecModel):
     enabled: bool = Field(
         default=False,
         description="Create what SkyPilot needs to launch into the mesh (a fixed-name instance profile, a same-named "
-        "security group in every mesh VPC, a checkpoint bucket); `lmrun sky render` writes its config and tasks.",
+        "security group in every mesh VPC, a checkpoint bucket, private subnets behind a NAT gateway in the main "
+        "region: ~$41/month); `lmrun sky render` writes its config and tasks.",
     )
     use_ssm: bool = Field(
         default=True,

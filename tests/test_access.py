@@ -96,8 +96,9 @@ def test_session_manager_keeps_every_action_it_needs_on_every_machine() -> None:
     Manager call (the AWS Systems Manager User Guide's list, granted by AmazonSSMManagedInstanceCore)."""
     model = AwsAccess(_global().snapshot)
     instance = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
-    # server, hub, Phoenix, three GPU nodes, and SkyPilot's profile (useSsm: Session Manager attached)
-    assert len(model.principals) == 7 and "skypilot" in {p.label for p in model.principals}
+    # server, hub, Phoenix, three GPU nodes, the GPU pool's node, SkyPilot's profile (useSsm: Session Manager
+    # attached) and SkyServe's controller's
+    assert len(model.principals) == 9 and {"skypilot", "skyserve-controller"} <= {p.label for p in model.principals}
     for principal in model.principals:
         for action in SESSION_MANAGER_ACTIONS:
             verdict = model.verdict(principal.label, action, instance)
@@ -190,8 +191,13 @@ def test_a_wildcard_resource_is_named_with_its_statement() -> None:
         "Resource": "arn:aws:ssm:*:*:parameter/lmrun/*/k3s/*",
     }
     failure = _failure(_edit_policy(snapshot, NODE_POLICY, lambda d: _add(d, middle)))
-    assert {line.split(":")[0] for line in failure} == {"k3s/server-token", "k3s/agent-token", "k3s/kubeconfig",
-                                                       "k3s/deployer-credential"}  # fmt: skip
+    assert {line.split(":")[0] for line in failure} == {
+        "k3s/server-token",
+        "k3s/agent-token",
+        "k3s/kubeconfig",
+        "k3s/deployer-credential",
+        "k3s/skypilot-kubeconfig",
+    }
 
 
 def test_an_extra_managed_policy_is_held_to_the_same_rule() -> None:

@@ -22,9 +22,9 @@ from tests.conftest import pinned_images
 # beside the spec's, so an unpinned image would be reported too).
 MAIN = {"mainRegion": "us-east-1", "images": pinned_images("us-east-1")}
 KNOWN_KEYS = (
-    "known keys: availabilityZones, elasticServices, flowLogs, gpuInstanceTypes, groups, huggingFaceToken, images, "
-    "k3sVersion, labels, mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, "
-    "serverInstanceType, services, sites, skypilot, tags, wireguard"
+    "known keys: availabilityZones, elasticServices, flowLogs, gpuInstanceTypes, gpuPool, groups, huggingFaceToken, "
+    "images, k3sVersion, labels, mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, "
+    "regions, serverInstanceType, services, sites, skypilot, tags, wireguard"
 )
 
 CASES: dict[str, Case] = {

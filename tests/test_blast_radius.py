@@ -104,6 +104,7 @@ def test_a_k3s_version_bump_changes_exactly_every_k3s_machine() -> None:
         "mesh-cluster-node-qwen-use2-lt": {"userData"},
         "mesh-cluster-node-qwen-usw2-lt": {"userData"},
         "mesh-cluster-node-phi-euw1-lt": {"userData"},
+        "mesh-cluster-node-l4-pool-use1-0-lt": {"userData"},
         "mesh-sites-gcp-usc1-node-l4-gcp-template": {"metadata.user-data"},
     }
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from lmrun.domain.versions import KUBERNETES_VERSION
-from lmrun.render import kubernetes
+from lmrun.render import gpu_pool, kubernetes
 from lmrun.render.cloudinit import gzip_base64_user_data, written_files
 from lmrun.verify.checks import run_checks
 from lmrun.verify.contracts import (
@@ -119,9 +119,22 @@ def test_every_container_is_pinned_and_sized_and_every_namespace_denies_by_defau
         rows = [c for c in report.contracts if c.contract == contract]
         assert sorted(r.resource for r in rows) == sorted(label for label, _ in workload_containers)
         assert all(r.ok and r.value != CANNOT_TELL for r in rows), rows
-    [row] = [c for c in report.contracts if c.contract == NAMESPACE_DEFAULT_DENY]
-    assert (row.resource, row.ok) == ("namespace/lmrun", True)
-    assert row.value == f"{SERVER}:{BOOT_FILE}:NetworkPolicy/lmrun/default-deny"
+    rows = {c.resource: c for c in report.contracts if c.contract == NAMESPACE_DEFAULT_DENY}
+    assert rows["namespace/lmrun"].value == f"{SERVER}:{BOOT_FILE}:NetworkPolicy/lmrun/default-deny"
+    if stack == "global":  # lmrun:skypilot on: the GPU pool's namespaces, from the server's other boot manifest
+        pool_file = gpu_pool.POOL_MANIFEST
+        for namespace in (gpu_pool.DEVICE_PLUGIN_NAMESPACE, gpu_pool.SKYPILOT_NAMESPACE):
+            assert (
+                rows[f"namespace/{namespace}"].value == f"{SERVER}:{pool_file}:NetworkPolicy/{namespace}/default-deny"
+            )
+    assert sorted(rows) == sorted(
+        f"namespace/{ns}"
+        for ns in (
+            "lmrun",
+            *((gpu_pool.DEVICE_PLUGIN_NAMESPACE, gpu_pool.SKYPILOT_NAMESPACE) if stack == "global" else ()),
+        )
+    )
+    assert all(row.ok for row in rows.values())
     assert not [v for v in report.violations if v.policy.startswith(("kubernetes-", "namespaces-"))]
 
 
@@ -129,12 +142,20 @@ def test_the_mesh_needs_no_allow_because_its_pods_use_the_host_network() -> None
     """Why the default-deny carries no allow rule: every pod the stack puts in the namespace is a hostNetwork
     pause, which no NetworkPolicy governs (kube-router skips hostNetwork pods), whose probes come from its own
     node (always allowed) and which resolves no name. A pod that is not hostNetwork would start isolated and
-    need its own allow: this test then fails and says so."""
+    need its own allow: this test then fails and says so. The one other workload, the GPU pool's device plugin
+    (namespace ``lmrun-gpu``, default-deny too), needs no network either: it talks to the kubelet over a socket,
+    declares no port and no probe."""
     report = plan("global", phoenix={"placement": "node"})
     for obj in _objects(report.snapshot):
         if obj.kind not in ("DaemonSet", "Deployment", "StatefulSet", "Job", "CronJob", "Pod"):
             continue
         pod = obj.manifest["spec"]["template"]["spec"]
+        if obj.namespace == gpu_pool.DEVICE_PLUGIN_NAMESPACE:
+            [container] = pod["containers"]
+            assert not {"ports", "readinessProbe", "livenessProbe"} & set(container), obj.label
+            assert "hostNetwork" not in pod and "initContainers" not in pod, obj.label
+            continue
+        assert obj.namespace == kubernetes.NAMESPACE, obj.label
         assert pod["hostNetwork"] is True, f"{obj.label} is not hostNetwork: give it a NetworkPolicy allow"
         assert [c["image"] for c in pod["containers"]] == [kubernetes.PAUSE_IMAGE], obj.label
         assert "initContainers" not in pod and all("ports" not in c for c in pod["containers"]), obj.label

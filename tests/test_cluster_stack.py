@@ -20,6 +20,7 @@ from lmrun.mock_engine import (
     plain_strings,
 )
 from lmrun.render.cloudinit import runcmd_argvs, shell_scripts, written_files
+from lmrun.render.gpu_pool import DEVICE_PLUGIN, DEVICE_PLUGIN_NAMESPACE, POOL_MANIFEST
 from lmrun.render.kubernetes import matching_services
 from lmrun.verify.checks import PlanReport
 from lmrun.verify.contracts import NEVER_WAITS, NO_BLANKET_TOLERATION, TIMEOUT_SECONDS, check_contracts
@@ -127,7 +128,7 @@ def test_every_instance_requires_imdsv2_and_encrypts_its_volumes(preview: bool) 
     recording = plan("global", preview=preview).recording
     instances = recording.by_type(INSTANCE)
     templates = recording.by_type(LAUNCH_TEMPLATE)
-    assert len(instances) == 3 and len(templates) == 3  # K3s server, Phoenix, WireGuard hub; three GPU nodes
+    assert len(instances) == 3 and len(templates) == 4  # K3s server, Phoenix, WireGuard hub; four GPU nodes
     for resource in instances + templates:
         assert resource.inputs["metadataOptions"]["httpTokens"] == "required", resource.name
     for instance in instances:
@@ -213,6 +214,7 @@ def test_every_vm_boots_the_image_pinned_for_its_role_and_region() -> None:
         "mesh-cluster-phoenix-instance": server,
         "mesh-sites-hub-instance": server,
         "mesh-cluster-node-qwen-use2-lt": pins["us-east-2"]["gpu"],
+        "mesh-cluster-node-l4-pool-use1-0-lt": pins["us-east-1"]["gpu"],
         "mesh-cluster-node-qwen-usw2-lt": pins["us-west-2"]["gpu"],
         "mesh-cluster-node-phi-euw1-lt": pins["eu-west-1"]["gpu"],
     }
@@ -256,7 +258,8 @@ def test_a_spot_node_with_one_instance_type_does_not_rebalance() -> None:
 def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
     recording = plan("global").recording
     policies = recording.by_type("aws:iam/rolePolicy:RolePolicy")
-    assert len(policies) == 7  # server, Phoenix node, WireGuard hub, three GPU nodes, the SkyPilot role
+    # server, Phoenix node, WireGuard hub, three GPU nodes, the pool node, SkyPilot, SkyServe's controller
+    assert len(policies) == 9
     for policy in policies:
         document = json.loads(policy.inputs["policy"])
         *allows, deny = document["Statement"]
@@ -332,7 +335,7 @@ def _validate_user_data(recording: Recording, tmp_path: Path) -> int:
 
 
 def test_every_user_data_of_the_stacks_passes_cloud_init_and_shellcheck(tmp_path: Path) -> None:
-    assert _validate_user_data(plan("global").recording, tmp_path) == 6
+    assert _validate_user_data(plan("global").recording, tmp_path) == 7
     assert _validate_user_data(plan("dev").recording, tmp_path) == 2
 
 
@@ -359,7 +362,7 @@ def test_every_aws_gpu_node_routes_the_other_regions_at_the_peerings_mtu_before_
     thing at boot; GCP nodes reach the mesh through the tunnel (its own MTU and MSS clamp) and set nothing."""
     recording = plan("global").recording
     templates = recording.by_type(LAUNCH_TEMPLATE)
-    assert len(templates) == 3
+    assert len(templates) == 4  # with the GPU pool node (no vLLM, but the same peering routes)
     for template in templates:
         text = _user_data(template)
         unit = written_files(text)["/etc/systemd/system/lmrun-route-mtu.service"]
@@ -428,7 +431,10 @@ def test_no_object_tolerates_every_taint(stack: str) -> None:
         pod = resource.inputs["spec"]["template"]["spec"]
         assert all("key" in toleration for toleration in pod.get("tolerations") or []), resource.name
     verdicts = {c.resource: c for c in report.contracts if c.contract == NO_BLANKET_TOLERATION}
-    assert set(verdicts) == {w.name for w in workloads} and all(c.ok for c in verdicts.values())
+    # With lmrun:skypilot, the server's boot manifest adds the GPU pool's device plugin (checked the same way).
+    boot = {f"{SERVER_INSTANCE}:{POOL_MANIFEST}:DaemonSet/{DEVICE_PLUGIN_NAMESPACE}/{DEVICE_PLUGIN}"}
+    expected = {w.name for w in workloads} | (boot if stack == "global" else set())
+    assert set(verdicts) == expected and all(c.ok for c in verdicts.values())
 
 
 def test_the_contracts_refuse_mains_readiness_proxies() -> None:
@@ -477,6 +483,7 @@ def test_every_replica_node_runs_the_proxies_of_its_services_and_no_others() -> 
         "l4-gcp": ["lmrun-svc-qwen-gcp"],
         "phoenix": ["lmrun-svc-phoenix-grpc", "lmrun-svc-phoenix-ui"],
         "k3s-server": [],
+        "l4-pool-use1-0": [],  # a GPU pool node serves no mesh service
     }
     assert {node: matching_services(manifests, labels) for node, labels in registered.items()} == expected
     assert matching_services(manifests, {**registered["qwen-use2"], "serves.lmrun.io/ghost": "true"}) == [
@@ -505,6 +512,7 @@ def test_json_plan_lists_node_ports_and_nodes_with_prices() -> None:
         "cloud": "aws",
         "site": None,
         "service": "qwen",
+        "pool": None,
         "offerings": "recorded",
     }
     assert document["nodes"]["l4-gcp"]["site"] == "gcp-usc1"
@@ -589,7 +597,7 @@ def test_a_k3s_version_bump_reaches_the_server_and_every_agent() -> None:
     bumped = "v1.34.2+k3s1"
     installs = _k3s_installs(plan("global", k3sVersion=bumped, phoenix={"placement": "node"}))
     assert {"mesh-cluster-k3s-instance", "mesh-cluster-phoenix-instance"} <= set(installs)
-    assert sum(name.endswith("-lt") for name in installs) == 3  # global's AWS GPU nodes
+    assert sum(name.endswith("-lt") for name in installs) == 4  # global's AWS GPU nodes, the pool's included
     assert sum(name.endswith("-template") for name in installs) == 1  # its GCP GPU node
     stale = {name: versions for name, versions in installs.items() if set(versions) != {bumped}}
     assert not stale, stale

@@ -158,7 +158,10 @@ def test_load_balancer_ports_are_refused_to_every_mesh_node_port() -> None:
 def test_elastic_services_need_skypilot() -> None:
     assert _errors(skypilot={"enabled": False}) == [
         "lmrun:elasticServices: SkyServe runs the elastic services: set lmrun:skypilot.enabled true (the mesh as "
-        "SkyPilot infrastructure)"
+        "SkyPilot infrastructure)",
+        # global's GPU pool (the services' on-demand base) needs it too: every error at once
+        "lmrun:gpuPool: offers its GPUs to SkyPilot through Kubernetes: set lmrun:skypilot.enabled to true (or drop "
+        "the pool)",
     ]
 
 
@@ -329,10 +332,13 @@ def test_config_adds_the_controller_internal_ips_and_the_k3s_context(rendered: P
     assert config["kubernetes"] == {"allowed_contexts": ["lmrun-global"], "ports": "podip"}
     assert config["serve"] == {"controller": {"resources": {"infra": "aws/us-east-1", "cpus": "2+"}}}
     assert config["aws"]["use_internal_ips"] is True
-    without = SkyPilotMesh.from_json({**plan("global").outputs["skypilot"], "elastic": []})
+    # A stack without elastic services exports no controller and no private region either.
+    exported = {**plan("global").outputs["skypilot"], "elastic": [], "controller_profile": None, "private_regions": []}
+    without = SkyPilotMesh.from_json(exported)
     plain = sky_config(without)
     assert plain["allowed_clouds"] == ["aws"] and "serve" not in plain and "kubernetes" not in plain
-    assert "use_internal_ips" not in plain["aws"]
+    assert not {"use_internal_ips", "ssh_proxy_command", "post_provision_runcmd"} & set(plain["aws"])
+    assert plain["aws"]["remote_identity"] == "lmrun-global-skypilot" and plain["aws"]["use_ssm"] is True
 
 
 def test_skypilot_output_round_trips_its_elastic_services() -> None:

@@ -66,7 +66,7 @@ def test_without_the_controllers_rule_for_a_region_its_clients_cannot_reach_the_
     blocked = _blocked(_without(recording(), "mesh-skypilot-us-east-1-from-region-us-west-2"))
     assert set(blocked) == {(SERVICE, CLIENTS, "us-west-2")}
     reason = blocked[(SERVICE, CLIENTS, "us-west-2")]
-    assert "-> a SkyPilot VM of us-east-1 in mesh-us-east-1-use1-" in reason
+    assert "-> a SkyPilot VM of us-east-1 in mesh-us-east-1-private-use1-" in reason
     assert "no ingress rule of the security groups of a SkyPilot VM of us-east-1" in reason
     assert "(mesh-skypilot-us-east-1-sg) admits tcp/30001 from 10.67." in reason
 
@@ -87,14 +87,15 @@ def test_a_rule_that_admits_only_part_of_the_lb_ports_is_caught_on_the_first_por
 
 
 def test_without_a_spokes_route_to_the_hub_the_controller_loses_its_spot_region() -> None:
+    """The spot VMs run in the spoke's private subnets (NAT'd): their route table's entry for the main VPC."""
     recorded = recording()
-    table = recorded.named("mesh-us-west-2-rt")
+    table = recorded.named("mesh-us-west-2-private-rt")
     kept = [route for route in table.inputs["routes"] if route["cidrBlock"] != "10.64.0.0/16"]
     assert len(kept) == len(table.inputs["routes"]) - 1
     blocked = _blocked(_with_inputs(recorded, table.name, routes=kept))
-    assert set(blocked) == {(SERVICE, SPOT, "SkyPilot VMs of us-west-2"), (SERVICE, CLIENTS, "us-west-2")}
+    assert set(blocked) == {(SERVICE, SPOT, "SkyPilot VMs of us-west-2")}
     spot = blocked[(SERVICE, SPOT, "SkyPilot VMs of us-west-2")]
-    assert "the reply route table mesh-us-west-2-rt has no route for 10.64." in spot
+    assert "the reply route table mesh-us-west-2-private-rt has no route for 10.64." in spot
     assert "tcp/8000" in spot
 
 
@@ -108,10 +109,12 @@ def test_without_the_spot_regions_skypilot_group_the_hop_says_so() -> None:
 
 
 def test_the_controller_reaches_the_gpu_pool_and_a_spokes_group_can_break_it() -> None:
-    """A pool node is a ``nodes`` export entry with a ``pool`` (wt-pool's GPU pool); here a declared node stands in."""
+    """A pool node is a ``nodes`` export entry with a ``pool``: global's own (in the main region), and a declared
+    node of a spoke standing in for one there."""
     recorded = recording()
     nodes = recorded.outputs["nodes"]
-    assert not any(info.get("pool") for info in nodes.values())
+    assert [name for name, info in nodes.items() if info.get("pool")] == ["l4-pool-use1-0"]
+    assert _verdicts(recorded)[(SERVICE, POOL, "pool node l4-pool-use1-0")].ok is True
     pool = {**nodes, "qwen-use2": {**nodes["qwen-use2"], "pool": "l4-pool"}}
     verdicts = _verdicts(recorded, nodes=pool)
     assert verdicts[(SERVICE, POOL, "pool node qwen-use2")].ok is True

@@ -119,7 +119,14 @@ def test_routes_both_ways_through_the_peering(preview: bool) -> None:
     spokes = {name for name in cidrs if name != MAIN}
     expected = {(MAIN, spoke) for spoke in spokes} | {(spoke, MAIN) for spoke in spokes}
     assert seen == expected
-    assert len(routes) == len(expected)
+    # The main region has two tables with a route into every peering: its own and SkyPilot's private one.
+    private = {
+        (r.inputs["destinationCidrBlock"], r.inputs["vpcPeeringConnectionId"])
+        for r in recording.by_type(ROUTE)
+        if r.inputs["routeTableId"] == f"mesh-{MAIN}-private-rt-id" and "vpcPeeringConnectionId" in r.inputs
+    }
+    assert private == {(cidr, peering) for region, cidr, peering in routes if region == MAIN}
+    assert len(routes) == len(expected) + len(private) == len(expected) + len(spokes)
 
 
 def test_spoke_routes_are_inline_in_the_adopted_main_table_and_wait_for_the_accepter(preview: bool) -> None:
@@ -138,7 +145,11 @@ def test_spoke_routes_are_inline_in_the_adopted_main_table_and_wait_for_the_acce
     # Subnets of a spoke use its main table implicitly; only the main region keeps a table of its own.
     associated = {_by_id(recording)[a.inputs["subnetId"]].name for a in recording.by_type(ASSOCIATION)}
     assert associated and all(name.startswith(f"mesh-{MAIN}-") for name in associated)
-    assert [regions[t.provider_urn] for t in recording.by_type(ROUTE_TABLE)] == [MAIN]
+    # ... its own and the private one of SkyPilot's subnets (lmrun:skypilot is on in global).
+    assert [(regions[t.provider_urn], t.name) for t in recording.by_type(ROUTE_TABLE)] == [
+        (MAIN, f"mesh-{MAIN}-rt"),
+        (MAIN, f"mesh-{MAIN}-private-rt"),
+    ]
 
 
 def _inbound_cidrs(recording: Recording) -> dict[str, set[str]]:
@@ -251,12 +262,12 @@ def test_a_spoke_costs_eleven_resources_plus_one_per_az(spoke: str, azs: int) ->
         SECURITY_GROUP: 1,  # its VPC and the main region in, everything out: inline
         PEERING: 1,
         ACCEPTER: 1,
-        ROUTE: 1,  # the main side's route to the spoke
+        ROUTE: 2,  # the main side's route to the spoke, in its table and in SkyPilot's private one
         INGRESS: 1,  # the main side's rule admitting the spoke
         DEFAULT_SECURITY_GROUP: 1,  # adopted with no rule (FSBP EC2.2)
         FLOW_LOG: 1,  # into the one bucket in the main region
     }
-    assert sum(resources.values()) == 11 + azs <= 15
+    assert sum(resources.values()) == 12 + azs <= 16
 
 
 def _tags(resource: RecordedResource) -> dict[str, str]:
@@ -285,10 +296,13 @@ def test_every_resource_uses_an_explicit_provider_and_aws_ones_that_of_their_reg
 def test_fabric_costs_nothing_per_month() -> None:
     recording = plan("global").recording
     types = {r.type for r in recording.custom}
-    assert not types & {"aws:ec2/natGateway:NatGateway", "aws:ec2transitgateway/transitGateway:TransitGateway"}
-    # Elastic IPs belong to the control plane (the WireGuard hub), never to the network fabric.
-    assert [r.name for r in recording.by_type("aws:ec2/eip:Eip")] == ["mesh-sites-hub-eip"]
-    assert plan("global").to_json()["cost"]["fabric_monthly_usd"] == 0
+    assert "aws:ec2transitgateway/transitGateway:TransitGateway" not in types
+    # The one NAT gateway is that of SkyPilot's private subnets in the main region, priced on its own line; the
+    # other Elastic IP belongs to the control plane (the WireGuard hub), never to the network fabric.
+    assert [r.name for r in recording.by_type("aws:ec2/natGateway:NatGateway")] == [f"mesh-{MAIN}-nat"]
+    assert [r.name for r in recording.by_type("aws:ec2/eip:Eip")] == [f"mesh-{MAIN}-nat-eip", "mesh-sites-hub-eip"]
+    cost = plan("global").to_json()["cost"]
+    assert cost["fabric_monthly_usd"] == 0 and cost["nat"]["gateways"] == 1
 
 
 def _taggable(type_token: str) -> bool:

@@ -285,10 +285,10 @@ def test_the_cost_estimate_prices_flow_logs_per_vm_from_the_stated_assumption(pr
     per_aws_vm = gb * prices.VENDED_LOGS_TO_S3_USD_GB + gb * kept_months * prices.S3_STANDARD_USD_GB_MONTH
     per_gcp_vm = gb * 1e9 / 2**30 * gcp_catalog.CLOUD_LOGGING_USD_GIB
     items = _flow_log_items(report)
-    # The main VPC holds the K3s server, Phoenix and the WireGuard hub; three spokes one GPU group each; the GCP
-    # site its gateway and one GPU node. The other 14 spokes hold no VM: nothing to log, no line.
+    # The main VPC holds the K3s server, Phoenix, the WireGuard hub and the GPU pool's node; three spokes one GPU
+    # group each; the GCP site its gateway and one GPU node. The other 14 spokes hold no VM: nothing to log, no line.
     vms = {
-        "mesh-flow-logs-us-east-1": 3,
+        "mesh-flow-logs-us-east-1": 4,
         "mesh-flow-logs-us-east-2": 1,
         "mesh-flow-logs-us-west-2": 1,
         "mesh-flow-logs-eu-west-1": 1,
@@ -300,10 +300,10 @@ def test_the_cost_estimate_prices_flow_logs_per_vm_from_the_stated_assumption(pr
         assert what.startswith(f"{count} VM(s) x 0.25 GB/month"), what
         expected = count * (per_gcp_vm if "gcp" in name else per_aws_vm)
         assert usd == pytest.approx(expected), name
-    assert report.cost.flow_logs_monthly_usd == pytest.approx(6 * per_aws_vm + 2 * per_gcp_vm)
+    assert report.cost.flow_logs_monthly_usd == pytest.approx(7 * per_aws_vm + 2 * per_gcp_vm)
     assumption = report.to_json()["cost"]["flow_logs"]
     assert assumption["monthly_gb_per_vm"] == 0.25 and assumption["source"] == "lmrun:flowLogs.monthlyGbPerVm"
-    assert (assumption["networks"], assumption["vms"]) == (19, 8)
+    assert (assumption["networks"], assumption["vms"]) == (19, 9)
 
 
 def test_the_flow_log_cost_follows_the_users_volume_and_sampling() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmrun.domain.access import GPU_NODE
 from lmrun.mock_engine import Recording, Secret
 from lmrun.render.cloudinit import STOP_AT_FIRST_FAILURE, runcmd_argvs, shell_scripts, written_files
 from lmrun.render.readiness import ingest_key_gate_script
@@ -167,9 +168,17 @@ def test_phoenix_node_joins_k3s_mounts_its_volume_and_runs_phoenix_with_auth(tmp
 
 
 def _gpu_node_user_data(recording: Recording) -> dict[str, str]:
-    """Every GPU node's user data: AWS launch templates and GCP instance templates."""
-    texts = {t.name: user_data_text(t) or "" for t in recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")}
-    texts.update({t.name: t.inputs["metadata"]["user-data"] for t in recording.by_type(GCP_TEMPLATE)})
+    """Every vLLM GPU node's user data: AWS launch templates and GCP instance templates (not the GPU pool's nodes,
+    role ``gpu-pool``: they run no vLLM and export nothing)."""
+    templates = recording.by_type("aws:ec2/launchTemplate:LaunchTemplate")
+    texts = {t.name: user_data_text(t) or "" for t in templates if t.inputs["tags"]["lmrun:role"] == GPU_NODE}
+    texts.update(
+        {
+            t.name: t.inputs["metadata"]["user-data"]
+            for t in recording.by_type(GCP_TEMPLATE)
+            if t.inputs["labels"]["lmrun_role"] == GPU_NODE
+        }
+    )
     return texts
 
 

@@ -246,6 +246,7 @@ def test_the_plan_says_which_source_decided_each_node() -> None:
     nodes = plan("global").to_json()["nodes"]
     assert {name: node["offerings"] for name, node in nodes.items()} == {
         "l4-gcp": "catalog",  # GCP: its own catalog
+        "l4-pool-use1-0": "recorded",  # the GPU pool's node
         "phi-euw1": "recorded",
         "qwen-use2": "recorded",
         "qwen-usw2": "recorded",

@@ -121,13 +121,14 @@ def test_the_hub_forwards_and_the_main_vpc_routes_every_site_to_it() -> None:
     assert runcmd[-1] == ["systemctl", "enable", "--now", "lmrun-wireguard-refresh.timer"]
     assert STOP_AT_FIRST_FAILURE not in runcmd
     routes = {
-        r.inputs["destinationCidrBlock"]: r.inputs
+        (r.inputs["routeTableId"], r.inputs["destinationCidrBlock"]): r.inputs
         for r in recording.by_type("aws:ec2/route:Route")
         if r.name.startswith("mesh-sites-hub-route-")
     }
-    assert set(routes) == {"10.128.0.0/20", "10.129.0.0/24", "10.192.0.0/16"}
+    # The main route table, and the private one of SkyPilot's subnets (lmrun:skypilot is on in global).
+    tables = ("mesh-us-east-1-rt-id", "mesh-us-east-1-private-rt-id")
+    assert set(routes) == {(t, d) for t in tables for d in ("10.128.0.0/20", "10.129.0.0/24", "10.192.0.0/16")}
     for route in routes.values():
-        assert route["routeTableId"] == "mesh-us-east-1-rt-id"
         assert "networkInterfaceId" in route and "gatewayId" not in route and "vpcPeeringConnectionId" not in route
     assert recording.named("mesh-sites-hub-eip-association").inputs["instanceId"] == "mesh-sites-hub-instance-id"
 

@@ -80,9 +80,17 @@ def test_config_names_the_stacks_resources(rendered: Path) -> None:
     report = plan("global")
     mesh = _mesh(report)
     aws = yaml.safe_load((rendered / "config.yaml").read_text())["aws"]
-    assert aws["security_group_name"] == aws["remote_identity"] == mesh.name == "lmrun-global-skypilot"
+    assert aws["security_group_name"] == mesh.name == "lmrun-global-skypilot"
+    # With elastic services, SkyServe's controller has a profile of its own and every other cluster the VMs'.
+    assert aws["remote_identity"] == [
+        {"sky-serve-controller-*": "lmrun-global-skyserve"},
+        {"*": "lmrun-global-skypilot"},
+    ]
+    assert mesh.controller_profile == "lmrun-global-skyserve"
     assert aws["vpc_names"] == list(mesh.vpc_names.values()) and len(aws["vpc_names"]) == 18
-    assert aws["use_ssm"] is True and aws["disk_encrypted"] is True
+    # Private addresses, reached through Session Manager from the API server (the proxy per region).
+    assert aws["use_ssm"] is False and aws["use_internal_ips"] is True and aws["disk_encrypted"] is True
+    assert list(aws["ssh_proxy_command"]) == list(mesh.private_regions)
     assert aws["labels"]["lmrun:mesh"] == "global"
     vpc_tags = {
         r.inputs["tags"]["lmrun:region"]: r.inputs["tags"]["Name"] for r in report.recording.by_type(tokens.VPC)
@@ -166,15 +174,19 @@ def test_one_group_per_mesh_vpc_admitting_the_mesh_and_no_ssh() -> None:
     groups = [r for r in _resources(report) if r.type == tokens.SECURITY_GROUP]
     assert len(groups) == 18 and {g.inputs["name"] for g in groups} == {"lmrun-global-skypilot"}
     by_region = {g.inputs["tags"]["lmrun:region"]: g for g in groups}
-    sources = [rule["cidrBlocks"] for rule in by_region["us-east-2"].inputs["ingress"]]
-    assert sources == [["10.65.0.0/16"], ["10.64.0.0/16"]]
+    sources = [rule.get("cidrBlocks") or rule["securityGroups"] for rule in by_region["us-east-2"].inputs["ingress"]]
+    # ... and all traffic from the VPC's mesh group, so SkyPilot's open_ports adds no 0.0.0.0/0 rule.
+    assert sources == [["10.65.0.0/16"], ["10.64.0.0/16"], ["mesh-us-east-2-sg-id"]]
     # The main region's group admits every region and site through standalone rules (adding one adds a rule).
     main_group = by_region["us-east-1"]
     assert "ingress" not in main_group.inputs and "egress" not in main_group.inputs
     main_rules = _standalone_rules(report, main_group)
-    main_sources = {r.inputs["cidrIpv4"] for r in main_rules[INGRESS_RULE]}
+    by_cidr = [r for r in main_rules[INGRESS_RULE] if "cidrIpv4" in r.inputs]
+    main_sources = {r.inputs["cidrIpv4"] for r in by_cidr}
     assert {"10.128.0.0/20", "10.129.0.0/24", "10.192.0.0/16", "10.64.0.0/16"} <= main_sources
-    assert len(main_sources) == len(main_rules[INGRESS_RULE]) == 18 + 2 + 1  # regions, sites, tunnels
+    assert len(main_sources) == len(by_cidr) == 18 + 2 + 1  # regions, sites, tunnels
+    [by_group] = [r for r in main_rules[INGRESS_RULE] if r not in by_cidr]
+    assert by_group.inputs["referencedSecurityGroupId"] == "mesh-us-east-1-sg-id"
     assert [r.inputs["cidrIpv4"] for r in main_rules[EGRESS_RULE]] == ["0.0.0.0/0"]
     assert all(r.inputs["ipProtocol"] == "-1" for r in main_rules[INGRESS_RULE])
     assert all(rule["protocol"] == "-1" for g in groups for rule in g.inputs.get("ingress", []))
@@ -258,8 +270,18 @@ def test_the_check_catches_a_name_or_a_rule_the_config_uses_but_the_resources_la
     broken = [r for r in skypilot_names_exist(resources, {**outputs, "skypilot": renamed.to_json()}) if not r.ok]
     assert [(r.resource, r.value) for r in broken] == [("skypilot:vpc:us-east-2", "lmrun")]
 
+    # SkyServe's controller profile (its own remote_identity) goes missing.
+    without = [r for r in resources if not (r.type == tokens.IAM_INSTANCE_PROFILE and "skyserve" in r.name)]
+    broken = [r for r in skypilot_names_exist(without, outputs) if not r.ok]
+    assert [(r.resource, r.value) for r in broken] == [
+        ("skypilot:controller-instance-profile", "lmrun-global-skyserve")
+    ]
+
     group = next(r for r in resources if r.name == f"{SKY}-us-east-2-sg")
-    narrowed = [{**rule, "protocol": "tcp", "fromPort": 8000, "toPort": 8000} for rule in group.inputs["ingress"]]
+    narrowed = [
+        {**rule, "protocol": "tcp", "fromPort": 8000, "toPort": 8000} if rule.get("cidrBlocks") else rule
+        for rule in group.inputs["ingress"]
+    ]
     at = resources.index(group)
     resources[at] = replace(group, inputs={**group.inputs, "ingress": narrowed})
     broken = [r for r in skypilot_names_exist(resources, outputs) if not r.ok]

@@ -100,6 +100,7 @@ def test_camel_case_keys_are_the_config_keys() -> None:
         "elasticServices",
         "flowLogs",
         "gpuInstanceTypes",
+        "gpuPool",
         "groups",
         "huggingFaceToken",
         "images",
@@ -129,9 +130,9 @@ def test_snake_case_keys_are_typos_not_aliases() -> None:
     """``main_region`` must not slip past the rules that read ``mainRegion`` (main listed as a spoke here)."""
     assert issues_of({"main_region": "us-east-1", "regions": ["us-east-1"]}) == [
         "lmrun:main_region: unknown key; did you mean lmrun:mainRegion? (lmrun:mainRegion is required) known keys: "
-        "availabilityZones, elasticServices, flowLogs, gpuInstanceTypes, groups, huggingFaceToken, images, k3sVersion, "
-        "labels, mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, regions, "
-        "serverInstanceType, services, sites, skypilot, tags, wireguard",
+        "availabilityZones, elasticServices, flowLogs, gpuInstanceTypes, gpuPool, groups, huggingFaceToken, images, "
+        "k3sVersion, labels, mainRegion, maxPeerings, nodes, offerings, operatorCidrs, paths, phoenix, quotas, "
+        "regions, serverInstanceType, services, sites, skypilot, tags, wireguard",
     ]
 
 

@@ -11,7 +11,7 @@ from lmrun.aws import prices
 from lmrun.cli import main
 from lmrun.mock_engine import RecordedResource, Secret
 from lmrun.plan.backup import backup_copies, backup_storage, backup_storage_from_export
-from lmrun.verify.cost import estimate_cost
+from lmrun.verify.cost import NAT_MONTHLY_GB_PER_GATEWAY, estimate_cost
 from tests.conftest import ROOT, plan
 
 H = prices.HOURS_PER_MONTH
@@ -42,10 +42,13 @@ def test_fabric_prices_nat_tgw_vpn_and_interface_endpoints() -> None:
     nat = 0.045 * H  # ≈ $32.85
     tgw = 0.05 * H  # ≈ $36.50
     assert round(nat, 2) == 32.85 and round(tgw, 2) == 36.5
-    expected = nat + 0.005 * H + tgw + 0.05 * H + 2 * 0.01 * H
-    assert cost.fabric_monthly_usd == pytest.approx(expected)
+    assert cost.fabric_monthly_usd == pytest.approx(tgw + 0.05 * H + 2 * 0.01 * H)
+    # The NAT gateway, its Elastic IP and the data it processes (assumed volume) are a line of their own.
+    assert cost.nat_monthly_usd == pytest.approx(nat + 0.005 * H + NAT_MONTHLY_GB_PER_GATEWAY * 0.045)
+    assert cost.nat is not None and cost.nat.gateways == 1
     assert cost.control_plane_monthly_usd == 0
     assert {i.resource for i in cost.items} == {"nat-ip", "nat", "tgw-a", "vpn", "ssm"}
+    assert {i.resource for i in cost.items if i.category == "nat"} == {"nat-ip", "nat"}
 
 
 def test_peering_only_fabric_is_free() -> None:
@@ -132,7 +135,7 @@ def test_unpriced_resources_are_listed_not_zeroed() -> None:
 def test_example_stacks(stack: str) -> None:
     report = plan(stack)
     cost = report.cost
-    assert cost.fabric_monthly_usd == 0  # no NAT, no TGW: peering, VPCs, subnets, routes and SGs are free
+    assert cost.fabric_monthly_usd == 0  # no TGW: peering, VPCs, subnets, routes and SGs are free (NAT: apart)
     server = [i for i in cost.items if i.resource == "mesh-cluster-k3s-instance"]
     assert {i.what for i in server} >= {"t3.medium instance", "public IPv4 address"}
     assert cost.control_plane_monthly_usd >= 0.0416 * H

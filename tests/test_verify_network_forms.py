@@ -78,11 +78,16 @@ def inline_routes(recording: Recording) -> Recording:
 
 
 def default_route_tables(recording: Recording) -> Recording:
-    """Each VPC's route table adopted as its main table (``DefaultRouteTable``), with no subnet associations."""
+    """Each VPC's first route table adopted as its main table (``DefaultRouteTable``), with no subnet
+    associations; a VPC's further tables (SkyPilot's private one) keep theirs (a VPC has one main table)."""
     ids = _by_id(recording)
     changed = {}
+    adopted: set[str] = set()
     for table in recording.by_type(tokens.ROUTE_TABLE):
         vpc = ids[table.inputs["vpcId"]]
+        if vpc.urn in adopted:
+            continue
+        adopted.add(vpc.urn)
         inputs = {k: v for k, v in table.inputs.items() if k != "vpcId"}
         changed[table.urn] = replace(
             table,
@@ -93,16 +98,23 @@ def default_route_tables(recording: Recording) -> Recording:
                 "defaultRouteTableId": (vpc.urn,),
             },
         )
-    associations = {r.urn for r in recording.by_type(tokens.ROUTE_TABLE_ASSOCIATION)}
+    associations = {
+        r.urn for r in recording.by_type(tokens.ROUTE_TABLE_ASSOCIATION) if ids[r.inputs["routeTableId"]].urn in changed
+    }
     return _rebuild(recording, associations, changed)
 
 
 def _permission(rule: RecordedResource) -> dict[str, Any]:
+    """A standalone rule as an inline entry: its CIDR, or the group it names (SkyPilot's groups name the mesh's)."""
+    if "cidrIpv4" in rule.inputs:
+        source: dict[str, Any] = {"cidrBlocks": [rule.inputs["cidrIpv4"]]}
+    else:
+        source = {"securityGroups": [rule.inputs["referencedSecurityGroupId"]]}
     return {
         "protocol": rule.inputs.get("ipProtocol", "-1"),
         "fromPort": rule.inputs.get("fromPort", 0),
         "toPort": rule.inputs.get("toPort", 0),
-        "cidrBlocks": [rule.inputs["cidrIpv4"]],
+        **source,
         "description": rule.inputs.get("description", ""),
     }
 
@@ -134,7 +146,10 @@ def ec2_security_group_rules(recording: Recording) -> Recording:
     changed = {}
     for rule in recording.by_type(tokens.SG_INGRESS_RULE) + recording.by_type(tokens.SG_EGRESS_RULE):
         direction = "ingress" if rule.type == tokens.SG_INGRESS_RULE else "egress"
-        inputs = {"type": direction, "securityGroupId": rule.inputs["securityGroupId"], **_permission(rule)}
+        permission = _permission(rule)
+        for group in permission.pop("securityGroups", ()):  # ec2.SecurityGroupRule names one source group
+            permission["sourceSecurityGroupId"] = group
+        inputs = {"type": direction, "securityGroupId": rule.inputs["securityGroupId"], **permission}
         changed[rule.urn] = replace(rule, type=tokens.SECURITY_GROUP_RULE, inputs=inputs)
     return _rebuild(recording, set(), changed)
 

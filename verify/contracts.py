@@ -174,16 +174,17 @@ def no_blanket_tolerations(resources: Iterable[PlannedResource], outputs: Mappin
     ``node.kubernetes.io/unreachable:NoExecute`` taint the node controller puts on a dead Node, so the pod is
     never evicted from it (Kubernetes, "Taints and Tolerations": an empty key with operator Exists matches all
     keys, values and effects): a readiness proxy stays on a reclaimed spot VM forever. DaemonSet pods get the
-    node-lifecycle tolerations they need from the DaemonSet controller itself.
+    node-lifecycle tolerations they need from the DaemonSet controller itself. Every pod the stack creates is
+    checked, through Pulumi or applied by a VM at boot (the GPU pool's device plugin).
     """
     limit = "every toleration names a taint key"
     results = []
-    for resource in _kubernetes_objects(resources):
-        specs = pod_specs(resource.inputs)
+    for obj in _stack_objects(resources):
+        specs = pod_specs(obj.manifest)
         if specs:
             tolerations = [t for spec in specs for t in spec.get("tolerations") or [] if isinstance(t, Mapping)]
             blanket = [dict(t) for t in tolerations if not t.get("key")]
-            results.append(ContractResult(resource.name, NO_BLANKET_TOLERATION, blanket, limit, not blanket))
+            results.append(ContractResult(obj.label, NO_BLANKET_TOLERATION, blanket, limit, not blanket))
     return results
 
 

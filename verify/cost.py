@@ -3,8 +3,11 @@
 Three figures, as the plan's ``--json`` reports them under ``"cost"``:
 
 - ``fabric_monthly_usd``: what the network itself costs every month. VPCs, subnets, route tables, security
-  groups, internet gateways and VPC peering are free; NAT gateways, Transit Gateway attachments, Site-to-Site
-  VPN connections, interface VPC endpoints and the Elastic IPs of NAT gateways are not.
+  groups, internet gateways and VPC peering are free; Transit Gateway attachments, Site-to-Site VPN connections
+  and interface VPC endpoints are not.
+- ``nat_monthly_usd``: the NAT gateways of the private subnets (SkyPilot's VMs): each gateway's hours, its
+  Elastic IP, and the data it processes at an assumed volume per gateway (``nat``: the assumption and where it
+  comes from, :data:`NAT_MONTHLY_GB_PER_GATEWAY`).
 - ``control_plane_monthly_usd``: every non-GPU machine (K3s server, Phoenix, WireGuard gateway, CPU clients,
   found by resource type and instance type, not by name), its EBS volumes and public IPv4 addresses, and
   standalone EBS volumes (state and data disks) and Elastic IPs.
@@ -22,7 +25,7 @@ Three figures, as the plan's ``--json`` reports them under ``"cost"``:
   (vended logs to S3, Cloud Logging ingestion) plus, on S3, the files the lifecycle keeps.
 
 Prices: :mod:`lmrun.aws.prices`, :mod:`lmrun.aws.instances.catalog` and :mod:`lmrun.gcp.catalog` (list-price
-snapshots; estimates). Usage-based charges (S3 storage, data transfer, NAT data processing) are not in the totals; what
+snapshots; estimates). Usage-based charges (S3 storage, data transfer) are not in the totals; what
 the tables cannot price is listed under ``unpriced`` rather than counted as $0. Phoenix's S3 backups are
 estimated apart (``phoenix_backup``: copies kept and USD/month per GB of database, :mod:`lmrun.plan.backup`),
 since their size is the database's.
@@ -45,7 +48,7 @@ from lmrun.verify import tokens
 from lmrun.verify.resources import Resource, Snapshot, flag, get, integer, items, number, plain
 from lmrun.verify.sources import snapshot_of
 
-Category = Literal["fabric", "control_plane", "gpu_extras", "flow_logs"]
+Category = Literal["fabric", "control_plane", "gpu_extras", "flow_logs", "nat"]
 
 DAYS_PER_MONTH = 365 / 12
 GIB_PER_GB = 1e9 / 2**30
@@ -109,6 +112,30 @@ def flow_log_volume_from_export(export: Any) -> FlowLogVolume:
     return FlowLogVolume(
         DEFAULT_MONTHLY_GB_PER_VM, DEFAULT_RETENTION_DAYS, "built-in default (no flowLogs export in the plan)"
     )
+
+
+NAT_MONTHLY_GB_PER_GATEWAY = 100.0
+"""The volume a NAT gateway processes a month, assumed: what SkyPilot's private VMs download through it (each VM
+launch fetches its packages, ~5 GB for vLLM and PyTorch, and its model, ~15 GB for an 8B model in 16 bits: about
+five launches a month). Larger models or more launches scale it linearly: read the line's USD per GB."""
+
+
+@dataclass(frozen=True)
+class NatVolume:
+    """What the NAT figure assumes: the gateways found and the volume each processes a month."""
+
+    gateways: int
+    monthly_gb_per_gateway: float = NAT_MONTHLY_GB_PER_GATEWAY
+    source: str = "built-in assumption (lmrun.verify.cost.NAT_MONTHLY_GB_PER_GATEWAY)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gateways": self.gateways,
+            "monthly_gb_per_gateway": self.monthly_gb_per_gateway,
+            "source": self.source,
+            "usd_per_hour": prices.NAT_GATEWAY_USD_HOUR,
+            "usd_per_gb_processed": prices.NAT_GATEWAY_USD_GB,
+        }
 
 
 @dataclass(frozen=True)
@@ -195,6 +222,9 @@ class CostEstimate:
     """The flow logs' volume assumption; None when no network logs its flows."""
     elastic: tuple[ElasticServiceCost, ...] = ()
     """Each elastic service's USD/hour (baseline, at maxReplicas); not in the GPU fleet's figures."""
+    nat_monthly_usd: float = 0.0
+    nat: NatVolume | None = None
+    """The NAT gateways' volume assumption; None when there is no NAT gateway."""
     snapshot: str = prices.SNAPSHOT
     price_region: str = prices.PRICE_REGION
 
@@ -242,6 +272,8 @@ class CostEstimate:
                 if self.elastic
                 else None
             ),
+            "nat_monthly_usd": round(self.nat_monthly_usd, 2),
+            "nat": self.nat.to_json() if self.nat is not None else None,
         }
 
 
@@ -445,10 +477,12 @@ class _Estimator:
             elif type_ == tokens.EBS_VOLUME:
                 self.volume("control_plane", resource, resource.inputs, "EBS volume")
             elif type_ == tokens.EIP:
-                category: Category = "fabric" if resource.urn in nat_eips else "control_plane"
+                category: Category = "nat" if resource.urn in nat_eips else "control_plane"
                 self.add(category, resource, "Elastic IP", _hourly_to_monthly(prices.PUBLIC_IPV4_USD_HOUR))
             elif type_ == tokens.NAT_GATEWAY:
-                self.add("fabric", resource, "NAT gateway", _hourly_to_monthly(prices.NAT_GATEWAY_USD_HOUR))
+                self.add("nat", resource, "NAT gateway hours", _hourly_to_monthly(prices.NAT_GATEWAY_USD_HOUR))
+                gb = NAT_MONTHLY_GB_PER_GATEWAY
+                self.add("nat", resource, f"{gb:g} GB/month processed (assumed)", gb * prices.NAT_GATEWAY_USD_GB)
             elif type_ in tokens.TGW_ATTACHMENTS:
                 monthly = _hourly_to_monthly(prices.TRANSIT_GATEWAY_ATTACHMENT_USD_HOUR)
                 self.add("fabric", resource, "Transit Gateway attachment", monthly)
@@ -500,6 +534,7 @@ def estimate_cost(
         return sum((item.monthly_usd for item in items if item.category == category), 0.0)
 
     spot, on_demand = _gpu_hourly(outputs.get("nodes"))
+    gateways = snapshot.of_type(tokens.NAT_GATEWAY)
     return CostEstimate(
         fabric_monthly_usd=total("fabric"),
         control_plane_monthly_usd=total("control_plane"),
@@ -512,4 +547,6 @@ def estimate_cost(
         flow_logs_monthly_usd=total("flow_logs"),
         flow_logs=flow_logs if flow_logs.networks else None,
         elastic=elastic_costs(outputs.get("elasticServices")),
+        nat_monthly_usd=total("nat"),
+        nat=NatVolume(len(gateways)) if gateways else None,
     )

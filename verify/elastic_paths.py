@@ -30,14 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lmrun.aws.network_model import CLOUD, Attachment, AwsNetwork
+from lmrun.aws.network_model import skypilot_endpoints
 from lmrun.domain.errors import LmrunError
 from lmrun.domain.ports import K3S_API_PORT, SKYSERVE_LB_PORTS
 from lmrun.mock_engine import Recording
-from lmrun.verify import tokens
 from lmrun.verify.network import Host
 from lmrun.verify.reachability import K3S_SERVER_ROLE, Fabric, _Outcome, _walk
-from lmrun.verify.resources import Resource, Snapshot, get, plain
+from lmrun.verify.resources import Resource, Snapshot, plain
 from lmrun.verify.sources import snapshot_of
 
 KUBELET_PORT = 10250
@@ -88,31 +87,6 @@ class ElasticPathError(LmrunError):
             f"stack {stack}: {len(self.blocked)} blocked hop(s) of elastic services' node-port paths:\n"
             + "\n".join(str(verdict) for verdict in self.blocked)
         )
-
-
-def skypilot_endpoints(fabric: Fabric, region: str) -> list[Host]:
-    """STAND-IN for wt-net's ``lmrun.aws.network_model.skypilot_endpoints(fabric, region)`` (private subnets behind
-    NAT; the lead wires it at merge): a SkyPilot VM of ``region`` in each subnet of its mesh VPC, with the SkyPilot
-    security group (the ``skypilot`` export's ``name``) of that VPC; none without that group."""
-    model = fabric.by_cloud.get(CLOUD)
-    exported = fabric.exports.get("skypilot")
-    if not isinstance(model, AwsNetwork) or not isinstance(exported, Mapping):
-        return []
-    vpc = model.region_vpc.get(region)
-    if vpc is None:
-        return []
-    groups = tuple(
-        group.urn
-        for group in model.snapshot.of_type(tokens.SECURITY_GROUP)
-        if get(group.inputs, "name") == exported.get("name") and group.urn in model.groups_of_vpc.get(vpc, ())
-    )
-    if not groups:
-        return []
-    hosts = []
-    for subnet in model.subnets_of_vpc.get(vpc, ()):
-        label = f"a SkyPilot VM of {region} in {model.name(subnet)}"
-        hosts.append(Host(label, region, model.subnets[subnet][1], CLOUD, Attachment(subnet, vpc, groups), None, label))
-    return hosts
 
 
 class _Walks:

@@ -71,6 +71,7 @@ __all__ = [
     "check_path",
     "parse_wireguard",
     "reachability_from_resources",
+    "walk_hosts",
 ]
 
 NOT_MODELLED = (
@@ -420,6 +421,16 @@ def check_path(fabric: Fabric, source: str, target: str, port: int) -> PathVerdi
         f"{len(hosts)} client host(s) x {len(replicas)} replica host(s), both ways: {summary}",
         hops,
     )
+
+
+def walk_hosts(fabric: Fabric, client: Host, server: Host, port: int) -> PathVerdict:
+    """Packets from one host to another on tcp/``port`` and back (hosts a path's locations do not list: a virtual
+    SkyPilot VM, :func:`lmrun.aws.network_model.skypilot_endpoints`)."""
+    outcome, hops = _walk(fabric, client, server, port)
+    if outcome.blocked is None:
+        return PathVerdict(client.label, server.label, port, True, ", ".join(sorted(outcome.ways)), hops)
+    ok = None if outcome.undecidable else False
+    return PathVerdict(client.label, server.label, port, ok, outcome.blocked, hops)
 
 
 def _same_machine(a: Host, b: Host) -> bool:

@@ -7,7 +7,10 @@ region without a match is skipped, a missing group is created with SkyPilot's ow
 missing profile fails the launch. So the plan proves, from the stack's ``skypilot`` output (what ``lmrun sky
 render`` writes into ``config.yaml``), that each name is there, and that each region's group lets the mesh
 reach a SkyPilot replica's node ports and app ports (kube-proxy DNATs a node port to ``<replica>:<app port>``
-from whichever node received it).
+from whichever node received it). Each group must also hold an all-traffic rule whose source is another group:
+without one, SkyPilot's ``open_ports`` adds ``0.0.0.0/0`` rules for a task's ports (sky/provision/aws/instance.py).
+Each private subnet the config lists (``aws.subnet_names``) must exist under that ``Name``, assigning no public
+address (SkyPilot with ``use_internal_ips`` refuses a named subnet that does).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from lmrun.verify.resources import Resource, Snapshot, get, is_unknown, network
 
 CONTRACT = "skypilot config names a recorded resource"
 INGRESS_CONTRACT = "skypilot security group admits the mesh"
+OPEN_PORTS_CONTRACT = "skypilot security group stops open_ports"
 
 
 def _named(resources: Iterable[PlannedResource], type_: str, key: str, value: str) -> list[PlannedResource]:
@@ -46,12 +50,15 @@ def _rules_of(group: PlannedResource, snapshot: Snapshot | None) -> list[Any] | 
         for rule in snapshot.of_type(tokens.SG_INGRESS_RULE):
             if snapshot.ref(rule, ("securityGroupId",), (tokens.SECURITY_GROUP,)) is group:
                 cidr = get(rule.inputs, "cidrIpv4")
+                # A group's id is unknown in a first preview: the input is there, naming a group all the same.
+                source_group = rule.inputs.get("referencedSecurityGroupId")
                 rules.append(
                     {
                         "protocol": get(rule.inputs, "ipProtocol"),
                         "fromPort": get(rule.inputs, "fromPort"),
                         "toPort": get(rule.inputs, "toPort"),
                         "cidrBlocks": [cidr] if cidr is not None else [],
+                        "securityGroups": [source_group] if source_group is not None else [],
                     }
                 )
     return rules
@@ -74,6 +81,14 @@ def _admits(rules: list[Any] | None, port: int, source: ipaddress.IPv4Network) -
         if ports_ok and any(c is not None and c.version == 4 and source.subnet_of(c) for c in cidrs):
             return True
     return False
+
+
+def _stops_open_ports(rules: list[Any] | None) -> bool | None:
+    """Whether an all-traffic rule names a source group (SkyPilot then opens no port); None when unknown. The
+    group's own id is never among the sources here (the stack never makes a group refer to itself)."""
+    if rules is None:
+        return None
+    return any(str(get(rule, "protocol")) in ("-1", "all") and get(rule, "securityGroups") for rule in rules)
 
 
 def _mesh_sources(region: str, outputs: Mapping[str, Any]) -> list[ipaddress.IPv4Network]:
@@ -116,6 +131,25 @@ def skypilot_names_exist(resources: Iterable[PlannedResource], outputs: Mapping[
             "an S3 bucket of that name",
         ),
     ]
+    if mesh.controller_profile is not None:
+        results.append(
+            _result(
+                "controller-instance-profile",
+                mesh.controller_profile,
+                bool(_named(listed, tokens.IAM_INSTANCE_PROFILE, "name", mesh.controller_profile)),
+                "an IAM instance profile of that name (aws.remote_identity of sky-serve-controller-*)",
+            )
+        )
+    for subnet_name in mesh.private_subnet_names:
+        subnets = [s for s in listed if s.type == tokens.SUBNET and get(s.inputs, "tags", "Name") == subnet_name]
+        results.append(
+            _result(
+                f"subnet:{subnet_name}",
+                subnet_name,
+                bool(subnets) and all(get(s.inputs, "mapPublicIpOnLaunch") is False for s in subnets),
+                "a subnet of that Name assigning no public address (aws.subnet_names with use_internal_ips)",
+            )
+        )
     ports = sorted({port for s in mesh.services for port in (s.node_port, s.app_port)})
     groups = _named(listed, tokens.SECURITY_GROUP, "name", mesh.name)
     for region, vpc_name in mesh.vpc_names.items():
@@ -138,6 +172,16 @@ def skypilot_names_exist(resources: Iterable[PlannedResource], outputs: Mapping[
                 else CANNOT_TELL
                 if unknown
                 else f"admits tcp/{','.join(map(str, ports))} from {len(sources)} mesh ranges"
+            )
+            stops = _stops_open_ports(rules)
+            results.append(
+                ContractResult(
+                    f"skypilot:security-group:{region}",
+                    OPEN_PORTS_CONTRACT,
+                    CANNOT_TELL if stops is None else "all traffic from another group" if stops else "no such rule",
+                    "an all-traffic rule from another group, or open_ports adds 0.0.0.0/0 rules for a task's ports",
+                    stops is not False,
+                )
             )
             results.append(
                 ContractResult(

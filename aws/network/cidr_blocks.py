@@ -3,8 +3,9 @@ other pools are in :mod:`lmrun.domain.addresses`).
 
 The region table is append-only: a region's /16 never moves, so adding a region (to this table or to a
 stack) never changes another region's CIDR. Inside a region's /16, AZ number *n* of the AZ id
-(``use1-az4`` -> 4) owns ``10.R.(16*n).0/20``; ``10.R.0.0/20`` is kept for later infrastructure subnets.
-Subnets are therefore keyed by AZ id, never by list position.
+(``use1-az4`` -> 4) owns ``10.R.(16*n).0/20``; ``10.R.0.0/20`` is kept for infrastructure subnets: the
+private subnet of AZ *n* (where SkyPilot's VMs run, :func:`private_subnet_cidr`) is ``10.R.n.0/24`` in it.
+Subnets are therefore keyed by AZ id, never by list position, and a private subnet never overlaps a public one.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ REGION_CIDRS: dict[str, ipaddress.IPv4Network] = {
 
 AZ_SUBNET_PREFIX = 20
 MAX_AZ_NUMBER = 15  # 16 /20s fit in a /16 and slot 0 is reserved
+PRIVATE_SUBNET_PREFIX = 24
+"""Private subnets: one /24 per AZ number inside the reserved slot 0 (16 /24s fit in a /20), 251 usable
+addresses each (AWS keeps 5 per subnet: Amazon VPC User Guide, "Subnet CIDR blocks")."""
 
 
 def region_cidr(region: str) -> ipaddress.IPv4Network:
@@ -71,3 +75,13 @@ def az_subnet_cidr(region: str, az_id: str) -> ipaddress.IPv4Network:
         raise ValueError(f"AZ id {az_id!r}: zone number must be 1..{MAX_AZ_NUMBER} to get a subnet")
     subnets = list(region_cidr(region).subnets(new_prefix=AZ_SUBNET_PREFIX))
     return subnets[number]
+
+
+def private_subnet_cidr(region: str, az_id: str) -> ipaddress.IPv4Network:
+    """The private /24 of one AZ: ``10.R.n.0/24`` inside the region's reserved ``10.R.0.0/20``, so it never
+    overlaps (or moves) an AZ's public /20."""
+    number = az_number(az_id)
+    if not 1 <= number <= MAX_AZ_NUMBER:
+        raise ValueError(f"AZ id {az_id!r}: zone number must be 1..{MAX_AZ_NUMBER} to get a subnet")
+    reserved = next(region_cidr(region).subnets(new_prefix=AZ_SUBNET_PREFIX))
+    return list(reserved.subnets(new_prefix=PRIVATE_SUBNET_PREFIX))[number]
