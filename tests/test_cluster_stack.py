@@ -106,6 +106,8 @@ def test_each_k3s_token_reaches_only_its_secret_stores() -> None:
 def test_no_security_group_opens_ssh_or_the_api_to_the_world() -> None:
     for stack in ("dev", "global"):
         for rule in plan(stack).recording.by_type(INGRESS):
+            if "referencedSecurityGroupId" in rule.inputs:
+                continue  # its source is a group's members (SkyPilot's rule admitting the mesh group)
             world = rule.inputs.get("cidrIpv4") in ("0.0.0.0/0", None) or "cidrIpv6" in rule.inputs
             low, high = rule.inputs.get("fromPort", 0), rule.inputs.get("toPort", 65535)
             opens_all = rule.inputs["ipProtocol"] == "-1"
@@ -255,6 +257,32 @@ def test_a_spot_node_with_one_instance_type_does_not_rebalance() -> None:
     assert "overrides" not in group["mixedInstancesPolicy"]["launchTemplate"]
 
 
+SKYSERVE_CONTROLLER_POLICY = "mesh-skyserve-identity-parameters"
+
+
+def _assert_controller_wildcards(allows: list[dict[str, Any]]) -> None:
+    """SkyServe's controller launches VMs whose ARNs nobody knows beforehand: its wildcards are exactly SkyPilot's
+    documented ones (ec2:Describe*, which takes no resource; new instances, volumes, images), and the network
+    resources of a launch only inside the mesh's VPCs."""
+    actions = {a for st in allows for a in st["Action"] if "*" in a}
+    assert actions == {"ec2:Describe*"}
+    wild = {(st["Sid"], r.split(":")[-1]) for st in allows for r in st["Resource"] if "*" in r}
+    assert wild == {
+        ("LaunchImages", "image/ami-*"),
+        ("LaunchInstances", "instance/*"),
+        ("LaunchInstances", "volume/*"),
+        ("LaunchIntoTheMesh", "network-interface/*"),
+        ("LaunchIntoTheMesh", "security-group/*"),
+        ("LaunchIntoTheMesh", "subnet/*"),
+        ("ManageSkyPilotInstances", "instance/*"),
+        ("TagInstances", "instance/*"),
+        ("TagInstances", "volume/*"),
+        ("Describe", "*"),
+    }
+    mesh = next(st for st in allows if st["Sid"] == "LaunchIntoTheMesh")
+    assert list(mesh["Condition"]) == ["StringEquals"] and len(mesh["Condition"]["StringEquals"]["ec2:Vpc"]) == 4
+
+
 def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
     recording = plan("global").recording
     policies = recording.by_type("aws:iam/rolePolicy:RolePolicy")
@@ -263,6 +291,9 @@ def test_iam_policies_name_exact_parameters_and_no_wildcard_actions() -> None:
     for policy in policies:
         document = json.loads(policy.inputs["policy"])
         *allows, deny = document["Statement"]
+        if policy.name == SKYSERVE_CONTROLLER_POLICY:
+            _assert_controller_wildcards(allows)
+            allows = [st for st in allows if st["Sid"] == "ReadParameters"]
         for statement in allows:
             assert statement["Effect"] == "Allow"
             assert all("*" not in action for action in statement["Action"]), policy.name

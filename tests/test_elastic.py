@@ -333,11 +333,17 @@ def test_config_adds_the_controller_internal_ips_and_the_k3s_context(rendered: P
     assert config["serve"] == {"controller": {"resources": {"infra": "aws/us-east-1", "cpus": "2+"}}}
     assert config["aws"]["use_internal_ips"] is True
     # A stack without elastic services exports no controller and no private region either.
-    exported = {**plan("global").outputs["skypilot"], "elastic": [], "controller_profile": None, "private_regions": []}
+    exported = {
+        **plan("global").outputs["skypilot"],
+        "elastic": [],
+        "controller_profile": None,
+        "private_regions": [],
+        "private_subnet_names": [],
+    }
     without = SkyPilotMesh.from_json(exported)
     plain = sky_config(without)
     assert plain["allowed_clouds"] == ["aws"] and "serve" not in plain and "kubernetes" not in plain
-    assert not {"use_internal_ips", "ssh_proxy_command", "post_provision_runcmd"} & set(plain["aws"])
+    assert not {"use_internal_ips", "ssh_proxy_command", "post_provision_runcmd", "subnet_names"} & set(plain["aws"])
     assert plain["aws"]["remote_identity"] == "lmrun-global-skypilot" and plain["aws"]["use_ssm"] is True
 
 

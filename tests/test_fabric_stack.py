@@ -142,14 +142,19 @@ def test_spoke_routes_are_inline_in_the_adopted_main_table_and_wait_for_the_acce
         assert routes["0.0.0.0/0"]["gatewayId"] == f"mesh-{spoke}-igw-id"
         depends = {by_urn[urn].name for urn in table.dependencies}
         assert {f"mesh-{spoke}-vpc", f"mesh-{spoke}-igw", f"mesh-peering-{spoke}-accept"} <= depends
-    # Subnets of a spoke use its main table implicitly; only the main region keeps a table of its own.
+    # Public subnets of a spoke use its main table implicitly; only the main region keeps a table of its own,
+    # beside the private table of SkyPilot's subnets in each private region (global's elastic service: the main
+    # region and its three spot regions).
+    private = plan("global").outputs["skypilot"]["private_regions"]
+    assert private[0] == MAIN and len(private) == 4
     associated = {_by_id(recording)[a.inputs["subnetId"]].name for a in recording.by_type(ASSOCIATION)}
-    assert associated and all(name.startswith(f"mesh-{MAIN}-") for name in associated)
-    # ... its own and the private one of SkyPilot's subnets (lmrun:skypilot is on in global).
-    assert [(regions[t.provider_urn], t.name) for t in recording.by_type(ROUTE_TABLE)] == [
-        (MAIN, f"mesh-{MAIN}-rt"),
-        (MAIN, f"mesh-{MAIN}-private-rt"),
-    ]
+    assert associated and all(
+        name.startswith(f"mesh-{MAIN}-") or any(name.startswith(f"mesh-{r}-private-") for r in private)
+        for name in associated
+    )
+    assert sorted((regions[t.provider_urn], t.name) for t in recording.by_type(ROUTE_TABLE)) == sorted(
+        [(MAIN, f"mesh-{MAIN}-rt"), *((r, f"mesh-{r}-private-rt") for r in private)]
+    )
 
 
 def _inbound_cidrs(recording: Recording) -> dict[str, set[str]]:
@@ -218,9 +223,13 @@ def test_no_route_table_or_security_group_mixes_inline_and_standalone_entries(st
     recording = plan(stack).recording
     routed = {r.inputs["routeTableId"] for r in recording.by_type(ROUTE)}
     associated = {a.inputs["routeTableId"] for a in recording.by_type(ASSOCIATION)}
-    for table in [*recording.by_type(ROUTE_TABLE), *recording.by_type(DEFAULT_ROUTE_TABLE)]:
-        if table.inputs.get("routes") or table.type == DEFAULT_ROUTE_TABLE:
-            assert f"{table.name}-id" not in routed | associated, table.name
+    for table in recording.by_type(ROUTE_TABLE):
+        # An association is no route: a table with inline routes (a spoke's private one) still needs its own.
+        if table.inputs.get("routes"):
+            assert f"{table.name}-id" not in routed, table.name
+    for table in recording.by_type(DEFAULT_ROUTE_TABLE):
+        # A spoke's public subnets use its main table implicitly: no association, no standalone route.
+        assert f"{table.name}-id" not in routed | associated, table.name
     ruled = {r.inputs["securityGroupId"] for r in [*recording.by_type(INGRESS), *recording.by_type(EGRESS)]}
     for group in recording.by_type(SECURITY_GROUP):
         if group.inputs.get("ingress") or group.inputs.get("egress"):
@@ -243,7 +252,8 @@ def _resources_of_spoke(spoke: str) -> tuple[Counter[str], Counter[str]]:
     return fabric, Counter(before[urn].type for urn in gone if SKYPILOT_INFRA in urn)
 
 
-@pytest.mark.parametrize(("spoke", "azs"), [("eu-west-2", 3), ("ap-northeast-2", 4)])
+# Spokes no elastic service bursts into (global's bursts into us-east-2, us-west-2 and eu-west-2, which cannot go).
+@pytest.mark.parametrize(("spoke", "azs"), [("eu-west-3", 3), ("ap-northeast-2", 4)])
 def test_a_spoke_costs_eleven_resources_plus_one_per_az(spoke: str, azs: int) -> None:
     """Ten for the fabric, the adopted default security group (closed) and, with `lmrun:flowLogs` on as in
     `global`, the VPC's flow log: 14 for a spoke of 3 AZs, 15 with 4 (SkyPilot's part counted apart)."""
@@ -297,12 +307,16 @@ def test_fabric_costs_nothing_per_month() -> None:
     recording = plan("global").recording
     types = {r.type for r in recording.custom}
     assert "aws:ec2transitgateway/transitGateway:TransitGateway" not in types
-    # The one NAT gateway is that of SkyPilot's private subnets in the main region, priced on its own line; the
-    # other Elastic IP belongs to the control plane (the WireGuard hub), never to the network fabric.
-    assert [r.name for r in recording.by_type("aws:ec2/natGateway:NatGateway")] == [f"mesh-{MAIN}-nat"]
-    assert [r.name for r in recording.by_type("aws:ec2/eip:Eip")] == [f"mesh-{MAIN}-nat-eip", "mesh-sites-hub-eip"]
+    # The NAT gateways are those of SkyPilot's private subnets (one per private region: the main region and the
+    # elastic service's three spot regions), priced on their own line; the other Elastic IP belongs to the control
+    # plane (the WireGuard hub), never to the network fabric.
+    private = plan("global").outputs["skypilot"]["private_regions"]
+    nats = sorted(r.name for r in recording.by_type("aws:ec2/natGateway:NatGateway"))
+    assert nats == sorted(f"mesh-{r}-nat" for r in private) and len(nats) == 4
+    eips = sorted(r.name for r in recording.by_type("aws:ec2/eip:Eip"))
+    assert eips == sorted([*(f"mesh-{r}-nat-eip" for r in private), "mesh-sites-hub-eip"])
     cost = plan("global").to_json()["cost"]
-    assert cost["fabric_monthly_usd"] == 0 and cost["nat"]["gateways"] == 1
+    assert cost["fabric_monthly_usd"] == 0 and cost["nat"]["gateways"] == 4
 
 
 def _taggable(type_token: str) -> bool:
@@ -357,9 +371,9 @@ def test_adding_a_spoke_only_adds_resources() -> None:
 def test_removing_a_spoke_only_removes_its_resources() -> None:
     before = _state(plan("global").recording)
     spokes = [r for r in plan("global").regions if r != MAIN]
-    after = _state(plan("global", regions=[s for s in spokes if s != "eu-west-2"]).recording)
+    after = _state(plan("global", regions=[s for s in spokes if s != "eu-west-3"]).recording)
     assert set(after) < set(before)
-    assert all("eu-west-2" in urn for urn in set(before) - set(after))
+    assert all("eu-west-3" in urn for urn in set(before) - set(after))
     assert all(before[urn] == after[urn] for urn in after)
 
 

@@ -302,6 +302,7 @@ def test_adding_a_site_on_its_own_lan_only_adds_resources_and_the_hubs_peer_entr
     assert added == [
         "mesh-sites-hub-from-lab-home",
         "mesh-sites-hub-route-lab-home",
+        "mesh-sites-hub-route-private-lab-home",  # ... in the main region's private table too (SkyPilot's VMs)
         "mesh-sites-lab-home-key",
         "mesh-skypilot-us-east-1-from-site-lab-home",  # SkyPilot's main group admits the site (lmrun:skypilot)
     ]

@@ -47,7 +47,9 @@ def _with_entries(
     owner: RecordedResource, key: str, entries: list[dict[str, Any]], deps: list[str]
 ) -> RecordedResource:
     inputs = {**owner.inputs, key: entries}
-    property_dependencies = {**owner.property_dependencies, key: tuple(dict.fromkeys(deps))}
+    # The entries the owner already carries inline keep their dependencies (a spoke's private table's NAT).
+    kept = owner.property_dependencies.get(key, ())
+    property_dependencies = {**owner.property_dependencies, key: tuple(dict.fromkeys((*kept, *deps)))}
     return replace(
         owner,
         inputs=inputs,
