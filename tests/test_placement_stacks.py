@@ -204,7 +204,7 @@ def _l4_node(region: str) -> list[dict[str, Any]]:
             "gpu": "L4",
             "model": "Qwen/Qwen2.5-7B-Instruct",
             "modelRevision": QWEN_REVISION,
-            "nodePort": 30090,
+            "nodePort": 30095,
         }
     ]
 

@@ -9,10 +9,9 @@ resources.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import itertools
-from collections.abc import Iterator
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -45,22 +44,23 @@ SKY_NAME = "lmrun-global-skypilot"
 K3S_API = 6443
 
 
+def _spot_in(region: str) -> PlanReport:
+    """``global`` with its elastic service bursting into ``region`` only: private subnets in the main region and
+    there (``global`` itself bursts into three spoke regions; the plan refuses a spot region without them)."""
+    [service] = json.loads(stack_config("global").config["lmrun:elasticServices"])
+    return plan("global", elasticServices=[{**service, "regions": [region]}])
+
+
 @pytest.fixture(scope="module")
-def with_spoke() -> Iterator[PlanReport]:
-    """``global`` with private subnets in the main region and one spot region (``us-east-2``) only, through the
-    plan's one function (``global``'s elastic service has three spot regions)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(skypilot_plan, "private_regions", lambda main, spot: (main, SPOKE))
-        yield plan_stack(ROOT, stack_config("global"), preview=False)
+def with_spoke() -> PlanReport:
+    """Private subnets in the main region and one spot region (``us-east-2``)."""
+    return _spot_in(SPOKE)
 
 
-@functools.cache
 def _main_only() -> PlanReport:
-    """``global`` with private subnets in the main region only (as without spot regions): the figures below are
-    those of one private region; ``global`` itself adds its elastic service's three spot regions."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(skypilot_plan, "private_regions", lambda main, spot: (main,))
-        return plan_stack(ROOT, stack_config("global"), preview=False)
+    """Private subnets in the main region only (the elastic service bursts into the main region): the figures
+    below are those of one private region."""
+    return _spot_in(MAIN)
 
 
 def _named(report: PlanReport | Recording, name: str) -> Any:
@@ -146,18 +146,13 @@ def test_a_spoke_through_private_regions_gets_an_inline_private_table(with_spoke
 
 def test_private_subnets_only_add_resources() -> None:
     """Blast radius: private subnets in the main region, then in a spoke, add resources and change none."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(skypilot_plan, "private_regions", lambda main, spot: ())
-        without = plan_stack(ROOT, stack_config("global"), preview=False)
+    without = plan("global", elasticServices=[])  # no elastic service: no private network, no controller
     main = _main_only()
-    # Beside the additions, SkyServe's controller may launch into each new private region's VPC: its inline policy
+    assert _changes(without, main, adds=True) == {}
+    spoke = _spot_in(SPOKE)
+    # Beside the additions, SkyServe's controller may launch into the new private region's VPC: its inline policy
     # names the VPC (an update in place, no replacement).
-    controller_policy = {"mesh-skyserve-identity-parameters": {"policy"}}
-    assert _changes(without, main, adds=True) == controller_policy
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(skypilot_plan, "private_regions", lambda main, spot: (main, SPOKE))
-        spoke = plan_stack(ROOT, stack_config("global"), preview=False)
-    assert _changes(main, spoke, adds=True) == controller_policy
+    assert _changes(main, spoke, adds=True) == {"mesh-skyserve-identity-parameters": {"policy"}}
     added = {r.name for r in spoke.recording.resources} - {r.name for r in main.recording.resources}
     assert len(added) == 3 + 2 * 3 and all(name.startswith(f"mesh-{SPOKE}-") for name in added)
 
