@@ -219,6 +219,10 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
         aws["remote_identity"] = remote_identity(mesh.controller_profile, mesh.name)
         if mesh.use_ssm:
             aws.update(private_access(mesh.private_regions))
+        else:
+            # SSH straight to private addresses: SkyPilot's API server runs inside the mesh. Said explicitly, since
+            # with use_internal_ips and no proxy SkyPilot would fall back to Session Manager (backend_utils).
+            aws["use_ssm"] = False
         aws["post_provision_runcmd"] = post_provision_runcmd(
             ControllerJoin(
                 controller_profile=mesh.controller_profile,

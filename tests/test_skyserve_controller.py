@@ -15,6 +15,7 @@ import re
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,13 @@ def test_the_api_server_proxies_through_session_manager_and_the_controller_conne
     on_controller = controller_utils._setup_proxy_command_on_controller(clouds.AWS(), config)
     assert on_controller.get_nested(("aws", "ssh_proxy_command"), None) == {r: None for r in mesh.private_regions}
     assert on_controller.get_nested(("aws", "use_ssm"), None) is False
+
+
+def test_in_ssh_mode_the_config_says_no_session_manager_anywhere(mesh: SkyPilotMesh) -> None:
+    """``useSsm: false``: SSH straight to the private addresses (the API server inside the mesh). ``use_ssm`` must
+    be said false: with ``use_internal_ips`` and no proxy, SkyPilot would otherwise fall back to Session Manager."""
+    aws = sky_config(replace(mesh, use_ssm=False))["aws"]
+    assert aws["use_ssm"] is False and aws["use_internal_ips"] is True and "ssh_proxy_command" not in aws
 
 
 def _runcmd_through_skypilots_template(runcmd: list[str]) -> list[Any]:
