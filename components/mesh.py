@@ -207,6 +207,7 @@ class Mesh(pulumi.ComponentResource):
                         # It launches replicas into the private regions only (the proxy's regions, too).
                         "vpcs": {region: self.vpcs[region].vpc_id for region in plan.skypilot.private_regions},
                         "reads": {path: arns[path] for path in controller.reads},
+                        "session_manager": plan.skypilot.use_ssm,
                         "main_region": plan.main.name,
                         "tags": plan.tags,
                     },

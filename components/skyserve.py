@@ -51,6 +51,8 @@ class ServeControllerIdentityArgs(TypedDict):
     """Region -> the mesh VPC's id there: where it may launch."""
     reads: Mapping[str, pulumi.Input[str]]
     """SSM parameter name -> ARN of each parameter it reads; exactly ``plan.reads``."""
+    session_manager: bool
+    """Attach Session Manager (SkyPilot reaches its VMs through it, ``useSsm``), like the VMs' identity."""
     main_region: str
     tags: Mapping[str, str]
 
@@ -144,6 +146,7 @@ class ServeControllerIdentity(pulumi.ComponentResource):
                 "writes": [],
                 "statements": statements,
                 "fixed_name": plan.name,
+                "session_manager": args["session_manager"],
                 "tags": {**args["tags"], TAG_ROLE: SKYSERVE_CONTROLLER_ROLE, TAG_REGION: args["main_region"]},
             },
             opts=pulumi.ResourceOptions(parent=self),

@@ -229,7 +229,11 @@ def test_ssh_mode_admits_ssh_from_operator_cidrs_only_and_drops_session_manager(
         (22, 22, ("203.0.113.0/24",))
     }
     assert not [r for r in _resources(report) if r.type.endswith("RolePolicyAttachment")]
-    assert "use_ssm" not in sky_config(_mesh(report))["aws"]
+    # Said explicitly (global has elastic services, so private addresses): SkyPilot would fall back to Session Manager.
+    assert sky_config(_mesh(report))["aws"]["use_ssm"] is False
+    assert not [
+        r for r in report.recording.resources if r.name.startswith("mesh-skyserve") and "session-manager" in r.name
+    ]
     assert [v.policy for v in report.violations] == ["no-ssh"] * 18
 
 
