@@ -1,9 +1,11 @@
 """What a SkyPilot user needs to launch into the mesh, rendered from the stack's ``skypilot`` output.
 
-- ``config.yaml`` for ``~/.sky/config.yaml``: AWS only, the mesh VPCs by ``Name`` (``aws.vpc_names``, tried in
+- ``config.yaml`` for ``~/.sky/config.yaml``: the mesh VPCs by ``Name`` (``aws.vpc_names``, tried in
   turn per region; a region without one is skipped), the stack's security group and instance profile by name,
-  encrypted disks, the mesh's tags, Session Manager (``aws.use_ssm``) unless the stack opens SSH, the private
-  subnets by ``Name`` with internal addresses (``aws.subnet_names``, ``aws.use_internal_ips``), and the managed
+  encrypted disks, the mesh's tags, Session Manager (``aws.use_ssm``) unless the stack opens SSH; with elastic
+  services the private subnets by ``Name`` with internal addresses (``aws.subnet_names``,
+  ``aws.use_internal_ips``) and SkyServe's controller (:mod:`lmrun.render.skyserve`: its identity, the Session
+  Manager proxy per region, its boot-time join); and the managed
   jobs controller inside the API server (``jobs.controller.consolidation_mode``): SkyPilot reaches every VM
   from where its API server runs, through Session Manager or from ``lmrun:operatorCidrs``; a controller VM would
   reach them from an address no rule admits (public-IP mode: a security-group reference never matches
@@ -195,20 +197,23 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
         "disk_encrypted": True,
         "labels": dict(mesh.tags),
     }
-    if mesh.use_ssm:
-        aws["use_ssm"] = True
     if mesh.private_subnet_names:
-        # Both or neither: SkyPilot refuses named subnets that are private unless it uses internal addresses.
+        # With elastic services: SkyServe's load balancer proxies to each replica at the address SkyPilot reports,
+        # which must be the private one, inside the mesh. Named private subnets need internal addresses (SkyPilot
+        # refuses them otherwise); the API server then reaches VMs through the Session Manager proxy per region,
+        # or over SSH from inside the mesh (use_ssm said false: SkyPilot would fall back to Session Manager).
         aws["subnet_names"] = list(mesh.private_subnet_names)
-        aws["use_internal_ips"] = True
+        aws.update(
+            private_access(mesh.private_regions) if mesh.use_ssm else {"use_internal_ips": True, "use_ssm": False}
+        )
+    elif mesh.use_ssm:
+        aws["use_ssm"] = True
     config: dict[str, Any] = {
         "allowed_clouds": [HUB_CLOUD],
         HUB_CLOUD: aws,
         "jobs": {"controller": {"consolidation_mode": True}},
     }
     if mesh.elastic:
-        # SkyServe's load balancer proxies to each replica's address: the private one, inside the mesh.
-        aws["use_internal_ips"] = True
         config["allowed_clouds"].append(KUBERNETES_CLOUD)
         # podip: a pool replica's endpoint is its pod IP, which the controller (a K3s agent) reaches over flannel.
         config[KUBERNETES_CLOUD] = {"allowed_contexts": [k3s_context(mesh.stack)], "ports": "podip"}
@@ -217,12 +222,6 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
         }
     if mesh.controller_profile is not None:
         aws["remote_identity"] = remote_identity(mesh.controller_profile, mesh.name)
-        if mesh.use_ssm:
-            aws.update(private_access(mesh.private_regions))
-        else:
-            # SSH straight to private addresses: SkyPilot's API server runs inside the mesh. Said explicitly, since
-            # with use_internal_ips and no proxy SkyPilot would fall back to Session Manager (backend_utils).
-            aws["use_ssm"] = False
         aws["post_provision_runcmd"] = post_provision_runcmd(
             ControllerJoin(
                 controller_profile=mesh.controller_profile,
