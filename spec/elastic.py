@@ -18,7 +18,7 @@ The replica rules mirror ``sky/serve/service_spec.py`` ``SkyServiceSpec.__init__
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
@@ -28,6 +28,7 @@ from lmrun.domain.ports import NODE_PORT_MIN, SKYSERVE_LB_PORTS
 from lmrun.spec.capacity import recorded_offerings
 from lmrun.spec.cloud_rules import ConfigLocation, NodeContext
 from lmrun.spec.errors import ConfigIssue, config_path
+from lmrun.spec.gpu_pool import PoolSpec, valid_pools
 from lmrun.spec.groups import (
     Labels,
     Location,
@@ -95,7 +96,8 @@ class ElasticServiceSpec(VllmWorkload):
         ge=0,
         le=MAX_ELASTIC_REPLICAS,
         description="Replicas always on demand: they run on the mesh's K3s GPU pool (SkyServe's "
-        "base_ondemand_fallback_replicas; Kubernetes counts as on-demand). At most minReplicas.",
+        "base_ondemand_fallback_replicas; Kubernetes counts as on-demand). At most minReplicas, and no more than "
+        "lmrun:gpuPool holds (nodes of this GPU with at least gpuCount GPUs each).",
     )
     dynamic_ondemand_fallback: bool = Field(
         default=False,
@@ -239,6 +241,28 @@ def spot_regions(
     return tuple(found), issues
 
 
+def pool_room(pools: Sequence[PoolSpec], gpu: str, gpu_count: int) -> int:
+    """How many replicas of ``gpu_count`` x ``gpu`` the declared GPU pools hold: a pod's GPUs come from one node."""
+    return sum(
+        pool.total * (pool.gpu_count // gpu_count) for pool in pools if pool.gpu.casefold() == gpu.casefold()
+    )
+
+
+def _base_issues(svc: ElasticServiceSpec, pools: Sequence[PoolSpec], where: ConfigLocation) -> list[ConfigIssue]:
+    """The on-demand base must fit the GPU pool: beyond it SkyServe would launch on-demand VMs in the spot regions,
+    which the plan's baseline does not price."""
+    room = pool_room(pools, svc.gpu, svc.gpu_count)
+    if svc.base_on_demand <= room:
+        return []
+    return [
+        ConfigIssue(
+            config_path((*where, "baseOnDemand")),
+            f"{svc.base_on_demand} replica(s) of {svc.gpu_count}x {svc.gpu} on the K3s GPU pool, which holds {room}: "
+            f"add lmrun:gpuPool nodes of {svc.gpu} (at least {svc.gpu_count} GPUs each) or lower baseOnDemand",
+        )
+    ]
+
+
 def elastic_issues(
     raw: Mapping[str, Any], reserved_ports: Mapping[int, str], sites: Mapping[str, SiteSpec]
 ) -> list[ConfigIssue]:
@@ -274,9 +298,13 @@ def elastic_issues(
     for index, group in valid_groups(raw.get("groups")):
         names.add(group.name)
         ports.setdefault(group.node_port, f"group {group.name!r} (lmrun:groups[{index}])")
+    pools = [pool for _, pool in valid_pools(raw.get("gpuPool"))]
     seen: dict[str, int] = {}
     for entry in listed:
         svc, where = entry.spec, ("elasticServices", entry.index)
+        # (A base above minReplicas is refused as such by the replica rules.)
+        if entry.sound("base_on_demand", "min_replicas", "gpu", "gpu_count") and svc.base_on_demand <= svc.min_replicas:
+            issues.extend(_base_issues(svc, pools, where))
         if entry.sound("name"):
             if svc.name in seen:
                 issues.append(

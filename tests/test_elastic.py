@@ -142,6 +142,22 @@ def test_a_gated_model_is_refused_no_replica_can_read_a_token() -> None:
     assert error.startswith("lmrun:elasticServices[0].modelAccess: gated: SkyServe's replicas read no Hugging Face")
 
 
+def test_the_on_demand_base_must_fit_the_gpu_pool() -> None:
+    """Beyond the pool, SkyServe would put base replicas on on-demand VMs in the spot regions, which the baseline
+    does not price: global's pool (one 1x L4 node) holds a base of 1, not 2, and no base of A10G at all."""
+    assert _planned(elasticServices=[_elastic(minReplicas=2, baseOnDemand=1)])
+    [error] = _errors(elasticServices=[_elastic(minReplicas=2, baseOnDemand=2)])
+    assert error.startswith("lmrun:elasticServices[0].baseOnDemand: 2 replica(s) of 1x L4 on the K3s GPU pool, which")
+    assert "holds 1" in error
+    four_gpus = [
+        {"name": "l4-pool", "gpu": "L4", "gpuCount": 4, "policy": "priority", "replicas": 1, "regions": ["us-east-1"]}
+    ]
+    assert _planned(elasticServices=[_elastic(minReplicas=2, baseOnDemand=2)], gpuPool=four_gpus)
+    [error] = _errors(elasticServices=[_elastic(gpu="A10G", gpuCount=1, regions=["us-east-2"])])
+    assert "baseOnDemand: 1 replica(s) of 1x A10G on the K3s GPU pool, which holds 0" in error
+    assert _planned(elasticServices=[_elastic(baseOnDemand=0)])
+
+
 def test_load_balancer_ports_are_refused_to_every_mesh_node_port() -> None:
     errors = _errors(
         phoenix={"uiNodePort": 30001},
