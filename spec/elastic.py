@@ -243,9 +243,7 @@ def spot_regions(
 
 def pool_room(pools: Sequence[PoolSpec], gpu: str, gpu_count: int) -> int:
     """How many replicas of ``gpu_count`` x ``gpu`` the declared GPU pools hold: a pod's GPUs come from one node."""
-    return sum(
-        pool.total * (pool.gpu_count // gpu_count) for pool in pools if pool.gpu.casefold() == gpu.casefold()
-    )
+    return sum(pool.total * (pool.gpu_count // gpu_count) for pool in pools if pool.gpu.casefold() == gpu.casefold())
 
 
 def _base_issues(svc: ElasticServiceSpec, pools: Sequence[PoolSpec], where: ConfigLocation) -> list[ConfigIssue]:
