@@ -130,8 +130,12 @@ def test_a_pool_draws_on_the_recorded_quota_like_a_group() -> None:
 def test_adding_the_pool_only_adds_resources() -> None:
     """With lmrun:skypilot on, the server applies the pool's objects and publishes SkyPilot's kubeconfig, pool or
     not: declaring a pool adds its node and nothing else changes."""
-    before = plan("global", gpuPool=[])
-    after = plan("global")
+    # global's elastic service keeps its on-demand base on the pool: without the pool it would not fit, so both
+    # sides run it without a base (the pool is what changes).
+    [service] = json.loads(stack_config("global").config["lmrun:elasticServices"])
+    no_base = [{**service, "baseOnDemand": 0}]
+    before = plan("global", gpuPool=[], elasticServices=no_base)
+    after = plan("global", elasticServices=no_base)
     old = {r.urn: r for r in before.recording.resources}
     new = {r.urn: r for r in after.recording.resources}
     assert set(old) <= set(new)
