@@ -33,9 +33,12 @@ from lmrun.cli.stack_edit import FlowList, write_stack_keys
 from lmrun.clouds import HUB_CLOUD
 from lmrun.spec import ConfigError, ConfigIssue, MeshSpec, parse_spec
 from lmrun.spec.config import PREFIX, namespaced
+from lmrun.spec.elastic import ElasticServiceSpec
+from lmrun.spec.gpu_pool import valid_pools
 from lmrun.spec.groups import valid_groups
 from lmrun.spec.model import DEFAULT_GPU_INSTANCE_TYPES
 from lmrun.spec.nodes import NodeSpec
+from lmrun.spec.partial import whole_entries
 from lmrun.spec.stackfile import load_stack_config
 
 if TYPE_CHECKING:
@@ -182,17 +185,12 @@ def sync_stack_regions(
 
 
 def placeable_types(raw: Mapping[str, Any]) -> set[str]:
-    """Every catalog instance type that could carry the GPUs of a node or a group the config declares (their
-    offerings decide where the plan can place them)."""
+    """Every catalog instance type that could carry the GPUs of a node, a group, a GPU pool or an elastic service
+    the config declares (their offerings decide where the plan can place them)."""
     shapes: set[tuple[str, int]] = {(g.gpu, g.gpu_count) for _, g in valid_groups(raw.get("groups"))}
-    nodes = raw.get("nodes")
-    for item in nodes if isinstance(nodes, list) else []:
-        try:
-            node = NodeSpec.model_validate(item, by_name=False)
-        except ValueError:  # pydantic's ValidationError; the spec reports it
-            continue
-        if node.cloud == HUB_CLOUD:
-            shapes.add((node.gpu, node.gpu_count))
+    shapes |= {(p.gpu, p.gpu_count) for _, p in valid_pools(raw.get("gpuPool"))}
+    shapes |= {(e.gpu, e.gpu_count) for _, e in whole_entries(raw.get("elasticServices"), ElasticServiceSpec)}
+    shapes |= {(n.gpu, n.gpu_count) for _, n in whole_entries(raw.get("nodes"), NodeSpec) if n.cloud == HUB_CLOUD}
     types: set[str] = set()
     for gpu, count in shapes:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from lmrun.clouds import HUB_CLOUD
 from lmrun.domain.ports import NODE_PORT_MIN
@@ -26,6 +26,7 @@ from lmrun.spec.groups import (
     valid_groups,
 )
 from lmrun.spec.nodes import RESERVED_NODE_NAMES, Name, NodeSpec, ServiceSpec
+from lmrun.spec.partial import whole_entries
 
 if TYPE_CHECKING:
     from lmrun.spec.sites import SiteSpec
@@ -71,13 +72,7 @@ class PoolSpec(Placement):
 def valid_pools(raw: Any) -> list[tuple[int, PoolSpec]]:
     """Entries of ``lmrun:gpuPool`` that validate on their own, with their index (the others are reported by the
     whole-spec validation)."""
-    valid: list[tuple[int, PoolSpec]] = []
-    for index, item in enumerate(raw if isinstance(raw, list) else []):
-        try:
-            valid.append((index, PoolSpec.model_validate(item, by_name=False)))
-        except ValidationError:
-            continue
-    return valid
+    return whole_entries(raw, PoolSpec)
 
 
 def _taken_names(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> dict[str, str]:
@@ -85,16 +80,11 @@ def _taken_names(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -> d
     pool's name, like a group's replicas: the two must differ)."""
     taken = {name: "a name of the mesh's own VMs" for name in RESERVED_NODE_NAMES}
     taken |= {name: "a service of the mesh" for name in reserved_ports.values()}
-    for key, model in (("nodes", NodeSpec), ("services", ServiceSpec)):
-        listed = raw.get(key)
-        for index, item in enumerate(listed if isinstance(listed, list) else []):
-            try:
-                entry = model.model_validate(item, by_name=False)
-            except ValidationError:
-                continue
-            names = (entry.name, entry.service_name) if isinstance(entry, NodeSpec) else (entry.name,)
-            for name in names:
-                taken.setdefault(name, f"lmrun:{key}[{index}]")
+    for index, node in whole_entries(raw.get("nodes"), NodeSpec):
+        for name in (node.name, node.service_name):
+            taken.setdefault(name, f"lmrun:nodes[{index}]")
+    for index, service in whole_entries(raw.get("services"), ServiceSpec):
+        taken.setdefault(service.name, f"lmrun:services[{index}]")
     for index, group in valid_groups(raw.get("groups")):
         taken.setdefault(group.name, f"lmrun:groups[{index}]")
     return taken

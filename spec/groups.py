@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from lmrun.aws.region.catalog import REGIONS
 from lmrun.clouds import HUB_CLOUD, SITE_CLOUDS
@@ -38,6 +38,7 @@ from lmrun.spec.cloud_rules import ConfigLocation, NodeContext, cloud_rules
 from lmrun.spec.errors import ConfigIssue, config_path
 from lmrun.spec.model_base import SpecModel
 from lmrun.spec.nodes import RESERVED_NODE_NAMES, Name, NodeSpec, ServiceSpec, VllmWorkload
+from lmrun.spec.partial import whole_entries
 from lmrun.spec.sites import (
     SiteSpec,
     _pattern,  # the one "value matches a pattern" validator of the spec
@@ -204,13 +205,7 @@ def offer_issues(
 def valid_groups(raw: Any) -> list[tuple[int, GroupSpec]]:
     """Entries of ``lmrun:groups`` that validate on their own, with their index (the others are reported by the
     whole-spec validation)."""
-    valid: list[tuple[int, GroupSpec]] = []
-    for index, item in enumerate(raw if isinstance(raw, list) else []):
-        try:
-            valid.append((index, GroupSpec.model_validate(item, by_name=False)))
-        except ValidationError:
-            continue
-    return valid
+    return whole_entries(raw, GroupSpec)
 
 
 def valid_labels(raw: Any) -> dict[str, dict[str, str]]:
@@ -230,19 +225,10 @@ def taken_endpoints(raw: Mapping[str, Any], reserved_ports: Mapping[int, str]) -
     """Names (nodes, services) and node ports (port -> owner) the nodes, services and the mesh already hold."""
     names = set(RESERVED_NODE_NAMES) | set(reserved_ports.values())
     ports = {port: f"{owner} (reserved by the mesh)" for port, owner in reserved_ports.items()}
-    raw_nodes, raw_services = raw.get("nodes"), raw.get("services")
-    for index, item in enumerate(raw_nodes if isinstance(raw_nodes, list) else []):
-        try:
-            node = NodeSpec.model_validate(item, by_name=False)
-        except ValidationError:
-            continue
+    for index, node in whole_entries(raw.get("nodes"), NodeSpec):
         names |= {node.name, node.service_name}
         ports.setdefault(node.node_port, f"service {node.service_name!r} (lmrun:nodes[{index}])")
-    for index, item in enumerate(raw_services if isinstance(raw_services, list) else []):
-        try:
-            service = ServiceSpec.model_validate(item, by_name=False)
-        except ValidationError:
-            continue
+    for index, service in whole_entries(raw.get("services"), ServiceSpec):
         names.add(service.name)
         ports.setdefault(service.node_port, f"service {service.name!r} (lmrun:services[{index}])")
     return names, ports

@@ -62,3 +62,15 @@ def entries(raw: Any, model: type[M]) -> list[Entry[M]]:
         return []
     found = (entry(index, item, model) for index, item in enumerate(raw))
     return [item for item in found if item is not None]
+
+
+def whole_entries(raw: Any, model: type[M]) -> list[tuple[int, M]]:
+    """Entries of the raw list ``raw`` that validate on their own, with their index: for checks that need every
+    field of an entry (the others are reported by the whole-spec validation)."""
+    valid: list[tuple[int, M]] = []
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            valid.append((index, model.model_validate(item, by_name=False)))
+        except ValidationError:
+            continue
+    return valid

@@ -413,3 +413,30 @@ def test_cli_bad_main_region_exits_2_with_the_config_path(
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("lmrun:mainRegion: 'eu-west-9' is not an AWS region this mesh knows")
+
+
+def test_offerings_are_asked_for_every_gpu_the_config_places() -> None:
+    """Nodes, groups, GPU pools and elastic services each decide where their GPU can run from the recorded
+    offerings: `regions sync` asks for the instance types of each (an unknown shape adds nothing)."""
+    from lmrun.cli.regions_sync import placeable_types
+
+    node = {
+        "name": "a",
+        "region": "us-east-2",
+        "gpu": "A10G",
+        "model": "m/x",
+        "modelRevision": "0" * 40,
+        "nodePort": 30100,
+    }
+    pool = {"name": "p", "gpu": "L4", "gpuCount": 4, "policy": "priority", "replicas": 1, "regions": ["us-east-1"]}
+    elastic = {"name": "e", "gpu": "L40S", "model": "m/x", "modelRevision": "0" * 40, "minReplicas": 1,
+               "maxReplicas": 2, "targetQpsPerReplica": 1, "policy": "priority", "regions": ["us-east-2"],
+               "nodePort": 30101}  # fmt: skip
+    assert placeable_types({"nodes": [node]}) == {"g5.xlarge", "g5.2xlarge", "g5.4xlarge", "g5.8xlarge", "g5.16xlarge"}
+    assert "g6.12xlarge" in placeable_types({"gpuPool": [pool]}) and "g6.xlarge" not in placeable_types(
+        {"gpuPool": [pool]}
+    )
+    assert placeable_types({"elasticServices": [elastic]}) and all(
+        t.startswith("g6e.") for t in placeable_types({"elasticServices": [elastic]})
+    )
+    assert placeable_types({"gpuPool": [{**pool, "gpu": "NOPE"}]}) == set()
