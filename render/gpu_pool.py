@@ -81,6 +81,12 @@ DEVICE_PLUGIN = "nvidia-device-plugin"
 SKYPILOT_NAMESPACE = "skypilot"
 SKYPILOT_ACCOUNT = "lmrun-skypilot"
 SKYPILOT_TOKEN_SECRET = f"{SKYPILOT_ACCOUNT}-token"
+SKYPILOT_POD_ACCOUNT = "lmrun-skypilot-pods"
+"""The ServiceAccount SkyPilot's pods run as (``kubernetes.remote_identity``): no role, no token mounted. Naming it
+keeps SkyPilot off its default path, which creates ``skypilot-service-account`` with Roles, ClusterRoles, their
+bindings and the ``skypilot-system`` namespace at every launch (sky 0.14.1, ``sky/provision/kubernetes/config.py``
+``bootstrap_instances``: only for the default account; "the user has already set up the necessary roles"
+otherwise): ``lmrun-skypilot``'s minimum RBAC may create none of those, and a replica's pod needs no API access."""
 SKYPILOT_ROLE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("", ("pods", "pods/status", "pods/exec", "pods/portforward"), ("*",)),
     ("", ("services",), ("*",)),
@@ -156,8 +162,24 @@ def _rules(rules: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> list[di
     ]
 
 
-def namespace(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(MANAGED_BY)}}
+POD_SECURITY_BASELINE = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+"""Pod Security Admission (built into Kubernetes and K3s) refusing privileged, hostPath, hostNetwork and added
+capabilities in the ``skypilot`` namespace. SkyPilot uploads every local cloud credential, the operator's kubeconfig
+included, to every cluster it launches (sky 0.14.1 ``sky/check.py`` ``get_cloud_credential_file_mounts``; only a
+``NO_UPLOAD`` cloud is left out, and the controller needs the kubeconfig): so any SkyPilot VM may hold
+``lmrun-skypilot``'s token. With this label that token cannot start a pod that reaches its node (SkyPilot's own pods
+need none of it unless they ask for RDMA or FUSE: ``sky/templates/kubernetes-ray.yml.j2``)."""
+
+
+def namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {**MANAGED_BY, **(labels or {})}},
+    }
 
 
 def device_plugin_manifest(image: str = DEVICE_PLUGIN_IMAGE) -> dict[str, Any]:
@@ -233,16 +255,23 @@ def skypilot_network_policy() -> dict[str, Any]:
 
 
 def skypilot_access_manifests() -> list[dict[str, Any]]:
-    """The ``skypilot`` namespace, its policies, and the ``lmrun-skypilot`` ServiceAccount with its token and RBAC."""
+    """The ``skypilot`` namespace, its policies, the ``lmrun-skypilot`` ServiceAccount with its token and RBAC, and
+    the pods' account (:data:`SKYPILOT_POD_ACCOUNT`, bound to nothing)."""
     rbac = "rbac.authorization.k8s.io"
     named = {"name": SKYPILOT_ACCOUNT, "namespace": SKYPILOT_NAMESPACE, "labels": dict(MANAGED_BY)}
     cluster_named = {"name": SKYPILOT_ACCOUNT, "labels": dict(MANAGED_BY)}
     subject = [{"kind": "ServiceAccount", "name": SKYPILOT_ACCOUNT, "namespace": SKYPILOT_NAMESPACE}]
     return [
-        namespace(SKYPILOT_NAMESPACE),
+        namespace(SKYPILOT_NAMESPACE, POD_SECURITY_BASELINE),
         default_deny_manifest(SKYPILOT_NAMESPACE),
         skypilot_network_policy(),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": named, "automountServiceAccountToken": False},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {**named, "name": SKYPILOT_POD_ACCOUNT},
+            "automountServiceAccountToken": False,
+        },
         {
             # Created by hand, like the deployer's: never expires; deleting the Secret revokes it.
             "apiVersion": "v1",

@@ -43,6 +43,7 @@ from lmrun.domain.skypilot import CHECKPOINT_PREFIX, LABEL_LAUNCHER, SKY_NODE_PR
 from lmrun.plan.elastic import CONTROLLER_CPUS, ElasticServicePlan
 from lmrun.render.cloudinit import SCRIPT_DIR
 from lmrun.render.cloudinit import _Dumper as LiteralDumper
+from lmrun.render.gpu_pool import SKYPILOT_POD_ACCOUNT
 from lmrun.render.k3s import AGENT_TOKEN_FILE, K3S_INSTALL_SCRIPT, SSM_GET_SCRIPT
 from lmrun.render.phoenix import CLIENT_ENV_FILE, otlp_endpoint
 from lmrun.render.runtime import UV_VENV_SCRIPT
@@ -216,7 +217,12 @@ def sky_config(mesh: SkyPilotMesh) -> dict[str, Any]:
     if mesh.elastic:
         config["allowed_clouds"].append(KUBERNETES_CLOUD)
         # podip: a pool replica's endpoint is its pod IP, which the controller (a K3s agent) reaches over flannel.
-        config[KUBERNETES_CLOUD] = {"allowed_contexts": [k3s_context(mesh.stack)], "ports": "podip"}
+        # The pods run as an account bound to nothing, which SkyPilot then leaves as it is (render/gpu_pool.py).
+        config[KUBERNETES_CLOUD] = {
+            "allowed_contexts": [k3s_context(mesh.stack)],
+            "ports": "podip",
+            "remote_identity": SKYPILOT_POD_ACCOUNT,
+        }
         config["serve"] = {
             "controller": {"resources": {"infra": f"{HUB_CLOUD}/{mesh.main_region}", "cpus": CONTROLLER_CPUS}}
         }

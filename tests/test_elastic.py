@@ -345,7 +345,11 @@ def test_config_adds_the_controller_internal_ips_and_the_k3s_context(rendered: P
     config = yaml.safe_load((rendered / "config.yaml").read_text())
     common_utils.validate_schema(config, schemas.get_config_schema(), "Invalid config YAML: ")
     assert config["allowed_clouds"] == ["aws", "kubernetes"]
-    assert config["kubernetes"] == {"allowed_contexts": ["lmrun-global"], "ports": "podip"}
+    assert config["kubernetes"] == {
+        "allowed_contexts": ["lmrun-global"],
+        "ports": "podip",
+        "remote_identity": "lmrun-skypilot-pods",  # an account the server applies, bound to nothing
+    }
     assert config["serve"] == {"controller": {"resources": {"infra": "aws/us-east-1", "cpus": "2+"}}}
     assert config["aws"]["use_internal_ips"] is True
     # A stack without elastic services exports no controller and no private region either.

@@ -200,7 +200,7 @@ def test_the_pool_objects_pass_kubernetes_validate_strict(tmp_path: Path) -> Non
     assert sorted(o.kind for o in objects) == sorted(
         [
             *["Namespace", "NetworkPolicy", "DaemonSet", "RuntimeClass"],
-            *["Namespace", "NetworkPolicy", "NetworkPolicy", "ServiceAccount", "Secret"],
+            *["Namespace", "NetworkPolicy", "NetworkPolicy", "ServiceAccount", "ServiceAccount", "Secret"],
             *["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"],
         ]
     )
@@ -244,6 +244,25 @@ def test_skypilot_gets_its_documented_minimum_and_a_namespace_open_to_the_mesh_o
     assert "0.0.0.0/0" not in sources and "10.42.0.0/16" in sources
     assert policy["egress"] == [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]}]
     assert ("NetworkPolicy", "default-deny") in manifests
+
+
+def test_skypilots_pods_run_as_an_account_bound_to_nothing_in_a_namespace_that_refuses_privileged_pods() -> None:
+    """SkyPilot's default pod account would make it create RBAC objects the minimum role may not; the named one
+    keeps it off that path. SkyPilot uploads the operator's kubeconfig to every cluster it launches, so the
+    namespace enforces Pod Security's baseline: that token cannot start a pod that reaches its node."""
+    from lmrun.render.skypilot import SkyPilotMesh, sky_config
+
+    manifests = gpu_pool.skypilot_access_manifests()
+    pods = next(
+        m for m in manifests if m["kind"] == "ServiceAccount" and m["metadata"]["name"] == "lmrun-skypilot-pods"
+    )
+    assert pods["metadata"]["namespace"] == "skypilot" and pods["automountServiceAccountToken"] is False
+    bound = [s["name"] for m in manifests if m["kind"].endswith("Binding") for s in m["subjects"]]
+    assert bound and "lmrun-skypilot-pods" not in bound
+    mesh = SkyPilotMesh.from_json(plan("global").outputs["skypilot"])
+    assert sky_config(mesh)["kubernetes"]["remote_identity"] == "lmrun-skypilot-pods"
+    namespace = next(m for m in manifests if m["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
 
 
 def test_the_server_publishes_skypilots_kubeconfig_and_may_write_it() -> None:
