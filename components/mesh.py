@@ -3,7 +3,6 @@ K3s cluster with GPU nodes, node ports and Phoenix, and the WireGuard sites."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, NotRequired, TypedDict
 
@@ -25,7 +24,6 @@ from lmrun.domain.secrets import SecretPaths
 from lmrun.domain.skypilot import joining_credential_path
 from lmrun.plan.mesh import MeshPlan, RegionPlan
 from lmrun.render.kubernetes import ElasticNodePort
-from lmrun.render.skypilot import sky_elastic
 
 
 class MeshArgs(TypedDict):
@@ -218,8 +216,7 @@ class Mesh(pulumi.ComponentResource):
                 {region: vpc.name_tag for region, vpc in self.vpcs.items()},
                 [name for vpc in self.vpcs.values() for name in vpc.private_subnet_names],
             )
-            elastic = tuple(sky_elastic(service) for service in plan.skypilot.elastic)
-            self.skypilot = dataclasses.replace(facts, elastic=elastic).to_json()
+            self.skypilot = facts.to_json()
         self.join_bundles = self.sites.join_bundles if self.sites is not None else pulumi.Output.secret({})
 
         self.vpc_ids = pulumi.Output.all(**{region: vpc.vpc_id for region, vpc in self.vpcs.items()})

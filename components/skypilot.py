@@ -41,7 +41,7 @@ from lmrun.domain.skypilot import CHECKPOINT_PREFIX, SKYPILOT_ROLE, joining_cred
 from lmrun.plan.backup import NONCURRENT_DAYS
 from lmrun.plan.mesh import MeshPlan
 from lmrun.plan.skypilot import SkyPilotPlan
-from lmrun.render.skypilot import SkyPilotMesh, SkyService
+from lmrun.render.skypilot import SkyPilotMesh, SkyService, sky_elastic
 
 SSH_PORT = 22
 
@@ -184,6 +184,7 @@ def sky_facts(plan: MeshPlan, vpc_names: Mapping[str, str], private_subnet_names
         tags={**plan.tags, TAG_ROLE: SKYPILOT_ROLE},
         controller_profile=sky.controller.name if sky.controller is not None else None,
         private_regions=sky.private_regions,
+        elastic=tuple(sky_elastic(service) for service in sky.elastic),
     )
 
 

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from lmrun.cli.main import main
 from lmrun.spec.stackfile import StackConfig, load_stack_config
 from lmrun.verify.offline import PlanReport, plan_stack
 
@@ -140,3 +142,24 @@ class CallWatcher:
             with self._lock:
                 self.in_flight -= 1
         return self.answer(region)
+
+
+# --- the pinned skypilot over `lmrun sky render`'s files ---------------------------------------------------
+@pytest.fixture(autouse=True)
+def _traceback_limit_kept() -> Iterator[None]:
+    """SkyPilot sets ``sys.tracebacklimit = 0`` while it raises a user-facing error and leaves it there; Pulumi's
+    SDK then finds no stack to attribute a resource to. Each test gets the process as it found it."""
+    had, before = hasattr(sys, "tracebacklimit"), getattr(sys, "tracebacklimit", None)
+    yield
+    if had:
+        sys.tracebacklimit = before  # type: ignore[assignment]
+    elif hasattr(sys, "tracebacklimit"):
+        del sys.tracebacklimit
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``lmrun sky render --stack global`` into a folder of the module (the SkyPilot tests read it)."""
+    out = tmp_path_factory.mktemp("sky")
+    assert main(["sky", "render", "--project-dir", str(ROOT), "--stack", "global", "--out", str(out)]) == 0
+    return out

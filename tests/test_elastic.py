@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import io
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ import yaml
 from rich.console import Console
 
 from lmrun.aws.instances import catalog
-from lmrun.cli.main import main
 from lmrun.cli.models import model_targets
 from lmrun.cli.plan_view import cost_table
 from lmrun.plan.elastic import CONTROLLER_INSTANCE_TYPE, controller_usd_hour
@@ -28,7 +26,7 @@ from lmrun.policy.rules import evaluate
 from lmrun.render.skypilot import SkyPilotMesh, k3s_context, sky_config
 from lmrun.spec.errors import ConfigError, PlanError
 from lmrun.verify.sources import from_recording
-from tests.conftest import ROOT, plan, stack_config
+from tests.conftest import plan, stack_config
 from tests.validators import assert_shellcheck_clean
 
 SERVICE = {
@@ -220,24 +218,6 @@ def test_each_region_is_priced_like_a_spot_node_there() -> None:
 
 
 # --- render -------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _traceback_limit_kept() -> Iterator[None]:
-    """SkyPilot leaves ``sys.tracebacklimit = 0`` behind after a user-facing error (see tests/test_skypilot.py)."""
-    had, before = hasattr(sys, "tracebacklimit"), getattr(sys, "tracebacklimit", None)
-    yield
-    if had:
-        sys.tracebacklimit = before  # type: ignore[assignment]
-    elif hasattr(sys, "tracebacklimit"):
-        del sys.tracebacklimit
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sky")
-    assert main(["sky", "render", "--project-dir", str(ROOT), "--stack", "global", "--out", str(out)]) == 0
-    return out
 
 
 def _service_file(rendered: Path) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 import yaml
 
-from lmrun.cli.main import main
 from lmrun.cli.sky import render_stack
 from lmrun.components.instance_role import SSM_MANAGED_INSTANCE_CORE
 from lmrun.domain.secrets import SecretPaths
@@ -38,25 +36,6 @@ def _resources(report: Any, prefix: str = SKY) -> list[Any]:
 
 def _mesh(report: Any) -> SkyPilotMesh:
     return SkyPilotMesh.from_json(report.outputs["skypilot"])
-
-
-@pytest.fixture(autouse=True)
-def _traceback_limit_kept() -> Iterator[None]:
-    """SkyPilot sets ``sys.tracebacklimit = 0`` while it raises a user-facing error and leaves it there; Pulumi's
-    SDK then finds no stack to attribute a resource to. Each test gets the process as it found it."""
-    had, before = hasattr(sys, "tracebacklimit"), getattr(sys, "tracebacklimit", None)
-    yield
-    if had:
-        sys.tracebacklimit = before  # type: ignore[assignment]
-    elif hasattr(sys, "tracebacklimit"):
-        del sys.tracebacklimit
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sky")
-    assert main(["sky", "render", "--project-dir", str(ROOT), "--stack", "global", "--out", str(out)]) == 0
-    return out
 
 
 def test_render_writes_the_config_and_three_task_kinds(rendered: Path) -> None:

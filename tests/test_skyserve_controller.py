@@ -258,4 +258,17 @@ def test_the_controller_may_launch_only_into_the_mesh_and_pass_only_the_vms_role
     assert network["Condition"] == {"StringEquals": {"ec2:Vpc": [vpc]}}
     assert statements["PassTheVmsRole"]["Resource"] == ["arn:aws:iam::123456789012:role/lmrun-global-skypilot"]
     assert statements["ManageSkyPilotInstances"]["Condition"] == {"Null": {"ec2:ResourceTag/ray-cluster-name": "false"}}
-    assert SKYSERVE_CONTROLLER_PATTERN == "sky-serve-controller-*"
+
+
+def test_the_mesh_pins_skypilots_own_controller_name_and_load_balancer_ports() -> None:
+    """The controller's identity matches SkyServe's controller cluster names, and the reserved node ports are the
+    ports its load balancers take (the pinned skypilot's constants: a SkyPilot upgrade that moves them fails here)."""
+    from sky.serve import constants
+    from sky.utils import common
+
+    from lmrun.domain.ports import SKYSERVE_LB_PORTS
+
+    assert f"{common.SKY_SERVE_CONTROLLER_PREFIX}*" == SKYSERVE_CONTROLLER_PATTERN
+    low, high = map(int, constants.LOAD_BALANCER_PORT_RANGE.split("-"))
+    assert (SKYSERVE_LB_PORTS.start, SKYSERVE_LB_PORTS.stop - 1) == (low, high)
+    assert low == constants.LOAD_BALANCER_PORT_START
